@@ -1,0 +1,30 @@
+"""ckptlint: check PyTorch checkpoints before you load them.
+
+``import ckptlint`` imports no torch; nothing here executes a checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .errors import CheckpointError, CkptlintError
+from .inventory import FormatFacts, GlobalRef, Inventory, StorageRecord, TensorRecord
+from .limits import DEFAULT_LIMITS, Limits
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "CheckpointError", "CkptlintError", "FormatFacts", "GlobalRef", "Inventory", "Limits",
+    "StorageRecord", "TensorRecord", "inspect", "__version__",
+]
+
+
+def inspect(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> Inventory:
+    """Read a checkpoint's structure statically: no code from the file runs, no tensor bytes are read.
+
+    Raises :class:`CheckpointError` (with a one-line ``reason``) for input that
+    cannot be read as a checkpoint.
+    """
+    from .formats import read_inventory
+
+    return read_inventory(path, limits)

@@ -1,0 +1,153 @@
+"""Turn the static unpickler's object tree into tensor records and a JSON structure.
+
+Each container is visited once (a second reference becomes a ``__ref__``
+marker), so shared references cannot make the walk exponential; tensors are
+recorded at every path that reaches them, because a tied weight lives at two
+keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..inventory import KeyPath, StorageRecord, TensorRecord
+from ..limits import DEFAULT_LIMITS, Limits
+from .unpickler import Call, Global, ODict, Storage, TensorStub
+
+_MAX_STR = 1000
+
+
+@dataclass
+class Collected:
+    tensors: list[TensorRecord] = field(default_factory=list)
+    metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def path_label(path: KeyPath) -> str:
+    return "/".join(str(p) for p in path)
+
+
+class _Walker:
+    def __init__(self, stream: str, limits: Limits, out: Collected) -> None:
+        self.stream = stream
+        self.limits = limits
+        self.out = out
+        self.seen: dict[int, KeyPath] = {}
+        self.truncated = False
+
+    def walk(self, obj: Any, path: KeyPath) -> Any:
+        if obj is None or isinstance(obj, (bool, float)):
+            return obj
+        if isinstance(obj, int):
+            return obj if abs(obj) < 1 << 63 else {"__int__": f"{obj.bit_length()} bits"}
+        if isinstance(obj, str):
+            return obj if len(obj) <= _MAX_STR else obj[:_MAX_STR] + "…"
+        if isinstance(obj, (bytes, bytearray)):
+            return {"__bytes__": len(obj)}
+        if isinstance(obj, TensorStub):
+            return {"__tensor__": self._tensor(obj, path)}
+        if isinstance(obj, Global):
+            return {"__global__": obj.qualname}
+        if isinstance(obj, Storage):
+            return {"__storage__": obj.key}
+        if len(path) >= self.limits.max_walk_depth:
+            self.truncated = True
+            return {"__truncated__": True}
+        oid = id(obj)
+        if oid in self.seen:
+            return {"__ref__": path_label(self.seen[oid])}
+        self.seen[oid] = path
+        if isinstance(obj, dict):
+            out: dict[str, Any] = {}
+            for k, v in obj.items():
+                key = k if isinstance(k, (str, int, float, bool)) or k is None else _label(k)
+                out[str(key)] = self.walk(v, path + (key,))
+            if isinstance(obj, ODict):
+                self._metadata(obj, path)
+                if obj.qualname != "collections.OrderedDict":
+                    return {"__object__": obj.qualname, "items": out}
+            return out
+        if isinstance(obj, (list, tuple)):
+            return [self.walk(v, path + (i,)) for i, v in enumerate(obj)]
+        if isinstance(obj, (set, frozenset)):
+            return {"__set__": [self.walk(v, path + (i,)) for i, v in enumerate(obj)]}
+        if isinstance(obj, Call):
+            return self._call(obj, path)
+        return {"__object__": type(obj).__name__}
+
+    def _call(self, obj: Call, path: KeyPath) -> Any:
+        node: dict[str, Any] = {"__object__": obj.qualname}
+        if obj.args:
+            node["args"] = [self.walk(v, path + ("__args__", i)) for i, v in enumerate(obj.args)]
+        state = obj.state
+        if isinstance(state, tuple) and len(state) == 2 and isinstance(state[0], (dict, type(None))):
+            state = state[0]  # (state, slotstate)
+        if isinstance(state, dict):
+            node["state"] = {str(k): self.walk(v, path + (k if isinstance(k, (str, int)) else _label(k),))
+                             for k, v in state.items()}
+        elif state is not None:
+            node["state"] = self.walk(state, path + ("__state__",))
+        if obj.items:
+            node["items"] = [self.walk(v, path + (i,)) for i, v in enumerate(obj.items)]
+        if obj.dictitems:
+            node["dictitems"] = {str(_label(k) if not isinstance(k, (str, int)) else k):
+                                 self.walk(v, path + (k if isinstance(k, (str, int)) else _label(k),))
+                                 for k, v in obj.dictitems}
+        return node
+
+    def _metadata(self, obj: ODict, path: KeyPath) -> None:
+        md = obj.metadata
+        if isinstance(md, dict):
+            clean: dict[str, Any] = {}
+            for k, v in md.items():
+                if isinstance(k, str) and isinstance(v, dict):
+                    clean[k] = {str(a): b for a, b in v.items() if isinstance(b, (int, str, float, bool))}
+            self.out.metadata[path_label(path)] = clean
+
+    def _tensor(self, t: TensorStub, path: KeyPath) -> int:
+        st = t.storage
+        key = None if st is None else (st.view_of or st.key)
+        offset = t.offset + (st.view_offset if st is not None and st.view_of else 0)
+        rec = TensorRecord(
+            path=path,
+            dtype=t.dtype,
+            shape=t.shape,
+            stride=t.stride,
+            storage_offset=offset,
+            storage_key=key,
+            storage_bytes=None if st is None else st.nbytes,
+            device=t.device,
+            is_parameter=t.is_parameter,
+            requires_grad=t.requires_grad,
+            layout=t.layout,
+            rebuild=t.rebuild,
+            stream=self.stream,
+        )
+        self.out.tensors.append(rec)
+        return len(self.out.tensors) - 1
+
+
+def _label(k: Any) -> str:
+    if isinstance(k, (Global, Call)):
+        return f"<{k.qualname}>"
+    if isinstance(k, tuple):
+        return "(" + ", ".join(_label(x) if not isinstance(x, (str, int)) else repr(x) for x in k) + ")"
+    return repr(k) if not isinstance(k, TensorStub) else "<tensor>"
+
+
+def collect(obj: Any, stream: str, out: Collected, *, limits: Limits = DEFAULT_LIMITS,
+            root: KeyPath = ()) -> Any:
+    """Record the tensors in ``obj`` into ``out`` and return its JSON structure."""
+    w = _Walker(stream, limits, out)
+    structure = w.walk(obj, root)
+    if w.truncated:
+        out.notes.append(f"{stream}: nesting deeper than {limits.max_walk_depth} levels was not followed")
+    return structure
+
+
+def storage_records(storages: dict[str, Storage], entry_of: Any) -> list[StorageRecord]:
+    """StorageRecords in key order; ``entry_of(key)`` names where the bytes live."""
+    return [StorageRecord(s.key, s.dtype, s.nbytes, s.location, entry_of(s.key))
+            for s in storages.values()]

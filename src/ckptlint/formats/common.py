@@ -1,0 +1,118 @@
+"""Shared plumbing for the format readers: counted reads and inventory assembly."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, BinaryIO
+
+from ..errors import FormatError
+from ..inventory import FormatFacts, GlobalRef, Inventory, KeyPath, StorageRecord
+from ..limits import DEFAULT_LIMITS, Limits
+from .collect import Collected, collect
+from .unpickler import PersistentLoad, StaticUnpickler, Storage, TruncatedPickle
+
+
+class CountingFile:
+    """A read-only file that counts the bytes it hands out ("bytes actually read")."""
+
+    def __init__(self, path: str) -> None:
+        self.f: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self.size = os.fstat(self.f.fileno()).st_size
+        self.bytes_read = 0
+
+    def pread(self, offset: int, n: int) -> bytes:
+        self.f.seek(offset)
+        data = self.f.read(max(0, min(n, self.size - offset)))
+        self.bytes_read += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.f.seek(offset, whence)
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.bytes_read += len(data)
+        return data
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+    def close(self) -> None:
+        self.f.close()
+
+
+class Assembler:
+    """Collects what the pickle streams of one file yield into an Inventory."""
+
+    def __init__(self, path: str, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.path = path
+        self.limits = limits
+        self.out = Collected()
+        self.globals: list[GlobalRef] = []
+        self.opcodes: set[str] = set()
+        self.streams: list[str] = []
+        self.protocol: int | None = None
+        self.notes: list[str] = []
+        self.storages: dict[str, Storage] = {}
+
+    def parse(self, data: bytes, stream: str, *, start: int = 0,
+              persistent_load: PersistentLoad | None = None) -> tuple[Any, int]:
+        """Run one stream; returns its value and the offset just past its STOP."""
+        if len(self.streams) >= self.limits.max_streams:
+            raise FormatError(f"more than {self.limits.max_streams} pickle streams")
+        up = StaticUnpickler(data, stream, start=start, persistent_load=persistent_load, limits=self.limits)
+        try:
+            value = up.load()
+        finally:
+            self.globals.extend(up.globals)
+        self.opcodes |= up.opcodes
+        self.streams.append(stream)
+        if self.protocol is None:
+            self.protocol = up.protocol if up.protocol is not None else (2 if "PROTO" in up.opcodes else 0)
+        self.notes.extend(f"{stream}: {a}" for a in up.anomalies)
+        return value, up.end
+
+    def parse_file_stream(self, f: CountingFile, offset: int, stream: str, *,
+                          persistent_load: PersistentLoad | None = None) -> tuple[Any, int]:
+        """Parse a pickle that starts at ``offset`` in a file, reading only as far as it goes."""
+        chunk = 1 << 16
+        while True:
+            n = min(chunk, f.size - offset, self.limits.max_pickle_bytes)
+            data = f.pread(offset, n)
+            try:
+                value, end = self.parse(data, stream, persistent_load=persistent_load)
+                return value, offset + end
+            except TruncatedPickle:
+                if offset + n >= f.size:
+                    raise
+                if n >= self.limits.max_pickle_bytes:
+                    raise FormatError(f"pickle stream larger than {self.limits.max_pickle_bytes} bytes") from None
+                self.globals = [g for g in self.globals if g.stream != stream]
+                chunk *= 4
+
+    def storage_loader(self, legacy: bool = False) -> PersistentLoad:
+        from .unpickler import storage_from_pid
+
+        def load(pid: Any) -> Any:
+            st = storage_from_pid(pid, legacy=legacy)
+            self.storages.setdefault(st.key, st)
+            return st
+        return load
+
+    def collect(self, value: Any, stream: str, root: KeyPath = ()) -> Any:
+        return collect(value, stream, self.out, limits=self.limits, root=root)
+
+    def inventory(self, facts: FormatFacts, structure: Any,
+                  storages: list[StorageRecord] | None = None) -> Inventory:
+        if storages is None:
+            storages = [StorageRecord(s.key, s.dtype, s.nbytes, s.location, None) for s in self.storages.values()]
+        return Inventory(
+            path=self.path,
+            facts=facts,
+            tensors=tuple(self.out.tensors),
+            storages=tuple(storages),
+            globals=tuple(self.globals),
+            structure=structure,
+            metadata=self.out.metadata,
+            notes=tuple(self.notes + self.out.notes),
+        )

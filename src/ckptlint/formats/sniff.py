@@ -1,0 +1,72 @@
+"""Decide a file's format from its content, the way torch.load does, not its extension."""
+
+from __future__ import annotations
+
+import os
+
+from ..limits import DEFAULT_LIMITS, Limits
+from .common import CountingFile
+from .dtypes import SAFETENSORS_BITS  # noqa: F401  (safetensors sniffing lives with its reader)
+from .legacy import is_tar
+from .safetensors import looks_like_safetensors
+from .sharded import parse_index
+
+ZIP_MAGIC = b"PK\x03\x04"
+
+NOT_CHECKPOINT_REASONS = {
+    "empty": "empty file, not a checkpoint",
+    "python-pth": "a Python site-packages path configuration (.pth) file, not a checkpoint",
+    "lfs-pointer": "a Git LFS pointer, not the checkpoint itself (run `git lfs pull`)",
+    "text": "a text file, not a checkpoint",
+    "unknown": "unrecognised content, not a checkpoint",
+}
+
+
+def sniff(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> str:
+    """One of: torch-zip (zip, decided further by its reader), torch-preview, torch-tar,
+    safetensors, sharded-index, pickle (legacy or raw, decided by the first pickle),
+    or a not-a-checkpoint kind from NOT_CHECKPOINT_REASONS (or ``maybe-text``)."""
+    if f.size == 0:
+        return "empty"
+    head = f.pread(0, 16)
+    if head[:4] == ZIP_MAGIC:
+        return "zip"
+    if head[:8] == b"PYTORCH1":
+        return "torch-preview"
+    if is_tar(f):
+        return "torch-tar"
+    if looks_like_safetensors(head, f.size):
+        return "safetensors"
+    if head.lstrip()[:1] == b"{" and f.size <= limits.max_header_bytes:
+        if parse_index(f.pread(0, f.size)) is not None:
+            return "sharded-index"
+    if head[:1] == b"\x80":
+        return "pickle"
+    return "maybe-text"
+
+
+def classify_text(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> str:
+    """For content that did not parse as a pickle: what kind of non-checkpoint it is."""
+    sample = f.pread(0, min(f.size, limits.max_text_sniff))
+    if b"\x00" in sample:
+        return "unknown"
+    try:
+        text = sample.decode("utf-8")
+    except UnicodeDecodeError:
+        return "unknown"
+    if text.startswith("version https://git-lfs.github.com/spec/"):
+        return "lfs-pointer"
+    if os.path.basename(path).endswith(".pth") and _is_site_pth(text):
+        return "python-pth"
+    return "text"
+
+
+def _is_site_pth(text: str) -> bool:
+    """site.py reads each line as a comment, an ``import`` line, or a directory path."""
+    for line in text.splitlines():
+        s = line.strip()
+        if not s or s.startswith("#") or s.startswith(("import ", "import\t")):
+            continue
+        if any(c in s for c in "\x00") or len(s) > 4096:
+            return False
+    return True

@@ -1,0 +1,156 @@
+"""The data model every ckptlint feature reads: what a checkpoint holds, statically.
+
+An :class:`Inventory` is built without executing the file and without reading
+tensor bytes. Everything here is plain, immutable data so that analyses stay
+pure functions and the JSON form is a direct transcription.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+KeyPath = tuple[Any, ...]
+"""Where an object sits inside the checkpoint: dict keys and list indices."""
+
+
+@dataclass(frozen=True)
+class GlobalRef:
+    """One reference to a Python global (``module.name``) found in a pickle stream.
+
+    ``opcode`` says how it was referenced (GLOBAL, STACK_GLOBAL, INST, OBJ-less
+    EXT codes resolve through copyreg and are recorded as ``EXT1``/``EXT2``/``EXT4``).
+    """
+
+    module: str
+    name: str
+    stream: str
+    offset: int
+    opcode: str
+
+    @property
+    def qualname(self) -> str:
+        return f"{self.module}.{self.name}"
+
+
+@dataclass(frozen=True)
+class StorageRecord:
+    """A storage as the file declares it (torch persistent id or safetensors span)."""
+
+    key: str
+    dtype: str
+    nbytes: int | None
+    device: str
+    entry: str | None = None
+    """Where the bytes live: a zip member, a byte range, or None when unknown."""
+
+
+@dataclass(frozen=True)
+class TensorRecord:
+    """A tensor the file would rebuild, described from its metadata alone."""
+
+    path: KeyPath
+    dtype: str
+    shape: tuple[int, ...]
+    stride: tuple[int, ...] | None
+    storage_offset: int
+    storage_key: str | None
+    storage_bytes: int | None
+    device: str
+    is_parameter: bool = False
+    requires_grad: bool = False
+    layout: str = "strided"
+    rebuild: str = ""
+    stream: str = ""
+    """The pickle stream (or file) the record comes from."""
+
+    @property
+    def key(self) -> str:
+        """The dotted name of the last dict key on the path (a state_dict key)."""
+        return str(self.path[-1]) if self.path else ""
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+
+@dataclass(frozen=True)
+class FormatFacts:
+    """How the file is stored, independent of what it holds."""
+
+    format: str
+    file_size: int
+    bytes_read: int
+    pickle_protocol: int | None = None
+    byteorder: str | None = None
+    zip_prefix: str | None = None
+    zip_entries: tuple[str, ...] = ()
+    streams: tuple[str, ...] = ()
+    """Every pickle stream that was parsed, in file order."""
+    opcodes: tuple[str, ...] = ()
+    """The distinct pickle opcodes used, across all streams (sorted)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Format-specific facts (safetensors ``__metadata__``, legacy ``sys_info`` …)."""
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """Everything ckptlint knows about one checkpoint file before loading it."""
+
+    path: str
+    facts: FormatFacts
+    tensors: tuple[TensorRecord, ...]
+    storages: tuple[StorageRecord, ...]
+    globals: tuple[GlobalRef, ...]
+    structure: Any
+    """The object tree with tensors replaced by ``{"__tensor__": index}`` markers;
+    other non-JSON values are summarised as ``{"__object__": "module.name", ...}``."""
+    metadata: dict[str, dict[str, Any]]
+    """OrderedDict ``_metadata`` (module versions), keyed by the container's key path
+    joined with ``/`` (``""`` for the top level)."""
+    notes: tuple[str, ...] = ()
+
+    @property
+    def format(self) -> str:
+        return self.facts.format
+
+    def shared_storages(self) -> dict[str, list[KeyPath]]:
+        """Storage keys referenced by more than one tensor path (views, tied weights)."""
+        by_key: dict[str, list[KeyPath]] = {}
+        for t in self.tensors:
+            if t.storage_key is not None:
+                by_key.setdefault(t.storage_key, []).append(t.path)
+        return {k: v for k, v in by_key.items() if len(v) > 1}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form documented in docs/inventory-json.md."""
+        facts = asdict(self.facts)
+        facts["zip_entries"] = list(self.facts.zip_entries)
+        facts["streams"] = list(self.facts.streams)
+        facts["opcodes"] = list(self.facts.opcodes)
+        return {
+            "path": self.path,
+            "format": self.format,
+            "facts": facts,
+            "tensors": [_tensor_dict(t) for t in self.tensors],
+            "storages": [asdict(s) for s in self.storages],
+            "shared_storages": {k: [list(p) for p in v] for k, v in self.shared_storages().items()},
+            "globals": [
+                {"module": g.module, "name": g.name, "stream": g.stream, "offset": g.offset, "opcode": g.opcode}
+                for g in self.globals
+            ],
+            "metadata": self.metadata,
+            "structure": self.structure,
+            "notes": list(self.notes),
+        }
+
+
+def _tensor_dict(t: TensorRecord) -> dict[str, Any]:
+    d = asdict(t)
+    d["path"] = list(t.path)
+    d["shape"] = list(t.shape)
+    d["stride"] = None if t.stride is None else list(t.stride)
+    return d
