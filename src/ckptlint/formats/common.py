@@ -75,7 +75,7 @@ class Assembler:
     def parse_file_stream(self, f: CountingFile, offset: int, stream: str, *,
                           persistent_load: PersistentLoad | None = None) -> tuple[Any, int]:
         """Parse a pickle that starts at ``offset`` in a file, reading only as far as it goes."""
-        chunk = 1 << 16
+        chunk = 1 << 12
         while True:
             n = min(chunk, f.size - offset, self.limits.max_pickle_bytes)
             data = f.pread(offset, n)
