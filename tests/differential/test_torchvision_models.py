@@ -1,0 +1,117 @@
+"""torchvision state_dicts, whole-model pickles and TorchScript archives against torch's own load."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torchvision import models as M
+
+import ckptlint
+from _oracle import assert_inventory_matches, check_file, plain_metadata, walk
+
+MODELS = {
+    "resnet18": lambda: M.resnet18(),
+    "resnet50": lambda: M.resnet50(),
+    "mobilenet_v3_small": lambda: M.mobilenet_v3_small(),
+    "efficientnet_b0": lambda: M.efficientnet_b0(),
+    "densenet121": lambda: M.densenet121(),
+    "vgg11": lambda: M.vgg11(),
+    "squeezenet1_0": lambda: M.squeezenet1_0(),
+    "shufflenet_v2_x0_5": lambda: M.shufflenet_v2_x0_5(),
+    "convnext_tiny": lambda: M.convnext_tiny(),
+    "vit_b_16": lambda: M.vit_b_16(),
+    "regnet_y_400mf": lambda: M.regnet_y_400mf(),
+    "mnasnet0_5": lambda: M.mnasnet0_5(),
+    "googlenet": lambda: M.googlenet(aux_logits=False, init_weights=True),
+    "fasterrcnn_mobilenet_v3_large_fpn":
+        lambda: M.detection.fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None),
+    "deeplabv3_mobilenet_v3_large":
+        lambda: M.segmentation.deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None),
+    "swin_t": lambda: M.swin_t(),
+    "maxvit_t": lambda: M.maxvit_t(),
+}
+
+SMALL = ["resnet18", "mobilenet_v3_small", "squeezenet1_0", "shufflenet_v2_x0_5", "mnasnet0_5",
+         "googlenet", "regnet_y_400mf"]
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_state_dict(name, tmp_path):
+    torch.manual_seed(0)
+    sd = MODELS[name]().state_dict()
+    path = tmp_path / f"{name}.pt"
+    torch.save(sd, path)
+    inv, loaded, recs = check_file(path)
+    assert inv.format == "torch-zip"
+    assert [t.path for t in inv.tensors if t.path in recs] == [(k,) for k in loaded]  # file order
+    assert inv.metadata[""] == plain_metadata(loaded._metadata)
+    assert set(inv.metadata) == {""}
+    path.unlink()
+
+
+@pytest.mark.parametrize("name", SMALL[:4])
+def test_state_dict_legacy_format(name, tmp_path):
+    sd = MODELS[name]().state_dict()
+    path = tmp_path / f"{name}.pt"
+    torch.save(sd, path, _use_new_zipfile_serialization=False)
+    inv, loaded, _ = check_file(path)
+    assert inv.format == "torch-legacy"
+    assert inv.metadata[""] == plain_metadata(loaded._metadata)
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_full_model_pickle(name, tmp_path):
+    model = MODELS[name]()
+    path = tmp_path / f"{name}.pt"
+    torch.save(model, path)
+    # torch refuses whole-module pickles under weights_only; this file is the test's own.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = torch.load(path, weights_only=False)
+    inv = ckptlint.inspect(path)
+    recs = assert_inventory_matches(inv, walk(loaded))
+    params = {
+        ".".join(p[i] for i in range(1, len(p), 2)): r
+        for p, r in recs.items() if r.is_parameter
+    }
+    for p, r in recs.items():
+        if r.is_parameter:
+            assert len(p) % 2 == 0 and p[-2] == "_parameters" and all(x == "_modules" for x in p[:-2:2]), p
+    named = dict(loaded.named_parameters(remove_duplicate=False))
+    assert set(params) == set(named)
+    for k, t in named.items():
+        assert params[k].shape == tuple(t.shape)
+        assert params[k].dtype == str(t.dtype).removeprefix("torch.")
+        assert params[k].requires_grad == t.requires_grad
+
+
+def _script_archive(tmp_path, name, how):
+    model = MODELS[name]().eval()
+    path = tmp_path / f"{name}-{how}.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if how == "script":
+            sm = torch.jit.script(model)
+        else:
+            sm = torch.jit.trace(model, torch.randn(1, 3, 64, 64), check_trace=False)
+        torch.jit.save(sm, str(path))
+        loaded = torch.jit.load(str(path))
+    return path, loaded
+
+
+def assert_torchscript_matches(path, loaded):
+    inv = ckptlint.inspect(path)
+    assert inv.format == "torchscript"
+    expected = {tuple(k.split(".")): v for k, v in loaded.state_dict().items()}
+    assert_inventory_matches(inv, expected, check_parameter=False, check_requires_grad=False,
+                             ignore_roots=("__constants__",))
+    return inv
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small", "squeezenet1_0"])
+def test_torchscript(name, how, tmp_path):
+    path, loaded = _script_archive(tmp_path, name, how)
+    assert_torchscript_matches(path, loaded)
