@@ -1,0 +1,166 @@
+"""The ``ckptlint`` command line. Thin: parse arguments, call the library, render.
+
+Each subcommand is one ``_add_<name>(subparsers)`` function that declares its
+arguments and sets ``func`` to a ``cmd_<name>(args) -> int`` handler; add new
+subcommands to :data:`SUBCOMMANDS`.
+
+Exit codes: 0 success, 1 findings at or above the fail level (``check``, later),
+2 usage error or unreadable input. No input ever produces a traceback.
+torch is never imported here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+from . import __version__
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_ERROR = 2
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split()) or "unknown error"
+
+
+def _report_error(path: str, reason: str, stream: TextIO | None = None) -> None:
+    print(f"ckptlint: {path}: {_one_line(reason)}", file=stream or sys.stderr, flush=True)
+
+
+def _read(path: str) -> tuple[Any, str | None, str | None]:
+    """``(inventory, None, None)`` or ``(None, reason, format)``; never raises an Exception."""
+    from . import inspect
+    from .errors import CheckpointError, CkptlintError
+
+    try:
+        return inspect(path), None, None
+    except CheckpointError as e:
+        return None, e.reason, e.format
+    except CkptlintError as e:
+        return None, str(e), None
+    except Exception as e:  # noqa: BLE001 - a bug must still be one line, not a traceback
+        return None, f"internal error: {type(e).__name__}: {e}", None
+
+
+# -- inspect -----------------------------------------------------------------
+
+
+def _add_inspect(sub: Any) -> None:
+    p = sub.add_parser(
+        "inspect",
+        help="show what checkpoint files hold, without loading them",
+        description="List every tensor record (key path, dtype, shape, device, storage) and "
+                    "summarise each file: format, sizes, pickle protocol, shared storages, "
+                    "globals referenced, notes. Nothing in the files is executed; torch is not needed.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="checkpoint file(s): .pt/.pth/.bin/.ckpt/.safetensors/index.json …")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="output format (default: text); json is described in docs/inventory-json.md")
+    p.set_defaults(func=cmd_inspect)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    if args.format == "json":
+        return _inspect_json(args.files)
+    return _inspect_text(args.files)
+
+
+def _inspect_text(paths: Sequence[str]) -> int:
+    from .report.inventory_text import render_inventory
+
+    status = EXIT_OK
+    first = True
+    for path in paths:
+        inv, reason, _ = _read(path)
+        if inv is not None:
+            try:
+                text = render_inventory(inv)
+            except Exception as e:  # noqa: BLE001
+                inv, reason = None, f"internal error: {type(e).__name__}: {e}"
+            else:
+                if not first:
+                    sys.stdout.write("\n")
+                sys.stdout.write(text + "\n")
+                sys.stdout.flush()
+                first = False
+        if inv is None:
+            status = EXIT_ERROR
+            _report_error(path, reason or "unknown error")
+    return status
+
+
+def _inspect_json(paths: Sequence[str]) -> int:
+    from .report.inventory_json import dumps, error_entry, file_entry, join_document
+
+    status = EXIT_OK
+    encoded: list[str] = []
+    for path in paths:
+        inv, reason, fmt = _read(path)
+        if inv is not None:
+            try:
+                encoded.append(dumps(file_entry(inv)))
+                continue
+            except Exception as e:  # noqa: BLE001 - e.g. RecursionError on absurd nesting
+                reason, fmt = f"internal error: cannot encode as JSON: {type(e).__name__}", inv.format
+        status = EXIT_ERROR
+        _report_error(path, reason or "unknown error")
+        encoded.append(dumps(error_entry(path, _one_line(reason or "unknown error"), fmt)))
+    sys.stdout.write(join_document(encoded) + "\n")
+    return status
+
+
+# -- parser --------------------------------------------------------------------
+
+SUBCOMMANDS: list[Callable[[Any], None]] = [_add_inspect]
+"""Each adds one subcommand; later: check, snapshot, diff, rules."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ckptlint",
+        description="Static checks for PyTorch checkpoints: compatibility, safety and device "
+                    "issues, found before anything is loaded.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ckptlint`` console script and ``python -m ckptlint``."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # pragma: no cover - detached or odd streams
+                pass
+    parser = build_parser()
+    try:
+        args = parser.parse_args(None if argv is None else list(argv))
+    except SystemExit as e:  # usage errors (2), --help/--version (0)
+        return e.code if isinstance(e.code, int) else EXIT_ERROR
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("ckptlint: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`ckptlint inspect … | head`): stop quietly.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):  # pragma: no cover
+            pass
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
