@@ -34,6 +34,22 @@ class GlobalRef:
 
 
 @dataclass(frozen=True)
+class PickleEvent:
+    """A place where torch's weights_only unpickler would object, other than a global.
+
+    ``kind`` is ``opcode`` (unsupported opcode), ``build``/``append``/``setitem``/
+    ``newobj``/``reduce`` (a target type it refuses), ``persid`` or ``string``; kinds
+    ending in ``-class`` (``newobj-class``, ``build-class``, ``append-class``) name a
+    class in ``detail`` and object only when that class is not allowlisted.
+    """
+
+    stream: str
+    offset: int
+    kind: str
+    detail: str
+
+
+@dataclass(frozen=True)
 class StorageRecord:
     """A storage as the file declares it (torch persistent id or safetensors span)."""
 
@@ -90,6 +106,8 @@ class FormatFacts:
     zip_entries: tuple[str, ...] = ()
     streams: tuple[str, ...] = ()
     """Every pickle stream that was parsed, in file order."""
+    loaded_streams: tuple[str, ...] = ()
+    """The streams ``torch.load`` itself unpickles (others are scanned but never loaded)."""
     opcodes: tuple[str, ...] = ()
     """The distinct pickle opcodes used, across all streams (sorted)."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -112,6 +130,8 @@ class Inventory:
     """OrderedDict ``_metadata`` (module versions), keyed by the container's key path
     joined with ``/`` (``""`` for the top level)."""
     notes: tuple[str, ...] = ()
+    events: tuple[PickleEvent, ...] = ()
+    """Where torch's weights_only unpickler would object, besides globals."""
 
     @property
     def format(self) -> str:
@@ -131,6 +151,7 @@ class Inventory:
         facts["zip_entries"] = list(self.facts.zip_entries)
         facts["streams"] = list(self.facts.streams)
         facts["opcodes"] = list(self.facts.opcodes)
+        facts["loaded_streams"] = list(self.facts.loaded_streams)
         return {
             "path": self.path,
             "format": self.format,
@@ -142,6 +163,7 @@ class Inventory:
                 {"module": g.module, "name": g.name, "stream": g.stream, "offset": g.offset, "opcode": g.opcode}
                 for g in self.globals
             ],
+            "events": [asdict(e) for e in self.events],
             "metadata": self.metadata,
             "structure": self.structure,
             "notes": list(self.notes),

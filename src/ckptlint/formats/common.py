@@ -6,7 +6,7 @@ import os
 from typing import Any, BinaryIO
 
 from ..errors import FormatError
-from ..inventory import FormatFacts, GlobalRef, Inventory, KeyPath, StorageRecord
+from ..inventory import FormatFacts, GlobalRef, Inventory, KeyPath, PickleEvent, StorageRecord
 from ..limits import DEFAULT_LIMITS, Limits
 from .collect import Collected, collect
 from .unpickler import PersistentLoad, StaticUnpickler, Storage, TruncatedPickle
@@ -54,6 +54,7 @@ class Assembler:
         self.protocol: int | None = None
         self.notes: list[str] = []
         self.storages: dict[str, Storage] = {}
+        self.events: list[PickleEvent] = []
 
     def parse(self, data: bytes, stream: str, *, start: int = 0,
               persistent_load: PersistentLoad | None = None) -> tuple[Any, int]:
@@ -66,6 +67,7 @@ class Assembler:
         finally:
             self.globals.extend(up.globals)
         self.opcodes |= up.opcodes
+        self.events.extend(PickleEvent(stream, o, k, d) for o, k, d in up.wo_events)
         self.streams.append(stream)
         if self.protocol is None:
             self.protocol = up.protocol if up.protocol is not None else (2 if "PROTO" in up.opcodes else 0)
@@ -115,4 +117,5 @@ class Assembler:
             structure=structure,
             metadata=self.out.metadata,
             notes=tuple(self.notes + self.out.notes),
+            events=tuple(self.events),
         )

@@ -35,7 +35,7 @@ def read_pickle_file(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS
         _scan_trailing_pickles(f, asm, end)
     facts = FormatFacts(
         format="pickle", file_size=f.size, bytes_read=f.bytes_read, pickle_protocol=asm.protocol,
-        streams=tuple(asm.streams), opcodes=tuple(sorted(asm.opcodes)),
+        streams=tuple(asm.streams), loaded_streams=("pickle#0",), opcodes=tuple(sorted(asm.opcodes)),
     )
     return asm.inventory(facts, structure)
 
@@ -101,6 +101,7 @@ def _read_legacy(f: CountingFile, path: str, asm: Assembler, offset: int) -> Inv
     facts = FormatFacts(
         format="torch-legacy", file_size=f.size, bytes_read=f.bytes_read, pickle_protocol=asm.protocol,
         byteorder="little" if little else "big", streams=tuple(asm.streams),
+        loaded_streams=tuple(f"pickle#{i}" for i in range(5)),
         opcodes=tuple(sorted(asm.opcodes)),
         extra={"sys_info": sys_info if isinstance(sys_info, dict) else None},
     )

@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import CheckpointError, FormatError
-from ..inventory import FormatFacts, GlobalRef, Inventory, StorageRecord, TensorRecord
+from ..inventory import FormatFacts, GlobalRef, Inventory, PickleEvent, StorageRecord, TensorRecord
 from ..limits import DEFAULT_LIMITS, Limits
 from .common import CountingFile
 
@@ -44,6 +44,8 @@ def read_sharded(f: CountingFile, path: str, index: dict[str, Any],
     notes: list[str] = []
     opcodes: set[str] = set()
     streams: list[str] = []
+    loaded: list[str] = []
+    events: list[PickleEvent] = []
     bytes_read = f.bytes_read
     formats: dict[str, str] = {}
     for shard, names in shards.items():
@@ -68,6 +70,8 @@ def read_sharded(f: CountingFile, path: str, index: dict[str, Any],
         globals_.extend(replace(g, stream=f"{shard}:{g.stream}") for g in inv.globals)
         opcodes |= set(inv.facts.opcodes)
         streams.extend(f"{shard}:{s}" for s in inv.facts.streams)
+        loaded.extend(f"{shard}:{s}" for s in inv.facts.loaded_streams)
+        events.extend(replace(e, stream=f"{shard}:{e.stream}") for e in inv.events)
         notes.extend(f"{shard}: {n}" for n in inv.notes)
         missing = sorted(wanted - present)
         if missing:
@@ -77,8 +81,9 @@ def read_sharded(f: CountingFile, path: str, index: dict[str, Any],
             notes.append(f"{shard} holds {len(extra)} tensors the index does not map to it, e.g. {extra[0]!r}")
     total = index.get("metadata", {}).get("total_size") if isinstance(index.get("metadata"), dict) else None
     facts = FormatFacts(format="sharded-index", file_size=f.size, bytes_read=bytes_read,
-                        streams=tuple(streams), opcodes=tuple(sorted(opcodes)),
+                        streams=tuple(streams), loaded_streams=tuple(loaded), opcodes=tuple(sorted(opcodes)),
                         extra={"shards": formats, "total_size": total})
     structure = {t.key: {"__tensor__": i} for i, t in enumerate(tensors)}
     return Inventory(path=path, facts=facts, tensors=tuple(tensors), storages=tuple(storages),
-                     globals=tuple(globals_), structure=structure, metadata={}, notes=tuple(notes))
+                     globals=tuple(globals_), structure=structure, metadata={}, notes=tuple(notes),
+                     events=tuple(events))

@@ -76,6 +76,7 @@ def read_torch_zip(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) 
         zip_prefix=prefix,
         zip_entries=tuple(names),
         streams=tuple(asm.streams),
+        loaded_streams=() if is_script else (data_pkl,),
         opcodes=tuple(sorted(asm.opcodes)),
         extra={k: v for k, v in records.items() if k != "byteorder"},
     )
@@ -97,6 +98,7 @@ def _merge_constants(asm: Assembler, consts: Assembler, value: Any, prefix: str,
     asm.globals.extend(consts.globals)
     asm.opcodes |= consts.opcodes
     asm.streams.extend(consts.streams)
+    asm.events.extend(consts.events)
     asm.notes.extend(consts.notes)
 
 

@@ -14,6 +14,7 @@ would still have to vet every opcode. A dispatch table over bytes is small.
 
 from __future__ import annotations
 
+import _compat_pickle
 import codecs
 import copyreg
 import struct
@@ -26,9 +27,21 @@ from ..limits import DEFAULT_LIMITS, Limits
 from ..inventory import GlobalRef
 from .dtypes import ITEMSIZE, STORAGE_DTYPES, torch_dtype_name
 
-# Python 2 names that protocol <= 2 pickles use, mapped as pickle's own
-# compat tables do (only the ones torch checkpoints meet).
-_PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg", "exceptions": "builtins"}
+# Opcodes torch's weights_only unpickler accepts (identical in torch 2.6 - 2.14).
+WEIGHTS_ONLY_OPCODES = frozenset({
+    "GLOBAL", "NEWOBJ", "REDUCE", "BUILD", "APPEND", "APPENDS", "SETITEM", "SETITEMS", "MARK",
+    "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "NONE", "NEWFALSE", "NEWTRUE", "EMPTY_TUPLE",
+    "EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET", "BININT", "BININT1", "BININT2", "BINFLOAT",
+    "BINUNICODE", "SHORT_BINSTRING", "BINPERSID", "BINGET", "LONG_BINGET", "BINPUT",
+    "LONG_BINPUT", "LONG1", "PROTO", "STOP",
+})
+
+
+def map_py2_name(module: str, name: str) -> tuple[str, str]:
+    """Python 2 names in protocol <= 2 pickles, renamed as the unpickler does (fix_imports)."""
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        return _compat_pickle.NAME_MAPPING[(module, name)]
+    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
 
 
 class TruncatedPickle(FormatError):
@@ -344,6 +357,9 @@ class StaticUnpickler:
         self._memo: dict[int, Any] = {}
         self._op_start = start
         self._frame_end: int | None = None
+        self.wo_events: list[tuple[int, str, str]] = []
+        """Where torch's weights_only unpickler would object, besides globals:
+        (offset, kind, detail); kinds ending in ``-class`` depend on the allowlist."""
 
     @property
     def opcodes(self) -> set[str]:
@@ -401,8 +417,12 @@ class StaticUnpickler:
         except KeyError:
             raise FormatError(f"pickle memo key {idx} missing at byte {self._op_start} ({self.stream})") from None
 
+    def _wo(self, kind: str, detail: str) -> None:
+        self.wo_events.append((self._op_start, kind, detail))
+
     def _global(self, module: str, name: str, opcode: str) -> Global:
-        module = _PY2_MODULES.get(module, module)
+        if self.protocol is None or self.protocol < 3:
+            module, name = map_py2_name(module, name)
         self.globals.append(GlobalRef(module, name, self.stream, self._op_start, opcode))
         return Global(module, name)
 
@@ -426,7 +446,10 @@ class StaticUnpickler:
             if handler is None:
                 raise FormatError(f"invalid pickle opcode 0x{code:02x} at byte {start} ({self.stream})")
             self.pos = start + 1
-            ops.add(code)
+            if code not in ops:
+                ops.add(code)
+                if code not in _WO_CODES:
+                    self.wo_events.append((start, "opcode", _OPCODES[chr(code)]))
             if handler(self) is _STOP:
                 self.end = self.pos
                 return self._stack[-1] if self._stack else None
@@ -543,8 +566,12 @@ class StaticUnpickler:
         self._stack.append(self._read(n).decode("latin-1"))
 
     def op_SHORT_BINSTRING(self) -> None:
-        n = self._read(1)[0]
-        self._stack.append(self._read(n).decode("latin-1"))
+        raw = self._read(self._read(1)[0])
+        try:
+            self._stack.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            self._wo("string", "SHORT_BINSTRING that is not UTF-8")
+            self._stack.append(raw.decode("latin-1"))
 
     def op_BINBYTES(self) -> None:
         self._stack.append(self._read(_U32.unpack(self._read(4))[0]))
@@ -657,6 +684,7 @@ class StaticUnpickler:
         if isinstance(target, list):
             target.extend(items)
         elif isinstance(target, Call):
+            self._wo("append-class", target.qualname)
             target.items.extend(items)
         else:
             raise FormatError(f"APPEND to a {type(target).__name__} at byte {self._op_start} ({self.stream})")
@@ -680,6 +708,7 @@ class StaticUnpickler:
             except TypeError:
                 raise FormatError(f"unhashable dict key at byte {self._op_start} ({self.stream})") from None
         elif isinstance(target, Call):
+            self._wo("setitem", target.qualname)
             target.dictitems.extend(zip(items[::2], items[1::2]))
         else:
             raise FormatError(f"SETITEM on a {type(target).__name__} at byte {self._op_start} ({self.stream})")
@@ -739,11 +768,17 @@ class StaticUnpickler:
     def op_REDUCE(self) -> None:
         args = self._pop()
         func = self._pop()
+        if not isinstance(func, Global):
+            self._wo("reduce", type(func).__name__)
         self._stack.append(interpret_call(func, args, "REDUCE"))
 
     def op_NEWOBJ(self) -> None:
         args = self._pop()
         cls = self._pop()
+        if isinstance(cls, Global):
+            self._wo("newobj-class", cls.qualname)
+        else:
+            self._wo("newobj", type(cls).__name__)
         self._stack.append(interpret_call(cls, args, "NEWOBJ"))
 
     def op_NEWOBJ_EX(self) -> None:
@@ -770,6 +805,10 @@ class StaticUnpickler:
     def op_BUILD(self) -> None:
         state = self._pop()
         target = self._top()
+        if isinstance(target, Call):
+            self._wo("build-class", target.qualname)
+        elif not isinstance(target, (ODict, TensorStub)):
+            self._wo("build", type(target).__name__)
         if isinstance(target, ODict):
             if isinstance(state, dict) and "_metadata" in state:
                 target.metadata = state["_metadata"]
@@ -786,7 +825,10 @@ class StaticUnpickler:
         self._persistent(self._readline().decode("ascii", "replace"))
 
     def op_BINPERSID(self) -> None:
-        self._persistent(self._pop())
+        pid = self._pop()
+        if not (type(pid) is int or (type(pid) is tuple and pid and pid[0] == "storage")):
+            self._wo("persid", type(pid[0] if isinstance(pid, tuple) and pid else pid).__name__)
+        self._persistent(pid)
 
     def _persistent(self, pid: Any) -> None:
         if self.persistent_load is None:
@@ -818,6 +860,7 @@ for _ch, _name in _OPCODES.items():
     _DISPATCH[ord(_ch)] = getattr(StaticUnpickler, "op_" + _name)
 
 OPCODE_NAMES = frozenset(_OPCODES.values())
+_WO_CODES = frozenset(ord(c) for c, n in _OPCODES.items() if n in WEIGHTS_ONLY_OPCODES)
 
 
 def storage_from_pid(pid: Any, *, legacy: bool = False) -> Storage:
