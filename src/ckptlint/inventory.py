@@ -27,6 +27,8 @@ class GlobalRef:
     stream: str
     offset: int
     opcode: str
+    path: KeyPath | None = None
+    """Where the object built from this global sits, when it ends up in the loaded object."""
 
     @property
     def qualname(self) -> str:
@@ -160,7 +162,8 @@ class Inventory:
             "storages": [asdict(s) for s in self.storages],
             "shared_storages": {k: [list(p) for p in v] for k, v in self.shared_storages().items()},
             "globals": [
-                {"module": g.module, "name": g.name, "stream": g.stream, "offset": g.offset, "opcode": g.opcode}
+                {"module": g.module, "name": g.name, "stream": g.stream, "offset": g.offset, "opcode": g.opcode,
+                 "path": None if g.path is None else list(g.path)}
                 for g in self.globals
             ],
             "events": [asdict(e) for e in self.events],

@@ -23,6 +23,8 @@ class Collected:
     tensors: list[TensorRecord] = field(default_factory=list)
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    global_paths: dict[tuple[str, int], KeyPath] = field(default_factory=dict)
+    """(stream, offset) of a global -> the first key path where its object sits."""
 
 
 def path_label(path: KeyPath) -> str:
@@ -49,6 +51,7 @@ class _Walker:
         if isinstance(obj, TensorStub):
             return {"__tensor__": self._tensor(obj, path)}
         if isinstance(obj, Global):
+            self.out.global_paths.setdefault((obj.stream, obj.offset), path)
             return {"__global__": obj.qualname}
         if isinstance(obj, Storage):
             return {"__storage__": obj.key}
@@ -79,6 +82,8 @@ class _Walker:
 
     def _call(self, obj: Call, path: KeyPath) -> Any:
         node: dict[str, Any] = {"__object__": obj.qualname}
+        if isinstance(obj.func, Global):
+            self.out.global_paths.setdefault((obj.func.stream, obj.func.offset), path)
         if obj.args:
             node["args"] = [self.walk(v, path + ("__args__", i)) for i, v in enumerate(obj.args)]
         state = obj.state

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any, BinaryIO
 
 from ..errors import FormatError
@@ -113,7 +114,8 @@ class Assembler:
             facts=facts,
             tensors=tuple(self.out.tensors),
             storages=tuple(storages),
-            globals=tuple(self.globals),
+            globals=tuple(replace(g, path=self.out.global_paths.get((g.stream, g.offset)))
+                          for g in self.globals),
             structure=structure,
             metadata=self.out.metadata,
             notes=tuple(self.notes + self.out.notes),

@@ -51,11 +51,13 @@ class TruncatedPickle(FormatError):
 class Global:
     """Stand-in for ``module.name``: never the real object."""
 
-    __slots__ = ("module", "name")
+    __slots__ = ("module", "name", "stream", "offset")
 
-    def __init__(self, module: str, name: str) -> None:
+    def __init__(self, module: str, name: str, stream: str = "", offset: int = -1) -> None:
         self.module = module
         self.name = name
+        self.stream = stream
+        self.offset = offset
 
     @property
     def qualname(self) -> str:
@@ -424,7 +426,7 @@ class StaticUnpickler:
         if self.protocol is None or self.protocol < 3:
             module, name = map_py2_name(module, name)
         self.globals.append(GlobalRef(module, name, self.stream, self._op_start, opcode))
-        return Global(module, name)
+        return Global(module, name, self.stream, self._op_start)
 
     # -- the loop
     def load(self) -> Any:
