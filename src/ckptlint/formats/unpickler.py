@@ -808,7 +808,7 @@ class StaticUnpickler:
         state = self._pop()
         target = self._top()
         if isinstance(target, Call):
-            self._wo("build-class", target.qualname)
+            self._wo("build-class", _built_type(target))
         elif not isinstance(target, (ODict, TensorStub)):
             self._wo("build", type(target).__name__)
         if isinstance(target, ODict):
@@ -839,6 +839,24 @@ class StaticUnpickler:
 
 
 _STOP = object()
+
+_NUMPY_DTYPE_CLASSES = {
+    "b1": "BoolDType", "i1": "Int8DType", "u1": "UInt8DType", "i2": "Int16DType", "u2": "UInt16DType",
+    "i4": "Int32DType", "u4": "UInt32DType", "i8": "Int64DType", "u8": "UInt64DType",
+    "f2": "Float16DType", "f4": "Float32DType", "f8": "Float64DType", "f16": "LongDoubleDType",
+    "c8": "Complex64DType", "c16": "Complex128DType", "c32": "CLongDoubleDType", "O8": "ObjectDType",
+    "O4": "ObjectDType", "M8": "DateTime64DType", "m8": "TimeDelta64DType",
+}
+
+
+def _built_type(call: Call) -> str:
+    """The type of the object a call builds, where it differs from the callable (numpy dtypes)."""
+    if call.qualname == "numpy.dtype" and call.args and isinstance(call.args[0], str):
+        code = call.args[0]
+        cls = _NUMPY_DTYPE_CLASSES.get(code) or {"U": "StrDType", "S": "BytesDType", "V": "VoidDType"}.get(code[:1])
+        if cls:
+            return f"numpy.dtypes.{cls}"
+    return call.qualname
 
 _OPCODES = {
     "(": "MARK", ".": "STOP", "0": "POP", "1": "POP_MARK", "2": "DUP", "F": "FLOAT", "I": "INT",

@@ -28,7 +28,9 @@ class Blocker:
     stream: str = ""
     offset: int | None = None
     category: str | None = None
-    """For globals: allowed/data/model/dangerous/unknown."""
+    """For globals and classes: allowed/data/model/dangerous/unknown."""
+    cls: str | None = None
+    """For structure blockers: the class that must be allowlisted."""
 
     def to_dict(self) -> dict[str, object]:
         return {"kind": self.kind, "detail": self.detail, "stream": self.stream,
@@ -100,7 +102,8 @@ def predict(inv: Inventory, allowed: frozenset[str], torch_version: tuple[int, i
             if e.detail in allowed or e.detail in blocking_globals or (
                     e.kind == "newobj-class" and e.detail == "torch.nn.parameter.Parameter"):
                 continue
-            b = Blocker("structure", f"{e.kind[:-6]} of {e.detail}", e.stream, e.offset)
+            b = Blocker("structure", f"{e.kind[:-6]} of {e.detail}", e.stream, e.offset,
+                        classify(e.detail, e.detail.rsplit(".", 1)[0], allowed=allowed), e.detail)
         elif e.kind == "opcode":
             b = Blocker("opcode", e.detail, e.stream, e.offset)
         else:
@@ -129,7 +132,7 @@ def _dedupe(blockers: object) -> list[Blocker]:
 
 
 def advice(blockers: tuple[Blocker, ...]) -> str:
-    cats = {b.category for b in blockers if b.kind == "global"}
+    cats = {b.category for b in blockers if b.kind == "global" or b.cls}
     if "dangerous" in cats:
         return "do not load this file: it references globals that can run code"
     if "model" in cats:
@@ -142,9 +145,8 @@ def advice(blockers: tuple[Blocker, ...]) -> str:
     if any(b.kind == "opcode" for b in blockers):
         return ("saved with pickle protocol > 2: re-save from a trusted load with the default protocol "
                 "(torch.save(obj, f))")
-    data = [b.detail for b in blockers if b.category == "data"]
-    if data and all(b.kind == "global" for b in blockers):
-        return safe_globals_line(data)
+    if all(b.category == "data" and (b.kind == "global" or b.cls) for b in blockers):
+        return safe_globals_line([b.cls or b.detail for b in blockers])
     return "weights_only=True refuses this file: " + "; ".join(b.detail for b in blockers[:3])
 
 
