@@ -115,3 +115,48 @@ def assert_torchscript_matches(path, loaded):
 def test_torchscript(name, how, tmp_path):
     path, loaded = _script_archive(tmp_path, name, how)
     assert_torchscript_matches(path, loaded)
+
+
+class Custom(torch.nn.Module):
+    """Tied weights, a non-persistent and a transposed buffer, containers of modules and parameters."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(10, 4)
+        self.head = torch.nn.Linear(4, 10, bias=False)
+        self.head.weight = self.emb.weight
+        self.register_buffer("scratch", torch.arange(3.0), persistent=False)
+        self.register_buffer("half_t", torch.ones(2, 3, dtype=torch.float16).t())
+        self.blocks = torch.nn.ModuleList([torch.nn.Linear(4, 4) for _ in range(2)])
+        self.plist = torch.nn.ParameterList([torch.nn.Parameter(torch.randn(2)), torch.nn.Parameter(torch.randn(3))])
+        self.pdict = torch.nn.ParameterDict({"alpha": torch.nn.Parameter(torch.randn(1))})
+
+    def forward(self, x):
+        x = self.emb(x)
+        for b in self.blocks:
+            x = b(x)
+        return self.head(x) + torch.tensor([1.0, 2.0, 3.0]).sum() + self.scratch.sum()
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_torchscript_custom_module(how, tmp_path):
+    path = tmp_path / f"custom-{how}.pt"
+    model = Custom()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sm = torch.jit.script(model) if how == "script" else torch.jit.trace(model, torch.tensor([[1, 2]]))
+        torch.jit.save(sm, str(path))
+        loaded = torch.jit.load(str(path))
+        _, consts = loaded.code_with_constants
+    inv = assert_torchscript_matches(path, loaded)
+    recs = {t.path: t for t in inv.tensors}
+    assert recs[("emb", "weight")].storage_key == recs[("head", "weight")].storage_key
+    # tensor constants of the (top-level) code: constants.pkl entry i is CONSTANTS.c<i>
+    expected = {("__constants__", int(k[1:])): v for k, v in consts.const_mapping.items()
+                if isinstance(v, torch.Tensor)}
+    got = {p: r for p, r in recs.items() if p[0] == "__constants__"}
+    assert set(got) == set(expected)
+    for p, t in expected.items():
+        assert (got[p].dtype, got[p].shape, got[p].stride) == (
+            str(t.dtype).removeprefix("torch."), tuple(t.shape), tuple(t.stride()))
+        assert got[p].storage_key.startswith("constants/")
