@@ -122,3 +122,51 @@ def test_big_storage_offsets(tmp_path):
     base = torch.zeros(3_000_000, dtype=torch.uint8)
     check_file(save({"end": base[2_999_990:], "mid": base[1_500_000:1_500_010]}, tmp_path / "o.pt"))
     assert ckptlint.inspect(tmp_path / "o.pt").tensors[0].storage_bytes == 3_000_000
+
+
+def test_sparse_tensors(tmp_path):
+    x = torch.randn(4, 6)
+    obj = {
+        "coo": x.to_sparse(), "coo_half": x.half().to_sparse(), "hybrid": torch.randn(4, 3, 2).to_sparse(1),
+        "csr": x.to_sparse_csr(), "csc": x.to_sparse_csc(),
+        "bsr": x.to_sparse_bsr((2, 2)), "bsc": x.to_sparse_bsc((2, 3)),
+        "int_coo": torch.arange(6).reshape(2, 3).to_sparse(),
+    }
+    path = save(obj, tmp_path / "sparse.pt")
+    loaded = torch.load(path, weights_only=True)
+    inv = ckptlint.inspect(path)
+    recs = {r.path: r for r in inv.tensors}
+    assert set(recs) == {(k,) for k in loaded}
+    for k, t in loaded.items():
+        r = recs[(k,)]
+        got = (r.dtype, r.shape, r.layout, r.device)
+        want = (str(t.dtype).removeprefix("torch."), tuple(t.shape), str(t.layout).removeprefix("torch."),
+                str(t.device))
+        assert got == want, k
+
+
+def test_meta_tensors(tmp_path):
+    # meta tensors carry no storage: ckptlint reports none, torch rebuilds them on "meta".
+    obj = {"m": torch.empty(3, 4, device="meta"), "mt": torch.empty(4, 5, device="meta", dtype=torch.bfloat16).t()}
+    path = save(obj, tmp_path / "meta.pt")
+    loaded = torch.load(path, weights_only=True)
+    recs = {r.path: r for r in ckptlint.inspect(path).tensors}
+    assert set(recs) == {(k,) for k in loaded}
+    for k, t in loaded.items():
+        r = recs[(k,)]
+        assert (r.dtype, r.shape, r.stride, r.storage_offset, r.device) == (
+            str(t.dtype).removeprefix("torch."), tuple(t.shape), tuple(t.stride()), t.storage_offset(), "meta")
+        assert r.storage_key is None and r.storage_bytes is None
+
+
+def test_quantized_tensors(tmp_path):
+    x = torch.randn(4, 6)
+    obj = {
+        "per_tensor": torch.quantize_per_tensor(x, 0.1, 3, torch.quint8),
+        "per_tensor_i8": torch.quantize_per_tensor(x, 0.05, 0, torch.qint8),
+        "per_tensor_i32": torch.quantize_per_tensor(x, 0.05, 0, torch.qint32),
+        "per_channel": torch.quantize_per_channel(x, torch.rand(4) + 0.01, torch.zeros(4, dtype=torch.long), 0,
+                                                  torch.qint8),
+    }
+    for fmt in sorted(FORMATS):
+        check_file(save(obj, tmp_path / f"q-{fmt}.pt", fmt))
