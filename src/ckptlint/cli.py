@@ -114,9 +114,47 @@ def _inspect_json(paths: Sequence[str]) -> int:
     return status
 
 
+# -- check -------------------------------------------------------------------
+
+
+def _add_check(sub: Any) -> None:
+    p = sub.add_parser(
+        "check",
+        help="report safety problems in checkpoint files, before anyone loads them",
+        description="Classify every global the files reference, predict exactly what "
+                    "torch.load(weights_only=True) does, and report findings (CK1xx) with fixes. "
+                    "Nothing in the files is executed; torch is not needed.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="checkpoint file(s)")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="output format (default: text); json is described in docs/report-json.md")
+    p.add_argument("--allow-global", action="append", default=[], metavar="MODULE.NAME",
+                   help="trust this global (repeatable): no finding for it, and the weights_only "
+                        "verdict assumes you allowlist it with torch.serialization.safe_globals")
+    p.add_argument("--fail-on", choices=("error", "warning", "info"), default="error",
+                   help="lowest severity that makes the exit code 1 (default: error)")
+    p.set_defaults(func=cmd_check)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .check import check
+    from .report.inventory_json import dumps
+
+    report = check(args.files, trusted=args.allow_global)
+    for fr in report.unreadable:
+        _report_error(fr.path, fr.error or "unknown error")
+    if args.format == "json":
+        sys.stdout.write(dumps(report.to_dict()) + "\n")
+    else:
+        from .report.check_text import render_report
+
+        sys.stdout.write(render_report(report) + "\n")
+    return report.exit_code(args.fail_on)
+
+
 # -- parser --------------------------------------------------------------------
 
-SUBCOMMANDS: list[Callable[[Any], None]] = [_add_inspect]
+SUBCOMMANDS: list[Callable[[Any], None]] = [_add_inspect, _add_check]
 """Each adds one subcommand; later: check, snapshot, diff, rules."""
 
 

@@ -134,6 +134,9 @@ class Inventory:
     notes: tuple[str, ...] = ()
     events: tuple[PickleEvent, ...] = ()
     """Where torch's weights_only unpickler would object, besides globals."""
+    anomalies: tuple[str, ...] = ()
+    """Places where readers could disagree about the file (duplicate zip names, local vs
+    central header mismatches, FRAME boundaries, bytes after STOP …): signs of tampering."""
 
     @property
     def format(self) -> str:
@@ -167,6 +170,7 @@ class Inventory:
                 for g in self.globals
             ],
             "events": [asdict(e) for e in self.events],
+            "anomalies": list(self.anomalies),
             "metadata": self.metadata,
             "structure": self.structure,
             "notes": list(self.notes),

@@ -56,6 +56,7 @@ class Assembler:
         self.notes: list[str] = []
         self.storages: dict[str, Storage] = {}
         self.events: list[PickleEvent] = []
+        self.anomalies: list[str] = []
 
     def parse(self, data: bytes, stream: str, *, start: int = 0,
               persistent_load: PersistentLoad | None = None) -> tuple[Any, int]:
@@ -72,7 +73,7 @@ class Assembler:
         self.streams.append(stream)
         if self.protocol is None:
             self.protocol = up.protocol if up.protocol is not None else (2 if "PROTO" in up.opcodes else 0)
-        self.notes.extend(f"{stream}: {a}" for a in up.anomalies)
+        self.anomalies.extend(f"{stream}: {a}" for a in up.anomalies)
         return value, up.end
 
     def parse_file_stream(self, f: CountingFile, offset: int, stream: str, *,
@@ -120,4 +121,5 @@ class Assembler:
             metadata=self.out.metadata,
             notes=tuple(self.notes + self.out.notes),
             events=tuple(self.events),
+            anomalies=tuple(self.anomalies),
         )

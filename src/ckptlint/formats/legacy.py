@@ -31,7 +31,7 @@ def read_pickle_file(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS
         return _read_legacy(f, path, asm, end)
     structure = asm.collect(first, "pickle#0")
     if end < f.size:
-        asm.notes.append(f"{f.size - end} bytes follow the pickle's STOP")
+        asm.anomalies.append(f"{f.size - end} bytes follow the pickle's STOP")
         _scan_trailing_pickles(f, asm, end)
     facts = FormatFacts(
         format="pickle", file_size=f.size, bytes_read=f.bytes_read, pickle_protocol=asm.protocol,

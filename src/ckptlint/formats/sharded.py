@@ -45,6 +45,7 @@ def read_sharded(f: CountingFile, path: str, index: dict[str, Any],
     opcodes: set[str] = set()
     streams: list[str] = []
     loaded: list[str] = []
+    anomalies: list[str] = []
     events: list[PickleEvent] = []
     bytes_read = f.bytes_read
     formats: dict[str, str] = {}
@@ -73,6 +74,7 @@ def read_sharded(f: CountingFile, path: str, index: dict[str, Any],
         loaded.extend(f"{shard}:{s}" for s in inv.facts.loaded_streams)
         events.extend(replace(e, stream=f"{shard}:{e.stream}") for e in inv.events)
         notes.extend(f"{shard}: {n}" for n in inv.notes)
+        anomalies.extend(f"{shard}: {a}" for a in inv.anomalies)
         missing = sorted(wanted - present)
         if missing:
             notes.append(f"{shard} lacks {len(missing)} tensors the index maps to it, e.g. {missing[0]!r}")
@@ -86,4 +88,4 @@ def read_sharded(f: CountingFile, path: str, index: dict[str, Any],
     structure = {t.key: {"__tensor__": i} for i, t in enumerate(tensors)}
     return Inventory(path=path, facts=facts, tensors=tuple(tensors), storages=tuple(storages),
                      globals=tuple(globals_), structure=structure, metadata={}, notes=tuple(notes),
-                     events=tuple(events))
+                     events=tuple(events), anomalies=tuple(anomalies))

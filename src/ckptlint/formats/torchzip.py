@@ -27,10 +27,8 @@ def read_torch_zip(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) 
     is_script = f"{prefix}/constants.pkl" in z.by_name
     fmt = "torchscript" if is_script else "torch-zip"
     asm = Assembler(path, limits)
-    for a in z.anomalies:
-        asm.notes.append(a)
     if outside:
-        asm.notes.append(f"{len(outside)} zip entries outside the {prefix}/ folder (torch refuses such archives)")
+        asm.anomalies.append(f"{len(outside)} zip entries outside the {prefix}/ folder (torch refuses such archives)")
 
     records: dict[str, str] = {}
     for rec in _SMALL_RECORDS:
@@ -67,6 +65,7 @@ def read_torch_zip(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) 
             asm.notes.append(f"storage record {entry} holds {m.size} bytes, the pickle declares {st.nbytes}")
         storages.append(StorageRecord(key, st.dtype, st.nbytes, st.location, entry))
 
+    asm.anomalies[:0] = z.anomalies
     facts = FormatFacts(
         format=fmt,
         file_size=f.size,
@@ -100,6 +99,7 @@ def _merge_constants(asm: Assembler, consts: Assembler, value: Any, prefix: str,
     asm.streams.extend(consts.streams)
     asm.events.extend(consts.events)
     asm.notes.extend(consts.notes)
+    asm.anomalies.extend(consts.anomalies)
 
 
 def _looks_like_pickle_member(z: ZipArchive, name: str) -> bool:

@@ -235,8 +235,13 @@ def _rebuild_sparse(args: tuple[Any, ...], fname: str) -> TensorStub:
     if len(args) < 2 or not isinstance(args[1], tuple) or not args[1]:
         raise FormatError(f"{fname}: malformed arguments")
     layout = args[0].name if isinstance(args[0], Global) else "sparse"
+    lay = args[0]  # torch >= 2.1 pickles the layout as torch.serialization._get_layout("torch.sparse_coo")
+    if isinstance(lay, Call) and lay.qualname == "torch.serialization._get_layout" \
+            and len(lay.args) == 1 and isinstance(lay.args[0], str):
+        layout = lay.args[0].removeprefix("torch.")
     data = args[1]
-    values = next((d for d in data if isinstance(d, TensorStub)), None)
+    # values come after the index tensors in every layout (COO: indices, values; CSR…: two index sets, values)
+    values = next((d for d in reversed(data) if isinstance(d, TensorStub)), None)
     size = next((d for d in reversed(data) if isinstance(d, (tuple, list))), ())
     return TensorStub(fname, None, 0, _int_tuple(size, "size"), None, False,
                       values.dtype if values else "unknown", values.device if values else "unknown", layout)

@@ -1,0 +1,43 @@
+"""Text output of ``ckptlint check``: per file a verdict line, a findings table, the fixes."""
+
+from __future__ import annotations
+
+from tabulate import tabulate
+
+from ..check import FileReport, Report
+
+
+def render_file(fr: FileReport) -> str:
+    lines: list[str] = []
+    if fr.error is not None:
+        return f"{fr.path}: unreadable: {fr.error}"
+    wo = fr.verdict
+    status = "loads with weights_only=True" if wo and wo.loads else "weights_only=True FAILS"
+    lines.append(f"{fr.path} [{fr.format}] — {status}")
+    if not fr.findings:
+        lines.append("  no findings")
+        return "\n".join(lines)
+    rows = [(f.code, f.severity, f.location or "", f.key or "", f.message) for f in fr.findings]
+    table = tabulate(rows, headers=("code", "severity", "location", "key", "message"),
+                     tablefmt="simple", maxcolwidths=[None, None, 28, 28, 70])
+    lines.extend("  " + line for line in table.splitlines())
+    fixes: dict[str, list[str]] = {}
+    for f in fr.findings:
+        if f.fix and f.code not in fixes.setdefault(f.fix, []):
+            fixes[f.fix].append(f.code)
+    if fixes:
+        lines.append("  fix:")
+        lines.extend(f"    {'/'.join(codes)}: {fix}" for fix, codes in fixes.items())
+    return "\n".join(lines)
+
+
+def render_report(report: Report) -> str:
+    parts = [render_file(fr) for fr in report.files if fr.error is None]
+    counts = {"error": 0, "warning": 0, "info": 0}
+    for fr in report.files:
+        for f in fr.findings:
+            counts[f.severity] = counts.get(f.severity, 0) + 1
+    n = len(report.files)
+    summary = (f"{n} file{'s' if n != 1 else ''} checked: {counts['error']} errors, "
+               f"{counts['warning']} warnings, {len(report.unreadable)} unreadable")
+    return "\n\n".join(parts + [summary])

@@ -1,0 +1,1 @@
+"""Rules: small pure functions from analyses to findings."""
