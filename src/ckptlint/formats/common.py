@@ -42,6 +42,10 @@ class CountingFile:
         self.f.close()
 
 
+def _nested_pid(pid: Any) -> Any:
+    return {"__persistent_id__": repr(pid)[:200]}
+
+
 class Assembler:
     """Collects what the pickle streams of one file yield into an Inventory."""
 
@@ -59,8 +63,11 @@ class Assembler:
         self.anomalies: list[str] = []
 
     def parse(self, data: bytes, stream: str, *, start: int = 0,
-              persistent_load: PersistentLoad | None = None) -> tuple[Any, int]:
-        """Run one stream; returns its value and the offset just past its STOP."""
+              persistent_load: PersistentLoad | None = None, depth: int = 0) -> tuple[Any, int]:
+        """Run one stream; returns its value and the offset just past its STOP.
+
+        Byte strings the stream hands to ``pickle.loads`` and the like are parsed too
+        (as ``<stream>>nested@<offset>``), so a payload cannot hide one level down."""
         if len(self.streams) >= self.limits.max_streams:
             raise FormatError(f"more than {self.limits.max_streams} pickle streams")
         up = StaticUnpickler(data, stream, start=start, persistent_load=persistent_load, limits=self.limits)
@@ -74,6 +81,15 @@ class Assembler:
         if self.protocol is None:
             self.protocol = up.protocol if up.protocol is not None else (2 if "PROTO" in up.opcodes else 0)
         self.anomalies.extend(f"{stream}: {a}" for a in up.anomalies)
+        for offset, payload in up.nested[:16]:
+            if depth >= 4:
+                self.anomalies.append(f"{stream}: pickles nested more than 4 deep were not scanned")
+                break
+            try:
+                self.parse(bytes(payload), f"{stream}>nested@{offset}", persistent_load=_nested_pid,
+                           depth=depth + 1)
+            except FormatError as e:
+                self.notes.append(f"{stream}: bytes passed to a loader at byte {offset} are not a pickle ({e})")
         return value, up.end
 
     def parse_file_stream(self, f: CountingFile, offset: int, stream: str, *,

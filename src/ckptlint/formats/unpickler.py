@@ -364,6 +364,8 @@ class StaticUnpickler:
         self._memo: dict[int, Any] = {}
         self._op_start = start
         self._frame_end: int | None = None
+        self.nested: list[tuple[int, bytes]] = []
+        """Byte strings handed to a loader (``pickle.loads`` …): pickles inside the pickle."""
         self.wo_events: list[tuple[int, str, str]] = []
         """Where torch's weights_only unpickler would object, besides globals:
         (offset, kind, detail); kinds ending in ``-class`` depend on the allowlist."""
@@ -777,6 +779,8 @@ class StaticUnpickler:
         func = self._pop()
         if not isinstance(func, Global):
             self._wo("reduce", type(func).__name__)
+        elif func.qualname in NESTED_LOADERS and isinstance(args, tuple):
+            self.nested.extend((self._op_start, a) for a in args if isinstance(a, (bytes, bytearray)))
         self._stack.append(interpret_call(func, args, "REDUCE"))
 
     def op_NEWOBJ(self) -> None:
@@ -844,6 +848,13 @@ class StaticUnpickler:
 
 
 _STOP = object()
+
+# Callables that unpickle (or wrap for unpickling) a byte string they are given.
+NESTED_LOADERS = frozenset({
+    "pickle.loads", "_pickle.loads", "pickle._loads", "dill.loads", "dill._dill.loads",
+    "cloudpickle.loads", "io.BytesIO", "_io.BytesIO", "torch.load", "torch.serialization.load",
+    "joblib.load", "numpy.loads", "marshal.loads",
+})
 
 _NUMPY_DTYPE_CLASSES = {
     "b1": "BoolDType", "i1": "Int8DType", "u1": "UInt8DType", "i2": "Int16DType", "u2": "UInt16DType",
