@@ -275,3 +275,15 @@ def test_json_output_is_strict_for_non_finite_floats() -> None:
     text = inventory_json.dumps({"structure": {"lr": float("nan"), "best": float("-inf")}})
     assert json.loads(text) == {"structure": {"lr": "nan", "best": "-inf"}}
     assert "NaN" not in text and "Infinity" not in text
+
+
+def test_trailing_pickle_shows_its_global_and_an_anomaly(tmp_path: Path) -> None:
+    import pickle
+
+    p = tmp_path / "trailing.pkl"
+    p.write_bytes(pickle.dumps({"a": 1}, protocol=2) + pickle.dumps(print, protocol=2))
+    r = run_cli("inspect", p)
+    assert r.returncode == 0, r.stderr
+    assert "(no tensors)" in r.stdout
+    assert re.search(r"^globals referenced \(1\):\n  builtins\.print$", r.stdout, re.M)
+    assert re.search(r"^anomalies \(1\):\n  .*follow the pickle's STOP", r.stdout, re.M)

@@ -136,6 +136,10 @@ def render_inventory(inv: Inventory) -> str:
     globals_ = unique_globals(inv)
     out.append(f"globals referenced ({len(globals_)}):" + ("" if globals_ else " none"))
     out.extend(f"  {clean(g)}" for g in globals_)
+    anomalies = getattr(inv, "anomalies", ())
+    if anomalies:
+        out.append(f"anomalies ({len(anomalies)}):")
+        out.extend(f"  {clean(a)}" for a in anomalies)
     out.append(f"notes ({len(inv.notes)}):" + ("" if inv.notes else " none"))
     out.extend(f"  {clean(n)}" for n in inv.notes)
     return "\n".join(out)
