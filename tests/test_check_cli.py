@@ -1,0 +1,103 @@
+"""`ckptlint check` end to end: exit codes, the JSON contract, trusted globals, --fail-on."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ckptlint", "check", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("check")
+    out = {
+        "clean": d / "clean.pt",
+        "namespace": d / "namespace.pt",
+        "full": d / "full.pt",
+        "proto4": d / "proto4.pt",
+    }
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    torch.save(model.state_dict(), out["clean"])
+    torch.save({"model": model.state_dict(), "args": argparse.Namespace(lr=0.1)}, out["namespace"])
+    torch.save(model, out["full"])
+    torch.save(model.state_dict(), out["proto4"], pickle_protocol=4)
+    return out
+
+
+def _loads(path: Path) -> bool:
+    try:
+        torch.load(path, weights_only=True)
+    except Exception:  # noqa: BLE001 - torch's verdict, whatever it raises
+        return False
+    return True
+
+
+def test_json_contract(files: dict[str, Path]) -> None:
+    proc = _run("--format", "json", *map(str, files.values()))
+    assert proc.returncode == 1  # the full-model pickle is an error
+    doc = json.loads(proc.stdout)
+    assert doc["version"] == 1
+    assert [f["path"] for f in doc["files"]] == [str(p) for p in files.values()]
+    for entry, path in zip(doc["files"], files.values()):
+        assert set(entry) >= {"path", "format", "error", "findings", "globals", "weights_only", "compat"}
+        assert entry["error"] is None and entry["compat"] is None
+        assert entry["weights_only"]["loads"] == _loads(path)
+        for g in entry["globals"]:
+            assert g["category"] in ("allowed", "data", "model", "dangerous", "unknown")
+        for f in entry["findings"]:
+            assert set(f) >= {"code", "severity", "message", "key", "location", "fix"}
+    by_name = dict(zip(files, doc["files"]))
+    assert by_name["clean"]["findings"] == []
+    assert {f["code"] for f in by_name["full"]["findings"]} >= {"CK102", "CK105"}
+    assert by_name["proto4"]["weights_only"]["blocking"][0]["kind"] == "opcode"
+
+
+def test_exit_codes_and_fail_on(files: dict[str, Path]) -> None:
+    assert _run(str(files["clean"])).returncode == 0
+    assert _run(str(files["namespace"])).returncode == 0  # warnings only
+    assert _run("--fail-on", "warning", str(files["namespace"])).returncode == 1
+    assert _run(str(files["full"])).returncode == 1
+
+
+def test_allow_global_trusts_a_class(files: dict[str, Path]) -> None:
+    proc = _run("--format", "json", "--allow-global", "argparse.Namespace", str(files["namespace"]))
+    entry = json.loads(proc.stdout)["files"][0]
+    assert entry["findings"] == []
+    assert entry["weights_only"]["loads"] is True
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        torch.load(files["namespace"], weights_only=True)  # what the verdict assumed
+
+
+def test_unreadable_file_is_one_line(tmp_path: Path, files: dict[str, Path]) -> None:
+    bad = tmp_path / "notes.pt"
+    bad.write_text("not a checkpoint\n")
+    proc = _run(str(files["clean"]), str(bad))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"ckptlint: {bad}: a text file, not a checkpoint"]
+    assert "Traceback" not in proc.stderr
+    assert str(files["clean"]) in proc.stdout
+
+
+def test_text_output_shows_fix(files: dict[str, Path]) -> None:
+    proc = _run(str(files["namespace"]))
+    assert "CK104" in proc.stdout and "argparse.Namespace" in proc.stdout
+    assert 'torch.serialization.add_safe_globals([(argparse.Namespace, "argparse.Namespace")])' in proc.stdout
+
+
+def test_check_imports_no_torch(files: dict[str, Path]) -> None:
+    code = ("import sys, ckptlint.cli; rc = ckptlint.cli.main(['check', sys.argv[1]]); "
+            "assert 'torch' not in sys.modules, 'torch imported'; print('rc', rc)")
+    proc = subprocess.run([sys.executable, "-c", code, str(files["full"])], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "rc 1" in proc.stdout
