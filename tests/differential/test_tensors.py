@@ -78,7 +78,7 @@ def test_views_and_shared_storages(case, fmt, tmp_path):
 
 
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
-@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+@pytest.mark.parametrize("protocol", [1, 2, 3, 4, 5])  # 0: torch cannot load its own zip (str persistent ids)
 def test_pickle_protocols(protocol, fmt, tmp_path):
     w = torch.randn(4, 4)
     obj = {"w": w, "v": w[1:], "h": torch.randn(3, dtype=torch.float16), "n": {"l": [torch.ones(2), 3]}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickletools
 from dataclasses import replace
 from typing import Any, BinaryIO
 
@@ -78,8 +79,14 @@ class Assembler:
         self.opcodes |= up.opcodes
         self.events.extend(PickleEvent(stream, o, k, d) for o, k, d in up.wo_events)
         self.streams.append(stream)
-        if self.protocol is None:
-            self.protocol = up.protocol if up.protocol is not None else (2 if "PROTO" in up.opcodes else 0)
+        if up.protocol is None:
+            # no PROTO opcode (protocols 0 and 1): the highest protocol among the opcodes, as pickletools
+            # says, over all streams (a legacy file's magic-number pickle alone looks like protocol 0)
+            implied = max((op.proto for op in pickletools.opcodes if op.name in up.opcodes), default=0)
+            if self.protocol is None or ("PROTO" not in self.opcodes and implied > self.protocol):
+                self.protocol = implied
+        elif self.protocol is None:
+            self.protocol = up.protocol
         self.anomalies.extend(f"{stream}: {a}" for a in up.anomalies)
         for offset, payload in up.nested[:16]:
             if depth >= 4:
