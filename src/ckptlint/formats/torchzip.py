@@ -55,6 +55,14 @@ def read_torch_zip(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) 
             except FormatError as e:
                 asm.notes.append(f"{m.name}: could not be parsed as a pickle ({e})")
 
+    for i, m in enumerate(z.shadowed):
+        # A second member of the same name: torch reads the last one, other tools may read this.
+        if m.name.endswith(".pkl") or z.read_member(m, limit=m.size)[:1] == b"\x80":
+            try:
+                asm.parse(z.read_member(m), f"{m.name}#shadowed{i}", persistent_load=_any_pid)
+            except FormatError as e:
+                asm.notes.append(f"{m.name} (shadowed copy): could not be parsed as a pickle ({e})")
+
     storages: list[StorageRecord] = []
     for key, st in asm.storages.items():
         entry = storage_entries.get(key)

@@ -47,11 +47,13 @@ class ZipArchive:
         self.anomalies: list[str] = []
         self.members: list[ZipMember] = self._central_directory()
         self.by_name: dict[str, ZipMember] = {}
+        self.shadowed: list[ZipMember] = []
+        """Earlier members hidden by a later one of the same name (torch reads the last)."""
         for m in self.members:
             if m.name in self.by_name:
                 self.anomalies.append(f"duplicate zip member name {m.name!r}")
-            else:
-                self.by_name[m.name] = m
+                self.shadowed.append(self.by_name[m.name])
+            self.by_name[m.name] = m
 
     def _pread(self, offset: int, n: int) -> bytes:
         if offset < 0 or n < 0 or offset + n > self.file_size:
@@ -118,9 +120,12 @@ class ZipArchive:
         return m.header_offset + _LFH.size + nlen + xlen
 
     def read(self, name: str, limit: int | None = None) -> bytes:
-        m = self.by_name[name]
+        return self.read_member(self.by_name[name], limit)
+
+    def read_member(self, m: ZipMember, limit: int | None = None) -> bytes:
+        name = m.name
         limit = self.limits.max_pickle_bytes if limit is None else limit
-        if m.size > limit or m.compressed_size > limit:
+        if m.size > limit or m.compressed_size > self.limits.max_pickle_bytes:
             raise FormatError(f"zip member {name!r} is {m.size} bytes (limit {limit})")
         start = self.data_offset(m)
         raw = self._pread(start, m.compressed_size)
