@@ -170,3 +170,21 @@ def test_quantized_tensors(tmp_path):
     }
     for fmt in sorted(FORMATS):
         check_file(save(obj, tmp_path / f"q-{fmt}.pt", fmt))
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+@pytest.mark.parametrize("case", ["tensor", "list", "tuple", "param"])
+def test_top_level_objects(case, fmt, tmp_path):
+    w = torch.randn(3, 4)
+    obj = {"tensor": w, "list": [w, w.t(), 5], "tuple": (w[1:], {"k": w}),
+           "param": torch.nn.Parameter(w)}[case]
+    inv, _, recs = check_file(save(obj, tmp_path / "top.pt", fmt))
+    if case == "tensor":
+        assert list(recs) == [()]
+
+
+def test_unusual_keys(tmp_path):
+    w = torch.randn(2)
+    obj = {"ключ.weight": w, "x" * 3000: w[1:], "": torch.ones(1), "a.b/c d": torch.zeros(2), -1: w}
+    inv, _, recs = check_file(save(obj, tmp_path / "keys.pt"))
+    assert ("x" * 3000,) in recs

@@ -87,6 +87,19 @@ def test_full_model_pickle(name, tmp_path):
         assert params[k].requires_grad == t.requires_grad
 
 
+@pytest.mark.parametrize("fmt", ["zip", "legacy"])
+@pytest.mark.parametrize("protocol", [2, 5])
+@pytest.mark.parametrize("name", ["efficientnet_b0", "swin_t"])
+def test_full_model_pickle_formats(name, protocol, fmt, tmp_path):
+    # legacy full-model files add ('module', cls, source_file, source) persistent ids
+    path = tmp_path / f"{name}.pt"
+    torch.save(MODELS[name](), path, pickle_protocol=protocol, _use_new_zipfile_serialization=(fmt == "zip"))
+    inv, loaded, recs = check_file(path)  # trusted load: torch refuses whole-module pickles
+    assert isinstance(loaded, torch.nn.Module)
+    assert inv.facts.pickle_protocol == protocol
+    assert sum(r.is_parameter for r in recs.values()) == len(list(loaded.parameters()))
+
+
 def _script_archive(tmp_path, name, how):
     model = MODELS[name]().eval()
     path = tmp_path / f"{name}-{how}.pt"
