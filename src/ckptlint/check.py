@@ -91,9 +91,19 @@ def check_file(path: str | os.PathLike[str], *, trusted: Iterable[str] = (),
 
 
 def check(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
-          trusted: Iterable[str] = (), limits: Limits = DEFAULT_LIMITS) -> Report:
-    """Check one or more checkpoint files; see :class:`Report`."""
+          trusted: Iterable[str] = (), limits: Limits = DEFAULT_LIMITS,
+          config: str | None = None, use_config: bool = True) -> Report:
+    """Check one or more checkpoint files; see :class:`Report`.
+
+    Each file's configuration is the nearest ``[tool.ckptlint]`` above it (or ``config``);
+    its ``trusted-globals`` join ``trusted``. Raises ConfigError for an unusable config.
+    """
+    from .config import Config, config_for
+
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    trusted = tuple(trusted)
-    return Report([check_file(p, trusted=trusted, limits=limits) for p in paths])
+    files = []
+    for p in paths:
+        cfg = config_for(os.fspath(p), config) if use_config else Config()
+        files.append(check_file(p, trusted=(*trusted, *cfg.trusted_globals), limits=limits))
+    return Report(files)

@@ -133,6 +133,9 @@ def _add_check(sub: Any) -> None:
                         "verdict assumes you allowlist it with torch.serialization.safe_globals")
     p.add_argument("--fail-on", choices=("error", "warning", "info"), default="error",
                    help="lowest severity that makes the exit code 1 (default: error)")
+    p.add_argument("--config", metavar="FILE",
+                   help="use this pyproject.toml/ckptlint.toml instead of the nearest one above each file")
+    p.add_argument("--isolated", action="store_true", help="ignore all configuration files")
     p.set_defaults(func=cmd_check)
 
 
@@ -140,7 +143,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .check import check
     from .report.inventory_json import dumps
 
-    report = check(args.files, trusted=args.allow_global)
+    from .config import ConfigError
+
+    try:
+        report = check(args.files, trusted=args.allow_global, config=args.config,
+                       use_config=not args.isolated)
+    except ConfigError as e:
+        print(f"ckptlint: {_one_line(str(e))}", file=sys.stderr)
+        return EXIT_ERROR
     for fr in report.unreadable:
         _report_error(fr.path, fr.error or "unknown error")
     if args.format == "json":
