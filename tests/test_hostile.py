@@ -75,17 +75,21 @@ def _payload_files(tmp_path: Path, marker: Path) -> list[Path]:
     return files
 
 
-def test_inspect_executes_nothing(tmp_path: Path) -> None:
+def test_inspect_and_check_execute_nothing(tmp_path: Path) -> None:
     marker = tmp_path / "payload.marker"
     import_marker = _evil_module(tmp_path)
     files = _payload_files(tmp_path, marker)
     script = textwrap.dedent("""
-        import sys, ckptlint
+        import sys, ckptlint, ckptlint.cli
         found = []
         for p in sys.argv[1:]:
             inv = ckptlint.inspect(p)
             found.append(sorted(g.qualname for g in inv.globals))
+        assert ckptlint.cli.main(["inspect", *sys.argv[1:]]) == 0
+        assert ckptlint.cli.main(["check", *sys.argv[1:]]) == 1
+        assert ckptlint.cli.main(["check", "--format", "json", *sys.argv[1:]]) == 1
         assert "ckptlint_evilmod" not in sys.modules
+        assert "torch" not in sys.modules
         print(found)
     """)
     env = dict(os.environ, PYTHONPATH=str(tmp_path / "site"))
