@@ -188,3 +188,23 @@ def test_unusual_keys(tmp_path):
     obj = {"ключ.weight": w, "x" * 3000: w[1:], "": torch.ones(1), "a.b/c d": torch.zeros(2), -1: w}
     inv, _, recs = check_file(save(obj, tmp_path / "keys.pt"))
     assert ("x" * 3000,) in recs
+
+
+def test_zip64_many_entries(tmp_path):
+    # more than 65535 zip entries: torch writes a ZIP64 end of central directory
+    obj = {f"t{i}": torch.ones(1) for i in range(66000)}
+    path = save(obj, tmp_path / "z64.pt")
+    tail = path.read_bytes()[-200:]
+    assert b"PK\x06\x06" in tail
+    inv, _, _ = check_file(path)
+    assert len(inv.tensors) == 66000
+
+
+def test_in_memory_save_and_odd_file_names(tmp_path):
+    import io
+    buf = io.BytesIO()
+    torch.save({"w": torch.ones(2), "v": torch.ones(2)[1:]}, buf)  # archive prefix "archive"
+    (tmp_path / "bytes.bin").write_bytes(buf.getvalue())
+    assert check_file(tmp_path / "bytes.bin")[0].facts.zip_prefix == "archive"
+    for name in ("вес.модель.pt", "no_ext", "a.b.c.pth"):
+        check_file(save({"w": torch.randn(2, 2).t()}, tmp_path / name))
