@@ -6,8 +6,9 @@ from ..findings import Finding
 from ..inventory import GlobalRef, Inventory
 from ..safety.weights_only import Verdict, safe_globals_line
 
-# Streams a TorchScript archive normally holds besides data.pkl; torch.jit.load reads them itself.
-_TORCHSCRIPT_STREAMS = ("/data.pkl", "/constants.pkl", ".debug_pkl")
+# Streams a TorchScript archive normally holds besides data.pkl (traced_inputs.pkl: torch.jit.trace
+# stores the example inputs); torch.jit.load reads them itself.
+_TORCHSCRIPT_STREAMS = ("/data.pkl", "/constants.pkl", ".debug_pkl", "/traced_inputs.pkl")
 
 
 def _where(g: GlobalRef) -> str:
