@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import ckptlint
-from ckptlint.check import check_file
+from ckptlint.checker import check_file
 
 EVIL = b"\x80\x02cposix\nsystem\nX\x05\x00\x00\x00touchq\x00\x85R."  # never executed here
 

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import torch
 
-from ckptlint.check import FileReport, check_file
+from ckptlint.checker import FileReport, check_file
 
 SYSTEM = {"os.system", "posix.system"}
 

@@ -15,7 +15,7 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "CheckpointError", "CkptlintError", "FormatFacts", "GlobalRef", "Inventory", "Limits",
-    "StorageRecord", "TensorRecord", "inspect", "__version__",
+    "StorageRecord", "TensorRecord", "check", "inspect", "__version__",
 ]
 
 
@@ -28,3 +28,13 @@ def inspect(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) ->
     from .formats import read_inventory
 
     return read_inventory(path, limits)
+
+
+def check(paths, **options):  # type: ignore[no-untyped-def]
+    """Check one or more files statically; returns a :class:`ckptlint.checker.Report`.
+
+    Options are those of :func:`ckptlint.checker.check` (``trusted``, ``config`` …).
+    """
+    from .checker import check as _check
+
+    return _check(paths, **options)

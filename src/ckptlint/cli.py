@@ -140,7 +140,7 @@ def _add_check(sub: Any) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .check import check
+    from .checker import check
     from .report.inventory_json import dumps
 
     from .config import ConfigError

@@ -29,7 +29,7 @@ import pytest
 import torch
 from torchvision import models as M
 
-from ckptlint.check import check_file
+from ckptlint.checker import check_file
 
 # --------------------------------------------------------------------------- corpus builders
 

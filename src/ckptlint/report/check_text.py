@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from ..check import FileReport, Report
+from ..checker import FileReport, Report
 
 
 def render_file(fr: FileReport) -> str:

@@ -1,4 +1,4 @@
-"""``ckptlint.check``: run the analyses on files and collect findings into a report."""
+"""``ckptlint.check()``: run the analyses on files and collect findings into a report."""
 
 from __future__ import annotations
 
