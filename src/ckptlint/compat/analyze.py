@@ -1,0 +1,65 @@
+"""Compatibility of one inventory with one target: torch's verdict, reasons, and the fix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..inventory import Inventory
+from ..targets.signature import Signature
+from .compare import CompatResult, compare
+from .fixes import Fix, apply_fix, infer_fix
+from .snippet import make_snippet
+from .unwrap import StateDict, find_state_dict
+
+
+@dataclass
+class CompatReport:
+    target: str
+    state_dict: StateDict
+    result: CompatResult
+    fix: Fix | None
+    exact: bool
+    """False when a snapshot had to replay default rules for modules with custom load logic."""
+
+    def to_dict(self) -> dict[str, Any]:
+        r = self.result
+        return {
+            "target": self.target,
+            "state_dict_path": list(self.state_dict.path),
+            "state_dict_found_by": self.state_dict.how,
+            "strict_ok": r.strict_ok,
+            "nonstrict_ok": r.nonstrict_ok,
+            "missing": list(r.missing),
+            "unexpected": list(r.unexpected),
+            "shape_mismatch": {k: [list(a), list(b)] for k, (a, b) in r.shape_mismatch.items()},
+            "dtype_mismatch": {k: [a, b] for k, (a, b) in r.dtype_mismatch.items()},
+            "non_tensor": dict(r.non_tensor),
+            "exact": self.exact,
+            "notes": list(r.notes),
+            "fix": None if self.fix is None else self.fix.to_dict(),
+        }
+
+
+def analyze(inv: Inventory, sig: Signature, *, model: Any = None,
+            key: tuple[Any, ...] | None = None) -> CompatReport:
+    sd = find_state_dict(inv, key)
+    custom = any(m.load_rule == "custom" for m in sig.modules)
+    if custom and model is not None:
+        from .live import compare_live
+
+        def run(s: StateDict) -> CompatResult:
+            return compare_live(model, s)
+        exact = True
+    else:
+        def run(s: StateDict) -> CompatResult:
+            return compare(sig, s)
+        exact = not custom
+    result = run(sd)
+    fix = infer_fix(sig, sd, result, run)
+    if fix is not None:
+        fix.snippet = make_snippet(inv.path, sig.target, sig.kwargs, sd.path, fix)
+    return CompatReport(sig.target, sd, result, fix, exact)
+
+
+__all__ = ["CompatReport", "analyze", "apply_fix"]

@@ -1,0 +1,84 @@
+"""Run torch's own ``load_state_dict`` logic on a meta model with meta stand-in tensors.
+
+Used for targets whose modules have their own ``_load_from_state_dict`` or load
+hooks, which a snapshot cannot replay. The recursion is torch's ``load``
+closure, calling each module's real ``_load_from_state_dict`` and post hooks,
+so that the missing/unexpected lists and size errors are collected instead of
+raised. Only the target's code runs here — never anything from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections import OrderedDict
+from typing import Any
+
+from .compare import CompatResult
+from .unwrap import NonTensor, StateDict
+
+_SIZE = re.compile(r"^size mismatch for (.+?): copying a param with shape")
+_NON_TENSOR = re.compile(r'^While copying the parameter named "(.+?)", expected torch.Tensor')
+
+
+def compare_live(model: Any, sd: StateDict) -> CompatResult:
+    import torch
+
+    params = dict(model.state_dict(keep_vars=True))
+    fake: Any = OrderedDict()
+    for key, e in sd.entries.items():
+        if isinstance(e, NonTensor):
+            fake[key] = e
+            continue
+        device = params[key].device if key in params else torch.device("meta")
+        dtype = getattr(torch, e.dtype, None)
+        if not isinstance(dtype, torch.dtype):
+            dtype = torch.float32
+        try:
+            fake[key] = torch.empty(e.shape, dtype=dtype, device=device)
+        except (RuntimeError, TypeError):
+            fake[key] = torch.empty(e.shape, device=device)
+    if sd.metadata is not None:
+        fake._metadata = {k: dict(v) for k, v in sd.metadata.items()}
+    metadata = getattr(fake, "_metadata", None)
+    missing: list[str] = []
+    unexpected: list[str] = []
+    errors: list[str] = []
+
+    def load(module: Any, local: dict[str, Any], prefix: str = "") -> None:
+        local_md = {} if metadata is None else metadata.get(prefix[:-1], {})
+        module._load_from_state_dict(local, prefix, local_md, True, missing, unexpected, errors)
+        for name, child in module._modules.items():
+            if child is not None:
+                child_prefix = prefix + name + "."
+                load(child, {k: v for k, v in local.items() if k.startswith(child_prefix)}, child_prefix)
+        incompatible = torch.nn.modules.module._IncompatibleKeys(missing, unexpected)
+        for hook in module._load_state_dict_post_hooks.values():
+            hook(module, incompatible)
+
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        load(model, OrderedDict(fake))
+    shape: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    non_tensor: dict[str, str] = {}
+    notes: list[str] = []
+    for msg in errors:
+        m = _SIZE.match(msg)
+        if m and m.group(1) in sd.entries:
+            key = m.group(1)
+            shape[key] = (tuple(sd.entries[key].shape), tuple(params[key].shape) if key in params else ())
+            continue
+        m = _NON_TENSOR.match(msg)
+        if m:
+            e = sd.entries.get(m.group(1))
+            non_tensor[m.group(1)] = e.summary if isinstance(e, NonTensor) else "?"
+            continue
+        notes.append(msg.splitlines()[0])
+    dtype: dict[str, tuple[str, str]] = {}
+    for key, e in sd.entries.items():
+        p = params.get(key)
+        if p is not None and not isinstance(e, NonTensor) and key not in shape:
+            want = str(p.dtype).removeprefix("torch.")
+            if e.dtype != want and tuple(e.shape) in (tuple(p.shape), (1,)):
+                dtype[key] = (e.dtype, want)
+    return CompatResult(tuple(missing), tuple(unexpected), shape, dtype, non_tensor, tuple(notes))

@@ -1,0 +1,52 @@
+"""The ready-to-paste loading code for a checkpoint and a target."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .fixes import Fix
+
+
+def _access(path: tuple[Any, ...]) -> str:
+    return "".join(f"[{p!r}]" for p in path)
+
+
+def make_snippet(ckpt_path: str, target: str, kwargs: dict[str, Any], sd_path: tuple[Any, ...],
+                 fix: Fix | None) -> str:
+    module, _, attr = target.partition(":")
+    head = attr.split(".")[0]
+    lines = [
+        "import collections",
+        "import re",
+        "",
+        "import torch",
+        f"from {module} import {head}",
+        "",
+        f"model = {attr}(**{kwargs!r})",
+        f"checkpoint = torch.load({ckpt_path!r}, map_location=\"cpu\", weights_only=True)",
+        f"state_dict = checkpoint{_access(sd_path)}",
+    ]
+    if fix is None:
+        lines.append("model.load_state_dict(state_dict, strict=True)")
+        return "\n".join(lines) + "\n"
+    lines += [
+        f"renames = {[tuple(r) for r in fix.renames]!r}",
+        f"drop = {set(fix.drop)!r}" if fix.drop else "drop = set()",
+        "",
+        "def rename(key):",
+        "    for pattern, replacement in renames:",
+        "        key = re.sub(pattern, replacement, key)",
+        "    return key",
+        "",
+        "fixed = collections.OrderedDict(",
+        "    (rename(k), v) for k, v in state_dict.items() if rename(k) not in drop)",
+        "metadata = getattr(state_dict, \"_metadata\", None)",
+        "if metadata is not None:",
+        "    fixed._metadata = {rename(k + \".\")[:-1]: v for k, v in metadata.items()}",
+    ]
+    if fix.strict:
+        lines.append("model.load_state_dict(fixed, strict=True)")
+    else:
+        lines.append("result = model.load_state_dict(fixed, strict=False)")
+        lines.append(f"# left at their initial values: {len(fix.random_init)} keys, e.g. {fix.random_init[:3]}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,166 @@
+"""Find the state_dict inside a checkpoint: flat, nested in a training dict, or a pickled module."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import CkptlintError
+from ..inventory import Inventory, TensorRecord
+
+WELL_KNOWN_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "ema",
+                   "model_ema", "state_dict_ema", "ema_state_dict", "weights", "params", "params_ema",
+                   "generator", "student", "teacher")
+
+
+class UnwrapError(CkptlintError):
+    pass
+
+
+@dataclass(frozen=True)
+class NonTensor:
+    """A state_dict entry that is not a tensor (torch reports it when the key is expected)."""
+
+    summary: str
+
+
+@dataclass(frozen=True)
+class StateDict:
+    path: tuple[Any, ...]
+    """Where the state_dict sits in the checkpoint (``()`` for the top level)."""
+    entries: dict[str, TensorRecord | NonTensor]
+    metadata: dict[str, dict[str, Any]] | None
+    """Its ``_metadata`` (module versions), or None when the dict carries none."""
+    how: str
+    """``top-level``, ``key``, ``well-known key``, ``largest dict`` or ``module object``."""
+
+
+def _is_tensor(node: Any) -> bool:
+    return isinstance(node, dict) and "__tensor__" in node and len(node) == 1
+
+
+def _tensor_count(node: Any) -> int:
+    if not isinstance(node, dict) or "__object__" in node:
+        return 0
+    return sum(1 for v in node.values() if _is_tensor(v))
+
+
+def _at(structure: Any, path: tuple[Any, ...]) -> Any:
+    node = structure
+    for p in path:
+        if isinstance(node, dict) and "__object__" in node and isinstance(node.get("items"), dict):
+            node = node["items"]
+        if isinstance(node, dict) and str(p) in node:
+            node = node[str(p)]
+        elif isinstance(node, list) and isinstance(p, int) and 0 <= p < len(node):
+            node = node[p]
+        else:
+            return None
+    return node
+
+
+def _entries(inv: Inventory, node: dict[str, Any]) -> dict[str, TensorRecord | NonTensor]:
+    out: dict[str, TensorRecord | NonTensor] = {}
+    for k, v in node.items():
+        if _is_tensor(v):
+            out[k] = inv.tensors[v["__tensor__"]]
+        else:
+            out[k] = NonTensor(_summary(v))
+    return out
+
+
+def _summary(v: Any) -> str:
+    if isinstance(v, dict):
+        for marker in ("__object__", "__global__"):
+            if marker in v:
+                return str(v[marker])
+        return "dict"
+    return type(v).__name__
+
+
+def parse_key(text: str) -> tuple[Any, ...]:
+    """``--key state_dict`` or ``--key ema/model``: components separated by ``/``."""
+    return tuple(int(p) if p.isdigit() else p for p in text.split("/") if p != "")
+
+
+def find_state_dict(inv: Inventory, key: tuple[Any, ...] | None = None) -> StateDict:
+    root = inv.structure
+    if key is not None:
+        node = _at(root, key)
+        if not isinstance(node, dict):
+            raise UnwrapError(f"no dict at key path {'/'.join(map(str, key)) or '(top level)'}")
+        if "__object__" in node and "state" in node:
+            return _from_module(inv, node, key)
+        return StateDict(key, _entries(inv, node), _metadata(inv, key), "key")
+    if isinstance(root, dict) and "__object__" in root and isinstance(root.get("state"), dict) \
+            and "_parameters" in root["state"]:
+        return _from_module(inv, root, ())
+    if isinstance(root, dict) and "__object__" not in root:
+        n = _tensor_count(root)
+        if n and n * 2 >= len(root):
+            return StateDict((), _entries(inv, root), _metadata(inv, ()), "top-level")
+        for k in WELL_KNOWN_KEYS:
+            node = root.get(k)
+            if _tensor_count(node):
+                return StateDict((k,), _entries(inv, node), _metadata(inv, (k,)), "well-known key")
+            if isinstance(node, dict):
+                for k2 in WELL_KNOWN_KEYS:
+                    if _tensor_count(node.get(k2)):
+                        path = (k, k2)
+                        return StateDict(path, _entries(inv, node[k2]), _metadata(inv, path), "well-known key")
+            if isinstance(node, dict) and "__object__" in node and "_parameters" in node.get("state", {}):
+                return _from_module(inv, node, (k,))
+    best = _largest(root)
+    if best is None:
+        raise UnwrapError("no state_dict found: the checkpoint holds no dict of tensors")
+    path, node = best
+    return StateDict(path, _entries(inv, node), _metadata(inv, path), "largest dict")
+
+
+def _largest(root: Any, limit: int = 200_000) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+    stack: list[tuple[tuple[Any, ...], Any]] = [((), root)]
+    best: tuple[int, tuple[Any, ...], dict[str, Any]] | None = None
+    seen = 0
+    while stack and seen < limit:
+        path, node = stack.pop()
+        seen += 1
+        if isinstance(node, dict):
+            n = _tensor_count(node)
+            if n and (best is None or n > best[0]):
+                best = (n, path, node)
+            if "__object__" not in node:
+                stack.extend((path + (k,), v) for k, v in node.items() if isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend((path + (i,), v) for i, v in enumerate(node) if isinstance(v, (dict, list)))
+    return None if best is None else (best[1], best[2])
+
+
+def _metadata(inv: Inventory, path: tuple[Any, ...]) -> dict[str, dict[str, Any]] | None:
+    return inv.metadata.get("/".join(str(p) for p in path))
+
+
+def _from_module(inv: Inventory, node: dict[str, Any], path: tuple[Any, ...]) -> StateDict:
+    """A pickled nn.Module: its state_dict keys, as ``module.state_dict()`` would produce them."""
+    entries: dict[str, TensorRecord | NonTensor] = {}
+    metadata: dict[str, dict[str, Any]] = {}
+    stack: list[tuple[str, dict[str, Any], int]] = [("", node, 0)]
+    while stack:
+        prefix, mod, depth = stack.pop(0)
+        state = mod.get("state") if isinstance(mod, dict) else None
+        if not isinstance(state, dict) or depth > 1000:
+            continue
+        params = state.get("_parameters") or {}
+        buffers = state.get("_buffers") or {}
+        nonpersistent = set((state.get("_non_persistent_buffers_set") or {}).get("__set__", []))
+        for group in (params, {k: v for k, v in buffers.items() if k not in nonpersistent}):
+            if isinstance(group, dict):
+                for name, v in group.items():
+                    if _is_tensor(v):
+                        entries[prefix + name] = inv.tensors[v["__tensor__"]]
+        version = state.get("_version")
+        metadata[prefix[:-1]] = {"version": version} if isinstance(version, int) else {}
+        children = state.get("_modules") or {}
+        if isinstance(children, dict):
+            stack.extend((f"{prefix}{name}.", child, depth + 1) for name, child in children.items()
+                         if isinstance(child, dict))
+    return StateDict(path, entries, None, "module object")

@@ -1,0 +1,195 @@
+"""A target's signature: what ``load_state_dict`` expects, per module, as plain data.
+
+Built from a live model (on torch's ``meta`` device: no memory, no init cost),
+or read from a snapshot JSON so that later checks need no torch at all.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .spec import TargetError, TargetSpec
+
+SNAPSHOT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TensorSig:
+    shape: tuple[int, ...]
+    dtype: str
+    kind: str
+    """``parameter`` or ``buffer`` (persistent buffers only: others are not expected)."""
+
+
+@dataclass(frozen=True)
+class ModuleSig:
+    """One module as ``load_state_dict`` visits it (shared modules appear at each path)."""
+
+    prefix: str
+    cls: str
+    version: int | None
+    children: tuple[str, ...]
+    """Child names, in order, including children registered as None."""
+    none_children: tuple[str, ...]
+    local: dict[str, TensorSig]
+    """Parameters and persistent buffers that are not None, in torch's order."""
+    extra_state: bool = False
+    load_rule: str | None = None
+    """``batchnorm`` (fills a missing num_batches_tracked for old checkpoints),
+    ``frozen_batchnorm`` (drops num_batches_tracked), ``custom`` (own load logic or hooks
+    that a snapshot cannot replay), or None."""
+
+
+@dataclass(frozen=True)
+class Signature:
+    target: str
+    kwargs: dict[str, Any]
+    modules: tuple[ModuleSig, ...]
+    torch_version: str = ""
+    built_on: str = "meta"
+    notes: tuple[str, ...] = ()
+    shared: dict[str, str] = field(default_factory=dict)
+    """Tied weights: key -> the first key holding the same tensor."""
+
+    def expected(self) -> dict[str, TensorSig]:
+        out: dict[str, TensorSig] = {}
+        for m in self.modules:
+            p = m.prefix + "." if m.prefix else ""
+            for name, t in m.local.items():
+                out[p + name] = t
+        return out
+
+    def module_at(self) -> dict[str, ModuleSig]:
+        return {m.prefix: m for m in self.modules}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "snapshot_version": SNAPSHOT_VERSION,
+            "target": self.target,
+            "kwargs": self.kwargs,
+            "torch_version": self.torch_version,
+            "built_on": self.built_on,
+            "notes": list(self.notes),
+            "shared": self.shared,
+            "modules": [
+                {**asdict(m), "children": list(m.children), "none_children": list(m.none_children),
+                 "local": {k: {"shape": list(t.shape), "dtype": t.dtype, "kind": t.kind} for k, t in m.local.items()}}
+                for m in self.modules
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Signature:
+        if not isinstance(data, dict) or data.get("snapshot_version") != SNAPSHOT_VERSION:
+            raise TargetError("not a ckptlint snapshot (snapshot_version 1)")
+        try:
+            modules = tuple(
+                ModuleSig(
+                    prefix=m["prefix"], cls=m["cls"], version=m.get("version"),
+                    children=tuple(m["children"]), none_children=tuple(m.get("none_children", ())),
+                    local={k: TensorSig(tuple(t["shape"]), t["dtype"], t["kind"]) for k, t in m["local"].items()},
+                    extra_state=bool(m.get("extra_state", False)), load_rule=m.get("load_rule"),
+                )
+                for m in data["modules"]
+            )
+            return cls(data["target"], dict(data.get("kwargs", {})), modules, data.get("torch_version", ""),
+                       data.get("built_on", "meta"), tuple(data.get("notes", ())), dict(data.get("shared", {})))
+        except (KeyError, TypeError, ValueError) as e:
+            raise TargetError(f"malformed snapshot ({type(e).__name__}: {e})") from None
+
+
+def load_snapshot(path: str) -> Signature:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise TargetError(f"snapshot {path}: {e}") from None
+    return Signature.from_json(data)
+
+
+def build_model(spec: TargetSpec) -> tuple[Any, str, list[str]]:
+    """Instantiate the target on the meta device (CPU if it refuses meta). Imports torch."""
+    import torch
+
+    factory = spec.resolve()
+    notes: list[str] = []
+    try:
+        with torch.device("meta"):
+            model = factory(**spec.kwargs)
+        where = "meta"
+    except Exception as e:  # noqa: BLE001 - any failure of user code on meta: retry on CPU
+        notes.append(f"{spec.text} could not be built on the meta device ({type(e).__name__}: {e}); built on CPU")
+        try:
+            model = factory(**spec.kwargs)
+        except Exception as e2:  # noqa: BLE001
+            raise TargetError(f"target {spec.text}: building it failed: {type(e2).__name__}: {e2}") from None
+        where = "cpu"
+    if not isinstance(model, torch.nn.Module):
+        raise TargetError(f"target {spec.text} did not return an nn.Module (got {type(model).__name__})")
+    return model, where, notes
+
+
+def signature_of(model: Any, target: str, kwargs: dict[str, Any] | None = None,
+                 built_on: str = "meta", notes: list[str] | None = None) -> Signature:
+    """Read a live module's signature (the walk ``load_state_dict`` does)."""
+    import torch
+    from torch.nn.modules.batchnorm import _NormBase
+
+    base_load = torch.nn.Module._load_from_state_dict
+    bn_load = _NormBase._load_from_state_dict
+    base_extra = torch.nn.Module.set_extra_state
+    modules: list[ModuleSig] = []
+    seen_tensors: dict[int, str] = {}
+    shared: dict[str, str] = {}
+
+    def walk(mod: Any, prefix: str, depth: int) -> None:
+        if depth > 1000:
+            raise TargetError(f"target {target}: module tree deeper than 1000")
+        persistent = {k: v for k, v in mod._buffers.items() if k not in mod._non_persistent_buffers_set}
+        local: dict[str, TensorSig] = {}
+        for kind, items in (("parameter", mod._parameters.items()), ("buffer", persistent.items())):
+            for name, t in items:
+                if t is None:
+                    continue
+                local[name] = TensorSig(tuple(t.shape), str(t.dtype).removeprefix("torch."), kind)
+                key = f"{prefix}.{name}" if prefix else name
+                first = seen_tensors.setdefault(id(t), key)
+                if first != key:
+                    shared[key] = first
+        cls = type(mod)
+        load = cls._load_from_state_dict
+        rule = None
+        if cls.__name__ == "FrozenBatchNorm2d" and cls.__module__.startswith("torchvision"):
+            rule = "frozen_batchnorm"
+        elif load is bn_load:
+            rule = "batchnorm" if getattr(mod, "track_running_stats", False) else None
+        elif load is not base_load:
+            rule = "custom"
+        if mod._load_state_dict_pre_hooks or mod._load_state_dict_post_hooks:
+            rule = "custom"
+        children = tuple(mod._modules)
+        modules.append(ModuleSig(
+            prefix=prefix, cls=f"{cls.__module__}.{cls.__qualname__}", version=getattr(cls, "_version", None),
+            children=children, none_children=tuple(n for n, c in mod._modules.items() if c is None),
+            local=local, extra_state=getattr(cls, "set_extra_state", base_extra) is not base_extra,
+            load_rule=rule,
+        ))
+        for name, child in mod._modules.items():
+            if child is not None:
+                walk(child, f"{prefix}.{name}" if prefix else name, depth + 1)
+
+    walk(model, "", 0)
+    return Signature(target, dict(kwargs or {}), tuple(modules), torch.__version__, built_on,
+                     tuple(notes or ()), shared)
+
+
+def build_signature(spec: TargetSpec) -> tuple[Signature, Any]:
+    """The live model (on meta) and its signature."""
+    t0 = time.perf_counter()
+    model, where, notes = build_model(spec)
+    sig = signature_of(model, spec.text, spec.kwargs, where, notes)
+    del t0
+    return sig, model

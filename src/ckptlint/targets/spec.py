@@ -1,0 +1,72 @@
+"""Target specs: ``package.module:callable`` plus keyword arguments.
+
+Importing the spec's module is the one import ckptlint ever does by name, and
+only of a spec the user wrote (never one a checkpoint names).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import CkptlintError
+
+
+class TargetError(CkptlintError):
+    """A target spec that cannot be parsed, imported or built (one line)."""
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    module: str
+    attr: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return f"{self.module}:{self.attr}"
+
+    def resolve(self) -> Any:
+        """The class or factory the spec names (imports its module)."""
+        candidates = [self.module]
+        if "." not in self.module:  # short form: torchvision:resnet18 -> torchvision.models
+            candidates.append(f"{self.module}.models")
+        last: Exception | None = None
+        for name in candidates:
+            try:
+                mod = importlib.import_module(name)
+            except ImportError as e:
+                last = e
+                continue
+            obj = mod
+            try:
+                for part in self.attr.split("."):
+                    obj = getattr(obj, part)
+            except AttributeError as e:
+                last = e
+                continue
+            if not callable(obj):
+                raise TargetError(f"target {self.text}: {name}:{self.attr} is not callable")
+            return obj
+        raise TargetError(f"target {self.text}: cannot import ({last})")
+
+
+def parse_spec(text: str, kwargs: str | dict[str, Any] | None = None) -> TargetSpec:
+    """``pkg.mod:callable`` (or ``pkg:callable``); kwargs as a dict or a JSON object string."""
+    if ":" not in text or text.count(":") != 1:
+        raise TargetError(f"target {text!r}: expected 'package.module:callable'")
+    module, attr = text.split(":")
+    if not module or not attr or not all(p.isidentifier() for p in module.split(".") + attr.split(".")):
+        raise TargetError(f"target {text!r}: expected 'package.module:callable'")
+    if isinstance(kwargs, str):
+        try:
+            kwargs = json.loads(kwargs)
+        except ValueError as e:
+            raise TargetError(f"--model-kwargs is not JSON: {e}") from None
+    if kwargs is None:
+        kwargs = {}
+    if not isinstance(kwargs, dict):
+        raise TargetError("model kwargs must be a JSON object")
+    return TargetSpec(module, attr, dict(kwargs))
