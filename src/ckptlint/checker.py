@@ -12,6 +12,7 @@ from .findings import Finding, severity_rank
 from .inventory import Inventory
 from .limits import DEFAULT_LIMITS, Limits
 from .safety.weights_only import Verdict
+from .targets.resolve import Target
 
 
 @dataclass
@@ -69,9 +70,12 @@ class Report:
 
 
 def check_file(path: str | os.PathLike[str], *, trusted: Iterable[str] = (),
-               limits: Limits = DEFAULT_LIMITS) -> FileReport:
-    """Safety analysis of one file; unreadable input becomes ``error``, never an exception."""
+               limits: Limits = DEFAULT_LIMITS, target: Target | None = None) -> FileReport:
+    """Safety, device and (with a target) compatibility analysis of one file.
+
+    Unreadable input becomes ``error``, never an exception."""
     from . import inspect
+    from .rules.device import device_findings
     from .rules.safety import safety_findings
     from .safety.allowlist import allowed_globals, installed_torch_version
     from .safety.weights_only import predict
@@ -86,13 +90,33 @@ def check_file(path: str | os.PathLike[str], *, trusted: Iterable[str] = (),
         return FileReport(path, None, str(e))
     allowed = allowed_globals()
     verdict = predict(inv, allowed | trusted_set, installed_torch_version())
-    findings = safety_findings(inv, verdict, trusted_set)
-    return FileReport(path, inv.format, None, findings, verdict, inv)
+    findings = safety_findings(inv, verdict, trusted_set) + device_findings(inv)
+    report = FileReport(path, inv.format, None, findings, verdict, inv)
+    if target is not None:
+        _add_compat(report, inv, target)
+    return report
+
+
+def _add_compat(report: FileReport, inv: Inventory, target: Target) -> None:
+    from .compat.analyze import analyze
+    from .compat.unwrap import UnwrapError
+    from .rules.compat import compat_findings
+
+    try:
+        rep = analyze(inv, target.signature, model=target.model, key=target.key)
+    except UnwrapError as e:
+        report.findings.append(Finding("CK209", "error", f"no state_dict for {target.name}: {e}", None, None,
+                                       "name it with --key (e.g. --key state_dict)"))
+        return
+    report.compat = rep.to_dict()
+    report.findings.extend(compat_findings(rep, target))
 
 
 def check(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
           trusted: Iterable[str] = (), limits: Limits = DEFAULT_LIMITS,
-          config: str | None = None, use_config: bool = True) -> Report:
+          config: str | None = None, use_config: bool = True, target: Target | None = None,
+          model: Any = None, model_kwargs: Any = None, snapshot: str | None = None,
+          key: str | None = None) -> Report:
     """Check one or more checkpoint files; see :class:`Report`.
 
     Each file's configuration is the nearest ``[tool.ckptlint]`` above it (or ``config``);
@@ -105,5 +129,24 @@ def check(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
     files = []
     for p in paths:
         cfg = config_for(os.fspath(p), config) if use_config else Config()
-        files.append(check_file(p, trusted=(*trusted, *cfg.trusted_globals), limits=limits))
+        t = target if target is not None else _target_for(os.fspath(p), cfg, model, model_kwargs, snapshot, key)
+        files.append(check_file(p, trusted=(*trusted, *cfg.trusted_globals), limits=limits, target=t))
     return Report(files)
+
+
+def _target_for(path: str, cfg: Any, model: Any, model_kwargs: Any, snapshot: str | None,
+                key: str | None) -> Target | None:
+    """Explicit options win; otherwise the first configured target whose glob matches the file."""
+    from .compat.unwrap import parse_key
+    from .targets.resolve import resolve_target
+
+    if model is not None or snapshot is not None:
+        return resolve_target(model=model, model_kwargs=model_kwargs, snapshot=snapshot,
+                              key=parse_key(key) if key else None)
+    entry = cfg.target_for(path) if cfg is not None else None
+    if entry is None:
+        return None
+    return resolve_target(model=entry.model, model_kwargs=entry.model_kwargs, snapshot=entry.snapshot,
+                          key=parse_key(entry.key) if entry.key else None,
+                          allow_missing=entry.allow_missing, allow_unexpected=entry.allow_unexpected,
+                          allow_mismatch=entry.allow_mismatch)

@@ -136,6 +136,16 @@ def _add_check(sub: Any) -> None:
     p.add_argument("--config", metavar="FILE",
                    help="use this pyproject.toml/ckptlint.toml instead of the nearest one above each file")
     p.add_argument("--isolated", action="store_true", help="ignore all configuration files")
+    p.add_argument("--model", metavar="SPEC",
+                   help="target model: package.module:callable (class or factory), e.g. "
+                        "torchvision.models:resnet18 or torchvision:resnet18; built on the meta device")
+    p.add_argument("--model-kwargs", metavar="JSON", help='keyword arguments for the target, e.g. \'{"num_classes": 10}\'')
+    p.add_argument("--snapshot", metavar="FILE",
+                   help="target snapshot from `ckptlint snapshot` (no torch needed); with --model, also "
+                        "reports drift between the two")
+    p.add_argument("--key", metavar="PATH",
+                   help="where the state_dict sits in the checkpoint, e.g. state_dict or ema/model "
+                        "(default: found automatically)")
     p.set_defaults(func=cmd_check)
 
 
@@ -144,11 +154,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .report.inventory_json import dumps
 
     from .config import ConfigError
+    from .targets.spec import TargetError
 
+    if args.model_kwargs and not args.model:
+        print("ckptlint: --model-kwargs needs --model", file=sys.stderr)
+        return EXIT_ERROR
     try:
         report = check(args.files, trusted=args.allow_global, config=args.config,
-                       use_config=not args.isolated)
-    except ConfigError as e:
+                       use_config=not args.isolated, model=args.model, model_kwargs=args.model_kwargs,
+                       snapshot=args.snapshot, key=args.key)
+    except (ConfigError, TargetError) as e:
         print(f"ckptlint: {_one_line(str(e))}", file=sys.stderr)
         return EXIT_ERROR
     for fr in report.unreadable:
@@ -162,9 +177,100 @@ def cmd_check(args: argparse.Namespace) -> int:
     return report.exit_code(args.fail_on)
 
 
+# -- snapshot ----------------------------------------------------------------
+
+
+def _add_snapshot(sub: Any) -> None:
+    p = sub.add_parser(
+        "snapshot",
+        help="write a target model's expected keys, shapes and dtypes to JSON (needs torch)",
+        description="Build the target on the meta device and write its signature: later "
+                    "`ckptlint check --snapshot FILE` needs no torch. With --verify, compare an "
+                    "existing snapshot with the live class instead (exit 1 when it has drifted).",
+    )
+    p.add_argument("spec", metavar="SPEC", help="package.module:callable, e.g. torchvision.models:resnet18")
+    p.add_argument("--model-kwargs", metavar="JSON", help="keyword arguments for the target")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("-o", "--output", metavar="FILE", help="where to write the snapshot JSON")
+    g.add_argument("--verify", metavar="FILE", help="compare this snapshot with the live class")
+    p.set_defaults(func=cmd_snapshot)
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    import json
+
+    from .targets.resolve import live_signature, signature_drift
+    from .targets.signature import load_snapshot
+    from .targets.spec import TargetError
+
+    try:
+        sig, _ = live_signature(args.spec, args.model_kwargs)
+        if args.verify:
+            drift = signature_drift(load_snapshot(args.verify), sig)
+            for d in drift:
+                print(f"{args.verify}: CK208 snapshot differs from the live class: {d}")
+            if not drift:
+                print(f"{args.verify}: up to date with {sig.target}")
+            return EXIT_FINDINGS if drift else EXIT_OK
+        with open(args.output, "w", encoding="utf-8") as f:
+            json.dump(sig.to_json(), f, indent=1)
+            f.write("\n")
+    except (TargetError, OSError) as e:
+        print(f"ckptlint: {_one_line(str(e))}", file=sys.stderr)
+        return EXIT_ERROR
+    n = len(sig.expected())
+    print(f"{args.output}: snapshot of {sig.target} ({n} keys, built on {sig.built_on})")
+    return EXIT_OK
+
+
+# -- diff --------------------------------------------------------------------
+
+
+def _add_diff(sub: Any) -> None:
+    p = sub.add_parser(
+        "diff",
+        help="compare two checkpoints' state_dicts: keys added/removed, shape and dtype changes, renames",
+        description="Exit 0 when the state_dicts match, 1 when they differ, 2 when a file is unreadable.",
+    )
+    p.add_argument("a", metavar="A")
+    p.add_argument("b", metavar="B")
+    p.add_argument("--key-a", metavar="PATH", help="where A's state_dict sits (default: found automatically)")
+    p.add_argument("--key-b", metavar="PATH", help="where B's state_dict sits")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=cmd_diff)
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    import json
+
+    from .compat.diff import diff
+    from .compat.unwrap import UnwrapError, parse_key
+
+    invs = []
+    for path in (args.a, args.b):
+        inv, reason, _ = _read(path)
+        if inv is None:
+            _report_error(path, reason or "unknown error")
+            return EXIT_ERROR
+        invs.append(inv)
+    try:
+        d = diff(invs[0], invs[1], parse_key(args.key_a) if args.key_a else None,
+                 parse_key(args.key_b) if args.key_b else None)
+    except UnwrapError as e:
+        print(f"ckptlint: {_one_line(str(e))}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.format == "json":
+        print(json.dumps(d.to_dict(), indent=2))
+    else:
+        from .report.diff_text import render_diff
+
+        print(render_diff(d))
+    return EXIT_OK if d.identical else EXIT_FINDINGS
+
+
 # -- parser --------------------------------------------------------------------
 
-SUBCOMMANDS: list[Callable[[Any], None]] = [_add_inspect, _add_check]
+SUBCOMMANDS: list[Callable[[Any], None]] = [_add_inspect, _add_check, _add_snapshot, _add_diff]
 """Each adds one subcommand; later: check, snapshot, diff, rules."""
 
 

@@ -6,6 +6,7 @@ checked file's folder. A ``ckptlint.toml`` holds the same keys at top level.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -24,13 +25,41 @@ class ConfigError(CkptlintError):
 
 
 @dataclass(frozen=True)
+class TargetEntry:
+    """``[[tool.ckptlint.targets]]``: which model the files matching ``files`` are meant for."""
+
+    files: tuple[str, ...]
+    model: str | None = None
+    model_kwargs: dict[str, Any] | None = None
+    snapshot: str | None = None
+    key: str | None = None
+    allow_missing: tuple[str, ...] = ()
+    allow_unexpected: tuple[str, ...] = ()
+    allow_mismatch: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     path: str | None = None
     trusted_globals: tuple[str, ...] = ()
     """Globals (``module.name``) the team trusts: loaded with torch.serialization.safe_globals."""
+    targets: tuple[TargetEntry, ...] = ()
+
+    def target_for(self, file: str) -> TargetEntry | None:
+        """The first target whose glob (relative to the config's folder) matches ``file``."""
+        if not self.path:
+            return None
+        base = os.path.dirname(os.path.abspath(self.path))
+        rel = os.path.relpath(os.path.abspath(file), base).replace(os.sep, "/")
+        for t in self.targets:
+            if any(fnmatch.fnmatchcase(rel, g) for g in t.files):
+                return t
+        return None
 
 
-KNOWN_KEYS = {"trusted-globals"}
+KNOWN_KEYS = {"trusted-globals", "targets"}
+TARGET_KEYS = {"files", "model", "model-kwargs", "snapshot", "key", "allow-missing", "allow-unexpected",
+               "allow-mismatch"}
 
 
 def find_config(start: str) -> str | None:
@@ -75,7 +104,50 @@ def load_config(path: str) -> Config:
     trusted = table.get("trusted-globals", [])
     if not isinstance(trusted, list) or not all(isinstance(t, str) and "." in t for t in trusted):
         raise ConfigError(f"{path}: trusted-globals must be a list of 'module.name' strings")
-    return Config(path, tuple(trusted))
+    targets = tuple(_target_entry(path, i, t) for i, t in enumerate(_list(path, table, "targets")))
+    return Config(path, tuple(trusted), targets)
+
+
+def _list(path: str, table: dict[str, Any], key: str) -> list[Any]:
+    value = table.get(key, [])
+    if not isinstance(value, list):
+        raise ConfigError(f"{path}: {key} must be a list")
+    return value
+
+
+def _strings(path: str, where: str, table: dict[str, Any], key: str) -> tuple[str, ...]:
+    value = table.get(key, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{path}: {where}.{key} must be a list of strings")
+    return tuple(value)
+
+
+def _target_entry(path: str, i: int, t: Any) -> TargetEntry:
+    where = f"targets[{i}]"
+    if not isinstance(t, dict):
+        raise ConfigError(f"{path}: {where} must be a table")
+    unknown = sorted(set(t) - TARGET_KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: {where}: unknown key(s) {', '.join(unknown)}")
+    files = _strings(path, where, t, "files")
+    if not files:
+        raise ConfigError(f"{path}: {where} needs files = [glob, ...]")
+    if not t.get("model") and not t.get("snapshot"):
+        raise ConfigError(f"{path}: {where} needs a model or a snapshot")
+    kwargs = t.get("model-kwargs")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise ConfigError(f"{path}: {where}.model-kwargs must be a table")
+    snapshot = t.get("snapshot")
+    if snapshot is not None:
+        snapshot = os.path.join(os.path.dirname(os.path.abspath(path)), str(snapshot))
+    for k in ("model", "key"):
+        if k in t and not isinstance(t[k], str):
+            raise ConfigError(f"{path}: {where}.{k} must be a string")
+    return TargetEntry(files, t.get("model"), kwargs, snapshot, t.get("key"),
+                       _strings(path, where, t, "allow-missing"), _strings(path, where, t, "allow-unexpected"),
+                       _strings(path, where, t, "allow-mismatch"))
 
 
 def config_for(file: str, explicit: str | None = None) -> Config:

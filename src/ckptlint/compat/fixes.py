@@ -120,10 +120,21 @@ def _best_prefix_renames(keys: list[str], expected: dict[str, Any]) -> list[tupl
                 best = (s, rule)
         if best is None:
             break
-        score = best[0]
-        renames.append(best[1])
-        current = [rename_key(k, [best[1]]) for k in current]
+        rule = _spare_matching(best[1], current, expected)
+        score = _matches([rename_key(k, [rule]) for k in current], expected)
+        renames.append(rule)
+        current = [rename_key(k, [rule]) for k in current]
     return renames
+
+
+def _spare_matching(rule: tuple[str, str], keys: list[str], expected: dict[str, Any]) -> tuple[str, str]:
+    """Keep keys that already match out of a rule (e.g. add 'backbone.' but leave 'fc.*' alone)."""
+    lost = [k for k in keys if k in expected and rename_key(k, [rule]) not in expected]
+    if not lost:
+        return rule
+    heads = sorted({k.split(".")[0] for k in lost})
+    guard = "(?!(?:" + "|".join(re.escape(h) for h in heads) + ")\\.)"
+    return ("^" + guard + rule[0][1:], rule[1])
 
 
 def _leading(keys: list[str], depth: int = 2) -> dict[str, int]:

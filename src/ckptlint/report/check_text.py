@@ -28,6 +28,10 @@ def render_file(fr: FileReport) -> str:
     if fixes:
         lines.append("  fix:")
         lines.extend(f"    {'/'.join(codes)}: {fix}" for fix, codes in fixes.items())
+    snippet = ((fr.compat or {}).get("fix") or {}).get("snippet")
+    if snippet:
+        lines.append("  loading code that works for this checkpoint and model:")
+        lines.extend("    " + line if line else "" for line in snippet.splitlines())
     return "\n".join(lines)
 
 

@@ -7,7 +7,6 @@ or read from a snapshot JSON so that later checks need no torch at all.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -110,11 +109,13 @@ def load_snapshot(path: str) -> Signature:
     return Signature.from_json(data)
 
 
-def build_model(spec: TargetSpec) -> tuple[Any, str, list[str]]:
-    """Instantiate the target on the meta device (CPU if it refuses meta). Imports torch."""
+def build_model(spec: TargetSpec) -> tuple[Any, str, list[str], str]:
+    """Instantiate the target on the meta device (CPU if it refuses meta). Imports torch.
+
+    Returns the model, where it was built, notes, and the canonical spec text."""
     import torch
 
-    factory = spec.resolve()
+    factory, module = spec.resolve_with_module()
     notes: list[str] = []
     try:
         with torch.device("meta"):
@@ -129,7 +130,7 @@ def build_model(spec: TargetSpec) -> tuple[Any, str, list[str]]:
         where = "cpu"
     if not isinstance(model, torch.nn.Module):
         raise TargetError(f"target {spec.text} did not return an nn.Module (got {type(model).__name__})")
-    return model, where, notes
+    return model, where, notes, f"{module}:{spec.attr}"
 
 
 def signature_of(model: Any, target: str, kwargs: dict[str, Any] | None = None,
@@ -187,9 +188,6 @@ def signature_of(model: Any, target: str, kwargs: dict[str, Any] | None = None,
 
 
 def build_signature(spec: TargetSpec) -> tuple[Signature, Any]:
-    """The live model (on meta) and its signature."""
-    t0 = time.perf_counter()
-    model, where, notes = build_model(spec)
-    sig = signature_of(model, spec.text, spec.kwargs, where, notes)
-    del t0
-    return sig, model
+    """The live model (on meta) and its signature; the target is named by its canonical spec."""
+    model, where, notes, target = build_model(spec)
+    return signature_of(model, target, spec.kwargs, where, notes), model

@@ -30,6 +30,10 @@ class TargetSpec:
 
     def resolve(self) -> Any:
         """The class or factory the spec names (imports its module)."""
+        return self.resolve_with_module()[0]
+
+    def resolve_with_module(self) -> tuple[Any, str]:
+        """The callable and the module it was found in (short forms expand: torchvision -> torchvision.models)."""
         candidates = [self.module]
         if "." not in self.module:  # short form: torchvision:resnet18 -> torchvision.models
             candidates.append(f"{self.module}.models")
@@ -49,7 +53,7 @@ class TargetSpec:
                 continue
             if not callable(obj):
                 raise TargetError(f"target {self.text}: {name}:{self.attr} is not callable")
-            return obj
+            return obj, name
         raise TargetError(f"target {self.text}: cannot import ({last})")
 
 

@@ -1,0 +1,76 @@
+"""CK2xx: compatibility findings from a CompatReport, after the user's allow patterns."""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+
+from ..compat.analyze import CompatReport
+from ..findings import Finding
+from ..targets.resolve import Target
+
+
+def _allowed(key: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatchcase(key, p) for p in patterns)
+
+
+def _listing(keys: list[str], n: int = 5) -> str:
+    shown = ", ".join(keys[:n])
+    return shown + (f", … ({len(keys)} in all)" if len(keys) > n else "")
+
+
+def compat_findings(rep: CompatReport, target: Target) -> list[Finding]:
+    r = rep.result
+    fix_line = _fix_line(rep)
+    where = "/".join(map(str, rep.state_dict.path)) or None
+    out: list[Finding] = []
+    missing = [k for k in r.missing if not _allowed(k, target.allow_missing)]
+    unexpected = [k for k in r.unexpected if not _allowed(k, target.allow_unexpected)]
+    shapes = {k: v for k, v in r.shape_mismatch.items() if not _allowed(k, target.allow_mismatch)}
+    if missing:
+        out.append(Finding("CK201", "error",
+                           f"{len(missing)} keys {rep.target} expects are missing: {_listing(missing)}",
+                           missing[0], where, fix_line))
+    if unexpected:
+        out.append(Finding("CK202", "error",
+                           f"{len(unexpected)} checkpoint keys {rep.target} does not expect: {_listing(unexpected)}",
+                           unexpected[0], where, fix_line))
+    if shapes:
+        parts = [f"{k} {list(a)} vs model {list(b)}" for k, (a, b) in shapes.items()]
+        out.append(Finding("CK203", "error",
+                           f"{len(shapes)} shape mismatches (strict=False still raises): {_listing(parts, 3)}",
+                           next(iter(shapes)), where, fix_line))
+    if r.non_tensor:
+        keys = list(r.non_tensor)
+        out.append(Finding("CK205", "error",
+                           f"{len(keys)} expected keys hold non-tensor values: {_listing(keys)}",
+                           keys[0], where, "save tensors under these keys"))
+    if r.dtype_mismatch:
+        parts = [f"{k} {a}->{b}" for k, (a, b) in r.dtype_mismatch.items()]
+        out.append(Finding("CK204", "warning",
+                           f"{len(parts)} tensors load with a dtype cast: {_listing(parts, 3)}",
+                           next(iter(r.dtype_mismatch)), where,
+                           "cast deliberately (model.half()/.to(dtype)) or use load_state_dict(..., assign=True)"))
+    if rep.fix is not None and (missing or unexpected or shapes):
+        out.append(Finding("CK206", "info", "how to load it: " + "; ".join(rep.fix.diagnosis),
+                           None, where, None))
+    if not rep.exact:
+        out.append(Finding("CK207", "info", " ".join(r.notes) or "snapshot replays default load rules",
+                           None, None, "check against the live class (--model) for torch's exact verdict"))
+    for d in target.drift[:20]:
+        out.append(Finding("CK208", "warning", f"snapshot differs from the live class: {d}", None, None,
+                           "regenerate it: ckptlint snapshot SPEC -o FILE"))
+    return out
+
+
+def _fix_line(rep: CompatReport) -> str | None:
+    fix = rep.fix
+    if fix is None:
+        return None
+    parts = []
+    if fix.renames:
+        parts.append("rename " + ", ".join(f"s/{p}/{r}/" for p, r in fix.renames))
+    if fix.drop:
+        parts.append(f"drop {_listing(fix.drop, 3)}")
+    parts.append("load_state_dict(strict=True)" if fix.strict
+                 else f"load_state_dict(strict=False) ({len(fix.random_init)} keys stay initialised)")
+    return "; ".join(parts)

@@ -1,0 +1,25 @@
+"""CK3xx: where tensors were saved, and what loading them elsewhere needs."""
+
+from __future__ import annotations
+
+from ..findings import Finding
+from ..inventory import Inventory
+
+_HOST = ("cpu", "meta")
+
+
+def device_findings(inv: Inventory) -> list[Finding]:
+    devices: dict[str, list[str]] = {}
+    for t in inv.tensors:
+        if t.device not in _HOST:
+            devices.setdefault(t.device, []).append("/".join(map(str, t.path)))
+    out = []
+    for dev, keys in devices.items():
+        kind = dev.split(":")[0]
+        out.append(Finding(
+            "CK301", "warning",
+            f"{len(keys)} tensors were saved on {dev}: torch.load restores them there, which fails on a "
+            f"machine without {kind}",
+            keys[0], None,
+            f"torch.load({inv.path!r}, map_location=\"cpu\", weights_only=True)"))
+    return out
