@@ -71,10 +71,22 @@ MODEL_PREFIXES = ("torch.nn.modules.", "torchvision.models.", "torchvision.ops."
                   "timm.models.", "transformers.models.")
 
 
+# Names that, reached as an attribute of any module (``torch.serialization.os``), are the
+# dangerous module or callable itself.
+DANGEROUS_ATTRIBUTES = frozenset({
+    "os", "posix", "nt", "sys", "subprocess", "shutil", "socket", "pty", "ctypes", "importlib", "runpy",
+    "pickle", "_pickle", "marshal", "builtins", "__builtins__", "__import__", "eval", "exec", "compile",
+    "system", "popen", "Popen", "getattr", "open", "breakpoint",
+})
+
+
 def classify(qualname: str, module: str, *, allowed: frozenset[str],
              model_classes: frozenset[str] = frozenset()) -> str:
     """The category of one global (see the module docstring)."""
     if module in BLOCKLISTED_MODULES or qualname in DANGEROUS_NAMES:
+        return "dangerous"
+    name = qualname[len(module) + 1:] if qualname.startswith(module + ".") else qualname
+    if qualname not in allowed and any(part in DANGEROUS_ATTRIBUTES for part in name.split(".")):
         return "dangerous"
     if qualname in allowed:
         return "allowed"
