@@ -101,3 +101,30 @@ def test_check_imports_no_torch(files: dict[str, Path]) -> None:
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "rc 1" in proc.stdout
+
+
+def test_skip_site_pth_skips_only_real_site_files(tmp_path: Path) -> None:
+    site = tmp_path / "distutils-precedence.pth"
+    site.write_text("/usr/lib/python3/dist-packages\nimport os\n")
+    evil = tmp_path / "evil.pth"
+    evil.write_bytes(b"cposix\nsystem\n(Vtouch x\ntR.")  # a protocol-0 pickle is text too
+    proc = _run("--skip-site-pth", str(site), str(evil))
+    assert proc.returncode == 1
+    assert "CK101" in proc.stdout
+    assert f"{site}: skipped" in proc.stderr
+    assert _run("--skip-site-pth", str(site)).returncode == 0
+    assert _run(str(site)).returncode == 2  # without the flag it is not a checkpoint
+
+
+def test_report_assertions(files: dict[str, Path]) -> None:
+    import ckptlint
+
+    ckptlint.check(files["clean"]).assert_safe()
+    with pytest.raises(AssertionError, match="CK102"):
+        ckptlint.check(files["full"]).assert_safe()
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    ckptlint.check(files["clean"], model=model).assert_compatible()
+    bigger = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    with pytest.raises(AssertionError, match="0.weight"):
+        ckptlint.check(files["clean"], model=bigger).assert_compatible()
+    ckptlint.check(files["clean"], model=bigger).assert_compatible(allow_mismatch=["0.*", "1.*"])

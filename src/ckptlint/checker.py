@@ -62,6 +62,22 @@ class Report:
     def unreadable(self) -> list[FileReport]:
         return [f for f in self.files if f.error is not None]
 
+    def assert_safe(self) -> None:
+        """Raise AssertionError, with the findings as a table, unless every file is safe to load."""
+        from .assertions import assert_safe
+
+        assert_safe(self)
+
+    def assert_compatible(self, *, allow_missing: Iterable[str] = (), allow_unexpected: Iterable[str] = (),
+                          allow_mismatch: Iterable[str] = ()) -> None:
+        """Raise AssertionError, with what differs as a table, unless the files load into the target.
+
+        ``allow_*`` are fnmatch patterns of keys whose difference is accepted."""
+        from .assertions import assert_compatible
+
+        assert_compatible(self, allow_missing=tuple(allow_missing), allow_unexpected=tuple(allow_unexpected),
+                          allow_mismatch=tuple(allow_mismatch))
+
     def exit_code(self, fail_on: str = "error") -> int:
         """0 clean, 1 findings at or above ``fail_on``, 2 unreadable input."""
         if self.unreadable:

@@ -136,6 +136,9 @@ def _add_check(sub: Any) -> None:
     p.add_argument("--config", metavar="FILE",
                    help="use this pyproject.toml/ckptlint.toml instead of the nearest one above each file")
     p.add_argument("--isolated", action="store_true", help="ignore all configuration files")
+    p.add_argument("--skip-site-pth", action="store_true",
+                   help="skip Python site-packages .pth path files with a note instead of failing "
+                        "(they share the .pth extension; the pre-commit hooks use this)")
     p.add_argument("--model", metavar="SPEC",
                    help="target model: package.module:callable (class or factory), e.g. "
                         "torchvision.models:resnet18 or torchvision:resnet18; built on the meta device")
@@ -156,6 +159,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .config import ConfigError
     from .targets.spec import TargetError
 
+    if args.skip_site_pth:
+        args.files = _without_site_pth(args.files)
+        if not args.files:
+            return EXIT_OK
     if args.model_kwargs and not args.model:
         print("ckptlint: --model-kwargs needs --model", file=sys.stderr)
         return EXIT_ERROR
@@ -175,6 +182,19 @@ def cmd_check(args: argparse.Namespace) -> int:
 
         sys.stdout.write(render_report(report) + "\n")
     return report.exit_code(args.fail_on)
+
+
+def _without_site_pth(paths: Sequence[str]) -> list[str]:
+    from .formats import sniff_kind
+
+    kept = []
+    for path in paths:
+        if sniff_kind(path) == "python-pth":
+            print(f"ckptlint: {path}: skipped: a Python site-packages .pth path file, not a checkpoint",
+                  file=sys.stderr)
+        else:
+            kept.append(path)
+    return kept
 
 
 # -- snapshot ----------------------------------------------------------------

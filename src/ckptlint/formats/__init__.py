@@ -15,7 +15,27 @@ from .sharded import parse_index, read_sharded
 from .sniff import NOT_CHECKPOINT_REASONS, classify_text, sniff
 from .torchzip import read_torch_zip
 
-__all__ = ["read_inventory", "NOT_CHECKPOINT_REASONS"]
+__all__ = ["read_inventory", "sniff_kind", "NOT_CHECKPOINT_REASONS"]
+
+
+def sniff_kind(path: str, limits: Limits = DEFAULT_LIMITS) -> str | None:
+    """What the file looks like (``python-pth``, ``zip``, ``pickle`` …), reading only its head."""
+    try:
+        f = CountingFile(path)
+    except OSError:
+        return None
+    try:
+        kind = sniff(f, path, limits)
+    except (OSError, *_DECODE_ERRORS):
+        return None
+    finally:
+        f.close()
+    if kind != "maybe-text":
+        return kind
+    try:  # a protocol-0 pickle is text too: only what fails to parse as one is a site .pth file
+        return read_inventory(path, limits).format
+    except CheckpointError as e:
+        return e.format
 
 # Content errors a hostile file can provoke in the standard library while we
 # decode it; each becomes a one-line reason, never a traceback.
