@@ -11,7 +11,9 @@ from .errors import CheckpointError, CkptlintError
 from .findings import Finding, severity_rank
 from .inventory import Inventory
 from .limits import DEFAULT_LIMITS, Limits
+from .config import Config
 from .safety.weights_only import Verdict
+from .selection import Overrides
 from .targets.resolve import Target
 
 
@@ -62,6 +64,10 @@ class Report:
     def unreadable(self) -> list[FileReport]:
         return [f for f in self.files if f.error is not None]
 
+    def findings(self) -> list[tuple[str, Finding]]:
+        """Every (path, finding) pair, in file order."""
+        return [(fr.path, f) for fr in self.files for f in fr.findings]
+
     def assert_safe(self) -> None:
         """Raise AssertionError, with the findings as a table, unless every file is safe to load."""
         from .assertions import assert_safe
@@ -86,13 +92,15 @@ class Report:
 
 
 def check_file(path: str | os.PathLike[str], *, trusted: Iterable[str] = (),
-               limits: Limits = DEFAULT_LIMITS, target: Target | None = None) -> FileReport:
-    """Safety, device and (with a target) compatibility analysis of one file.
+               limits: Limits = DEFAULT_LIMITS, target: Target | None = None,
+               config: Config | None = None) -> FileReport:
+    """All rules (built-in and plugins) on one file, before selection and severity policy.
 
-    Unreadable input becomes ``error``, never an exception."""
+    Unreadable input becomes ``error`` plus a CK901/CK902 finding, never an exception."""
     from . import inspect
-    from .rules.device import device_findings
-    from .rules.safety import safety_findings
+    from .context import FileContext
+    from .plugins import plugin_manager
+    from .rules.input import NOT_A_CHECKPOINT
     from .safety.allowlist import allowed_globals, installed_torch_version
     from .safety.weights_only import predict
 
@@ -100,53 +108,63 @@ def check_file(path: str | os.PathLike[str], *, trusted: Iterable[str] = (),
     trusted_set = frozenset(trusted)
     try:
         inv = inspect(path, limits=limits)
-    except CheckpointError as e:
-        return FileReport(path, e.format, e.reason)
     except CkptlintError as e:
-        return FileReport(path, None, str(e))
-    allowed = allowed_globals()
-    verdict = predict(inv, allowed | trusted_set, installed_torch_version())
-    findings = safety_findings(inv, verdict, trusted_set) + device_findings(inv)
-    report = FileReport(path, inv.format, None, findings, verdict, inv)
+        reason = e.reason if isinstance(e, CheckpointError) else str(e)
+        kind = e.format if isinstance(e, CheckpointError) else None
+        code = "CK902" if kind in NOT_A_CHECKPOINT else "CK901"
+        return FileReport(path, kind, reason, [Finding(code, "error", reason, None, None, None)])
+    verdict = predict(inv, allowed_globals() | trusted_set, installed_torch_version())
+    compat = compat_error = None
     if target is not None:
-        _add_compat(report, inv, target)
-    return report
+        from .compat.analyze import analyze
+        from .compat.unwrap import UnwrapError
 
-
-def _add_compat(report: FileReport, inv: Inventory, target: Target) -> None:
-    from .compat.analyze import analyze
-    from .compat.unwrap import UnwrapError
-    from .rules.compat import compat_findings
-
-    try:
-        rep = analyze(inv, target.signature, model=target.model, key=target.key)
-    except UnwrapError as e:
-        report.findings.append(Finding("CK209", "error", f"no state_dict for {target.name}: {e}", None, None,
-                                       "name it with --key (e.g. --key state_dict)"))
-        return
-    report.compat = rep.to_dict()
-    report.findings.extend(compat_findings(rep, target))
+        try:
+            compat = analyze(inv, target.signature, model=target.model, key=target.key)
+        except UnwrapError as e:
+            compat_error = str(e)
+    ctx = FileContext(path, inv, verdict, trusted_set, target, compat, compat_error, config)
+    findings = [f for result in plugin_manager().hook.ckptlint_check_file(context=ctx) if result for f in result]
+    return FileReport(path, inv.format, None, findings, verdict, inv, None if compat is None else compat.to_dict())
 
 
 def check(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
           trusted: Iterable[str] = (), limits: Limits = DEFAULT_LIMITS,
           config: str | None = None, use_config: bool = True, target: Target | None = None,
           model: Any = None, model_kwargs: Any = None, snapshot: str | None = None,
-          key: str | None = None) -> Report:
+          key: str | None = None, overrides: Overrides | None = None,
+          apply_baseline: bool = True) -> Report:
     """Check one or more checkpoint files; see :class:`Report`.
 
-    Each file's configuration is the nearest ``[tool.ckptlint]`` above it (or ``config``);
-    its ``trusted-globals`` join ``trusted``. Raises ConfigError for an unusable config.
+    Each file's configuration is the nearest ``[tool.ckptlint]`` above it (or ``config``):
+    its trusted globals, targets, selection, severities, per-file ignores and baseline
+    apply; ``overrides`` (the command line) win. Raises ConfigError / TargetError for
+    unusable settings — never for unreadable checkpoints, which become file errors.
     """
-    from .config import Config, config_for
+    from .config import config_for
+    from .plugins import all_rules
+    from .selection import apply_policy, read_baseline
 
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    overrides = overrides or Overrides()
+    rules = all_rules()
     files = []
+    baselines: dict[str, frozenset[tuple[str, str, str]]] = {}
     for p in paths:
-        cfg = config_for(os.fspath(p), config) if use_config else Config()
-        t = target if target is not None else _target_for(os.fspath(p), cfg, model, model_kwargs, snapshot, key)
-        files.append(check_file(p, trusted=(*trusted, *cfg.trusted_globals), limits=limits, target=t))
+        p = os.fspath(p)
+        cfg = config_for(p, config) if use_config else Config()
+        t = target if target is not None else _target_for(p, cfg, model, model_kwargs, snapshot, key)
+        fr = check_file(p, trusted=(*trusted, *cfg.trusted_globals), limits=limits, target=t, config=cfg)
+        baseline_path = overrides.baseline or cfg.baseline
+        accepted: frozenset[tuple[str, str, str]] = frozenset()
+        if baseline_path and apply_baseline:
+            if baseline_path not in baselines:
+                baselines[baseline_path] = read_baseline(baseline_path)
+            accepted = baselines[baseline_path]
+        fr.findings = apply_policy(fr.findings, p, cfg, rules, overrides, accepted,
+                                   os.path.dirname(os.path.abspath(baseline_path)) if baseline_path else None)
+        files.append(fr)
     return Report(files)
 
 

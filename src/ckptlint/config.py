@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -38,12 +38,43 @@ class TargetEntry:
     allow_mismatch: tuple[str, ...] = ()
 
 
+SEVERITIES = ("error", "warning", "info")
+
+
 @dataclass(frozen=True)
 class Config:
     path: str | None = None
     trusted_globals: tuple[str, ...] = ()
     """Globals (``module.name``) the team trusts: loaded with torch.serialization.safe_globals."""
     targets: tuple[TargetEntry, ...] = ()
+    select: tuple[str, ...] = ("",)
+    """Code prefixes to report (the empty prefix selects everything)."""
+    extend_select: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    severity: dict[str, str] = field(default_factory=dict)
+    """Code (or prefix) -> severity override."""
+    per_file_ignores: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Glob (relative to the config's folder) -> code prefixes ignored for matching files."""
+    baseline: str | None = None
+    """Accepted findings (absolute path); only new findings are reported."""
+    release_files: tuple[str, ...] = ()
+    """Globs of release checkpoints: training state inside them is reported (CK402)."""
+    max_file_size: int | None = None
+    forbid_full_model_pickles: bool = True
+    require_weights_only: bool = False
+    forbid_legacy_format: bool = False
+    require_safetensors: bool = False
+
+    @property
+    def base(self) -> str:
+        return os.path.dirname(os.path.abspath(self.path)) if self.path else os.getcwd()
+
+    def relative(self, file: str) -> str:
+        return os.path.relpath(os.path.abspath(file), self.base).replace(os.sep, "/")
+
+    def matches(self, file: str, globs: tuple[str, ...]) -> bool:
+        rel = self.relative(file)
+        return any(fnmatch.fnmatchcase(rel, g) for g in globs)
 
     def target_for(self, file: str) -> TargetEntry | None:
         """The first target whose glob (relative to the config's folder) matches ``file``."""
@@ -57,7 +88,11 @@ class Config:
         return None
 
 
-KNOWN_KEYS = {"trusted-globals", "targets"}
+KNOWN_KEYS = {"trusted-globals", "targets", "select", "extend-select", "ignore", "severity", "per-file-ignores",
+              "baseline", "release-files", "max-file-size", "forbid-full-model-pickles", "require-weights-only",
+              "forbid-legacy-format", "require-safetensors"}
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+               "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
 TARGET_KEYS = {"files", "model", "model-kwargs", "snapshot", "key", "allow-missing", "allow-unexpected",
                "allow-mismatch"}
 
@@ -105,7 +140,48 @@ def load_config(path: str) -> Config:
     if not isinstance(trusted, list) or not all(isinstance(t, str) and "." in t for t in trusted):
         raise ConfigError(f"{path}: trusted-globals must be a list of 'module.name' strings")
     targets = tuple(_target_entry(path, i, t) for i, t in enumerate(_list(path, table, "targets")))
-    return Config(path, tuple(trusted), targets)
+    where = "[tool.ckptlint]"
+    severity = table.get("severity", {})
+    if not isinstance(severity, dict) or not all(v in SEVERITIES for v in severity.values()):
+        raise ConfigError(f"{path}: severity must map codes to one of {', '.join(SEVERITIES)}")
+    pfi = table.get("per-file-ignores", {})
+    if not isinstance(pfi, dict):
+        raise ConfigError(f"{path}: per-file-ignores must map globs to lists of codes")
+    per_file = {g: _strings(path, "per-file-ignores", pfi, g) for g in pfi}
+    baseline = table.get("baseline")
+    if baseline is not None and not isinstance(baseline, str):
+        raise ConfigError(f"{path}: baseline must be a path")
+    flags = {}
+    for key in ("forbid-full-model-pickles", "require-weights-only", "forbid-legacy-format", "require-safetensors"):
+        value = table.get(key, key == "forbid-full-model-pickles")
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: {key} must be true or false")
+        flags[key.replace("-", "_")] = value
+    select = _strings(path, where, table, "select") if "select" in table else ("",)
+    return Config(
+        path, tuple(trusted), targets, select, _strings(path, where, table, "extend-select"),
+        _strings(path, where, table, "ignore"), dict(severity), per_file,
+        os.path.join(os.path.dirname(os.path.abspath(path)), baseline) if baseline else None,
+        _strings(path, where, table, "release-files"), parse_size(path, table.get("max-file-size")), **flags)
+
+
+def parse_size(path: str, value: Any) -> int | None:
+    """``2000000``, ``"500 MB"``, ``"2GiB"`` -> bytes."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        num = text.rstrip("kmgtib")
+        unit = text[len(num):]
+        try:
+            n = float(num)
+        except ValueError:
+            n = -1
+        if unit in _SIZE_UNITS and n > 0:
+            return int(n * _SIZE_UNITS[unit])
+    raise ConfigError(f"{path}: max-file-size must be a size such as 2000000 or \"2 GB\"")
 
 
 def _list(path: str, table: dict[str, Any], key: str) -> list[Any]:

@@ -7,6 +7,36 @@ from fnmatch import fnmatchcase
 from ..compat.analyze import CompatReport
 from ..findings import Finding
 from ..targets.resolve import Target
+from ..hookspecs import hookimpl
+from ..rule import Rule
+
+RULES = [
+    Rule("CK201", "missing-keys", "error", "keys the target model expects are not in the checkpoint"),
+    Rule("CK202", "unexpected-keys", "error", "checkpoint keys the target model does not expect"),
+    Rule("CK203", "shape-mismatch", "error", "tensors whose shape differs from the model's"),
+    Rule("CK204", "dtype-mismatch", "warning", "tensors that load with a dtype cast"),
+    Rule("CK205", "non-tensor-value", "error", "an expected key holds something other than a tensor"),
+    Rule("CK206", "fix-available", "info", "how to make the checkpoint load: renames, drops, the snippet"),
+    Rule("CK207", "inexact-snapshot", "info", "a snapshot replays default rules for modules with custom load logic"),
+    Rule("CK208", "snapshot-drift", "warning", "the snapshot differs from the live model class"),
+    Rule("CK209", "no-state-dict", "error", "no state_dict found in the checkpoint for the target"),
+]
+
+
+@hookimpl
+def ckptlint_rules() -> list[Rule]:
+    return RULES
+
+
+@hookimpl
+def ckptlint_check_file(context):  # type: ignore[no-untyped-def]
+    if context.target is None:
+        return None
+    if context.compat is None:
+        return [Finding("CK209", "error", f"no state_dict for {context.target.name}: {context.compat_error}",
+                        None, None, "name it with --key (e.g. --key state_dict)")]
+    return compat_findings(context.compat, context.target)
+
 
 
 def _allowed(key: str, patterns: tuple[str, ...]) -> bool:

@@ -4,6 +4,22 @@ from __future__ import annotations
 
 from ..findings import Finding
 from ..inventory import Inventory
+from ..hookspecs import hookimpl
+from ..rule import Rule
+
+RULES = [Rule("CK301", "saved-on-accelerator", "warning",
+              "tensors saved on CUDA/MPS/…: loading elsewhere needs map_location")]
+
+
+@hookimpl
+def ckptlint_rules() -> list[Rule]:
+    return RULES
+
+
+@hookimpl
+def ckptlint_check_file(context):  # type: ignore[no-untyped-def]
+    return device_findings(context.inventory)
+
 
 _HOST = ("cpu", "meta")
 

@@ -5,6 +5,29 @@ from __future__ import annotations
 from ..findings import Finding
 from ..inventory import GlobalRef, Inventory
 from ..safety.weights_only import Verdict, safe_globals_line
+from ..hookspecs import hookimpl
+from ..rule import Rule
+
+RULES = [
+    Rule("CK101", "dangerous-global", "error", "a global that can run code or touch the system"),
+    Rule("CK102", "full-model-pickle", "error", "pickled nn.Module classes: loading imports and runs their code"),
+    Rule("CK103", "unknown-global", "error", "a global weights_only refuses whose import runs unknown code"),
+    Rule("CK104", "data-global", "warning", "plain data weights_only refuses: allowlist it"),
+    Rule("CK105", "weights-only-fails", "warning", "torch.load(weights_only=True) fails, and why"),
+    Rule("CK106", "hidden-pickle", "error", "a pickle stream torch.load never reads"),
+    Rule("CK107", "container-anomaly", "error", "readers may disagree about the file's content"),
+]
+
+
+@hookimpl
+def ckptlint_rules() -> list[Rule]:
+    return RULES
+
+
+@hookimpl
+def ckptlint_check_file(context):  # type: ignore[no-untyped-def]
+    return safety_findings(context.inventory, context.verdict, context.trusted)
+
 
 # Streams a TorchScript archive normally holds besides data.pkl (traced_inputs.pkl: torch.jit.trace
 # stores the example inputs); torch.jit.load reads them itself.

@@ -47,7 +47,13 @@ def resolve_target(*, model: Any = None, model_kwargs: Any = None, snapshot: str
         return None
     live_sig = live_model = None
     if isinstance(model, str):
-        live_sig, live_model = live_signature(model, model_kwargs)
+        from ..plugins import plugin_manager
+        from .spec import parse_kwargs
+
+        resolved = plugin_manager().hook.ckptlint_resolve_target(spec=model, kwargs=parse_kwargs(model_kwargs))
+        if resolved is None:
+            raise TargetError(f"target {model}: no resolver accepted it")
+        live_sig, live_model = resolved
     elif model is not None:
         cls = type(model)
         live_model = model

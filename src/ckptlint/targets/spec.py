@@ -64,6 +64,11 @@ def parse_spec(text: str, kwargs: str | dict[str, Any] | None = None) -> TargetS
     module, attr = text.split(":")
     if not module or not attr or not all(p.isidentifier() for p in module.split(".") + attr.split(".")):
         raise TargetError(f"target {text!r}: expected 'package.module:callable'")
+    return TargetSpec(module, attr, parse_kwargs(kwargs))
+
+
+def parse_kwargs(kwargs: str | dict[str, Any] | None) -> dict[str, Any]:
+    """Target keyword arguments from a dict or a JSON object string."""
     if isinstance(kwargs, str):
         try:
             kwargs = json.loads(kwargs)
@@ -73,4 +78,4 @@ def parse_spec(text: str, kwargs: str | dict[str, Any] | None = None) -> TargetS
         kwargs = {}
     if not isinstance(kwargs, dict):
         raise TargetError("model kwargs must be a JSON object")
-    return TargetSpec(module, attr, dict(kwargs))
+    return dict(kwargs)

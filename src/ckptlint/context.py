@@ -1,0 +1,27 @@
+"""What a rule sees about one file: the analyses, already computed, and the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .compat.analyze import CompatReport
+    from .config import Config
+    from .inventory import Inventory
+    from .safety.weights_only import Verdict
+    from .targets.resolve import Target
+
+
+@dataclass(frozen=True)
+class FileContext:
+    path: str
+    inventory: Inventory
+    verdict: Verdict
+    trusted: frozenset[str] = frozenset()
+    target: Target | None = None
+    compat: CompatReport | None = None
+    compat_error: str | None = None
+    """Why no compat report exists although a target applies (no state_dict found …)."""
+    config: Config | None = None
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,42 @@
+"""The built-in output formats, registered like any reporter plugin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..hookspecs import hookimpl
+
+
+def _text(report: Any, options: dict[str, Any]) -> str:
+    from .check_text import render_report
+
+    return render_report(report)
+
+
+def _json(report: Any, options: dict[str, Any]) -> str:
+    from .inventory_json import dumps
+
+    return dumps(report.to_dict())
+
+
+def _sarif(report: Any, options: dict[str, Any]) -> str:
+    from .sarif import render_sarif
+
+    return render_sarif(report, options)
+
+
+def _github(report: Any, options: dict[str, Any]) -> str:
+    from .github import render_github
+
+    return render_github(report, options)
+
+
+def _markdown(report: Any, options: dict[str, Any]) -> str:
+    from .markdown import render_markdown
+
+    return render_markdown(report, options)
+
+
+@hookimpl
+def ckptlint_reporters() -> dict[str, Any]:
+    return {"text": _text, "json": _json, "sarif": _sarif, "github": _github, "markdown": _markdown}

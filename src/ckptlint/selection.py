@@ -1,0 +1,93 @@
+"""Which findings are reported, and how severe: selection, overrides, per-file ignores, baseline.
+
+Rules never decide policy; this module applies the configuration (and the
+command line, which wins) to what the rules found.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from .config import Config, ConfigError
+from .findings import Finding
+from .rule import Rule
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Command-line options that replace (select, ignore) or extend (extend_select) the config."""
+
+    select: tuple[str, ...] | None = None
+    extend_select: tuple[str, ...] = ()
+    ignore: tuple[str, ...] | None = None
+    baseline: str | None = None
+
+
+def _longest(code: str, prefixes: Iterable[str]) -> int:
+    return max((len(p) for p in prefixes if code.startswith(p)), default=-1)
+
+
+def is_selected(code: str, select: Iterable[str], ignore: Iterable[str]) -> bool:
+    """flake8/ruff style: the longest matching prefix decides; on a tie, ignore wins."""
+    s = _longest(code, select)
+    return s >= 0 and s > _longest(code, ignore)
+
+
+def apply_policy(findings: list[Finding], path: str, cfg: Config, rules: dict[str, Rule],
+                 overrides: Overrides = Overrides(), baseline: frozenset[tuple[str, str, str]] = frozenset(),
+                 baseline_dir: str | None = None) -> list[Finding]:
+    select = (overrides.select if overrides.select is not None else cfg.select) + cfg.extend_select \
+        + overrides.extend_select
+    ignore = (overrides.ignore if overrides.ignore is not None else cfg.ignore)
+    per_file = [codes for glob, codes in cfg.per_file_ignores.items() if cfg.matches(path, (glob,))]
+    ignore = tuple(ignore) + tuple(c for codes in per_file for c in codes)
+    rel = _baseline_path(path, baseline_dir)
+    out = []
+    for f in findings:
+        if not is_selected(f.code, select, ignore):
+            continue
+        if f.code == "CK102" and not cfg.forbid_full_model_pickles:
+            continue
+        sev = _severity(f.code, cfg.severity) or f.severity or (rules[f.code].severity if f.code in rules else "error")
+        if sev != f.severity:
+            f = replace(f, severity=sev)
+        if (rel, f.code, f.key or "") in baseline:
+            continue
+        out.append(f)
+    return out
+
+
+def _severity(code: str, overrides: dict[str, str]) -> str | None:
+    best = max((p for p in overrides if code.startswith(p)), key=len, default=None)
+    return None if best is None else overrides[best]
+
+
+def _baseline_path(path: str, baseline_dir: str | None) -> str:
+    base = baseline_dir or os.getcwd()
+    return os.path.relpath(os.path.abspath(path), base).replace(os.sep, "/")
+
+
+def read_baseline(path: str) -> frozenset[tuple[str, str, str]]:
+    """Accepted findings as (path relative to the baseline's folder, code, key)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        return frozenset((e["path"], e["code"], e.get("key") or "") for e in data["findings"])
+    except FileNotFoundError:
+        raise ConfigError(f"baseline {path}: no such file (write one with --write-baseline)") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"baseline {path}: not a ckptlint baseline ({type(e).__name__}: {e})") from None
+
+
+def write_baseline(path: str, entries: Iterable[tuple[str, Finding]]) -> int:
+    base = os.path.dirname(os.path.abspath(path))
+    rows = sorted({(_baseline_path(p, base), f.code, f.key or "", f.message) for p, f in entries})
+    data = {"version": 1, "tool": "ckptlint",
+            "findings": [{"path": p, "code": c, "key": k or None, "message": m} for p, c, k, m in rows]}
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=1)
+        fh.write("\n")
+    return len(rows)
