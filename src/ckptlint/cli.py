@@ -126,8 +126,17 @@ def _add_check(sub: Any) -> None:
                     "Nothing in the files is executed; torch is not needed.",
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="checkpoint file(s)")
-    p.add_argument("--format", choices=("text", "json"), default="text",
-                   help="output format (default: text); json is described in docs/report-json.md")
+    p.add_argument("--format", default="text", metavar="FORMAT",
+                   help="text (default), json, sarif, github, markdown, or a plugin's format; "
+                        "see docs/output-formats.md")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout")
+    p.add_argument("--select", metavar="CODES", help="comma-separated code prefixes to report (replaces the config's)")
+    p.add_argument("--extend-select", metavar="CODES", help="code prefixes to report in addition")
+    p.add_argument("--ignore", metavar="CODES", help="comma-separated code prefixes to leave out (replaces the config's)")
+    p.add_argument("--baseline", metavar="FILE", help="accepted findings: only new ones are reported")
+    p.add_argument("--write-baseline", metavar="FILE",
+                   help="write every current finding to FILE as the accepted baseline, and exit 0")
+    p.add_argument("--exit-zero", action="store_true", help="exit 0 even when findings are reported")
     p.add_argument("--allow-global", action="append", default=[], metavar="MODULE.NAME",
                    help="trust this global (repeatable): no finding for it, and the weights_only "
                         "verdict assumes you allowlist it with torch.serialization.safe_globals")
@@ -152,13 +161,29 @@ def _add_check(sub: Any) -> None:
     p.set_defaults(func=cmd_check)
 
 
+def _codes(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    return tuple(c.strip().upper() for c in text.split(",") if c.strip())
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from .checker import check
-    from .report.inventory_json import dumps
-
     from .config import ConfigError
+    from .plugins import PluginError, all_rules, reporters
+    from .selection import Overrides, write_baseline
     from .targets.spec import TargetError
 
+    try:
+        formats = reporters()
+        rules = all_rules()
+    except PluginError as e:
+        print(f"ckptlint: {_one_line(str(e))}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.format not in formats:
+        print(f"ckptlint: unknown format {args.format!r} (available: {', '.join(sorted(formats))})",
+              file=sys.stderr)
+        return EXIT_ERROR
     if args.skip_site_pth:
         args.files = _without_site_pth(args.files)
         if not args.files:
@@ -166,22 +191,35 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.model_kwargs and not args.model:
         print("ckptlint: --model-kwargs needs --model", file=sys.stderr)
         return EXIT_ERROR
+    overrides = Overrides(_codes(args.select), _codes(args.extend_select) or (), _codes(args.ignore),
+                          args.baseline)
     try:
         report = check(args.files, trusted=args.allow_global, config=args.config,
                        use_config=not args.isolated, model=args.model, model_kwargs=args.model_kwargs,
-                       snapshot=args.snapshot, key=args.key)
-    except (ConfigError, TargetError) as e:
+                       snapshot=args.snapshot, key=args.key, overrides=overrides,
+                       apply_baseline=not args.write_baseline)
+    except (ConfigError, TargetError, PluginError) as e:
         print(f"ckptlint: {_one_line(str(e))}", file=sys.stderr)
         return EXIT_ERROR
     for fr in report.unreadable:
         _report_error(fr.path, fr.error or "unknown error")
-    if args.format == "json":
-        sys.stdout.write(dumps(report.to_dict()) + "\n")
+    if args.write_baseline:
+        n = write_baseline(args.write_baseline, report.findings())
+        print(f"{args.write_baseline}: {n} findings accepted as the baseline")
+        return EXIT_OK
+    out = sys.stdout if args.output is None else None
+    color = out is not None and out.isatty() and not os.environ.get("NO_COLOR")
+    text = formats[args.format](report, {"rules": rules, "color": color})
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text.rstrip("\n") + "\n")
     else:
-        from .report.check_text import render_report
-
-        sys.stdout.write(render_report(report) + "\n")
-    return report.exit_code(args.fail_on)
+        sys.stdout.write(text.rstrip("\n") + "\n")
+    if args.format == "github" and os.environ.get("GITHUB_STEP_SUMMARY"):
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as f:
+            f.write(formats["markdown"](report, {"rules": rules, "color": False}))
+    code = report.exit_code(args.fail_on)
+    return EXIT_OK if args.exit_zero and code == EXIT_FINDINGS else code
 
 
 def _without_site_pth(paths: Sequence[str]) -> list[str]:
@@ -288,9 +326,52 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return EXIT_OK if d.identical else EXIT_FINDINGS
 
 
+# -- rules -------------------------------------------------------------------
+
+
+def _add_rules(sub: Any) -> None:
+    p = sub.add_parser("rules", help="list the rules (built-in and plugins), or show one",
+                       description="Without CODE: every rule with its default severity. With CODE: its page.")
+    p.add_argument("code", nargs="?", metavar="CODE")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=cmd_rules)
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    import json
+
+    from .plugins import PluginError, all_rules, rule_doc
+
+    try:
+        rules = all_rules()
+    except PluginError as e:
+        print(f"ckptlint: {_one_line(str(e))}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.code:
+        rule = rules.get(args.code.upper())
+        if rule is None:
+            print(f"ckptlint: no rule {args.code!r} (see `ckptlint rules`)", file=sys.stderr)
+            return EXIT_ERROR
+        if args.format == "json":
+            print(json.dumps({"code": rule.code, "name": rule.name, "severity": rule.severity,
+                              "summary": rule.summary, "plugin": rule.plugin, "doc": rule_doc(rule)}, indent=2))
+        else:
+            print(rule_doc(rule))
+        return EXIT_OK
+    if args.format == "json":
+        print(json.dumps([{"code": r.code, "name": r.name, "severity": r.severity, "summary": r.summary,
+                           "plugin": r.plugin} for r in rules.values()], indent=2))
+        return EXIT_OK
+    from tabulate import tabulate
+
+    print(tabulate([(r.code, r.name, r.severity, r.summary) for r in rules.values()],
+                   headers=("code", "name", "severity", "summary"), tablefmt="simple"))
+    return EXIT_OK
+
+
 # -- parser --------------------------------------------------------------------
 
-SUBCOMMANDS: list[Callable[[Any], None]] = [_add_inspect, _add_check, _add_snapshot, _add_diff]
+SUBCOMMANDS: list[Callable[[Any], None]] = [_add_inspect, _add_check, _add_snapshot, _add_diff, _add_rules]
 """Each adds one subcommand; later: check, snapshot, diff, rules."""
 
 

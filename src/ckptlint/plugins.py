@@ -66,3 +66,15 @@ def reporters() -> dict[str, Any]:
     for mapping in reversed(plugin_manager().hook.ckptlint_reporters()):
         out.update(mapping)
     return out
+
+
+def rule_doc(rule: Rule) -> str:
+    """A rule's page: its own ``doc``, else the page shipped in ckptlint/rules/docs, else its summary."""
+    if rule.doc:
+        return rule.doc
+    from importlib import resources
+
+    try:
+        return resources.files("ckptlint.rules").joinpath("docs", f"{rule.code}.md").read_text(encoding="utf-8")
+    except (FileNotFoundError, OSError, ModuleNotFoundError):
+        return f"# {rule.code} {rule.name}\n\nDefault severity: **{rule.severity}**.\n\n{rule.summary}.\n"
