@@ -1,0 +1,93 @@
+"""Plugins: a third-party package found through its entry point works exactly like the built-ins."""
+
+from __future__ import annotations
+
+import inspect as pyinspect
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ckptlint import hookspecs
+from ckptlint.plugins import BUILTIN_PLUGINS, all_rules, plugin_manager, rule_doc
+
+sys.path.insert(0, str(Path(__file__).parent / "plugin_example"))
+from make_dist import install  # noqa: E402
+
+DOCS = Path(__file__).parent.parent / "docs"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("site")
+    install(d)
+    return d
+
+
+def _ckptlint(site: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(site))
+    return subprocess.run([sys.executable, "-m", "ckptlint", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=120)
+
+
+def test_entry_point_plugin_rule_is_listed(site: Path) -> None:
+    proc = _ckptlint(site, "rules", "--format", "json")
+    rules = {r["code"]: r for r in json.loads(proc.stdout)}
+    assert rules["EX001"]["plugin"] == "example" and rules["EX001"]["severity"] == "warning"
+    assert rules["CK101"]["plugin"] == "ckptlint.rules.safety"
+    assert "EX001" not in _ckptlint(Path("/nonexistent"), "rules").stdout  # absent without the plugin
+    page = _ckptlint(site, "rules", "EX001").stdout
+    assert "EX001 debug-tensor" in page
+
+
+def test_entry_point_plugin_finds_select_and_report(site: Path, tmp_path: Path) -> None:
+    torch.save({"w": torch.ones(2), "debug_activations": torch.zeros(3)}, tmp_path / "a.pt")
+    proc = _ckptlint(site, "check", "--format", "json", "a.pt", cwd=tmp_path)
+    (finding,) = json.loads(proc.stdout)["files"][0]["findings"]
+    assert finding["code"] == "EX001" and finding["severity"] == "warning"  # default severity filled in
+    assert finding["key"] == "debug_activations"
+    assert _ckptlint(site, "check", "--ignore", "EX", "--format", "json", "a.pt",
+                     cwd=tmp_path).stdout.count("EX001") == 0
+    (tmp_path / "ckptlint.toml").write_text('[severity]\nEX001 = "error"\n')
+    assert _ckptlint(site, "check", "a.pt", cwd=tmp_path).returncode == 1
+    assert _ckptlint(site, "check", "--format", "count", "a.pt", cwd=tmp_path).stdout.strip() == "1 findings"
+
+
+def test_entry_point_target_resolver(site: Path, tmp_path: Path) -> None:
+    torch.save({"weight": torch.ones(3, 3)}, tmp_path / "a.pt")
+    proc = _ckptlint(site, "check", "--format", "json", "--model", "example:tiny", "--model-kwargs",
+                     '{"width": 2}', "a.pt", cwd=tmp_path)
+    compat = json.loads(proc.stdout)["files"][0]["compat"]
+    assert compat["target"] == "example:tiny"
+    assert compat["shape_mismatch"] == {"weight": [[3, 3], [2, 2]]}
+
+
+def test_builtins_use_the_same_hooks() -> None:
+    pm = plugin_manager()
+    names = {name for name, _ in pm.list_name_plugin()}
+    assert set(BUILTIN_PLUGINS) <= names
+    for rule in all_rules().values():
+        if rule.code.startswith("CK"):
+            assert rule.plugin in BUILTIN_PLUGINS
+            assert rule_doc(rule).startswith(f"# {rule.code} {rule.name}")
+
+
+def test_every_hook_is_documented() -> None:
+    guide = (DOCS / "plugins.md").read_text()
+    specs = [n for n, f in vars(hookspecs).items() if n.startswith("ckptlint_") and callable(f)]
+    assert len(specs) == 4
+    for name in specs:
+        assert pyinspect.getdoc(getattr(hookspecs, name)), name
+        assert f"`{name}" in guide, f"{name} missing from docs/plugins.md"
+
+
+def test_every_rule_has_a_page() -> None:
+    index = (DOCS / "rules" / "index.md").read_text()
+    for code in all_rules():
+        if code.startswith("CK"):
+            assert (DOCS / "rules" / f"{code}.md").is_file(), code
+            assert f"[{code}]({code}.md)" in index
