@@ -9,6 +9,27 @@ from ..hookspecs import hookimpl
 
 @hookimpl(trylast=True)
 def ckptlint_resolve_target(spec: str, kwargs: dict[str, Any]) -> Any:
+    """The cached signature while the target's sources are unchanged, else a live (meta) build."""
+    import sys
+
+    from . import cache
     from .resolve import live_signature
 
-    return live_signature(spec, kwargs)
+    cached = cache.lookup(spec, kwargs)
+    if cached is not None:
+        return cached, None
+    before = set(sys.modules)
+    sig, model = live_signature(spec, kwargs)
+    class_modules = {m.cls.rsplit(".", 1)[0] for m in sig.modules}
+    cache.store(spec, kwargs, sig, set(sys.modules) - before | _spec_modules(spec) | class_modules)
+    return sig, model
+
+
+def _spec_modules(spec: str) -> set[str]:
+    """The spec's own module and its packages (already imported before a repeat build)."""
+    import sys
+
+    module = spec.split(":", 1)[0]
+    parts = module.split(".")
+    names = {".".join(parts[:i]) for i in range(1, len(parts) + 1)} | {module + ".models"}
+    return {n for n in names if n in sys.modules}
