@@ -8,6 +8,10 @@ Writes, next to this file:
 - ``tiny_cnn_legacy.pt``  a training-style dict saved in the legacy non-zip format
                           (``_use_new_zipfile_serialization=False``)
 - ``tiny_cnn.safetensors`` the same weights as safetensors (only if ``safetensors`` is installed)
+- ``tiny_cnn_ddp.pt``     a training dict saved from a DistributedDataParallel wrapper
+                          (every key starts with ``module.``)
+- ``tiny_cnn_5cls.pt``    a TinyCNN trained for 5 classes (its head does not fit the 10-class model)
+- ``snapshots/tiny_cnn.json`` the target snapshot ``ckptlint.toml`` points at
 
 Weights come from a fixed seed, but the files are not byte-for-byte reproducible
 (torch records a serialization id, legacy files record storage addresses).
@@ -49,6 +53,13 @@ def main() -> None:
     else:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()},
                   os.path.join(HERE, "tiny_cnn.safetensors"))
+    ddp = {"module." + k: v for k, v in model.state_dict().items()}
+    torch.save({"epoch": 7, "model": ddp}, os.path.join(HERE, "tiny_cnn_ddp.pt"))
+    torch.save(TinyCNN(num_classes=5).state_dict(), os.path.join(HERE, "tiny_cnn_5cls.pt"))
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "ckptlint", "snapshot", "examples.models:TinyCNN",
+                    "-o", os.path.join(HERE, "snapshots", "tiny_cnn.json")], check=True, cwd=os.path.dirname(HERE))
     for name in sorted(os.listdir(HERE)):
         if name.startswith("tiny_cnn"):
             print(f"{name}: {os.path.getsize(os.path.join(HERE, name))} bytes")

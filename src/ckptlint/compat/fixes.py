@@ -82,8 +82,8 @@ def infer_fix(sig: Signature, sd: StateDict, result: CompatResult,
     heads = _head_groups(res.shape_mismatch, sig)
     if heads:
         fix.diagnosis.append(
-            f"resized head: {', '.join(heads)} differ in shape ({_shapes(res.shape_mismatch)}); "
-            "those weights stay randomly initialised")
+            f"resized head {', '.join(heads)} ({_shapes(res.shape_mismatch)}): "
+            "its weights are dropped and stay randomly initialised")
     if res.unexpected:
         fix.diagnosis.append(f"{len(res.unexpected)} checkpoint keys have no place in the model and are dropped")
     final = compare(apply_fix(sd, renames, drop))

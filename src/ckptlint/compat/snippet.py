@@ -22,7 +22,7 @@ def make_snippet(ckpt_path: str, target: str, kwargs: dict[str, Any], sd_path: t
         "import torch",
         f"from {module} import {head}",
         "",
-        f"model = {attr}(**{kwargs!r})",
+        f"model = {attr}(**{kwargs!r})" if kwargs else f"model = {attr}()",
         f"checkpoint = torch.load({ckpt_path!r}, map_location=\"cpu\", weights_only=True)",
         f"state_dict = checkpoint{_access(sd_path)}",
     ]

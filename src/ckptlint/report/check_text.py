@@ -42,6 +42,9 @@ def render_report(report: Report) -> str:
         for f in fr.findings:
             counts[f.severity] = counts.get(f.severity, 0) + 1
     n = len(report.files)
-    summary = (f"{n} file{'s' if n != 1 else ''} checked: {counts['error']} errors, "
-               f"{counts['warning']} warnings, {len(report.unreadable)} unreadable")
+    def plural(k: int, word: str) -> str:
+        return f"{k} {word}{'s' if k != 1 else ''}"
+
+    summary = (f"{plural(n, 'file')} checked: {plural(counts['error'], 'error')}, "
+               f"{plural(counts['warning'], 'warning')}, {len(report.unreadable)} unreadable")
     return "\n\n".join(parts + [summary])

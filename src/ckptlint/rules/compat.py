@@ -43,6 +43,10 @@ def _allowed(key: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatchcase(key, p) for p in patterns)
 
 
+def _n(count: int, word: str, plural: str | None = None) -> str:
+    return f"{count} {word if count == 1 else (plural or word + 's')}"
+
+
 def _listing(keys: list[str], n: int = 5) -> str:
     shown = ", ".join(keys[:n])
     return shown + (f", … ({len(keys)} in all)" if len(keys) > n else "")
@@ -58,26 +62,29 @@ def compat_findings(rep: CompatReport, target: Target) -> list[Finding]:
     shapes = {k: v for k, v in r.shape_mismatch.items() if not _allowed(k, target.allow_mismatch)}
     if missing:
         out.append(Finding("CK201", "error",
-                           f"{len(missing)} keys {rep.target} expects are missing: {_listing(missing)}",
+                           f"{_n(len(missing), 'key')} {rep.target} expects {'is' if len(missing) == 1 else 'are'} missing: "
+                           f"{_listing(missing)}",
                            missing[0], where, fix_line))
     if unexpected:
         out.append(Finding("CK202", "error",
-                           f"{len(unexpected)} checkpoint keys {rep.target} does not expect: {_listing(unexpected)}",
+                           f"{_n(len(unexpected), 'checkpoint key')} {rep.target} does not expect: {_listing(unexpected)}",
                            unexpected[0], where, fix_line))
     if shapes:
         parts = [f"{k} {list(a)} vs model {list(b)}" for k, (a, b) in shapes.items()]
         out.append(Finding("CK203", "error",
-                           f"{len(shapes)} shape mismatches (strict=False still raises): {_listing(parts, 3)}",
+                           f"{_n(len(shapes), 'shape mismatch', 'shape mismatches')} (strict=False still raises): "
+                           f"{_listing(parts, 3)}",
                            next(iter(shapes)), where, fix_line))
     if r.non_tensor:
         keys = list(r.non_tensor)
         out.append(Finding("CK205", "error",
-                           f"{len(keys)} expected keys hold non-tensor values: {_listing(keys)}",
+                           f"{_n(len(keys), 'expected key')} {'holds a non-tensor value' if len(keys) == 1 else 'hold non-tensor values'}: "
+                           f"{_listing(keys)}",
                            keys[0], where, "save tensors under these keys"))
     if r.dtype_mismatch:
         parts = [f"{k} {a}->{b}" for k, (a, b) in r.dtype_mismatch.items()]
         out.append(Finding("CK204", "warning",
-                           f"{len(parts)} tensors load with a dtype cast: {_listing(parts, 3)}",
+                           f"{_n(len(parts), 'tensor')} {'loads' if len(parts) == 1 else 'load'} with a dtype cast: {_listing(parts, 3)}",
                            next(iter(r.dtype_mismatch)), where,
                            "cast deliberately (model.half()/.to(dtype)) or use load_state_dict(..., assign=True)"))
     if rep.fix is not None and (missing or unexpected or shapes):

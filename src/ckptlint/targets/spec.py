@@ -40,7 +40,7 @@ class TargetSpec:
         last: Exception | None = None
         for name in candidates:
             try:
-                mod = importlib.import_module(name)
+                mod = _import_from_here(name)
             except ImportError as e:
                 last = e
                 continue
@@ -79,3 +79,18 @@ def parse_kwargs(kwargs: str | dict[str, Any] | None) -> dict[str, Any]:
     if not isinstance(kwargs, dict):
         raise TargetError("model kwargs must be a JSON object")
     return dict(kwargs)
+
+
+def _import_from_here(name: str) -> Any:
+    """Import a user's target module; like ``python -m``, the working directory counts as a source root."""
+    import os
+    import sys
+
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        cwd = os.getcwd()
+        if cwd in sys.path or "" in sys.path or not (e.name and name.startswith(e.name.split(".")[0])):
+            raise
+        sys.path.append(cwd)
+        return importlib.import_module(name)
