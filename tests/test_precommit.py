@@ -1,0 +1,175 @@
+"""The pre-commit hooks, run by the real ``pre-commit`` against this repository.
+
+pre-commit builds the hook's virtualenv and ``pip install``s ckptlint into it (pluggy and
+tabulate come from PyPI or pip's cache; torch must not be installed). ``try-repo`` uses a
+throwaway store, so it builds an environment on every call; the other tests point a
+``.pre-commit-config.yaml`` at a snapshot commit of this working tree (what ``try-repo``
+does) with ``PRE_COMMIT_HOME`` shared by the module, so that environment is built once.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+ROOT = Path(__file__).resolve().parents[1]
+PRE_COMMIT = [sys.executable, "-m", "pre_commit"]
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "ckptlint tests", "GIT_AUTHOR_EMAIL": "tests@example.invalid",
+    "GIT_COMMITTER_NAME": "ckptlint tests", "GIT_COMMITTER_EMAIL": "tests@example.invalid",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+PYPROJECT = """
+[tool.ckptlint]
+[[tool.ckptlint.targets]]
+files = ["weights/*.pt"]
+snapshot = "snapshots/squeezenet1_1.json"
+"""
+
+# A protocol-0 pickle is plain ASCII: identify tags it `text`, and it still runs os.system.
+TEXT_PAYLOAD = b"cos\nsystem\n(S'echo pwned > marker.txt'\ntR."
+
+
+class Boom:
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (os.system, ("echo pwned > marker.txt",))
+
+
+def _git(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **GIT_ENV, **(env or {})})
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A git repository with committed checkpoints, a snapshot target and a site .pth file."""
+    d = tmp_path_factory.mktemp("userrepo")
+    for sub in ("weights", "incoming", "snapshots", "site"):
+        (d / sub).mkdir()
+    torch.manual_seed(0)
+    torch.save(torchvision.models.squeezenet1_1().state_dict(), d / "weights" / "good.pt")
+    torch.save(torchvision.models.squeezenet1_1(num_classes=10).state_dict(), d / "weights" / "head10.pt")
+    torch.save(torch.nn.Sequential(torch.nn.Linear(4, 2)).state_dict(), d / "incoming" / "clean.pt")
+    torch.save(torch.nn.Sequential(torch.nn.Linear(4, 2)), d / "incoming" / "full.pt")
+    torch.save({"w": torch.zeros(2), "x": Boom()}, d / "incoming" / "evil.PT")
+    (d / "incoming" / "payload.pth").write_bytes(TEXT_PAYLOAD)
+    (d / "site" / "extra.pth").write_text("import sys; sys.path.append('/opt/x')\n/opt/lib\n")
+    (d / "pyproject.toml").write_text(PYPROJECT)
+    proc = subprocess.run([sys.executable, "-m", "ckptlint", "snapshot", "torchvision.models:squeezenet1_1",
+                           "-o", str(d / "snapshots" / "squeezenet1_1.json")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    _git("init", "-q", cwd=d)
+    _git("add", ".", cwd=d)
+    _git("commit", "-q", "-m", "checkpoints", cwd=d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def hook_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """This repository's HEAD plus its uncommitted changes, committed in a clone (as try-repo does)."""
+    shadow = tmp_path_factory.mktemp("hookrepo") / "ckptlint"
+    _git("clone", "-q", str(ROOT), str(shadow), cwd=ROOT)
+    git_dir = Path(_git("rev-parse", "--absolute-git-dir", cwd=shadow).strip())
+    env = {"GIT_INDEX_FILE": str(git_dir / "index"), "GIT_OBJECT_DIRECTORY": str(git_dir / "objects")}
+    staged = [f for f in _git("diff", "--cached", "--name-only", "-z", cwd=ROOT).split("\0") if f]
+    if staged:
+        _git("add", "--", *staged, cwd=ROOT, env=env)
+    _git("add", "-u", cwd=ROOT, env=env)
+    _git("commit", "-q", "--allow-empty", "-m", "working tree", cwd=shadow)
+    return shadow, _git("rev-parse", "HEAD", cwd=shadow).strip()
+
+
+@pytest.fixture(scope="module")
+def pre_commit_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("pre-commit-home")
+
+
+def _pre_commit(repo: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **GIT_ENV, "PRE_COMMIT_HOME": str(home), "PRE_COMMIT_COLOR": "never"}
+    env.pop("VIRTUAL_ENV", None)
+    return subprocess.run([*PRE_COMMIT, *args], cwd=repo, capture_output=True, text=True, timeout=600, env=env)
+
+
+def _run_hook(repo: Path, home: Path, hook_repo: tuple[Path, str], hook: str,
+              *files: str) -> subprocess.CompletedProcess[str]:
+    path, rev = hook_repo
+    config = repo.parent / f"{repo.name}-{hook}.yaml"
+    config.write_text(f"repos:\n-   repo: {path}\n    rev: {rev}\n    hooks:\n    -   id: {hook}\n")
+    return _pre_commit(repo, home, "run", "--config", str(config), "--files", *files)
+
+
+def test_manifest_is_valid() -> None:
+    proc = subprocess.run([*PRE_COMMIT, "validate-manifest", str(ROOT / ".pre-commit-hooks.yaml")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_try_repo_blocks_unsafe_checkpoints(repo: Path, tmp_path: Path) -> None:
+    proc = _pre_commit(repo, tmp_path / "home", "try-repo", str(ROOT), "ckptlint", "--all-files")
+    out = proc.stdout
+    assert proc.returncode == 1, out + proc.stderr
+    assert "ckptlint (checkpoint safety)" in out and "Failed" in out
+    # The full-model pickle and both payloads (zip, and a protocol-0 text pickle) with their findings.
+    assert "incoming/full.pt [torch-zip] — weights_only=True FAILS" in out
+    assert "CK102" in out.split("incoming/full.pt [")[1].split("\n\n")[0]
+    assert "CK101" in out.split("incoming/evil.PT [")[1].split("\n\n")[0]
+    assert "CK101" in out.split("incoming/payload.pth [")[1].split("\n\n")[0]
+    assert "incoming/clean.pt [torch-zip] — loads with weights_only=True\n  no findings" in out
+    assert "weights/good.pt [torch-zip] — loads with weights_only=True\n  no findings" in out
+    # The site-packages path file is skipped, not reported as a broken checkpoint.
+    assert "site/extra.pth: skipped: a Python site-packages .pth path file" in out
+    assert "pyproject.toml" not in out.split("Failed")[1]  # only checkpoint extensions were passed
+    assert not (repo / "marker.txt").exists()
+
+
+def test_safety_hook_passes_clean_files_without_torch(repo: Path, pre_commit_home: Path,
+                                                      hook_repo: tuple[Path, str]) -> None:
+    proc = _run_hook(repo, pre_commit_home, hook_repo, "ckptlint",
+                     "incoming/clean.pt", "weights/good.pt", "site/extra.pth")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ckptlint (checkpoint safety)" in proc.stdout and "Passed" in proc.stdout
+    # The hook's environment holds ckptlint and its small dependencies, no torch.
+    site_packages = list(pre_commit_home.glob("repo*/py_env-*/lib/python*/site-packages"))
+    assert site_packages
+    installed = {p.name.lower() for sp in site_packages for p in sp.iterdir()}
+    assert any(n.startswith("ckptlint") for n in installed)
+    assert "pluggy" in installed and "tabulate" in installed
+    assert not any(n == "torch" or n.startswith("torch-") for n in installed)
+
+
+def test_safety_hook_blocks_full_model_and_payload(repo: Path, pre_commit_home: Path,
+                                                   hook_repo: tuple[Path, str]) -> None:
+    proc = _run_hook(repo, pre_commit_home, hook_repo, "ckptlint",
+                     "incoming/clean.pt", "incoming/full.pt", "incoming/evil.PT")
+    out = proc.stdout
+    assert proc.returncode == 1, out + proc.stderr
+    assert "- hook id: ckptlint" in out and "- exit code: 1" in out
+    assert "CK102   error" in out and "full-model pickle" in out
+    assert "CK101   error" in out and "system can run code" in out
+    assert not (repo / "marker.txt").exists()
+
+
+def test_compat_hook_fails_a_mismatched_checkpoint(repo: Path, pre_commit_home: Path,
+                                                   hook_repo: tuple[Path, str]) -> None:
+    proc = _run_hook(repo, pre_commit_home, hook_repo, "ckptlint-compat", "weights/good.pt", "weights/head10.pt")
+    out = proc.stdout
+    assert proc.returncode == 1, out + proc.stderr
+    assert "ckptlint (checkpoint compatibility)" in out and "Failed" in out
+    assert "weights/good.pt [torch-zip] — loads with weights_only=True\n  no findings" in out
+    head10 = out.split("weights/head10.pt [")[1]
+    assert "CK203   error" in head10 and "2 shape mismatches" in head10
+    assert "(classifier.1.weight: [10, 512, 1, 1] vs [1000, 512, 1, 1]" in " ".join(head10.split())
+    assert "load_state_dict(strict=False)" in head10
+    # The snapshot target needs no torch: the same environment as the safety hook.
+    proc = _run_hook(repo, pre_commit_home, hook_repo, "ckptlint-compat", "weights/good.pt")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
