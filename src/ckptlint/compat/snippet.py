@@ -31,7 +31,7 @@ def make_snippet(ckpt_path: str, target: str, kwargs: dict[str, Any], sd_path: t
         return "\n".join(lines) + "\n"
     lines += [
         f"renames = {[tuple(r) for r in fix.renames]!r}",
-        f"drop = {set(fix.drop)!r}" if fix.drop else "drop = set()",
+        ("drop = {" + ", ".join(repr(k) for k in sorted(fix.drop)) + "}") if fix.drop else "drop = set()",
         "",
         "def rename(key):",
         "    for pattern, replacement in renames:",
