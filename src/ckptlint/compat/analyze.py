@@ -35,6 +35,7 @@ class CompatReport:
             "shape_mismatch": {k: [list(a), list(b)] for k, (a, b) in r.shape_mismatch.items()},
             "dtype_mismatch": {k: [a, b] for k, (a, b) in r.dtype_mismatch.items()},
             "non_tensor": dict(r.non_tensor),
+            "load_error": r.load_error,
             "exact": self.exact,
             "notes": list(r.notes),
             "fix": None if self.fix is None else self.fix.to_dict(),

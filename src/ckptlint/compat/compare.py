@@ -29,16 +29,19 @@ class CompatResult:
     non_tensor: dict[str, str]
     """Expected keys whose checkpoint value is not a tensor: torch raises."""
     notes: tuple[str, ...] = ()
+    load_error: str | None = None
+    """An exception the target's own load code raises (live checks only), e.g. MNASNet's
+    ValueError for a state_dict without ``_metadata``: load_state_dict fails either way."""
 
     @property
     def strict_ok(self) -> bool:
         """``load_state_dict(sd, strict=True)`` succeeds."""
-        return not (self.missing or self.unexpected or self.shape_mismatch or self.non_tensor)
+        return not (self.missing or self.unexpected or self.shape_mismatch or self.non_tensor or self.load_error)
 
     @property
     def nonstrict_ok(self) -> bool:
         """``strict=False`` still raises for shape mismatches and non-tensors."""
-        return not (self.shape_mismatch or self.non_tensor)
+        return not (self.shape_mismatch or self.non_tensor or self.load_error)
 
 
 @dataclass

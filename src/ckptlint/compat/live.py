@@ -17,13 +17,19 @@ from typing import Any
 from .compare import CompatResult
 from .unwrap import NonTensor, StateDict
 
-_SIZE = re.compile(r"^size mismatch for (.+?): copying a param with shape")
+_SIZE = re.compile(r"^size mismatch for (.+?): copying a param with shape torch\.Size\(\[([0-9, ]*)\]\) "
+                   r"from checkpoint, the shape in current model is torch\.Size\(\[([0-9, ]*)\]\)\.$")
 _NON_TENSOR = re.compile(r'^While copying the parameter named "(.+?)", expected torch.Tensor')
 
 
 def compare_live(model: Any, sd: StateDict) -> CompatResult:
+    import copy
+
     import torch
 
+    # Custom load logic may rebuild submodules (MNASNet < v2 swaps its stem): load into a copy so the
+    # target (cached, reused for the fix's re-checks) keeps its own layout. Meta: the copy is cheap.
+    model = copy.deepcopy(model)
     params = dict(model.state_dict(keep_vars=True))
     fake: Any = OrderedDict()
     for key, e in sd.entries.items():
@@ -56,17 +62,21 @@ def compare_live(model: Any, sd: StateDict) -> CompatResult:
         for hook in module._load_state_dict_post_hooks.values():
             hook(module, incompatible)
 
+    load_error = None
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        load(model, OrderedDict(fake))
+        try:
+            load(model, OrderedDict(fake))
+        except Exception as e:  # noqa: BLE001 - the target's own load code raised: torch's load raises too
+            load_error = f"{type(e).__name__}: {e}".splitlines()[0]
     shape: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
     non_tensor: dict[str, str] = {}
     notes: list[str] = []
     for msg in errors:
         m = _SIZE.match(msg)
-        if m and m.group(1) in sd.entries:
-            key = m.group(1)
-            shape[key] = (tuple(sd.entries[key].shape), tuple(params[key].shape) if key in params else ())
+        if m:  # shapes as torch saw them (a pre-hook may have renamed or replaced the entry)
+            got, want = (tuple(int(d) for d in g.split(",") if d.strip()) for g in m.group(2, 3))
+            shape[m.group(1)] = (got, want)
             continue
         m = _NON_TENSOR.match(msg)
         if m:
@@ -81,4 +91,4 @@ def compare_live(model: Any, sd: StateDict) -> CompatResult:
             want = str(p.dtype).removeprefix("torch.")
             if e.dtype != want and tuple(e.shape) in (tuple(p.shape), (1,)):
                 dtype[key] = (e.dtype, want)
-    return CompatResult(tuple(missing), tuple(unexpected), shape, dtype, non_tensor, tuple(notes))
+    return CompatResult(tuple(missing), tuple(unexpected), shape, dtype, non_tensor, tuple(notes), load_error)
