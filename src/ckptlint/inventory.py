@@ -178,8 +178,11 @@ class Inventory:
 
 
 def _tensor_dict(t: TensorRecord) -> dict[str, Any]:
-    d = asdict(t)
-    d["path"] = list(t.path)
-    d["shape"] = list(t.shape)
-    d["stride"] = None if t.stride is None else list(t.stride)
-    return d
+    # Written out rather than dataclasses.asdict: this runs once per tensor (100k+ in big files).
+    return {
+        "path": list(t.path), "dtype": t.dtype, "shape": list(t.shape),
+        "stride": None if t.stride is None else list(t.stride), "storage_offset": t.storage_offset,
+        "storage_key": t.storage_key, "storage_bytes": t.storage_bytes, "device": t.device,
+        "is_parameter": t.is_parameter, "requires_grad": t.requires_grad, "layout": t.layout,
+        "rebuild": t.rebuild, "stream": t.stream,
+    }

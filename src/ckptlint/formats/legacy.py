@@ -103,7 +103,7 @@ def _read_legacy(f: CountingFile, path: str, asm: Assembler, offset: int) -> Inv
         byteorder="little" if little else "big", streams=tuple(asm.streams),
         loaded_streams=tuple(f"pickle#{i}" for i in range(5)),
         opcodes=tuple(sorted(asm.opcodes)),
-        extra={"sys_info": sys_info if isinstance(sys_info, dict) else None},
+        extra={"sys_info": _plain_sys_info(sys_info)},
     )
     return asm.inventory(facts, structure, storages)
 
@@ -155,3 +155,19 @@ def read_tar(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> Inv
         zip_entries=tuple(names), streams=tuple(asm.streams), opcodes=tuple(sorted(asm.opcodes)),
     )
     return asm.inventory(facts, structure)
+
+
+def _plain_sys_info(sys_info: Any) -> dict[str, Any] | None:
+    """The legacy header's sys_info, kept only as plain JSON data (a hostile file controls it)."""
+    if not isinstance(sys_info, dict):
+        return None
+    out: dict[str, Any] = {}
+    for k, v in list(sys_info.items())[:16]:
+        if not isinstance(k, str):
+            continue
+        if isinstance(v, (bool, int, str)) and (not isinstance(v, int) or abs(v) < 1 << 53):
+            out[k] = v if not isinstance(v, str) else v[:200]
+        elif isinstance(v, dict):
+            out[k] = {str(a): b for a, b in list(v.items())[:16]
+                      if isinstance(a, str) and type(b) is int and abs(b) < 1 << 53}
+    return out

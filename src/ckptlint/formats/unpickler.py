@@ -145,7 +145,11 @@ PersistentLoad = Callable[[Any], Any]
 
 
 def _int_tuple(v: Any, what: str) -> tuple[int, ...]:
-    if isinstance(v, (tuple, list)) and all(type(x) is int for x in v):
+    """Sizes and strides as torch accepts them: ints, none negative."""
+    if isinstance(v, (tuple, list)):
+        for x in v:
+            if type(x) is not int or x < 0:
+                raise FormatError(f"tensor {what} is not a tuple of non-negative ints")
         return tuple(v)
     raise FormatError(f"tensor {what} is not a tuple of ints")
 
