@@ -23,7 +23,7 @@ def test_negative_sizes_are_not_tensors(tmp_path: Path) -> None:
     # _rebuild_tensor_v2 with size (-1,): torch refuses it, so it is not recorded as a tensor.
     data = (b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\n"
             b"X\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x04tQK\x00J\xff\xff\xff\xff\x85K\x01\x85\x89"
-            b"ccollections\nOrderedDict\n)Rtr.")
+            b"ccollections\nOrderedDict\n)RtR.")
     p = tmp_path / "neg.pkl"
     p.write_bytes(data)
     inv = ckptlint.inspect(p)
