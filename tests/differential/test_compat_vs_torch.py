@@ -175,7 +175,10 @@ def target_model(spec: str, kwargs: dict[str, Any]) -> Any:
         torch.manual_seed(1)
         return _build(spec, kwargs)
     pristine = _TARGETS.get(_kkey(spec, kwargs), make)
-    return lambda: copy.deepcopy(pristine)
+    sig, _ = live_signature(spec, kwargs)
+    if any(m.load_rule == "custom" for m in sig.modules):
+        return lambda: copy.deepcopy(pristine)
+    return lambda: pristine  # default load rules never change the module tree (only values)
 
 
 # -- mutations ----------------------------------------------------------------
