@@ -426,3 +426,21 @@ def test_config_targets_applied_by_glob(tmp_path):
     assert out.returncode == 1  # z.pt
     only_x = _cli(["check", "weights/x.pt"], cwd=str(tmp_path))
     assert only_x.returncode == 0, only_x.stdout + only_x.stderr
+
+
+def test_target_load_code_that_raises_is_a_finding(tmp_path: Path) -> None:
+    import ckptlint
+    import torchvision
+
+    sd = dict(torchvision.models.mnasnet0_5().state_dict())  # a plain dict: _metadata is lost
+    torch.save(sd, tmp_path / "mnasnet.pt")
+    try:
+        torchvision.models.mnasnet0_5().load_state_dict(torch.load(tmp_path / "mnasnet.pt", weights_only=True))
+    except ValueError as e:
+        torch_error = str(e)
+    else:
+        raise AssertionError("torch was expected to refuse this state_dict")
+    report = ckptlint.check(tmp_path / "mnasnet.pt", model="torchvision.models:mnasnet0_5")
+    (finding,) = [f for f in report.files[0].findings if f.code == "CK210"]
+    assert finding.severity == "error" and torch_error.splitlines()[0] in finding.message
+    assert report.files[0].compat["strict_ok"] is False and report.exit_code() == 1

@@ -133,14 +133,18 @@ def check(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
           config: str | None = None, use_config: bool = True, target: Target | None = None,
           model: Any = None, model_kwargs: Any = None, snapshot: str | None = None,
           key: str | None = None, overrides: Overrides | None = None,
-          apply_baseline: bool = True) -> Report:
+          apply_baseline: bool = True, targets: str = "all") -> Report:
     """Check one or more checkpoint files; see :class:`Report`.
 
     Each file's configuration is the nearest ``[tool.ckptlint]`` above it (or ``config``):
     its trusted globals, targets, selection, severities, per-file ignores and baseline
-    apply; ``overrides`` (the command line) win. Raises ConfigError / TargetError for
+    apply; ``overrides`` (the command line) win. ``targets`` says which configured
+    targets apply: ``all``, ``snapshots`` (only those with a snapshot, used without the
+    live class: never imports torch) or ``none``. Raises ConfigError / TargetError for
     unusable settings — never for unreadable checkpoints, which become file errors.
     """
+    if targets not in ("all", "snapshots", "none"):
+        raise ValueError(f"targets must be all, snapshots or none, not {targets!r}")
     from .config import config_for
     from .plugins import all_rules
     from .selection import apply_policy, read_baseline
@@ -154,7 +158,7 @@ def check(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
     for p in paths:
         p = os.fspath(p)
         cfg = config_for(p, config) if use_config else Config()
-        t = target if target is not None else _target_for(p, cfg, model, model_kwargs, snapshot, key)
+        t = target if target is not None else _target_for(p, cfg, model, model_kwargs, snapshot, key, targets)
         fr = check_file(p, trusted=(*trusted, *cfg.trusted_globals), limits=limits, target=t, config=cfg)
         baseline_path = overrides.baseline or cfg.baseline
         accepted: frozenset[tuple[str, str, str]] = frozenset()
@@ -169,7 +173,7 @@ def check(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
 
 
 def _target_for(path: str, cfg: Any, model: Any, model_kwargs: Any, snapshot: str | None,
-                key: str | None) -> Target | None:
+                key: str | None, which: str = "all") -> Target | None:
     """Explicit options win; otherwise the first configured target whose glob matches the file."""
     from .compat.unwrap import parse_key
     from .targets.resolve import resolve_target
@@ -177,10 +181,11 @@ def _target_for(path: str, cfg: Any, model: Any, model_kwargs: Any, snapshot: st
     if model is not None or snapshot is not None:
         return resolve_target(model=model, model_kwargs=model_kwargs, snapshot=snapshot,
                               key=parse_key(key) if key else None)
-    entry = cfg.target_for(path) if cfg is not None else None
-    if entry is None:
+    entry = cfg.target_for(path) if cfg is not None and which != "none" else None
+    if entry is None or (which == "snapshots" and not entry.snapshot):
         return None
-    return resolve_target(model=entry.model, model_kwargs=entry.model_kwargs, snapshot=entry.snapshot,
+    live = entry.model if which == "all" else None
+    return resolve_target(model=live, model_kwargs=entry.model_kwargs if live else None, snapshot=entry.snapshot,
                           key=parse_key(entry.key) if entry.key else None,
                           allow_missing=entry.allow_missing, allow_unexpected=entry.allow_unexpected,
                           allow_mismatch=entry.allow_mismatch)

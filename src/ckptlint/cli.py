@@ -155,6 +155,9 @@ def _add_check(sub: Any) -> None:
     p.add_argument("--snapshot", metavar="FILE",
                    help="target snapshot from `ckptlint snapshot` (no torch needed); with --model, also "
                         "reports drift between the two")
+    p.add_argument("--targets", choices=("all", "snapshots", "none"), default="all",
+                   help="which configured targets apply: all (default), snapshots (only targets with a "
+                        "snapshot, never importing torch: the safety pre-commit hook uses this), or none")
     p.add_argument("--key", metavar="PATH",
                    help="where the state_dict sits in the checkpoint, e.g. state_dict or ema/model "
                         "(default: found automatically)")
@@ -197,7 +200,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         report = check(args.files, trusted=args.allow_global, config=args.config,
                        use_config=not args.isolated, model=args.model, model_kwargs=args.model_kwargs,
                        snapshot=args.snapshot, key=args.key, overrides=overrides,
-                       apply_baseline=not args.write_baseline)
+                       apply_baseline=not args.write_baseline, targets=args.targets)
     except (ConfigError, TargetError, PluginError) as e:
         print(f"ckptlint: {_one_line(str(e))}", file=sys.stderr)
         return EXIT_ERROR

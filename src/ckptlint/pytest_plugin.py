@@ -206,7 +206,6 @@ class CkptFile(pytest.File):
 
     def _check(self, with_target: bool = True) -> tuple[FileReport | None, str | None, bool]:
         from . import check
-        from .config import config_for
         from .errors import CkptlintError
         from .targets.spec import TargetError
 
@@ -222,8 +221,8 @@ class CkptFile(pytest.File):
             if with_target:
                 report = check([shown], model=o["model"], model_kwargs=o["model_kwargs"],
                                snapshot=o["snapshot"], key=o["key"])
-            else:  # safety only: the configuration's trusted globals, no target
-                report = check([shown], trusted=config_for(shown).trusted_globals, use_config=False)
+            else:  # safety only: the configuration applies, its targets do not
+                report = check([shown], targets="none")
         except TargetError as e:
             return None, f"{self.name}: {' '.join(str(e).split())}", True
         except CkptlintError as e:  # ConfigError: one line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,10 +41,10 @@ def diff(a: Inventory, b: Inventory, key_a: tuple[Any, ...] | None = None,
     sb = find_state_dict(b, key_b)
     ta = {k: v for k, v in sa.entries.items() if isinstance(v, TensorRecord)}
     tb = {k: v for k, v in sb.entries.items() if isinstance(v, TensorRecord)}
-    renames = _best_prefix_renames(list(ta), tb)
+    renames = _best_prefix_renames(dict(ta), tb)
     renamed = {rename_key(k, renames): v for k, v in ta.items()}
     mods = _module_renames(renamed, tb)
-    renames += [(f"^{old}\\.", f"{new}.") for old, new in mods]
+    renames += [(f"^{re.escape(old)}\\.", f"{new}.") for old, new in mods]
     mapped = {rename_key(k, renames): v for k, v in ta.items()}
     added = [k for k in tb if k not in mapped]
     removed = [k for k in ta if rename_key(k, renames) not in tb]

@@ -67,8 +67,7 @@ def infer_fix(sig: Signature, sd: StateDict, result: CompatResult,
         return None
     expected = sig.expected()
     fix = Fix()
-    keys = list(sd.entries)
-    renames = _best_prefix_renames(keys, expected)
+    renames = _best_prefix_renames(sd.entries, expected)
     if renames:
         fix.diagnosis.extend(_describe_prefix(r) for r in renames)
     renamed = {rename_key(k, renames): v for k, v in sd.entries.items()}
@@ -102,28 +101,39 @@ def _shapes(mismatch: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]) -> str
     return "; ".join(f"{k}: {list(a)} vs {list(b)}" for k, (a, b) in list(mismatch.items())[:2])
 
 
-def _matches(keys: list[str], expected: dict[str, Any]) -> int:
-    return sum(1 for k in keys if k in expected)
+def _score(keys: list[tuple[str, Any]], expected: dict[str, Any]) -> tuple[int, int]:
+    """(keys that match a model key with the same shape, keys that match by name)."""
+    same = named = 0
+    for k, shape in keys:
+        want = expected.get(k)
+        if want is not None:
+            named += 1
+            same += shape is not None and tuple(shape) == tuple(want.shape)
+    return same, named
 
 
-def _best_prefix_renames(keys: list[str], expected: dict[str, Any]) -> list[tuple[str, str]]:
-    """Greedy: strip, add or swap a leading prefix while it matches more keys (at most 3 steps)."""
+def _best_prefix_renames(entries: dict[str, Any], expected: dict[str, Any]) -> list[tuple[str, str]]:
+    """Greedy: strip, add or swap a leading prefix while more keys match (shapes first, then names;
+    at most 3 steps)."""
     renames: list[tuple[str, str]] = []
-    current = list(keys)
-    score = _matches(current, expected)
+    current = [(k, None if isinstance(v, NonTensor) else v.shape) for k, v in entries.items()]
+    score = _score(current, expected)
     for _ in range(3):
-        best: tuple[int, tuple[str, str]] | None = None
-        for rule in _candidate_rules(current, expected):
-            trial = [rename_key(k, [rule]) for k in current]
-            s = _matches(trial, expected)
+        best: tuple[tuple[int, int], tuple[str, str]] | None = None
+        keys = [k for k, _ in current]
+        for rule in _candidate_rules(keys, expected):
+            trial = [(rename_key(k, [rule]), shp) for k, shp in current]
+            if len({k for k, _ in trial}) < len(trial):
+                continue  # two checkpoint keys would land on one name: not a rename
+            s = _score(trial, expected)
             if s > score and (best is None or s > best[0]):
                 best = (s, rule)
         if best is None:
             break
-        rule = _spare_matching(best[1], current, expected)
-        score = _matches([rename_key(k, [rule]) for k in current], expected)
+        rule = _spare_matching(best[1], keys, expected)
+        current = [(rename_key(k, [rule]), shp) for k, shp in current]
+        score = _score(current, expected)
         renames.append(rule)
-        current = [rename_key(k, [rule]) for k in current]
     return renames
 
 
@@ -148,14 +158,18 @@ def _leading(keys: list[str], depth: int = 2) -> dict[str, int]:
 
 
 def _candidate_rules(keys: list[str], expected: dict[str, Any]) -> list[tuple[str, str]]:
+    """Strip one of the checkpoint's leading prefixes, add one of the model's, or swap a common one
+    for another; the score decides which (if any) is taken."""
     have = _leading(keys)
     want = _leading(list(expected))
     n = max(1, len(keys))
-    strip = {p for p, c in have.items() if c * 2 >= n} | {p for p in KNOWN_PREFIXES if p in have}
-    add = {p for p, c in want.items() if c * 2 >= len(expected)} | {p for p in KNOWN_PREFIXES if p in want}
-    rules: list[tuple[str, str]] = [(f"^{re.escape(p)}", "") for p in sorted(strip)]
-    rules += [("^", p) for p in sorted(add)]
-    rules += [(f"^{re.escape(p)}", q) for p in sorted(strip) for q in sorted(add) if p != q]
+    top_have = {p for p, _ in sorted(have.items(), key=lambda kv: -kv[1])[:30]}
+    top_want = {p for p, _ in sorted(want.items(), key=lambda kv: -kv[1])[:30]}
+    common_have = {p for p, c in have.items() if c * 2 >= n} | {p for p in KNOWN_PREFIXES if p in have}
+    common_want = {p for p, c in want.items() if c * 2 >= len(expected)} | {p for p in KNOWN_PREFIXES if p in want}
+    rules: list[tuple[str, str]] = [(f"^{re.escape(p)}", "") for p in sorted(top_have | common_have)]
+    rules += [("^", p) for p in sorted(top_want | common_want)]
+    rules += [(f"^{re.escape(p)}", q) for p in sorted(common_have) for q in sorted(common_want) if p != q]
     return rules
 
 
@@ -203,7 +217,9 @@ def _module_renames(renamed: dict[str, Any], expected: dict[str, Any]) -> list[t
 
 
 def _head_groups(mismatch: dict[str, Any], sig: Signature) -> list[str]:
+    """Shape-mismatched modules that look like a classifier head: among the last ones, or named so."""
     mods = sorted({k.rpartition(".")[0] for k in mismatch})
     order = [m.prefix for m in sig.modules if m.local]
     last = set(order[-3:])
-    return [m for m in mods if m in last or m.split(".")[-1] in HEAD_NAMES or m.split(".")[0] in HEAD_NAMES]
+    return [m or "(the model itself)" for m in mods
+            if m in last or m.split(".")[-1] in HEAD_NAMES or m.split(".")[0] in HEAD_NAMES]

@@ -20,6 +20,7 @@ RULES = [
     Rule("CK207", "inexact-snapshot", "info", "a snapshot replays default rules for modules with custom load logic"),
     Rule("CK208", "snapshot-drift", "warning", "the snapshot differs from the live model class"),
     Rule("CK209", "no-state-dict", "error", "no state_dict found in the checkpoint for the target"),
+    Rule("CK210", "load-raises", "error", "the target's own load code raises on this checkpoint"),
 ]
 
 
@@ -75,6 +76,10 @@ def compat_findings(rep: CompatReport, target: Target) -> list[Finding]:
                            f"{_n(len(shapes), 'shape mismatch', 'shape mismatches')} (strict=False still raises): "
                            f"{_listing(parts, 3)}",
                            next(iter(shapes)), where, fix_line))
+    if r.load_error:
+        out.append(Finding("CK210", "error", f"{rep.target}'s own load code raises: {r.load_error}", None, where,
+                           "look at the module's _load_from_state_dict / load hooks: the checkpoint misses "
+                           "something they need (often the state_dict's _metadata versions)"))
     if r.non_tensor:
         keys = list(r.non_tensor)
         out.append(Finding("CK205", "error",
