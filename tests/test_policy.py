@@ -155,3 +155,21 @@ def test_unreadable_and_not_a_checkpoint_findings(proj: Path) -> None:
     assert rc == 2
     assert _codes(doc, 0) == {"CK902": "error"} and _codes(doc, 1) == {"CK901": "error"}
     assert doc["files"][0]["error"] and doc["files"][1]["error"]
+
+
+def test_hygiene_meta_empty_and_aliased(tmp_path: Path) -> None:
+    w = torch.ones(4, 4)
+    torch.save({"emb.weight": w, "head.weight": w, "fc.weight": torch.empty(3, 2, device="meta"),
+                "empty": torch.zeros(0, 5)}, tmp_path / "h.pt")
+    _, doc = _check("h.pt", cwd=tmp_path)
+    by_code: dict[str, list[dict]] = {}
+    for f in doc["files"][0]["findings"]:
+        by_code.setdefault(f["code"], []).append(f)
+    meta, empty = sorted(by_code["CK404"], key=lambda f: f["severity"] != "warning")
+    assert meta["severity"] == "warning" and meta["key"] == "fc.weight"
+    assert empty["severity"] == "info" and empty["key"] == "empty"
+    (alias,) = by_code["CK405"]
+    assert "emb.weight" in alias["message"] and "head.weight" in alias["message"]
+    loaded = torch.load(tmp_path / "h.pt", weights_only=True)  # torch agrees: one storage, a meta tensor
+    assert loaded["emb.weight"].untyped_storage().data_ptr() == loaded["head.weight"].untyped_storage().data_ptr()
+    assert loaded["fc.weight"].is_meta

@@ -110,3 +110,31 @@ def test_output_file_and_unknown_format(repo: Path, tmp_path: Path) -> None:
     jsonschema.validate(json.loads(out.read_text()), SARIF_SCHEMA)
     bad = _run(repo, "--format", "xml", "weights/evil.bin")
     assert bad.returncode == 2 and "unknown format 'xml'" in bad.stderr
+
+
+def test_text_is_coloured_only_on_a_terminal(repo: Path) -> None:
+    import pty
+
+    parent, child = pty.openpty()
+    env = dict(os.environ)
+    env.pop("NO_COLOR", None)
+    proc = subprocess.run([sys.executable, "-m", "ckptlint", "check", "weights/evil.bin"], stdout=child,
+                          stderr=subprocess.PIPE, cwd=repo, env=env, timeout=120)
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            data = os.read(parent, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(parent)
+    out = b"".join(chunks).decode()
+    assert proc.returncode == 1
+    assert "\x1b[31m" in out and "CK101" in out  # the error row in red
+    env["NO_COLOR"] = "1"
+    plain = subprocess.run([sys.executable, "-m", "ckptlint", "check", "weights/evil.bin"], capture_output=True,
+                           text=True, cwd=repo, env=env, timeout=120)
+    assert "\x1b[" not in plain.stdout

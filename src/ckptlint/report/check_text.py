@@ -7,7 +7,14 @@ from tabulate import tabulate
 from ..checker import FileReport, Report
 
 
-def render_file(fr: FileReport) -> str:
+COLORS = {"error": "31", "warning": "33", "info": "36"}
+
+
+def _paint(text: str, severity: str, color: bool) -> str:
+    return f"\x1b[{COLORS[severity]}m{text}\x1b[0m" if color and severity in COLORS else text
+
+
+def render_file(fr: FileReport, color: bool = False) -> str:
     lines: list[str] = []
     if fr.error is not None:
         return f"{fr.path}: unreadable: {fr.error}"
@@ -20,6 +27,10 @@ def render_file(fr: FileReport) -> str:
     rows = [(f.code, f.severity, f.location or "", f.key or "", f.message) for f in fr.findings]
     table = tabulate(rows, headers=("code", "severity", "location", "key", "message"),
                      tablefmt="simple", maxcolwidths=[None, None, 28, 28, 70])
+    if color:  # after layout, so escape codes do not disturb the column widths
+        body = table.splitlines()
+        table = "\n".join(body[:2] + [_paint(line, rows[i][1], True) if i < len(rows) else line
+                                       for i, line in enumerate(_row_lines(body[2:], rows))])
     lines.extend("  " + line for line in table.splitlines())
     fixes: dict[str, list[str]] = {}
     for f in fr.findings:
@@ -35,8 +46,20 @@ def render_file(fr: FileReport) -> str:
     return "\n".join(lines)
 
 
-def render_report(report: Report) -> str:
-    parts = [render_file(fr) for fr in report.files if fr.error is None]
+def _row_lines(lines: list[str], rows: list[tuple[str, ...]]) -> list[str]:
+    """Group wrapped table lines by row (a row starts where its code appears), one string per row."""
+    out: list[str] = []
+    codes = {r[0] for r in rows}
+    for line in lines:
+        if out and line.split(" ", 1)[0] not in codes:
+            out[-1] += "\n" + line
+        else:
+            out.append(line)
+    return out
+
+
+def render_report(report: Report, color: bool = False) -> str:
+    parts = [render_file(fr, color) for fr in report.files if fr.error is None]
     counts = {"error": 0, "warning": 0, "info": 0}
     for fr in report.files:
         for f in fr.findings:

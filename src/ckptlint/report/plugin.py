@@ -10,7 +10,7 @@ from ..hookspecs import hookimpl
 def _text(report: Any, options: dict[str, Any]) -> str:
     from .check_text import render_report
 
-    return render_report(report)
+    return render_report(report, color=bool(options.get("color")))
 
 
 def _json(report: Any, options: dict[str, Any]) -> str:
