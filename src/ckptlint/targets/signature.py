@@ -6,7 +6,9 @@ or read from a snapshot JSON so that later checks need no torch at all.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -118,7 +120,7 @@ def build_model(spec: TargetSpec) -> tuple[Any, str, list[str], str]:
     factory, module = spec.resolve_with_module()
     notes: list[str] = []
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), _skip_init(torch):
             model = factory(**spec.kwargs)
         where = "meta"
     except Exception as e:  # noqa: BLE001 - any failure of user code on meta: retry on CPU
@@ -131,6 +133,27 @@ def build_model(spec: TargetSpec) -> tuple[Any, str, list[str], str]:
     if not isinstance(model, torch.nn.Module):
         raise TargetError(f"target {spec.text} did not return an nn.Module (got {type(model).__name__})")
     return model, where, notes, f"{module}:{spec.attr}"
+
+
+@contextlib.contextmanager
+def _skip_init(torch: Any) -> Iterator[None]:
+    """No weight initialisation while building on meta: values do not exist there, and a meta
+    ``normal_`` goes through torch's reference implementation, whose first use imports
+    torch._dynamo (over a second and ~150 MB). Shapes, dtypes and structure are unaffected."""
+    init = torch.nn.init
+    names = [n for n in dir(init) if n.endswith("_") and not n.startswith("_") and callable(getattr(init, n))]
+    saved = {n: getattr(init, n) for n in names}
+
+    def skip(tensor: Any, *args: Any, **kwargs: Any) -> Any:
+        return tensor
+
+    try:
+        for n in names:
+            setattr(init, n, skip)
+        yield
+    finally:
+        for n, f in saved.items():
+            setattr(init, n, f)
 
 
 def signature_of(model: Any, target: str, kwargs: dict[str, Any] | None = None,
