@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 from collections import OrderedDict
+from pathlib import Path
 
 import pytest
 import torch

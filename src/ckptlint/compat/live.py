@@ -32,18 +32,18 @@ def compare_live(model: Any, sd: StateDict) -> CompatResult:
     model = copy.deepcopy(model)
     params = dict(model.state_dict(keep_vars=True))
     fake: Any = OrderedDict()
-    for key, e in sd.entries.items():
-        if isinstance(e, NonTensor):
-            fake[key] = e
+    for key, entry in sd.entries.items():
+        if isinstance(entry, NonTensor):
+            fake[key] = entry
             continue
         device = params[key].device if key in params else torch.device("meta")
-        dtype = getattr(torch, e.dtype, None)
-        if not isinstance(dtype, torch.dtype):
-            dtype = torch.float32
+        torch_dtype = getattr(torch, entry.dtype, None)
+        if not isinstance(torch_dtype, torch.dtype):
+            torch_dtype = torch.float32
         try:
-            fake[key] = torch.empty(e.shape, dtype=dtype, device=device)
+            fake[key] = torch.empty(entry.shape, dtype=torch_dtype, device=device)
         except (RuntimeError, TypeError):
-            fake[key] = torch.empty(e.shape, device=device)
+            fake[key] = torch.empty(entry.shape, device=device)
     if sd.metadata is not None:
         fake._metadata = {k: dict(v) for k, v in sd.metadata.items()}
     metadata = getattr(fake, "_metadata", None)
@@ -67,8 +67,8 @@ def compare_live(model: Any, sd: StateDict) -> CompatResult:
         warnings.simplefilter("ignore")
         try:
             load(model, OrderedDict(fake))
-        except Exception as e:  # noqa: BLE001 - the target's own load code raised: torch's load raises too
-            load_error = f"{type(e).__name__}: {e}".splitlines()[0]
+        except Exception as exc:  # noqa: BLE001 - the target's own load code raised: torch's load raises too
+            load_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
     shape: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
     non_tensor: dict[str, str] = {}
     notes: list[str] = []
@@ -80,15 +80,15 @@ def compare_live(model: Any, sd: StateDict) -> CompatResult:
             continue
         m = _NON_TENSOR.match(msg)
         if m:
-            e = sd.entries.get(m.group(1))
-            non_tensor[m.group(1)] = e.summary if isinstance(e, NonTensor) else "?"
+            value = sd.entries.get(m.group(1))
+            non_tensor[m.group(1)] = value.summary if isinstance(value, NonTensor) else "?"
             continue
         notes.append(msg.splitlines()[0])
-    dtype: dict[str, tuple[str, str]] = {}
-    for key, e in sd.entries.items():
+    dtypes: dict[str, tuple[str, str]] = {}
+    for key, entry in sd.entries.items():
         p = params.get(key)
-        if p is not None and not isinstance(e, NonTensor) and key not in shape:
-            want = str(p.dtype).removeprefix("torch.")
-            if e.dtype != want and tuple(e.shape) in (tuple(p.shape), (1,)):
-                dtype[key] = (e.dtype, want)
-    return CompatResult(tuple(missing), tuple(unexpected), shape, dtype, non_tensor, tuple(notes), load_error)
+        if p is not None and not isinstance(entry, NonTensor) and key not in shape:
+            model_dtype = str(p.dtype).removeprefix("torch.")
+            if entry.dtype != model_dtype and tuple(entry.shape) in (tuple(p.shape), (1,)):
+                dtypes[key] = (entry.dtype, model_dtype)
+    return CompatResult(tuple(missing), tuple(unexpected), shape, dtypes, non_tensor, tuple(notes), load_error)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..inventory import KeyPath, StorageRecord, TensorRecord
+from ..inventory import KeyPath, TensorRecord
 from ..limits import DEFAULT_LIMITS, Limits
 from .unpickler import Call, Global, ODict, Storage, TensorStub
 
@@ -150,9 +150,3 @@ def collect(obj: Any, stream: str, out: Collected, *, limits: Limits = DEFAULT_L
     if w.truncated:
         out.notes.append(f"{stream}: nesting deeper than {limits.max_walk_depth} levels was not followed")
     return structure
-
-
-def storage_records(storages: dict[str, Storage], entry_of: Any) -> list[StorageRecord]:
-    """StorageRecords in key order; ``entry_of(key)`` names where the bytes live."""
-    return [StorageRecord(s.key, s.dtype, s.nbytes, s.location, entry_of(s.key))
-            for s in storages.values()]

@@ -6,7 +6,6 @@ import os
 
 from ..limits import DEFAULT_LIMITS, Limits
 from .common import CountingFile
-from .dtypes import SAFETENSORS_BITS  # noqa: F401  (safetensors sniffing lives with its reader)
 from .legacy import is_tar
 from .safetensors import looks_like_safetensors
 from .sharded import parse_index

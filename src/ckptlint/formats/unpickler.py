@@ -899,7 +899,6 @@ _DISPATCH: list[Any] = [None] * 256
 for _ch, _name in _OPCODES.items():
     _DISPATCH[ord(_ch)] = getattr(StaticUnpickler, "op_" + _name)
 
-OPCODE_NAMES = frozenset(_OPCODES.values())
 _WO_CODES = frozenset(ord(c) for c, n in _OPCODES.items() if n in WEIGHTS_ONLY_OPCODES)
 
 

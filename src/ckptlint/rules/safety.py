@@ -96,8 +96,8 @@ def safety_findings(inv: Inventory, verdict: Verdict, trusted: frozenset[str] = 
                        "re-save the checkpoint from a trusted copy")
                for a in inv.anomalies)
     if not verdict.loads:
-        first = verdict.blocking[0]
-        where = f"{first.stream}@{first.offset}" if first.offset is not None else None
+        blocker = verdict.blocking[0]
+        where = f"{blocker.stream}@{blocker.offset}" if blocker.offset is not None else None
         out.append(Finding(
             "CK105", "warning",
             f"torch.load(weights_only=True) fails (torch {verdict.torch_version}): "

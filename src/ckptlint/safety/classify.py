@@ -10,12 +10,10 @@ are unsafe until a user trusts them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from .allowlist import BLOCKLISTED_MODULES
-
-CATEGORIES = ("allowed", "data", "model", "dangerous", "unknown")
 
 DANGEROUS_MODULES = frozenset("""
 os posix nt sys subprocess runpy importlib pickle _pickle pickletools dill cloudpickle joblib
@@ -128,7 +126,3 @@ def _objects(structure: Any, limit: int) -> Iterator[dict[str, Any]]:
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
-
-
-def dedupe(names: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(names))

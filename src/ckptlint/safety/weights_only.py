@@ -9,6 +9,7 @@ meets them, so the first one is the error torch would raise.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..inventory import Inventory
@@ -121,10 +122,10 @@ def _refused(reason: str, vtext: str, categories: dict[str, str], fix: str) -> V
     return Verdict(False, (Blocker("format", reason),), vtext, fix, categories)
 
 
-def _dedupe(blockers: object) -> list[Blocker]:
+def _dedupe(blockers: Iterable[Blocker]) -> list[Blocker]:
     seen: set[tuple[str, str]] = set()
     out: list[Blocker] = []
-    for b in blockers:  # type: ignore[attr-defined]
+    for b in blockers:
         if (b.kind, b.detail) not in seen:
             seen.add((b.kind, b.detail))
             out.append(b)
