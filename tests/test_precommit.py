@@ -160,8 +160,9 @@ def test_safety_hook_blocks_full_model_and_payload(repo: Path, pre_commit_home: 
 
 
 def test_compat_hook_fails_a_mismatched_checkpoint(repo: Path, pre_commit_home: Path,
-                                                   hook_repo: tuple[Path, str]) -> None:
-    proc = _run_hook(repo, pre_commit_home, hook_repo, "ckptlint-compat", "weights/good.pt", "weights/head10.pt")
+                                                   hook_repo: tuple[Path, str], tmp_path: Path) -> None:
+    proc = _pre_commit(repo, tmp_path / "home", "try-repo", str(ROOT), "ckptlint-compat",
+                       "--files", "weights/good.pt", "weights/head10.pt")
     out = proc.stdout
     assert proc.returncode == 1, out + proc.stderr
     assert "ckptlint (checkpoint compatibility)" in out and "Failed" in out
