@@ -21,6 +21,10 @@ class CompatReport:
     fix: Fix | None
     exact: bool
     """False when a snapshot had to replay default rules for modules with custom load logic."""
+    target_notes: tuple[str, ...] = ()
+    """How the target was built (e.g. on CPU because it refused the meta device)."""
+    ties: tuple[tuple[str, str], ...] = ()
+    """(key, tied-to key) pairs of the model's tied weights."""
 
     def to_dict(self) -> dict[str, Any]:
         r = self.result
@@ -37,7 +41,7 @@ class CompatReport:
             "non_tensor": dict(r.non_tensor),
             "load_error": r.load_error,
             "exact": self.exact,
-            "notes": list(r.notes),
+            "notes": list(r.notes) + list(self.target_notes),
             "fix": None if self.fix is None else self.fix.to_dict(),
         }
 
@@ -60,7 +64,7 @@ def analyze(inv: Inventory, sig: Signature, *, model: Any = None,
     fix = infer_fix(sig, sd, result, run)
     if fix is not None:
         fix.snippet = make_snippet(inv.path, sig.target, sig.kwargs, sd.path, fix)
-    return CompatReport(sig.target, sd, result, fix, exact)
+    return CompatReport(sig.target, sd, result, fix, exact, sig.notes, tuple(sig.shared.items()))
 
 
 __all__ = ["CompatReport", "analyze", "apply_fix"]

@@ -90,10 +90,17 @@ def infer_fix(sig: Signature, sd: StateDict, result: CompatResult,
         return None
     fix.renames = renames
     fix.drop = drop
-    fix.random_init = sorted(final.missing)
+    loaded = set(apply_fix(sd, renames, drop).entries)
+    tied = {k for k in final.missing if sig.shared.get(k) in loaded}
+    fix.random_init = sorted(set(final.missing) - tied)
     fix.strict = final.strict_ok
-    if final.missing and not fix.diagnosis:
-        fix.diagnosis.append(f"{len(final.missing)} model keys are not in the checkpoint and stay randomly initialised")
+    if tied:
+        fix.diagnosis.append(f"{', '.join(sorted(tied))} {'is' if len(tied) == 1 else 'are'} tied to loaded "
+                             "weights and filled through the tie (strict=True still calls them missing)")
+    if fix.random_init and not fix.diagnosis:
+        n = len(fix.random_init)
+        fix.diagnosis.append(f"{n} model key{'s are' if n != 1 else ' is'} not in the checkpoint and "
+                             f"stay{'s' if n == 1 else ''} randomly initialised")
     return fix
 
 

@@ -39,6 +39,7 @@ def render_file(fr: FileReport, color: bool = False) -> str:
     if fixes:
         lines.append("  fix:")
         lines.extend(f"    {'/'.join(codes)}: {fix}" for fix, codes in fixes.items())
+    lines.extend(f"  note: {note}" for note in (fr.compat or {}).get("notes", []))
     snippet = ((fr.compat or {}).get("fix") or {}).get("snippet")
     if snippet:
         lines.append("  loading code that works for this checkpoint and model:")

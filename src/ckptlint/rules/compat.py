@@ -21,6 +21,7 @@ RULES = [
     Rule("CK208", "snapshot-drift", "warning", "the snapshot differs from the live model class"),
     Rule("CK209", "no-state-dict", "error", "no state_dict found in the checkpoint for the target"),
     Rule("CK210", "load-raises", "error", "the target's own load code raises on this checkpoint"),
+    Rule("CK211", "tied-weights", "info", "weights the model ties that the checkpoint stores apart, or once"),
 ]
 
 
@@ -95,12 +96,32 @@ def compat_findings(rep: CompatReport, target: Target) -> list[Finding]:
     if rep.fix is not None and (missing or unexpected or shapes):
         out.append(Finding("CK206", "info", "how to load it: " + "; ".join(rep.fix.diagnosis),
                            None, where, None))
+    out.extend(_ties(rep, where))
     if not rep.exact:
         out.append(Finding("CK207", "info", " ".join(r.notes) or "snapshot replays default load rules",
                            None, None, "check against the live class (--model) for torch's exact verdict"))
     for d in target.drift[:20]:
         out.append(Finding("CK208", "warning", f"snapshot differs from the live class: {d}", None, None,
                            "regenerate it: ckptlint snapshot SPEC -o FILE"))
+    return out
+
+
+def _ties(rep: CompatReport, where: str | None) -> list[Finding]:
+    """Tied weights: one key missing is filled through the tie; two different tensors collide."""
+    out = []
+    entries = rep.state_dict.entries
+    for key, first in rep.ties:
+        a, b = entries.get(first), entries.get(key)
+        if a is not None and b is None and key in rep.result.missing:
+            out.append(Finding("CK211", "info",
+                               f"{key} is tied to {first} in the model: loading {first} fills it, though "
+                               "load_state_dict still lists it as missing", key, where,
+                               f"allow it (allow-missing = [\"{key}\"]) or load with strict=False"))
+        elif (a is not None and b is not None and getattr(a, "storage_key", None) is not None
+              and getattr(a, "storage_key", None) != getattr(b, "storage_key", None)):
+            out.append(Finding("CK211", "info",
+                               f"the model ties {key} to {first}, but the checkpoint stores them as separate "
+                               f"tensors: whichever loads last ({key}) is the value both get", key, where, None))
     return out
 
 
