@@ -159,9 +159,17 @@ def main() -> int:
     ap.add_argument("--size-gb", type=float, default=2.0, help="size of the llama-style checkpoint (default 2)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per measurement; the median is reported")
     ap.add_argument("--keep", action="store_true", help="keep the generated files")
+    ap.add_argument("--python", metavar="PY",
+                    help="interpreter for the measured processes, ckptlint's and the usual script's alike "
+                         "(e.g. a venv with a CPU build of torch); default: this one")
+    ap.add_argument("--cases", default="resnet50,llama",
+                    help="comma-separated cases to measure (resnet50 needs torchvision there)")
     ap.add_argument("--careful-baseline", action="store_true",
                     help="also time a meta-device + mmap + assign=True loading script (informational)")
     a = ap.parse_args()
+    global PY
+    if a.python:
+        PY = a.python
 
     import torch
 
@@ -186,6 +194,8 @@ def main() -> int:
              f"from benchmarks.llama_like import LlamaLike; m = LlamaLike(**{json.loads(files['llama_kwargs'])!r})",
              "benchmarks.llama_like:LlamaLike", ["--model-kwargs", files["llama_kwargs"]]),
         ]
+        wanted = set(a.cases.split(","))
+        cases = [c for c in cases if ("llama" if c[0].startswith("llama") else c[0]) in wanted]
         ck = ckptlint_cmd()
         rows = []
         snaps = []
@@ -224,8 +234,10 @@ def main() -> int:
             print(f"  {name}: ckptlint --snapshot {sw:.3f} s {sr:.0f} MiB torch imported: {torch_imported}", flush=True)
 
         print()
+        measured_torch = subprocess.run([PY, "-c", "import torch; print(torch.__version__)"],
+                                        capture_output=True, text=True).stdout.strip()
         print(f"date {datetime.date.today()}  cpus {os.cpu_count()}  python {platform.python_version()}  "
-              f"torch {torch.__version__}  peak RSS via {'/usr/bin/time -v' if GNU_TIME else 'getrusage'}  "
+              f"torch {measured_torch}  peak RSS via {'/usr/bin/time -v' if GNU_TIME else 'getrusage'}  "
               f"median of {a.repeat}")
         head = f"{'case':44} {'ckptlint':>9} {'baseline':>9} {'speedup':>8} {'ck RSS':>9} {'base RSS':>9} {'mem ratio':>9}"
         print(head)
