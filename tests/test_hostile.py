@@ -283,3 +283,35 @@ def test_mutated_real_checkpoints_never_traceback(tmp_path: Path) -> None:
             ckptlint.inspect(p)
         except CheckpointError as e:
             assert "\n" not in e.reason
+
+
+def test_check_with_a_target_never_tracebacks_on_mutated_files(tmp_path: Path) -> None:
+    import argparse
+    import random
+
+    import numpy as np
+    import torch
+
+    from ckptlint.checker import check_file
+    from ckptlint.targets.resolve import resolve_target
+
+    rng = random.Random(7)
+    bases = []
+    for obj, kw in [({"a": torch.ones(3), "b": [torch.zeros(2, 2)], "n": 1}, {}),
+                    ({"model": torch.nn.Linear(2, 2).state_dict(), "args": argparse.Namespace(x=1),
+                      "np": np.zeros(2)}, {}),
+                    (torch.nn.Sequential(torch.nn.Linear(2, 2)), {}),
+                    ({"a": torch.ones(3)}, {"_use_new_zipfile_serialization": False}),
+                    ({"a": torch.ones(3)}, {"pickle_protocol": 4})]:
+        buf = io.BytesIO()
+        torch.save(obj, buf, **kw)
+        bases.append(buf.getvalue())
+    target = resolve_target(model=torch.nn.Sequential(torch.nn.Linear(2, 2)))
+    for i in range(400):
+        src = bytearray(rng.choice(bases))
+        for _ in range(rng.randrange(1, 6)):
+            src[rng.randrange(len(src))] = rng.randrange(256)
+        p = _write(tmp_path, f"m{i % 20}.pt", bytes(src))
+        report = check_file(p, target=target if i % 2 else None)
+        report.to_dict()
+        assert report.error is None or "\n" not in report.error
