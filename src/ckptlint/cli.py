@@ -120,10 +120,12 @@ def _inspect_json(paths: Sequence[str]) -> int:
 def _add_check(sub: Any) -> None:
     p = sub.add_parser(
         "check",
-        help="report safety problems in checkpoint files, before anyone loads them",
-        description="Classify every global the files reference, predict exactly what "
-                    "torch.load(weights_only=True) does, and report findings (CK1xx) with fixes. "
-                    "Nothing in the files is executed; torch is not needed.",
+        help="check checkpoint files for safety, compatibility, device and hygiene problems",
+        description="Report, before anything is loaded, what goes wrong when the files are loaded: "
+                    "unsafe globals and an exact torch.load(weights_only=True) verdict (CK1xx), "
+                    "compatibility with a target model (CK2xx, with --model/--snapshot or configured "
+                    "targets), devices (CK3xx) and hygiene (CK4xx), each with a fix. Nothing in the "
+                    "files is executed; torch is needed only to build a live --model target.",
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="checkpoint file(s)")
     p.add_argument("--format", default="text", metavar="FORMAT",
