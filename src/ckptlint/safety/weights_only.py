@@ -80,9 +80,7 @@ def predict(inv: Inventory, allowed: frozenset[str], torch_version: tuple[int, i
     if fmt == "torch-tar":
         return _refused("legacy tar format: weights_only=True refuses it", vtext, categories,
                         "re-save from a trusted load with torch.save(model.state_dict(), f)")
-    if fmt == "sharded-index":
-        return _refused("a shard index is JSON, not a torch.save file; torch.load reads each shard",
-                        vtext, categories, "check the shards: ckptlint check reports each one")
+    shard_blockers = _shard_formats(inv, version) if fmt == "sharded-index" else []
 
     loaded = list(inv.facts.loaded_streams)
     order = {s: i for i, s in enumerate(loaded)}
@@ -111,11 +109,22 @@ def predict(inv: Inventory, allowed: frozenset[str], torch_version: tuple[int, i
             b = Blocker("structure", f"{e.kind}: {e.detail}", e.stream, e.offset)
         blockers.append((order[e.stream], e.offset, b))
     blockers.sort(key=lambda t: (t[0], t[1]))
-    found = tuple(_dedupe(b for _, _, b in blockers))
+    found = tuple(shard_blockers) + tuple(_dedupe(b for _, _, b in blockers))
     if fmt == "pickle" and not found:
         found = (Blocker("format", "not a torch.save file (torch: \"Invalid magic number; corrupt file?\")"),)
     return Verdict(not found, found, vtext, advice(found) if found else "loads with weights_only=True",
                    categories)
+
+
+def _shard_formats(inv: Inventory, version: tuple[int, int]) -> list[Blocker]:
+    """For a shard index the verdict is about its shards, each loaded by torch.load on its own path."""
+    out = []
+    for shard, fmt in (inv.facts.extra.get("shards") or {}).items():
+        st_name = shard.endswith(".safetensors") and version >= SAFETENSORS_BY_PATH_SINCE
+        if (fmt == "safetensors" and st_name) or (fmt in ("torch-zip", "torch-legacy") and not st_name):
+            continue
+        out.append(Blocker("format", f"shard {shard} ({fmt}) is refused by torch.load(weights_only=True)", shard))
+    return out
 
 
 def _refused(reason: str, vtext: str, categories: dict[str, str], fix: str) -> Verdict:
