@@ -91,3 +91,23 @@ def test_every_rule_has_a_page() -> None:
         if code.startswith("CK"):
             assert (DOCS / "rules" / f"{code}.md").is_file(), code
             assert f"[{code}]({code}.md)" in index
+
+
+def test_a_crashing_plugin_is_one_line(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    pkg = site / "ckptlint_broken"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(
+        "from ckptlint.hookspecs import hookimpl\n"
+        "from ckptlint.rule import Rule\n\n"
+        "@hookimpl\ndef ckptlint_rules():\n    return [Rule('BR001', 'broken', 'error', 'always raises')]\n\n"
+        "@hookimpl\ndef ckptlint_check_file(context):\n    raise RuntimeError('boom')\n")
+    info = site / "ckptlint_broken-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ckptlint-broken\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[ckptlint]\nbroken = ckptlint_broken\n")
+    torch.save({"w": torch.ones(2)}, tmp_path / "a.pt")
+    proc = _ckptlint(site, "check", "a.pt", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == ("ckptlint: plugin broken: ckptlint_check_file failed on a.pt: "
+                                   "RuntimeError: boom")

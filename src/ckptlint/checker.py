@@ -99,7 +99,7 @@ def check_file(path: str | os.PathLike[str], *, trusted: Iterable[str] = (),
     Unreadable input becomes ``error`` plus a CK901/CK902 finding, never an exception."""
     from . import inspect
     from .context import FileContext
-    from .plugins import plugin_manager
+    from .plugins import run_check_file_hooks
     from .rules.input import NOT_A_CHECKPOINT
     from .safety.allowlist import allowed_globals, installed_torch_version
     from .safety.weights_only import predict
@@ -124,7 +124,7 @@ def check_file(path: str | os.PathLike[str], *, trusted: Iterable[str] = (),
         except UnwrapError as e:
             compat_error = str(e)
     ctx = FileContext(path, inv, verdict, trusted_set, target, compat, compat_error, config)
-    findings = [f for result in plugin_manager().hook.ckptlint_check_file(context=ctx) if result for f in result]
+    findings = run_check_file_hooks(ctx)
     return FileReport(path, inv.format, None, findings, verdict, inv, None if compat is None else compat.to_dict())
 
 

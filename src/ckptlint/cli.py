@@ -214,7 +214,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         return EXIT_OK
     out = sys.stdout if args.output is None else None
     color = out is not None and out.isatty() and not os.environ.get("NO_COLOR")
-    text = formats[args.format](report, {"rules": rules, "color": color})
+    try:
+        text = formats[args.format](report, {"rules": rules, "color": color})
+    except Exception as e:  # noqa: BLE001 - a plugin's reporter failing is one line
+        print(f"ckptlint: format {args.format!r} failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_ERROR
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
             f.write(text.rstrip("\n") + "\n")

@@ -23,7 +23,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def ckptlint_rules() -> list[Rule]:
+def ckptlint_rules() -> list[Rule]:  # type: ignore[empty-body]
     """Declare rules.
 
     Called once when the plugin manager is built. Each plugin returns the
@@ -54,7 +54,7 @@ def ckptlint_check_file(context: FileContext) -> list[Finding] | None:
 
 
 @hookspec
-def ckptlint_reporters() -> dict[str, Any]:
+def ckptlint_reporters() -> dict[str, Any]:  # type: ignore[empty-body]
     """Declare output formats for ``--format``.
 
     :return: a mapping of format name to a callable ``render(report, options) -> str``

@@ -48,7 +48,12 @@ def all_rules() -> dict[str, Rule]:
     pm = plugin_manager()
     rules: dict[str, Rule] = {}
     for impl in pm.hook.ckptlint_rules.get_hookimpls():
-        for rule in impl.function() or ():
+        try:
+            fn: Any = impl.function
+            declared = list(fn() or ())
+        except Exception as e:  # noqa: BLE001 - a broken plugin is one line, not a traceback
+            raise PluginError(f"plugin {impl.plugin_name}: ckptlint_rules failed: {type(e).__name__}: {e}") from None
+        for rule in declared:
             if not CODE_RE.match(rule.code):
                 raise PluginError(f"plugin {impl.plugin_name}: rule code {rule.code!r} is malformed")
             if rule.code in rules:
@@ -59,6 +64,20 @@ def all_rules() -> dict[str, Rule]:
             rules[rule.code] = Rule(rule.code, rule.name, rule.severity, rule.summary, rule.doc,
                                     impl.plugin_name)
     return dict(sorted(rules.items()))
+
+
+def run_check_file_hooks(context: Any) -> list[Any]:
+    """Every plugin's findings for one file; a plugin that raises is named in a PluginError."""
+    findings: list[Any] = []
+    for impl in reversed(plugin_manager().hook.ckptlint_check_file.get_hookimpls()):
+        try:
+            hook: Any = impl.function
+            result = hook(**{name: context for name in impl.argnames})
+        except Exception as e:  # noqa: BLE001
+            raise PluginError(f"plugin {impl.plugin_name}: ckptlint_check_file failed on {context.path}: "
+                              f"{type(e).__name__}: {e}") from None
+        findings.extend(result or ())
+    return findings
 
 
 def reporters() -> dict[str, Any]:

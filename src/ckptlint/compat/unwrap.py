@@ -101,7 +101,7 @@ def find_state_dict(inv: Inventory, key: tuple[Any, ...] | None = None) -> State
             return StateDict((), _entries(inv, root), _metadata(inv, ()), "top-level")
         for k in WELL_KNOWN_KEYS:
             node = root.get(k)
-            if _tensor_count(node):
+            if isinstance(node, dict) and _tensor_count(node):
                 return StateDict((k,), _entries(inv, node), _metadata(inv, (k,)), "well-known key")
             if isinstance(node, dict):
                 for k2 in WELL_KNOWN_KEYS:

@@ -55,22 +55,22 @@ def read_torch_zip(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) 
             except FormatError as e:
                 asm.notes.append(f"{m.name}: could not be parsed as a pickle ({e})")
 
-    for i, m in enumerate(z.shadowed):
+    for i, shadowed in enumerate(z.shadowed):
         # A second member of the same name: torch reads the last one, other tools may read this.
-        if m.name.endswith(".pkl") or z.read_member(m, limit=m.size)[:1] == b"\x80":
+        if shadowed.name.endswith(".pkl") or z.read_member(shadowed, limit=shadowed.size)[:1] == b"\x80":
             try:
-                asm.parse(z.read_member(m), f"{m.name}#shadowed{i}", persistent_load=_any_pid)
+                asm.parse(z.read_member(shadowed), f"{shadowed.name}#shadowed{i}", persistent_load=_any_pid)
             except FormatError as e:
-                asm.notes.append(f"{m.name} (shadowed copy): could not be parsed as a pickle ({e})")
+                asm.notes.append(f"{shadowed.name} (shadowed copy): could not be parsed as a pickle ({e})")
 
     storages: list[StorageRecord] = []
     for key, st in asm.storages.items():
         entry = storage_entries.get(key)
-        m = z.by_name.get(entry) if entry else None
-        if m is None:
+        record = z.by_name.get(entry) if entry else None
+        if record is None:
             asm.notes.append(f"storage {key!r} has no {entry} record")
-        elif st.nbytes is not None and m.size < st.nbytes:
-            asm.notes.append(f"storage record {entry} holds {m.size} bytes, the pickle declares {st.nbytes}")
+        elif st.nbytes is not None and record.size < st.nbytes:
+            asm.notes.append(f"storage record {entry} holds {record.size} bytes, the pickle declares {st.nbytes}")
         storages.append(StorageRecord(key, st.dtype, st.nbytes, st.location, entry))
 
     asm.anomalies[:0] = z.anomalies

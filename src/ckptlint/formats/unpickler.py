@@ -368,7 +368,7 @@ class StaticUnpickler:
         self._memo: dict[int, Any] = {}
         self._op_start = start
         self._frame_end: int | None = None
-        self.nested: list[tuple[int, bytes]] = []
+        self.nested: list[tuple[int, bytes | bytearray]] = []
         """Byte strings handed to a loader (``pickle.loads`` …): pickles inside the pickle."""
         self.wo_events: list[tuple[int, str, str]] = []
         """Where torch's weights_only unpickler would object, besides globals:

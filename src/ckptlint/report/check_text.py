@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from tabulate import tabulate
 
 from ..checker import FileReport, Report
@@ -47,7 +49,7 @@ def render_file(fr: FileReport, color: bool = False) -> str:
     return "\n".join(lines)
 
 
-def _row_lines(lines: list[str], rows: list[tuple[str, ...]]) -> list[str]:
+def _row_lines(lines: list[str], rows: Sequence[tuple[str, ...]]) -> list[str]:
     """Group wrapped table lines by row (a row starts where its code appears), one string per row."""
     out: list[str] = []
     codes = {r[0] for r in rows}

@@ -62,7 +62,9 @@ def resolve_target(*, model: Any = None, model_kwargs: Any = None, snapshot: str
     if live_sig is None and snap is None:
         raise TargetError("no target")
     drift = tuple(signature_drift(snap, live_sig)) if snap and live_sig else ()
-    return Target(snap or live_sig, live_model if snap is None else None, key, allow_missing, allow_unexpected,
+    sig = snap if snap is not None else live_sig
+    assert sig is not None
+    return Target(sig, live_model if snap is None else None, key, allow_missing, allow_unexpected,
                   allow_mismatch, drift)
 
 
