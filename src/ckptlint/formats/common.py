@@ -43,7 +43,8 @@ class CountingFile:
         self.f.close()
 
 
-def _nested_pid(pid: Any) -> Any:
+def record_pid(pid: Any) -> Any:
+    """Persistent ids in streams torch never loads (or nested ones) are recorded, never resolved."""
     return {"__persistent_id__": repr(pid)[:200]}
 
 
@@ -93,7 +94,7 @@ class Assembler:
                 self.anomalies.append(f"{stream}: pickles nested more than 4 deep were not scanned")
                 break
             try:
-                self.parse(bytes(payload), f"{stream}>nested@{offset}", persistent_load=_nested_pid,
+                self.parse(bytes(payload), f"{stream}>nested@{offset}", persistent_load=record_pid,
                            depth=depth + 1)
             except FormatError as e:
                 self.notes.append(f"{stream}: bytes passed to a loader at byte {offset} are not a pickle ({e})")

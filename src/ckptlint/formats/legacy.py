@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import FormatError
 from ..inventory import FormatFacts, Inventory, StorageRecord
 from ..limits import DEFAULT_LIMITS, Limits
-from .common import Assembler, CountingFile
+from .common import Assembler, CountingFile, record_pid
 from .dtypes import ITEMSIZE
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
@@ -48,14 +48,10 @@ def _scan_trailing_pickles(f: CountingFile, asm: Assembler, offset: int) -> None
         if head[:1] != b"\x80":
             return
         try:
-            _, offset = asm.parse_file_stream(f, offset, f"pickle#{i}", persistent_load=_record_pid)
+            _, offset = asm.parse_file_stream(f, offset, f"pickle#{i}", persistent_load=record_pid)
         except FormatError:
             return
         i += 1
-
-
-def _record_pid(pid: Any) -> Any:
-    return {"__persistent_id__": repr(pid)[:200]}
 
 
 def _read_legacy(f: CountingFile, path: str, asm: Assembler, offset: int) -> Inventory:
@@ -146,7 +142,7 @@ def read_tar(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> Inv
         if m.size > limits.max_pickle_bytes:
             raise FormatError(f"tar member {m.name!r} is too large")
         data = f.pread(m.offset_data, m.size)
-        value, _ = asm.parse(data, m.name, persistent_load=_record_pid)
+        value, _ = asm.parse(data, m.name, persistent_load=record_pid)
         if m.name == "pickle":
             structure = asm.collect(value, m.name)
     asm.notes.append("tar format (PyTorch 0.1): tensor records are not decoded; torch.load(weights_only=True) refuses it")

@@ -7,7 +7,7 @@ from typing import Any
 from ..errors import FormatError
 from ..inventory import FormatFacts, Inventory, StorageRecord
 from ..limits import DEFAULT_LIMITS, Limits
-from .common import Assembler, CountingFile
+from .common import Assembler, CountingFile, record_pid
 from .zipreader import ZipArchive
 
 _SMALL_RECORDS = ("byteorder", "version", ".data/version", ".format_version", ".storage_alignment")
@@ -51,7 +51,7 @@ def read_torch_zip(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) 
             continue
         if _looks_like_pickle_member(z, m.name):
             try:
-                asm.parse(z.read(m.name), m.name, persistent_load=_any_pid)
+                asm.parse(z.read(m.name), m.name, persistent_load=record_pid)
             except FormatError as e:
                 asm.notes.append(f"{m.name}: could not be parsed as a pickle ({e})")
 
@@ -59,7 +59,7 @@ def read_torch_zip(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) 
         # A second member of the same name: torch reads the last one, other tools may read this.
         if shadowed.name.endswith(".pkl") or z.read_member(shadowed, limit=shadowed.size)[:1] == b"\x80":
             try:
-                asm.parse(z.read_member(shadowed), f"{shadowed.name}#shadowed{i}", persistent_load=_any_pid)
+                asm.parse(z.read_member(shadowed), f"{shadowed.name}#shadowed{i}", persistent_load=record_pid)
             except FormatError as e:
                 asm.notes.append(f"{shadowed.name} (shadowed copy): could not be parsed as a pickle ({e})")
 
@@ -125,8 +125,3 @@ def _head(z: ZipArchive, name: str) -> bytes:
     if m.method != 0:
         return z.read(name)[:2]
     return z._pread(z.data_offset(m), 2)
-
-
-def _any_pid(pid: Any) -> Any:
-    """Persistent ids in secondary streams are recorded, never resolved."""
-    return {"__persistent_id__": repr(pid)[:200]}
