@@ -24,3 +24,16 @@ class CheckpointError(CkptlintError):
 
 class FormatError(CkptlintError):
     """Malformed or hostile content inside a file; the reader adds the path."""
+
+
+class TruncatedPickle(FormatError):
+    """A pickle stream ended early; a reader holding only part of a file may read more."""
+
+
+class LimitExceeded(FormatError):
+    """A whole-file bound (``Limits.<field>``) was hit; the message names it."""
+
+    def __init__(self, field: str, limit: int, what: str) -> None:
+        super().__init__(f"limit {field}={limit} exceeded ({what})")
+        self.field = field
+        self.limit = limit
