@@ -66,5 +66,5 @@ def test_cuda_tagged_checkpoint(fmt, tag, tmp_path):
 def test_untagged_checkpoint_is_cpu(tmp_path):
     path = tmp_path / "cpu.pt"
     torch.save(_checkpoint(), path)
-    inv, _, recs = check_file(path)
+    _inv, _, recs = check_file(path)
     assert {r.device for r in recs.values()} == {"cpu"}

@@ -10,6 +10,7 @@ from safetensors.torch import load_file, save_file, save_model
 from torchvision import models as M
 
 import ckptlint
+
 from _oracle import assert_inventory_matches, load_own_file
 
 ST_DTYPES = [
@@ -82,7 +83,7 @@ def _write_index(path, shards, total):
 
 def test_sharded_safetensors(tmp_path):
     sd = M.mobilenet_v3_small().state_dict()
-    parts = dict(zip(["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"], _split(sd)))
+    parts = dict(zip(["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"], _split(sd), strict=True))
     for name, part in parts.items():
         save_file({k: v.contiguous() for k, v in part.items()}, str(tmp_path / name))
     index = tmp_path / "model.safetensors.index.json"

@@ -37,7 +37,7 @@ def test_sharded_verdict_matches_torch_per_shard(tmp_path: Path, case: str) -> N
         save_file(a, tmp_path / "model-00001-of-00002.safetensors")
         save_file(b, tmp_path / "model-00002-of-00002.safetensors")
         names = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
-        index = _index(tmp_path, "model.safetensors.index.json", dict(zip(names, (a, b))))
+        index = _index(tmp_path, "model.safetensors.index.json", dict(zip(names, (a, b), strict=True)))
     else:
         names = ["pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin"]
         torch.save(a, tmp_path / names[0])
@@ -47,7 +47,7 @@ def test_sharded_verdict_matches_torch_per_shard(tmp_path: Path, case: str) -> N
             torch.save({**second, "args": argparse.Namespace(lr=1)}, tmp_path / names[1])
         else:
             torch.save(second, tmp_path / names[1], **kwargs)
-        index = _index(tmp_path, "pytorch_model.bin.index.json", dict(zip(names, (a, b))))
+        index = _index(tmp_path, "pytorch_model.bin.index.json", dict(zip(names, (a, b), strict=True)))
     verdict = check_file(index).verdict
     assert verdict is not None
     assert verdict.loads == _torch_loads_every_shard(tmp_path, names)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import ckptlint
+
 from _oracle import check_file
 
 DTYPES = [
@@ -36,7 +37,7 @@ DTYPE_CASES = [(d, f) for d in DTYPES + NEW_DTYPES for f in sorted(FORMATS) if f
 def test_dtype(dtype, fmt, tmp_path):
     obj = {"x": make(dtype), "scalar": make(dtype, ()), "empty": make(dtype, (0, 5)),
            "t": make(dtype, (4, 6)).t(), "step": make(dtype, (4, 6))[:, ::2]}
-    inv, _, recs = check_file(save(obj, tmp_path / "d.pt", fmt))
+    _inv, _, recs = check_file(save(obj, tmp_path / "d.pt", fmt))
     if dtype in NEW_DTYPES:
         assert {r.rebuild for r in recs.values()} == {"_rebuild_tensor_v3"}
 
@@ -107,7 +108,7 @@ def test_parameters_in_a_dict(tmp_path):
     q = torch.nn.Parameter(torch.randn(2), requires_grad=False)
     obj = {"p": p, "q": q, "plain": torch.randn(2).requires_grad_()}
     # weights_only allows Parameters: is_parameter and requires_grad come from torch's load.
-    inv, loaded, recs = check_file(save(obj, tmp_path / "params.pt"))
+    _inv, loaded, recs = check_file(save(obj, tmp_path / "params.pt"))
     assert isinstance(loaded["p"], torch.nn.Parameter)
     assert recs[("p",)].is_parameter and not recs[("plain",)].is_parameter
 
@@ -178,7 +179,7 @@ def test_top_level_objects(case, fmt, tmp_path):
     w = torch.randn(3, 4)
     obj = {"tensor": w, "list": [w, w.t(), 5], "tuple": (w[1:], {"k": w}),
            "param": torch.nn.Parameter(w)}[case]
-    inv, _, recs = check_file(save(obj, tmp_path / "top.pt", fmt))
+    _inv, _, recs = check_file(save(obj, tmp_path / "top.pt", fmt))
     if case == "tensor":
         assert list(recs) == [()]
 
@@ -186,7 +187,7 @@ def test_top_level_objects(case, fmt, tmp_path):
 def test_unusual_keys(tmp_path):
     w = torch.randn(2)
     obj = {"ключ.weight": w, "x" * 3000: w[1:], "": torch.ones(1), "a.b/c d": torch.zeros(2), -1: w}
-    inv, _, recs = check_file(save(obj, tmp_path / "keys.pt"))
+    _inv, _, recs = check_file(save(obj, tmp_path / "keys.pt"))
     assert ("x" * 3000,) in recs
 
 

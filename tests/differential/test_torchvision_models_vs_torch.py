@@ -9,6 +9,7 @@ import torch
 from torchvision import models as M
 
 import ckptlint
+
 from _oracle import assert_inventory_matches, check_file, plain_metadata, walk
 
 MODELS = {

@@ -67,7 +67,7 @@ def test_same_state_dict_twice(tmp_path):
     # model and ema both point at one OrderedDict: the memo shares it, the second path is a reference.
     sd = M.squeezenet1_0().state_dict()
     path = tmp_path / "twice.pt"
-    torch.save({"model": sd, "ema": sd, "copy": {k: v for k, v in sd.items()}}, path)
+    torch.save({"model": sd, "ema": sd, "copy": dict(sd.items())}, path)
     inv, loaded, recs = check_file(path)
     assert loaded["ema"] is loaded["model"]
     assert inv.structure["ema"] == {"__ref__": "model"}

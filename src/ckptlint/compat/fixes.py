@@ -186,8 +186,8 @@ def _describe_prefix(rule: tuple[str, str]) -> str:
     if not old:
         return f"the model's keys start with {repl!r}: add it"
     if not repl:
-        return f"checkpoint keys carry a {old!r} prefix (e.g. DDP 'module.', torch.compile '_orig_mod.', " \
-               "Lightning 'model.'): strip it"
+        return (f"checkpoint keys carry a {old!r} prefix (e.g. DDP 'module.', torch.compile '_orig_mod.', "
+                "Lightning 'model.'): strip it")
     return f"checkpoint prefix {old!r} corresponds to {repl!r} in the model"
 
 
