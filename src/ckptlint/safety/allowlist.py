@@ -10,7 +10,9 @@ list instead (which includes the process's ``add_safe_globals`` entries).
 from __future__ import annotations
 
 import sys
-from functools import lru_cache
+from functools import cache
+
+from .names import words
 
 NEWEST_SUPPORTED_TORCH = (2, 14)
 
@@ -36,11 +38,11 @@ torch.int16 torch.int32 torch.int64 torch.int8 torch.uint8 torch.uint16 torch.ui
 torch.qint32 torch.qint8 torch.quint2x4 torch.quint4x2 torch.quint8
 """
 
-_STORAGE_NAMES = """BFloat16 Bool Byte Char ComplexDouble ComplexFloat Double Float Half Int Long
-QInt32 QInt8 QUInt2x4 QUInt4x2 QUInt8 Short""".split()
+_STORAGE_NAMES = words("""BFloat16 Bool Byte Char ComplexDouble ComplexFloat Double Float Half Int Long
+QInt32 QInt8 QUInt2x4 QUInt4x2 QUInt8 Short""")
 _CUDA_STORAGE_NAMES = [n for n in _STORAGE_NAMES if not n.startswith("Q")]
-_TENSOR_NAMES = "BFloat16 Bool Byte Char Double Float Half Int Long Short".split()
-_SPARSE_TENSOR_NAMES = "BFloat16 Byte Char Double Float Half Int Long Short".split()
+_TENSOR_NAMES = words("BFloat16 Bool Byte Char Double Float Half Int Long Short")
+_SPARSE_TENSOR_NAMES = words("BFloat16 Byte Char Double Float Half Int Long Short")
 
 _ADDED: dict[tuple[int, int], list[str]] = {
     (2, 7): ["torch.float8_e8m0fnu"]
@@ -50,7 +52,7 @@ _ADDED: dict[tuple[int, int], list[str]] = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def static_allowed_globals(version: tuple[int, int] = NEWEST_SUPPORTED_TORCH) -> frozenset[str]:
     names = set(_BASE.split())
     names.update(f"torch.{n}Storage" for n in _STORAGE_NAMES)

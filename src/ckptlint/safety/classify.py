@@ -1,11 +1,20 @@
-"""Sort every global a file references into allowed / data / model / dangerous / unknown.
+"""Sort every global a file references into allowed / data / model / dangerous / unknown, by exact name.
 
 The categories answer "what happens if this file is loaded": *allowed* globals
-are accepted by torch's weights_only unpickler; *data* ones run no code of
-concern but weights_only refuses them (allowlist them); *model* ones make the
-file a full-model pickle (re-save the state_dict); *dangerous* ones can run code
-or touch the system; *unknown* ones run their module's code on import, so they
-are unsafe until a user trusts them.
+are accepted by torch's weights_only unpickler; *data* ones are on the short
+exact list of :mod:`.names` (each harmless, with the reason written down) that
+weights_only refuses until allowlisted; *model* ones are classes at their
+defining module that make the file a full-model pickle (re-save the state_dict);
+*dangerous* ones can run code or touch the system; *unknown* is everything else.
+
+How "model" is decided, without importing anything: the name must be one plain
+identifier (a dotted name is an attribute chain that pickle resolves with
+``getattr``, e.g. ``torchvision.models.resnet.torch.os.system``, never a class
+at its module), and either the module's source on ``sys.path`` defines that
+class at top level (:mod:`.modsource`), or, where no source can be read, the
+file's own structure pickles the object with an ``nn.Module`` state or the name
+is a CapWords class name in a model package. A name the source shows is *not*
+a class there (an import, an alias, a function) is never a model.
 """
 
 from __future__ import annotations
@@ -14,91 +23,82 @@ from collections.abc import Iterator
 from typing import Any
 
 from .allowlist import BLOCKLISTED_MODULES
+from .modsource import defines_class
+from .names import (
+    DANGEROUS_ATTRIBUTES,
+    DANGEROUS_NAMES,
+    DATA,
+    MODEL_PACKAGES,
+    in_dangerous_module,
+)
 
-DANGEROUS_MODULES = frozenset("""
-os posix nt sys subprocess runpy importlib pickle _pickle pickletools dill cloudpickle joblib
-shutil socket webbrowser pty code codeop ctypes marshal multiprocessing signal asyncio http urllib
-urllib2 urllib3 requests httplib ftplib smtplib telnetlib tempfile shelve dbm zipimport pip
-setuptools distutils commands popen2 platform pdb bdb trace timeit doctest venv ensurepip imp
-copyreg copy_reg types _io io _posixsubprocess threading _thread gc inspect builtins.exec
-ssl select selectors mmap resource fcntl termios tty ptyprocess pexpect sqlite3 xmlrpc
-""".split())
-
-DANGEROUS_NAMES = frozenset("""
-builtins.eval builtins.exec builtins.compile builtins.__import__ builtins.getattr builtins.setattr
-builtins.delattr builtins.open builtins.breakpoint builtins.input builtins.globals builtins.locals
-builtins.vars builtins.help builtins.exit builtins.quit builtins.execfile builtins.apply
-builtins.reload builtins.file builtins.type
-
-functools.partial functools.partialmethod functools.reduce functools.wraps
-operator.attrgetter operator.methodcaller operator.itemgetter operator.call operator.getitem
-operator.setitem operator.delitem
-torch.load torch.serialization.load torch.jit.load torch.hub.load torch.hub.load_state_dict_from_url
-torch.package.PackageImporter torch._C._jit_pass_inline torch.ops
-numpy.load numpy.lib.npyio.load numpy.fromfile numpy.loadtxt numpy.genfromtxt numpy.save
-numpy.testing._private.utils.runstring numpy.f2py
-""".split())
-
-# Callables reached through "ordinary" modules that still run arbitrary code.
-DANGEROUS_PREFIXES = ("torch._C.", "torch.ops.", "torch.hub.", "numpy.distutils.", "numpy.f2py.",
-                      "importlib.", "multiprocessing.", "asyncio.", "http.", "urllib.", "xmlrpc.",
-                      "os.", "sys.", "subprocess.", "ctypes.", "email.", "logging.config.",
-                      "distutils.", "setuptools.", "pip.", "IPython.", "_pytest.", "pytest.")
-
-DATA_NAMES = frozenset("""
-numpy.ndarray numpy.dtype numpy.core.multiarray._reconstruct numpy._core.multiarray._reconstruct
-numpy.core.multiarray.scalar numpy._core.multiarray.scalar
-numpy.random._pickle.__randomstate_ctor numpy.random._pickle.__bit_generator_ctor
-numpy.random._pickle.__generator_ctor numpy.random.mtrand.RandomState
-argparse.Namespace collections.defaultdict collections.deque collections.OrderedDict
-datetime.datetime datetime.date datetime.time datetime.timedelta datetime.timezone
-pathlib.Path pathlib.PosixPath pathlib.WindowsPath pathlib.PurePath pathlib.PurePosixPath
-pathlib.PureWindowsPath decimal.Decimal fractions.Fraction uuid.UUID
-builtins.slice builtins.range builtins.frozenset builtins.complex builtins.bytes builtins.bytearray
-builtins.int builtins.float builtins.str builtins.bool builtins.list builtins.dict builtins.tuple
-builtins.set builtins.object
-omegaconf.listconfig.ListConfig omegaconf.dictconfig.DictConfig omegaconf.base.ContainerMetadata
-omegaconf.base.Metadata omegaconf.nodes.AnyNode omegaconf.nodes.StringNode omegaconf.nodes.IntegerNode
-omegaconf.nodes.FloatNode omegaconf.nodes.BooleanNode omegaconf.nodes.ValueNode typing.Any
-torch.torch_version.TorchVersion
-""".split())
-
-DATA_PREFIXES = ("numpy.dtypes.",)
-
-MODEL_PREFIXES = ("torch.nn.modules.", "torchvision.models.", "torchvision.ops.", "__torch__.",
-                  "timm.models.", "transformers.models.")
-
-
-# Names that, reached as an attribute of any module (``torch.serialization.os``), are the
-# dangerous module or callable itself.
-DANGEROUS_ATTRIBUTES = frozenset({
-    "os", "posix", "nt", "sys", "subprocess", "shutil", "socket", "pty", "ctypes", "importlib", "runpy",
-    "pickle", "_pickle", "marshal", "builtins", "__builtins__", "__import__", "eval", "exec", "compile",
-    "system", "popen", "Popen", "getattr", "open", "breakpoint",
+# Module path segments (after the first) that name a dangerous module reached as an attribute.
+_DANGEROUS_MODULE_SEGMENTS = frozenset({
+    "os", "posix", "nt", "sys", "subprocess", "builtins", "__builtins__", "shutil", "socket", "ctypes",
+    "importlib", "runpy", "pickle", "marshal",
 })
+
+SEVERITY_ORDER = ("allowed", "data", "model", "unknown", "dangerous")
+"""Categories from least to most severe (used when one name is read two ways)."""
 
 
 def classify(qualname: str, module: str, *, allowed: frozenset[str],
              model_classes: frozenset[str] = frozenset()) -> str:
-    """The category of one global (see the module docstring)."""
-    if module in BLOCKLISTED_MODULES or qualname in DANGEROUS_NAMES:
-        return "dangerous"
+    """The category of one global (see the module docstring).
+
+    ``allowed`` is torch's allowlist plus what the user trusts; ``model_classes``
+    the names the file pickles with an ``nn.Module``-like state."""
     name = qualname[len(module) + 1:] if qualname.startswith(module + ".") else qualname
-    if qualname not in allowed and any(part in DANGEROUS_ATTRIBUTES for part in name.split(".")):
+    if is_dangerous(qualname, module, name):
         return "dangerous"
     if qualname in allowed:
         return "allowed"
-    if module in DANGEROUS_MODULES or module.split(".")[0] in DANGEROUS_MODULES:
-        return "dangerous"
-    if qualname.startswith(DANGEROUS_PREFIXES):
-        return "dangerous"
-    if qualname in model_classes or qualname.startswith(MODEL_PREFIXES) or qualname == "torch.nn.Module":
-        return "model"
-    if qualname in DATA_NAMES or qualname.startswith(DATA_PREFIXES):
+    if qualname in DATA and "." not in name:
         return "data"
-    if module == "numpy" and qualname.split(".")[-1].islower():
-        return "data"  # numpy scalar types: numpy.float64, numpy.int32 ...
+    if is_model(module, name, qualname in model_classes):
+        return "model"
     return "unknown"
+
+
+def is_dangerous(qualname: str, module: str, name: str) -> bool:
+    """Exact dangerous names, every name of a dangerous module, and attribute chains through one."""
+    if module in BLOCKLISTED_MODULES or qualname in DANGEROUS_NAMES or in_dangerous_module(module):
+        return True
+    if any(part in DANGEROUS_ATTRIBUTES for part in name.split(".")):
+        return True
+    return any(part in _DANGEROUS_MODULE_SEGMENTS for part in module.split(".")[1:])
+
+
+def is_model(module: str, name: str, has_module_state: bool = False) -> bool:
+    """A class at its defining module that the file pickles as a model (see the module docstring)."""
+    if not name.isidentifier() or not all(p.isidentifier() for p in module.split(".")):
+        return False  # a dotted name is an attribute chain; odd characters are no import path
+    in_model_package = (module + ".").startswith(MODEL_PACKAGES)
+    defined = defines_class(module, name)
+    if defined is False:
+        return False
+    if defined is True:
+        return in_model_package or has_module_state
+    return has_module_state or (in_model_package and name[:1].isupper() and not name.isupper())
+
+
+def worst(categories: list[str]) -> str:
+    """The most severe of several categories (one qualname read two ways)."""
+    return max(categories, key=SEVERITY_ORDER.index)
+
+
+def import_effect(module: str) -> str:
+    """What importing ``module`` does, in a few words, for messages."""
+    top = module.split(".")[0]
+    if module == "builtins":
+        return "importing builtins runs nothing (it is always loaded)"
+    if top in _STDLIB:
+        return f"importing {module} runs only standard-library code"
+    if top in ("torch", "numpy"):
+        return f"importing {module} runs {top}'s own code"
+    if top == "__main__":
+        return "__main__ is whatever script loads the file: the name resolves against that script"
+    return f"importing {module} runs that package's top-level code"
 
 
 def module_classes(structure: Any, limit: int = 100_000) -> frozenset[str]:
@@ -126,3 +126,12 @@ def _objects(structure: Any, limit: int) -> Iterator[dict[str, Any]]:
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
+
+
+def _stdlib() -> frozenset[str]:
+    import sys
+
+    return frozenset(getattr(sys, "stdlib_module_names", ())) | {"__future__", "collections", "argparse"}
+
+
+_STDLIB = _stdlib()
