@@ -1,0 +1,448 @@
+"""What a TorchScript archive's ``code/`` runs when ``torch.jit.load`` reads it, found with ``ast``.
+
+``torch.load(weights_only=False)`` hands an archive holding ``constants.pkl`` to
+``torch.jit.load`` (torch/serialization.py ``_is_torchscript_zip``). Its
+``ScriptModuleDeserializer`` (torch/csrc/jit/serialization/import.cpp) unpickles
+``constants.pkl`` then ``data.pkl``; each object whose class has
+``__getstate__``/``__setstate__`` is built by *running* ``__setstate__``. Classes
+and functions come from ``code/<qualifier as a path>.py`` (import_source.cpp,
+import_export_helpers.cpp), and compiling them also *evaluates* default
+arguments and class-body constants (shown with marker files in
+tests/test_torchscript_load.py). Those three are the load-time entry points; the
+rest of the code runs only when a method is called.
+
+Nothing here executes or imports the code: sources are parsed with :mod:`ast`
+and the calls are followed statically, over-approximating where a receiver's
+class is unknown. Operations are recorded as neutral facts (``aten::save``,
+``quantized::linear``, ``torch.classes.c10d.ProcessGroup``); rules/torchscript.py
+judges them.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import FormatError
+from ..limits import DEFAULT_LIMITS, Limits
+from .zipreader import ZipArchive
+
+# Names the source importer binds (import_source.cpp ``env_``) or the compiler's builtins
+# that denote an operation rather than plain Python syntax.
+_PRINT = "prim::Print"
+_CUSTOM_CLASS_PREFIX = ("__torch__", "torch", "classes")
+_FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
+
+
+@dataclass(frozen=True)
+class ScriptOp:
+    """One operation the archive's code can run.
+
+    ``op`` is ``<namespace>::<name>`` for operators (``torch.X`` in the source is
+    ``aten::X``, ``ops.ns.X`` is ``ns::X``, ``print`` is ``prim::Print``, a method
+    call on a value of unknown type is the ``aten`` method of that name),
+    ``torch.classes.<ns>.<Class>[.<method>]`` for torch custom classes, and
+    ``torch`` / ``ops`` / ``ops.<ns>`` for a reference ckptlint cannot resolve.
+    """
+
+    op: str
+    member: str
+    line: int
+    entry: str
+    """The entry point it is reached from: a load-time one (``__setstate__``, a default
+    argument, a class constant) or, for code that runs only when called, the method."""
+    at_load: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.op, "member": self.member, "line": self.line, "entry": self.entry,
+                "at_load": self.at_load}
+
+
+@dataclass
+class _Unit:
+    """A function or method (or a load-time expression group) to scan."""
+
+    qualname: str
+    member: str
+    nodes: list[ast.AST]
+    cls: _Class | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    defn: ast.FunctionDef | ast.AsyncFunctionDef | None = None
+    """The definition, whose default arguments compile (and run) when the class or function does."""
+
+
+@dataclass
+class _Class:
+    qualname: str
+    member: str
+    methods: dict[str, _Unit] = field(default_factory=dict)
+    attrs: dict[str, str] = field(default_factory=dict)
+    """Attribute annotations (``p : __torch__.Payload``) as source text."""
+    constants: list[tuple[str, ast.AST]] = field(default_factory=list)
+    """Class-body assignments (``x : Final[int] = 3``): torch evaluates them when it defines the class."""
+
+
+@dataclass
+class CodeFacts:
+    """The result: entry points, operations and the code members ckptlint could not read."""
+
+    entries: list[str] = field(default_factory=list)
+    ops: list[ScriptOp] = field(default_factory=list)
+    unread: list[str] = field(default_factory=list)
+    members: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code_members": self.members, "entry_points": self.entries,
+                "operations": [o.to_dict() for o in self.ops], "unreadable": self.unread}
+
+
+def torchscript_code_facts(z: ZipArchive, prefix: str, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+    """``FormatFacts.extra`` entry for a TorchScript archive (documented in docs/inventory-json.md)."""
+    return {"torchscript_code": analyze_archive(z, prefix, limits).to_dict()}
+
+
+def analyze_archive(z: ZipArchive, prefix: str, limits: Limits = DEFAULT_LIMITS) -> CodeFacts:
+    code_dir = f"{prefix}/code/".lower()
+    sources: list[tuple[str, str, bytes | None, str | None]] = []
+    budget = limits.max_inflated_bytes
+    for m in z.by_name.values():
+        # miniz looks names up case-insensitively, so any spelling of code/…/x.py may be the one read.
+        low = m.name.lower()
+        if not (low.startswith(code_dir) and low.endswith(".py")):
+            continue
+        qualifier = m.name[len(code_dir):-3].replace("/", ".")
+        try:
+            if m.size > budget:
+                raise FormatError(f"{m.size} bytes of code past the limit max_inflated_bytes")
+            data = z.read_member(m)
+            budget -= len(data)
+            sources.append((m.name, qualifier, data, None))
+        except FormatError as e:
+            sources.append((m.name, qualifier, None, str(e)))
+    return analyze_sources(sources)
+
+
+def analyze_sources(sources: list[tuple[str, str, bytes | None, str | None]]) -> CodeFacts:
+    """``sources``: (member, qualifier, bytes or None, why unread). Pure: no archive needed."""
+    facts = CodeFacts()
+    index = _Index()
+    for member, qualifier, data, why in sorted(sources, key=lambda s: s[0]):
+        facts.members.append(member)
+        if data is None:
+            facts.unread.append(f"{member}: {why}")
+            continue
+        try:
+            tree = ast.parse(data.decode("utf-8"), filename=member)
+        except (SyntaxError, ValueError, UnicodeDecodeError, RecursionError, MemoryError) as e:
+            facts.unread.append(f"{member}: not parseable as Python source ({type(e).__name__}: {_first_line(e)})")
+            continue
+        index.add_module(qualifier, member, tree)
+    _Walker(index, facts).run()
+    return facts
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).splitlines() or [""])[0][:200]
+
+
+class _Index:
+    """Classes and functions by lower-cased qualified name (file lookup is case-insensitive)."""
+
+    def __init__(self) -> None:
+        self.classes: dict[str, list[_Class]] = {}
+        self.functions: dict[str, list[_Unit]] = {}
+        self.modules: set[str] = set()
+        self.units: list[_Unit] = []
+
+    def add_module(self, qualifier: str, member: str, tree: ast.Module) -> None:
+        self.modules.add(qualifier.lower())
+        for stmt in tree.body:
+            if isinstance(stmt, ast.ClassDef):
+                self._add_class(f"{qualifier}.{stmt.name}", member, stmt)
+            elif isinstance(stmt, _FunctionNode):
+                unit = _function_unit(f"{qualifier}.{stmt.name}", member, stmt, None)
+                self.functions.setdefault(unit.qualname.lower(), []).append(unit)
+                self.units.append(unit)
+            else:
+                # Not something torch's importer accepts at top level (it refuses the file), but a
+                # call here would be scanned all the same.
+                self.units.append(_Unit(f"{qualifier}:{getattr(stmt, 'lineno', 0)}", member, [stmt]))
+
+    def _add_class(self, qualname: str, member: str, node: ast.ClassDef) -> None:
+        cls = _Class(qualname, member)
+        for stmt in node.body:
+            if isinstance(stmt, _FunctionNode):
+                unit = _function_unit(f"{qualname}.{stmt.name}", member, stmt, cls)
+                cls.methods[stmt.name] = unit
+                self.units.append(unit)
+            elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+                cls.attrs[stmt.target.id] = ast.unparse(stmt.annotation)
+                if stmt.value is not None:
+                    cls.constants.append((stmt.target.id, stmt.value))
+            elif isinstance(stmt, ast.Assign):
+                name = stmt.targets[0].id if isinstance(stmt.targets[0], ast.Name) else "?"
+                cls.constants.append((name, stmt.value))
+            elif not isinstance(stmt, ast.Pass | ast.Expr):
+                cls.constants.append(("?", stmt))
+        for deco in node.decorator_list:
+            cls.constants.append(("@decorator", deco))
+        self.classes.setdefault(qualname.lower(), []).append(cls)
+
+    def resolve(self, dotted: str) -> tuple[list[_Class], list[_Unit], str]:
+        """The classes or functions a dotted ``__torch__…`` name denotes, and what is left over."""
+        parts = dotted.split(".")
+        for k in range(len(parts), 1, -1):
+            head = ".".join(parts[:k]).lower()
+            rest = ".".join(parts[k:])
+            if head in self.classes:
+                return self.classes[head], [], rest
+            if head in self.functions:
+                return [], self.functions[head], rest
+        return [], [], ""
+
+
+def _function_unit(qualname: str, member: str, node: ast.FunctionDef | ast.AsyncFunctionDef,
+                   cls: _Class | None) -> _Unit:
+    params: dict[str, str] = {}
+    for a in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]:
+        if a.annotation is not None:
+            params[a.arg] = ast.unparse(a.annotation)
+    if cls is not None and node.args.args:
+        params.setdefault(node.args.args[0].arg, cls.qualname)
+    return _Unit(qualname, member, list(node.body), cls, params, node)
+
+
+def _defaults(node: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.expr]:
+    return [*node.args.defaults, *(d for d in node.args.kw_defaults if d is not None), *node.decorator_list]
+
+
+def _dotted(node: ast.expr) -> str | None:
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+        return ".".join(reversed(parts))
+    return None
+
+
+class _Walker:
+    """Follows calls from the load-time entry points, then scans everything else as call-time code."""
+
+    def __init__(self, index: _Index, facts: CodeFacts) -> None:
+        self.index = index
+        self.facts = facts
+        self.reached: dict[int, str] = {}
+        self.keep: list[_Unit] = []
+        """Units made here stay alive, so that their ids in ``reached`` stay unique."""
+        self.seen_ops: set[tuple[str, str, bool]] = set()
+
+    def run(self) -> None:
+        queue: list[tuple[_Unit, str]] = []
+        for unit in self.index.units:
+            for fn in _own_functions(unit):
+                defaults = _defaults(fn)
+                if defaults:
+                    entry = f"default argument of {unit.qualname}"
+                    queue.append((_Unit(unit.qualname, unit.member, list(defaults), unit.cls, unit.params), entry))
+        for classes in self.index.classes.values():
+            for cls in classes:
+                setstate = cls.methods.get("__setstate__")
+                if setstate is not None:
+                    queue.insert(0, (setstate, f"{cls.qualname}.__setstate__"))
+                for name, expr in cls.constants:
+                    queue.append((_Unit(f"{cls.qualname}.{name}", cls.member, [expr], cls),
+                                  f"class constant {cls.qualname}.{name}"))
+        self.keep.extend(unit for unit, _ in queue)
+        for unit, entry in queue:
+            if self._contains_code(unit) and entry not in self.facts.entries:
+                self.facts.entries.append(entry)
+        while queue:
+            unit, entry = queue.pop(0)
+            if id(unit) in self.reached:
+                continue
+            self.reached[id(unit)] = entry
+            queue.extend((callee, entry) for callee in self._scan(unit, entry, at_load=True))
+        for unit in self.index.units:
+            if id(unit) not in self.reached:
+                for _ in self._scan(unit, unit.qualname, at_load=False):
+                    pass
+
+    @staticmethod
+    def _contains_code(unit: _Unit) -> bool:
+        if unit.qualname.endswith(".__setstate__"):
+            return True
+        return any(isinstance(n, ast.Call | ast.Attribute) for root in unit.nodes for n in ast.walk(root))
+
+    def _record(self, op: str, unit: _Unit, node: ast.AST, entry: str, at_load: bool) -> None:
+        key = (op, entry if at_load else "", at_load)
+        if key in self.seen_ops:
+            return
+        self.seen_ops.add(key)
+        self.facts.ops.append(ScriptOp(op, unit.member, getattr(node, "lineno", 0), entry, at_load))
+
+    def _scan(self, unit: _Unit, entry: str, at_load: bool) -> Iterator[_Unit]:
+        """Record the unit's operations; yield the archive functions it calls."""
+        nodes = [n for root in unit.nodes for n in ast.walk(root)]
+        inner = {id(n.value) for n in nodes if isinstance(n, ast.Attribute)}
+        called = {id(n.func) for n in nodes if isinstance(n, ast.Call)}
+        local_types = _local_types(nodes, unit.params)
+        for n in nodes:
+            if id(n) in inner or not isinstance(n, ast.Attribute | ast.Name):
+                continue
+            dotted = _dotted(n)
+            if dotted is None:
+                if isinstance(n, ast.Attribute) and id(n) in called:
+                    yield from self._method(unit, n, _expr_type(n.value, local_types, self.index), entry, at_load)
+                continue
+            yield from self._reference(unit, n, dotted, id(n) in called, local_types, entry, at_load)
+
+    def _reference(self, unit: _Unit, n: ast.expr, dotted: str, is_call: bool, local_types: dict[str, str],
+                   entry: str, at_load: bool) -> Iterator[_Unit]:
+        parts = dotted.split(".")
+        head = parts[0]
+        if head in local_types and head not in ("torch", "ops", "__torch__") and len(parts) > 1:
+            if is_call:
+                base = ".".join(parts[:-1])
+                yield from self._method(unit, n, _dotted_type(base, local_types, self.index), entry, at_load)
+            return
+        if head in ("torch", "ops"):
+            self._record(_builtin_op(parts), unit, n, entry, at_load)
+        elif head == "print" and len(parts) == 1:
+            self._record(_PRINT, unit, n, entry, at_load)
+        elif head == "__torch__":
+            yield from self._qualified(unit, n, parts, is_call, entry, at_load)
+        elif len(parts) > 1 and is_call:
+            # A method on a name of unknown type.
+            yield from self._method(unit, n, None, entry, at_load)
+
+    def _qualified(self, unit: _Unit, n: ast.expr, parts: list[str], is_call: bool, entry: str,
+                   at_load: bool) -> Iterator[_Unit]:
+        if tuple(parts[:3]) == _CUSTOM_CLASS_PREFIX:
+            self._record("torch.classes." + ".".join(parts[3:]), unit, n, entry, at_load)
+            return
+        classes, functions, rest = self.index.resolve(".".join(parts))
+        yield from functions
+        for cls in classes:
+            method = rest.split(".")[0] if rest else ("__init__" if is_call else "")
+            if method in cls.methods:
+                yield cls.methods[method]
+
+    def _method(self, unit: _Unit, n: ast.expr, recv: str | None, entry: str, at_load: bool) -> Iterator[_Unit]:
+        assert isinstance(n, ast.Attribute)
+        name = n.attr
+        if recv is not None and recv.startswith("__torch__.torch.classes."):
+            self._record(recv[len("__torch__."):] + "." + name, unit, n, entry, at_load)
+            return
+        classes = self.index.classes.get(recv.lower(), []) if recv else []
+        if classes:
+            for cls in classes:
+                if name in cls.methods:
+                    yield cls.methods[name]
+            return
+        if recv is not None and not recv.startswith("__torch__"):
+            self._record(f"aten::{name}", unit, n, entry, at_load)  # Tensor, list, str … methods
+            return
+        # Unknown receiver: a builtin method (tensors, lists, strings: aten ops) or any archive
+        # method of that name.
+        self._record(f"aten::{name}", unit, n, entry, at_load)
+        for clist in self.index.classes.values():
+            for cls in clist:
+                if name in cls.methods:
+                    yield cls.methods[name]
+
+
+def _own_functions(unit: _Unit) -> Iterator[ast.FunctionDef | ast.AsyncFunctionDef]:
+    """The definitions whose defaults compile with the unit: its own and those nested in its body."""
+    if unit.defn is not None:
+        yield unit.defn
+    for root in unit.nodes:
+        for n in ast.walk(root):
+            if isinstance(n, _FunctionNode):
+                yield n
+
+
+def _builtin_op(parts: list[str]) -> str:
+    """``torch.X`` is ``aten::X`` and ``ops.ns.X`` is ``ns::X``; ``.autograd`` anywhere switches to ``aten``.
+
+    import_source.cpp binds ``torch`` to ``BuiltinModule("aten")`` and ``ops.<ns>`` to
+    ``BuiltinModule(ns)``; ``BuiltinModule::attr`` (sugared_value.cpp) answers ``autograd`` with
+    the ``aten`` module again, so ``torch.autograd.save`` is ``aten::save``.
+    """
+    ns = "aten" if parts[0] == "torch" else ""
+    rest = parts[1:]
+    if parts[0] == "ops":
+        if not rest:
+            return "ops"
+        ns, rest = rest[0], rest[1:]
+    for part in rest:
+        if part == "autograd":
+            ns = "aten"
+            continue
+        return f"{ns}::{part}"
+    return ".".join(parts)  # a module, not an operator: an alias ckptlint cannot follow
+
+
+def _local_types(nodes: list[ast.AST], params: dict[str, str]) -> dict[str, str]:
+    """Flow-insensitive local types: a name assigned two different types is dropped (unknown)."""
+    types = dict(params)
+    clash: set[str] = set()
+    for n in nodes:
+        target: ast.expr | None = None
+        value: ast.expr | None = None
+        typ: str | None = None
+        if isinstance(n, ast.AnnAssign):
+            target, typ = n.target, ast.unparse(n.annotation)
+        elif isinstance(n, ast.Assign) and len(n.targets) == 1:
+            target, value = n.targets[0], n.value
+        if not isinstance(target, ast.Name):
+            continue
+        if typ is None and value is not None:
+            typ = _value_type(value)
+        if typ is None or types.get(target.id, typ) != typ:
+            clash.add(target.id)
+        else:
+            types[target.id] = typ
+    for name in clash:
+        if name not in params:
+            types.pop(name, None)
+    return types
+
+
+def _value_type(value: ast.expr) -> str | None:
+    """The type of ``__torch__.C.__new__(__torch__.C)``, ``__torch__.C(...)``, ``unchecked_cast(T, x)``…"""
+    if isinstance(value, ast.Call):
+        func = _dotted(value.func)
+        if func in ("unchecked_cast", "annotate") and value.args:
+            return ast.unparse(value.args[0])
+        if func and func.startswith("__torch__."):
+            return func[: -len(".__new__")] if func.endswith(".__new__") else func
+    if isinstance(value, ast.Attribute | ast.Name):
+        return "=" + ast.unparse(value)  # resolved lazily against attributes (see _dotted_type)
+    return None
+
+
+def _dotted_type(dotted: str, local_types: dict[str, str], index: _Index, depth: int = 0) -> str | None:
+    parts = dotted.split(".")
+    typ = local_types.get(parts[0])
+    if typ is not None and typ.startswith("=") and depth < 8:
+        typ = _dotted_type(typ[1:], local_types, index, depth + 1)
+    for attr in parts[1:]:
+        if typ is None:
+            return None
+        classes = index.classes.get(typ.lower(), [])
+        typ = classes[0].attrs.get(attr) if classes else None
+    if typ is not None and typ.startswith("Optional[") and typ.endswith("]"):
+        typ = typ[len("Optional["):-1]
+    return typ
+
+
+def _expr_type(node: ast.expr, local_types: dict[str, str], index: _Index) -> str | None:
+    inner = node
+    while isinstance(inner, ast.Call) and _dotted(inner.func) in ("unchecked_cast", "annotate") and inner.args:
+        return ast.unparse(inner.args[0])
+    dotted = _dotted(inner)
+    return _dotted_type(dotted, local_types, index) if dotted else None
