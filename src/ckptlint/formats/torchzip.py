@@ -8,6 +8,7 @@ from ..errors import FormatError
 from ..inventory import FormatFacts, Inventory, StorageRecord
 from ..limits import DEFAULT_LIMITS, Limits
 from .common import Assembler, CountingFile, record_pid
+from .torchscript_code import torchscript_code_facts
 from .zipreader import ZipArchive
 
 _SMALL_RECORDS = ("byteorder", "version", ".data/version", ".format_version", ".storage_alignment")
@@ -87,6 +88,7 @@ def read_torch_zip(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) 
         opcodes=tuple(sorted(asm.opcodes)),
         extra={k: v for k, v in records.items() if k != "byteorder"},
     )
+    facts.extra.update(torchscript_code_facts(z, prefix, limits) if is_script else {})
     return asm.inventory(facts, structure, storages)
 
 
