@@ -1,28 +1,33 @@
-"""Shared test helpers: the in-process CLI runner, one subprocess helper, and the test tiers.
+"""Shared test helpers: the in-process CLI runner, one subprocess helper, torch, and the test tiers.
 
-Tiers (markers assigned here, by path or module name; run one with ``pytest -m unit``):
+Tiers (one marker per test, assigned here; run one with ``pytest -m unit``):
 
-* ``unit``: torch-free and in-process; the whole tier runs in seconds and on Python 3.10
-  without torch installed (``tox -e py310``).
-* ``differential``: ckptlint against torch itself as the oracle (``tests/differential/``).
-* ``integration``: everything else (torch-built checkpoints, live targets, pre-commit,
-  pytest-in-pytest, process-level behaviour).
+* ``differential``: ckptlint against torch itself as the oracle (everything under ``tests/differential/``).
+* ``unit``: torch-free and in-process: the test's module imports no torch at its top and the
+  test uses none of the fixtures :data:`NOT_UNIT_FIXTURES` (``torch``, ``run_python``, ``pytester``).
+  The tier runs in seconds, and on Python 3.10 without torch installed (``tox -e py310``).
+* ``integration``: the rest (checkpoints torch wrote, live targets, pre-commit, processes).
 
-A test in a unit module that does need torch or a process is marked ``@pytest.mark.integration``
-(an explicit tier mark wins over the module's). ``pytest -m unit`` does not even import the other
-modules, so it runs where torch is not installed. This module imports no torch.
+So a test needing torch asks for the ``torch`` fixture (the module, imported on first use) instead
+of importing it at the module's top; a test starting a process uses ``run_python`` (or is marked).
+An explicit ``@pytest.mark.integration`` / ``pytestmark`` wins over the rule.
+Under ``-m unit`` modules that import torch at their top are not even collected. This module imports no torch.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import functools
+import importlib
 import io
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -31,41 +36,73 @@ ROOT = TESTS.parent
 
 TIERS = ("unit", "integration", "differential")
 
-# Modules whose every test is torch-free and in-process (no interpreter started):
-# they form the `unit` tier, which `tox -e py310` runs without torch installed.
-UNIT_MODULES = frozenset({
-    "test_classify",
-})
+NOT_UNIT_FIXTURES = frozenset({"torch", "run_python", "pytester", "testdir"})
+"""A test using one of these (directly or through another fixture) is not a unit test."""
+
+TORCH_MODULES = frozenset({"torch", "torchvision", "numpy", "safetensors", "transformers",
+                           "compat_models", "_oracle"})
+"""Imported at a test module's top, these make the module torch-bound (the local helpers import torch)."""
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "unit: torch-free, in-process tests (seconds; also run on Python 3.10)")
-    config.addinivalue_line("markers", "integration: tests that build checkpoints with torch or start processes")
+    config.addinivalue_line("markers", "integration: tests that use torch or start processes")
     config.addinivalue_line("markers", "differential: ckptlint's answer compared with torch's own (the oracle)")
+
+
+@functools.cache
+def imports_torch_at_top(path: Path) -> bool:
+    """Whether the module imports torch (or a helper that does) at module level, ``if TYPE_CHECKING:`` aside."""
+    try:
+        tree = ast.parse(path.read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return True  # let collection report it
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        else:
+            continue
+        if any(n.split(".")[0] in TORCH_MODULES for n in names):
+            return True
+    return False
+
+
+def _is_differential(path: Path) -> bool:
+    return TESTS / "differential" in path.parents
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Under ``-m unit``, modules that cannot hold unit tests are not imported (they need torch)."""
+    if config.option.markexpr != "unit":
+        return None
+    if collection_path.is_dir():
+        return True if collection_path.resolve() == TESTS / "differential" else None
+    if collection_path.suffix != ".py" or not collection_path.name.startswith("test_"):
+        return None
+    return imports_torch_at_top(collection_path.resolve()) or None
 
 
 def _tier(item: pytest.Item) -> str:
     path = Path(str(item.path)).resolve()
-    if TESTS / "differential" in path.parents:
+    if _is_differential(path):
         return "differential"
-    if path.stem in UNIT_MODULES:
-        return "unit"
-    return "integration"
-
-
-def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    """Under ``-m unit``, modules outside the tier are not imported (they may import torch)."""
-    if config.option.markexpr != "unit" or collection_path.suffix != ".py":
-        return None
-    if not collection_path.name.startswith("test_"):
-        return None
-    return collection_path.stem not in UNIT_MODULES or None
+    if imports_torch_at_top(path) or NOT_UNIT_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        return "integration"
+    return "unit"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if not any(item.get_closest_marker(t) for t in TIERS):
             item.add_marker(getattr(pytest.mark, _tier(item)))
+
+
+@pytest.fixture
+def torch() -> ModuleType:
+    """The torch module, for tests that build checkpoints with it (and are therefore not unit tests)."""
+    return importlib.import_module("torch")
 
 
 # ---- running the CLI -----------------------------------------------------------
@@ -117,7 +154,7 @@ def cli(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     return CliRunner(monkeypatch)
 
 
-def run_python(*args: str | os.PathLike[str], cwd: str | os.PathLike[str] | None = None,
+def python_process(*args: str | os.PathLike[str], cwd: str | os.PathLike[str] | None = None,
                env: Mapping[str, str | None] | None = None, pythonpath: Sequence[str | os.PathLike[str]] = (),
                timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """``python ARGS`` in a new interpreter (e.g. ``run_python("-m", "ckptlint", "check", f)``).
@@ -139,3 +176,9 @@ def run_python(*args: str | os.PathLike[str], cwd: str | os.PathLike[str] | None
         full["PYTHONPATH"] = os.pathsep.join(parts)
     return subprocess.run([sys.executable, *(os.fspath(a) for a in args)], capture_output=True, text=True, cwd=cwd,
                           env=full, timeout=timeout, check=False)
+
+
+@pytest.fixture
+def run_python() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """:func:`python_process`, as a fixture: the test is then an integration test."""
+    return python_process
