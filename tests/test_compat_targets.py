@@ -444,7 +444,7 @@ def test_target_load_code_that_raises_is_a_finding(tmp_path: Path) -> None:
     report = ckptlint.check(tmp_path / "mnasnet.pt", model="torchvision.models:mnasnet0_5")
     (finding,) = [f for f in report.files[0].findings if f.code == "CK210"]
     assert finding.severity == "error" and torch_error.splitlines()[0] in finding.message
-    assert report.files[0].compat["strict_ok"] is False and report.exit_code() == 1
+    assert report.files[0].compat.strict_ok is False and report.exit_code() == 1
 
 
 TIED_AND_NO_META = '''
@@ -479,15 +479,15 @@ def test_tied_weights_stored_once_or_apart(tmp_path: Path, monkeypatch: pytest.M
     once = ckptlint.check(tmp_path / "once.pt", model="tied_models:TiedLM").files[0]
     model = tied_models.TiedLM()
     res = model.load_state_dict(torch.load(tmp_path / "once.pt", weights_only=True), strict=False)
-    assert set(res.missing_keys) == set(once.compat["missing"]) == {"head.weight"}
+    assert set(res.missing_keys) == set(once.compat.missing) == {"head.weight"}
     assert torch.equal(model.head.weight, torch.zeros(10, 4))  # filled through the tie
-    assert "CK211" in {f.code for f in once.findings} and once.compat["fix"]["random_init"] == []
+    assert "CK211" in {f.code for f in once.findings} and once.compat.fix.random_init == ()
     apart = ckptlint.check(tmp_path / "apart.pt", model="tied_models:TiedLM").files[0]
     model = tied_models.TiedLM()
     model.load_state_dict(torch.load(tmp_path / "apart.pt", weights_only=True))
     assert torch.equal(model.emb.weight, torch.ones(10, 4))  # head.weight loaded last won for both
     (tie,) = [f for f in apart.findings if f.code == "CK211"]
-    assert "head.weight" in tie.message and apart.compat["strict_ok"]
+    assert "head.weight" in tie.message and apart.compat.strict_ok
 
 
 def test_target_that_refuses_meta_is_built_on_cpu_with_a_note(tmp_path: Path,
@@ -498,5 +498,5 @@ def test_target_that_refuses_meta_is_built_on_cpu_with_a_note(tmp_path: Path,
     monkeypatch.syspath_prepend(str(tmp_path))
     torch.save({"fc.weight": torch.ones(2, 2), "fc.bias": torch.ones(2)}, tmp_path / "a.pt")
     fr = ckptlint.check(tmp_path / "a.pt", model="tied_models:NeedsValues").files[0]
-    assert fr.compat["strict_ok"]
-    assert any("could not be built on the meta device" in n and "built on CPU" in n for n in fr.compat["notes"])
+    assert fr.compat.strict_ok
+    assert any("could not be built on the meta device" in n and "built on CPU" in n for n in fr.compat.notes)

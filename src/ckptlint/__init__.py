@@ -6,16 +6,30 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from .errors import CheckpointError, CkptlintError
 from .inventory import FormatFacts, GlobalRef, Inventory, StorageRecord, TensorRecord
 from .limits import DEFAULT_LIMITS, Limits
 
+if TYPE_CHECKING:
+    from .results import Report
+
 __version__ = "0.1.0.dev0"
 
 __all__ = [
-    "CheckpointError", "CkptlintError", "FormatFacts", "GlobalRef", "Inventory", "Limits",
-    "StorageRecord", "TensorRecord", "check", "inspect", "__version__",
+    "CheckpointError",
+    "CkptlintError",
+    "FormatFacts",
+    "GlobalRef",
+    "Inventory",
+    "Limits",
+    "StorageRecord",
+    "TensorRecord",
+    "__version__",
+    "check",
+    "inspect",
 ]
 
 
@@ -30,8 +44,8 @@ def inspect(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) ->
     return read_inventory(path, limits)
 
 
-def check(paths, **options):  # type: ignore[no-untyped-def]
-    """Check one or more files statically; returns a :class:`ckptlint.checker.Report`.
+def check(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], **options: Any) -> Report:
+    """Check one or more files statically; returns a :class:`ckptlint.results.Report`.
 
     Options are those of :func:`ckptlint.checker.check` (``trusted``, ``config`` …).
     """

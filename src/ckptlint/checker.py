@@ -4,91 +4,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Any
 
-from .errors import CheckpointError, CkptlintError
-from .findings import Finding, severity_rank
-from .inventory import Inventory
-from .limits import DEFAULT_LIMITS, Limits
 from .config import Config
-from .safety.weights_only import Verdict
+from .errors import CheckpointError, CkptlintError
+from .findings import Finding
+from .limits import DEFAULT_LIMITS, Limits
+from .results import FileReport, Report
 from .selection import Overrides
 from .targets.resolve import Target
+from .vocab import NOT_A_CHECKPOINT, TARGETS_MODES, TargetsMode, format_kind
 
-
-@dataclass
-class FileReport:
-    path: str
-    format: str | None
-    error: str | None = None
-    findings: list[Finding] = field(default_factory=list)
-    verdict: Verdict | None = None
-    inventory: Inventory | None = None
-    compat: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """One entry of the JSON report (contract version 1, ../docs/report-json.md)."""
-        cats = self.verdict.categories if self.verdict else {}
-        globals_ = []
-        if self.inventory is not None:
-            seen = set()
-            for g in self.inventory.globals:
-                if g.qualname not in seen:
-                    seen.add(g.qualname)
-                    globals_.append({"module": g.module, "name": g.name, "category": cats.get(g.qualname),
-                                     "stream": g.stream, "offset": g.offset})
-        return {
-            "path": self.path,
-            "format": self.format,
-            "error": self.error,
-            "findings": [f.to_dict() for f in self.findings],
-            "globals": globals_,
-            "weights_only": None if self.verdict is None else self.verdict.to_dict(),
-            "compat": self.compat,
-        }
-
-
-@dataclass
-class Report:
-    files: list[FileReport]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"version": 1, "files": [f.to_dict() for f in self.files]}
-
-    def worst(self) -> int:
-        """Highest severity rank among findings, -1 when clean."""
-        return max((severity_rank(f.severity) for fr in self.files for f in fr.findings), default=-1)
-
-    @property
-    def unreadable(self) -> list[FileReport]:
-        return [f for f in self.files if f.error is not None]
-
-    def findings(self) -> list[tuple[str, Finding]]:
-        """Every (path, finding) pair, in file order."""
-        return [(fr.path, f) for fr in self.files for f in fr.findings]
-
-    def assert_safe(self) -> None:
-        """Raise AssertionError, with the findings as a table, unless every file is safe to load."""
-        from .assertions import assert_safe
-
-        assert_safe(self)
-
-    def assert_compatible(self, *, allow_missing: Iterable[str] = (), allow_unexpected: Iterable[str] = (),
-                          allow_mismatch: Iterable[str] = ()) -> None:
-        """Raise AssertionError, with what differs as a table, unless the files load into the target.
-
-        ``allow_*`` are fnmatch patterns of keys whose difference is accepted."""
-        from .assertions import assert_compatible
-
-        assert_compatible(self, allow_missing=tuple(allow_missing), allow_unexpected=tuple(allow_unexpected),
-                          allow_mismatch=tuple(allow_mismatch))
-
-    def exit_code(self, fail_on: str = "error") -> int:
-        """0 clean, 1 findings at or above ``fail_on``, 2 unreadable input."""
-        if self.unreadable:
-            return 2
-        return 1 if self.worst() >= severity_rank(fail_on) else 0
+__all__ = ["FileReport", "Report", "check", "check_file"]
 
 
 def check_file(path: str | os.PathLike[str], *, trusted: Iterable[str] = (),
@@ -100,7 +28,6 @@ def check_file(path: str | os.PathLike[str], *, trusted: Iterable[str] = (),
     from . import inspect
     from .context import FileContext
     from .plugins import run_check_file_hooks
-    from .rules.input import NOT_A_CHECKPOINT
     from .safety.allowlist import allowed_globals, installed_torch_version
     from .safety.weights_only import predict
 
@@ -112,7 +39,8 @@ def check_file(path: str | os.PathLike[str], *, trusted: Iterable[str] = (),
         reason = e.reason if isinstance(e, CheckpointError) else str(e)
         kind = e.format if isinstance(e, CheckpointError) else None
         code = "CK902" if kind in NOT_A_CHECKPOINT else "CK901"
-        return FileReport(path, kind, reason, [Finding(code, "error", reason, None, None, None)])
+        return FileReport(path, None if kind is None else format_kind(kind), reason,
+                          [Finding(code, "error", reason, None, None, None)])
     verdict = predict(inv, allowed_globals() | trusted_set, installed_torch_version())
     compat = compat_error = None
     if target is not None:
@@ -125,7 +53,8 @@ def check_file(path: str | os.PathLike[str], *, trusted: Iterable[str] = (),
             compat_error = str(e)
     ctx = FileContext(path, inv, verdict, trusted_set, target, compat, compat_error, config)
     findings = run_check_file_hooks(ctx)
-    return FileReport(path, inv.format, None, findings, verdict, inv, None if compat is None else compat.to_dict())
+    return FileReport(path, format_kind(inv.format), None, findings, verdict, inv,
+                      None if compat is None else compat.report())
 
 
 def check(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
@@ -133,7 +62,7 @@ def check(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
           config: str | None = None, use_config: bool = True, target: Target | None = None,
           model: Any = None, model_kwargs: Any = None, snapshot: str | None = None,
           key: str | None = None, overrides: Overrides | None = None,
-          apply_baseline: bool = True, targets: str = "all") -> Report:
+          apply_baseline: bool = True, targets: TargetsMode = "all") -> Report:
     """Check one or more checkpoint files; see :class:`Report`.
 
     Each file's configuration is the nearest ``[tool.ckptlint]`` above it (or ``config``):
@@ -143,7 +72,7 @@ def check(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
     live class: never imports torch) or ``none``. Raises ConfigError / TargetError for
     unusable settings — never for unreadable checkpoints, which become file errors.
     """
-    if targets not in ("all", "snapshots", "none"):
+    if targets not in TARGETS_MODES:
         raise ValueError(f"targets must be all, snapshots or none, not {targets!r}")
     from .config import config_for
     from .plugins import all_rules
@@ -166,10 +95,11 @@ def check(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
             if baseline_path not in baselines:
                 baselines[baseline_path] = read_baseline(baseline_path)
             accepted = baselines[baseline_path]
-        fr.findings = apply_policy(fr.findings, p, cfg, rules, overrides, accepted,
-                                   os.path.dirname(os.path.abspath(baseline_path)) if baseline_path else None)
+        fr = replace(fr, findings=apply_policy(list(fr.findings), p, cfg, rules, overrides, accepted,
+                                               os.path.dirname(os.path.abspath(baseline_path))
+                                               if baseline_path else None))
         files.append(fr)
-    return Report(files)
+    return Report(tuple(files))
 
 
 def _target_for(path: str, cfg: Any, model: Any, model_kwargs: Any, snapshot: str | None,

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .compat.analyze import CompatReport
+    from .compat.analyze import CompatAnalysis
     from .config import Config
     from .inventory import Inventory
-    from .safety.weights_only import Verdict
+    from .results import Verdict
     from .targets.resolve import Target
 
 
@@ -20,7 +20,7 @@ class FileContext:
     verdict: Verdict
     trusted: frozenset[str] = frozenset()
     target: Target | None = None
-    compat: CompatReport | None = None
+    compat: CompatAnalysis | None = None
     compat_error: str | None = None
     """Why no compat report exists although a target applies (no state_dict found …)."""
     config: Config | None = None

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .checker import FileReport
+    from .findings import Finding
+    from .results import FileReport
 
 # The helpers raise AssertionError themselves; registering keeps pytest from warning
 # when they are imported before the rewrite hook under ``-p no:ckptlint``-style setups.
@@ -172,7 +173,7 @@ class CkptFile(pytest.File):
         if o["model"]:
             return str(o["model"])
         if o["snapshot"]:
-            return os.path.basename(o["snapshot"])
+            return os.path.basename(str(o["snapshot"]))
         from .config import ConfigError, config_for
 
         try:
@@ -183,7 +184,7 @@ class CkptFile(pytest.File):
             return None
         return entry.model or os.path.basename(entry.snapshot or "snapshot")
 
-    def collect(self) -> list[pytest.Item]:  # type: ignore[override]
+    def collect(self) -> list[pytest.Item]:
         items: list[pytest.Item] = [CkptItem.from_parent(self, name="safety", kind="safety")]
         label = self.target_label()
         if label is not None:
@@ -265,8 +266,8 @@ class CkptItem(pytest.Item):
         return self.path, None, f"{self.ckpt.name}::{self.name}"
 
 
-def _failing(findings: list[Any], fail_on: str) -> list[Any]:
-    from .findings import severity_rank
+def _failing(findings: list[Finding], fail_on: str) -> list[Finding]:
+    from .vocab import severity_rank
 
     return [f for f in findings if severity_rank(f.severity) >= severity_rank(fail_on)]
 
@@ -292,6 +293,6 @@ def compat_failure(fr: FileReport, fail_on: str) -> str | None:
     findings = [f for f in fr.findings if f.code.startswith("CK2")]
     if not _failing(findings, fail_on):
         return None
-    target = (fr.compat or {}).get("target")
+    target = fr.compat.target if fr.compat else None
     head = f"does not load into {target}" if target else "does not load into the target"
     return f"{fr.path}: {head}\n" + render_file(dataclasses.replace(fr, findings=findings))

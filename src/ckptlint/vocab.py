@@ -7,7 +7,7 @@ contract (docs/report-json.md, schemas/report.schema.json) uses these strings.
 
 from __future__ import annotations
 
-from typing import Final, Literal, get_args
+from typing import Final, Literal, cast, get_args
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: Final[tuple[Severity, ...]] = get_args(Severity)
@@ -43,6 +43,14 @@ UNREADABLE_FORMATS: Final[tuple[UnreadableFormat, ...]] = get_args(UnreadableFor
 FormatKind = Literal[ReadableFormat, NotACheckpoint, UnreadableFormat]
 """Every ``format`` string the readers produce, readable or not (JSON ``files[].format``)."""
 FORMAT_KINDS: Final[tuple[FormatKind, ...]] = (*READABLE_FORMATS, *NOT_A_CHECKPOINT, *UNREADABLE_FORMATS)
+
+
+
+def format_kind(value: str) -> FormatKind:
+    """A reader's format string as the vocabulary type. Not checked at run time (a new kind must still
+    reach the report); tests/test_core_vocab.py proves every string the readers produce is listed here."""
+    return cast("FormatKind", value)
+
 
 LEGACY_FORMATS: Final[tuple[FormatKind, ...]] = ("torch-legacy", "torch-tar")
 """The formats torch reads only for old checkpoints (``forbid-legacy-format``)."""
@@ -86,6 +94,7 @@ __all__ = [
     "Severity",
     "TargetsMode",
     "UnreadableFormat",
+    "format_kind",
     "is_severity",
     "severity_rank",
 ]

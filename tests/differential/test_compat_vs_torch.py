@@ -415,8 +415,8 @@ def run_case(tmp_path: Any, target: str, ckpt: Any, save_kwargs: dict[str, Any],
         except AssertionError:
             assert snap.result.notes, label  # the CK207 note: check against the live class
             INEXACT_DIFFERS.append(label)
-    d = live.to_dict()
-    assert d["strict_ok"] == tv.strict_ok and set(d["missing"]) == set(tv.missing)
+    d = live.report()
+    assert d.strict_ok == tv.strict_ok and set(d.missing) == set(tv.missing)
     check_fix(live, fresh, sd, label)
     return live, tv
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..inventory import Inventory
+from ..results import CompatFix, CompatReport
 from ..targets.signature import Signature
 from .compare import CompatResult, compare
 from .fixes import Fix, apply_fix, infer_fix
@@ -14,7 +15,9 @@ from .unwrap import StateDict, find_state_dict
 
 
 @dataclass
-class CompatReport:
+class CompatAnalysis:
+    """What the compat rules see: the state_dict found and the comparison; :meth:`report` is the result."""
+
     target: str
     state_dict: StateDict
     result: CompatResult
@@ -26,28 +29,22 @@ class CompatReport:
     ties: tuple[tuple[str, str], ...] = ()
     """(key, tied-to key) pairs of the model's tied weights."""
 
-    def to_dict(self) -> dict[str, Any]:
-        r = self.result
-        return {
-            "target": self.target,
-            "state_dict_path": list(self.state_dict.path),
-            "state_dict_found_by": self.state_dict.how,
-            "strict_ok": r.strict_ok,
-            "nonstrict_ok": r.nonstrict_ok,
-            "missing": list(r.missing),
-            "unexpected": list(r.unexpected),
-            "shape_mismatch": {k: [list(a), list(b)] for k, (a, b) in r.shape_mismatch.items()},
-            "dtype_mismatch": {k: [a, b] for k, (a, b) in r.dtype_mismatch.items()},
-            "non_tensor": dict(r.non_tensor),
-            "load_error": r.load_error,
-            "exact": self.exact,
-            "notes": list(r.notes) + list(self.target_notes),
-            "fix": None if self.fix is None else self.fix.to_dict(),
-        }
+    def report(self) -> CompatReport:
+        """The typed result the reports carry (JSON ``files[].compat``)."""
+        r, f = self.result, self.fix
+        fix = None if f is None else CompatFix(
+            tuple((a, b) for a, b in f.renames), tuple(f.drop), tuple(f.random_init), f.strict,
+            tuple(f.diagnosis), f.snippet)
+        return CompatReport(
+            target=self.target, state_dict_path=tuple(self.state_dict.path),
+            state_dict_found_by=self.state_dict.how, strict_ok=r.strict_ok, nonstrict_ok=r.nonstrict_ok,
+            missing=tuple(r.missing), unexpected=tuple(r.unexpected), shape_mismatch=dict(r.shape_mismatch),
+            dtype_mismatch=dict(r.dtype_mismatch), non_tensor=dict(r.non_tensor), load_error=r.load_error,
+            exact=self.exact, notes=(*r.notes, *self.target_notes), fix=fix)
 
 
 def analyze(inv: Inventory, sig: Signature, *, model: Any = None,
-            key: tuple[Any, ...] | None = None) -> CompatReport:
+            key: tuple[Any, ...] | None = None) -> CompatAnalysis:
     sd = find_state_dict(inv, key)
     custom = any(m.load_rule == "custom" for m in sig.modules)
     if custom and model is not None:
@@ -64,7 +61,7 @@ def analyze(inv: Inventory, sig: Signature, *, model: Any = None,
     fix = infer_fix(sig, sd, result, run)
     if fix is not None:
         fix.snippet = make_snippet(inv.path, sig.target, sig.kwargs, sd.path, fix)
-    return CompatReport(sig.target, sd, result, fix, exact, sig.notes, tuple(sig.shared.items()))
+    return CompatAnalysis(sig.target, sd, result, fix, exact, sig.notes, tuple(sig.shared.items()))
 
 
-__all__ = ["CompatReport", "analyze", "apply_fix"]
+__all__ = ["CompatAnalysis", "analyze", "apply_fix"]

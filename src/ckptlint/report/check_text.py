@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from tabulate import tabulate
 
-from ..checker import FileReport, Report
-
+from ..results import FileReport, Report
+from ..vocab import SEVERITIES
 
 COLORS = {"error": "31", "warning": "33", "info": "36"}
 
@@ -41,8 +41,8 @@ def render_file(fr: FileReport, color: bool = False) -> str:
     if fixes:
         lines.append("  fix:")
         lines.extend(f"    {'/'.join(codes)}: {fix}" for fix, codes in fixes.items())
-    lines.extend(f"  note: {note}" for note in (fr.compat or {}).get("notes", []))
-    snippet = ((fr.compat or {}).get("fix") or {}).get("snippet")
+    lines.extend(f"  note: {note}" for note in (fr.compat.notes if fr.compat else ()))
+    snippet = fr.compat.fix.snippet if fr.compat and fr.compat.fix else None
     if snippet:
         lines.append("  loading code that works for this checkpoint and model:")
         lines.extend("    " + line if line else "" for line in snippet.splitlines())
@@ -63,7 +63,7 @@ def _row_lines(lines: list[str], rows: Sequence[tuple[str, ...]]) -> list[str]:
 
 def render_report(report: Report, color: bool = False) -> str:
     parts = [render_file(fr, color) for fr in report.files if fr.error is None]
-    counts = {"error": 0, "warning": 0, "info": 0}
+    counts: dict[str, int] = dict.fromkeys(SEVERITIES, 0)
     for fr in report.files:
         for f in fr.findings:
             counts[f.severity] = counts.get(f.severity, 0) + 1

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..results import Report
+
 COMMANDS = {"error": "error", "warning": "warning", "info": "notice"}
 
 
@@ -19,7 +21,7 @@ def escape_property(text: str) -> str:
     return escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def render_github(report: Any, options: dict[str, Any]) -> str:
+def render_github(report: Report, options: dict[str, Any]) -> str:
     rules = options.get("rules", {})
     lines = []
     for path, f in report.findings():

@@ -69,7 +69,7 @@ def fast_table(rows: Sequence[Sequence[str]], headers: Sequence[str], colalign: 
                 widths[i] = n
 
     def line(cells: Iterable[str]) -> str:
-        parts = [c.rjust(w) if a == "right" else c.ljust(w) for c, w, a in zip(cells, widths, colalign)]
+        parts = [c.rjust(w) if a == "right" else c.ljust(w) for c, w, a in zip(cells, widths, colalign, strict=False)]
         return "  ".join(parts).rstrip()
 
     out = [line(headers), "  ".join("-" * w for w in widths)]

@@ -6,16 +6,19 @@ from typing import Any
 
 from tabulate import tabulate
 
+from ..results import Report
+from ..vocab import SEVERITIES
+
 
 def _cell(text: Any) -> str:
     return str(text if text is not None else "").replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(report: Any, options: dict[str, Any]) -> str:
+def render_markdown(report: Report, options: dict[str, Any]) -> str:
     out = ["## ckptlint report", ""]
     rows = []
     for fr in report.files:
-        counts = {s: sum(1 for f in fr.findings if f.severity == s) for s in ("error", "warning", "info")}
+        counts = {s: sum(1 for f in fr.findings if f.severity == s) for s in SEVERITIES}
         if fr.error is not None:
             wo = "unreadable"
         elif fr.verdict is None:
@@ -24,7 +27,7 @@ def render_markdown(report: Any, options: dict[str, Any]) -> str:
             wo = "✅ loads" if fr.verdict.loads else "❌ fails"
         compat = ""
         if fr.compat is not None:
-            compat = "✅ strict" if fr.compat["strict_ok"] else "❌"
+            compat = "✅ strict" if fr.compat.strict_ok else "❌"
         status = "❌" if fr.error or counts["error"] else ("⚠️" if counts["warning"] else "✅")
         rows.append((status, f"`{_cell(fr.path)}`", _cell(fr.format or ""), wo, compat,
                      counts["error"], counts["warning"], counts["info"]))
@@ -42,7 +45,7 @@ def render_markdown(report: Any, options: dict[str, Any]) -> str:
         fixes = list(dict.fromkeys(f"- **{f.code}**: {_cell(f.fix)}" for f in fr.findings if f.fix))
         if fixes:
             out += ["", "**Fixes**", "", *fixes]
-        snippet = ((fr.compat or {}).get("fix") or {}).get("snippet")
+        snippet = fr.compat.fix.snippet if fr.compat and fr.compat.fix else None
         if snippet:
             out += ["", "<details><summary>Loading code that works for this checkpoint</summary>", "",
                     "```python", snippet.rstrip(), "```", "", "</details>"]

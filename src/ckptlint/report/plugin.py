@@ -14,9 +14,9 @@ def _text(report: Any, options: dict[str, Any]) -> str:
 
 
 def _json(report: Any, options: dict[str, Any]) -> str:
-    from .inventory_json import dumps
+    from .check_json import render_json
 
-    return dumps(report.to_dict())
+    return render_json(report, options)
 
 
 def _sarif(report: Any, options: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .. import __version__
+from ..results import Report
 from ..rule import Rule
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -44,7 +45,7 @@ def _rule(rule: Rule) -> dict[str, Any]:
     }
 
 
-def render_sarif(report: Any, options: dict[str, Any]) -> str:
+def render_sarif(report: Report, options: dict[str, Any]) -> str:
     rules: dict[str, Rule] = options["rules"]
     used = sorted({f.code for _, f in report.findings()})
     declared = [rules[c] if c in rules else Rule(c, c, "warning", c) for c in used]
@@ -75,8 +76,9 @@ def render_sarif(report: Any, options: dict[str, Any]) -> str:
         "$schema": SCHEMA,
         "version": "2.1.0",
         "runs": [{
-            "tool": {"driver": {"name": "ckptlint", "version": __version__, "semanticVersion": __version__.split(".dev")[0],
-                                "informationUri": INFO_URI, "rules": [_rule(r) for r in declared]}},
+            "tool": {"driver": {"name": "ckptlint", "version": __version__,
+                                "semanticVersion": __version__.split(".dev")[0], "informationUri": INFO_URI,
+                                "rules": [_rule(r) for r in declared]}},
             "artifacts": [{"location": {"uri": artifact_uri(fr.path)}, **({"length": fr.inventory.facts.file_size}
                                                                            if fr.inventory else {})}
                           for fr in report.files],

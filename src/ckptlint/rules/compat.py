@@ -1,10 +1,10 @@
-"""CK2xx: compatibility findings from a CompatReport, after the user's allow patterns."""
+"""CK2xx: compatibility findings from a CompatAnalysis, after the user's allow patterns."""
 
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
-from ..compat.analyze import CompatReport
+from ..compat.analyze import CompatAnalysis
 from ..findings import Finding
 from ..targets.resolve import Target
 from ..hookspecs import hookimpl
@@ -54,7 +54,7 @@ def _listing(keys: list[str], n: int = 5) -> str:
     return shown + (f", … ({len(keys)} in all)" if len(keys) > n else "")
 
 
-def compat_findings(rep: CompatReport, target: Target) -> list[Finding]:
+def compat_findings(rep: CompatAnalysis, target: Target) -> list[Finding]:
     r = rep.result
     fix_line = _fix_line(rep)
     where = "/".join(map(str, rep.state_dict.path)) or None
@@ -106,7 +106,7 @@ def compat_findings(rep: CompatReport, target: Target) -> list[Finding]:
     return out
 
 
-def _ties(rep: CompatReport, where: str | None) -> list[Finding]:
+def _ties(rep: CompatAnalysis, where: str | None) -> list[Finding]:
     """Tied weights: one key missing is filled through the tie; two different tensors collide."""
     out = []
     entries = rep.state_dict.entries
@@ -125,7 +125,7 @@ def _ties(rep: CompatReport, where: str | None) -> list[Finding]:
     return out
 
 
-def _fix_line(rep: CompatReport) -> str | None:
+def _fix_line(rep: CompatAnalysis) -> str | None:
     fix = rep.fix
     if fix is None:
         return None

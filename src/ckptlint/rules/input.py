@@ -10,7 +10,6 @@ RULES = [
     Rule("CK902", "not-a-checkpoint", "error", "the file is not a checkpoint (empty, text, a .pth path file …)"),
 ]
 
-NOT_A_CHECKPOINT = frozenset({"empty", "text", "python-pth", "lfs-pointer", "unknown", "directory"})
 
 
 @hookimpl

@@ -10,47 +10,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from ..inventory import Inventory
+from ..results import Blocker, Verdict
 from .allowlist import BLOCKLISTED_MODULES, NEWEST_SUPPORTED_TORCH
 from .classify import classify, module_classes
 
 # Since this release, torch.load hands paths ending in .safetensors to the safetensors package
 # (verified on 2.14.1; earlier releases parse them as pickles and fail).
 SAFETENSORS_BY_PATH_SINCE = (2, 14)
-
-
-@dataclass(frozen=True)
-class Blocker:
-    kind: str
-    """``global``, ``opcode``, ``structure`` or ``format``."""
-    detail: str
-    stream: str = ""
-    offset: int | None = None
-    category: str | None = None
-    """For globals and classes: allowed/data/model/dangerous/unknown."""
-    cls: str | None = None
-    """For structure blockers: the class that must be allowlisted."""
-
-    def to_dict(self) -> dict[str, object]:
-        return {"kind": self.kind, "detail": self.detail, "stream": self.stream,
-                "offset": self.offset, "category": self.category}
-
-
-@dataclass(frozen=True)
-class Verdict:
-    loads: bool
-    blocking: tuple[Blocker, ...]
-    torch_version: str
-    advice: str
-    """One line: what to do (the allowlist line, re-save, or do not load)."""
-    categories: dict[str, str] = field(default_factory=dict)
-    """Every referenced global's category, by qualname."""
-
-    def to_dict(self) -> dict[str, object]:
-        return {"loads": self.loads, "blocking": [b.to_dict() for b in self.blocking],
-                "torch_version": self.torch_version, "advice": self.advice}
 
 
 def categorize(inv: Inventory, allowed: frozenset[str]) -> dict[str, str]:
