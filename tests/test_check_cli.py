@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
-import torch
 
-
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ckptlint", "check", *args],
-                          capture_output=True, text=True, timeout=120)
+from conftest import CliRunner
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def files(tmp_path_factory: pytest.TempPathFactory, torch: ModuleType) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("check")
     out = {
         "clean": d / "clean.pt",
@@ -34,7 +30,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
-def _loads(path: Path) -> bool:
+def _loads(torch: ModuleType, path: Path) -> bool:
     try:
         torch.load(path, weights_only=True)
     except Exception:  # noqa: BLE001 - torch's verdict, whatever it raises
@@ -42,35 +38,35 @@ def _loads(path: Path) -> bool:
     return True
 
 
-def test_json_contract(files: dict[str, Path]) -> None:
-    proc = _run("--format", "json", *map(str, files.values()))
+def test_json_contract(files: dict[str, Path], cli: CliRunner, torch: ModuleType) -> None:
+    proc = cli("check", "--format", "json", *map(str, files.values()))
     assert proc.returncode == 1  # the full-model pickle is an error
     doc = json.loads(proc.stdout)
     assert doc["version"] == 1
     assert [f["path"] for f in doc["files"]] == [str(p) for p in files.values()]
-    for entry, path in zip(doc["files"], files.values()):
+    for entry, path in zip(doc["files"], files.values(), strict=True):
         assert set(entry) >= {"path", "format", "error", "findings", "globals", "weights_only", "compat"}
         assert entry["error"] is None and entry["compat"] is None
-        assert entry["weights_only"]["loads"] == _loads(path)
+        assert entry["weights_only"]["loads"] == _loads(torch, path)
         for g in entry["globals"]:
             assert g["category"] in ("allowed", "data", "model", "dangerous", "unknown")
         for f in entry["findings"]:
             assert set(f) >= {"code", "severity", "message", "key", "location", "fix"}
-    by_name = dict(zip(files, doc["files"]))
+    by_name = dict(zip(files, doc["files"], strict=True))
     assert by_name["clean"]["findings"] == []
     assert {f["code"] for f in by_name["full"]["findings"]} >= {"CK102", "CK105"}
     assert by_name["proto4"]["weights_only"]["blocking"][0]["kind"] == "opcode"
 
 
-def test_exit_codes_and_fail_on(files: dict[str, Path]) -> None:
-    assert _run(str(files["clean"])).returncode == 0
-    assert _run(str(files["namespace"])).returncode == 0  # warnings only
-    assert _run("--fail-on", "warning", str(files["namespace"])).returncode == 1
-    assert _run(str(files["full"])).returncode == 1
+def test_exit_codes_and_fail_on(files: dict[str, Path], cli: CliRunner) -> None:
+    assert cli("check", str(files["clean"])).returncode == 0
+    assert cli("check", str(files["namespace"])).returncode == 0  # warnings only
+    assert cli("check", "--fail-on", "warning", str(files["namespace"])).returncode == 1
+    assert cli("check", str(files["full"])).returncode == 1
 
 
-def test_allow_global_trusts_a_class(files: dict[str, Path]) -> None:
-    proc = _run("--format", "json", "--allow-global", "argparse.Namespace", str(files["namespace"]))
+def test_allow_global_trusts_a_class(files: dict[str, Path], cli: CliRunner, torch: ModuleType) -> None:
+    proc = cli("check", "--format", "json", "--allow-global", "argparse.Namespace", str(files["namespace"]))
     entry = json.loads(proc.stdout)["files"][0]
     assert entry["findings"] == []
     assert entry["weights_only"]["loads"] is True
@@ -78,45 +74,44 @@ def test_allow_global_trusts_a_class(files: dict[str, Path]) -> None:
         torch.load(files["namespace"], weights_only=True)  # what the verdict assumed
 
 
-def test_unreadable_file_is_one_line(tmp_path: Path, files: dict[str, Path]) -> None:
+def test_unreadable_file_is_one_line(tmp_path: Path, files: dict[str, Path], cli: CliRunner) -> None:
     bad = tmp_path / "notes.pt"
     bad.write_text("not a checkpoint\n")
-    proc = _run(str(files["clean"]), str(bad))
+    proc = cli("check", str(files["clean"]), str(bad))
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"ckptlint: {bad}: a text file, not a checkpoint"]
     assert "Traceback" not in proc.stderr
     assert str(files["clean"]) in proc.stdout
 
 
-def test_text_output_shows_fix(files: dict[str, Path]) -> None:
-    proc = _run(str(files["namespace"]))
+def test_text_output_shows_fix(files: dict[str, Path], cli: CliRunner) -> None:
+    proc = cli("check", str(files["namespace"]))
     assert "CK104" in proc.stdout and "argparse.Namespace" in proc.stdout
     assert 'torch.serialization.add_safe_globals([(argparse.Namespace, "argparse.Namespace")])' in proc.stdout
 
 
-def test_check_imports_no_torch(files: dict[str, Path]) -> None:
+def test_check_imports_no_torch(files: dict[str, Path], run_python: Any) -> None:
     code = ("import sys, ckptlint.cli; rc = ckptlint.cli.main(['check', sys.argv[1]]); "
             "assert 'torch' not in sys.modules, 'torch imported'; print('rc', rc)")
-    proc = subprocess.run([sys.executable, "-c", code, str(files["full"])], capture_output=True, text=True,
-                          timeout=120)
+    proc = run_python("-c", code, files["full"])
     assert proc.returncode == 0, proc.stderr
     assert "rc 1" in proc.stdout
 
 
-def test_skip_site_pth_skips_only_real_site_files(tmp_path: Path) -> None:
+def test_skip_site_pth_skips_only_real_site_files(tmp_path: Path, cli: CliRunner) -> None:
     site = tmp_path / "distutils-precedence.pth"
     site.write_text("/usr/lib/python3/dist-packages\nimport os\n")
     evil = tmp_path / "evil.pth"
     evil.write_bytes(b"cposix\nsystem\n(Vtouch x\ntR.")  # a protocol-0 pickle is text too
-    proc = _run("--skip-site-pth", str(site), str(evil))
+    proc = cli("check", "--skip-site-pth", str(site), str(evil))
     assert proc.returncode == 1
     assert "CK101" in proc.stdout
     assert f"{site}: skipped" in proc.stderr
-    assert _run("--skip-site-pth", str(site)).returncode == 0
-    assert _run(str(site)).returncode == 2  # without the flag it is not a checkpoint
+    assert cli("check", "--skip-site-pth", str(site)).returncode == 0
+    assert cli("check", str(site)).returncode == 2  # without the flag it is not a checkpoint
 
 
-def test_report_assertions(files: dict[str, Path]) -> None:
+def test_report_assertions(files: dict[str, Path], torch: ModuleType) -> None:
     import ckptlint
 
     ckptlint.check(files["clean"]).assert_safe()
@@ -125,6 +120,6 @@ def test_report_assertions(files: dict[str, Path]) -> None:
     model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
     ckptlint.check(files["clean"], model=model).assert_compatible()
     bigger = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
-    with pytest.raises(AssertionError, match="0.weight"):
+    with pytest.raises(AssertionError, match=r"0\.weight"):
         ckptlint.check(files["clean"], model=bigger).assert_compatible()
     ckptlint.check(files["clean"], model=bigger).assert_compatible(allow_mismatch=["0.*", "1.*"])
