@@ -13,6 +13,7 @@ from .rule import CODE_RE, Rule
 
 BUILTIN_PLUGINS = (
     "ckptlint.rules.safety",
+    "ckptlint.rules.torchscript",
     "ckptlint.rules.device",
     "ckptlint.rules.compat",
     "ckptlint.rules.hygiene",

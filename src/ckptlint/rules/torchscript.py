@@ -1,0 +1,120 @@
+"""CK108: what a TorchScript archive's code runs when ``torch.jit.load`` reads it.
+
+The operations come from formats/torchscript_code.py (``facts.extra["torchscript_code"]``).
+An operation is judged here, by exact name: the operators torch itself registers that
+touch files, processes or the network; the operator namespaces torch registers (tensor
+math, quantized kernels …); anything else needs a library loaded from elsewhere and
+is unknown. ``torch.load(weights_only=False)`` hands such archives to ``torch.jit.load``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..findings import Finding
+from ..hookspecs import hookimpl
+from ..inventory import Inventory
+from ..rule import Rule
+
+RULES = [
+    Rule("CK108", "torchscript-code", "error",
+         "TorchScript code that runs at load (or when called) touches files, processes or the network"),
+]
+
+# Operators torch registers that reach outside the process's tensors (torch 2.14
+# ``torch._C._jit_get_all_schemas()``, read by tests/differential/test_torchscript_vs_torch.py).
+DANGEROUS_OPS: dict[str, str] = {
+    "aten::save": "writes a file (torch.save)",
+    "aten::from_file": "reads (and with shared=True maps) a file",
+    "debugprims::load_tensor": "reads a tensor from a file",
+    "prim::rpc_async": "calls a remote worker (torch.distributed.rpc)",
+    "prim::rpc_sync": "calls a remote worker (torch.distributed.rpc)",
+    "prim::rpc_remote": "calls a remote worker (torch.distributed.rpc)",
+    "prim::PythonOp": "runs Python code",
+    "prim::IgnoredPythonOp": "runs Python code",
+}
+DANGEROUS_NAMESPACES: dict[str, str] = {
+    "c10d": "collective communication over the network (torch.distributed)",
+    "_c10d_functional": "collective communication over the network (torch.distributed)",
+    "_c10d_functional_autograd": "collective communication over the network (torch.distributed)",
+    "_dtensor": "collective communication over the network (torch.distributed)",
+    "symm_mem": "reads and writes other processes' memory (symmetric memory)",
+}
+# Operator namespaces torch registers itself; their operators compute on tensors and values.
+KNOWN_NAMESPACES = frozenset({
+    "aten", "prim", "prims", "quantized", "_quantized", "quantization", "sparse", "mkldnn",
+    "mkldnn_prepacked", "onednn", "mkl", "cuda", "profiler", "inductor", "inductor_prims", "rngprims",
+    "_native", "static_runtime", "onnx", "xnnpack", "_xnnpack", "vulkan", "vulkan_prepack", "mps",
+})
+# torch.classes namespaces torch registers (``torch._C._jit_get_custom_class_schemas()``).
+DANGEROUS_CLASS_NAMESPACES: dict[str, str] = {
+    "c10d": "a process group: network communication (torch.distributed)",
+    "dist_c10d": "a store or process group: network communication (torch.distributed)",
+    "dist_rpc": "remote procedure calls (torch.distributed.rpc)",
+    "_nnapi": "loads the Android NNAPI native library",
+}
+KNOWN_CLASS_NAMESPACES = frozenset({
+    "quantized", "rnn", "sparse", "mkldnn", "cuda", "profiling", "backendutils", "aten", "xnnpack",
+})
+
+
+def judge(op: str) -> tuple[str, str] | None:
+    """``(kind, why)`` for an operation that is not harmless; kind is ``dangerous`` or ``unknown``."""
+    if op.startswith("torch.classes."):
+        parts = op.split(".")
+        ns = parts[2] if len(parts) > 2 else ""
+        if ns in DANGEROUS_CLASS_NAMESPACES:
+            return "dangerous", DANGEROUS_CLASS_NAMESPACES[ns]
+        if ns in KNOWN_CLASS_NAMESPACES:
+            return None
+        return "unknown", f"custom class namespace {ns!r} is not torch's: it needs a library loaded from elsewhere"
+    if "::" not in op:
+        return "unknown", "a reference to a module ckptlint cannot follow to one operator"
+    if op in DANGEROUS_OPS:
+        return "dangerous", DANGEROUS_OPS[op]
+    ns = op.split("::", 1)[0]
+    if ns in DANGEROUS_NAMESPACES:
+        return "dangerous", DANGEROUS_NAMESPACES[ns]
+    if ns in KNOWN_NAMESPACES:
+        return None
+    return "unknown", f"operator namespace {ns!r} is not torch's: a library loaded from elsewhere defines it"
+
+
+@hookimpl
+def ckptlint_rules() -> list[Rule]:
+    return RULES
+
+
+@hookimpl
+def ckptlint_check_file(context):  # type: ignore[no-untyped-def]
+    return torchscript_findings(context.inventory)
+
+
+def torchscript_findings(inv: Inventory) -> list[Finding]:
+    code: dict[str, Any] | None = inv.facts.extra.get("torchscript_code")
+    if inv.format != "torchscript" or not code:
+        return []
+    out: list[Finding] = []
+    for why in code.get("unreadable", []):
+        out.append(Finding(
+            "CK108", "error",
+            f"TorchScript code ckptlint cannot read, which torch.jit.load compiles and may run: {why}",
+            None, why.split(":", 1)[0], "do not load this file"))
+    for op in code.get("operations", []):
+        verdict = judge(op["op"])
+        if verdict is None:
+            continue
+        kind, why = verdict
+        where = f"{op['member']}:{op['line']}"
+        if op["at_load"]:
+            out.append(Finding(
+                "CK108", "error",
+                f"TorchScript code runs {op['op']} ({kind}: {why}) at load, from {op['entry']}; "
+                "torch.load(weights_only=False) and torch.jit.load run it",
+                None, where, "do not load this file; ask for a state_dict (torch.save(model.state_dict()))"))
+        else:
+            out.append(Finding(
+                "CK108", "warning",
+                f"TorchScript method {op['entry']} calls {op['op']} ({kind}: {why}) when the model runs",
+                None, where, "run this model only if you trust its author"))
+    return out
