@@ -99,7 +99,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(getattr(pytest.mark, _tier(item)))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def torch() -> ModuleType:
     """The torch module, for tests that build checkpoints with it (and are therefore not unit tests)."""
     return importlib.import_module("torch")
