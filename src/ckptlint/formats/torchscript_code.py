@@ -107,8 +107,9 @@ def analyze_archive(z: ZipArchive, prefix: str, limits: Limits = DEFAULT_LIMITS)
     code_dir = f"{prefix}/code/".lower()
     sources: list[tuple[str, str, bytes | None, str | None]] = []
     budget = limits.max_inflated_bytes
-    for m in z.by_name.values():
-        # miniz looks names up case-insensitively, so any spelling of code/…/x.py may be the one read.
+    for m in z.members:
+        # miniz looks names up case-insensitively and may pick any of several same-named entries:
+        # every entry that can be the one torch reads for a code/…/x.py path is analysed.
         low = m.name.lower()
         if not (low.startswith(code_dir) and low.endswith(".py")):
             continue

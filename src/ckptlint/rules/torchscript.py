@@ -97,9 +97,9 @@ def torchscript_findings(inv: Inventory) -> list[Finding]:
     out: list[Finding] = []
     for why in code.get("unreadable", []):
         out.append(Finding(
-            "CK108", "error",
-            f"TorchScript code ckptlint cannot read, which torch.jit.load compiles and may run: {why}",
-            None, why.split(":", 1)[0], "do not load this file"))
+            code="CK108", severity="error",
+            message=f"TorchScript code ckptlint cannot read, which torch.jit.load compiles and may run: {why}",
+            location=why.split(":", 1)[0], fix="do not load this file"))
     for op in code.get("operations", []):
         verdict = judge(op["op"])
         if verdict is None:
@@ -108,13 +108,13 @@ def torchscript_findings(inv: Inventory) -> list[Finding]:
         where = f"{op['member']}:{op['line']}"
         if op["at_load"]:
             out.append(Finding(
-                "CK108", "error",
-                f"TorchScript code runs {op['op']} ({kind}: {why}) at load, from {op['entry']}; "
+                code="CK108", severity="error",
+                message=f"TorchScript code runs {op['op']} ({kind}: {why}) at load, from {op['entry']}; "
                 "torch.load(weights_only=False) and torch.jit.load run it",
-                None, where, "do not load this file; ask for a state_dict (torch.save(model.state_dict()))"))
+                location=where, fix="do not load this file; ask for a state_dict (torch.save(model.state_dict()))"))
         else:
             out.append(Finding(
-                "CK108", "warning",
-                f"TorchScript method {op['entry']} calls {op['op']} ({kind}: {why}) when the model runs",
-                None, where, "run this model only if you trust its author"))
+                code="CK108", severity="warning",
+                message=f"TorchScript method {op['entry']} calls {op['op']} ({kind}: {why}) when the model runs",
+                location=where, fix="run this model only if you trust its author"))
     return out
