@@ -24,6 +24,7 @@ import io
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,32 +121,55 @@ class CliResult:
 class CliRunner:
     """Calls ``ckptlint.cli.main(argv)`` in this process, capturing its streams and exit code.
 
-    In-process is ~100x cheaper than a new interpreter; use :func:`run_python` only
-    where the process boundary is what the test is about.
+    In-process is ~100x cheaper than a new interpreter; use ``run_python`` only where the
+    process boundary is what the test is about. Each call starts from what a new process
+    would see: configuration files are read again, and modules imported from temporary
+    directories (target model modules a test wrote) are forgotten afterwards, as are
+    ``sys.path`` changes. ``pythonpath`` entries are put in front of ``sys.path`` (the
+    in-process PYTHONPATH). An exception escaping ``main`` fails the test with its traceback.
     """
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self._monkeypatch = monkeypatch
 
     def __call__(self, *args: str | os.PathLike[str], cwd: str | os.PathLike[str] | None = None,
-                 env: Mapping[str, str | None] | None = None) -> CliResult:
+                 env: Mapping[str, str | None] | None = None,
+                 pythonpath: Sequence[str | os.PathLike[str]] = ()) -> CliResult:
+        from ckptlint import config
         from ckptlint.cli import main
 
+        config.load_config.cache_clear()  # a process reads its configuration once; a test may rewrite it
+        importlib.invalidate_caches()
+        modules_before, path_before = set(sys.modules), list(sys.path)
         out, err = io.StringIO(), io.StringIO()
-        with self._monkeypatch.context() as mp:
-            if cwd is not None:
-                mp.chdir(cwd)
-            for key, value in (env or {}).items():
-                if value is None:
-                    mp.delenv(key, raising=False)
-                else:
-                    mp.setenv(key, value)
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                try:
-                    code = main([os.fspath(a) for a in args])
-                except SystemExit as e:  # not expected from main(); recorded, not hidden
-                    code = e.code if isinstance(e.code, int) else 2
+        try:
+            with self._monkeypatch.context() as mp:
+                if cwd is not None:
+                    mp.chdir(cwd)
+                for key, value in (env or {}).items():
+                    if value is None:
+                        mp.delenv(key, raising=False)
+                    else:
+                        mp.setenv(key, value)
+                sys.path[:0] = [os.fspath(p) for p in pythonpath]
+                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                    try:
+                        code = main([os.fspath(a) for a in args])
+                    except SystemExit as e:  # not expected from main(); recorded, not hidden
+                        code = e.code if isinstance(e.code, int) else 2
+        finally:
+            sys.path[:] = path_before
+            _forget_temporary_modules(set(sys.modules) - modules_before)
         return CliResult(code, out.getvalue(), err.getvalue())
+
+
+def _forget_temporary_modules(names: set[str]) -> None:
+    """Drop modules loaded from temporary directories: the next test may write another module of that name."""
+    tmp = Path(tempfile.gettempdir()).resolve()
+    for name in names:
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if file and tmp in Path(file).resolve().parents:
+            del sys.modules[name]
 
 
 @pytest.fixture
