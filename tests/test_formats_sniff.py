@@ -88,7 +88,7 @@ def test_tar_format_is_recognised(tmp_path: Path) -> None:
     members = {
         "sys_info": pickle.dumps({"protocol_version": 1000, "little_endian": True}, protocol=2),
         "pickle": pickle.dumps({"epoch": 7}, protocol=2),
-        "storages": pickle.dumps(0, protocol=2),
+        "storages": pickle.dumps(0, protocol=2) + pickle.dumps([], protocol=2),  # count, then the views list
         "tensors": pickle.dumps(0, protocol=2),
     }
     with tarfile.open(p, "w:", format=tarfile.PAX_FORMAT) as tf:

@@ -1,43 +1,187 @@
-"""The legacy non-zip torch format, raw pickles, and the oldest tar format.
+"""The legacy non-zip torch format and raw pickles, read the way ``torch.load`` reads them.
 
-Legacy files (``_use_new_zipfile_serialization=False``) are five pickles in a
-row — magic number, protocol version, sys_info, the object, the storage keys —
-followed by each storage as an 8-byte element count and its raw bytes. We
-parse the pickles and step over the storages by their declared sizes; tensor
-bytes are never read.
+After the tar attempt fails (formats/tar.py), ``serialization._legacy_load``
+unpickles from byte 0: the magic number, the protocol version, ``sys_info``,
+the object, the storage keys — each with ``pickle.load``, so the magic number
+and protocol are *values* (any pickle spelling of the same number counts:
+BININT, LONG1, protocol-0 INT or LONG, a float for 1001) compared with ``!=``.
+Each pickle runs before its value is checked, so a wrong value still means the
+globals before it were reached. Then each storage named by the keys is read as
+an 8-byte little-endian element count and its raw bytes; we step over those by
+the declared sizes; tensor bytes are never read.
 """
 
 from __future__ import annotations
 
-import struct
-import tarfile
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import FormatError
-from ..inventory import FormatFacts, Inventory, StorageRecord
-from ..limits import DEFAULT_LIMITS, Limits
+from ..inventory import FormatFacts, Inventory, StorageRecord, StreamStop
+from ..limits import DEFAULT_LIMITS, Budget, Limits
 from .common import Assembler, CountingFile, record_pid
 from .dtypes import ITEMSIZE
+from .tar import is_tar
+from .unpickler import Call, Global, TensorStub
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
 
+__all__ = ["MAGIC_NUMBER", "PROTOCOL_VERSION", "is_tar", "read_pickle_file", "read_tar"]
+
+
+def budget_of(f: CountingFile, limits: Limits) -> Budget:
+    """The file's one budget (CountingFile makes it): every reader of the file charges it."""
+    return f.budget
+
+
+def new_assembler(path: str, limits: Limits, f: CountingFile) -> Assembler:
+    return Assembler(path, limits, budget=f.budget)
+
+
+def stop(asm: Assembler, stream: str, offset: int, reason: str, limit: str | None = None) -> None:
+    """Record where torch.load raises (or reading had to stop); what came before stays reported."""
+    asm.stops.append(StreamStop(stream, offset, reason, limit))
+
+
+def parse_stream(asm: Assembler, f: CountingFile, offset: int, stream: str,
+                 persistent_load: Any) -> tuple[Any, int, bool]:
+    """One ``pickle.load`` at ``offset``: (value, end offset, stopped).
+
+    ``stopped`` means the unpickler raises there: torch.load raises too, after
+    running everything before it (the globals are in ``asm`` either way)."""
+    before = len(asm.stops)
+    value, end = asm.parse_file_stream(f, offset, stream, persistent_load=persistent_load)
+    return value, end, len(asm.stops) > before
+
 
 def read_pickle_file(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> Inventory:
-    """A file that starts with a pickle: the legacy torch format or a raw pickle."""
-    asm = Assembler(path, limits)
-    first, end = asm.parse_file_stream(f, 0, "pickle#0", persistent_load=asm.storage_loader(legacy=True))
-    if type(first) is int and first == MAGIC_NUMBER:
-        return _read_legacy(f, path, asm, end)
-    structure = asm.collect(first, "pickle#0")
-    if end < f.size:
-        asm.anomalies.append(f"{f.size - end} bytes follow the pickle's STOP")
-        _scan_trailing_pickles(f, asm, end)
+    """A file that is neither zip nor tar: the legacy torch format, or a raw pickle."""
+    asm = new_assembler(path, limits, f)
+    value, end = asm.parse_file_stream(f, 0, "pickle#0", persistent_load=None)
+    if _differs(value, MAGIC_NUMBER) is True:
+        structure = asm.collect(value, "pickle#0")
+        if end < f.size:
+            asm.anomalies.append(f"{f.size - end} bytes follow the pickle's STOP")
+            _scan_trailing_pickles(f, asm, end)
+        facts = FormatFacts(
+            format="pickle", file_size=f.size, bytes_read=f.bytes_read, pickle_protocol=asm.protocol,
+            streams=tuple(asm.streams), loaded_streams=("pickle#0",), opcodes=tuple(sorted(asm.opcodes)),
+        )
+        return asm.inventory(facts, structure)
+    read = read_legacy_streams(f, asm, first=(value, end))
     facts = FormatFacts(
-        format="pickle", file_size=f.size, bytes_read=f.bytes_read, pickle_protocol=asm.protocol,
-        streams=tuple(asm.streams), loaded_streams=("pickle#0",), opcodes=tuple(sorted(asm.opcodes)),
+        format="torch-legacy", file_size=f.size, bytes_read=f.bytes_read, pickle_protocol=asm.protocol,
+        byteorder="little", streams=tuple(asm.streams), loaded_streams=tuple(read.loaded_streams),
+        opcodes=tuple(sorted(asm.opcodes)), extra=read.extra,
     )
-    return asm.inventory(facts, structure)
+    return asm.inventory(facts, read.structure, read.storages)
+
+
+@dataclass
+class LegacyRead:
+    """What torch's legacy reader got from the file."""
+
+    structure: Any = None
+    storages: list[StorageRecord] | None = None
+    loaded_streams: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def read_legacy_streams(f: CountingFile, asm: Assembler, first: tuple[Any, int] | None = None) -> LegacyRead:
+    """torch's legacy reader from byte 0, statically, stopping where torch raises."""
+    out = LegacyRead()
+    loaded = out.loaded_streams
+    loaded.append("pickle#0")
+    if first is None:
+        magic, offset, stopped = parse_stream(asm, f, 0, "pickle#0", None)
+        if stopped:
+            return out
+    else:
+        magic, offset = first
+    if not _check(asm, magic, MAGIC_NUMBER, "pickle#0", offset, "Invalid magic number; corrupt file?"):
+        return out
+    loaded.append("pickle#1")
+    version, offset, stopped = parse_stream(asm, f, offset, "pickle#1", None)
+    if stopped or not _check(asm, version, PROTOCOL_VERSION, "pickle#1", offset,
+                             f"Invalid protocol version: {_short(version)}"):
+        return out
+    loaded.append("pickle#2")
+    sys_info, offset, stopped = parse_stream(asm, f, offset, "pickle#2", None)
+    if stopped:
+        return out
+    out.extra["sys_info"] = _plain_sys_info(sys_info)
+    loaded.append("pickle#3")
+    obj, offset, stopped = parse_stream(asm, f, offset, "pickle#3", _legacy_loader(asm))
+    if stopped:
+        return out
+    out.structure = asm.collect(obj, "pickle#3")
+    loaded.append("pickle#4")
+    keys, offset, stopped = parse_stream(asm, f, offset, "pickle#4", None)
+    if stopped:
+        return out
+    out.storages = _storage_records(f, asm, keys, offset)
+    return out
+
+
+def _storage_records(f: CountingFile, asm: Assembler, keys: Any, offset: int) -> list[StorageRecord]:
+    """Each storage the key list names: an 8-byte little-endian count, then its bytes (``_set_from_file``)."""
+    storages: list[StorageRecord] = []
+    if isinstance(keys, (list, tuple)):
+        key_list = list(keys)
+    else:
+        stop(asm, "pickle#4", offset, f"torch iterates the storage key list, a {type(keys).__name__}")
+        key_list = []
+    done: set[str] = set()
+    for key in key_list:
+        st = asm.storages.get(key) if isinstance(key, str) else None
+        if st is None:
+            stop(asm, "pickle#4", offset, f"torch.load raises: storage key {_short(key)} not found "
+                 "in the objects the pickle built")
+            break
+        head = f.pread(offset, 8)
+        count = int.from_bytes(head, "little", signed=True) if len(head) == 8 else -1
+        on_disk = count * ITEMSIZE.get(st.dtype, 1)
+        start = offset + 8
+        if count < 0 or on_disk > f.size - start:
+            stop(asm, "pickle#4", offset, f"torch.load raises: storage {key!r} runs past the end of the file")
+            break
+        if on_disk != st.nbytes:
+            asm.notes.append(f"storage {key!r}: {on_disk} bytes on disk, the pickle declares {st.nbytes}")
+        storages.append(StorageRecord(key, st.dtype, st.nbytes, st.location, f"bytes {start}-{start + on_disk}"))
+        done.add(key)
+        offset = start + on_disk
+    for key, st in asm.storages.items():
+        if key not in done:
+            storages.append(StorageRecord(key, st.dtype, st.nbytes, st.location, None))
+    return storages
+
+
+def _differs(value: Any, expected: int) -> bool | None:
+    """``value != expected`` as torch evaluates it; None when only running the file could tell."""
+    if isinstance(value, (Global, Call, TensorStub)):
+        return None
+    try:
+        return bool(value != expected)
+    except Exception:  # noqa: BLE001 - a stand-in that cannot compare: unknown
+        return None
+
+
+def _check(asm: Assembler, value: Any, expected: int, stream: str, offset: int, message: str) -> bool:
+    """Whether torch goes on past this comparison; an undecidable one is assumed to pass (all is scanned)."""
+    differs = _differs(value, expected)
+    if differs is None:
+        asm.anomalies.append(f"{stream}: torch compares an object the file builds with {expected}; "
+                             "whether it passes is known only by running it (the rest of the file is scanned)")
+        return True
+    if differs:
+        stop(asm, stream, offset, f"torch.load raises: {message}")
+        return False
+    return True
+
+
+def _short(v: Any) -> str:
+    return repr(v)[:60]
 
 
 def _scan_trailing_pickles(f: CountingFile, asm: Assembler, offset: int) -> None:
@@ -54,103 +198,22 @@ def _scan_trailing_pickles(f: CountingFile, asm: Assembler, offset: int) -> None
         i += 1
 
 
-def _read_legacy(f: CountingFile, path: str, asm: Assembler, offset: int) -> Inventory:
-    loader = asm.storage_loader(legacy=True)
-    version, offset = asm.parse_file_stream(f, offset, "pickle#1", persistent_load=loader)
-    if version != PROTOCOL_VERSION:
-        raise FormatError(f"legacy torch file with unknown protocol version {version!r}")
-    sys_info, offset = asm.parse_file_stream(f, offset, "pickle#2", persistent_load=loader)
-    obj, offset = asm.parse_file_stream(f, offset, "pickle#3", persistent_load=_legacy_loader(asm))
-    keys, offset = asm.parse_file_stream(f, offset, "pickle#4", persistent_load=loader)
-    structure = asm.collect(obj, "pickle#3")
-    little = True
-    if isinstance(sys_info, dict):
-        little = bool(sys_info.get("little_endian", True))
-    storages: list[StorageRecord] = []
-    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-        raise FormatError("legacy torch file: storage key list is malformed")
-    if len(keys) > len(asm.storages) + 1:
-        raise FormatError("legacy torch file lists more storages than its pickle declares")
-    for key in keys:
-        st = asm.storages.get(key)
-        if st is None:
-            asm.notes.append(f"storage key {key!r} is not referenced by the pickle")
-            break
-        head = f.pread(offset, 8)
-        if len(head) < 8:
-            asm.notes.append(f"file ends before storage {key!r}")
-            break
-        count = struct.unpack("<q" if little else ">q", head)[0]
-        itemsize = ITEMSIZE.get(st.dtype, 1) if st.typed else 1
-        on_disk = count * itemsize
-        start = offset + 8
-        if on_disk != st.nbytes:
-            asm.notes.append(f"storage {key!r}: {on_disk} bytes on disk, the pickle declares {st.nbytes}")
-        if not 0 <= on_disk <= f.size - start:
-            asm.notes.append(f"storage {key!r} runs past the end of the file")
-            break
-        storages.append(StorageRecord(key, st.dtype, st.nbytes, st.location, f"bytes {start}-{start + on_disk}"))
-        offset = start + on_disk
-    for key, st in asm.storages.items():
-        if key not in keys:
-            storages.append(StorageRecord(key, st.dtype, st.nbytes, st.location, None))
-    facts = FormatFacts(
-        format="torch-legacy", file_size=f.size, bytes_read=f.bytes_read, pickle_protocol=asm.protocol,
-        byteorder="little" if little else "big", streams=tuple(asm.streams),
-        loaded_streams=tuple(f"pickle#{i}" for i in range(5)),
-        opcodes=tuple(sorted(asm.opcodes)),
-        extra={"sys_info": _plain_sys_info(sys_info)},
-    )
-    return asm.inventory(facts, structure, storages)
-
-
 def _legacy_loader(asm: Assembler) -> Any:
     storage = asm.storage_loader(legacy=True)
 
     def load(pid: Any) -> Any:
         # ('module', cls, source_file, source): a pickled nn.Module class.
-        if isinstance(pid, tuple) and pid and pid[0] == "module" and len(pid) >= 2:
+        if isinstance(pid, tuple) and pid and pid[0] in ("module", b"module") and len(pid) >= 2:
             return pid[1]
         return storage(pid)
     return load
 
 
-def is_tar(f: CountingFile) -> bool:
-    return f.size >= 512 and f.pread(257, 5) == b"ustar"
-
-
 def read_tar(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> Inventory:
-    """The PyTorch 0.1 tar format: recognised, its object pickle scanned."""
-    asm = Assembler(path, limits)
-    f.seek(0)
-    try:
-        tf = tarfile.open(fileobj=f.f, mode="r:")  # noqa: SIM115
-        members = []
-        for i, m in enumerate(tf):
-            if i >= limits.max_zip_entries:
-                raise FormatError("tar archive has too many members")
-            members.append(m)
-    except tarfile.TarError as e:
-        raise FormatError(f"tar archive unreadable: {e}") from None
-    names = [m.name for m in members]
-    if "pickle" not in names:
-        raise FormatError("tar archive without a 'pickle' member: not a torch checkpoint")
-    structure: Any = None
-    for m in members:
-        if m.name not in ("pickle", "sys_info") or not m.isfile():
-            continue
-        if m.size > limits.max_pickle_bytes:
-            raise FormatError(f"tar member {m.name!r} is too large")
-        data = f.pread(m.offset_data, m.size)
-        value, _ = asm.parse(data, m.name, persistent_load=record_pid)
-        if m.name == "pickle":
-            structure = asm.collect(value, m.name)
-    asm.notes.append("tar format (PyTorch 0.1): tensor records are not decoded; torch.load(weights_only=True) refuses it")
-    facts = FormatFacts(
-        format="torch-tar", file_size=f.size, bytes_read=f.bytes_read, pickle_protocol=asm.protocol,
-        zip_entries=tuple(names), streams=tuple(asm.streams), opcodes=tuple(sorted(asm.opcodes)),
-    )
-    return asm.inventory(facts, structure)
+    """The PyTorch 0.1 tar format (formats/tar_torch.py)."""
+    from .tar_torch import read_tar as _read_tar
+
+    return _read_tar(f, path, limits)
 
 
 def _plain_sys_info(sys_info: Any) -> dict[str, Any] | None:

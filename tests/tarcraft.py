@@ -1,0 +1,178 @@
+"""Build PyTorch 0.1 tar checkpoints and legacy torch files byte by byte, as an attacker would.
+
+Pickles are written by hand (protocol 2 opcodes) so no torch object is needed;
+tar headers are written by CPython's tarfile and then edited (V7: magic and
+version wiped, checksum recomputed; GNU/PAX sparse; longnames; duplicates).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import tarfile
+from dataclasses import dataclass, field
+
+MAGIC = 0x1950A86A20F9469CFC6C
+
+
+def uni(s: str) -> bytes:
+    b = s.encode()
+    return b"X" + struct.pack("<I", len(b)) + b
+
+
+def glob(module: str, name: str) -> bytes:
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def pint(n: int) -> bytes:
+    """A protocol-2 pickle body for an int (BININT1/BININT/LONG1 as pickle would choose)."""
+    if 0 <= n < 256:
+        return b"K" + bytes([n])
+    if -(1 << 31) <= n < (1 << 31):
+        return b"J" + struct.pack("<i", n)
+    raw = n.to_bytes((n.bit_length() + 8) // 8, "little", signed=True)
+    return b"\x8a" + bytes([len(raw)]) + raw
+
+
+def p2(body: bytes) -> bytes:
+    return b"\x80\x02" + body + b"."
+
+
+def payload(marker: str) -> bytes:
+    """A REDUCE of ``os.system('touch <marker>')`` (protocol 2 body, leaves the result on the stack)."""
+    return glob("os", "system") + uni(f"touch {marker}") + b"\x85R"
+
+
+def reduce_call(module: str, name: str) -> bytes:
+    """``module.name()``: a harmless call whose global the loader must request."""
+    return glob(module, name) + b")R"
+
+
+@dataclass
+class TorchTar:
+    """The members of a torch 0.1 tar checkpoint, as bytes; ``objects`` maps tensor key -> (dtype class, numel)."""
+
+    tensors: dict[str, list[float]] = field(default_factory=lambda: {"w": [1.0, 2.0, 3.0]})
+    storage_extra: bytes = b""
+    """Pickle body run inside the first storage's args pickle (before the tuple is built)."""
+    tensors_extra: bytes = b""
+    pickle_extra: bytes = b""
+    count_extra: bytes = b""
+
+    def storages(self) -> bytes:
+        out = p2(self.count_extra + (b"0" if self.count_extra else b"") + pint(len(self.tensors)))
+        for i, (_, values) in enumerate(self.tensors.items()):
+            extra = (self.storage_extra + b"0") if i == 0 and self.storage_extra else b""
+            out += p2(extra + pint(i) + uni("cpu") + glob("torch", "FloatStorage") + b"\x87")
+            out += struct.pack("<q", len(values)) + struct.pack(f"<{len(values)}f", *values)
+        out += p2(b"]")
+        return out
+
+    def tensor_records(self) -> bytes:
+        out = p2(pint(len(self.tensors)))
+        for i, (_, values) in enumerate(self.tensors.items()):
+            extra = (self.tensors_extra + b"0") if i == 0 and self.tensors_extra else b""
+            out += p2(extra + pint(100 + i) + pint(i) + glob("torch", "FloatTensor") + b"\x87")
+            out += struct.pack("<i", 1) + b"\0" * 4 + struct.pack("<qqq", len(values), 1, 0)
+        return out
+
+    def pickle(self) -> bytes:
+        body = b"}"
+        if self.pickle_extra:
+            body = self.pickle_extra + b"0" + body
+        for i, name in enumerate(self.tensors):
+            body += uni(name) + pint(100 + i) + b"Qs"
+        return p2(body)
+
+    def sys_info(self) -> bytes:
+        return p2(b"}" + uni("little_endian") + b"\x88s")
+
+    def members(self) -> list[tuple[str, bytes]]:
+        return [("sys_info", self.sys_info()), ("pickle", self.pickle()),
+                ("tensors", self.tensor_records()), ("storages", self.storages())]
+
+
+def tar_bytes(members: list[tuple[str, bytes]], fmt: int = tarfile.USTAR_FORMAT,
+              pax: dict[str, dict[str, str]] | None = None) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tf:
+        for name, data in members:
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            ti.mode = 0o644
+            if pax and name in pax:
+                ti.pax_headers = dict(pax[name])
+            tf.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def set_checksum(header: bytearray) -> None:
+    header[148:156] = b" " * 8
+    chk = sum(header[:512])
+    header[148:156] = b"%06o\0 " % chk
+
+
+def to_v7(data: bytes) -> bytes:
+    """Every header block of a plain ustar archive rewritten as V7: no ``ustar`` magic, no version."""
+    out = bytearray(data)
+    off = 0
+    while off + 512 <= len(out) and out[off:off + 512] != b"\0" * 512:
+        hdr = out[off:off + 512]
+        size = int(bytes(hdr[124:136]).rstrip(b"\0 ") or b"0", 8)
+        hdr[257:265] = b"\0" * 8
+        hdr[265:345] = b"\0" * 80  # uname, gname, devmajor/minor are ustar fields
+        set_checksum(hdr)
+        out[off:off + 512] = hdr
+        off += 512 + (size + 511) // 512 * 512
+    return bytes(out)
+
+
+def pax_sparse_member(name: str, chunks: list[tuple[int, bytes]], realsize: int) -> bytes:
+    """A GNU sparse 1.0 member in PAX form: a PAX header with ``GNU.sparse.*`` and the map before the data."""
+    smap = f"{len(chunks)}\n" + "".join(f"{off}\n{len(d)}\n" for off, d in chunks)
+    mapblock = smap.encode().ljust((len(smap) + 511) // 512 * 512, b"\0")
+    data = mapblock + b"".join(d for _, d in chunks)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        ti = tarfile.TarInfo(f"GNUSparseFile.0/{name}")
+        ti.size = len(data)
+        ti.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": name,
+                          "GNU.sparse.realsize": str(realsize)}
+        tf.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()[:-1024]  # without the end-of-archive blocks
+
+
+def gnu_old_sparse_member(name: str, chunks: list[tuple[int, bytes]], realsize: int) -> bytes:
+    """An old-GNU sparse member (type ``S``): up to four map entries in the header itself."""
+    assert len(chunks) <= 4
+    data = b"".join(d for _, d in chunks)
+    hdr = bytearray(512)
+    hdr[0:len(name)] = name.encode()
+    hdr[100:108] = b"0000644\0"
+    hdr[108:116] = b"0000000\0"
+    hdr[116:124] = b"0000000\0"
+    hdr[124:136] = b"%011o\0" % len(data)
+    hdr[136:148] = b"00000000000\0"
+    hdr[156:157] = b"S"
+    hdr[257:265] = b"ustar  \0"
+    for i, (off, d) in enumerate(chunks):
+        base = 386 + 24 * i
+        hdr[base:base + 12] = b"%011o\0" % off
+        hdr[base + 12:base + 24] = b"%011o\0" % len(d)
+    hdr[482:483] = b"\0"  # isextended
+    hdr[483:495] = b"%011o\0" % realsize
+    set_checksum(hdr)
+    return bytes(hdr) + data.ljust((len(data) + 511) // 512 * 512, b"\0")
+
+
+def end_blocks() -> bytes:
+    return b"\0" * 1024
+
+
+def legacy_file(obj_body: bytes = b"}", magic: bytes | None = None, protocol: bytes | None = None,
+                sys_info: bytes | None = None, keys: bytes | None = None, tail: bytes = b"") -> bytes:
+    """A legacy (non-tar) torch file: five pickles, each replaceable by raw bytes."""
+    return ((magic if magic is not None else p2(pint(MAGIC)))
+            + (protocol if protocol is not None else p2(pint(1001)))
+            + (sys_info if sys_info is not None else p2(b"}" + uni("little_endian") + b"\x88s"))
+            + p2(obj_body) + (keys if keys is not None else p2(b"]")) + tail)
