@@ -45,6 +45,7 @@ KNOWN_NAMESPACES = frozenset({
     "aten", "prim", "prims", "quantized", "_quantized", "quantization", "sparse", "mkldnn",
     "mkldnn_prepacked", "onednn", "mkl", "cuda", "profiler", "inductor", "inductor_prims", "rngprims",
     "_native", "static_runtime", "onnx", "xnnpack", "_xnnpack", "vulkan", "vulkan_prepack", "mps",
+    "_test", "debug_mode_ops", "coor", "export",
 })
 # torch.classes namespaces torch registers (``torch._C._jit_get_custom_class_schemas()``).
 DANGEROUS_CLASS_NAMESPACES: dict[str, str] = {
