@@ -29,6 +29,9 @@ class GlobalRef:
     opcode: str
     path: KeyPath | None = None
     """Where the object built from this global sits, when it ends up in the loaded object."""
+    written: str | None = None
+    """``module.name`` exactly as the stream spells it, when CPython's fix_imports mapping
+    (protocol < 3: ``__builtin__`` -> ``builtins`` …) renamed it; else None."""
 
     @property
     def qualname(self) -> str:
@@ -52,6 +55,59 @@ class PickleEvent:
 
 
 @dataclass(frozen=True)
+class Operation:
+    """A neutral fact about one kind of call or container operation in a pickle stream.
+
+    Recorded once per (stream, opcode, target, detail), at its first offset, for
+    REDUCE, NEWOBJ, NEWOBJ_EX, INST, OBJ (``target`` = the callable or class),
+    BUILD, APPEND(S), SETITEM(S) on anything but a plain list/dict, ADDITEMS on
+    anything but a set (``target`` = the object operated on), PERSID/BINPERSID
+    (``target`` = the persistent id's type) and SHORT_BINSTRING that is not UTF-8.
+
+    ``target`` is ``global:mod.name`` (the global object itself: a class or function),
+    ``object:mod.name`` (an instance a call built; tensors are ``object:torch.Tensor`` or
+    ``object:torch.nn.parameter.Parameter``, numpy dtypes their dtype class) or a builtin
+    type name (``list``, ``dict``, ``set``, ``tuple``, ``str``, ``bytes``, ``int``, ``NoneType`` …).
+    ``detail``: for BUILD the state's type name; for BINPERSID the repr of a tuple pid's first
+    element (``'storage'``); for SHORT_BINSTRING ``not UTF-8``; else empty.
+    """
+
+    stream: str
+    offset: int
+    opcode: str
+    target: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class StreamStop:
+    """Where the static machine stopped inside a stream (CPython raises there too).
+
+    Everything before ``offset`` was interpreted and is in the Inventory (CPython ran it).
+    ``limit`` names the :class:`~ckptlint.limits.Limits` field when a bound was hit."""
+
+    stream: str
+    offset: int
+    reason: str
+    limit: str | None = None
+
+
+@dataclass(frozen=True)
+class PickleStream:
+    """Neutral facts about one parsed pickle stream."""
+
+    stream: str
+    protocol: int | None
+    """The first PROTO opcode's value; None for a stream without PROTO (protocols 0 and 1)."""
+    first_offsets: tuple[tuple[str, int], ...]
+    """(opcode name as in pickletools, offset of its first use), in file order: every opcode kind used."""
+    end: int | None
+    """Offset just past STOP; None when the stream stopped early."""
+    opcodes: int = 0
+    """Opcodes executed."""
+
+
+@dataclass(frozen=True)
 class StorageRecord:
     """A storage as the file declares it (torch persistent id or safetensors span)."""
 
@@ -61,6 +117,9 @@ class StorageRecord:
     device: str
     entry: str | None = None
     """Where the bytes live: a zip member, a byte range, or None when unknown."""
+    record_bytes: int | None = None
+    """Bytes the file actually holds for it (zip record size, legacy count * itemsize), when known;
+    compare with ``nbytes``, what the persistent id declares."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +196,12 @@ class Inventory:
     anomalies: tuple[str, ...] = ()
     """Places where readers could disagree about the file (duplicate zip names, local vs
     central header mismatches, FRAME boundaries, bytes after STOP …): signs of tampering."""
+    pickles: tuple[PickleStream, ...] = ()
+    """One entry per parsed pickle stream, in parse order."""
+    operations: tuple[Operation, ...] = ()
+    """Calls and container operations, first of each kind per stream (neutral facts)."""
+    stops: tuple[StreamStop, ...] = ()
+    """Where reading stopped before a stream's end (or a bound was hit); empty when every stream was read."""
 
     @property
     def format(self) -> str:
@@ -166,10 +231,14 @@ class Inventory:
             "shared_storages": {k: [list(p) for p in v] for k, v in self.shared_storages().items()},
             "globals": [
                 {"module": g.module, "name": g.name, "stream": g.stream, "offset": g.offset, "opcode": g.opcode,
-                 "path": None if g.path is None else list(g.path)}
+                 "path": None if g.path is None else list(g.path), "written": g.written}
                 for g in self.globals
             ],
             "events": [asdict(e) for e in self.events],
+            "pickles": [{"stream": p.stream, "protocol": p.protocol, "end": p.end, "opcodes": p.opcodes,
+                         "first_offsets": dict(p.first_offsets)} for p in self.pickles],
+            "operations": [asdict(o) for o in self.operations],
+            "stops": [asdict(s) for s in self.stops],
             "anomalies": list(self.anomalies),
             "metadata": self.metadata,
             "structure": self.structure,

@@ -55,7 +55,7 @@ class Budget:
     which bound was hit and how to raise it.
     """
 
-    __slots__ = ("limits", "inflated_bytes", "opcodes", "memo", "streams", "members", "tensors", "nested")
+    __slots__ = ("inflated_bytes", "limits", "members", "memo", "nested", "opcodes", "readers", "streams", "tensors")
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
         self.limits = limits
@@ -66,6 +66,8 @@ class Budget:
         self.members = 0
         self.tensors = 0
         self.nested = 0
+        self.readers: list[object] = []
+        """Readers holding partial results for this file (so a stop never throws them away)."""
 
     def _over(self, field: str, what: str) -> LimitExceeded:
         return LimitExceeded(field, getattr(self.limits, field), what)

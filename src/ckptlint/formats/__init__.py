@@ -5,23 +5,23 @@ from __future__ import annotations
 import os
 import struct
 
-from ..errors import CheckpointError, FormatError
-from ..inventory import Inventory
+from ..errors import CheckpointError, FormatError, LimitExceeded
+from ..inventory import FormatFacts, Inventory, StreamStop
 from ..limits import DEFAULT_LIMITS, Limits
-from .common import CountingFile
+from .common import CountingFile, assemblers_of
 from .legacy import read_pickle_file, read_tar
 from .safetensors import read_safetensors
 from .sharded import parse_index, read_sharded
 from .sniff import NOT_CHECKPOINT_REASONS, classify_text, sniff
 from .torchzip import read_torch_zip
 
-__all__ = ["read_inventory", "sniff_kind", "NOT_CHECKPOINT_REASONS"]
+__all__ = ["NOT_CHECKPOINT_REASONS", "read_inventory", "sniff_kind"]
 
 
 def sniff_kind(path: str, limits: Limits = DEFAULT_LIMITS) -> str | None:
     """What the file looks like (``python-pth``, ``zip``, ``pickle`` …), reading only its head."""
     try:
-        f = CountingFile(path)
+        f = CountingFile(path, limits)
     except OSError:
         return None
     try:
@@ -49,7 +49,7 @@ def read_inventory(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS
     if os.path.isdir(path):
         raise CheckpointError(path, "is a directory, not a file", "directory")
     try:
-        f = CountingFile(path)
+        f = CountingFile(path, limits)
     except FileNotFoundError:
         raise CheckpointError(path, "no such file", "missing") from None
     except OSError as e:
@@ -57,33 +57,88 @@ def read_inventory(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS
     kind = "unknown"
     try:
         kind = sniff(f, path, limits)
-        if kind in NOT_CHECKPOINT_REASONS:
-            raise CheckpointError(path, NOT_CHECKPOINT_REASONS[kind], kind)
-        if kind == "zip":
-            return read_torch_zip(f, path, limits)
-        if kind == "torch-preview":
-            raise CheckpointError(path, "PyTorch preview archive (PYTORCH1), which torch no longer reads", kind)
-        if kind == "torch-tar":
-            return read_tar(f, path, limits)
-        if kind == "safetensors":
-            return read_safetensors(f, path, limits)
-        if kind == "sharded-index":
-            index = parse_index(f.pread(0, f.size))
-            assert index is not None
-            return read_sharded(f, path, index, read_inventory, limits)
-        if kind == "pickle":
-            return read_pickle_file(f, path, limits)
-        try:
-            return read_pickle_file(f, path, limits)
-        except _DECODE_ERRORS:
-            text_kind = classify_text(f, path, limits)
-            raise CheckpointError(path, NOT_CHECKPOINT_REASONS[text_kind], text_kind) from None
+        return _settle(_read(f, path, kind, limits), path, kind)
     except CheckpointError:
         raise
     except _DECODE_ERRORS as e:
         reason = str(e) if isinstance(e, FormatError) else f"malformed content ({type(e).__name__}: {e})"
-        raise CheckpointError(path, reason.splitlines()[0] if reason else type(e).__name__, kind) from None
+        reason = reason.splitlines()[0] if reason else type(e).__name__
+        partial = _partial(f, path, kind, reason, e)
+        if partial is not None:
+            return partial
+        if kind == "maybe-text" and not isinstance(e, LimitExceeded):
+            text_kind = classify_text(f, path, limits)
+            raise CheckpointError(path, NOT_CHECKPOINT_REASONS[text_kind], text_kind) from None
+        raise CheckpointError(path, reason, kind) from None
     except OSError as e:
         raise CheckpointError(path, f"read error: {e.strerror or e}", kind) from None
     finally:
         f.close()
+
+
+def _read(f: CountingFile, path: str, kind: str, limits: Limits) -> Inventory:
+    if kind in NOT_CHECKPOINT_REASONS:
+        raise CheckpointError(path, NOT_CHECKPOINT_REASONS[kind], kind)
+    if kind == "zip":
+        return read_torch_zip(f, path, limits)
+    if kind == "torch-preview":
+        raise CheckpointError(path, "PyTorch preview archive (PYTORCH1), which torch no longer reads", kind)
+    if kind == "torch-tar":
+        return read_tar(f, path, limits)
+    if kind == "safetensors":
+        return read_safetensors(f, path, limits)
+    if kind == "sharded-index":
+        index = parse_index(f.pread(0, f.size))
+        assert index is not None
+        return read_sharded(f, path, index, read_inventory, limits)
+    # "pickle" or "maybe-text": a protocol-0 pickle is text too, so the pickle reader decides
+    return read_pickle_file(f, path, limits)
+
+
+def _settle(inv: Inventory, path: str, kind: str) -> Inventory:
+    """A stop in a stream torch loads, with no global before it, is an unreadable file (nothing ran
+    that matters); with globals before it, the partial Inventory is the report (CPython ran them)."""
+    loaded = set(inv.facts.loaded_streams) or {p.stream for p in inv.pickles}
+    stop = next((s for s in inv.stops if s.stream in loaded), None)
+    if stop is None or any(g.stream in loaded for g in inv.globals):
+        return inv
+    where = f" (byte {stop.offset} of {stop.stream})" if stop.reason.find(str(stop.offset)) < 0 else ""
+    if kind == "maybe-text" and stop.limit is None:
+        ran = next((p.opcodes for p in inv.pickles if p.stream == stop.stream), 0)
+        if ran < 3 or ("truncated" not in stop.reason and "without STOP" not in stop.reason):
+            raise _NotPickle(stop.reason)  # classified as text by read_inventory
+        kind = "pickle"  # a protocol-0 pickle cut short is still a pickle
+    raise CheckpointError(path, stop.reason + where, inv.format if kind != "maybe-text" else "pickle")
+
+
+class _NotPickle(FormatError):
+    """Text that did not parse as a protocol-0 pickle: classified as text by read_inventory."""
+
+
+_PARTIAL_FORMAT = {"zip": "torch-zip", "maybe-text": "pickle"}
+
+
+def _partial(f: CountingFile, path: str, kind: str, reason: str, err: Exception) -> Inventory | None:
+    """When a reader gives up after its pickle streams named globals, report them (CPython ran them)
+    together with the stop, instead of throwing them away."""
+    asms = assemblers_of(f.budget)
+    if not any(a.globals for a in asms):
+        return None
+    main = asms[0]
+    for other in asms[1:]:
+        main.globals.extend(other.globals)
+        main.pickles.extend(other.pickles)
+        main.operations.extend(other.operations)
+        main.stops.extend(other.stops)
+        main.notes.extend(other.notes)
+        main.anomalies.extend(other.anomalies)
+        main.opcodes |= other.opcodes
+    limit = err.field if isinstance(err, LimitExceeded) else None
+    if not any(s.reason == reason for s in main.stops):
+        main.stops.append(StreamStop(main.streams[-1] if main.streams else "", -1, reason, limit))
+    facts = FormatFacts(
+        format=_PARTIAL_FORMAT.get(kind, kind), file_size=f.size, bytes_read=f.bytes_read,
+        pickle_protocol=main.protocol, streams=tuple(main.streams), loaded_streams=tuple(main.streams),
+        opcodes=tuple(sorted(main.opcodes)),
+    )
+    return main.inventory(facts, None)

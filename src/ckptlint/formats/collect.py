@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..inventory import KeyPath, TensorRecord
-from ..limits import DEFAULT_LIMITS, Limits
-from .unpickler import Call, Global, ODict, Storage, TensorStub
+from ..limits import DEFAULT_LIMITS, Budget, Limits
+from .stubs import Call, Global, ODict, Storage, TensorStub
 
 _MAX_STR = 1000
 
@@ -32,9 +32,10 @@ def path_label(path: KeyPath) -> str:
 
 
 class _Walker:
-    def __init__(self, stream: str, limits: Limits, out: Collected) -> None:
+    def __init__(self, stream: str, limits: Limits, out: Collected, budget: Budget) -> None:
         self.stream = stream
         self.limits = limits
+        self.budget = budget
         self.out = out
         self.seen: dict[int, KeyPath] = {}
         self.truncated = False
@@ -112,6 +113,7 @@ class _Walker:
             self.out.metadata[path_label(path)] = clean
 
     def _tensor(self, t: TensorStub, path: KeyPath) -> int:
+        self.budget.charge_tensors()
         st = t.storage
         key = None if st is None else (st.view_of or st.key)
         offset = t.offset + (st.view_offset if st is not None and st.view_of else 0)
@@ -143,9 +145,9 @@ def _label(k: Any) -> str:
 
 
 def collect(obj: Any, stream: str, out: Collected, *, limits: Limits = DEFAULT_LIMITS,
-            root: KeyPath = ()) -> Any:
+            root: KeyPath = (), budget: Budget | None = None) -> Any:
     """Record the tensors in ``obj`` into ``out`` and return its JSON structure."""
-    w = _Walker(stream, limits, out)
+    w = _Walker(stream, limits, out, budget if budget is not None else Budget(limits))
     structure = w.walk(obj, root)
     if w.truncated:
         out.notes.append(f"{stream}: nesting deeper than {limits.max_walk_depth} levels was not followed")

@@ -7,20 +7,35 @@ import pickletools
 from dataclasses import replace
 from typing import Any, BinaryIO
 
-from ..errors import FormatError
-from ..inventory import FormatFacts, GlobalRef, Inventory, KeyPath, PickleEvent, StorageRecord
-from ..limits import DEFAULT_LIMITS, Limits
+from ..errors import FormatError, LimitExceeded, TruncatedPickle
+from ..inventory import (
+    FormatFacts,
+    GlobalRef,
+    Inventory,
+    KeyPath,
+    Operation,
+    PickleEvent,
+    PickleStream,
+    StorageRecord,
+    StreamStop,
+)
+from ..limits import DEFAULT_LIMITS, Budget, Limits
+from . import wo_events
 from .collect import Collected, collect
-from .unpickler import PersistentLoad, StaticUnpickler, Storage, TruncatedPickle
+from .unpickler import PersistentLoad, StaticUnpickler, Storage, storage_from_pid
+
+_PROTO_OF = {op.name: op.proto for op in pickletools.opcodes}
 
 
 class CountingFile:
     """A read-only file that counts the bytes it hands out ("bytes actually read")."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, limits: Limits = DEFAULT_LIMITS) -> None:
         self.f: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed by close()
         self.size = os.fstat(self.f.fileno()).st_size
         self.bytes_read = 0
+        self.budget = Budget(limits)
+        """The file's one budget: every reader of this file charges it."""
 
     def pread(self, offset: int, n: int) -> bytes:
         self.f.seek(offset)
@@ -49,11 +64,17 @@ def record_pid(pid: Any) -> Any:
 
 
 class Assembler:
-    """Collects what the pickle streams of one file yield into an Inventory."""
+    """Collects what the pickle streams of one file yield into an Inventory.
 
-    def __init__(self, path: str, limits: Limits = DEFAULT_LIMITS) -> None:
+    Pass the file's ``budget`` (``CountingFile.budget``) so every stream is charged to
+    the one per-file budget; the Assembler registers itself there, so that when a reader
+    gives up, the front end can still report what was seen before the stop."""
+
+    def __init__(self, path: str, limits: Limits = DEFAULT_LIMITS, budget: Budget | None = None) -> None:
         self.path = path
         self.limits = limits
+        self.budget = budget if budget is not None else Budget(limits)
+        self.budget.readers.append(self)
         self.out = Collected()
         self.globals: list[GlobalRef] = []
         self.opcodes: set[str] = set()
@@ -61,66 +82,112 @@ class Assembler:
         self.protocol: int | None = None
         self.notes: list[str] = []
         self.storages: dict[str, Storage] = {}
-        self.events: list[PickleEvent] = []
+        self.pickles: list[PickleStream] = []
+        self.operations: list[Operation] = []
+        self.stops: list[StreamStop] = []
         self.anomalies: list[str] = []
 
-    def parse(self, data: bytes, stream: str, *, start: int = 0,
-              persistent_load: PersistentLoad | None = None, depth: int = 0) -> tuple[Any, int]:
-        """Run one stream; returns its value and the offset just past its STOP.
+    @property
+    def stopped(self) -> StreamStop | None:
+        """The first stop in this file's streams, if reading stopped anywhere."""
+        return self.stops[0] if self.stops else None
 
-        Byte strings the stream hands to ``pickle.loads`` and the like are parsed too
-        (as ``<stream>>nested@<offset>``), so a payload cannot hide one level down."""
-        if len(self.streams) >= self.limits.max_streams:
-            raise FormatError(f"more than {self.limits.max_streams} pickle streams")
-        up = StaticUnpickler(data, stream, start=start, persistent_load=persistent_load, limits=self.limits)
+    def _run(self, data: bytes, stream: str, start: int,
+             persistent_load: PersistentLoad | None) -> tuple[StaticUnpickler, Any, Exception | None]:
+        up = StaticUnpickler(data, stream, start=start, persistent_load=persistent_load, limits=self.limits,
+                             budget=self.budget)
         try:
-            value = up.load()
-        finally:
-            self.globals.extend(up.globals)
+            return up, up.load(), None
+        except (FormatError, ValueError, OverflowError, RecursionError, MemoryError) as e:
+            return up, None, e
+
+    def _record(self, up: StaticUnpickler, err: Exception | None) -> None:
+        stream = up.stream
+        self.globals.extend(up.globals)
         self.opcodes |= up.opcodes
-        self.events.extend(PickleEvent(stream, o, k, d) for o, k, d in up.wo_events)
         self.streams.append(stream)
+        self.pickles.append(PickleStream(stream, up.protocol, tuple(up.first_offsets.items()),
+                                         None if err else up.end, up.count))
+        self.operations.extend(Operation(stream, o, op, t, d) for o, op, t, d in up.operations)
         if up.protocol is None:
             # no PROTO opcode (protocols 0 and 1): the highest protocol among the opcodes, as pickletools
             # says, over all streams (a legacy file's magic-number pickle alone looks like protocol 0)
-            implied = max((op.proto for op in pickletools.opcodes if op.name in up.opcodes), default=0)
+            implied = max((_PROTO_OF[n] for n in up.first_offsets), default=0)
             if self.protocol is None or ("PROTO" not in self.opcodes and implied > self.protocol):
                 self.protocol = implied
         elif self.protocol is None:
             self.protocol = up.protocol
         self.anomalies.extend(f"{stream}: {a}" for a in up.anomalies)
-        for offset, payload in up.nested[:16]:
+        if err is not None:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            if not isinstance(err, FormatError):
+                reason = f"{type(err).__name__}: {reason}"
+            self.stops.append(StreamStop(stream, up.stop_offset, reason,
+                                         err.field if isinstance(err, LimitExceeded) else None))
+
+    def parse(self, data: bytes, stream: str, *, start: int = 0,
+              persistent_load: PersistentLoad | None = None, depth: int = 0) -> tuple[Any, int]:
+        """Run one stream; returns its value and the offset just past its STOP.
+
+        When the stream stops early (CPython raises there too), everything before the
+        stop is kept, the stop is recorded in ``stops`` and ``(None, stop offset)`` is
+        returned; a whole-file bound re-raises :class:`LimitExceeded` (nothing more may run).
+        Byte strings the stream hands to ``pickle.loads`` and the like are parsed too
+        (as ``<stream>>nested@<offset>``), so a payload cannot hide one level down."""
+        self.budget.charge_stream()
+        self.budget.charge_bytes(len(data) - start, f"pickle stream {stream}")
+        up, value, err = self._run(data, stream, start, persistent_load)
+        self._record(up, err)
+        self._nested(up, stream, depth)
+        if isinstance(err, LimitExceeded):
+            raise err
+        if err is not None:
+            return None, up.stop_offset
+        return value, up.end
+
+    def _nested(self, up: StaticUnpickler, stream: str, depth: int) -> None:
+        for offset, payload in up.nested:
             if depth >= 4:
                 self.anomalies.append(f"{stream}: pickles nested more than 4 deep were not scanned")
                 break
-            try:
-                self.parse(bytes(payload), f"{stream}>nested@{offset}", persistent_load=record_pid,
-                           depth=depth + 1)
-            except FormatError as e:
-                self.notes.append(f"{stream}: bytes passed to a loader at byte {offset} are not a pickle ({e})")
-        return value, up.end
+            self.budget.charge_nested()
+            before = len(self.stops)
+            self.parse(payload, f"{stream}>nested@{offset}", persistent_load=record_pid, depth=depth + 1)
+            if len(self.stops) > before and not self.globals_in(f"{stream}>nested@{offset}"):
+                stop = self.stops.pop()
+                self.notes.append(f"{stream}: bytes passed to a loader at byte {offset} are not a pickle "
+                                  f"({stop.reason})")
+
+    def globals_in(self, stream: str) -> list[GlobalRef]:
+        return [g for g in self.globals if g.stream == stream]
 
     def parse_file_stream(self, f: CountingFile, offset: int, stream: str, *,
                           persistent_load: PersistentLoad | None = None) -> tuple[Any, int]:
         """Parse a pickle that starts at ``offset`` in a file, reading only as far as it goes."""
         chunk = 1 << 12
+        self.budget.charge_stream()
         while True:
             n = min(chunk, f.size - offset, self.limits.max_pickle_bytes)
             data = f.pread(offset, n)
-            try:
-                value, end = self.parse(data, stream, persistent_load=persistent_load)
-                return value, offset + end
-            except TruncatedPickle:
-                if offset + n >= f.size:
-                    raise
+            up, value, err = self._run(data, stream, 0, persistent_load)
+            if isinstance(err, TruncatedPickle) and offset + n < f.size:
+                self.budget.opcodes -= up.count  # read again from the start with more bytes
+                self.budget.memo -= len(up._memo)
                 if n >= self.limits.max_pickle_bytes:
-                    raise FormatError(f"pickle stream larger than {self.limits.max_pickle_bytes} bytes") from None
-                self.globals = [g for g in self.globals if g.stream != stream]
-                chunk *= 4
+                    err = LimitExceeded("max_pickle_bytes", self.limits.max_pickle_bytes, f"pickle stream {stream}")
+                else:
+                    chunk *= 4
+                    continue
+            self.budget.charge_bytes(n, f"pickle stream {stream}")
+            self._record(up, err)
+            self._nested(up, stream, 0)
+            if isinstance(err, LimitExceeded):
+                raise err
+            if err is not None:
+                return None, offset + up.stop_offset
+            return value, offset + up.end
 
     def storage_loader(self, legacy: bool = False) -> PersistentLoad:
-        from .unpickler import storage_from_pid
-
         def load(pid: Any) -> Any:
             st = storage_from_pid(pid, legacy=legacy)
             self.storages.setdefault(st.key, st)
@@ -128,7 +195,12 @@ class Assembler:
         return load
 
     def collect(self, value: Any, stream: str, root: KeyPath = ()) -> Any:
-        return collect(value, stream, self.out, limits=self.limits, root=root)
+        return collect(value, stream, self.out, limits=self.limits, root=root, budget=self.budget)
+
+    @property
+    def events(self) -> list[PickleEvent]:
+        """Transitional (safety/ will derive these from ``operations``): see wo_events."""
+        return wo_events.derive(self.pickles, self.operations, self.stops)
 
     def inventory(self, facts: FormatFacts, structure: Any,
                   storages: list[StorageRecord] | None = None) -> Inventory:
@@ -146,4 +218,12 @@ class Assembler:
             notes=tuple(self.notes + self.out.notes),
             events=tuple(self.events),
             anomalies=tuple(self.anomalies),
+            pickles=tuple(self.pickles),
+            operations=tuple(self.operations),
+            stops=tuple(self.stops),
         )
+
+
+def assemblers_of(budget: Budget) -> list[Assembler]:
+    """The Assemblers made for one file (registered with its budget), oldest first."""
+    return [r for r in budget.readers if isinstance(r, Assembler)]

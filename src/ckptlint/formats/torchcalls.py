@@ -1,0 +1,346 @@
+"""What the calls a checkpoint makes stand for, interpreted by our code, never made.
+
+Only a fixed set of callables is interpreted: torch's rebuild functions (so
+tensors come out as :class:`TensorStub` records), plain containers, and the
+byte-string codecs a file may use to hide a pickle inside a pickle (so the
+inner pickle can be scanned, decoded the way the file itself decodes it).
+Everything else stays a :class:`Call` record.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import bz2
+import lzma
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import FormatError
+from ..limits import Budget
+from .dtypes import ITEMSIZE, STORAGE_DTYPES, torch_dtype_name
+from .stubs import Call, Global, ODict, Storage, TensorStub
+
+
+def _int_tuple(v: Any, what: str) -> tuple[int, ...]:
+    """Sizes and strides as torch accepts them: ints, none negative."""
+    if isinstance(v, (tuple, list)):
+        for x in v:
+            if type(x) is not int or x < 0:
+                raise FormatError(f"tensor {what} is not a tuple of non-negative ints")
+        return tuple(v)
+    raise FormatError(f"tensor {what} is not a tuple of ints")
+
+
+def _as_int(v: Any, what: str) -> int:
+    if type(v) is int:
+        return v
+    raise FormatError(f"tensor {what} is not an int")
+
+
+def _dtype_of(v: Any) -> str:
+    if isinstance(v, Global) and v.module == "torch":
+        name = torch_dtype_name(v.name)
+        if name:
+            return name
+    raise FormatError("tensor dtype is not a torch dtype")
+
+
+def _device_of(v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, Call) and isinstance(v.func, Global) and v.func.qualname == "torch.device":
+        a = v.args
+        if len(a) == 1 and isinstance(a[0], str):
+            return a[0]
+        if len(a) == 2 and isinstance(a[0], str) and type(a[1]) is int:
+            return f"{a[0]}:{a[1]}"
+    return "unknown"
+
+
+def _bool(v: Any) -> bool:
+    return bool(v) if isinstance(v, (bool, int)) else False
+
+
+# ---- torch's rebuild functions, from their documented argument order ----------
+
+def _rebuild_tensor_v2(args: tuple[Any, ...], fname: str) -> TensorStub:
+    if len(args) < 4 or not isinstance(args[0], Storage):
+        raise FormatError(f"{fname}: malformed arguments")
+    st: Storage = args[0]
+    dtype = st.dtype
+    if fname == "_rebuild_tensor_v3":
+        if len(args) < 7:
+            raise FormatError(f"{fname}: malformed arguments")
+        dtype = _dtype_of(args[6])
+    requires_grad = _bool(args[4]) if len(args) > 4 else False
+    return TensorStub(fname, st, _as_int(args[1], "offset"), _int_tuple(args[2], "size"),
+                      _int_tuple(args[3], "stride"), requires_grad, dtype, st.location)
+
+
+def _rebuild_qtensor(args: tuple[Any, ...], fname: str) -> TensorStub:
+    if len(args) < 4 or not isinstance(args[0], Storage):
+        raise FormatError(f"{fname}: malformed arguments")
+    st = args[0]
+    rg = _bool(args[5]) if len(args) > 5 else False
+    return TensorStub(fname, st, _as_int(args[1], "offset"), _int_tuple(args[2], "size"),
+                      _int_tuple(args[3], "stride"), rg, st.dtype, st.location)
+
+
+def _rebuild_meta(args: tuple[Any, ...], fname: str) -> TensorStub:
+    if len(args) < 3:
+        raise FormatError(f"{fname}: malformed arguments")
+    rg = _bool(args[3]) if len(args) > 3 else False
+    return TensorStub(fname, None, 0, _int_tuple(args[1], "size"), _int_tuple(args[2], "stride"),
+                      rg, _dtype_of(args[0]), "meta")
+
+
+def _rebuild_device_from(args: tuple[Any, ...], fname: str) -> TensorStub:
+    if len(args) < 3:
+        raise FormatError(f"{fname}: malformed arguments")
+    data = args[0]
+    shape = data.shape if isinstance(data, TensorStub) else ()
+    return TensorStub(fname, data.storage if isinstance(data, TensorStub) else None, 0, shape,
+                      data.stride if isinstance(data, TensorStub) else None,
+                      _bool(args[3]) if len(args) > 3 else False, _dtype_of(args[1]), _device_of(args[2]))
+
+
+def _rebuild_wrapper_subclass(args: tuple[Any, ...], fname: str) -> TensorStub:
+    if len(args) < 8:
+        raise FormatError(f"{fname}: malformed arguments")
+    return TensorStub(fname, None, _as_int(args[4], "offset"), _int_tuple(args[2], "size"),
+                      _int_tuple(args[3], "stride"), _bool(args[7]), _dtype_of(args[1]), _device_of(args[6]))
+
+
+def _rebuild_sparse(args: tuple[Any, ...], fname: str) -> TensorStub:
+    if len(args) < 2 or not isinstance(args[1], tuple) or not args[1]:
+        raise FormatError(f"{fname}: malformed arguments")
+    layout = args[0].name if isinstance(args[0], Global) else "sparse"
+    lay = args[0]  # torch >= 2.1 pickles the layout as torch.serialization._get_layout("torch.sparse_coo")
+    if isinstance(lay, Call) and lay.qualname == "torch.serialization._get_layout" \
+            and len(lay.args) == 1 and isinstance(lay.args[0], str):
+        layout = lay.args[0].removeprefix("torch.")
+    data = args[1]
+    # values come after the index tensors in every layout (COO: indices, values; CSR…: two index sets, values)
+    values = next((d for d in reversed(data) if isinstance(d, TensorStub)), None)
+    size = next((d for d in reversed(data) if isinstance(d, (tuple, list))), ())
+    return TensorStub(fname, None, 0, _int_tuple(size, "size"), None, False,
+                      values.dtype if values else "unknown", values.device if values else "unknown", layout)
+
+
+def _rebuild_nested(args: tuple[Any, ...], fname: str) -> TensorStub:
+    buf = args[0] if args else None
+    if not isinstance(buf, TensorStub):
+        raise FormatError(f"{fname}: malformed arguments")
+    return TensorStub(fname, buf.storage, 0, buf.shape, None, False, buf.dtype, buf.device, "nested")
+
+
+def _rebuild_parameter(args: tuple[Any, ...], fname: str) -> Any:
+    if not args or not isinstance(args[0], TensorStub):
+        raise FormatError(f"{fname}: malformed arguments")
+    t: TensorStub = args[0]
+    t.is_parameter = True
+    t.requires_grad = _bool(args[1]) if len(args) > 1 else True
+    return t
+
+
+_REBUILDERS: dict[str, Callable[[tuple[Any, ...], str], Any]] = {
+    "_rebuild_tensor": _rebuild_tensor_v2,
+    "_rebuild_tensor_v2": _rebuild_tensor_v2,
+    "_rebuild_tensor_v3": _rebuild_tensor_v2,
+    "_rebuild_qtensor": _rebuild_qtensor,
+    "_rebuild_meta_tensor_no_storage": _rebuild_meta,
+    "_rebuild_device_tensor_from_cpu_tensor": _rebuild_device_from,
+    "_rebuild_device_tensor_from_numpy": _rebuild_device_from,
+    "_rebuild_xla_tensor": _rebuild_device_from,
+    "_rebuild_wrapper_subclass": _rebuild_wrapper_subclass,
+    "_rebuild_sparse_tensor": _rebuild_sparse,
+    "_rebuild_nested_tensor": _rebuild_nested,
+    "_rebuild_parameter": _rebuild_parameter,
+    "_rebuild_parameter_with_state": _rebuild_parameter,
+}
+
+_JIT_LIST_BUILDERS = {"build_intlist", "build_tensorlist", "build_doublelist", "build_boollist",
+                      "build_genericlist"}
+
+
+# ---- byte strings: the decodings a file may apply before handing them to a loader ----
+
+# Callables that unpickle (or wrap for unpickling) a byte string they are given.
+NESTED_LOADERS = frozenset({
+    "pickle.loads", "_pickle.loads", "pickle._loads", "dill.loads", "dill._dill.loads",
+    "cloudpickle.loads", "io.BytesIO", "_io.BytesIO", "torch.load", "torch.serialization.load",
+    "joblib.load", "numpy.load", "numpy.loads", "marshal.loads", "pickle.load", "_pickle.load",
+})
+
+# Text encodings ``_codecs.encode(str, encoding)`` may name, normalised as codecs does.
+_TEXT_ENCODINGS = {
+    "latin-1": "latin-1", "latin1": "latin-1", "iso-8859-1": "latin-1", "iso8859-1": "latin-1", "l1": "latin-1",
+    "utf-8": "utf-8", "utf8": "utf-8", "u8": "utf-8", "ascii": "ascii", "us-ascii": "ascii",
+    "utf-16": "utf-16", "utf-16-le": "utf-16-le", "utf-16-be": "utf-16-be", "utf-32": "utf-32",
+    "raw-unicode-escape": "raw-unicode-escape", "unicode-escape": "unicode-escape",
+}
+
+_B64 = {"base64.b64decode", "base64.decodebytes", "base64.decodestring", "binascii.a2b_base64",
+        "base64.standard_b64decode", "base64.urlsafe_b64decode", "base64.b32decode", "base64.b16decode",
+        "base64.b85decode", "base64.a85decode", "binascii.unhexlify", "binascii.a2b_hex"}
+_INFLATERS = {"zlib.decompress", "gzip.decompress", "bz2.decompress", "lzma.decompress"}
+
+
+def _encode(args: tuple[Any, ...]) -> bytes | None:
+    """``_codecs.encode(s, encoding='utf-8', errors='strict')`` for a text encoding."""
+    if not args or not isinstance(args[0], str):
+        return None
+    enc = args[1] if len(args) > 1 else "utf-8"
+    errors = args[2] if len(args) > 2 else "strict"
+    if not isinstance(enc, str) or not isinstance(errors, str):
+        return None
+    name = _TEXT_ENCODINGS.get(enc.strip().lower().replace("_", "-").replace(" ", "-"))
+    if name is None or errors not in ("strict", "ignore", "replace", "surrogatepass", "surrogateescape",
+                                      "backslashreplace", "xmlcharrefreplace"):
+        return None
+    try:
+        return args[0].encode(name, errors)
+    except UnicodeError:
+        return None
+
+
+def _inflate(qualname: str, data: bytes, budget: Budget) -> bytes | None:
+    """Decompress as the named function would, never past what the budget has left."""
+    room = max(0, min(budget.limits.max_pickle_bytes, budget.limits.max_inflated_bytes - budget.inflated_bytes))
+    try:
+        if qualname == "zlib.decompress":
+            d: Any = zlib.decompressobj()
+        elif qualname == "gzip.decompress":
+            d = zlib.decompressobj(wbits=31)
+        elif qualname == "bz2.decompress":
+            d = bz2.BZ2Decompressor()
+        else:
+            d = lzma.LZMADecompressor()
+        out: bytes = d.decompress(data, room + 1)
+    except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError):
+        return None
+    budget.charge_bytes(len(out), f"bytes {qualname} inflates")
+    return out
+
+
+def _decode_b64(qualname: str, data: Any) -> bytes | None:
+    if not isinstance(data, (bytes, bytearray, str)):
+        return None
+    name = qualname.rsplit(".", 1)[1]
+    fn: Any = getattr(binascii if qualname.startswith("binascii.") else base64, name, None)
+    if fn is None:
+        return None
+    try:
+        out: bytes = fn(data)
+    except (ValueError, TypeError, binascii.Error):
+        return None
+    return out
+
+
+def nested_payloads(func: Global, args: tuple[Any, ...]) -> list[bytes]:
+    """The byte strings a loader call would unpickle (``io.BytesIO`` wrappers looked through)."""
+    out: list[bytes] = []
+    for a in args[:2]:
+        if isinstance(a, Call) and a.qualname in ("io.BytesIO", "_io.BytesIO") and a.args:
+            a = a.args[0]
+        if isinstance(a, (bytes, bytearray)):
+            out.append(_npy_pickle(bytes(a)) if func.module == "numpy" else bytes(a))
+    return out
+
+
+def _npy_pickle(data: bytes) -> bytes:
+    """``numpy.load`` of an .npy of objects unpickles what follows its header."""
+    if data[:6] != b"\x93NUMPY" or len(data) < 10:
+        return data
+    if data[6] == 1:
+        start = 10 + int.from_bytes(data[8:10], "little")
+    else:
+        start = 12 + int.from_bytes(data[8:12], "little")
+    return data[start:]
+
+
+def interpret_call(func: Any, args: Any, opcode: str, budget: Budget | None = None) -> Any:
+    """What a REDUCE/NEWOBJ of ``func(*args)`` stands for, without calling anything."""
+    if not isinstance(args, tuple):
+        args = tuple(args) if isinstance(args, list) else (args,)
+    if isinstance(func, Global):
+        mod, name = func.module, func.name
+        if mod == "torch._utils" and name in _REBUILDERS:
+            try:
+                return _REBUILDERS[name](args, name)
+            except FormatError:
+                return Call(func, args, opcode)  # not a shape we know: keep it as a plain call
+        if mod == "torch.storage" and name == "_load_from_bytes" and args and isinstance(args[0], bytes):
+            return Storage(f"inline:{zlib.crc32(args[0]):08x}:{len(args[0])}", "unknown", None, "unknown", False)
+        if mod == "torch._tensor" and name == "_rebuild_from_type_v2" and len(args) >= 3:
+            inner = interpret_call(args[0], args[2], opcode, budget)
+            if isinstance(inner, TensorStub) and isinstance(args[1], Global) \
+                    and args[1].qualname == "torch.nn.parameter.Parameter":
+                inner.is_parameter = True
+            return inner
+        if mod == "collections" and name in ("OrderedDict", "Counter") and opcode == "REDUCE":
+            d = ODict(func.qualname)
+            if args and isinstance(args[0], (list, tuple)):
+                for pair in args[0]:
+                    if isinstance(pair, (list, tuple)) and len(pair) == 2:
+                        try:
+                            d[pair[0]] = pair[1]
+                        except TypeError:
+                            return Call(func, args, opcode)
+            elif args and isinstance(args[0], dict):
+                d.update(args[0])
+            return d
+        if mod == "builtins" and name in ("set", "frozenset") and len(args) <= 1:
+            items = args[0] if args else ()
+            if isinstance(items, (list, tuple, set, frozenset)):
+                try:
+                    return set(items) if name == "set" else frozenset(items)
+                except TypeError:
+                    return Call(func, args, opcode)
+        if mod == "_codecs" and name == "encode":
+            raw = _encode(args)
+            return Call(func, args, opcode) if raw is None else raw
+        qual = func.qualname
+        if budget is not None and qual in _INFLATERS and args and isinstance(args[0], (bytes, bytearray)):
+            raw = _inflate(qual, bytes(args[0]), budget)
+            return Call(func, args, opcode) if raw is None else raw
+        if qual in _B64 and args:
+            raw = _decode_b64(qual, args[0])
+            return Call(func, args, opcode) if raw is None else raw
+        if mod == "torch" and name == "Size" and args and isinstance(args[0], (list, tuple)):
+            return tuple(args[0])
+        if mod == "torch.jit._pickle":
+            if name in _JIT_LIST_BUILDERS and args and isinstance(args[0], list):
+                return args[0]
+            if name == "restore_type_tag" and args:
+                return args[0]
+    return Call(func, args, opcode)
+
+
+def _text(v: Any) -> Any:
+    """torch's ``_maybe_decode_ascii``: Python 2 files store these strings as bytes."""
+    if isinstance(v, (bytes, bytearray)):
+        return bytes(v).decode("ascii", "replace")
+    return v
+
+
+def storage_from_pid(pid: Any, *, legacy: bool = False) -> Storage:
+    """Decode torch's ``('storage', type, key, location, numel[, view])`` persistent id."""
+    if not isinstance(pid, tuple) or len(pid) < 5 or _text(pid[0]) != "storage":
+        raise FormatError("persistent id is not a torch storage")
+    stype, key, location, numel = pid[1], pid[2], _text(pid[3]), pid[4]
+    if not isinstance(stype, Global) or type(numel) is not int or numel < 0:
+        raise FormatError("malformed storage persistent id")
+    dtype = STORAGE_DTYPES.get(stype.name)
+    if dtype is None:
+        raise FormatError(f"unknown storage type {stype.qualname}")
+    typed = stype.name != "UntypedStorage"
+    nbytes = numel * ITEMSIZE.get(dtype, 1) if typed else numel
+    st = Storage(str(key), dtype, nbytes, str(location), typed)
+    if legacy and len(pid) > 5 and isinstance(pid[5], tuple) and len(pid[5]) == 3:
+        view_key, offset, _size = pid[5]
+        st.view_of = str(view_key)
+        st.view_offset = offset if type(offset) is int else 0
+    return st
