@@ -1,129 +1,286 @@
-"""torch.save zip archives and TorchScript archives (``torch.jit.save``)."""
+"""torch.save zip archives and TorchScript archives (``torch.jit.save``), read as torch reads them.
+
+Three readings are put side by side:
+
+- torch's: miniz (zipreader.py, zipextract.py) driven the way ``torch.load``
+  drives it (torchload_zip.py): the ``data.pkl`` it unpickles is the *loaded*
+  stream, and where torch refuses the archive, the refusal is recorded in
+  ``facts.extra["torch_refuses"]`` (torch's message);
+- every other entry miniz lists: pickles there are scanned as streams torch never
+  loads (duplicates are labelled ``<name>@<local header offset>``);
+- CPython's ``zipfile`` (pyzip.py): entries only it lists are scanned too, and
+  every place where it would read something else than torch is an anomaly
+  (reported as CK107).
+"""
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 from ..errors import FormatError
 from ..inventory import FormatFacts, Inventory, StorageRecord
-from ..limits import DEFAULT_LIMITS, Limits
+from ..limits import DEFAULT_LIMITS, Budget, Limits
 from .common import Assembler, CountingFile, record_pid
+from .pyzip import PyZipView, py_zip_view
+from .torchload_zip import TorchZipReading, read_like_torch
 from .torchscript_code import torchscript_code_facts
-from .zipreader import ZipArchive
+from .unpickler import storage_from_pid
+from .zipextract import extract, head, local_header
+from .zipreader import ZipArchive, ZipMember, ZipStructureError
 
-_SMALL_RECORDS = ("byteorder", "version", ".data/version", ".format_version", ".storage_alignment")
+_SMALL_RECORDS = ("version", ".data/version", ".format_version", ".storage_alignment")
+_PICKLE_SUFFIXES = (".pkl", ".debug_pkl", ".pickle")
 
 
 def read_torch_zip(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> Inventory:
-    z = ZipArchive(f.f, f.size, limits)
-    names = [m.name for m in z.members]
-    if not names:
-        raise FormatError("zip archive has no entries")
-    # torch's reader takes the archive prefix from the first entry, whatever it is called.
-    prefix = names[0].split("/", 1)[0]
-    data_pkl = f"{prefix}/data.pkl"
-    if data_pkl not in z.by_name:
-        raise FormatError(f"zip archive without {data_pkl}: not a torch checkpoint")
-    outside = [n for n in names if not n.startswith(prefix + "/")]
-    is_script = f"{prefix}/constants.pkl" in z.by_name
-    fmt = "torchscript" if is_script else "torch-zip"
-    asm = Assembler(path, limits)
-    if outside:
-        asm.anomalies.append(f"{len(outside)} zip entries outside the {prefix}/ folder (torch refuses such archives)")
+    budget: Budget = getattr(f, "budget", None) or Budget(limits)
+    py = py_zip_view(f.f)
+    try:
+        try:
+            z = ZipArchive(f.pread, f.size, limits, budget)
+        except ZipStructureError as e:
+            return _only_zipfile_reads(f, path, limits, budget, py, str(e))
+        return _read(f, path, limits, budget, z, py)
+    finally:
+        py.close()
 
-    records: dict[str, str] = {}
-    for rec in _SMALL_RECORDS:
-        name = f"{prefix}/{rec}"
-        if name in z.by_name and z.by_name[name].size <= 64:
-            records[rec] = z.read(name).decode("utf-8", "replace").strip()
 
-    value, _ = asm.parse(z.read(data_pkl), data_pkl, persistent_load=asm.storage_loader())
-    structure = asm.collect(value, data_pkl)
-    storage_entries = {key: f"{prefix}/data/{key}" for key in asm.storages}
-    if is_script:
-        consts = Assembler(path, limits)
-        cvalue, _ = consts.parse(z.read(f"{prefix}/constants.pkl"), f"{prefix}/constants.pkl",
-                                 persistent_load=consts.storage_loader())
-        _merge_constants(asm, consts, cvalue, prefix, storage_entries)
+def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArchive,
+          py: PyZipView) -> Inventory:
+    reading = read_like_torch(z, limits.max_pickle_bytes)
+    asm = Assembler(path, limits, budget=budget)
+    prefix = reading.prefix.decode("utf-8", "replace")
+    parsed: set[int] = set()
+    loaded: list[str] = []
+    structure: Any = None
+    storage_entries: dict[str, str] = {}
+    if reading.refuses is None:
+        if reading.script:
+            structure = _torchscript(z, reading, asm, parsed, storage_entries)
+        elif reading.data_pkl is not None and reading.data_pkl.uninitialized and not reading.data_pkl.data:
+            m = reading.read["data.pkl"]
+            reading.refuses = f"{m.name}: {reading.data_pkl.note}"
+            parsed.add(m.index)
+        elif reading.data_pkl is not None:
+            m = reading.read["data.pkl"]
+            stops = len(asm.stops)
+            value, _ = asm.parse(reading.data_pkl.data, m.name, persistent_load=asm.storage_loader())
+            structure = asm.collect(value, m.name)
+            parsed.add(m.index)
+            storage_entries.update({key: f"{prefix}/data/{key}" for key in asm.storages})
+            if reading.data_pkl.uninitialized and len(asm.stops) > stops:
+                # torch unpickles what was inflated, then memory nothing wrote: it stops there (unless by luck)
+                reading.refuses = f"{m.name}: {reading.data_pkl.note}"
+            else:
+                loaded.append(m.name)
+    elif not _any_pickle(z, py):
+        raise FormatError(f"torch.load refuses it: {reading.refuses}")
 
-    referenced = set(storage_entries.values())
+    storages, storage_idx = _storages(z, reading, asm, storage_entries)
+    labels = _labels(z)
     for m in z.members:
-        if m.name in (data_pkl, f"{prefix}/constants.pkl") or m.name in referenced:
+        if m.index in parsed or m.index in storage_idx or not _looks_like_pickle(z, m):
             continue
-        if _looks_like_pickle_member(z, m.name):
-            try:
-                asm.parse(z.read(m.name), m.name, persistent_load=record_pid)
-            except FormatError as e:
-                asm.notes.append(f"{m.name}: could not be parsed as a pickle ({e})")
+        _scan(asm, z, m, labels[m.index])
+    anomalies = list(z.anomalies) + reading.notes + _header_mismatches(z) + _duplicates(z, py)
+    anomalies += _compare_with_zipfile(z, py, reading, asm, budget, limits)
+    if reading.refuses is not None and "data.pkl" not in reading.read and py.error is None and any(
+            p.name.endswith("data.pkl") for p in py.members):
+        anomalies.append(f"torch.load refuses this archive ({reading.refuses}), Python's zipfile reads it")
+    asm.anomalies[:0] = anomalies
 
-    for i, shadowed in enumerate(z.shadowed):
-        # A second member of the same name: torch reads the last one, other tools may read this.
-        if shadowed.name.endswith(".pkl") or z.read_member(shadowed, limit=shadowed.size)[:1] == b"\x80":
-            try:
-                asm.parse(z.read_member(shadowed), f"{shadowed.name}#shadowed{i}", persistent_load=record_pid)
-            except FormatError as e:
-                asm.notes.append(f"{shadowed.name} (shadowed copy): could not be parsed as a pickle ({e})")
-
-    storages: list[StorageRecord] = []
-    for key, st in asm.storages.items():
-        entry = storage_entries.get(key)
-        record = z.by_name.get(entry) if entry else None
-        if record is None:
-            asm.notes.append(f"storage {key!r} has no {entry} record")
-        elif st.nbytes is not None and record.size < st.nbytes:
-            asm.notes.append(f"storage record {entry} holds {record.size} bytes, the pickle declares {st.nbytes}")
-        storages.append(StorageRecord(key, st.dtype, st.nbytes, st.location, entry))
-
-    asm.anomalies[:0] = z.anomalies
+    extra: dict[str, Any] = {k: reading.records[k].decode("utf-8", "replace").strip()
+                             for k in _SMALL_RECORDS if k in reading.records}
+    if reading.refuses is not None:
+        extra["torch_refuses"] = reading.refuses
     facts = FormatFacts(
-        format=fmt,
+        format="torchscript" if reading.script else "torch-zip",
         file_size=f.size,
-        bytes_read=f.bytes_read + z.bytes_read,
+        bytes_read=f.bytes_read,
         pickle_protocol=asm.protocol,
-        byteorder=records.get("byteorder", "little"),
+        byteorder=reading.records.get("byteorder", b"little").decode("utf-8", "replace"),
         zip_prefix=prefix,
-        zip_entries=tuple(names),
+        zip_entries=tuple(m.name for m in z.members),
         streams=tuple(asm.streams),
-        loaded_streams=() if is_script else (data_pkl,),
+        loaded_streams=tuple(loaded),
         opcodes=tuple(sorted(asm.opcodes)),
-        extra={k: v for k, v in records.items() if k != "byteorder"},
+        extra=extra,
     )
-    facts.extra.update(torchscript_code_facts(z, prefix, limits) if is_script else {})
+    if reading.script and reading.refuses is None:
+        facts.extra.update(torchscript_code_facts(z, prefix, limits))
     return asm.inventory(facts, structure, storages)
 
 
-def _merge_constants(asm: Assembler, consts: Assembler, value: Any, prefix: str,
-                     storage_entries: dict[str, str]) -> None:
-    """TorchScript constants keep their own storage namespace (``constants/<key>``)."""
-    stream = f"{prefix}/constants.pkl"
-    for key, st in consts.storages.items():
-        ckey = f"constants/{key}"
-        st.key = ckey
-        asm.storages[ckey] = st
-        storage_entries[ckey] = f"{prefix}/{ckey}"
-    consts.collect(value, stream, root=("__constants__",))
-    for t in consts.out.tensors:
-        asm.out.tensors.append(t)
-    asm.globals.extend(consts.globals)
-    asm.opcodes |= consts.opcodes
-    asm.streams.extend(consts.streams)
-    asm.events.extend(consts.events)
-    asm.notes.extend(consts.notes)
-    asm.anomalies.extend(consts.anomalies)
+def _torchscript(z: ZipArchive, reading: TorchZipReading, asm: Assembler, parsed: set[int],
+                 storage_entries: dict[str, str]) -> Any:
+    """``torch.jit.load`` reads ``data.pkl`` and ``constants.pkl`` through the same lookup; the
+    constants keep their own storage namespace (``constants/<key>``)."""
+    prefix = reading.prefix.decode("utf-8", "replace")
+    structure: Any = None
+    m = z.locate(reading.prefix + b"/data.pkl")
+    if m is not None:
+        rec = extract(z, m, asm.limits.max_pickle_bytes)
+        value, _ = asm.parse(rec.data, m.name, persistent_load=asm.storage_loader())
+        structure = asm.collect(value, m.name)
+        parsed.add(m.index)
+        storage_entries.update({key: f"{prefix}/data/{key}" for key in asm.storages})
+    c = z.locate(reading.prefix + b"/constants.pkl")
+    if c is not None:
+        rec = extract(z, c, asm.limits.max_pickle_bytes)
+
+        def constants_loader(pid: Any) -> Any:
+            st = storage_from_pid(pid)
+            st.key = f"constants/{st.key}"
+            asm.storages.setdefault(st.key, st)
+            storage_entries[st.key] = f"{prefix}/{st.key}"
+            return st
+
+        value, _ = asm.parse(rec.data, c.name, persistent_load=constants_loader)
+        asm.collect(value, c.name, root=("__constants__",))
+        parsed.add(c.index)
+    return structure
 
 
-def _looks_like_pickle_member(z: ZipArchive, name: str) -> bool:
-    if name.endswith((".pkl", ".debug_pkl", ".pickle")):
+def _storages(z: ZipArchive, reading: TorchZipReading, asm: Assembler,
+              entries: dict[str, str]) -> tuple[list[StorageRecord], set[int]]:
+    """Storage records as torch finds them (the same case-insensitive lookup as every record)."""
+    out: list[StorageRecord] = []
+    idx: set[int] = set()
+    for key, st in asm.storages.items():
+        entry = entries.get(key)
+        m = z.locate(entry.encode("utf-8")) if entry else None
+        if m is None:
+            asm.notes.append(f"storage {key!r} has no {entry} record")
+        else:
+            idx.add(m.index)
+            if st.nbytes is not None and m.size < st.nbytes:
+                asm.notes.append(f"storage record {m.name} holds {m.size} bytes, the pickle declares {st.nbytes}")
+        out.append(StorageRecord(key, st.dtype, st.nbytes, st.location, m.name if m else entry))
+    return out, idx
+
+
+def _labels(z: ZipArchive) -> dict[int, str]:
+    """Stream names: the entry name, plus ``@<offset>`` where several entries share it."""
+    counts: dict[bytes, int] = {}
+    for m in z.members:
+        counts[m.folded] = counts.get(m.folded, 0) + 1
+    return {m.index: m.name if counts[m.folded] == 1 else f"{m.name}@{m.header_offset}" for m in z.members}
+
+
+def _looks_like_pickle(z: ZipArchive, m: ZipMember) -> bool:
+    if m.name.endswith(_PICKLE_SUFFIXES):
         return True
-    m = z.by_name[name]
-    if m.size < 2 or m.size > z.limits.max_pickle_bytes:
-        return False
-    head = z.read(name, limit=m.size)[:2] if m.size <= 4096 else _head(z, name)
-    return head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+    h = head(z, m, 2)
+    return h[:1] == b"\x80" and h[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
 
 
-def _head(z: ZipArchive, name: str) -> bytes:
-    m = z.by_name[name]
-    if m.method != 0:
-        return z.read(name)[:2]
-    return z._pread(z.data_offset(m), 2)
+def _scan(asm: Assembler, z: ZipArchive, m: ZipMember, label: str) -> None:
+    rec = extract(z, m, asm.limits.max_pickle_bytes)
+    if rec.error is not None:
+        asm.notes.append(f"{label}: torch cannot read this entry ({rec.error})")
+        return
+    if not rec.data:
+        return
+    asm.parse(rec.data, label, persistent_load=record_pid)
+
+
+def _any_pickle(z: ZipArchive, py: PyZipView) -> bool:
+    return any(_looks_like_pickle(z, m) for m in z.members) or any(
+        p.name.endswith(_PICKLE_SUFFIXES) for p in py.members)
+
+
+def _header_mismatches(z: ZipArchive) -> list[str]:
+    out = []
+    for m in z.members:
+        local = local_header(z, m)
+        if local is None:
+            continue
+        name, flags, method = local
+        if name != m.raw_name:
+            out.append(f"zip member {m.name!r}: local header names it {name.decode('utf-8', 'replace')!r} "
+                       "(Python's zipfile refuses to read it, torch reads it)")
+        if flags != m.flags or method != m.method:
+            out.append(f"zip member {m.name!r}: local and central headers differ in flags/method "
+                       "(readers that stream local headers read it differently)")
+    return out
+
+
+def _duplicates(z: ZipArchive, py: PyZipView) -> list[str]:
+    groups: dict[bytes, list[ZipMember]] = {}
+    for m in z.members:
+        groups.setdefault(m.folded, []).append(m)
+    out = []
+    for key, ms in groups.items():
+        if len(ms) < 2:
+            continue
+        torch_pick = z.locate(key)
+        names = sorted({m.name for m in ms})
+        msg = (f"{len(ms)} zip entries named {' / '.join(repr(n) for n in names[:3])} (miniz ignores case): "
+               f"torch.load reads the one at offset {torch_pick.header_offset if torch_pick else '?'}")
+        py_offsets = sorted({py.by_name[n].header_offset for n in names if n in py.by_name})
+        if py.error is None and py_offsets:
+            msg += f", Python's zipfile the one(s) at offset {', '.join(map(str, py_offsets))}"
+        out.append(msg)
+    return out
+
+
+def _compare_with_zipfile(z: ZipArchive, py: PyZipView, reading: TorchZipReading, asm: Assembler,
+                          budget: Budget, limits: Limits) -> list[str]:
+    if py.error is not None:
+        return [f"Python's zipfile cannot open this archive ({py.error}); torch.load reads it"]
+    out = []
+    mz = {m.header_offset for m in z.members}
+    only_py = [p for p in py.members if p.header_offset not in mz]
+    only_mz = [m for m in z.members if m.header_offset not in {p.header_offset for p in py.members}]
+    if only_py:
+        out.append(f"{len(only_py)} zip entries only Python's zipfile lists (torch.load never sees them): "
+                   + ", ".join(repr(p.name) for p in only_py[:5]))
+        for p in only_py:
+            if not p.name.endswith(_PICKLE_SUFFIXES) and p.size < 2:
+                continue
+            data, err = py.read(p, limits.max_pickle_bytes, budget)
+            if data is not None and (p.name.endswith(_PICKLE_SUFFIXES) or data[:1] == b"\x80"):
+                asm.parse(data, f"{p.name}@{p.header_offset} (zipfile)", persistent_load=record_pid)
+            elif err is not None:
+                asm.notes.append(f"{p.name} (only Python's zipfile lists it): unreadable ({err})")
+    if only_mz:
+        out.append(f"{len(only_mz)} zip entries only torch's reader lists (Python's zipfile never sees them): "
+                   + ", ".join(repr(m.name) for m in only_mz[:5]))
+    for record, m in reading.read.items():
+        name = reading.name(record)
+        pm = py.by_name.get(name)
+        if pm is None:
+            out.append(f"{name}: torch.load reads {m.name!r} (offset {m.header_offset}), "
+                       "Python's zipfile has no entry of that name")
+        elif pm.header_offset != m.header_offset:
+            out.append(f"{name}: torch.load reads the entry at offset {m.header_offset}, "
+                       f"Python's zipfile the one at offset {pm.header_offset}")
+    if reading.data_pkl is not None and reading.data_pkl.error is None and not reading.data_pkl.uninitialized:
+        m = reading.read["data.pkl"]
+        if zlib.crc32(reading.data_pkl.data) != m.crc:
+            out.append(f"{m.name}: its CRC-32 does not match the header: torch.load reads it (no CRC check), "
+                       "Python's zipfile refuses it")
+    return out
+
+
+def _only_zipfile_reads(f: CountingFile, path: str, limits: Limits, budget: Budget, py: PyZipView,
+                        reason: str) -> Inventory:
+    """miniz refuses the archive (so does torch.load); what Python's zipfile reads is still scanned."""
+    if py.error is not None:
+        raise FormatError(f"torch.load refuses it ({reason}); Python's zipfile too ({py.error})")
+    asm = Assembler(path, limits, budget=budget)
+    for p in py.members:
+        if not p.name.endswith(_PICKLE_SUFFIXES) and p.size < 2:
+            continue
+        data, _ = py.read(p, limits.max_pickle_bytes, budget)
+        if data is not None and (p.name.endswith(_PICKLE_SUFFIXES) or data[:1] == b"\x80"):
+            asm.parse(data, f"{p.name}@{p.header_offset} (zipfile)", persistent_load=record_pid)
+    if not asm.streams:
+        raise FormatError(f"torch.load refuses it ({reason}); Python's zipfile finds no pickle in it")
+    asm.anomalies.insert(0, f"torch.load cannot open this archive ({reason}), Python's zipfile reads it")
+    facts = FormatFacts(format="torch-zip", file_size=f.size, bytes_read=f.bytes_read,
+                        pickle_protocol=asm.protocol, zip_entries=tuple(p.name for p in py.members),
+                        streams=tuple(asm.streams), loaded_streams=(), opcodes=tuple(sorted(asm.opcodes)),
+                        extra={"torch_refuses": reason})
+    return asm.inventory(facts, None, [])

@@ -1,163 +1,371 @@
-"""A small zip reader that reads members the way torch's miniz reader does.
+"""The zip reader torch runs: miniz (``third_party/miniz-3.0.2``) as PyTorchStreamReader drives it.
 
-torch locates members through the central directory, then reads the data at
-the local header's offset, skipping the local name and extra field; it does not
-verify CRCs. Python's ``zipfile`` differs (it checks CRCs and rejects some
-files torch loads), so we parse the structures ourselves and record where
-they disagree, for the safety rules to judge.
+Every decision mirrors the C code, so ckptlint reads the bytes torch reads:
+
+- the end record is the *last* ``PK\\x05\\x06`` with at least 22 bytes after it,
+  searched backwards in 4 KiB blocks up to ~64 KiB from the end
+  (``mz_zip_reader_locate_header_sig``); the comment length is never checked;
+- a ZIP64 locator right before it is followed whenever the record it points at
+  has the ZIP64 signature, whatever the classic fields say
+  (``mz_zip_reader_read_central_dir``);
+- the entry *count* (not the directory size) says how many entries there are,
+  and each is sanity-checked as miniz does (PyTorch's patched ZIP64 extra parse);
+- names are looked up case-insensitively (ASCII only) by a binary search over a
+  heap-sorted index (``mz_zip_reader_sort_central_dir_offsets_by_filename``,
+  ``mz_zip_locate_file_binary_search``): among duplicate names the copy found
+  is the one the heap sort and the search land on, not the first or last;
+- data is read at the local header offset + 30 + the *local* name and extra
+  lengths; sizes, method and flags come from the central header; CRCs are not
+  checked (torch builds miniz with ``MINIZ_DISABLE_ZIP_READER_CRC32_CHECKS``).
+
+Extraction (stored and deflated members, exactly as ``mz_zip_reader_extract_to_mem``
+behaves, including its silent failures) lives in zipextract.py.
 """
 
 from __future__ import annotations
 
 import struct
-import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from ..errors import FormatError
-from ..limits import DEFAULT_LIMITS, Limits
+from ..limits import DEFAULT_LIMITS, Budget, Limits
 
 _EOCD = struct.Struct("<4sHHHHIIH")
-_EOCD64_LOC = struct.Struct("<4sIQI")
+_LOC64 = struct.Struct("<4sIQI")
 _EOCD64 = struct.Struct("<4sQHHIIQQQQ")
 _CDH = struct.Struct("<4sHHHHHHIIIHHHHHII")
-_LFH = struct.Struct("<4sHHHHHIIIHH")
+_U32 = 0xFFFFFFFF
+_LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
+
+# mz_zip_get_error_string, for the messages torch prints ("PytorchStreamReader failed …: <this>")
+NOT_AN_ARCHIVE = "not a ZIP archive"
+NO_CENTRAL_DIR = "failed finding central directory"
+CORRUPTED = "invalid header or archive is corrupted"
+MULTIDISK = "unsupported multidisk archive"
+READ_FAILED = "file read failed"
+TOO_MANY_FILES = "too many files"
+CDIR_SIZE = "unsupported central directory size"
+ENCRYPTION = "unsupported encryption"
+METHOD = "unsupported method"
+DECOMPRESSED_SIZE = "unexpected decompressed size"
+NOT_FOUND = "file not found"
+
+Reader = Callable[[int, int], bytes]
+"""``read(offset, n)``: up to ``n`` bytes at ``offset`` (fewer at the end of the file)."""
+
+
+class ZipStructureError(FormatError):
+    """miniz refuses the archive; ``mz_error`` is its error string (what torch prints)."""
+
+    def __init__(self, mz_error: str, what: str = "reading zip archive") -> None:
+        super().__init__(f"PytorchStreamReader failed {what}: {mz_error}")
+        self.mz_error = mz_error
 
 
 @dataclass(frozen=True)
 class ZipMember:
-    name: str
-    method: int
+    """One central directory entry, with the fields ``mz_zip_reader_file_stat`` reports."""
+
+    index: int
+    """Position in the central directory (what ``mz_zip_reader_get_filename(i)`` returns)."""
+    raw_name: bytes
     flags: int
+    method: int
     crc: int
     compressed_size: int
     size: int
     header_offset: int
-    raw_name: bytes
+    external_attr: int
+    stat_error: str | None = None
+    """``mz_zip_reader_file_stat`` fails on this entry (a malformed ZIP64 extra field)."""
+
+    @property
+    def name(self) -> str:
+        return self.raw_name.decode("utf-8", "replace")
+
+    @property
+    def folded(self) -> bytes:
+        """The name as miniz compares it (ASCII case folded)."""
+        return self.raw_name.translate(_LOWER)
+
+    @property
+    def is_directory(self) -> bool:
+        """miniz extracts nothing for these: torch's buffer stays uninitialised."""
+        return self.raw_name.endswith(b"/") or bool(self.external_attr & 0x10)
 
 
 class ZipArchive:
-    """Central directory of a zip file plus bounded member reads."""
+    """A zip archive as miniz opens it for torch: entries in directory order plus its lookup index."""
 
-    def __init__(self, f: BinaryIO, file_size: int, limits: Limits = DEFAULT_LIMITS) -> None:
-        self.f = f
+    def __init__(self, read: Reader, file_size: int, limits: Limits = DEFAULT_LIMITS,
+                 budget: Budget | None = None) -> None:
+        self.read_at = read
         self.file_size = file_size
         self.limits = limits
-        self.bytes_read = 0
+        self.budget = budget if budget is not None else Budget(limits)
         self.anomalies: list[str] = []
+        self.zip64 = False
+        self.eocd_offset = -1
+        self.cd_offset = 0
+        self.cd_size = 0
         self.members: list[ZipMember] = self._central_directory()
-        self.by_name: dict[str, ZipMember] = {}
-        self.shadowed: list[ZipMember] = []
-        """Earlier members hidden by a later one of the same name (torch reads the last)."""
-        for m in self.members:
-            if m.name in self.by_name:
-                self.anomalies.append(f"duplicate zip member name {m.name!r}")
-                self.shadowed.append(self.by_name[m.name])
-            self.by_name[m.name] = m
+        self.sorted_index: list[int] = _miniz_sort([m.folded for m in self.members])
+        self.by_name: dict[str, ZipMember] = {m.name: m for m in self.members}
+        """Every name, the last entry of each (for callers that only list names)."""
 
-    def _pread(self, offset: int, n: int) -> bytes:
-        if offset < 0 or n < 0 or offset + n > self.file_size:
-            raise FormatError(f"zip structure points outside the file (offset {offset}, {n} bytes)")
-        self.f.seek(offset)
-        data = self.f.read(n)
-        self.bytes_read += len(data)
-        if len(data) != n:
-            raise FormatError("zip file shorter than its directory says")
-        return data
+    # -- mz_zip_reader_read_central_dir ---------------------------------------------------------
+
+    def _read(self, offset: int, n: int) -> bytes:
+        if offset < 0 or offset >= self.file_size or n <= 0:
+            return b""
+        return self.read_at(offset, min(n, self.file_size - offset))
+
+    def _locate_eocd(self) -> int:
+        size = self.file_size
+        if size < _EOCD.size:
+            raise ZipStructureError(NOT_AN_ARCHIVE)
+        cur = max(size - 4096, 0)
+        while True:
+            n = min(4096, size - cur)
+            buf = self._read(cur, n)
+            if len(buf) != n:
+                raise ZipStructureError(NO_CENTRAL_DIR)
+            end = n
+            while True:
+                i = buf.rfind(b"PK\x05\x06", 0, end)
+                if i < 0:
+                    break
+                if size - (cur + i) >= _EOCD.size:
+                    return cur + i
+                end = i + 3
+            if cur == 0 or size - cur >= 0xFFFF + _EOCD.size:
+                raise ZipStructureError(NO_CENTRAL_DIR)
+            cur = max(cur - (4096 - 3), 0)
 
     def _central_directory(self) -> list[ZipMember]:
-        tail_len = min(self.file_size, 65535 + _EOCD.size)
-        tail = self._pread(self.file_size - tail_len, tail_len)
-        pos = tail.rfind(b"PK\x05\x06")
-        if pos < 0 or pos + _EOCD.size > len(tail):
-            raise FormatError("zip end-of-central-directory record not found")
-        eocd_off = self.file_size - tail_len + pos
-        _, _, _, _, count, cd_size, cd_off, _ = _EOCD.unpack_from(tail, pos)
-        if count == 0xFFFF or cd_off == 0xFFFFFFFF or cd_size == 0xFFFFFFFF:
-            if eocd_off < _EOCD64_LOC.size:
-                raise FormatError("zip64 locator missing")
-            sig, _, eocd64_off, _ = _EOCD64_LOC.unpack(self._pread(eocd_off - _EOCD64_LOC.size, _EOCD64_LOC.size))
-            if sig != b"PK\x06\x07":
-                raise FormatError("zip64 locator missing")
-            rec = _EOCD64.unpack(self._pread(eocd64_off, _EOCD64.size))
-            if rec[0] != b"PK\x06\x06":
-                raise FormatError("zip64 end-of-central-directory record not found")
-            count, cd_size, cd_off = rec[7], rec[8], rec[9]
-        if count > self.limits.max_zip_entries:
-            raise FormatError(f"zip has {count} entries (limit {self.limits.max_zip_entries})")
-        cd = self._pread(cd_off, cd_size)
-        members: list[ZipMember] = []
-        p = 0
-        for _ in range(count):
-            if p + _CDH.size > len(cd):
-                raise FormatError("zip central directory truncated")
-            (sig, _, _, flags, method, _, _, crc, csize, size, nlen, xlen, clen,
-             _, _, _, hoff) = _CDH.unpack_from(cd, p)
-            if sig != b"PK\x01\x02":
-                raise FormatError("zip central directory entry has a bad signature")
-            raw_name = cd[p + _CDH.size:p + _CDH.size + nlen]
-            extra = cd[p + _CDH.size + nlen:p + _CDH.size + nlen + xlen]
-            size, csize, hoff = _zip64_fields(extra, size, csize, hoff)
-            p += _CDH.size + nlen + xlen + clen
-            name = raw_name.decode("utf-8" if flags & 0x800 else "cp437", "replace")
-            if "\x00" in name:
-                self.anomalies.append(f"zip member name with a NUL byte: {name!r}")
-            members.append(ZipMember(name, method, flags, crc, csize, size, hoff, raw_name))
-        return members
+        eocd = self._locate_eocd()
+        self.eocd_offset = eocd
+        rec = self._read(eocd, _EOCD.size)
+        _, this_disk, cd_disk, on_disk, total, cd_size, cd_off, _ = _EOCD.unpack(rec)
+        loc = self._read(eocd - _LOC64.size, _LOC64.size) if eocd >= _LOC64.size + _EOCD64.size else b""
+        if len(loc) == _LOC64.size and loc[:4] == b"PK\x06\x07":
+            _, _, eocd64_off, disks = _LOC64.unpack(loc)
+            if eocd64_off > self.file_size - _EOCD64.size:
+                raise ZipStructureError(NOT_AN_ARCHIVE)
+            rec64 = self._read(eocd64_off, _EOCD64.size)
+            if len(rec64) == _EOCD64.size and rec64[:4] == b"PK\x06\x06":
+                self.zip64 = True
+                (_, rec_size, _, _, this_disk, cd_disk, on_disk64, total64, cd_size64,
+                 cd_off) = _EOCD64.unpack(rec64)
+                if rec_size < _EOCD64.size - 12:
+                    raise ZipStructureError(CORRUPTED)
+                if disks != 1:
+                    raise ZipStructureError(MULTIDISK)
+                if total64 > _U32 or on_disk64 > _U32:
+                    raise ZipStructureError(TOO_MANY_FILES)
+                if cd_size64 > _U32:
+                    raise ZipStructureError(CDIR_SIZE)
+                total, on_disk, cd_size = total64, on_disk64, cd_size64
+                if eocd64_off + _EOCD64.size + _LOC64.size != eocd:
+                    self.anomalies.append(
+                        f"the ZIP64 locator points at an end record at offset {eocd64_off}, not the one just "
+                        "before it: torch.load (miniz) follows the locator, Python's zipfile reads the one before it")
+        if total != on_disk:
+            raise ZipStructureError(MULTIDISK)
+        if (this_disk | cd_disk) != 0 and (this_disk != 1 or cd_disk != 1):
+            raise ZipStructureError(MULTIDISK)
+        if cd_size < total * _CDH.size or cd_off + cd_size > self.file_size:
+            raise ZipStructureError(CORRUPTED)
+        self.cd_offset, self.cd_size = cd_off, cd_size
+        if total == 0:
+            return []
+        self.budget.charge_members(total)
+        self.budget.charge_bytes(cd_size, "zip central directory bytes")
+        cd = self._read(cd_off, cd_size)
+        if len(cd) != cd_size:
+            raise ZipStructureError(READ_FAILED)
+        return [self._entry(cd, p, i, this_disk) for i, p in enumerate(_entry_offsets(cd, total))]
+
+    def _entry(self, cd: bytes, p: int, index: int, this_disk: int) -> ZipMember:
+        (_, _, _, flags, method, _, _, crc, csize, size, nlen, xlen, _clen, disk, _, ext_attr,
+         hoff) = _CDH.unpack_from(cd, p)
+        name = cd[p + _CDH.size:p + _CDH.size + nlen]
+        extra = cd[p + _CDH.size + nlen:p + _CDH.size + nlen + xlen]
+        # The directory-wide sanity checks use PyTorch's patched ZIP64 parse ...
+        c, d, o = csize, size, hoff
+        if xlen and max(c, d, o) == _U32:
+            c, d, o = _patched_zip64(extra, c, d, o)
+        if c != _U32 and d != _U32 and ((method == 0 and d != c) or (d and not c)):
+            raise ZipStructureError(CORRUPTED)
+        if disk == 0xFFFF or (disk != this_disk and disk != 1):
+            raise ZipStructureError(MULTIDISK)
+        if c != _U32 and o + 30 + c > self.file_size:
+            raise ZipStructureError(CORRUPTED)
+        if flags & 0x2000:
+            raise ZipStructureError(ENCRYPTION)
+        # ... while extraction uses mz_zip_file_stat_internal's, which can fail on its own.
+        stat_error = None
+        if max(csize, size, hoff) == _U32 and xlen:
+            try:
+                size, csize, hoff = _stat_zip64(extra, size, csize, hoff)
+            except ValueError:
+                stat_error = CORRUPTED
+        if b"\x00" in name:
+            self.anomalies.append(f"zip member name with a NUL byte: {name.decode('utf-8', 'replace')!r} "
+                                  "(C strings end there: torch and Python's zipfile see different names)")
+        return ZipMember(index, name, flags, method, crc, csize, size, hoff, ext_attr, stat_error)
+
+    # -- lookup ---------------------------------------------------------------------------------
+
+    def locate(self, name: str | bytes) -> ZipMember | None:
+        """``mz_zip_reader_locate_file(name, flags=0)``: the entry torch reads for ``name``."""
+        raw = name.encode("utf-8") if isinstance(name, str) else name
+        key = raw.split(b"\x00", 1)[0].translate(_LOWER)  # torch passes a C string
+        lo, hi = 0, len(self.sorted_index) - 1
+        while lo <= hi:
+            mid = lo + ((hi - lo) >> 1)
+            m = self.members[self.sorted_index[mid]]
+            folded = m.folded
+            if folded == key:
+                return m
+            if folded < key:
+                lo = mid + 1
+            else:
+                hi = mid - 1
+        return None
+
+    def same_name(self, m: ZipMember) -> list[ZipMember]:
+        """Every entry miniz cannot tell apart from ``m`` (equal names, ASCII case ignored)."""
+        key = m.folded
+        return [o for o in self.members if o.folded == key]
 
     def data_offset(self, m: ZipMember) -> int:
-        """Where the member's bytes start (after its local header)."""
-        lfh = self._pread(m.header_offset, _LFH.size)
-        sig, _, flags, method, _, _, _, _, _, nlen, xlen = _LFH.unpack(lfh)
-        if sig != b"PK\x03\x04":
-            raise FormatError(f"zip member {m.name!r} has no local header")
-        local_name = self._pread(m.header_offset + _LFH.size, nlen)
-        if local_name != m.raw_name:
-            self.anomalies.append(
-                f"zip member {m.name!r}: local header names it {local_name.decode('utf-8', 'replace')!r}")
-        if flags != m.flags or method != m.method:
-            self.anomalies.append(f"zip member {m.name!r}: local and central headers differ in flags/method")
-        return m.header_offset + _LFH.size + nlen + xlen
+        """Where torch reads the member's bytes: after the *local* header's name and extra field."""
+        from .zipextract import data_offset
 
-    def read(self, name: str, limit: int | None = None) -> bytes:
-        return self.read_member(self.by_name[name], limit)
+        return data_offset(self, m)
 
     def read_member(self, m: ZipMember, limit: int | None = None) -> bytes:
-        name = m.name
-        limit = self.limits.max_pickle_bytes if limit is None else limit
-        if m.size > limit or m.compressed_size > self.limits.max_pickle_bytes:
-            raise FormatError(f"zip member {name!r} is {m.size} bytes (limit {limit})")
-        start = self.data_offset(m)
-        raw = self._pread(start, m.compressed_size)
-        if m.method == 0:
-            return raw
-        if m.method == 8:
-            d = zlib.decompressobj(-15)
-            out = d.decompress(raw, limit + 1)
-            if len(out) > limit:
-                raise FormatError(f"zip member {name!r} inflates past {limit} bytes")
-            return out
-        raise FormatError(f"zip member {name!r} uses unsupported compression method {m.method}")
+        """The bytes torch reads for ``m`` (FormatError where torch raises or reads memory it never wrote)."""
+        from .zipextract import extract
+
+        rec = extract(self, m, self.limits.max_pickle_bytes if limit is None else limit)
+        if rec.error is not None:
+            raise FormatError(f"zip member {m.name!r}: {rec.error}")
+        if rec.uninitialized:
+            raise FormatError(f"zip member {m.name!r}: {rec.note}")
+        return rec.data
+
+    def read(self, name: str, limit: int | None = None) -> bytes:
+        m = self.locate(name)
+        if m is None:
+            raise FormatError(f"zip member {name!r} not found")
+        return self.read_member(m, limit)
 
 
-def _zip64_fields(extra: bytes, size: int, csize: int, hoff: int) -> tuple[int, int, int]:
-    p = 0
-    while p + 4 <= len(extra):
-        tag, ln = struct.unpack_from("<HH", extra, p)
-        body = extra[p + 4:p + 4 + ln]
-        if tag == 0x0001:
-            q = 0
-            vals = []
-            while q + 8 <= len(body):
-                vals.append(struct.unpack_from("<Q", body, q)[0])
-                q += 8
-            it = iter(vals)
-            if size == 0xFFFFFFFF:
-                size = next(it, size)
-            if csize == 0xFFFFFFFF:
-                csize = next(it, csize)
-            if hoff == 0xFFFFFFFF:
-                hoff = next(it, hoff)
+def _entry_offsets(cd: bytes, total: int) -> list[int]:
+    """Where each of ``total`` entries starts; miniz's per-entry walk (count, not size, decides)."""
+    out = []
+    p, n = 0, len(cd)
+    for _ in range(total):
+        if n < _CDH.size or cd[p:p + 4] != b"PK\x01\x02":
+            raise ZipStructureError(CORRUPTED)
+        nlen, xlen, clen = struct.unpack_from("<HHH", cd, p + 28)
+        if _CDH.size + nlen + xlen > n:
+            raise ZipStructureError(CORRUPTED)  # miniz re-reads the extra from a wrong offset, then fails here
+        size = _CDH.size + nlen + xlen + clen
+        if size > n:
+            raise ZipStructureError(CORRUPTED)
+        out.append(p)
+        p += size
+        n -= size
+    return out
+
+
+def _patched_zip64(extra: bytes, c: int, d: int, o: int) -> tuple[int, int, int]:
+    """PyTorch's patch to miniz's directory walk: find field 0x0001, then read the values that
+    are 0xFFFFFFFF from there on, bounded by the bytes left in the *whole* extra field."""
+    p, left = 0, len(extra)
+    while left:
+        if left < 4:
+            raise ZipStructureError(CORRUPTED)
+        fid, fsize = struct.unpack_from("<HH", extra, p)
+        if fsize + 4 > left:
+            raise ZipStructureError(CORRUPTED)
+        if fid == 1:
             break
-        p += 4 + ln
+        p += 4 + fsize
+        left -= 4 + fsize
+    if left >= 4:
+        left -= 4
+        p += 4
+        vals = []
+        for cur in (d, c, o):
+            if cur == _U32 and left >= 8:
+                vals.append(struct.unpack_from("<Q", extra, p)[0])
+                left -= 8
+                p += 8
+            else:
+                vals.append(cur)
+        d, c, o = vals
+    return c, d, o
+
+
+def _stat_zip64(extra: bytes, size: int, csize: int, hoff: int) -> tuple[int, int, int]:
+    """``mz_zip_file_stat_internal``: values inside field 0x0001 only; ValueError where miniz fails."""
+    p, left = 0, len(extra)
+    while left:
+        if left < 4:
+            raise ValueError
+        fid, fsize = struct.unpack_from("<HH", extra, p)
+        if fsize + 4 > left:
+            raise ValueError
+        if fid == 1:
+            q, rem = p + 4, fsize
+            vals = []
+            for cur in (size, csize, hoff):
+                if cur == _U32:
+                    if rem < 8:
+                        raise ValueError
+                    vals.append(struct.unpack_from("<Q", extra, q)[0])
+                    q += 8
+                    rem -= 8
+                else:
+                    vals.append(cur)
+            return vals[0], vals[1], vals[2]
+        p += 4 + fsize
+        left -= 4 + fsize
     return size, csize, hoff
+
+
+def _miniz_sort(keys: list[bytes]) -> list[int]:
+    """miniz's heap sort of entry indices by case-folded name (not stable: equal names end up
+    wherever the heap puts them, which decides the copy the binary search finds)."""
+    n = len(keys)
+    if n <= 1:
+        return list(range(n))
+    if len(set(keys)) == n:
+        return sorted(range(n), key=keys.__getitem__)  # no ties: any correct sort gives the same order
+    rank = {k: r for r, k in enumerate(sorted(set(keys)))}
+    r = [rank[k] for k in keys]
+    idx = list(range(n))
+
+    def sift(root: int, end: int) -> None:
+        while True:
+            child = 2 * root + 1
+            if child >= end:
+                return
+            if child + 1 < end and r[idx[child]] < r[idx[child + 1]]:
+                child += 1
+            if not r[idx[root]] < r[idx[child]]:
+                return
+            idx[root], idx[child] = idx[child], idx[root]
+            root = child
+
+    for start in range((n - 2) >> 1, -1, -1):
+        sift(start, n)
+    for end in range(n - 1, 0, -1):
+        idx[end], idx[0] = idx[0], idx[end]
+        sift(0, end)
+    return idx

@@ -1,0 +1,159 @@
+"""What ``torch.load`` does with a zip before it unpickles anything, step by step.
+
+Mirrors ``PyTorchStreamReader::init`` (caffe2/serialize/inline_container.cc) and
+``torch.serialization.load``/``_load`` (torch 2.14): every record read goes
+through miniz's case-insensitive lookup (zipreader.py) and extraction
+(zipextract.py). The first step that raises is recorded as torch's refusal, in
+torch's words; nothing after it runs.
+
+1. the archive opens (miniz), holds at least one entry, and the first entry in
+   directory order has a ``/``: the prefix is what precedes it;
+2. ``.data/serialization_id`` is read when present; then ``.data/version`` or
+   ``version``, parsed like ``std::stoull`` and within [1, 10];
+3. ``get_all_records``: every name (as a C string, at most 511 bytes) must start
+   with ``<prefix>/``; ``constants.pkl`` among them makes it TorchScript;
+4. ``_load``: ``.format_version``, then ``byteorder`` (``little`` or ``big``),
+   then ``.storage_alignment`` (``int()``), then ``data.pkl``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .zipextract import Extracted, extract
+from .zipreader import ZipArchive, ZipMember
+
+MAX_FILE_FORMAT_VERSION = 10
+"""``kMaxSupportedFileFormatVersion`` (caffe2/serialize/versions.h) of the torch releases ckptlint targets."""
+_STOULL = re.compile(rb"\s*[+-]?\d+")
+
+
+@dataclass
+class TorchZipReading:
+    """The records torch reads, and where it stops."""
+
+    cap: int = 1 << 30
+    """Most bytes produced for one record (``Limits.max_pickle_bytes``)."""
+    prefix: bytes = b""
+    refuses: str | None = None
+    """torch.load raises here, before unpickling anything (its message, one line)."""
+    script: bool = False
+    records: dict[str, bytes] = field(default_factory=dict)
+    """Small records as torch reads them (``version``, ``byteorder`` …)."""
+    read: dict[str, ZipMember] = field(default_factory=dict)
+    """Record name -> the entry torch's lookup returns for it."""
+    data_pkl: Extracted | None = None
+    notes: list[str] = field(default_factory=list)
+    """Records torch reads whose content is unpredictable or cut (anomalies)."""
+
+    def name(self, record: str) -> str:
+        return (self.prefix + b"/").decode("utf-8", "replace") + record
+
+
+class _Refused(Exception):
+    """Internal: torch raises at this step."""
+
+
+def read_like_torch(z: ZipArchive, cap: int) -> TorchZipReading:
+    """Run torch.load's steps on ``z`` up to (not including) unpickling ``data.pkl``."""
+    r = TorchZipReading(cap=cap)
+    try:
+        _init(z, r)
+        _all_records(z, r)
+        if not r.script:
+            _load(z, r)
+    except _Refused as e:
+        r.refuses = str(e)
+    return r
+
+
+def _lookup(z: ZipArchive, r: TorchZipReading, record: str) -> ZipMember | None:
+    # archive_name_plus_slash_ + name, passed to miniz as a C string
+    return z.locate(r.prefix + b"/" + record.encode())
+
+
+def _get(z: ZipArchive, r: TorchZipReading, record: str) -> Extracted:
+    """``getRecord``: lookup, stat, extract; raises _Refused where torch throws."""
+    m = _lookup(z, r, record)
+    if m is None:
+        raise _Refused(f"PytorchStreamReader failed locating file {record}: file not found")
+    r.read[record] = m
+    if m.stat_error is not None:
+        raise _Refused(f"PytorchStreamReader failed retrieving file meta-data for {record}: {m.stat_error}")
+    rec = extract(z, m, r.cap)
+    if rec.error is not None:
+        raise _Refused(f"PytorchStreamReader failed reading file {record}: {rec.error}")
+    if rec.uninitialized or rec.note:
+        r.notes.append(f"{m.name} (read by torch.load): {rec.note}")
+    return rec
+
+
+def _init(z: ZipArchive, r: TorchZipReading) -> None:
+    if not z.members:
+        raise _Refused("archive does not contain any files")
+    first = z.members[0].raw_name
+    slash = first.find(b"/")
+    if slash < 0:
+        raise _Refused(f"file in archive is not in a subdirectory: {first.decode('utf-8', 'replace')}")
+    r.prefix = first[:slash]
+    if _lookup(z, r, ".data/serialization_id") is not None:
+        _get(z, r, ".data/serialization_id")
+    version_record = ".data/version" if _lookup(z, r, ".data/version") is not None else "version"
+    if _lookup(z, r, version_record) is None:
+        raise _Refused('Expected hasRecord("version") to be true, but got false')
+    text = _get(z, r, version_record).data
+    r.records["version"] = text
+    m = _STOULL.match(text.split(b"\x00", 1)[0])
+    if m is None:
+        raise _Refused(f"Couldn't parse the version {text[:40].decode('utf-8', 'replace')} as Long Long")
+    version = int(m.group())
+    if version < 1:
+        raise _Refused(f"Attempted to read a PyTorch file with version {version}, but the minimum supported "
+                       "version for reading is 1")
+    if version > MAX_FILE_FORMAT_VERSION:
+        raise _Refused(f"Attempted to read a PyTorch file with version {version}, but the maximum supported "
+                       f"version for reading is {MAX_FILE_FORMAT_VERSION}")
+
+
+def _all_records(z: ZipArchive, r: TorchZipReading) -> None:
+    want = r.prefix + b"/"
+    records = []
+    for m in z.members:
+        c_name = m.raw_name[:511].split(b"\x00", 1)[0]
+        if not _strncmp_equal(c_name, want):
+            raise _Refused(f"file in archive is not in a subdirectory {want.decode('utf-8', 'replace')}: "
+                           f"{c_name.decode('utf-8', 'replace')}")
+        rest = c_name[len(want):]
+        if not rest.endswith(b".debug_pkl"):
+            records.append(rest)
+    r.script = b"constants.pkl" in records
+
+
+def _strncmp_equal(c_name: bytes, want: bytes) -> bool:
+    """``strncmp(buf, prefix_plus_slash.data(), prefix_plus_slash.size()) == 0``."""
+    for i, b in enumerate(want):
+        a = c_name[i] if i < len(c_name) else 0
+        if a != b:
+            return False
+        if b == 0:
+            return True
+    return True
+
+
+def _load(z: ZipArchive, r: TorchZipReading) -> None:
+    if _lookup(z, r, ".format_version") is not None:
+        r.records[".format_version"] = _get(z, r, ".format_version").data
+    if _lookup(z, r, "byteorder") is not None:
+        mark = _get(z, r, "byteorder").data
+        r.records["byteorder"] = mark
+        if mark not in (b"little", b"big"):
+            raise _Refused(f"Unknown endianness type: {mark[:40].decode('utf-8', 'replace')}")
+    if _lookup(z, r, ".storage_alignment") is not None:
+        align = _get(z, r, ".storage_alignment").data
+        r.records[".storage_alignment"] = align
+        try:
+            int(align)
+        except ValueError:
+            raise _Refused(f"invalid literal for int() with base 10: {align[:40]!r}") from None
+    r.data_pkl = _get(z, r, "data.pkl")

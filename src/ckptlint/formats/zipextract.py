@@ -1,0 +1,160 @@
+"""What ``PyTorchStreamReader::getRecord`` hands back for one entry: miniz's extract, failures included.
+
+``mz_zip_reader_extract_to_mem`` fills a buffer of exactly the central header's
+uncompressed size. Its outcomes, mirrored here:
+
+- directory entries (name ends in ``/`` or DOS attribute 0x10) and entries with a
+  compressed size of 0 extract *nothing* and report success: torch reads
+  uninitialised memory;
+- encrypted or patch entries, methods other than stored/deflate, a missing local
+  header or data past the end of the file: an error torch raises;
+- stored: ``size`` bytes at the data offset (not ``compressed_size``);
+- deflate: a stream that ends early is an error ("unexpected decompressed
+  size"); one that would write more than ``size`` bytes fills the buffer and
+  stops *without* an error (torch reads the first ``size`` bytes); a corrupt or
+  truncated stream also fails *without* an error, so torch reads what was
+  inflated so far followed by uninitialised memory.
+
+Inflated bytes are charged to the file's Budget as they are produced, so no
+member, and no number of members, can inflate past ``max_inflated_bytes``.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+from ..errors import LimitExceeded
+from . import zipreader as zr
+
+_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class Extracted:
+    data: bytes
+    """What torch reads (a prefix of it when ``uninitialized`` or when capped)."""
+    error: str | None = None
+    """miniz reports an error: torch raises ``PytorchStreamReader failed reading file …: <error>``."""
+    uninitialized: bool = False
+    """torch's buffer continues past ``data`` with memory nothing wrote (its content is unpredictable)."""
+    note: str | None = None
+    """Why the bytes are not simply the member's content (stream longer than declared, corrupt …)."""
+
+
+def data_offset(z: zr.ZipArchive, m: zr.ZipMember) -> int:
+    """Local header offset + 30 + the local name and extra lengths; ZipStructureError where miniz fails."""
+    lfh = z._read(m.header_offset, 30)
+    if len(lfh) != 30:
+        raise zr.ZipStructureError(zr.READ_FAILED, f"reading file {m.name}")
+    if lfh[:4] != b"PK\x03\x04":
+        raise zr.ZipStructureError(zr.CORRUPTED, f"reading file {m.name}")
+    nlen, xlen = struct.unpack_from("<HH", lfh, 26)
+    return int(m.header_offset + 30 + nlen + xlen)
+
+
+def local_header(z: zr.ZipArchive, m: zr.ZipMember) -> tuple[bytes, int, int] | None:
+    """(local name, local flags, local method), or None when there is no local header there."""
+    lfh = z._read(m.header_offset, 30)
+    if len(lfh) != 30 or lfh[:4] != b"PK\x03\x04":
+        return None
+    flags, method = struct.unpack_from("<HH", lfh, 6)
+    nlen = struct.unpack_from("<H", lfh, 26)[0]
+    return z._read(m.header_offset + 30, nlen), flags, method
+
+
+def extract(z: zr.ZipArchive, m: zr.ZipMember, cap: int) -> Extracted:
+    """The bytes torch reads for ``m``; at most ``cap`` of them are produced (LimitExceeded past it)."""
+    if m.stat_error is not None:
+        return Extracted(b"", error=m.stat_error)
+    if m.is_directory or m.compressed_size == 0:
+        if m.size == 0:
+            return Extracted(b"")
+        return Extracted(b"", uninitialized=True,
+                         note=f"miniz extracts nothing for a {'directory' if m.is_directory else 'zero-length'} "
+                              f"entry: torch reads {m.size} bytes of uninitialised memory")
+    if m.flags & (1 | 32 | 64):
+        return Extracted(b"", error=zr.ENCRYPTION)
+    if m.method not in (0, 8):
+        return Extracted(b"", error=zr.METHOD)
+    try:
+        start = data_offset(z, m)
+    except zr.ZipStructureError as e:
+        return Extracted(b"", error=e.mz_error)
+    if start + m.compressed_size > z.file_size:
+        return Extracted(b"", error=zr.CORRUPTED)
+    if m.method == 0:
+        if start + m.size > z.file_size:
+            return Extracted(b"", error=zr.READ_FAILED)
+        if m.size > cap:
+            raise LimitExceeded("max_pickle_bytes", cap, f"zip member {m.name!r} holds {m.size} bytes")
+        z.budget.charge_bytes(m.size, "bytes read from zip members")
+        return Extracted(z._read(start, m.size))
+    return _inflate(z, m, start, cap)
+
+
+def _inflate(z: zr.ZipArchive, m: zr.ZipMember, start: int, cap: int) -> Extracted:
+    size = m.size
+    d = zlib.decompressobj(-15)
+    out = bytearray()
+    pos = 0
+    corrupt = False
+    while not d.eof and len(out) <= size:
+        if len(out) > cap:
+            raise LimitExceeded("max_pickle_bytes", cap, f"zip member {m.name!r} inflates past it")
+        chunk = d.unconsumed_tail
+        if not chunk:
+            if pos >= m.compressed_size:
+                break
+            chunk = z._read(start + pos, min(_CHUNK, m.compressed_size - pos))
+            pos += len(chunk)
+        saved = d.copy()
+        try:
+            piece = d.decompress(chunk, min(size, cap, len(out) + _CHUNK * 64) + 1 - len(out))
+        except zlib.error:
+            # Keep what a streaming inflater writes before the bad code: replay the chunk bytewise.
+            d = saved
+            corrupt = True
+            for i in range(len(chunk)):
+                try:
+                    piece = d.decompress(chunk[i:i + 1])
+                except zlib.error:
+                    break
+                out += piece
+                z.budget.charge_bytes(len(piece), "bytes inflated from zip members")
+                if len(out) > size:
+                    break
+            break
+        out += piece
+        z.budget.charge_bytes(len(piece), "bytes inflated from zip members")
+    if len(out) >= size:
+        if d.eof and len(out) == size:
+            return Extracted(bytes(out))
+        return Extracted(bytes(out[:size]), note=f"the deflate stream does not end at the declared {size} "
+                                                   "bytes: torch reads the first ones and ignores the rest")
+    if d.eof:
+        return Extracted(bytes(out), error=zr.DECOMPRESSED_SIZE)
+    why = "corrupt" if corrupt else "truncated"
+    return Extracted(bytes(out), uninitialized=True,
+                     note=f"{why} deflate stream: torch reads the {len(out)} bytes inflated before it fails, "
+                          f"then {size - len(out)} bytes of uninitialised memory")
+
+
+def head(z: zr.ZipArchive, m: zr.ZipMember, n: int = 2) -> bytes:
+    """The first ``n`` bytes torch would read for ``m`` (b"" where it reads nothing or fails)."""
+    if m.stat_error is not None or m.is_directory or m.compressed_size == 0 or m.flags & (1 | 32 | 64):
+        return b""
+    try:
+        start = data_offset(z, m)
+    except zr.ZipStructureError:
+        return b""
+    if m.method == 0:
+        return z._read(start, min(n, m.size))
+    if m.method != 8:
+        return b""
+    d = zlib.decompressobj(-15)
+    try:
+        return d.decompress(z._read(start, min(m.compressed_size, 1024)), min(n, m.size) or 1)[:m.size]
+    except zlib.error:
+        return b""
