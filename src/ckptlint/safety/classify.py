@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from ..vocab import Category
 from .allowlist import BLOCKLISTED_MODULES
 from .modsource import defines_class
 from .names import (
@@ -38,12 +39,12 @@ _DANGEROUS_MODULE_SEGMENTS = frozenset({
     "importlib", "runpy", "pickle", "marshal",
 })
 
-SEVERITY_ORDER = ("allowed", "data", "model", "unknown", "dangerous")
+SEVERITY_ORDER: tuple[Category, ...] = ("allowed", "data", "model", "unknown", "dangerous")
 """Categories from least to most severe (used when one name is read two ways)."""
 
 
 def classify(qualname: str, module: str, *, allowed: frozenset[str],
-             model_classes: frozenset[str] = frozenset()) -> str:
+             model_classes: frozenset[str] = frozenset()) -> Category:
     """The category of one global (see the module docstring).
 
     ``allowed`` is torch's allowlist plus what the user trusts; ``model_classes``
@@ -82,7 +83,7 @@ def is_model(module: str, name: str, has_module_state: bool = False) -> bool:
     return has_module_state or (in_model_package and name[:1].isupper() and not name.isupper())
 
 
-def worst(categories: list[str]) -> str:
+def worst(categories: list[Category]) -> Category:
     """The most severe of several categories (one qualname read two ways)."""
     return max(categories, key=SEVERITY_ORDER.index)
 

@@ -1,30 +1,38 @@
-"""Predict exactly what ``torch.load(path, weights_only=True)`` will do, statically.
+"""Predict exactly what ``torch.load(path, weights_only=True)`` will do, statically, for every file.
 
 torch's restricted unpickler walks the streams ``torch.load`` reads and stops
 at the first opcode, global or target type it refuses; the file loads when
 there is none. We list every blocker (not only the first), in the order torch
-meets them, so the first one is the error torch would raise.
+meets them, so the first one is the error torch would raise. A file ckptlint
+cannot read gets a definite "no" too (:func:`unreadable_verdict`): torch
+refuses it as well, and "don't know" would read as "fine".
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 
 from ..inventory import Inventory
 from ..results import Blocker, Verdict
-from .allowlist import BLOCKLISTED_MODULES, NEWEST_SUPPORTED_TORCH
-from .classify import classify, module_classes
+from ..vocab import Category
+from .allowlist import NEWEST_SUPPORTED_TORCH, static_allowed_globals
+from .classify import classify, module_classes, worst
+from .names import DATA
+from .wo_judge import pickle_blockers, storage_blockers, zip_record_blockers
 
 # Since this release, torch.load hands paths ending in .safetensors to the safetensors package
 # (verified on 2.14.1; earlier releases parse them as pickles and fail).
 SAFETENSORS_BY_PATH_SINCE = (2, 14)
 
 
-def categorize(inv: Inventory, allowed: frozenset[str]) -> dict[str, str]:
+def categorize(inv: Inventory, allowed: frozenset[str]) -> dict[str, Category]:
+    """Every referenced global's category; a name read two ways (module/name split) gets the worse one."""
     models = module_classes(inv.structure)
-    return {g.qualname: classify(g.qualname, g.module, allowed=allowed, model_classes=models)
-            for g in inv.globals}
+    found: dict[str, list[Category]] = {}
+    for g in inv.globals:
+        found.setdefault(g.qualname, []).append(
+            classify(g.qualname, g.module, allowed=allowed, model_classes=models))
+    return {q: worst(cats) for q, cats in found.items()}
 
 
 def predict(inv: Inventory, allowed: frozenset[str], torch_version: tuple[int, int] | None = None) -> Verdict:
@@ -49,39 +57,28 @@ def predict(inv: Inventory, allowed: frozenset[str], torch_version: tuple[int, i
         return _refused("legacy tar format: weights_only=True refuses it", vtext, categories,
                         "re-save from a trusted load with torch.save(model.state_dict(), f)")
     shard_blockers = _shard_formats(inv, version) if fmt == "sharded-index" else []
+    user_allowed = allowed - static_allowed_globals(min(version, NEWEST_SUPPORTED_TORCH))
+    before = zip_record_blockers(inv) if fmt == "torch-zip" else []
+    after = storage_blockers(inv) if fmt == "torch-zip" else []
+    found = tuple(shard_blockers) + tuple(before) + tuple(pickle_blockers(inv, allowed, user_allowed, categories)) \
+        + tuple(after)
+    if fmt == "pickle":
+        # torch.load reads a plain pickle as the legacy format's magic number, then compares it
+        found += (Blocker("format", "not a torch.save file (torch: \"Invalid magic number; corrupt file?\")"),)
+    return Verdict(not found, found, vtext, advice(found, _loaded_categories(inv, categories)) if found
+                   else "loads with weights_only=True", categories)
 
-    loaded = list(inv.facts.loaded_streams)
-    order = {s: i for i, s in enumerate(loaded)}
-    blockers: list[tuple[int, int, Blocker]] = []
-    for g in inv.globals:
-        if g.stream not in order:
-            continue
-        if g.qualname in allowed and g.module not in BLOCKLISTED_MODULES:
-            continue
-        b = Blocker("global", g.qualname, g.stream, g.offset, categories.get(g.qualname))
-        blockers.append((order[g.stream], g.offset, b))
-    blocking_globals = {b.detail for _, _, b in blockers}
-    for e in inv.events:
-        if e.stream not in order:
-            continue
-        if e.kind.endswith("-class"):
-            # Allowlisting the class's own global also clears these, so they add nothing to say.
-            if e.detail in allowed or e.detail in blocking_globals or (
-                    e.kind == "newobj-class" and e.detail == "torch.nn.parameter.Parameter"):
-                continue
-            b = Blocker("structure", f"{e.kind[:-6]} of {e.detail}", e.stream, e.offset,
-                        classify(e.detail, e.detail.rsplit(".", 1)[0], allowed=allowed), e.detail)
-        elif e.kind == "opcode":
-            b = Blocker("opcode", e.detail, e.stream, e.offset)
-        else:
-            b = Blocker("structure", f"{e.kind}: {e.detail}", e.stream, e.offset)
-        blockers.append((order[e.stream], e.offset, b))
-    blockers.sort(key=lambda t: (t[0], t[1]))
-    found = tuple(shard_blockers) + tuple(_dedupe(b for _, _, b in blockers))
-    if fmt == "pickle" and not found:
-        found = (Blocker("format", "not a torch.save file (torch: \"Invalid magic number; corrupt file?\")"),)
-    return Verdict(not found, found, vtext, advice(found) if found else "loads with weights_only=True",
-                   categories)
+
+def unreadable_verdict(reason: str, torch_version: tuple[int, int] | None = None) -> Verdict:
+    """The verdict for a file ckptlint cannot read: torch.load refuses it too (a definite no)."""
+    version = torch_version or NEWEST_SUPPORTED_TORCH
+    return Verdict(False, (Blocker("format", f"unreadable: {reason}"),), f"{version[0]}.{version[1]}",
+                   "do not load this file: it is not a checkpoint torch.load can read")
+
+
+def _loaded_categories(inv: Inventory, categories: dict[str, Category]) -> set[Category]:
+    loaded = set(inv.facts.loaded_streams)
+    return {categories[g.qualname] for g in inv.globals if g.stream in loaded and g.qualname in categories}
 
 
 def _shard_formats(inv: Inventory, version: tuple[int, int]) -> list[Blocker]:
@@ -95,22 +92,14 @@ def _shard_formats(inv: Inventory, version: tuple[int, int]) -> list[Blocker]:
     return out
 
 
-def _refused(reason: str, vtext: str, categories: dict[str, str], fix: str) -> Verdict:
+def _refused(reason: str, vtext: str, categories: dict[str, Category], fix: str) -> Verdict:
     return Verdict(False, (Blocker("format", reason),), vtext, fix, categories)
 
 
-def _dedupe(blockers: Iterable[Blocker]) -> list[Blocker]:
-    seen: set[tuple[str, str]] = set()
-    out: list[Blocker] = []
-    for b in blockers:
-        if (b.kind, b.detail) not in seen:
-            seen.add((b.kind, b.detail))
-            out.append(b)
-    return out
-
-
-def advice(blockers: tuple[Blocker, ...]) -> str:
-    cats = {b.category for b in blockers if b.kind == "global" or b.cls}
+def advice(blockers: tuple[Blocker, ...], loaded: set[Category] | frozenset[Category] = frozenset()) -> str:
+    """One line: what to do. ``add_safe_globals`` is advised only when every blocker is a name on
+    the exact data list (safety/names.py), never for anything else."""
+    cats = {b.category for b in blockers if b.kind == "global" or b.cls} | set(loaded)
     if "dangerous" in cats:
         return "do not load this file: it references globals that can run code"
     if "model" in cats:
@@ -118,22 +107,27 @@ def advice(blockers: tuple[Blocker, ...]) -> str:
                 "(torch.save or safetensors)")
     if "unknown" in cats:
         names = [b.detail for b in blockers if b.category == "unknown"]
-        return (f"unknown globals ({', '.join(names[:5])}): importing them runs their module's code; "
-                "allowlist them only if you trust them")
+        return (f"unknown globals ({', '.join(names[:5])}): weights_only=True refuses them; re-save the "
+                "checkpoint with plain types (or trust only classes you wrote yourself)")
     if any(b.kind == "opcode" for b in blockers):
         return ("saved with pickle protocol > 2: re-save from a trusted load with the default protocol "
                 "(torch.save(obj, f))")
-    if all(b.category == "data" and (b.kind == "global" or b.cls) for b in blockers):
-        return safe_globals_line([b.cls or b.detail for b in blockers])
+    names = [b.cls or b.detail for b in blockers]
+    if all((b.kind == "global" or b.cls) and b.category == "data" for b in blockers) \
+            and all(n in DATA for n in names):
+        return safe_globals_line(list(dict.fromkeys(names)))
     return "weights_only=True refuses this file: " + "; ".join(b.detail for b in blockers[:3])
 
 
 def safe_globals_line(qualnames: list[str]) -> str:
-    """The exact allowlisting code for data globals.
+    """The exact allowlisting code for names on the data list (ValueError for any other name).
 
     The ``(object, "module.name")`` form matches the name the file uses even where
     the object's own ``__module__`` differs (numpy 2 moved ``numpy.core`` to ``numpy._core``).
     """
+    refused = [q for q in qualnames if q not in DATA]
+    if refused:
+        raise ValueError(f"not on the data list, never advised for add_safe_globals: {', '.join(refused)}")
     modules = sorted({q.rsplit(".", 1)[0] for q in qualnames})
     imports = "; ".join(f"import {m}" for m in modules)
     entries = ", ".join(f'({q}, "{q}")' for q in qualnames)

@@ -1,0 +1,224 @@
+"""Judge the reader's neutral pickle facts the way torch's weights_only unpickler does.
+
+Input: the globals, opcodes and operations the static reader recorded for the
+streams ``torch.load`` reads, plus the zip records torch checks around them.
+Output: every blocker, sorted the way torch meets them (stream order, then byte
+offset), so the first is the error torch raises. Each rule names the line of
+``torch/_weights_only_unpickler.py`` (``Unpickler.load``) or ``torch/serialization.py``
+(``_load``) it mirrors; the constants live in :mod:`.torch_rules`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ..inventory import Inventory
+from ..results import Blocker
+from ..vocab import Category
+from .allowlist import BLOCKLISTED_MODULES
+from .classify import classify
+from .torch_rules import (
+    APPEND_TYPES,
+    BUILD_ALWAYS,
+    BYTEORDER_VALUES,
+    NEWOBJ_ALWAYS,
+    SETITEM_TYPES,
+    WEIGHTS_ONLY_OPCODES,
+    torch_global_name,
+    torch_name_as_written,
+)
+
+# At one offset torch fails on the opcode itself before anything it would build.
+_RANK = {"opcode": 0, "format": 1, "global": 2, "structure": 3}
+_END = 1 << 62
+
+Placed = tuple[int, int, int, Blocker]
+
+
+def torch_name(g: Any) -> str:
+    """The full path torch looks up for a recorded global (its own protocol-2 mapping, any protocol)."""
+    written = getattr(g, "written", None)
+    if written:
+        return torch_name_as_written(str(written), g.qualname)
+    return torch_global_name(g.module, g.name)
+
+
+def pickle_blockers(inv: Inventory, allowed: frozenset[str], user_allowed: frozenset[str],
+                    categories: Mapping[str, Category]) -> list[Blocker]:
+    """Every blocker in the streams torch.load reads, in torch's order."""
+    order = {s: i for i, s in enumerate(inv.facts.loaded_streams)}
+    placed: list[Placed] = []
+    blocked_names: set[str] = set()
+    for g in inv.globals:
+        if g.stream not in order:
+            continue
+        name = torch_name(g) if g.opcode == "GLOBAL" else g.qualname
+        module = name[: -len(g.name) - 1] if name.endswith("." + g.name) else g.module
+        if g.opcode == "GLOBAL" and name in allowed and module not in BLOCKLISTED_MODULES:
+            continue
+        cat = categories.get(g.qualname) or classify(name, module, allowed=allowed)
+        blocked_names.add(name)
+        placed.append((order[g.stream], g.offset, _RANK["global"],
+                       Blocker("global", name, g.stream, g.offset, cat)))
+    if getattr(inv, "operations", None) is not None and getattr(inv, "pickles", None) is not None:
+        placed += _from_operations(inv, order, allowed, user_allowed, blocked_names)
+    else:
+        placed += _from_events(inv, order, allowed, user_allowed, blocked_names)
+    for stop in getattr(inv, "stops", ()) or ():
+        if stop.stream in order:
+            placed.append((order[stop.stream], stop.offset, _RANK["format"],
+                           Blocker("format", f"the pickle cannot be read past here: {stop.reason}",
+                                   stop.stream, stop.offset)))
+    placed.sort(key=lambda t: (t[0], t[1], t[2]))
+    return dedupe(b for *_, b in placed)
+
+
+def _class_blocker(what: str, cls: str, stream: str, offset: int, allowed: frozenset[str]) -> Blocker:
+    module = cls.rsplit(".", 1)[0]
+    return Blocker("structure", f"{what} of {cls}", stream, offset, classify(cls, module, allowed=allowed), cls)
+
+
+def _from_operations(inv: Inventory, order: Mapping[str, int], allowed: frozenset[str],
+                     user_allowed: frozenset[str], blocked_names: set[str]) -> list[Placed]:
+    out: list[Placed] = []
+    for p in getattr(inv, "pickles", ()):
+        if p.stream not in order:
+            continue
+        for opname, offset in p.first_offsets:
+            if opname not in WEIGHTS_ONLY_OPCODES:
+                out.append((order[p.stream], offset, _RANK["opcode"], Blocker("opcode", opname, p.stream, offset)))
+    for op in getattr(inv, "operations", ()):
+        if op.stream not in order:
+            continue
+        b = judge_operation(op.opcode, str(op.target), op.detail, op.stream, op.offset,
+                            allowed, user_allowed, blocked_names)
+        if b is not None:
+            out.append((order[op.stream], op.offset, _RANK[b.kind], b))
+    return out
+
+
+def judge_operation(opcode: str, target: str, detail: Any, stream: str, offset: int, allowed: frozenset[str],
+                    user_allowed: frozenset[str], blocked_names: set[str]) -> Blocker | None:
+    """One recorded operation against Unpickler.load's rule for its opcode (None: torch accepts it)."""
+    kind, _, name = target.partition(":")
+    if kind not in ("global", "object"):
+        kind, name = "builtin", f"builtins.{target}"
+    if opcode == "REDUCE":
+        # REDUCE: `func not in _get_allowed_globals().values() and not in user values` -> refuse.
+        # A global's own GLOBAL already said whether it is allowed.
+        if kind == "global":
+            return None
+        return Blocker("structure", f"REDUCE calls a {target}, not an allowlisted function", stream, offset)
+    if opcode == "NEWOBJ":
+        # NEWOBJ: nn.Parameter, or a class in the allowlist values.
+        if kind == "global" and (name in NEWOBJ_ALWAYS or name in allowed or name in blocked_names):
+            return None
+        return _class_blocker("NEWOBJ", name, stream, offset, allowed)
+    if opcode == "BUILD":
+        # BUILD: type(inst) is Tensor / Parameter / OrderedDict, or in the allowlist values.
+        if kind == "object" and (name in BUILD_ALWAYS or name in allowed or name in blocked_names):
+            return None
+        if kind == "builtin" and name in allowed and str(detail) == "NoneType":
+            return None  # set/bytearray/complex: no __setstate__, a falsy state updates nothing
+        return _class_blocker("BUILD", name, stream, offset, allowed)
+    if opcode in ("APPEND", "APPENDS"):
+        # _check_append_target: a plain list, or a list subclass the user allowlisted.
+        if name in APPEND_TYPES or (kind == "object" and name in user_allowed):
+            return None
+        return _class_blocker(opcode, name, stream, offset, allowed)
+    if opcode in ("SETITEM", "SETITEMS"):
+        # _check_set_item_target: type in [dict, OrderedDict, Counter], exactly.
+        if name in SETITEM_TYPES and kind != "global":
+            return None
+        return _class_blocker(opcode, name, stream, offset, allowed)
+    if opcode == "BINPERSID":
+        # BINPERSID: a tuple whose first item decodes to "storage" (or an int, which torch.load's
+        # own persistent_load then refuses: it asserts a tuple).
+        if target == "tuple" and str(detail).strip("b'\"") == "storage":
+            return None
+        return Blocker("structure", f"persistent id of type {target} ({detail})", stream, offset)
+    if opcode == "SHORT_BINSTRING":
+        # torch.load decodes SHORT_BINSTRING with encoding="utf-8", strictly.
+        return Blocker("structure", "SHORT_BINSTRING that is not UTF-8", stream, offset)
+    return None  # other opcodes are refused as opcodes
+
+
+def _from_events(inv: Inventory, order: Mapping[str, int], allowed: frozenset[str],
+                 user_allowed: frozenset[str], blocked_names: set[str]) -> list[Placed]:
+    """The reader's older ``events`` (kept until every reader records operations)."""
+    out: list[Placed] = []
+    for e in inv.events:
+        if e.stream not in order:
+            continue
+        b: Blocker | None
+        if e.kind == "opcode":
+            b = Blocker("opcode", e.detail, e.stream, e.offset)
+        elif e.kind == "newobj-class":
+            b = judge_operation("NEWOBJ", f"global:{e.detail}", None, e.stream, e.offset, allowed, user_allowed,
+                                blocked_names)
+        elif e.kind == "build-class":
+            b = judge_operation("BUILD", f"object:{e.detail}", None, e.stream, e.offset, allowed, user_allowed,
+                                blocked_names)
+        elif e.kind == "append-class":
+            b = judge_operation("APPEND", f"object:{e.detail}", None, e.stream, e.offset, allowed, user_allowed,
+                                blocked_names)
+        elif e.kind == "setitem":
+            b = judge_operation("SETITEM", f"object:{e.detail}", None, e.stream, e.offset, allowed, user_allowed,
+                                blocked_names)
+        elif e.kind == "stop":
+            b = Blocker("format", f"the pickle cannot be read past here: {e.detail}", e.stream, e.offset)
+        else:
+            b = Blocker("structure", f"{e.kind}: {e.detail}", e.stream, e.offset)
+        if b is not None:
+            out.append((order[e.stream], e.offset, _RANK[b.kind], b))
+    return out
+
+
+def zip_record_blockers(inv: Inventory) -> list[Blocker]:
+    """torch.load's checks on a zip's records before it unpickles (``_load``): byteorder, alignment."""
+    out: list[Blocker] = []
+    extra = inv.facts.extra or {}
+    raw = extra.get("byteorder_record")
+    value = raw if isinstance(raw, str) else inv.facts.byteorder
+    if value is not None and value not in BYTEORDER_VALUES:
+        # `if byteorderdata not in [b"little", b"big"]: raise ValueError("Unknown endianness type")`
+        out.append(Blocker("format", f"byteorder record {value!r} is neither 'little' nor 'big' "
+                                     "(torch: Unknown endianness type)", "byteorder"))
+    align = extra.get(".storage_alignment")
+    if isinstance(align, str):
+        try:
+            int(align)  # `storage_alignment = int(zip_file.get_record(".storage_alignment"))`
+        except ValueError:
+            out.append(Blocker("format", f".storage_alignment record {align!r} is not an integer",
+                               ".storage_alignment"))
+    return out
+
+
+def storage_blockers(inv: Inventory) -> list[Blocker]:
+    """torch.load's check on each storage record as the pickle loads it: present, and exactly the
+    declared size (``get_storage_from_record`` -> ``getRecord``)."""
+    out: list[Blocker] = []
+    entries = set(inv.facts.zip_entries)
+    for s in inv.storages:
+        if s.entry is None:
+            continue
+        rb = getattr(s, "record_bytes", None)
+        if s.entry not in entries:
+            out.append(Blocker("format", f"storage record {s.entry} is missing (torch: file is corrupted)",
+                               s.entry))
+        elif rb is not None and s.nbytes is not None and rb != s.nbytes:
+            # getRecord: TORCH_CHECK(record size == numel * element size)
+            out.append(Blocker("format", f"storage record {s.entry} holds {rb} bytes, the pickle declares "
+                                         f"{s.nbytes} (torch: record size does not match)", s.entry))
+    return out
+
+
+def dedupe(blockers: Iterable[Blocker]) -> list[Blocker]:
+    seen: set[tuple[str, str]] = set()
+    out: list[Blocker] = []
+    for b in blockers:
+        if (b.kind, b.detail) not in seen:
+            seen.add((b.kind, b.detail))
+            out.append(b)
+    return out
