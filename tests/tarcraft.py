@@ -7,7 +7,6 @@ version wiped, checksum recomputed; GNU/PAX sparse; longnames; duplicates).
 
 from __future__ import annotations
 
-import io
 import struct
 import tarfile
 from dataclasses import dataclass, field
@@ -92,18 +91,25 @@ class TorchTar:
                 ("tensors", self.tensor_records()), ("storages", self.storages())]
 
 
+def member_bytes(name: str, data: bytes, fmt: int = tarfile.USTAR_FORMAT, pax: dict[str, str] | None = None,
+                 linkname: str = "", type: bytes = tarfile.REGTYPE) -> bytes:
+    """One member as tarfile writes it (its headers, then the data padded to 512), no end blocks."""
+    ti = tarfile.TarInfo(name)
+    ti.size = len(data) if type == tarfile.REGTYPE else 0
+    ti.mode = 0o644
+    ti.type = type
+    ti.linkname = linkname
+    if pax:
+        ti.pax_headers = dict(pax)
+    body = data if type == tarfile.REGTYPE else b""
+    return ti.tobuf(fmt, "utf-8", "surrogateescape")  # type: ignore[arg-type] + body.ljust((len(body) + 511) // 512 * 512, b"\0")
+
+
 def tar_bytes(members: list[tuple[str, bytes]], fmt: int = tarfile.USTAR_FORMAT,
-              pax: dict[str, dict[str, str]] | None = None) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tf:
-        for name, data in members:
-            ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            ti.mode = 0o644
-            if pax and name in pax:
-                ti.pax_headers = dict(pax[name])
-            tf.addfile(ti, io.BytesIO(data))
-    return buf.getvalue()
+              pax: dict[str, dict[str, str]] | None = None, end: bool = True) -> bytes:
+    """Members in order, then (``end``) the two zero blocks that end an archive."""
+    out = b"".join(member_bytes(n, d, fmt, (pax or {}).get(n)) for n, d in members)
+    return out + (end_blocks() if end else b"")
 
 
 def set_checksum(header: bytearray) -> None:
@@ -132,14 +138,9 @@ def pax_sparse_member(name: str, chunks: list[tuple[int, bytes]], realsize: int)
     smap = f"{len(chunks)}\n" + "".join(f"{off}\n{len(d)}\n" for off, d in chunks)
     mapblock = smap.encode().ljust((len(smap) + 511) // 512 * 512, b"\0")
     data = mapblock + b"".join(d for _, d in chunks)
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        ti = tarfile.TarInfo(f"GNUSparseFile.0/{name}")
-        ti.size = len(data)
-        ti.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": name,
-                          "GNU.sparse.realsize": str(realsize)}
-        tf.addfile(ti, io.BytesIO(data))
-    return buf.getvalue()[:-1024]  # without the end-of-archive blocks
+    return member_bytes(f"GNUSparseFile.0/{name}", data, tarfile.PAX_FORMAT,
+                        {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": name,
+                         "GNU.sparse.realsize": str(realsize)})
 
 
 def gnu_old_sparse_member(name: str, chunks: list[tuple[int, bytes]], realsize: int) -> bytes:
