@@ -102,7 +102,8 @@ def member_bytes(name: str, data: bytes, fmt: int = tarfile.USTAR_FORMAT, pax: d
     if pax:
         ti.pax_headers = dict(pax)
     body = data if type == tarfile.REGTYPE else b""
-    return ti.tobuf(fmt, "utf-8", "surrogateescape")  # type: ignore[arg-type] + body.ljust((len(body) + 511) // 512 * 512, b"\0")
+    head = ti.tobuf(fmt, "utf-8", "surrogateescape")  # type: ignore[arg-type]
+    return head + body.ljust((len(body) + 511) // 512 * 512, b"\0")
 
 
 def tar_bytes(members: list[tuple[str, bytes]], fmt: int = tarfile.USTAR_FORMAT,
