@@ -9,12 +9,12 @@ from typing import Any
 
 from .config import Config
 from .errors import CheckpointError, CkptlintError
-from .findings import Finding
 from .limits import DEFAULT_LIMITS, Limits
 from .results import FileReport, Report
 from .selection import Overrides
 from .targets.resolve import Target
-from .vocab import NOT_A_CHECKPOINT, TARGETS_MODES, TargetsMode, format_kind
+from .targets.signature import Signature
+from .vocab import TARGETS_MODES, TargetsMode, format_kind
 
 __all__ = ["FileReport", "Report", "check", "check_file"]
 
@@ -25,27 +25,26 @@ def check_file(path: str | os.PathLike[str], *, trusted: Iterable[str] = (),
     """All rules (built-in and plugins) on one file, before selection and severity policy.
 
     Unreadable input becomes ``error`` plus a CK901/CK902 finding, never an exception."""
-    from . import inspect
     from .context import FileContext
-    from .plugins import run_check_file_hooks
+    from .formats import read_inventory
+    from .plugin.manager import run_check_file_hooks
+    from .rules.input import input_finding
     from .safety.allowlist import allowed_globals, installed_torch_version
     from .safety.weights_only import predict
 
     path = os.fspath(path)
     trusted_set = frozenset(trusted)
     try:
-        inv = inspect(path, limits=limits)
+        inv = read_inventory(path, limits)
     except CkptlintError as e:
         reason = e.reason if isinstance(e, CheckpointError) else str(e)
         kind = e.format if isinstance(e, CheckpointError) else None
-        code = "CK902" if kind in NOT_A_CHECKPOINT else "CK901"
-        return FileReport(path, None if kind is None else format_kind(kind), reason,
-                          [Finding(code, "error", reason, None, None, None)])
+        return FileReport(path, None if kind is None else format_kind(kind), reason, [input_finding(reason, kind)])
     verdict = predict(inv, allowed_globals() | trusted_set, installed_torch_version())
     compat = compat_error = None
     if target is not None:
         from .compat.analyze import analyze
-        from .compat.unwrap import UnwrapError
+        from .errors import UnwrapError
 
         try:
             compat = analyze(inv, target.signature, model=target.model, key=target.key)
@@ -75,7 +74,7 @@ def check(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
     if targets not in TARGETS_MODES:
         raise ValueError(f"targets must be all, snapshots or none, not {targets!r}")
     from .config import config_for
-    from .plugins import all_rules
+    from .plugin.manager import all_rules
     from .selection import apply_policy, read_baseline
 
     if isinstance(paths, (str, os.PathLike)):
@@ -102,20 +101,29 @@ def check(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
     return Report(tuple(files))
 
 
-def _target_for(path: str, cfg: Any, model: Any, model_kwargs: Any, snapshot: str | None,
-                key: str | None, which: str = "all") -> Target | None:
+def _target_for(path: str, cfg: Config | None, model: Any, model_kwargs: Any, snapshot: str | None,
+                key: str | None, which: TargetsMode = "all") -> Target | None:
     """Explicit options win; otherwise the first configured target whose glob matches the file."""
     from .compat.unwrap import parse_key
     from .targets.resolve import resolve_target
 
     if model is not None or snapshot is not None:
-        return resolve_target(model=model, model_kwargs=model_kwargs, snapshot=snapshot,
+        spec = _resolve_spec(model, model_kwargs) if isinstance(model, str) else None
+        return resolve_target(resolved=spec, model=None if isinstance(model, str) else model, snapshot=snapshot,
                               key=parse_key(key) if key else None)
     entry = cfg.target_for(path) if cfg is not None and which != "none" else None
     if entry is None or (which == "snapshots" and not entry.snapshot):
         return None
     live = entry.model if which == "all" else None
-    return resolve_target(model=live, model_kwargs=entry.model_kwargs if live else None, snapshot=entry.snapshot,
-                          key=parse_key(entry.key) if entry.key else None,
+    return resolve_target(resolved=_resolve_spec(live, entry.model_kwargs) if live else None,
+                          snapshot=entry.snapshot, key=parse_key(entry.key) if entry.key else None,
                           allow_missing=entry.allow_missing, allow_unexpected=entry.allow_unexpected,
                           allow_mismatch=entry.allow_mismatch)
+
+
+def _resolve_spec(spec: str, kwargs: Any) -> tuple[Signature, Any]:
+    """The engine asks the resolver hook (plugins first, ``package.module:callable`` last)."""
+    from .plugin.manager import resolve_spec
+    from .targets.spec import parse_kwargs
+
+    return resolve_spec(spec, parse_kwargs(kwargs))

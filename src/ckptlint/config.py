@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from .errors import CkptlintError
+from .errors import ConfigError
+from .vocab import SEVERITIES, Severity
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
-
-
-class ConfigError(CkptlintError):
-    """A configuration file that cannot be used; the message names the file."""
+else:  # Python 3.10
+    import tomli as tomllib
 
 
 @dataclass(frozen=True)
@@ -38,7 +36,6 @@ class TargetEntry:
     allow_mismatch: tuple[str, ...] = ()
 
 
-SEVERITIES = ("error", "warning", "info")
 
 
 @dataclass(frozen=True)
@@ -51,7 +48,7 @@ class Config:
     """Code prefixes to report (the empty prefix selects everything)."""
     extend_select: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
-    severity: dict[str, str] = field(default_factory=dict)
+    severity: dict[str, Severity] = field(default_factory=dict)
     """Code (or prefix) -> severity override."""
     per_file_ignores: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Glob (relative to the config's folder) -> code prefixes ignored for matching files."""
@@ -122,7 +119,8 @@ def _has_tool_table(path: str) -> bool:
 def _read_toml(path: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
+            data: dict[str, Any] = tomllib.load(f)
+            return data
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise ConfigError(f"{path}: {e}") from None
 

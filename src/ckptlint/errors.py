@@ -1,18 +1,28 @@
-"""Errors that end the reading of one file with a one-line reason."""
+"""Every exception ckptlint raises on purpose, in one place, each with structured fields.
+
+Front ends catch :class:`CkptlintError` once (``cli.main``) and print ``str(error)``
+as one line with exit status 2; the library never prints. Per-file reading errors
+(:class:`CheckpointError`) become a file's ``error`` and a CK901/CK902 finding in
+``check`` instead.
+"""
 
 from __future__ import annotations
 
 
 class CkptlintError(Exception):
-    """Base class for every error ckptlint raises on purpose."""
+    """Base class for every error ckptlint raises on purpose; ``str()`` is the one line to show."""
+
+
+class UsageError(CkptlintError):
+    """Options that do not fit together (``--model-kwargs`` without ``--model``, an unknown format …)."""
 
 
 class CheckpointError(CkptlintError):
     """A file could not be read as a checkpoint; ``reason`` is one plain line.
 
     ``format`` names what the file was recognised as, where that is known
-    (``"python-pth"``, ``"text"``, ``"empty"`` …), so front ends can decide to
-    skip rather than fail.
+    (``"python-pth"``, ``"text"``, ``"empty"`` …; a :data:`ckptlint.vocab.FormatKind`),
+    so front ends can decide to skip rather than fail.
     """
 
     def __init__(self, path: str, reason: str, format: str | None = None) -> None:
@@ -37,3 +47,38 @@ class LimitExceeded(FormatError):
         super().__init__(f"limit {field}={limit} exceeded ({what})")
         self.field = field
         self.limit = limit
+
+
+class ConfigError(CkptlintError):
+    """A configuration file (or baseline) that cannot be used; the message names the file."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class TargetError(CkptlintError):
+    """A target model that cannot be resolved, built or read (spec, kwargs, snapshot)."""
+
+    def __init__(self, message: str, *, spec: str | None = None) -> None:
+        super().__init__(message)
+        self.spec = spec
+
+
+class UnwrapError(CkptlintError):
+    """No state_dict where the user (``--key``) or the search said it would be."""
+
+
+class PluginError(CkptlintError):
+    """A plugin that fails to load, declares bad rules, raises, or emits a code nobody declared.
+
+    ``plugin`` names it (the entry-point or module name) so its author sees whose it is."""
+
+    def __init__(self, message: str, *, plugin: str | None = None) -> None:
+        super().__init__(f"plugin {plugin}: {message}" if plugin else message)
+        self.plugin = plugin
+        self.detail = message
+
+
+__all__ = ["CheckpointError", "CkptlintError", "ConfigError", "FormatError", "LimitExceeded", "PluginError",
+           "TargetError", "TruncatedPickle", "UnwrapError", "UsageError"]

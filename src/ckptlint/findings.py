@@ -1,29 +1,25 @@
-"""Findings: what rules report. Plain data; policy (severity, selection) lives in rules and config."""
+"""Findings: what rules report. Plain data; policy (severity, selection) lives in rules and config.
+
+Rules make findings through their :class:`~ckptlint.rule.Rule` (``RULE.finding(message, key=...)``),
+so the code and default severity are written once, in the rule's declaration.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-SEVERITIES = ("error", "warning", "info")
+from .vocab import SEVERITIES, Severity, severity_rank
+
+__all__ = ["SEVERITIES", "Finding", "severity_rank"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Finding:
     code: str
-    severity: str
+    severity: Severity
     message: str
     key: str | None = None
     """Where the object sits inside the checkpoint (key path joined with ``/``)."""
     location: str | None = None
     """Where in the file: ``zip-member@offset``, ``pickle#3@120`` …"""
     fix: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "severity": self.severity, "message": self.message,
-                "key": self.key, "location": self.location, "fix": self.fix}
-
-
-def severity_rank(severity: str) -> int:
-    """Higher is worse: error 2, warning 1, info 0."""
-    return {"error": 2, "warning": 1, "info": 0}.get(severity, 0)

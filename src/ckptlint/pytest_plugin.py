@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .vocab import SEVERITIES
+
 if TYPE_CHECKING:
     from .findings import Finding
     from .results import FileReport
@@ -38,7 +40,7 @@ pytest.register_assert_rewrite("ckptlint.assertions")
 CONFIGURED = ""
 """The value ``--ckpt`` takes when given without a path: every configured checkpoint."""
 
-FAIL_LEVELS = ("error", "warning", "info")
+FAIL_LEVELS = SEVERITIES
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -174,7 +176,8 @@ class CkptFile(pytest.File):
             return str(o["model"])
         if o["snapshot"]:
             return os.path.basename(str(o["snapshot"]))
-        from .config import ConfigError, config_for
+        from .config import config_for
+        from .errors import ConfigError
 
         try:
             entry = config_for(str(self.path)).target_for(str(self.path))
@@ -207,8 +210,7 @@ class CkptFile(pytest.File):
 
     def _check(self, with_target: bool = True) -> tuple[FileReport | None, str | None, bool]:
         from . import check
-        from .errors import CkptlintError
-        from .targets.spec import TargetError
+        from .errors import CkptlintError, TargetError
 
         if not self.path.exists():
             return None, f"{self.name}: no such file", False

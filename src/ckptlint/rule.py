@@ -1,18 +1,24 @@
-"""A rule's identity and documentation; findings refer to rules by code."""
+"""A rule's identity and documentation; findings are made through their rule."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
+from .findings import Finding
+from .vocab import RuleCategory, Severity
+
 CODE_RE = re.compile(r"^[A-Z]{1,3}[0-9]{3}$")
+
+_CATEGORY_BY_DIGIT: dict[str, RuleCategory] = {
+    "1": "safety", "2": "compatibility", "3": "device", "4": "hygiene", "9": "input"}
 
 
 @dataclass(frozen=True)
 class Rule:
     code: str
     name: str
-    severity: str
+    severity: Severity
     """Default severity: ``error``, ``warning`` or ``info``."""
     summary: str
     """One line: what it checks."""
@@ -22,6 +28,13 @@ class Rule:
     """Which plugin declared it (filled in by the plugin manager)."""
 
     @property
-    def category(self) -> str:
-        return {"1": "safety", "2": "compatibility", "3": "device", "4": "hygiene", "9": "input"}.get(
-            self.code[2:3], "plugin") if self.code.startswith("CK") else "plugin"
+    def category(self) -> RuleCategory:
+        if not self.code.startswith("CK"):
+            return "plugin"
+        return _CATEGORY_BY_DIGIT.get(self.code[2:3], "plugin")
+
+    def finding(self, message: str, *, key: str | None = None, location: str | None = None,
+                fix: str | None = None, severity: Severity | None = None) -> Finding:
+        """A finding of this rule: its code, and its default severity unless ``severity`` says otherwise."""
+        return Finding(code=self.code, severity=severity or self.severity, message=message, key=key,
+                       location=location, fix=fix)

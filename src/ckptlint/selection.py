@@ -11,9 +11,11 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from .config import Config, ConfigError
+from .config import Config
+from .errors import ConfigError
 from .findings import Finding
 from .rule import Rule
+from .vocab import SEVERITIES, Severity
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,9 @@ def apply_policy(findings: list[Finding], path: str, cfg: Config, rules: dict[st
             continue
         if f.code == "CK102" and not cfg.forbid_full_model_pickles:
             continue
-        sev = _severity(f.code, cfg.severity) or f.severity or (rules[f.code].severity if f.code in rules else "error")
+        default: Severity = rules[f.code].severity if f.code in rules else "error"
+        # a third-party Finding may still carry severity "" (the rule's default), as documented before rule.finding
+        sev = _severity(f.code, cfg.severity) or (f.severity if f.severity in SEVERITIES else default)
         if sev != f.severity:
             f = replace(f, severity=sev)
         if (rel, f.code, f.key or "") in baseline:
@@ -60,7 +64,7 @@ def apply_policy(findings: list[Finding], path: str, cfg: Config, rules: dict[st
     return out
 
 
-def _severity(code: str, overrides: dict[str, str]) -> str | None:
+def _severity(code: str, overrides: dict[str, Severity]) -> Severity | None:
     best = max((p for p in overrides if code.startswith(p)), key=len, default=None)
     return None if best is None else overrides[best]
 

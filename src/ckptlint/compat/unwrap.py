@@ -5,16 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import CkptlintError
+from ..errors import UnwrapError
 from ..inventory import Inventory, TensorRecord
 
 WELL_KNOWN_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "ema",
                    "model_ema", "state_dict_ema", "ema_state_dict", "weights", "params", "params_ema",
                    "generator", "student", "teacher")
-
-
-class UnwrapError(CkptlintError):
-    pass
 
 
 @dataclass(frozen=True)

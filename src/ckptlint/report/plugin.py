@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..hookspecs import hookimpl
+from ..plugin import hookimpl
 
 
 def _text(report: Any, options: dict[str, Any]) -> str:

@@ -6,23 +6,23 @@ from fnmatch import fnmatchcase
 
 from ..compat.analyze import CompatAnalysis
 from ..findings import Finding
-from ..targets.resolve import Target
-from ..hookspecs import hookimpl
+from ..plugin import FileContext, hookimpl
 from ..rule import Rule
+from ..targets.resolve import Target
 
-RULES = [
-    Rule("CK201", "missing-keys", "error", "keys the target model expects are not in the checkpoint"),
-    Rule("CK202", "unexpected-keys", "error", "checkpoint keys the target model does not expect"),
-    Rule("CK203", "shape-mismatch", "error", "tensors whose shape differs from the model's"),
-    Rule("CK204", "dtype-mismatch", "warning", "tensors that load with a dtype cast"),
-    Rule("CK205", "non-tensor-value", "error", "an expected key holds something other than a tensor"),
-    Rule("CK206", "fix-available", "info", "how to make the checkpoint load: renames, drops, the snippet"),
-    Rule("CK207", "inexact-snapshot", "info", "a snapshot replays default rules for modules with custom load logic"),
-    Rule("CK208", "snapshot-drift", "warning", "the snapshot differs from the live model class"),
-    Rule("CK209", "no-state-dict", "error", "no state_dict found in the checkpoint for the target"),
-    Rule("CK210", "load-raises", "error", "the target's own load code raises on this checkpoint"),
-    Rule("CK211", "tied-weights", "info", "weights the model ties that the checkpoint stores apart, or once"),
-]
+MISSING = Rule("CK201", "missing-keys", "error", "keys the target model expects are not in the checkpoint")
+UNEXPECTED = Rule("CK202", "unexpected-keys", "error", "checkpoint keys the target model does not expect")
+SHAPE = Rule("CK203", "shape-mismatch", "error", "tensors whose shape differs from the model's")
+DTYPE = Rule("CK204", "dtype-mismatch", "warning", "tensors that load with a dtype cast")
+NON_TENSOR = Rule("CK205", "non-tensor-value", "error", "an expected key holds something other than a tensor")
+FIX = Rule("CK206", "fix-available", "info", "how to make the checkpoint load: renames, drops, the snippet")
+INEXACT = Rule("CK207", "inexact-snapshot", "info",
+               "a snapshot replays default rules for modules with custom load logic")
+DRIFT = Rule("CK208", "snapshot-drift", "warning", "the snapshot differs from the live model class")
+NO_STATE_DICT = Rule("CK209", "no-state-dict", "error", "no state_dict found in the checkpoint for the target")
+LOAD_RAISES = Rule("CK210", "load-raises", "error", "the target's own load code raises on this checkpoint")
+TIED = Rule("CK211", "tied-weights", "info", "weights the model ties that the checkpoint stores apart, or once")
+RULES = [MISSING, UNEXPECTED, SHAPE, DTYPE, NON_TENSOR, FIX, INEXACT, DRIFT, NO_STATE_DICT, LOAD_RAISES, TIED]
 
 
 @hookimpl
@@ -31,12 +31,12 @@ def ckptlint_rules() -> list[Rule]:
 
 
 @hookimpl
-def ckptlint_check_file(context):  # type: ignore[no-untyped-def]
+def ckptlint_check_file(context: FileContext) -> list[Finding] | None:
     if context.target is None:
         return None
     if context.compat is None:
-        return [Finding("CK209", "error", f"no state_dict for {context.target.name}: {context.compat_error}",
-                        None, None, "name it with --key (e.g. --key state_dict)")]
+        return [NO_STATE_DICT.finding(f"no state_dict for {context.target.name}: {context.compat_error}",
+                                      fix="name it with --key (e.g. --key state_dict)")]
     return compat_findings(context.compat, context.target)
 
 
@@ -63,46 +63,43 @@ def compat_findings(rep: CompatAnalysis, target: Target) -> list[Finding]:
     unexpected = [k for k in r.unexpected if not _allowed(k, target.allow_unexpected)]
     shapes = {k: v for k, v in r.shape_mismatch.items() if not _allowed(k, target.allow_mismatch)}
     if missing:
-        out.append(Finding("CK201", "error",
-                           f"{_n(len(missing), 'key')} {rep.target} expects {'is' if len(missing) == 1 else 'are'} missing: "
-                           f"{_listing(missing)}",
-                           missing[0], where, fix_line))
+        out.append(MISSING.finding(
+            f"{_n(len(missing), 'key')} {rep.target} expects {'is' if len(missing) == 1 else 'are'} missing: "
+            f"{_listing(missing)}", key=missing[0], location=where, fix=fix_line))
     if unexpected:
-        out.append(Finding("CK202", "error",
-                           f"{_n(len(unexpected), 'checkpoint key')} {rep.target} does not expect: {_listing(unexpected)}",
-                           unexpected[0], where, fix_line))
+        out.append(UNEXPECTED.finding(
+            f"{_n(len(unexpected), 'checkpoint key')} {rep.target} does not expect: {_listing(unexpected)}",
+            key=unexpected[0], location=where, fix=fix_line))
     if shapes:
         parts = [f"{k} {list(a)} vs model {list(b)}" for k, (a, b) in shapes.items()]
-        out.append(Finding("CK203", "error",
-                           f"{_n(len(shapes), 'shape mismatch', 'shape mismatches')} (strict=False still raises): "
-                           f"{_listing(parts, 3)}",
-                           next(iter(shapes)), where, fix_line))
+        out.append(SHAPE.finding(
+            f"{_n(len(shapes), 'shape mismatch', 'shape mismatches')} (strict=False still raises): "
+            f"{_listing(parts, 3)}", key=next(iter(shapes)), location=where, fix=fix_line))
     if r.load_error:
-        out.append(Finding("CK210", "error", f"{rep.target}'s own load code raises: {r.load_error}", None, where,
-                           "look at the module's _load_from_state_dict / load hooks: the checkpoint misses "
-                           "something they need (often the state_dict's _metadata versions)"))
+        out.append(LOAD_RAISES.finding(
+            f"{rep.target}'s own load code raises: {r.load_error}", location=where,
+            fix="look at the module's _load_from_state_dict / load hooks: the checkpoint misses "
+                "something they need (often the state_dict's _metadata versions)"))
     if r.non_tensor:
         keys = list(r.non_tensor)
-        out.append(Finding("CK205", "error",
-                           f"{_n(len(keys), 'expected key')} {'holds a non-tensor value' if len(keys) == 1 else 'hold non-tensor values'}: "
-                           f"{_listing(keys)}",
-                           keys[0], where, "save tensors under these keys"))
+        holds = "holds a non-tensor value" if len(keys) == 1 else "hold non-tensor values"
+        out.append(NON_TENSOR.finding(f"{_n(len(keys), 'expected key')} {holds}: {_listing(keys)}",
+                                      key=keys[0], location=where, fix="save tensors under these keys"))
     if r.dtype_mismatch:
         parts = [f"{k} {a}->{b}" for k, (a, b) in r.dtype_mismatch.items()]
-        out.append(Finding("CK204", "warning",
-                           f"{_n(len(parts), 'tensor')} {'loads' if len(parts) == 1 else 'load'} with a dtype cast: {_listing(parts, 3)}",
-                           next(iter(r.dtype_mismatch)), where,
-                           "cast deliberately (model.half()/.to(dtype)) or use load_state_dict(..., assign=True)"))
+        out.append(DTYPE.finding(
+            f"{_n(len(parts), 'tensor')} {'loads' if len(parts) == 1 else 'load'} with a dtype cast: "
+            f"{_listing(parts, 3)}", key=next(iter(r.dtype_mismatch)), location=where,
+            fix="cast deliberately (model.half()/.to(dtype)) or use load_state_dict(..., assign=True)"))
     if rep.fix is not None and (missing or unexpected or shapes):
-        out.append(Finding("CK206", "info", "how to load it: " + "; ".join(rep.fix.diagnosis),
-                           None, where, None))
+        out.append(FIX.finding("how to load it: " + "; ".join(rep.fix.diagnosis), location=where))
     out.extend(_ties(rep, where))
     if not rep.exact:
-        out.append(Finding("CK207", "info", " ".join(r.notes) or "snapshot replays default load rules",
-                           None, None, "check against the live class (--model) for torch's exact verdict"))
+        out.append(INEXACT.finding(" ".join(r.notes) or "snapshot replays default load rules",
+                                   fix="check against the live class (--model) for torch's exact verdict"))
     for d in target.drift[:20]:
-        out.append(Finding("CK208", "warning", f"snapshot differs from the live class: {d}", None, None,
-                           "regenerate it: ckptlint snapshot SPEC -o FILE"))
+        out.append(DRIFT.finding(f"snapshot differs from the live class: {d}",
+                                 fix="regenerate it: ckptlint snapshot SPEC -o FILE"))
     return out
 
 
@@ -113,15 +110,15 @@ def _ties(rep: CompatAnalysis, where: str | None) -> list[Finding]:
     for key, first in rep.ties:
         a, b = entries.get(first), entries.get(key)
         if a is not None and b is None and key in rep.result.missing:
-            out.append(Finding("CK211", "info",
-                               f"{key} is tied to {first} in the model: loading {first} fills it, though "
-                               "load_state_dict still lists it as missing", key, where,
-                               f"allow it (allow-missing = [\"{key}\"]) or load with strict=False"))
+            out.append(TIED.finding(
+                f"{key} is tied to {first} in the model: loading {first} fills it, though "
+                "load_state_dict still lists it as missing", key=key, location=where,
+                fix=f"allow it (allow-missing = [\"{key}\"]) or load with strict=False"))
         elif (a is not None and b is not None and getattr(a, "storage_key", None) is not None
               and getattr(a, "storage_key", None) != getattr(b, "storage_key", None)):
-            out.append(Finding("CK211", "info",
-                               f"the model ties {key} to {first}, but the checkpoint stores them as separate "
-                               f"tensors: whichever loads last ({key}) is the value both get", key, where, None))
+            out.append(TIED.finding(
+                f"the model ties {key} to {first}, but the checkpoint stores them as separate "
+                f"tensors: whichever loads last ({key}) is the value both get", key=key, location=where))
     return out
 
 

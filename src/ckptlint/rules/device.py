@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from ..findings import Finding
 from ..inventory import Inventory
-from ..hookspecs import hookimpl
+from ..plugin import FileContext, hookimpl
 from ..rule import Rule
 
-RULES = [Rule("CK301", "saved-on-accelerator", "warning",
-              "tensors saved on CUDA/MPS/…: loading elsewhere needs map_location")]
+SAVED_ON_ACCELERATOR = Rule("CK301", "saved-on-accelerator", "warning",
+                            "tensors saved on CUDA/MPS/…: loading elsewhere needs map_location")
+RULES = [SAVED_ON_ACCELERATOR]
 
 
 @hookimpl
@@ -17,7 +18,7 @@ def ckptlint_rules() -> list[Rule]:
 
 
 @hookimpl
-def ckptlint_check_file(context):  # type: ignore[no-untyped-def]
+def ckptlint_check_file(context: FileContext) -> list[Finding]:
     return device_findings(context.inventory)
 
 
@@ -32,10 +33,8 @@ def device_findings(inv: Inventory) -> list[Finding]:
     out = []
     for dev, keys in devices.items():
         kind = dev.split(":")[0]
-        out.append(Finding(
-            "CK301", "warning",
+        out.append(SAVED_ON_ACCELERATOR.finding(
             f"{len(keys)} tensors were saved on {dev}: torch.load restores them there, which fails on a "
             f"machine without {kind}",
-            keys[0], None,
-            f"torch.load({inv.path!r}, map_location=\"cpu\", weights_only=True)"))
+            key=keys[0], fix=f"torch.load({inv.path!r}, map_location=\"cpu\", weights_only=True)"))
     return out

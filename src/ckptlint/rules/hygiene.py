@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from ..findings import Finding
 from ..formats.dtypes import ITEMSIZE
-from ..hookspecs import hookimpl
 from ..inventory import Inventory, TensorRecord
+from ..plugin import FileContext, hookimpl
 from ..rule import Rule
 
-RULES = [
-    Rule("CK401", "storage-bloat", "warning", "a small tensor saved as a view of a much larger storage"),
-    Rule("CK402", "training-state-in-release", "warning",
-         "optimizer or training state inside a release checkpoint (release-files)"),
-    Rule("CK403", "float64-weights", "warning", "float64 tensors: twice the size of float32, rarely intended"),
-    Rule("CK404", "meta-or-empty-tensor", "warning", "meta tensors (no data) or tensors with no elements"),
-    Rule("CK405", "aliased-storage", "info", "several keys share one storage (tied weights)"),
-    Rule("CK406", "file-too-large", "error", "the file is larger than max-file-size"),
-]
+STORAGE_BLOAT = Rule("CK401", "storage-bloat", "warning", "a small tensor saved as a view of a much larger storage")
+TRAINING_STATE = Rule("CK402", "training-state-in-release", "warning",
+                      "optimizer or training state inside a release checkpoint (release-files)")
+FLOAT64 = Rule("CK403", "float64-weights", "warning", "float64 tensors: twice the size of float32, rarely intended")
+META_OR_EMPTY = Rule("CK404", "meta-or-empty-tensor", "warning", "meta tensors (no data) or tensors with no elements")
+ALIASED = Rule("CK405", "aliased-storage", "info", "several keys share one storage (tied weights)")
+TOO_LARGE = Rule("CK406", "file-too-large", "error", "the file is larger than max-file-size")
+RULES = [STORAGE_BLOAT, TRAINING_STATE, FLOAT64, META_OR_EMPTY, ALIASED, TOO_LARGE]
 
 BLOAT_MIN_BYTES = 1 << 20
 TRAINING_KEYS = frozenset({
@@ -32,16 +31,16 @@ def ckptlint_rules() -> list[Rule]:
 
 
 @hookimpl
-def ckptlint_check_file(context):  # type: ignore[no-untyped-def]
+def ckptlint_check_file(context: FileContext) -> list[Finding]:
     inv: Inventory = context.inventory
     cfg = context.config
     out = storage_bloat(inv) + float64(inv) + meta_or_empty(inv) + aliased(inv)
     if cfg is not None and cfg.release_files and cfg.matches(context.path, cfg.release_files):
         out += training_state(inv)
     if cfg is not None and cfg.max_file_size and inv.facts.file_size > cfg.max_file_size:
-        out.append(Finding("CK406", "error",
-                           f"file is {_size(inv.facts.file_size)}, over max-file-size {_size(cfg.max_file_size)}",
-                           None, None, "shard it, drop training state, or store in half precision"))
+        out.append(TOO_LARGE.finding(
+            f"file is {_size(inv.facts.file_size)}, over max-file-size {_size(cfg.max_file_size)}",
+            fix="shard it, drop training state, or store in half precision"))
     return out
 
 
@@ -64,7 +63,7 @@ def _span(t: TensorRecord) -> tuple[int, int] | None:
         return None
     if t.numel == 0:
         return t.storage_offset * size, t.storage_offset * size
-    extent = 1 + sum((s - 1) * st for s, st in zip(t.shape, t.stride))
+    extent = 1 + sum((s - 1) * st for s, st in zip(t.shape, t.stride, strict=False))
     return t.storage_offset * size, (t.storage_offset + extent) * size
 
 
@@ -82,11 +81,10 @@ def storage_bloat(inv: Inventory) -> list[Finding]:
         total = ts[0].storage_bytes or 0
         wasted = total - used
         if wasted >= BLOAT_MIN_BYTES and wasted * 2 >= total:
-            out.append(Finding(
-                "CK401", "warning",
+            out.append(STORAGE_BLOAT.finding(
                 f"{_key(ts[0])} uses {_size(used)} of a {_size(total)} storage; torch.save writes the whole "
                 f"storage: {_size(wasted)} wasted",
-                _key(ts[0]), f"storage {key}", "save a copy instead of a view: tensor.clone()"))
+                key=_key(ts[0]), location=f"storage {key}", fix="save a copy instead of a view: tensor.clone()"))
     return out
 
 
@@ -95,9 +93,9 @@ def float64(inv: Inventory) -> list[Finding]:
     if not hits:
         return []
     total = sum(t.numel * 8 for t in hits)
-    return [Finding("CK403", "warning",
-                    f"{len(hits)} float64 tensors ({_size(total)}), e.g. {_key(hits[0])}: float32 halves that",
-                    _key(hits[0]), None, "convert before saving: {k: v.float() for k, v in sd.items()}")]
+    return [FLOAT64.finding(
+        f"{len(hits)} float64 tensors ({_size(total)}), e.g. {_key(hits[0])}: float32 halves that",
+        key=_key(hits[0]), fix="convert before saving: {k: v.float() for k, v in sd.items()}")]
 
 
 def _under_training_state(t: TensorRecord) -> bool:
@@ -109,12 +107,12 @@ def meta_or_empty(inv: Inventory) -> list[Finding]:
     empty = [t for t in inv.tensors if t.device != "meta" and t.numel == 0 and not _under_training_state(t)]
     out = []
     if meta:
-        out.append(Finding("CK404", "warning",
-                           f"{len(meta)} meta tensors carry no data, e.g. {_key(meta[0])}: loading gives no weights",
-                           _key(meta[0]), None, "materialise the model (to_empty + init or a real load) before saving"))
+        out.append(META_OR_EMPTY.finding(
+            f"{len(meta)} meta tensors carry no data, e.g. {_key(meta[0])}: loading gives no weights",
+            key=_key(meta[0]), fix="materialise the model (to_empty + init or a real load) before saving"))
     if empty:
-        out.append(Finding("CK404", "info", f"{len(empty)} tensors have no elements, e.g. {_key(empty[0])}",
-                           _key(empty[0]), None, None))
+        out.append(META_OR_EMPTY.finding(f"{len(empty)} tensors have no elements, e.g. {_key(empty[0])}",
+                                         key=_key(empty[0]), severity="info"))
     return out
 
 
@@ -122,10 +120,10 @@ def aliased(inv: Inventory) -> list[Finding]:
     out = []
     for key, paths in inv.shared_storages().items():
         names = ["/".join(map(str, p)) for p in paths]
-        out.append(Finding("CK405", "info",
-                           f"{len(names)} keys share storage {key} ({', '.join(names[:3])}"
-                           f"{', …' if len(names) > 3 else ''}): tied weights or views",
-                           names[0], f"storage {key}", None))
+        out.append(ALIASED.finding(
+            f"{len(names)} keys share storage {key} ({', '.join(names[:3])}"
+            f"{', …' if len(names) > 3 else ''}): tied weights or views",
+            key=names[0], location=f"storage {key}"))
     return out
 
 
@@ -134,6 +132,5 @@ def training_state(inv: Inventory) -> list[Finding]:
     keys = [k for k in root if k in TRAINING_KEYS]
     if not keys:
         return []
-    return [Finding("CK402", "warning",
-                    f"release checkpoint carries training state: {', '.join(keys)}", keys[0], None,
-                    "save only the weights: torch.save(model.state_dict(), path)")]
+    return [TRAINING_STATE.finding(f"release checkpoint carries training state: {', '.join(keys)}", key=keys[0],
+                                   fix="save only the weights: torch.save(model.state_dict(), path)")]

@@ -1,12 +1,17 @@
-"""A resolved target for ``check``: a signature (live or snapshot) plus what the user allows."""
+"""A resolved target for ``check``: a signature (live or snapshot) plus what the user allows.
+
+Spec strings are resolved by the engine through the ``ckptlint_resolve_target`` hook; this
+module receives the result and never calls the plugin manager (imports point down).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import TargetError
 from .signature import Signature, build_signature, load_snapshot, signature_of
-from .spec import TargetError, parse_spec
+from .spec import parse_spec
 
 
 @dataclass
@@ -39,20 +44,19 @@ def live_signature(spec_text: str, kwargs: Any = None) -> tuple[Signature, Any]:
     return _CACHE[cache_key]
 
 
-def resolve_target(*, model: Any = None, model_kwargs: Any = None, snapshot: str | None = None,
-                   key: tuple[Any, ...] | None = None, allow_missing: tuple[str, ...] = (),
-                   allow_unexpected: tuple[str, ...] = (), allow_mismatch: tuple[str, ...] = ()) -> Target | None:
-    """From a spec string, an ``nn.Module`` instance, and/or a snapshot file. None without any."""
-    if model is None and snapshot is None:
-        return None
-    live_sig = live_model = None
+def resolve_target(*, resolved: tuple[Signature, Any] | None = None, model: Any = None,
+                   snapshot: str | None = None, key: tuple[Any, ...] | None = None,
+                   allow_missing: tuple[str, ...] = (), allow_unexpected: tuple[str, ...] = (),
+                   allow_mismatch: tuple[str, ...] = ()) -> Target | None:
+    """From a resolved spec (``(Signature, live model or None)``, what the resolver hook returned),
+    an ``nn.Module`` instance, and/or a snapshot file. None without any."""
     if isinstance(model, str):
-        from ..plugins import plugin_manager
-        from .spec import parse_kwargs
-
-        resolved = plugin_manager().hook.ckptlint_resolve_target(spec=model, kwargs=parse_kwargs(model_kwargs))
-        if resolved is None:
-            raise TargetError(f"target {model}: no resolver accepted it")
+        raise TypeError("resolve_target takes a model instance; the engine resolves spec strings")
+    if resolved is None and model is None and snapshot is None:
+        return None
+    live_sig: Signature | None = None
+    live_model: Any = None
+    if resolved is not None:
         live_sig, live_model = resolved
     elif model is not None:
         cls = type(model)

@@ -11,11 +11,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import CkptlintError
+from ..errors import TargetError
 
-
-class TargetError(CkptlintError):
-    """A target spec that cannot be parsed, imported or built (one line)."""
+__all__ = ["TargetError", "TargetSpec", "parse_kwargs", "parse_spec"]
 
 
 @dataclass(frozen=True)

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from ckptlint.findings import Finding
-from ckptlint.hookspecs import hookimpl
-from ckptlint.rule import Rule
-from ckptlint.targets.signature import ModuleSig, Signature, TensorSig
+from ckptlint.plugin import FileContext, Finding, ModuleSig, Rule, Signature, TensorSig, hookimpl
+
+DEBUG_TENSOR = Rule("EX001", "debug-tensor", "warning", "a tensor whose key mentions 'debug' was saved")
 
 
 @hookimpl
-def ckptlint_rules():
-    return [Rule("EX001", "debug-tensor", "warning", "a tensor whose key mentions 'debug' was saved")]
+def ckptlint_rules() -> list[Rule]:
+    return [DEBUG_TENSOR]
 
 
 @hookimpl
-def ckptlint_check_file(context):
-    return [Finding("EX001", "", f"debug tensor {t.key!r} saved", "/".join(map(str, t.path)), None,
-                    "drop it before saving")
+def ckptlint_check_file(context: FileContext) -> list[Finding]:
+    return [DEBUG_TENSOR.finding(f"debug tensor {t.key!r} saved", key="/".join(map(str, t.path)),
+                                 fix="drop it before saving")
             for t in context.inventory.tensors if "debug" in t.key]
 
 
