@@ -32,20 +32,27 @@ DANGEROUS_OPS: dict[str, str] = {
     "prim::rpc_remote": "calls a remote worker (torch.distributed.rpc)",
     "prim::PythonOp": "runs Python code",
     "prim::IgnoredPythonOp": "runs Python code",
+    # torchvision's, registered when torchvision is imported
+    "image::read_file": "reads a file (torchvision.io.read_file)",
+    "image::write_file": "writes a file (torchvision.io.write_file)",
 }
 DANGEROUS_NAMESPACES: dict[str, str] = {
     "c10d": "collective communication over the network (torch.distributed)",
     "_c10d_functional": "collective communication over the network (torch.distributed)",
+    "c10d_functional": "collective communication over the network (torch.distributed)",
     "_c10d_functional_autograd": "collective communication over the network (torch.distributed)",
     "_dtensor": "collective communication over the network (torch.distributed)",
     "symm_mem": "reads and writes other processes' memory (symmetric memory)",
 }
-# Operator namespaces torch registers itself; their operators compute on tensors and values.
+# Operator namespaces torch (and torchvision) register; their operators compute on tensors and values.
 KNOWN_NAMESPACES = frozenset({
     "aten", "prim", "prims", "quantized", "_quantized", "quantization", "sparse", "mkldnn",
     "mkldnn_prepacked", "onednn", "mkl", "cuda", "profiler", "inductor", "inductor_prims", "rngprims",
     "_native", "static_runtime", "onnx", "xnnpack", "_xnnpack", "vulkan", "vulkan_prepack", "mps",
-    "_test", "debug_mode_ops", "coor", "export",
+    "_test", "debug_mode_ops", "coor", "export", "_inductor_test", "flex_lib", "fsdp", "mempool", "onnx_symbolic",
+    "streams",
+    # torchvision's (detection ops; image decoding, whose file operators are listed above)
+    "torchvision", "image",
 })
 # torch.classes namespaces torch registers (``torch._C._jit_get_custom_class_schemas()``).
 DANGEROUS_CLASS_NAMESPACES: dict[str, str] = {
