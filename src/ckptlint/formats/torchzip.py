@@ -55,6 +55,7 @@ def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArch
     loaded: list[str] = []
     structure: Any = None
     storage_entries: dict[str, str] = {}
+    labels = _labels(z)
     if reading.refuses is None:
         if reading.script:
             structure = _torchscript(z, reading, asm, parsed, storage_entries)
@@ -65,20 +66,19 @@ def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArch
         elif reading.data_pkl is not None:
             m = reading.read["data.pkl"]
             stops = len(asm.stops)
-            value, _ = asm.parse(reading.data_pkl.data, m.name, persistent_load=asm.storage_loader())
-            structure = asm.collect(value, m.name)
+            value, _ = asm.parse(reading.data_pkl.data, labels[m.index], persistent_load=asm.storage_loader())
+            structure = asm.collect(value, labels[m.index])
             parsed.add(m.index)
             storage_entries.update({key: f"{prefix}/data/{key}" for key in asm.storages})
             if reading.data_pkl.uninitialized and len(asm.stops) > stops:
                 # torch unpickles what was inflated, then memory nothing wrote: it stops there (unless by luck)
                 reading.refuses = f"{m.name}: {reading.data_pkl.note}"
             else:
-                loaded.append(m.name)
+                loaded.append(labels[m.index])
     elif not _any_pickle(z, py):
         raise FormatError(f"torch.load refuses it: {reading.refuses}")
 
     storages, storage_idx = _storages(z, reading, asm, storage_entries)
-    labels = _labels(z)
     for m in z.members:
         if m.index in parsed or m.index in storage_idx or not _looks_like_pickle(z, m):
             continue
@@ -180,6 +180,8 @@ def _scan(asm: Assembler, z: ZipArchive, m: ZipMember, label: str) -> None:
     if rec.error is not None:
         asm.notes.append(f"{label}: torch cannot read this entry ({rec.error})")
         return
+    if rec.note:
+        asm.anomalies.append(f"{label}: {rec.note}")
     if not rec.data:
         return
     asm.parse(rec.data, label, persistent_load=record_pid)
