@@ -67,6 +67,35 @@ def static_allowed_globals(version: tuple[int, int] = NEWEST_SUPPORTED_TORCH) ->
     return frozenset(names)
 
 
+# Names ``import torch`` itself adds with add_safe_globals, before any user code runs (checked on 2.14.1:
+# torch/distributed/distributed_c10d.py allowlists every builtin exception class and traceback's summaries,
+# torch/distributed/device_mesh.py its layouts, torch/nested/__init__.py the nested-tensor class). Every
+# torch.load runs in a process that imported torch, so these are allowed there.
+_REGISTERED_ON_IMPORT: dict[tuple[int, int], list[str]] = {
+    (2, 14): ["traceback.StackSummary", "traceback.FrameSummary",
+              "torch.distributed._mesh_layout._FlatLayout", "torch.distributed._mesh_layout._MeshLayout",
+              "torch.nested._internal.nested_tensor.NestedTensor",
+              "torch.nested._internal.nested_tensor._rebuild_njt"],
+}
+_EXCEPTIONS_SINCE = (2, 14)
+
+
+@cache
+def registered_on_import(version: tuple[int, int] = NEWEST_SUPPORTED_TORCH) -> frozenset[str]:
+    """What ``import torch`` adds to the user allowlist (torch keys them by ``__module__.__qualname__``,
+    so aliases such as ``builtins.IOError`` are not among them)."""
+    import builtins
+
+    names: set[str] = set()
+    if version >= _EXCEPTIONS_SINCE:
+        names.update(f"{t.__module__}.{t.__qualname__}" for t in vars(builtins).values()
+                     if isinstance(t, type) and issubclass(t, BaseException))
+    for since, added in _REGISTERED_ON_IMPORT.items():
+        if version >= since:
+            names.update(added)
+    return frozenset(names)
+
+
 def installed_torch_version() -> tuple[int, int] | None:
     """The installed torch's (major, minor), read from its metadata: no import."""
     from importlib.metadata import PackageNotFoundError, version
@@ -82,11 +111,13 @@ def allowed_globals() -> frozenset[str]:
     """The allowlist torch.load(weights_only=True) uses here.
 
     torch's live list when torch is already imported (never imported for this),
-    else the table for the installed torch, else for the newest supported one.
+    else the table for the installed torch (plus what ``import torch`` registers),
+    else for the newest supported one.
     """
     torch = sys.modules.get("torch")
     if torch is not None and hasattr(torch, "_weights_only_unpickler"):
         wo = torch._weights_only_unpickler
         return frozenset(wo._get_allowed_globals()) | frozenset(wo._get_user_allowed_globals())
     v = installed_torch_version()
-    return static_allowed_globals(min(v, NEWEST_SUPPORTED_TORCH) if v else NEWEST_SUPPORTED_TORCH)
+    version = min(v, NEWEST_SUPPORTED_TORCH) if v else NEWEST_SUPPORTED_TORCH
+    return static_allowed_globals(version) | registered_on_import(version)

@@ -18,7 +18,7 @@ from ..vocab import Category
 from .allowlist import NEWEST_SUPPORTED_TORCH, static_allowed_globals
 from .classify import classify, module_classes, worst
 from .names import DATA
-from .wo_judge import pickle_blockers, storage_blockers, zip_record_blockers
+from .wo_judge import pickle_blockers, storage_blockers, torch_name, zip_record_blockers
 
 # Since this release, torch.load hands paths ending in .safetensors to the safetensors package
 # (verified on 2.14.1; earlier releases parse them as pickles and fail).
@@ -26,12 +26,24 @@ SAFETENSORS_BY_PATH_SINCE = (2, 14)
 
 
 def categorize(inv: Inventory, allowed: frozenset[str]) -> dict[str, Category]:
-    """Every referenced global's category; a name read two ways (module/name split) gets the worse one."""
+    """Every referenced global's category; a name read two ways (module/name split) gets the worse one.
+
+    A GLOBAL that torch's own protocol-2 mapping turns into an allowed name (``__builtin__.set``
+    at protocol 3) is allowed: that is what torch loads; otherwise the spelling and torch's
+    mapped name are both classified and the worse one counts."""
     models = module_classes(inv.structure)
     found: dict[str, list[Category]] = {}
     for g in inv.globals:
-        found.setdefault(g.qualname, []).append(
-            classify(g.qualname, g.module, allowed=allowed, model_classes=models))
+        cats = found.setdefault(g.qualname, [])
+        mapped = torch_name(g) if g.opcode == "GLOBAL" else g.qualname
+        if mapped != g.qualname:
+            module = mapped.rsplit(".", 1)[0]
+            cat = classify(mapped, module, allowed=allowed, model_classes=models)
+            if cat == "allowed":
+                cats.append(cat)
+                continue
+            cats.append(cat)
+        cats.append(classify(g.qualname, g.module, allowed=allowed, model_classes=models))
     return {q: worst(cats) for q, cats in found.items()}
 
 
