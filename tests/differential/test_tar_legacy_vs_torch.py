@@ -1,0 +1,282 @@
+"""Tar and legacy files: ckptlint's reading against torch.load's own, on generated inputs.
+
+Each input is generated from a seed: a PyTorch 0.1 tar checkpoint (ustar, GNU,
+PAX or V7 headers; members shuffled, duplicated, renamed through GNU longname or
+PAX ``path`` records, stored sparse (PAX 1.0 or old GNU) or as hard links;
+archives cut short or with a flipped header byte) or a legacy torch file (magic
+number and protocol version in every pickle spelling, right and wrong values,
+cut short, behind a ustar-looking header). Harmless calls (``ckfuzz_*.f()``)
+sit in every stream torch reads. For each input:
+
+* the globals ckptlint reports in the streams torch loads, in order, equal the
+  globals CPython's unpickler requests when driven by ``torch.load(path,
+  pickle_module=inert, weights_only=False)`` (inert: find_class returns
+  placeholders, imports nothing: tests/fuzz/inert.py);
+* a file torch loads is never "unreadable" for ckptlint;
+* ckptlint's weights_only verdict equals ``torch.load(path, weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+import sys
+import tarfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import tarcraft as tc
+from ckptlint.errors import CheckpointError
+from ckptlint.formats import read_inventory
+from ckptlint.inventory import Inventory
+from ckptlint.safety.allowlist import allowed_globals, installed_torch_version
+from ckptlint.safety.weights_only import predict
+from fuzz import inert
+
+N_TAR = 220
+N_LEGACY = 180
+
+
+class _Calls:
+    """Harmless calls with distinct names, so each global's position is checked."""
+
+    def __init__(self, rng: random.Random, tag: str) -> None:
+        self.rng = rng
+        self.tag = tag
+        self.n = 0
+
+    def maybe(self, p: float = 0.5) -> bytes:
+        if self.rng.random() >= p or not self.tag:
+            return b""
+        self.n += 1
+        return tc.glob(f"ckfuzz_{self.tag}", f"f{self.n}") + b")R"
+
+
+# ---------------------------------------------------------------- tar inputs
+
+def _sparse_runs(data: bytes, rng: random.Random) -> tuple[list[tuple[int, bytes]], int]:
+    """The data as sparse chunks: some runs of zero bytes become holes, sometimes a trailing hole."""
+    chunks: list[tuple[int, bytes]] = []
+    i = 0
+    start = 0
+    while i < len(data):
+        if data[i] == 0:
+            j = i
+            while j < len(data) and data[j] == 0:
+                j += 1
+            if rng.random() < 0.7:
+                if i > start:
+                    chunks.append((start, data[start:i]))
+                start = j
+            i = j
+        else:
+            i += 1
+    if start < len(data):
+        chunks.append((start, data[start:]))
+    if rng.random() < 0.3 and len(chunks) > 1:  # split a chunk without a hole
+        k = rng.randrange(len(chunks))
+        off, d = chunks[k]
+        if len(d) > 1:
+            cut = rng.randrange(1, len(d))
+            chunks[k:k + 1] = [(off, d[:cut]), (off + cut, d[cut:])]
+    realsize = len(data) + (rng.choice([0, 0, 1, 700]) if chunks else 0)
+    return chunks or [(0, b"")], realsize
+
+
+def _member(name: str, data: bytes, rng: random.Random, fmt: int) -> bytes:
+    kind = rng.choices(["plain", "longname", "paxpath", "sparse", "gnusparse", "hardlink"],
+                       [6, 1, 1, 1, 1, 1])[0]
+    if kind == "longname":
+        long = tc.member_bytes("y" * 110, data, tarfile.GNU_FORMAT)
+        at = long.index(b"y" * 110)
+        return long[:at] + name.encode().ljust(110, b"\0") + long[at + 110:]
+    if kind == "paxpath":
+        return tc.member_bytes("decoy.txt", data, tarfile.PAX_FORMAT, {"path": name})
+    if kind in ("sparse", "gnusparse"):
+        chunks, realsize = _sparse_runs(data, rng)
+        if kind == "gnusparse" and len(chunks) <= 4:
+            return tc.gnu_old_sparse_member(name, chunks, realsize)
+        return tc.pax_sparse_member(name, chunks, realsize)
+    if kind == "hardlink":
+        return (tc.member_bytes(f"blob_{name}", data, fmt)
+                + tc.member_bytes(name, b"", linkname=f"blob_{name}", type=tarfile.LNKTYPE))
+    return tc.member_bytes(name, data, fmt)
+
+
+def gen_tar(seed: int) -> bytes:
+    rng = random.Random(seed)
+    calls = _Calls(rng, "t")
+    n = rng.choice([0, 1, 1, 2, 3])
+    t = tc.TorchTar(tensors={f"p{i}": [float(rng.choice([0, 1, 2.5])) for _ in range(rng.randrange(1, 4))]
+                             for i in range(n)})
+    t.count_extra = calls.maybe(0.3)
+    t.storage_extra = calls.maybe(0.4) if n else b""
+    t.tensors_extra = calls.maybe(0.4) if n else b""
+    t.pickle_extra = calls.maybe(0.6)
+    members = t.members()
+    rng.shuffle(members)
+    if rng.random() < 0.3:  # a second copy of a member, anywhere
+        name = rng.choice(["pickle", "storages", "tensors"])
+        other = tc.TorchTar(tensors=t.tensors, pickle_extra=calls.maybe(1), storage_extra=calls.maybe(0.5))
+        data = dict(other.members())[name]
+        members.insert(rng.randrange(len(members) + 1), (name, data))
+    fmt = rng.choice([tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT, -1])
+    if fmt == -1:
+        out = tc.to_v7(tc.tar_bytes(members))
+    else:
+        out = b"".join(_member(name, data, rng, fmt) for name, data in members) + tc.end_blocks()
+    roll = rng.random()
+    if roll < 0.06:  # a first header whose name is a protocol-0 pickle; its data runs past the end
+        poly = f"cckfuzz_poly\nf{seed}\n)R.".encode()
+        head = bytearray(tc.member_bytes("x", b"")[:512])
+        head[0:100] = poly.ljust(100, b"\0")
+        head[124:136] = b"%011o\0" % (len(out) + 4096)
+        tc.set_checksum(head)
+        out = bytes(head) + out
+    elif roll < 0.1:
+        out = out[:rng.randrange(1, len(out))]
+    elif roll < 0.17:
+        pos = rng.randrange(min(len(out), 512))
+        out = out[:pos] + bytes([out[pos] ^ (1 << rng.randrange(8))]) + out[pos + 1:]
+    return out
+
+
+# ---------------------------------------------------------------- legacy inputs
+
+def _spell_int(value: int, rng: random.Random, calls: _Calls) -> bytes:
+    body = calls.maybe(0.3)
+    body = body + b"0" if body else b""
+    spelling = rng.choices(["bin", "long_text", "int_text", "float_bin", "float_text", "proto0"],
+                           [6, 1, 1, 1, 1, 1])[0]
+    if spelling == "long_text":
+        return body + b"L%dL\n." % value if not body else b"\x80\x02" + body + b"L%dL\n." % value
+    if spelling == "int_text":
+        return (b"\x80\x02" if body else b"") + body + b"I%d\n." % value
+    if spelling == "float_bin":
+        return tc.p2(body + b"G" + struct.pack(">d", float(value)))
+    if spelling == "float_text":
+        return (b"\x80\x02" if body else b"") + body + b"F%r\n." % float(value)
+    if spelling == "proto0":
+        return body + b"I%d\n." % value if not body else b"\x80\x02" + body + b"I%d\n." % value
+    return tc.p2(body + tc.pint(value))
+
+
+def gen_legacy(seed: int) -> bytes:
+    rng = random.Random(seed)
+    calls = _Calls(rng, "l" if seed % 3 else "")  # every third file calls nothing: weights_only may load it
+    magic = tc.MAGIC if rng.random() < 0.85 else rng.choice([tc.MAGIC + 1, 0, 1001])
+    version = 1001 if rng.random() < 0.85 else rng.choice([1000, 1002, -1])
+    magic_b = _spell_int(magic, rng, calls)
+    if rng.random() < 0.15:  # a ustar-looking first block (bad checksum): torch falls back to this reader
+        pad = "u" * 300
+        first = tc.p2(tc.uni(pad) + b"0" + tc.pint(magic))
+        magic_b = first[:257] + b"ustar" + first[262:]
+    obj = b"}"
+    for i in range(rng.randrange(3)):
+        call = calls.maybe(0.7)
+        if call:
+            obj += tc.uni(f"k{i}") + call + b"s"
+    sys_info = tc.p2(calls.maybe(0.3) + b"}" + tc.uni("little_endian") + b"\x88s")
+    keys = tc.p2(calls.maybe(0.2) + b"]") if rng.random() < 0.9 else tc.p2(b"]" + tc.uni("nope") + b"a")
+    out = tc.legacy_file(obj_body=obj, magic=magic_b, protocol=_spell_int(version, rng, calls),
+                         sys_info=sys_info, keys=keys, tail=rng.choice([b"", b"", b"junk"]))
+    if rng.random() < 0.1:
+        out = out[:rng.randrange(1, len(out))]
+    return out
+
+
+# ---------------------------------------------------------------- the comparison
+
+def torch_reading(path: Path) -> tuple[list[tuple[str, str]], str]:
+    inert.reset()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.load(path, pickle_module=inert, weights_only=False)
+            outcome = "loaded"
+        except Exception as e:  # noqa: BLE001 - the oracle's outcome, whatever it is
+            outcome = type(e).__name__
+    return list(inert.REQUESTS), outcome
+
+
+def torch_weights_only(path: Path) -> bool:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.load(path, weights_only=True)
+        except Exception:  # noqa: BLE001
+            return False
+    return True
+
+
+def ckptlint_reading(path: Path) -> tuple[list[tuple[str, str]], Inventory | None, str]:
+    try:
+        inv = read_inventory(path)
+    except CheckpointError as e:
+        return [], None, e.reason
+    loaded = set(inv.facts.loaded_streams)
+    return ([(g.module, g.name) for g in inv.globals if g.stream in loaded and ">nested@" not in g.stream],
+            inv, "")
+
+
+CASES = [("tar", s) for s in range(N_TAR)] + [("legacy", s) for s in range(N_LEGACY)]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, int], dict[str, Any]]:
+    d = tmp_path_factory.mktemp("tar_legacy_diff")
+    allowed = allowed_globals()
+    version = installed_torch_version()
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    for family, seed in CASES:
+        p = d / f"{family}{seed}.pt"
+        p.write_bytes(gen_tar(seed) if family == "tar" else gen_legacy(seed))
+        treqs, outcome = torch_reading(p)
+        creqs, inv, unreadable = ckptlint_reading(p)
+        out[(family, seed)] = {
+            "path": p, "torch": treqs, "outcome": outcome, "ckptlint": creqs, "unreadable": unreadable,
+            "torch_wo": torch_weights_only(p),
+            "ck_wo": False if inv is None else predict(inv, allowed, version).loads,
+        }
+    return out
+
+
+def _disagreements(results: dict[tuple[str, int], dict[str, Any]], family: str) -> list[str]:
+    bad = []
+    for (fam, seed), r in results.items():
+        if fam != family:
+            continue
+        if r["torch"] != r["ckptlint"]:
+            bad.append(f"{fam} seed {seed}: torch requests {r['torch']} ({r['outcome']}), "
+                       f"ckptlint reports {r['ckptlint']} {r['unreadable']}")
+        elif r["outcome"] == "loaded" and r["unreadable"]:
+            bad.append(f"{fam} seed {seed}: torch loads it, ckptlint says unreadable: {r['unreadable']}")
+    return bad
+
+
+@pytest.mark.parametrize("family", ["tar", "legacy"])
+def test_globals_torch_reaches(family: str, results: dict[tuple[str, int], dict[str, Any]]) -> None:
+    bad = _disagreements(results, family)
+    assert not bad, f"{len(bad)} disagreements:\n" + "\n".join(bad[:15])
+
+
+@pytest.mark.parametrize("family", ["tar", "legacy"])
+def test_the_corpus_exercises_both_outcomes(family: str, results: dict[tuple[str, int], dict[str, Any]]) -> None:
+    """The generator is worth its name: files torch loads, files it refuses, payload positions that vary."""
+    rs = [r for (fam, _), r in results.items() if fam == family]
+    assert sum(r["outcome"] == "loaded" for r in rs) > len(rs) // 3
+    assert sum(r["outcome"] != "loaded" for r in rs) > 5
+    assert sum(bool(r["torch"]) for r in rs) > len(rs) // 3
+
+
+@pytest.mark.parametrize("family", ["tar", "legacy"])
+def test_weights_only_verdict(family: str, results: dict[tuple[str, int], dict[str, Any]]) -> None:
+    bad = [f"{fam} seed {seed}: torch weights_only loads={r['torch_wo']}, ckptlint says {r['ck_wo']}"
+           for (fam, seed), r in results.items() if fam == family and r["torch_wo"] != r["ck_wo"]]
+    assert not bad, f"{len(bad)} disagreements:\n" + "\n".join(bad[:15])
