@@ -1,71 +1,63 @@
-"""The ``ckptlint`` command line, run for real in a subprocess against files torch wrote."""
+"""The ``ckptlint`` command line (``inspect``), run in-process against files torch wrote."""
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
-import subprocess
-import sys
 from collections import OrderedDict
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import jsonschema
 import pytest
-import torch
-from torch import nn
 
 import ckptlint
 from ckptlint.report import inventory_json
 from ckptlint.report.inventory_text import FAST_TABLE_ROWS, fast_table
 
+from conftest import CliRunner
+
 SCHEMA_PATH = Path(ckptlint.__file__).parent / "schemas" / "inventory.schema.json"
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_cli(*args: str | os.PathLike[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ckptlint", *map(str, args)],
-                          capture_output=True, text=True, timeout=120, cwd=cwd)
+def small_state_dict(torch: ModuleType) -> Any:
+    """conv/bn/head: a small model's state_dict (weights, biases, BatchNorm buffers)."""
+    nn = torch.nn
+    return nn.ModuleDict({"conv": nn.Conv2d(3, 4, 3), "bn": nn.BatchNorm2d(4), "head": nn.Linear(4, 5)}).state_dict()
 
 
-class Small(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3)
-        self.bn = nn.BatchNorm2d(4)
-        self.head = nn.Linear(4, 5)
-
-
-def torch_dtype(t: torch.Tensor) -> str:
+def torch_dtype(t: Any) -> str:
     return str(t.dtype).removeprefix("torch.")
 
 
-def flat_tensors(obj: object, prefix: tuple = ()) -> dict[tuple, torch.Tensor]:
+def flat_tensors(torch: ModuleType, obj: object, prefix: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], Any]:
     """Every tensor in what torch.load returned, keyed by its path of dict keys."""
-    out: dict[tuple, torch.Tensor] = {}
+    out: dict[tuple[Any, ...], Any] = {}
     if isinstance(obj, torch.Tensor):
         out[prefix] = obj
     elif isinstance(obj, dict):
         for k, v in obj.items():
-            out.update(flat_tensors(v, prefix + (k,)))
+            out.update(flat_tensors(torch, v, (*prefix, k)))
     return out
 
 
 @pytest.fixture
-def zip_ckpt(tmp_path: Path) -> Path:
+def zip_ckpt(tmp_path: Path, torch: ModuleType) -> Path:
     torch.manual_seed(0)
     p = tmp_path / "small.pt"
-    sd = Small().state_dict()
+    sd = small_state_dict(torch)
     sd["half.buffer"] = torch.zeros(2, 7, dtype=torch.float16)
     torch.save(sd, p)
     return p
 
 
 @pytest.fixture
-def legacy_ckpt(tmp_path: Path) -> Path:
+def legacy_ckpt(tmp_path: Path, torch: ModuleType) -> Path:
     p = tmp_path / "legacy.pth"
-    torch.save({"epoch": 2, "state_dict": Small().state_dict(), "lr": 0.1}, p,
+    torch.save({"epoch": 2, "state_dict": small_state_dict(torch), "lr": 0.1}, p,
                _use_new_zipfile_serialization=False)
     return p
 
@@ -78,11 +70,12 @@ def validator() -> jsonschema.protocols.Validator:
 
 
 @pytest.mark.parametrize("which", ["zip_ckpt", "legacy_ckpt"])
-def test_text_lists_every_tensor_as_torch_loads_it(which: str, request: pytest.FixtureRequest) -> None:
+def test_text_lists_every_tensor_as_torch_loads_it(which: str, request: pytest.FixtureRequest, cli: CliRunner,
+                                                   torch: ModuleType) -> None:
     path: Path = request.getfixturevalue(which)
-    expected = flat_tensors(torch.load(path, weights_only=True))
+    expected = flat_tensors(torch, torch.load(path, weights_only=True))
     assert len(expected) >= 8
-    r = run_cli("inspect", path)
+    r = cli("inspect", path)
     assert r.returncode == 0, r.stderr
     assert r.stderr == ""
     lines = r.stdout.splitlines()
@@ -105,10 +98,11 @@ def test_text_lists_every_tensor_as_torch_loads_it(which: str, request: pytest.F
 
 @pytest.mark.parametrize("which", ["zip_ckpt", "legacy_ckpt"])
 def test_json_validates_and_matches_torch(which: str, request: pytest.FixtureRequest,
-                                          validator: jsonschema.protocols.Validator) -> None:
+                                          validator: jsonschema.protocols.Validator, cli: CliRunner,
+                                          torch: ModuleType) -> None:
     path: Path = request.getfixturevalue(which)
-    expected = flat_tensors(torch.load(path, weights_only=True))
-    r = run_cli("inspect", "--format", "json", path)
+    expected = flat_tensors(torch, torch.load(path, weights_only=True))
+    r = cli("inspect", "--format", "json", path)
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     validator.validate(doc)
@@ -130,10 +124,10 @@ def test_json_validates_and_matches_torch(which: str, request: pytest.FixtureReq
 
 
 def test_json_error_entries_validate(tmp_path: Path, zip_ckpt: Path,
-                                     validator: jsonschema.protocols.Validator) -> None:
+                                     validator: jsonschema.protocols.Validator, cli: CliRunner) -> None:
     empty = tmp_path / "empty.pt"
     empty.write_bytes(b"")
-    r = run_cli("inspect", "--format", "json", zip_ckpt, empty)
+    r = cli("inspect", "--format", "json", zip_ckpt, empty)
     assert r.returncode == 2
     doc = json.loads(r.stdout)
     validator.validate(doc)
@@ -159,9 +153,9 @@ def _bad_files(tmp_path: Path) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize("kind", ["missing", "empty", "text", "random", "python-pth"])
-def test_unreadable_file_is_one_line_and_exit_2(kind: str, tmp_path: Path) -> None:
+def test_unreadable_file_is_one_line_and_exit_2(kind: str, tmp_path: Path, cli: CliRunner) -> None:
     path = _bad_files(tmp_path)[kind]
-    r = run_cli("inspect", path)
+    r = cli("inspect", path)
     assert r.returncode == 2
     assert r.stdout == ""
     lines = r.stderr.splitlines()
@@ -180,9 +174,9 @@ def test_unreadable_file_is_one_line_and_exit_2(kind: str, tmp_path: Path) -> No
         assert len(lines[0]) > len(f"ckptlint: {path}: ")
 
 
-def test_good_and_bad_files_together(tmp_path: Path, zip_ckpt: Path) -> None:
+def test_good_and_bad_files_together(tmp_path: Path, zip_ckpt: Path, cli: CliRunner) -> None:
     bad = _bad_files(tmp_path)
-    r = run_cli("inspect", bad["text"], zip_ckpt, bad["missing"])
+    r = cli("inspect", bad["text"], zip_ckpt, bad["missing"])
     assert r.returncode == 2
     assert r.stderr.splitlines() == [
         f"ckptlint: {bad['text']}: a text file, not a checkpoint",
@@ -194,30 +188,30 @@ def test_good_and_bad_files_together(tmp_path: Path, zip_ckpt: Path) -> None:
     assert str(bad["text"]) not in r.stdout
 
 
-def test_several_good_files_each_get_a_report(zip_ckpt: Path, legacy_ckpt: Path) -> None:
-    r = run_cli("inspect", zip_ckpt, legacy_ckpt)
+def test_several_good_files_each_get_a_report(zip_ckpt: Path, legacy_ckpt: Path, cli: CliRunner) -> None:
+    r = cli("inspect", zip_ckpt, legacy_ckpt)
     assert r.returncode == 0, r.stderr
     assert f"{zip_ckpt}  (torch-zip)" in r.stdout
     assert f"{legacy_ckpt}  (torch-legacy)" in r.stdout
     assert "state_dict / head.weight" in r.stdout
 
 
-def test_usage_errors_exit_2_without_traceback(zip_ckpt: Path) -> None:
-    for args in ([], ["inspect"], ["inspect", "--format", "xml", str(zip_ckpt)], ["frobnicate"]):
-        r = run_cli(*args)
+def test_usage_errors_exit_2_without_traceback(tmp_path: Path, cli: CliRunner) -> None:
+    for args in ([], ["inspect"], ["inspect", "--format", "xml", str(tmp_path / "a.pt")], ["frobnicate"]):
+        r = cli(*args)
         assert r.returncode == 2, args
         assert "usage:" in r.stderr
         assert "Traceback" not in r.stderr
 
 
-def test_help_and_version() -> None:
-    r = run_cli("--help")
+def test_help_and_version(cli: CliRunner) -> None:
+    r = cli("--help")
     assert r.returncode == 0 and "inspect" in r.stdout
-    r = run_cli("--version")
+    r = cli("--version")
     assert r.returncode == 0 and ckptlint.__version__ in r.stdout
 
 
-def test_inspect_imports_no_torch(zip_ckpt: Path, legacy_ckpt: Path, tmp_path: Path) -> None:
+def test_inspect_imports_no_torch(zip_ckpt: Path, legacy_ckpt: Path, tmp_path: Path, run_python: Any) -> None:
     code = (
         "import sys, ckptlint.cli\n"
         "rc1 = ckptlint.cli.main(['inspect', sys.argv[1], sys.argv[2], sys.argv[3]])\n"
@@ -227,34 +221,33 @@ def test_inspect_imports_no_torch(zip_ckpt: Path, legacy_ckpt: Path, tmp_path: P
         "print('RC', rc1, rc2, file=sys.stderr)\n"
     )
     missing = tmp_path / "nope.pt"
-    r = subprocess.run([sys.executable, "-c", code, str(zip_ckpt), str(legacy_ckpt), str(missing)],
-                       capture_output=True, text=True, timeout=120)
+    r = run_python("-c", code, zip_ckpt, legacy_ckpt, missing)
     assert r.returncode == 0, r.stderr
     assert "RC 2 0" in r.stderr
     assert "conv.weight" in r.stdout
 
 
-def test_bundled_examples_inspect() -> None:
-    r = run_cli("inspect", "examples/tiny_cnn.pt", "examples/tiny_cnn_legacy.pt", cwd=REPO)
+def test_bundled_examples_inspect(cli: CliRunner) -> None:
+    r = cli("inspect", "examples/tiny_cnn.pt", "examples/tiny_cnn_legacy.pt", cwd=REPO)
     assert r.returncode == 0, r.stderr
     assert "fc.weight               float32  [10, 8]" in r.stdout
     assert "state_dict / conv.weight" in r.stdout
 
 
-def test_terminal_control_characters_are_escaped(tmp_path: Path) -> None:
+def test_terminal_control_characters_are_escaped(tmp_path: Path, cli: CliRunner, torch: ModuleType) -> None:
     p = tmp_path / "evil.pt"
     torch.save(OrderedDict([("w\x1b[2J\rfake", torch.ones(2))]), p)
-    r = run_cli("inspect", p)
+    r = cli("inspect", p)
     assert r.returncode == 0, r.stderr
     assert "\x1b" not in r.stdout and "\r" not in r.stdout
     assert repr("w\x1b[2J\rfake") in r.stdout
 
 
-def test_many_tensors_print_every_row(tmp_path: Path) -> None:
+def test_many_tensors_print_every_row(tmp_path: Path, cli: CliRunner, torch: ModuleType) -> None:
     n = FAST_TABLE_ROWS + 500
     p = tmp_path / "many.pt"
     torch.save({f"t{i}": torch.zeros(i % 3 + 1) for i in range(n)}, p)
-    r = run_cli("inspect", p)
+    r = cli("inspect", p)
     assert r.returncode == 0, r.stderr
     rows = [ln for ln in r.stdout.splitlines() if re.match(r"t\d+ ", ln)]
     assert len(rows) == n
@@ -277,12 +270,12 @@ def test_json_output_is_strict_for_non_finite_floats() -> None:
     assert "NaN" not in text and "Infinity" not in text
 
 
-def test_trailing_pickle_shows_its_global_and_an_anomaly(tmp_path: Path) -> None:
+def test_trailing_pickle_shows_its_global_and_an_anomaly(tmp_path: Path, cli: CliRunner) -> None:
     import pickle
 
     p = tmp_path / "trailing.pkl"
     p.write_bytes(pickle.dumps({"a": 1}, protocol=2) + pickle.dumps(print, protocol=2))
-    r = run_cli("inspect", p)
+    r = cli("inspect", p)
     assert r.returncode == 0, r.stderr
     assert "(no tensors)" in r.stdout
     assert re.search(r"^globals referenced \(1\):\n  builtins\.print$", r.stdout, re.M)

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import inspect as pyinspect
 import json
-import os
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
-import torch
 
 from ckptlint import hookspecs
 from ckptlint.plugins import BUILTIN_PLUGINS, all_rules, plugin_manager, rule_doc
 
-sys.path.insert(0, str(Path(__file__).parent / "plugin_example"))
-from make_dist import install  # noqa: E402
+from plugin_example.make_dist import install
 
 DOCS = Path(__file__).parent.parent / "docs"
+Ckptlint = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture(scope="module")
@@ -28,38 +27,45 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-def _ckptlint(site: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(site))
-    return subprocess.run([sys.executable, "-m", "ckptlint", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=120)
+@pytest.fixture
+def ckptlint_with(run_python: Callable[..., subprocess.CompletedProcess[str]]) -> Ckptlint:
+    """``ckptlint_with(site, *args, cwd=)``: ckptlint in a new process whose path holds ``site``.
+
+    A process: entry points are discovered once per process, from the installed distributions.
+    """
+    def run(site: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return run_python("-m", "ckptlint", *args, cwd=cwd, env={"PYTHONPATH": None}, pythonpath=[site])
+    return run
 
 
-def test_entry_point_plugin_rule_is_listed(site: Path) -> None:
-    proc = _ckptlint(site, "rules", "--format", "json")
+def test_entry_point_plugin_rule_is_listed(site: Path, ckptlint_with: Ckptlint) -> None:
+    proc = ckptlint_with(site, "rules", "--format", "json")
     rules = {r["code"]: r for r in json.loads(proc.stdout)}
     assert rules["EX001"]["plugin"] == "example" and rules["EX001"]["severity"] == "warning"
     assert rules["CK101"]["plugin"] == "ckptlint.rules.safety"
-    assert "EX001" not in _ckptlint(Path("/nonexistent"), "rules").stdout  # absent without the plugin
-    page = _ckptlint(site, "rules", "EX001").stdout
+    assert "EX001" not in ckptlint_with(Path("/nonexistent"), "rules").stdout  # absent without the plugin
+    page = ckptlint_with(site, "rules", "EX001").stdout
     assert "EX001 debug-tensor" in page
 
 
-def test_entry_point_plugin_finds_select_and_report(site: Path, tmp_path: Path) -> None:
+def test_entry_point_plugin_finds_select_and_report(site: Path, tmp_path: Path, ckptlint_with: Ckptlint,
+                                                    torch: ModuleType) -> None:
     torch.save({"w": torch.ones(2), "debug_activations": torch.zeros(3)}, tmp_path / "a.pt")
-    proc = _ckptlint(site, "check", "--format", "json", "a.pt", cwd=tmp_path)
+    proc = ckptlint_with(site, "check", "--format", "json", "a.pt", cwd=tmp_path)
     (finding,) = json.loads(proc.stdout)["files"][0]["findings"]
     assert finding["code"] == "EX001" and finding["severity"] == "warning"  # default severity filled in
     assert finding["key"] == "debug_activations"
-    assert _ckptlint(site, "check", "--ignore", "EX", "--format", "json", "a.pt",
+    assert ckptlint_with(site, "check", "--ignore", "EX", "--format", "json", "a.pt",
                      cwd=tmp_path).stdout.count("EX001") == 0
     (tmp_path / "ckptlint.toml").write_text('[severity]\nEX001 = "error"\n')
-    assert _ckptlint(site, "check", "a.pt", cwd=tmp_path).returncode == 1
-    assert _ckptlint(site, "check", "--format", "count", "a.pt", cwd=tmp_path).stdout.strip() == "1 findings"
+    assert ckptlint_with(site, "check", "a.pt", cwd=tmp_path).returncode == 1
+    assert ckptlint_with(site, "check", "--format", "count", "a.pt", cwd=tmp_path).stdout.strip() == "1 findings"
 
 
-def test_entry_point_target_resolver(site: Path, tmp_path: Path) -> None:
+def test_entry_point_target_resolver(site: Path, tmp_path: Path, ckptlint_with: Ckptlint,
+                                     torch: ModuleType) -> None:
     torch.save({"weight": torch.ones(3, 3)}, tmp_path / "a.pt")
-    proc = _ckptlint(site, "check", "--format", "json", "--model", "example:tiny", "--model-kwargs",
+    proc = ckptlint_with(site, "check", "--format", "json", "--model", "example:tiny", "--model-kwargs",
                      '{"width": 2}', "a.pt", cwd=tmp_path)
     compat = json.loads(proc.stdout)["files"][0]["compat"]
     assert compat["target"] == "example:tiny"
@@ -93,7 +99,7 @@ def test_every_rule_has_a_page() -> None:
             assert f"[{code}]({code}.md)" in index
 
 
-def test_a_crashing_plugin_is_one_line(tmp_path: Path) -> None:
+def test_a_crashing_plugin_is_one_line(tmp_path: Path, ckptlint_with: Ckptlint, torch: ModuleType) -> None:
     site = tmp_path / "site"
     pkg = site / "ckptlint_broken"
     pkg.mkdir(parents=True)
@@ -107,7 +113,7 @@ def test_a_crashing_plugin_is_one_line(tmp_path: Path) -> None:
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ckptlint-broken\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text("[ckptlint]\nbroken = ckptlint_broken\n")
     torch.save({"w": torch.ones(2)}, tmp_path / "a.pt")
-    proc = _ckptlint(site, "check", "a.pt", cwd=tmp_path)
+    proc = ckptlint_with(site, "check", "a.pt", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == ("ckptlint: plugin broken: ckptlint_check_file failed on a.pt: "
                                    "RuntimeError: boom")

@@ -6,23 +6,31 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import jsonschema
 import pytest
-import torch
+
+from conftest import CliResult, CliRunner
 
 SARIF_SCHEMA = json.loads((Path(__file__).parent / "schemas" / "sarif-schema-2.1.0.json").read_text())
+Check = Callable[..., CliResult]
 
 
-def _run(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ckptlint", "check", *args], capture_output=True, text=True,
-                          timeout=180, cwd=cwd, env=env)
+@pytest.fixture
+def check(cli: CliRunner) -> Check:
+    """``check(cwd, *args, env=...)``: ``ckptlint check ARGS`` in ``cwd``, in-process."""
+    def run(cwd: Path, *args: str, env: dict[str, str | None] | None = None) -> CliResult:
+        return cli("check", *args, cwd=cwd, env=env)
+    return run
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def repo(tmp_path_factory: pytest.TempPathFactory, torch: ModuleType) -> Path:
     d = tmp_path_factory.mktemp("repo")
     (d / "weights").mkdir()
     import torchvision
@@ -40,8 +48,8 @@ FILES = ("weights/ddp.pt", "weights/full.pt", "weights/evil.bin", "weights/notes
 MODEL = ("--model", "torchvision.models:resnet18", "--model-kwargs", '{"num_classes": 10}')
 
 
-def test_sarif_validates_against_the_official_schema(repo: Path) -> None:
-    proc = _run(repo, "--format", "sarif", *MODEL, *FILES)
+def test_sarif_validates_against_the_official_schema(repo: Path, check: Check) -> None:
+    proc = check(repo, "--format", "sarif", *MODEL, *FILES)
     assert proc.returncode == 2  # notes.pt is not a checkpoint
     log = json.loads(proc.stdout)
     jsonschema.validate(log, SARIF_SCHEMA)
@@ -58,15 +66,18 @@ def test_sarif_validates_against_the_official_schema(repo: Path) -> None:
         assert res["locations"][0]["physicalLocation"]["region"]["startLine"] >= 1
     evil = [r for r in run["results"] if r["ruleId"] == "CK101"]
     assert evil and evil[0]["level"] == "error" and "posix.system" in evil[0]["message"]["text"]
-    again = json.loads(_run(repo, "--format", "sarif", *MODEL, *FILES).stdout)
-    fps = lambda lg: sorted(r["partialFingerprints"]["primaryLocationLineHash"] for r in lg["runs"][0]["results"])  # noqa: E731
-    assert fps(again) == fps(log)  # stable across runs
+    again = json.loads(check(repo, "--format", "sarif", *MODEL, *FILES).stdout)
+    assert _fingerprints(again) == _fingerprints(log)  # stable across runs
 
 
-def test_json_validates_against_the_shipped_schema(repo: Path) -> None:
+def _fingerprints(log: dict[str, Any]) -> list[str]:
+    return sorted(r["partialFingerprints"]["primaryLocationLineHash"] for r in log["runs"][0]["results"])
+
+
+def test_json_validates_against_the_shipped_schema(repo: Path, check: Check) -> None:
     schema = json.loads(resources.files("ckptlint").joinpath("schemas", "report.schema.json").read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
-    proc = _run(repo, "--format", "json", *MODEL, *FILES)
+    proc = check(repo, "--format", "json", *MODEL, *FILES)
     doc = json.loads(proc.stdout)
     jsonschema.validate(doc, schema)
     by_path = {f["path"]: f for f in doc["files"]}
@@ -74,10 +85,10 @@ def test_json_validates_against_the_shipped_schema(repo: Path) -> None:
     assert by_path["weights/notes.pt"]["error"]
 
 
-def test_github_annotations(repo: Path, tmp_path: Path) -> None:
+def test_github_annotations(repo: Path, tmp_path: Path, check: Check) -> None:
     summary = tmp_path / "summary.md"
-    env = dict(os.environ, GITHUB_STEP_SUMMARY=str(summary))
-    proc = _run(repo, "--format", "github", "weights/evil.bin", "weights/full.pt", "weights/clean.pt", env=env)
+    proc = check(repo, "--format", "github", "weights/evil.bin", "weights/full.pt", "weights/clean.pt",
+               env={"GITHUB_STEP_SUMMARY": str(summary)})
     lines = proc.stdout.strip().splitlines()
     assert all(line.startswith(("::error ", "::warning ", "::notice ")) for line in lines)
     evil = next(line for line in lines if "CK101" in line)
@@ -86,8 +97,8 @@ def test_github_annotations(repo: Path, tmp_path: Path) -> None:
     assert "## ckptlint report" in summary.read_text()
 
 
-def test_markdown_policy_report(repo: Path) -> None:
-    proc = _run(repo, "--format", "markdown", *MODEL, "weights/ddp.pt", "weights/evil.bin", "weights/clean.pt")
+def test_markdown_policy_report(repo: Path, check: Check) -> None:
+    proc = check(repo, "--format", "markdown", *MODEL, "weights/ddp.pt", "weights/evil.bin", "weights/clean.pt")
     md = proc.stdout
     assert md.startswith("## ckptlint report")
     assert "| ❌ | `weights/evil.bin`" in md.replace("  ", " ") or "`weights/evil.bin`" in md
@@ -97,29 +108,28 @@ def test_markdown_policy_report(repo: Path) -> None:
     assert "**Fixes**" in md
 
 
-def test_text_has_no_colour_when_piped(repo: Path) -> None:
-    proc = _run(repo, "weights/evil.bin")
+def test_text_has_no_colour_when_piped(repo: Path, check: Check) -> None:
+    proc = check(repo, "weights/evil.bin")
     assert "\x1b[" not in proc.stdout
     assert "CK101" in proc.stdout and "fix:" in proc.stdout
 
 
-def test_output_file_and_unknown_format(repo: Path, tmp_path: Path) -> None:
+def test_output_file_and_unknown_format(repo: Path, tmp_path: Path, check: Check) -> None:
     out = tmp_path / "report.sarif"
-    proc = _run(repo, "--format", "sarif", "--output", str(out), "weights/evil.bin")
+    proc = check(repo, "--format", "sarif", "--output", str(out), "weights/evil.bin")
     assert proc.returncode == 1 and proc.stdout == ""
     jsonschema.validate(json.loads(out.read_text()), SARIF_SCHEMA)
-    bad = _run(repo, "--format", "xml", "weights/evil.bin")
+    bad = check(repo, "--format", "xml", "weights/evil.bin")
     assert bad.returncode == 2 and "unknown format 'xml'" in bad.stderr
 
 
-def test_text_is_coloured_only_on_a_terminal(repo: Path) -> None:
+def _on_a_terminal(repo: Path, env: dict[str, str]) -> tuple[int, str]:
+    """``ckptlint check weights/evil.bin`` with its stdout on a pseudo-terminal: (exit code, what it printed)."""
     import pty
 
     parent, child = pty.openpty()
-    env = dict(os.environ)
-    env.pop("NO_COLOR", None)
     proc = subprocess.run([sys.executable, "-m", "ckptlint", "check", "weights/evil.bin"], stdout=child,
-                          stderr=subprocess.PIPE, cwd=repo, env=env, timeout=120)
+                          stderr=subprocess.PIPE, cwd=repo, env=env, timeout=120, check=False)
     os.close(child)
     chunks = []
     while True:
@@ -131,10 +141,16 @@ def test_text_is_coloured_only_on_a_terminal(repo: Path) -> None:
             break
         chunks.append(data)
     os.close(parent)
-    out = b"".join(chunks).decode()
-    assert proc.returncode == 1
+    return proc.returncode, b"".join(chunks).decode()
+
+
+def test_text_is_coloured_only_on_a_terminal(repo: Path) -> None:
+    # A process: whether stdout is a terminal is a property of the process's file descriptor.
+    env = dict(os.environ)
+    env.pop("NO_COLOR", None)
+    rc, out = _on_a_terminal(repo, env)
+    assert rc == 1
     assert "\x1b[31m" in out and "CK101" in out  # the error row in red
-    env["NO_COLOR"] = "1"
-    plain = subprocess.run([sys.executable, "-m", "ckptlint", "check", "weights/evil.bin"], capture_output=True,
-                           text=True, cwd=repo, env=env, timeout=120)
-    assert "\x1b[" not in plain.stdout
+    rc, out = _on_a_terminal(repo, {**env, "NO_COLOR": "1"})
+    assert rc == 1 and "CK101" in out
+    assert "\x1b[" not in out

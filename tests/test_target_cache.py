@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
-import torch
+from conftest import python_process
 
 WRAPPER = ("import json, sys, ckptlint.cli; rc = ckptlint.cli.main(sys.argv[1:]); "
            "print('TORCH', 'torch' in sys.modules, file=sys.stderr)")
 
 
-def _check(tmp: Path, spec: str, ckpt: Path) -> tuple[dict, bool]:
-    env = dict(os.environ, PYTHONPATH=str(tmp), CKPTLINT_CACHE_DIR=str(tmp / "cache"))
-    env.pop("CKPTLINT_NO_CACHE", None)
-    proc = subprocess.run([sys.executable, "-c", WRAPPER, "check", "--format", "json", "--model", spec, str(ckpt)],
-                          capture_output=True, text=True, env=env, timeout=120, cwd=tmp)
+def _check(tmp: Path, spec: str, ckpt: Path) -> tuple[dict[str, Any], bool]:
+    """(compat JSON, whether torch was imported): a process, since "needs no torch" is about sys.modules."""
+    proc = python_process("-c", WRAPPER, "check", "--format", "json", "--model", spec, ckpt, cwd=tmp,
+                          pythonpath=[tmp], env={"CKPTLINT_CACHE_DIR": str(tmp / "cache"), "CKPTLINT_NO_CACHE": None})
     assert "Traceback" not in proc.stderr, proc.stderr
     return json.loads(proc.stdout)["files"][0]["compat"], "TORCH True" in proc.stderr
 
@@ -34,7 +32,7 @@ class Net(torch.nn.Module):
 '''
 
 
-def test_repeat_check_needs_no_torch_and_source_changes_invalidate(tmp_path: Path) -> None:
+def test_repeat_check_needs_no_torch_and_source_changes_invalidate(tmp_path: Path, torch: ModuleType) -> None:
     (tmp_path / "cached_model.py").write_text(MODEL.format(n=3))
     ckpt = tmp_path / "a.pt"
     torch.save({"fc.weight": torch.ones(2, 3), "fc.bias": torch.ones(2)}, ckpt)
@@ -49,7 +47,7 @@ def test_repeat_check_needs_no_torch_and_source_changes_invalidate(tmp_path: Pat
     assert third["shape_mismatch"] == {"fc.weight": [[2, 3], [2, 4]]}
 
 
-def test_custom_load_logic_is_not_cached(tmp_path: Path) -> None:
+def test_custom_load_logic_is_not_cached(tmp_path: Path, torch: ModuleType) -> None:
     (tmp_path / "hooked_model.py").write_text('''
 import torch
 
