@@ -27,10 +27,10 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from zipcraft import Craft, Entry, entries_of, torch_members, value_pickle  # noqa: E402
+import ckptlint
+from ckptlint.errors import CheckpointError
 
-import ckptlint  # noqa: E402
-from ckptlint.errors import CheckpointError  # noqa: E402
+from zipcraft import Craft, Entry, entries_of, torch_members, value_pickle
 
 N = 420
 _REST = [e for e in entries_of(torch_members({"x": 0})) if not e.name.endswith(b"/data.pkl")]
