@@ -9,7 +9,8 @@ Every copy of ``data.pkl`` holds a different plain value, so torch's answer says
 For each input:
 - torch loads it  => ckptlint reads it, torch's copy is the one loaded stream, same value, no refusal;
 - torch refuses   => ckptlint says so (``facts.extra["torch_refuses"]``) or the file is unreadable;
-- zipfile reads another copy than torch (or nothing) => ckptlint reports an anomaly (CK107).
+- zipfile reads another copy than torch (or nothing) => ckptlint reports an anomaly (CK107);
+- ckptlint's weights_only verdict (for the files it reads) is torch's answer, loads or not.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import ckptlint
+from ckptlint.checker import check_file
 from ckptlint.errors import CheckpointError
 
 from zipcraft import Craft, Entry, entries_of, torch_members, value_pickle
@@ -139,10 +141,16 @@ def test_zip_reading_agrees_with_torch(chunk: int, tmp_path: Path) -> None:
             if refuses is None:
                 problems.append(f"seed {seed}: torch refuses ({value[:90]}), ckptlint loads "
                                 f"{inv.facts.loaded_streams}")
+            elif (v := check_file(p).verdict) is None or v.loads is not False:
+                problems.append(f"seed {seed}: torch refuses, ckptlint's verdict is {v}")
             continue
         if refuses is not None or len(inv.facts.loaded_streams) != 1 or inv.structure != value:
             problems.append(f"seed {seed}: torch loads {value!r}; ckptlint {inv.structure!r} from "
                             f"{inv.facts.loaded_streams} (refuses: {refuses})")
         elif _zipfile(data) != value and not inv.anomalies:
             problems.append(f"seed {seed}: zipfile reads {_zipfile(data)!r}, torch {value!r}: no anomaly")
+        verdict = check_file(p).verdict
+        if verdict is None or verdict.loads is not ok:
+            problems.append(f"seed {seed}: torch.load(weights_only=True) {'loads' if ok else 'refuses'}, "
+                            f"ckptlint's verdict: {verdict}")
     assert not problems, "\n".join(problems[:15])

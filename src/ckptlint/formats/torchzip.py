@@ -92,6 +92,8 @@ def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArch
 
     extra: dict[str, Any] = {k: reading.records[k].decode("utf-8", "replace").strip()
                              for k in _SMALL_RECORDS if k in reading.records}
+    if "byteorder" in reading.records:
+        extra["byteorder_record"] = reading.records["byteorder"].decode("utf-8", "replace")
     if reading.refuses is not None:
         extra["torch_refuses"] = reading.refuses
     facts = FormatFacts(
@@ -156,7 +158,8 @@ def _storages(z: ZipArchive, reading: TorchZipReading, asm: Assembler,
             idx.add(m.index)
             if st.nbytes is not None and m.size < st.nbytes:
                 asm.notes.append(f"storage record {m.name} holds {m.size} bytes, the pickle declares {st.nbytes}")
-        out.append(StorageRecord(key, st.dtype, st.nbytes, st.location, m.name if m else entry))
+        out.append(StorageRecord(key, st.dtype, st.nbytes, st.location, m.name if m else entry,
+                                 m.size if m else None))
     return out, idx
 
 
