@@ -13,6 +13,7 @@ the declared sizes; tensor bytes are never read.
 
 from __future__ import annotations
 
+import pickletools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,14 +46,44 @@ def stop(asm: Assembler, stream: str, offset: int, reason: str, limit: str | Non
 
 
 def parse_stream(asm: Assembler, f: CountingFile, offset: int, stream: str,
-                 persistent_load: Any) -> tuple[Any, int, bool]:
-    """One ``pickle.load`` at ``offset``: (value, end offset, stopped).
+                 persistent_load: Any, *, peek: bool = True) -> tuple[Any, int, bool]:
+    """One ``pickle.load`` at ``offset``: (value, where the file is left, stopped).
 
     ``stopped`` means the unpickler raises there: torch.load raises too, after
-    running everything before it (the globals are in ``asm`` either way)."""
+    running everything before it (the globals are in ``asm`` either way). A file
+    object without ``peek`` (torch's unbuffered ``open(p, "rb", 0)`` of an
+    extracted tar member) has read a FRAME whole, so it is left at the frame's
+    end even when STOP comes earlier; with ``peek`` it is left right after STOP."""
     before = len(asm.stops)
     value, end = asm.parse_file_stream(f, offset, stream, persistent_load=persistent_load)
-    return value, end, len(asm.stops) > before
+    stopped = len(asm.stops) > before
+    if not stopped:
+        fe = frame_end(f, offset, end)
+        if fe > end:
+            if peek:
+                asm.anomalies.append(
+                    f"{stream}: a FRAME runs {fe - end} bytes past STOP; the next pickle.load starts after STOP "
+                    "or after the frame, depending on the reader's buffer (both are scanned)")
+            else:
+                end = fe
+    return value, end, stopped
+
+
+def frame_end(f: CountingFile, offset: int, end: int) -> int:
+    """The end of the last FRAME the stream ``[offset, end)`` announced (``end`` when none reaches past it)."""
+    data = f.pread(offset, end - offset)
+    if b"\x95" not in data:
+        return end
+    last = end
+    try:
+        for op, arg, pos in pickletools.genops(data):
+            if op.name == "FRAME" and isinstance(arg, int) and pos is not None:
+                last = max(last, offset + pos + 9 + arg)
+            if op.name == "STOP":
+                break
+    except Exception:  # noqa: BLE001 - the VM read this stream; pickletools being stricter changes nothing
+        return end
+    return last
 
 
 def read_pickle_file(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> Inventory:
@@ -89,46 +120,74 @@ class LegacyRead:
 
 
 def read_legacy_streams(f: CountingFile, asm: Assembler, first: tuple[Any, int] | None = None) -> LegacyRead:
-    """torch's legacy reader from byte 0, statically, stopping where torch raises."""
+    """torch's legacy reader from byte 0, statically, stopping where torch raises.
+
+    Where a FRAME runs past a stream's STOP, torch's next ``pickle.load`` starts
+    after STOP or after the frame depending on its file buffer: the other start
+    is scanned too (as streams torch may not load), so nothing hides there."""
     out = LegacyRead()
+    alternates: list[tuple[int, int]] = []
+    try:
+        _legacy_walk(f, asm, out, alternates, first)
+    finally:
+        for index, start in alternates[:4]:
+            _scan_alternate(f, asm, index, start)
+    return out
+
+
+def _legacy_walk(f: CountingFile, asm: Assembler, out: LegacyRead, alternates: list[tuple[int, int]],
+                 first: tuple[Any, int] | None) -> None:
     loaded = out.loaded_streams
-    loaded.append("pickle#0")
-    if first is None:
-        magic, offset, stopped = parse_stream(asm, f, 0, "pickle#0", None)
-        if stopped:
-            return out
-    else:
-        magic, offset = first
-    if not _check(asm, magic, MAGIC_NUMBER, "pickle#0", offset, "Invalid magic number; corrupt file?"):
-        return out
-    loaded.append("pickle#1")
-    version, offset, stopped = parse_stream(asm, f, offset, "pickle#1", None)
+
+    def load(index: int, offset: int, persistent_load: Any = None) -> tuple[Any, int, bool]:
+        stream = f"pickle#{index}"
+        loaded.append(stream)
+        if index == 0 and first is not None:
+            value, end, stopped = first[0], first[1], False
+        else:
+            value, end, stopped = parse_stream(asm, f, offset, stream, persistent_load)
+        if not stopped and index < 4:
+            fe = frame_end(f, offset, end)
+            if fe > end:
+                alternates.append((index + 1, fe))
+        return value, end, stopped
+
+    magic, offset, stopped = load(0, 0)
+    if stopped or not _check(asm, magic, MAGIC_NUMBER, "pickle#0", offset, "Invalid magic number; corrupt file?"):
+        return
+    version, offset, stopped = load(1, offset)
     if stopped or not _check(asm, version, PROTOCOL_VERSION, "pickle#1", offset,
                              f"Invalid protocol version: {_short(version)}"):
-        return out
-    loaded.append("pickle#2")
-    sys_info, offset, stopped = parse_stream(asm, f, offset, "pickle#2", None)
+        return
+    sys_info, offset, stopped = load(2, offset)
     if stopped:
-        return out
+        return
     out.extra["sys_info"] = _plain_sys_info(sys_info)
-    loaded.append("pickle#3")
-    obj, offset, stopped = parse_stream(asm, f, offset, "pickle#3", _legacy_loader(asm))
+    obj, offset, stopped = load(3, offset, _legacy_loader(asm))
     if stopped:
-        return out
+        return
     out.structure = asm.collect(obj, "pickle#3")
-    loaded.append("pickle#4")
-    keys, offset, stopped = parse_stream(asm, f, offset, "pickle#4", None)
-    if stopped:
-        return out
-    out.storages = _storage_records(f, asm, keys, offset)
-    return out
+    keys, offset, stopped = load(4, offset)
+    if not stopped:
+        out.storages = _storage_records(f, asm, keys, offset)
+
+
+def _scan_alternate(f: CountingFile, asm: Assembler, index: int, offset: int) -> None:
+    """The legacy streams from ``index`` on, read from a frame's end instead of its STOP."""
+    while index <= 4 and offset < f.size:
+        before = len(asm.stops)
+        _, end = asm.parse_file_stream(f, offset, f"pickle#{index}@{offset}", persistent_load=record_pid)
+        if len(asm.stops) > before:
+            asm.stops.pop()  # a stream torch may never load: its stop is not torch's
+            return
+        index, offset = index + 1, end
 
 
 def _storage_records(f: CountingFile, asm: Assembler, keys: Any, offset: int) -> list[StorageRecord]:
     """Each storage the key list names: an 8-byte little-endian count, then its bytes (``_set_from_file``)."""
     storages: list[StorageRecord] = []
-    if isinstance(keys, (list, tuple)):
-        key_list = list(keys)
+    if isinstance(keys, (list, tuple, dict, str, set, frozenset)):
+        key_list = list(keys)  # ``for key in keys``: a dict gives its keys, a str its characters
     else:
         stop(asm, "pickle#4", offset, f"torch iterates the storage key list, a {type(keys).__name__}")
         key_list = []

@@ -90,13 +90,13 @@ def read_tar(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> Inv
 def _storages(tt: TorchTar, f: CountingFile, asm: Assembler, objects: dict[Any, Any], loaded: list[str]) -> None:
     sf = extracted(tt, f, tt.source_budget, "storages", {})
     loaded.append("storages#0")
-    count, off, stopped = parse_stream(asm, sf, 0, "storages#0", None)
+    count, off, stopped = parse_stream(asm, sf, 0, "storages#0", None, peek=False)
     if stopped:
         raise TorchFails("the storages count pickle does not load")
     for i in range(_count(count, "storages")):
         stream = f"storages#{i + 1}"
         loaded.append(stream)
-        args, off, stopped = parse_stream(asm, sf, off, stream, None)
+        args, off, stopped = parse_stream(asm, sf, off, stream, None, peek=False)
         if stopped:
             raise TorchFails(f"{stream} does not load")
         key, location, stype = _unpack(args, 3, stream)
@@ -115,7 +115,7 @@ def _storages(tt: TorchTar, f: CountingFile, asm: Assembler, objects: dict[Any, 
         _put(objects, key, st)
     stream = f"storages#{_count(count, 'storages') + 1}"
     loaded.append(stream)
-    views, off, stopped = parse_stream(asm, sf, off, stream, None)
+    views, off, stopped = parse_stream(asm, sf, off, stream, None, peek=False)
     if stopped:
         raise TorchFails(f"{stream} (storage views) does not load")
     for view in _iter(views, stream):
@@ -134,13 +134,13 @@ def _tensors(tt: TorchTar, f: CountingFile, asm: Assembler, objects: dict[Any, A
     on_disk = {"storages": extracted(tt, f, tt.source_budget, "storages", {})}
     tf = extracted(tt, f, tt.source_budget, "tensors", on_disk)
     loaded.append("tensors#0")
-    count, off, stopped = parse_stream(asm, tf, 0, "tensors#0", None)
+    count, off, stopped = parse_stream(asm, tf, 0, "tensors#0", None, peek=False)
     if stopped:
         raise TorchFails("the tensors count pickle does not load")
     for i in range(_count(count, "tensors")):
         stream = f"tensors#{i + 1}"
         loaded.append(stream)
-        args, off, stopped = parse_stream(asm, tf, off, stream, None)
+        args, off, stopped = parse_stream(asm, tf, off, stream, None, peek=False)
         if stopped:
             raise TorchFails(f"{stream} does not load")
         key, storage_id, _ = _unpack(args, 3, stream)
