@@ -41,6 +41,7 @@ __all__ = [
 PersistentLoad = Callable[[Any], Any]
 
 _STOP = object()
+_U32_FROM = U32.unpack_from
 _BUILTIN_VALUES = (list, dict, set, frozenset, tuple, str, bytes, int, float, bool, type(None))
 _MEMO_ALLOC_WARN = 1 << 24
 """C memo indexes above this make CPython allocate a pointer array of 2*index slots."""
@@ -73,11 +74,10 @@ class StaticUnpickler(ValueOps):
         self.budget = budget if budget is not None else Budget(limits)
         self.persistent_load = persistent_load
         self.globals: list[GlobalRef] = []
-        self.first_offsets: dict[str, int] = {}
-        """Opcode name -> offset of its first use in this stream."""
+        self._first: dict[int, int] = {}
         self.operations: list[tuple[int, str, str, str]] = []
         """(offset, opcode, target, detail), first of each kind; see ``inventory.Operation``."""
-        self._op_keys: set[tuple[str, str, str]] = set()
+        self._op_keys: set[tuple[Any, ...]] = set()
         self.protocol: int | None = None
         """The first PROTO's value (None without one)."""
         self.proto = 0
@@ -88,6 +88,7 @@ class StaticUnpickler(ValueOps):
         self._stack: list[Any] = []
         self._metastack: list[list[Any]] = []
         self._memo: dict[int, Any] = {}
+        self._memo_left = self.budget.limits.max_memo - self.budget.memo
         self._op_start = start
         self._frame_end: int | None = None
         self.count = 0
@@ -96,31 +97,44 @@ class StaticUnpickler(ValueOps):
         """Byte strings handed to a loader (``pickle.loads`` …): pickles inside the pickle."""
 
     @property
+    def first_offsets(self) -> dict[str, int]:
+        """Opcode name -> offset of its first use in this stream, in stream order."""
+        return {OPCODE_NAMES[c] or "": o for c, o in self._first.items()}
+
+    @property
     def opcodes(self) -> set[str]:
         """Names of the opcodes the stream used."""
-        return set(self.first_offsets)
+        return {OPCODE_NAMES[c] or "" for c in self._first}
 
     @property
     def stop_offset(self) -> int:
         """Where the last opcode started: after an error, where CPython raises."""
         return self._op_start
 
-    def _op(self, opcode: str, target: str, detail: str = "") -> None:
-        key = (opcode, target, detail)
+    def _op(self, opcode: str, obj: Any, detail: str = "") -> None:
+        """Record ``opcode`` on ``obj`` once per (opcode, target, detail); cheap when already seen."""
+        t = type(obj)
+        if t is Global:
+            key: tuple[Any, ...] = (opcode, obj.module, obj.name, detail)
+        elif t is TensorStub:
+            key = (opcode, t, obj.is_parameter, detail)
+        elif t is Call or t is ODict:
+            key = (opcode, describe(obj), detail)
+        else:
+            key = (opcode, t, detail)
         if key not in self._op_keys and len(self._op_keys) < 10_000:
             self._op_keys.add(key)
-            self.operations.append((self._op_start, opcode, target, detail))
+            self.operations.append((self._op_start, opcode, describe(obj), detail))
 
     def _odd_string(self) -> None:
-        self._op("SHORT_BINSTRING", "bytes", "not UTF-8")
+        self._op("SHORT_BINSTRING", b"", "not UTF-8")
 
     # -- the loop
     def load(self) -> Any:
         data = self.data
         n = len(data)
-        names = OPCODE_NAMES
         dispatch = _DISPATCH
-        first = self.first_offsets
+        first = self._first
         left = self.budget.opcodes_left()
         count = 0
         try:
@@ -134,13 +148,13 @@ class StaticUnpickler(ValueOps):
                     raise LimitExceeded("max_opcodes", lim, f"pickle opcodes in the whole file, {self.stream}")
                 start = self._op_start = self.pos
                 code = data[start]
-                name = names[code]
-                if name is None:
+                handler = dispatch[code]
+                if handler is None:
                     raise FormatError(f"invalid pickle opcode 0x{code:02x} at byte {start} ({self.stream})")
                 self.pos = start + 1
-                if name not in first:
-                    first[name] = start
-                if dispatch[code](self) is _STOP:
+                if code not in first:
+                    first[code] = start
+                if handler(self) is _STOP:
                     self.end = self.pos
                     return self._stack[-1]
                 fe = self._frame_end
@@ -149,6 +163,7 @@ class StaticUnpickler(ValueOps):
         finally:
             self.count = count
             self.budget.opcodes += count
+            self.budget.memo += len(self._memo)
 
     # -- protocol, framing, marks
     def op_PROTO(self) -> None:
@@ -202,7 +217,7 @@ class StaticUnpickler(ValueOps):
         if type(target) is list:
             target.extend(items)
             return
-        self._op(opcode, describe(target))
+        self._op(opcode, target)
         if isinstance(target, (Call, Global, Storage, TensorStub)):
             if isinstance(target, Call):
                 target.items.extend(items)
@@ -222,7 +237,7 @@ class StaticUnpickler(ValueOps):
         if len(items) % 2:
             raise self._fail("odd number of dict items")
         if type(target) is not dict and opcode != "DICT":
-            self._op(opcode, describe(target))
+            self._op(opcode, target)
         if isinstance(target, dict):
             try:
                 for i in range(0, len(items), 2):
@@ -244,7 +259,7 @@ class StaticUnpickler(ValueOps):
         items = self._pop_mark()
         target = self._top()
         if type(target) is not set:
-            self._op("ADDITEMS", describe(target))
+            self._op("ADDITEMS", target)
         if isinstance(target, set):
             target.update(self._hashable(items))
         elif isinstance(target, Call):
@@ -258,7 +273,9 @@ class StaticUnpickler(ValueOps):
             raise LimitExceeded("max_memo_index", self.limits.max_memo_index,
                                 f"pickle memo index {idx} at byte {self._op_start}, {self.stream}")
         if idx not in self._memo:
-            self.budget.charge_memo()
+            self._memo_left -= 1
+            if self._memo_left < 0:
+                self.budget.charge_memo(len(self._memo) + 1)
             if idx > self.max_memo_index:
                 self.max_memo_index = idx
                 if idx > _MEMO_ALLOC_WARN:
@@ -282,8 +299,19 @@ class StaticUnpickler(ValueOps):
         self._memo_put(idx, self._top())
 
     def op_LONG_BINPUT(self) -> None:
-        idx = U32.unpack(self._read(4))[0]
-        self._memo_put(idx, self._top())
+        p = self.pos
+        e = p + 4
+        if e > len(self.data):
+            self._read(4)
+        self.pos = e
+        idx = _U32_FROM(self.data, p)[0]
+        stack = self._stack
+        if not stack:
+            raise self._fail("pickle stack underflow")
+        if idx not in self._memo:
+            self._memo_put(idx, stack[-1])
+        else:
+            self._memo[idx] = stack[-1]
 
     def op_MEMOIZE(self) -> None:
         self._memo_put(len(self._memo), self._top())
@@ -346,10 +374,10 @@ class StaticUnpickler(ValueOps):
     def op_REDUCE(self) -> None:
         args = self._pop()
         func = self._pop()
-        self._op("REDUCE", describe(func))
-        if isinstance(args, _BUILTIN_VALUES) and not isinstance(args, tuple):
+        self._op("REDUCE", func)
+        if type(args) is not tuple and isinstance(args, _BUILTIN_VALUES):
             raise self._fail("REDUCE arguments are not a tuple")  # PyObject_CallObject refuses
-        if isinstance(func, _BUILTIN_VALUES):
+        if type(func) is not Global and isinstance(func, _BUILTIN_VALUES):
             raise self._fail(f"REDUCE calls a {type(func).__name__}")
         if isinstance(func, Global) and func.qualname in NESTED_LOADERS and isinstance(args, tuple):
             self.nested.extend((self._op_start, p) for p in nested_payloads(func, args))
@@ -358,7 +386,7 @@ class StaticUnpickler(ValueOps):
     def op_NEWOBJ(self) -> None:
         args = self._pop()
         cls = self._pop()
-        self._op("NEWOBJ", describe(cls))
+        self._op("NEWOBJ", cls)
         if isinstance(args, _BUILTIN_VALUES) and not isinstance(args, tuple):
             raise self._fail("NEWOBJ expected an arg tuple")
         if isinstance(cls, (*_BUILTIN_VALUES, TensorStub, Storage)):
@@ -369,7 +397,7 @@ class StaticUnpickler(ValueOps):
         kwargs = self._pop()
         args = self._pop()
         cls = self._pop()
-        self._op("NEWOBJ_EX", describe(cls))
+        self._op("NEWOBJ_EX", cls)
         if isinstance(kwargs, _BUILTIN_VALUES) and not isinstance(kwargs, dict):
             raise self._fail("NEWOBJ_EX kwargs are not a dict")
         if isinstance(args, _BUILTIN_VALUES) and not isinstance(args, tuple):
@@ -384,20 +412,20 @@ class StaticUnpickler(ValueOps):
         module = self._name_line("ascii")
         name = self._name_line("ascii")
         cls = self._global(module, name, "INST")
-        self._op("INST", describe(cls))
+        self._op("INST", cls)
         self._stack.append(Call(cls, args, "INST"))
 
     def op_OBJ(self) -> None:
         items = self._pop_mark()
         if not items:
             raise self._fail("pickle stack underflow (OBJ without a class)")
-        self._op("OBJ", describe(items[0]))
+        self._op("OBJ", items[0])
         self._stack.append(Call(items[0], tuple(items[1:]), "OBJ"))
 
     def op_BUILD(self) -> None:
         state = self._pop()
         target = self._top()
-        self._op("BUILD", describe(target), type(state).__name__)
+        self._op("BUILD", target, type(state).__name__)
         if isinstance(target, ODict):
             if isinstance(state, dict) and "_metadata" in state:
                 target.metadata = state["_metadata"]
@@ -430,13 +458,13 @@ class StaticUnpickler(ValueOps):
             pid = self._readline().decode("ascii")  # load_persid: ASCII, strict
         except UnicodeDecodeError:
             raise self._fail("persistent id is not ASCII") from None
-        self._op("PERSID", "str")
+        self._op("PERSID", pid)
         self._persistent(pid)
 
     def op_BINPERSID(self) -> None:
         pid = self._pop()
-        detail = repr(pid[0])[:40] if type(pid) is tuple and pid else ""
-        self._op("BINPERSID", describe(pid), detail)
+        first = pid[0] if type(pid) is tuple and pid else None
+        self._op("BINPERSID", pid, first if type(first) is str else "" if first is None else repr(first)[:40])
         self._persistent(pid)
 
     def _persistent(self, pid: Any) -> None:

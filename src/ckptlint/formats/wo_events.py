@@ -38,7 +38,7 @@ def _event(o: Operation) -> tuple[str, str] | None:
     if o.opcode in ("SETITEM", "SETITEMS"):
         return None if t == "object:collections.OrderedDict" else ("setitem", cls or t)
     if o.opcode == "BINPERSID":
-        if t == "int" or (t == "tuple" and o.detail in ("'storage'", "b'storage'")):
+        if t == "int" or (t == "tuple" and o.detail in ("storage", "b'storage'")):
             return None
         return "persid", o.detail or t
     return None
