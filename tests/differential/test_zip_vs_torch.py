@@ -69,6 +69,12 @@ def generate(seed: int) -> bytes:
         rest = [e for e in rest if not e.name.endswith(b"/version")]
     elif rng.random() < 0.1:
         next(e for e in rest if e.name.endswith(b"/version")).data = rng.choice([b"99", b"abc", b"0", b" 3\n"])
+    if rng.random() < 0.1:
+        sid = next(e for e in rest if e.name.endswith(b"/serialization_id"))
+        sid.data = rng.choice([b"\xff\xfe", b"", b"0" * 40, b"\xc3\xa9"])
+    if rng.random() < 0.1:
+        odd = rng.choice(rest)
+        odd.flags, odd.method = rng.choice([(1, 0), (32, 0), (64, 0), (0, 12)])
     entries = copies + rest
     c = Craft()
     for e in entries:

@@ -8,7 +8,8 @@ torch's words; nothing after it runs.
 
 1. the archive opens (miniz), holds at least one entry, and the first entry in
    directory order has a ``/``: the prefix is what precedes it;
-2. ``.data/serialization_id`` is read when present; then ``.data/version`` or
+2. ``.data/serialization_id`` is read when present (and decoded as UTF-8 after
+   ``data.pkl`` is unpickled); then ``.data/version`` or
    ``version``, parsed like ``std::stoull`` and within [1, 10];
 3. ``get_all_records``: every name (as a C string, at most 511 bytes) must start
    with ``<prefix>/``; ``constants.pkl`` among them makes it TorchScript;
@@ -21,7 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .zipextract import Extracted, extract
+from .zipextract import Extracted, extract, stat_error
 from .zipreader import ZipArchive, ZipMember
 
 MAX_FILE_FORMAT_VERSION = 10
@@ -38,6 +39,8 @@ class TorchZipReading:
     prefix: bytes = b""
     refuses: str | None = None
     """torch.load raises here, before unpickling anything (its message, one line)."""
+    fails_after: str | None = None
+    """torch.load raises after unpickling ``data.pkl`` (the payload has run by then)."""
     script: bool = False
     records: dict[str, bytes] = field(default_factory=dict)
     """Small records as torch reads them (``version``, ``byteorder`` …)."""
@@ -65,6 +68,13 @@ def read_like_torch(z: ZipArchive, cap: int) -> TorchZipReading:
             _load(z, r)
     except _Refused as e:
         r.refuses = str(e)
+        return r
+    sid = r.records.get(".data/serialization_id")
+    if sid is not None and not r.script:
+        try:  # `_log_api_usage_metadata(..., {"serialization_id": zip_file.serialization_id()})`, after unpickling
+            sid.decode("utf-8")
+        except UnicodeDecodeError as e:
+            r.fails_after = f"UnicodeDecodeError: {e} (the .data/serialization_id record, read after unpickling)"
     return r
 
 
@@ -79,8 +89,9 @@ def _get(z: ZipArchive, r: TorchZipReading, record: str) -> Extracted:
     if m is None:
         raise _Refused(f"PytorchStreamReader failed locating file {record}: file not found")
     r.read[record] = m
-    if m.stat_error is not None:
-        raise _Refused(f"PytorchStreamReader failed retrieving file meta-data for {record}: {m.stat_error}")
+    problem = stat_error(m)
+    if problem is not None:
+        raise _Refused(f"PytorchStreamReader failed retrieving file meta-data for {record}: {problem}")
     rec = extract(z, m, r.cap)
     if rec.error is not None:
         raise _Refused(f"PytorchStreamReader failed reading file {record}: {rec.error}")
@@ -98,7 +109,9 @@ def _init(z: ZipArchive, r: TorchZipReading) -> None:
         raise _Refused(f"file in archive is not in a subdirectory: {first.decode('utf-8', 'replace')}")
     r.prefix = first[:slash]
     if _lookup(z, r, ".data/serialization_id") is not None:
-        _get(z, r, ".data/serialization_id")
+        sid = _get(z, r, ".data/serialization_id")
+        if not sid.uninitialized:
+            r.records[".data/serialization_id"] = sid.data
     version_record = ".data/version" if _lookup(z, r, ".data/version") is not None else "version"
     if _lookup(z, r, version_record) is None:
         raise _Refused('Expected hasRecord("version") to be true, but got false')

@@ -94,8 +94,8 @@ def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArch
                              for k in _SMALL_RECORDS if k in reading.records}
     if "byteorder" in reading.records:
         extra["byteorder_record"] = reading.records["byteorder"].decode("utf-8", "replace")
-    if reading.refuses is not None:
-        extra["torch_refuses"] = reading.refuses
+    if reading.refuses is not None or reading.fails_after is not None:
+        extra["torch_refuses"] = reading.refuses or reading.fails_after
     facts = FormatFacts(
         format="torchscript" if reading.script else "torch-zip",
         file_size=f.size,

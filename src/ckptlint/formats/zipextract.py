@@ -43,6 +43,20 @@ class Extracted:
     """Why the bytes are not simply the member's content (stream longer than declared, corrupt …)."""
 
 
+def stat_error(m: zr.ZipMember) -> str | None:
+    """The error ``mz_zip_reader_file_stat`` leaves behind (torch checks it right after the call):
+    a malformed ZIP64 extra, or what ``mz_zip_reader_is_file_supported`` flags as a side effect."""
+    if m.stat_error is not None:
+        return m.stat_error
+    if m.method not in (0, 8):
+        return zr.METHOD
+    if m.flags & (1 | 64):
+        return zr.ENCRYPTION
+    if m.flags & 32:
+        return zr.FEATURE
+    return None
+
+
 def data_offset(z: zr.ZipArchive, m: zr.ZipMember) -> int:
     """Local header offset + 30 + the local name and extra lengths; ZipStructureError where miniz fails."""
     lfh = z._read(m.header_offset, 30)

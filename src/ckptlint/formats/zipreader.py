@@ -50,6 +50,7 @@ ENCRYPTION = "unsupported encryption"
 METHOD = "unsupported method"
 DECOMPRESSED_SIZE = "unexpected decompressed size"
 NOT_FOUND = "file not found"
+FEATURE = "unsupported feature"
 
 Reader = Callable[[int, int], bytes]
 """``read(offset, n)``: up to ``n`` bytes at ``offset`` (fewer at the end of the file)."""
