@@ -124,14 +124,15 @@ def read_legacy_streams(f: CountingFile, asm: Assembler, first: tuple[Any, int] 
 
     Where a FRAME runs past a stream's STOP, torch's next ``pickle.load`` starts
     after STOP or after the frame depending on its file buffer: the other start
-    is scanned too (as streams torch may not load), so nothing hides there."""
+    is scanned too and listed after torch's own sequence in ``loaded_streams``
+    (torch may load it), so nothing hides there."""
     out = LegacyRead()
     alternates: list[tuple[int, int]] = []
     try:
         _legacy_walk(f, asm, out, alternates, first)
     finally:
         for index, start in alternates[:4]:
-            _scan_alternate(f, asm, index, start)
+            out.loaded_streams.extend(_scan_alternate(f, asm, index, start))
     return out
 
 
@@ -172,15 +173,19 @@ def _legacy_walk(f: CountingFile, asm: Assembler, out: LegacyRead, alternates: l
         out.storages = _storage_records(f, asm, keys, offset)
 
 
-def _scan_alternate(f: CountingFile, asm: Assembler, index: int, offset: int) -> None:
+def _scan_alternate(f: CountingFile, asm: Assembler, index: int, offset: int) -> list[str]:
     """The legacy streams from ``index`` on, read from a frame's end instead of its STOP."""
+    names: list[str] = []
     while index <= 4 and offset < f.size:
         before = len(asm.stops)
-        _, end = asm.parse_file_stream(f, offset, f"pickle#{index}@{offset}", persistent_load=record_pid)
+        name = f"pickle#{index}@{offset}"
+        _, end = asm.parse_file_stream(f, offset, name, persistent_load=record_pid)
+        names.append(name)
         if len(asm.stops) > before:
             asm.stops.pop()  # a stream torch may never load: its stop is not torch's
-            return
+            break
         index, offset = index + 1, end
+    return names
 
 
 def _storage_records(f: CountingFile, asm: Assembler, keys: Any, offset: int) -> list[StorageRecord]:

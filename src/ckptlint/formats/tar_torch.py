@@ -66,10 +66,11 @@ def read_tar(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> Inv
         asm.anomalies.append(f"tar path fails with a TarError ({e}); torch.load(weights_only=False) "
                              "then reads the file from byte 0 as a legacy torch file")
         legacy = read_legacy_streams(f, asm)
-    except TorchFails as e:
-        stop(asm, loaded[-1] if loaded else "tar", 0, f"torch.load raises: {e}")
-    except KeyError as e:
-        stop(asm, loaded[-1] if loaded else "tar", 0, f"torch.load raises KeyError: {e}")
+    except (TorchFails, KeyError) as e:
+        reason = f"torch.load raises {'KeyError: ' if isinstance(e, KeyError) else ''}{e}"
+        if not asm.globals:  # nothing ran: a tar file torch cannot read, and nothing more to say
+            raise FormatError(f"tar archive: {reason}") from None
+        stop(asm, loaded[-1] if loaded else "tar", 0, reason)
     except _Opaque as e:
         stop(asm, loaded[-1] if loaded else "tar", 0, str(e))
     asm.notes.append("tar format (PyTorch 0.1): torch.load(weights_only=True) refuses it")
