@@ -25,7 +25,7 @@ import tarfile
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import FormatError
+from ..errors import FormatError, LimitExceeded
 from ..limits import Budget
 from .common import CountingFile
 
@@ -128,6 +128,8 @@ def is_tar(f: CountingFile, budget: Budget | None = None) -> bool:
         return open_torch_tar(f, b if isinstance(b, Budget) else Budget()) is not None
     except TorchFails:
         return True
+    except LimitExceeded:
+        raise  # a header bigger than the budget: the limit is the answer, not "not a tar"
     except (FormatError, OSError):
         return False
 
