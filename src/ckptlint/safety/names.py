@@ -25,6 +25,7 @@ _DTYPE_CLASS = ("a numpy dtype class: numpy >= 1.25 pickles BUILD on it, which o
                 "and field layout")
 _SCALAR_TYPE = "a numpy scalar type object (a stored type, e.g. a dtype setting): no I/O, no code"
 _ABC = "an abstract base class: it only answers isinstance checks and cannot be instantiated"
+_DCP = "a DCP metadata dataclass (field values only: names, sizes, offsets; no __setstate__)"
 _FEATURE = "a __future__ feature record (compiler flags): importing __future__ defines constants only"
 
 DATA: dict[str, str] = {
@@ -61,6 +62,13 @@ DATA: dict[str, str] = {
     "pathlib.WindowsPath": "a path string; constructing it does not touch the file system",
     "pathlib.Path": "a path string; constructing it does not touch the file system",
     "torch.torch_version.TorchVersion": "a str subclass holding a version string",
+    # torch.distributed.checkpoint (DCP) `.metadata`: dataclasses of names, sizes and offsets
+    **{f"torch.distributed.checkpoint.metadata.{c}": _DCP for c in words(
+        "Metadata TensorStorageMetadata ChunkStorageMetadata BytesStorageMetadata MetadataIndex StorageMeta")},
+    "torch.distributed.checkpoint.metadata.TensorProperties": (
+        "a DCP dataclass of a tensor's dtype/layout flags; its __setstate__ only maps an enum to a memory format"),
+    "torch.distributed.checkpoint.metadata._MEM_FORMAT_ENCODING": "an Enum of three memory-format codes",
+    "torch.distributed.checkpoint.filesystem._StorageInfo": _DCP,
     "typing.Any": "a typing marker object",
     # builtins: types and pure functions (importing builtins runs nothing: it is always loaded)
     **{f"builtins.{t}": "a built-in value type" for t in words(

@@ -179,6 +179,10 @@ def zip_record_blockers(inv: Inventory) -> list[Blocker]:
     """torch.load's checks on a zip's records before it unpickles (``_load``): byteorder, alignment."""
     out: list[Blocker] = []
     extra = inv.facts.extra or {}
+    refuses = extra.get("torch_refuses")
+    if refuses:
+        # the zip reader drove miniz as torch.load does and it refused the archive
+        return [Blocker("format", f"torch.load cannot open the archive: {refuses}")]
     raw = extra.get("byteorder_record")
     value = raw if isinstance(raw, str) else inv.facts.byteorder
     if value is not None and value not in BYTEORDER_VALUES:
@@ -212,6 +216,17 @@ def storage_blockers(inv: Inventory) -> list[Blocker]:
             out.append(Blocker("format", f"storage record {s.entry} holds {rb} bytes, the pickle declares "
                                          f"{s.nbytes} (torch: record size does not match)", s.entry))
     return out
+
+
+def legacy_storage_blockers(inv: Inventory) -> list[Blocker]:
+    """The legacy reader's persistent_load takes ``storage_type.dtype``: torch.UntypedStorage has none
+    (what torch.save writes for uint16/32/64 storages in the legacy format), so loading fails."""
+    if inv.format != "torch-legacy":
+        return []
+    loaded = set(inv.facts.loaded_streams)
+    return [Blocker("structure", "an UntypedStorage in a legacy-format file (torch: UntypedStorage has no dtype)",
+                    g.stream, g.offset) for g in inv.globals
+            if g.stream in loaded and g.qualname in ("torch.UntypedStorage", "torch.storage.UntypedStorage")][:1]
 
 
 def dedupe(blockers: Iterable[Blocker]) -> list[Blocker]:
