@@ -58,11 +58,12 @@ class _MeteredFile(io.RawIOBase):
         return True
 
     def read(self, n: int | None = -1) -> bytes:
-        if n is None or n < 0:
-            n = max(0, self._f.size - self._f.f.tell())
+        left = max(0, self._f.size - self._f.f.tell())
+        n = left if n is None or n < 0 else min(n, left)
+        # charged before reading: a longname or PAX record may claim gigabytes
+        self._budget.charge_bytes(n, "tar headers and member data read for parsing")
         data = self._f.f.read(n)
         self._f.bytes_read += len(data)
-        self._budget.charge_bytes(len(data), "tar headers and member data read for parsing")
         return data
 
     def seek(self, offset: int, whence: int = 0) -> int:
@@ -334,9 +335,11 @@ class ExtractedFile(CountingFile):
 
     def _fill(self, end: int) -> None:
         while len(self._buf) < min(end, self.size) and not self.truncated:
-            want = min(end, self.size) - len(self._buf)
+            want = max(min(end, self.size) - len(self._buf), io.DEFAULT_BUFFER_SIZE)
+            # holes read as zeros cost nothing on disk: charge what is materialised, before reading it
+            self.budget.charge_bytes(min(want, self.size - len(self._buf)), f"tar member {self.name}")
             try:
-                block = self._fobj.read(max(want, io.DEFAULT_BUFFER_SIZE))
+                block = self._fobj.read(want)
             except tarfile.TarError:
                 self.truncated = True
                 self.size = len(self._buf)
@@ -346,7 +349,7 @@ class ExtractedFile(CountingFile):
             if not block:
                 self.size = len(self._buf)
                 return
-            self._buf += block  # charged by the Assembler that parses these bytes
+            self._buf += block
 
     def pread(self, offset: int, n: int) -> bytes:
         self._fill(offset + n)
