@@ -4,21 +4,25 @@ Each subcommand is one ``_add_<name>(subparsers)`` function that declares its
 arguments and sets ``func`` to a ``cmd_<name>(args) -> int`` handler; add new
 subcommands to :data:`SUBCOMMANDS`.
 
-Exit codes: 0 success, 1 findings at or above the fail level (``check``, later),
-2 usage error or unreadable input. No input ever produces a traceback.
-torch is never imported here.
+Exit codes: 0 success, 1 findings at or above the fail level (``check``, ``diff``,
+``snapshot --verify``), 2 usage error or unreadable input. No input ever produces a
+traceback: handlers raise :class:`~ckptlint.errors.CkptlintError` and :func:`main`
+prints it, once, as one line. Rendering lives in ``report/``. torch is never imported here.
 """
 
 from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from . import __version__
+from .errors import CkptlintError, OutputError, PluginError, UsageError
+from .vocab import SEVERITIES, TARGETS_MODES
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -33,10 +37,18 @@ def _report_error(path: str, reason: str, stream: TextIO | None = None) -> None:
     print(f"ckptlint: {path}: {_one_line(reason)}", file=stream or sys.stderr, flush=True)
 
 
+def _write(path: str, text: str) -> None:
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        raise OutputError(path, e.strerror or str(e)) from None
+
+
 def _read(path: str) -> tuple[Any, str | None, str | None]:
     """``(inventory, None, None)`` or ``(None, reason, format)``; never raises an Exception."""
     from . import inspect
-    from .errors import CheckpointError, CkptlintError
+    from .errors import CheckpointError
 
     try:
         return inspect(path), None, None
@@ -59,7 +71,8 @@ def _add_inspect(sub: Any) -> None:
                     "summarise each file: format, sizes, pickle protocol, shared storages, "
                     "globals referenced, notes. Nothing in the files is executed; torch is not needed.",
     )
-    p.add_argument("files", nargs="+", metavar="FILE", help="checkpoint file(s): .pt/.pth/.bin/.ckpt/.safetensors/index.json …")
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="checkpoint file(s): .pt/.pth/.bin/.ckpt/.safetensors/index.json …")
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="output format (default: text); json is described in docs/inventory-json.md")
     p.set_defaults(func=cmd_inspect)
@@ -133,9 +146,11 @@ def _add_check(sub: Any) -> None:
                    help="text (default), json, sarif, github, markdown, or a plugin's format; "
                         "see docs/output-formats.md")
     p.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout")
-    p.add_argument("--select", metavar="CODES", help="comma-separated code prefixes to report (replaces the config's)")
+    p.add_argument("--select", metavar="CODES",
+                   help="comma-separated code prefixes to report (replaces the config's)")
     p.add_argument("--extend-select", metavar="CODES", help="code prefixes to report in addition")
-    p.add_argument("--ignore", metavar="CODES", help="comma-separated code prefixes to leave out (replaces the config's)")
+    p.add_argument("--ignore", metavar="CODES",
+                   help="comma-separated code prefixes to leave out (replaces the config's)")
     p.add_argument("--baseline", metavar="FILE", help="accepted findings: only new ones are reported")
     p.add_argument("--write-baseline", metavar="FILE",
                    help="write every current finding to FILE as the accepted baseline, and exit 0")
@@ -143,7 +158,7 @@ def _add_check(sub: Any) -> None:
     p.add_argument("--allow-global", action="append", default=[], metavar="MODULE.NAME",
                    help="trust this global (repeatable): no finding for it, and the weights_only "
                         "verdict assumes you allowlist it with torch.serialization.safe_globals")
-    p.add_argument("--fail-on", choices=("error", "warning", "info"), default="error",
+    p.add_argument("--fail-on", choices=SEVERITIES, default="error",
                    help="lowest severity that makes the exit code 1 (default: error)")
     p.add_argument("--config", metavar="FILE",
                    help="use this pyproject.toml/ckptlint.toml instead of the nearest one above each file")
@@ -154,11 +169,12 @@ def _add_check(sub: Any) -> None:
     p.add_argument("--model", metavar="SPEC",
                    help="target model: package.module:callable (class or factory), e.g. "
                         "torchvision.models:resnet18 or torchvision:resnet18; built on the meta device")
-    p.add_argument("--model-kwargs", metavar="JSON", help='keyword arguments for the target, e.g. \'{"num_classes": 10}\'')
+    p.add_argument("--model-kwargs", metavar="JSON",
+                   help='keyword arguments for the target, e.g. \'{"num_classes": 10}\'')
     p.add_argument("--snapshot", metavar="FILE",
                    help="target snapshot from `ckptlint snapshot` (no torch needed); with --model, also "
                         "reports drift between the two")
-    p.add_argument("--targets", choices=("all", "snapshots", "none"), default="all",
+    p.add_argument("--targets", choices=TARGETS_MODES, default="all",
                    help="which configured targets apply: all (default), snapshots (only targets with a "
                         "snapshot, never importing torch: the safety pre-commit hook uses this), or none")
     p.add_argument("--key", metavar="PATH",
@@ -175,38 +191,25 @@ def _codes(text: str | None) -> tuple[str, ...] | None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from .checker import check
-    from .config import ConfigError
-    from .plugins import PluginError, all_rules, reporters
+    from .plugin.manager import all_rules, reporters
     from .selection import Overrides, write_baseline
-    from .targets.spec import TargetError
 
-    try:
-        formats = reporters()
-        rules = all_rules()
-    except PluginError as e:
-        print(f"ckptlint: {_one_line(str(e))}", file=sys.stderr)
-        return EXIT_ERROR
+    formats = reporters()
+    rules = all_rules()
     if args.format not in formats:
-        print(f"ckptlint: unknown format {args.format!r} (available: {', '.join(sorted(formats))})",
-              file=sys.stderr)
-        return EXIT_ERROR
+        raise UsageError(f"unknown format {args.format!r} (available: {', '.join(sorted(formats))})")
     if args.skip_site_pth:
         args.files = _without_site_pth(args.files)
         if not args.files:
             return EXIT_OK
     if args.model_kwargs and not args.model:
-        print("ckptlint: --model-kwargs needs --model", file=sys.stderr)
-        return EXIT_ERROR
+        raise UsageError("--model-kwargs needs --model")
     overrides = Overrides(_codes(args.select), _codes(args.extend_select) or (), _codes(args.ignore),
                           args.baseline)
-    try:
-        report = check(args.files, trusted=args.allow_global, config=args.config,
-                       use_config=not args.isolated, model=args.model, model_kwargs=args.model_kwargs,
-                       snapshot=args.snapshot, key=args.key, overrides=overrides,
-                       apply_baseline=not args.write_baseline, targets=args.targets)
-    except (ConfigError, TargetError, PluginError) as e:
-        print(f"ckptlint: {_one_line(str(e))}", file=sys.stderr)
-        return EXIT_ERROR
+    report = check(args.files, trusted=args.allow_global, config=args.config,
+                   use_config=not args.isolated, model=args.model, model_kwargs=args.model_kwargs,
+                   snapshot=args.snapshot, key=args.key, overrides=overrides,
+                   apply_baseline=not args.write_baseline, targets=args.targets)
     for fr in report.unreadable:
         _report_error(fr.path, fr.error or "unknown error")
     if args.write_baseline:
@@ -218,11 +221,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         text = formats[args.format](report, {"rules": rules, "color": color})
     except Exception as e:  # noqa: BLE001 - a plugin's reporter failing is one line
-        print(f"ckptlint: format {args.format!r} failed: {type(e).__name__}: {e}", file=sys.stderr)
-        return EXIT_ERROR
+        raise PluginError(f"format {args.format!r} failed: {type(e).__name__}: {e}") from None
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text.rstrip("\n") + "\n")
+        _write(args.output, text.rstrip("\n") + "\n")
     else:
         sys.stdout.write(text.rstrip("\n") + "\n")
     if args.format == "github" and os.environ.get("GITHUB_STEP_SUMMARY"):
@@ -269,23 +270,16 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
     from .targets.resolve import live_signature, signature_drift
     from .targets.signature import load_snapshot
-    from .targets.spec import TargetError
 
-    try:
-        sig, _ = live_signature(args.spec, args.model_kwargs)
-        if args.verify:
-            drift = signature_drift(load_snapshot(args.verify), sig)
-            for d in drift:
-                print(f"{args.verify}: CK208 snapshot differs from the live class: {d}")
-            if not drift:
-                print(f"{args.verify}: up to date with {sig.target}")
-            return EXIT_FINDINGS if drift else EXIT_OK
-        with open(args.output, "w", encoding="utf-8") as f:
-            json.dump(sig.to_json(), f, indent=1)
-            f.write("\n")
-    except (TargetError, OSError) as e:
-        print(f"ckptlint: {_one_line(str(e))}", file=sys.stderr)
-        return EXIT_ERROR
+    sig, _ = live_signature(args.spec, args.model_kwargs)
+    if args.verify:
+        drift = signature_drift(load_snapshot(args.verify), sig)
+        for d in drift:
+            print(f"{args.verify}: CK208 snapshot differs from the live class: {d}")
+        if not drift:
+            print(f"{args.verify}: up to date with {sig.target}")
+        return EXIT_FINDINGS if drift else EXIT_OK
+    _write(args.output, json.dumps(sig.to_json(), indent=1) + "\n")
     n = len(sig.expected())
     print(f"{args.output}: snapshot of {sig.target} ({n} keys, built on {sig.built_on})")
     return EXIT_OK
@@ -309,10 +303,8 @@ def _add_diff(sub: Any) -> None:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    import json
-
     from .compat.diff import diff
-    from .compat.unwrap import UnwrapError, parse_key
+    from .compat.unwrap import parse_key
 
     invs = []
     for path in (args.a, args.b):
@@ -321,18 +313,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
             _report_error(path, reason or "unknown error")
             return EXIT_ERROR
         invs.append(inv)
-    try:
-        d = diff(invs[0], invs[1], parse_key(args.key_a) if args.key_a else None,
-                 parse_key(args.key_b) if args.key_b else None)
-    except UnwrapError as e:
-        print(f"ckptlint: {_one_line(str(e))}", file=sys.stderr)
-        return EXIT_ERROR
-    if args.format == "json":
-        print(json.dumps(d.to_dict(), indent=2))
-    else:
-        from .report.diff_text import render_diff
+    d = diff(invs[0], invs[1], parse_key(args.key_a) if args.key_a else None,
+             parse_key(args.key_b) if args.key_b else None)
+    from .report.diff_text import render_diff, render_diff_json
 
-        print(render_diff(d))
+    print(render_diff_json(d) if args.format == "json" else render_diff(d))
     return EXIT_OK if d.identical else EXIT_FINDINGS
 
 
@@ -348,34 +333,17 @@ def _add_rules(sub: Any) -> None:
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
-    import json
+    from .plugin.manager import all_rules, rule_doc
+    from .report.rules import render_rule, render_rules
 
-    from .plugins import PluginError, all_rules, rule_doc
-
-    try:
-        rules = all_rules()
-    except PluginError as e:
-        print(f"ckptlint: {_one_line(str(e))}", file=sys.stderr)
-        return EXIT_ERROR
+    rules = all_rules()
     if args.code:
         rule = rules.get(args.code.upper())
         if rule is None:
-            print(f"ckptlint: no rule {args.code!r} (see `ckptlint rules`)", file=sys.stderr)
-            return EXIT_ERROR
-        if args.format == "json":
-            print(json.dumps({"code": rule.code, "name": rule.name, "severity": rule.severity,
-                              "summary": rule.summary, "plugin": rule.plugin, "doc": rule_doc(rule)}, indent=2))
-        else:
-            print(rule_doc(rule))
-        return EXIT_OK
-    if args.format == "json":
-        print(json.dumps([{"code": r.code, "name": r.name, "severity": r.severity, "summary": r.summary,
-                           "plugin": r.plugin} for r in rules.values()], indent=2))
-        return EXIT_OK
-    from tabulate import tabulate
-
-    print(tabulate([(r.code, r.name, r.severity, r.summary) for r in rules.values()],
-                   headers=("code", "name", "severity", "summary"), tablefmt="simple"))
+            raise UsageError(f"no rule {args.code!r} (see `ckptlint rules`)")
+        print(render_rule(rule, rule_doc(rule), args.format))
+    else:
+        print(render_rules(list(rules.values()), args.format))
     return EXIT_OK
 
 
@@ -403,10 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
-            try:
+            with contextlib.suppress(ValueError, OSError):  # detached or odd streams
                 reconfigure(errors="backslashreplace")
-            except (ValueError, OSError):  # pragma: no cover - detached or odd streams
-                pass
     parser = build_parser()
     try:
         args = parser.parse_args(None if argv is None else list(argv))
@@ -414,6 +380,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else EXIT_ERROR
     try:
         return int(args.func(args))
+    except CkptlintError as e:  # the one place an error becomes its line and exit status 2
+        print(f"ckptlint: {_one_line(str(e))}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("ckptlint: interrupted", file=sys.stderr)
         return 130

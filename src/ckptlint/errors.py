@@ -17,6 +17,15 @@ class UsageError(CkptlintError):
     """Options that do not fit together (``--model-kwargs`` without ``--model``, an unknown format …)."""
 
 
+class OutputError(CkptlintError):
+    """A report or snapshot file that cannot be written (``-o FILE``)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: cannot write: {reason}")
+        self.path = path
+        self.reason = reason
+
+
 class CheckpointError(CkptlintError):
     """A file could not be read as a checkpoint; ``reason`` is one plain line.
 
@@ -80,5 +89,5 @@ class PluginError(CkptlintError):
         self.detail = message
 
 
-__all__ = ["CheckpointError", "CkptlintError", "ConfigError", "FormatError", "LimitExceeded", "PluginError",
-           "TargetError", "TruncatedPickle", "UnwrapError", "UsageError"]
+__all__ = ["CheckpointError", "CkptlintError", "ConfigError", "FormatError", "LimitExceeded", "OutputError",
+           "PluginError", "TargetError", "TruncatedPickle", "UnwrapError", "UsageError"]

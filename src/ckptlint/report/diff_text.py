@@ -1,6 +1,8 @@
-"""Text output of ``ckptlint diff``."""
+"""Text and JSON output of ``ckptlint diff``."""
 
 from __future__ import annotations
+
+import json
 
 from tabulate import tabulate
 
@@ -23,3 +25,7 @@ def render_diff(d: Diff) -> str:
     lines.append(f"{len(d.removed)} removed, {len(d.added)} added, {len(d.shape_changed)} shape changes, "
                  f"{len(d.dtype_changed)} dtype changes, {len(d.renames)} renames")
     return "\n".join(lines)
+
+
+def render_diff_json(d: Diff) -> str:
+    return json.dumps(d.to_dict(), indent=2)
