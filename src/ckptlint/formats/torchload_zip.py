@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from .zipextract import Extracted, extract, stat_error
 from .zipreader import ZipArchive, ZipMember
 
+KEEP = 1 << 20
+"""Bytes of ``data.pkl`` held after extraction; a parse that needs more inflates it again (MemberReader)."""
 MAX_FILE_FORMAT_VERSION = 10
 """``kMaxSupportedFileFormatVersion`` (caffe2/serialize/versions.h) of the torch releases ckptlint targets."""
 _STOULL = re.compile(rb"\s*[+-]?\d+")
@@ -92,7 +94,7 @@ def _get(z: ZipArchive, r: TorchZipReading, record: str) -> Extracted:
     problem = stat_error(m)
     if problem is not None:
         raise _Refused(f"PytorchStreamReader failed retrieving file meta-data for {record}: {problem}")
-    rec = extract(z, m, r.cap)
+    rec = extract(z, m, r.cap, KEEP if record == "data.pkl" else None)
     if rec.error is not None:
         raise _Refused(f"PytorchStreamReader failed reading file {record}: {rec.error}")
     if rec.uninitialized or rec.note:

@@ -15,18 +15,17 @@ Three readings are put side by side:
 
 from __future__ import annotations
 
-import zlib
-from typing import Any
+from typing import Any, cast
 
 from ..errors import FormatError
 from ..inventory import FormatFacts, Inventory, StorageRecord
 from ..limits import DEFAULT_LIMITS, Budget, Limits
 from .common import Assembler, CountingFile, record_pid
 from .pyzip import PyZipView, py_zip_view
-from .torchload_zip import TorchZipReading, read_like_torch
+from .torchload_zip import KEEP, TorchZipReading, read_like_torch
 from .torchscript_code import torchscript_code_facts
-from .unpickler import storage_from_pid
-from .zipextract import extract, head, local_header
+from .unpickler import PersistentLoad, storage_from_pid
+from .zipextract import Extracted, MemberReader, extract, head, local_header
 from .zipreader import ZipArchive, ZipMember, ZipStructureError
 
 _SMALL_RECORDS = ("version", ".data/version", ".format_version", ".storage_alignment")
@@ -66,7 +65,7 @@ def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArch
         elif reading.data_pkl is not None:
             m = reading.read["data.pkl"]
             stops = len(asm.stops)
-            value, _ = asm.parse(reading.data_pkl.data, labels[m.index], persistent_load=asm.storage_loader())
+            value = _parse(asm, z, m, reading.data_pkl, labels[m.index], asm.storage_loader())
             structure = asm.collect(value, labels[m.index])
             parsed.add(m.index)
             storage_entries.update({key: f"{prefix}/data/{key}" for key in asm.storages})
@@ -122,14 +121,14 @@ def _torchscript(z: ZipArchive, reading: TorchZipReading, asm: Assembler, parsed
     structure: Any = None
     m = z.locate(reading.prefix + b"/data.pkl")
     if m is not None:
-        rec = extract(z, m, asm.limits.max_pickle_bytes)
-        value, _ = asm.parse(rec.data, m.name, persistent_load=asm.storage_loader())
+        rec = extract(z, m, asm.limits.max_pickle_bytes, KEEP)
+        value = _parse(asm, z, m, rec, m.name, asm.storage_loader())
         structure = asm.collect(value, m.name)
         parsed.add(m.index)
         storage_entries.update({key: f"{prefix}/data/{key}" for key in asm.storages})
     c = z.locate(reading.prefix + b"/constants.pkl")
     if c is not None:
-        rec = extract(z, c, asm.limits.max_pickle_bytes)
+        rec = extract(z, c, asm.limits.max_pickle_bytes, KEEP)
 
         def constants_loader(pid: Any) -> Any:
             st = storage_from_pid(pid)
@@ -138,7 +137,7 @@ def _torchscript(z: ZipArchive, reading: TorchZipReading, asm: Assembler, parsed
             storage_entries[st.key] = f"{prefix}/{st.key}"
             return st
 
-        value, _ = asm.parse(rec.data, c.name, persistent_load=constants_loader)
+        value = _parse(asm, z, c, rec, c.name, constants_loader)
         asm.collect(value, c.name, root=("__constants__",))
         parsed.add(c.index)
     return structure
@@ -178,8 +177,17 @@ def _looks_like_pickle(z: ZipArchive, m: ZipMember) -> bool:
     return h[:1] == b"\x80" and h[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
 
 
+def _parse(asm: Assembler, z: ZipArchive, m: ZipMember, rec: Extracted, label: str,
+           persistent_load: PersistentLoad) -> Any:
+    """Parse an entry's pickle; past the bytes held, read on demand (a bomb never inflates whole)."""
+    if rec.complete:
+        return asm.parse(rec.data, label, persistent_load=persistent_load)[0]
+    reader = cast(CountingFile, MemberReader(z, m, rec))  # duck-typed: size, bytes_read, pread()
+    return asm.parse_file_stream(reader, 0, label, persistent_load=persistent_load)[0]
+
+
 def _scan(asm: Assembler, z: ZipArchive, m: ZipMember, label: str) -> None:
-    rec = extract(z, m, asm.limits.max_pickle_bytes)
+    rec = extract(z, m, asm.limits.max_pickle_bytes, KEEP)
     if rec.error is not None:
         asm.notes.append(f"{label}: torch cannot read this entry ({rec.error})")
         return
@@ -187,7 +195,7 @@ def _scan(asm: Assembler, z: ZipArchive, m: ZipMember, label: str) -> None:
         asm.anomalies.append(f"{label}: {rec.note}")
     if not rec.data:
         return
-    asm.parse(rec.data, label, persistent_load=record_pid)
+    _parse(asm, z, m, rec, label, record_pid)
 
 
 def _any_pickle(z: ZipArchive, py: PyZipView) -> bool:
@@ -261,9 +269,10 @@ def _compare_with_zipfile(z: ZipArchive, py: PyZipView, reading: TorchZipReading
         elif pm.header_offset != m.header_offset:
             out.append(f"{name}: torch.load reads the entry at offset {m.header_offset}, "
                        f"Python's zipfile the one at offset {pm.header_offset}")
-    if reading.data_pkl is not None and reading.data_pkl.error is None and not reading.data_pkl.uninitialized:
+    rec = reading.data_pkl
+    if rec is not None and rec.crc is not None and rec.error is None and not rec.uninitialized:
         m = reading.read["data.pkl"]
-        if zlib.crc32(reading.data_pkl.data) != m.crc:
+        if rec.crc != m.crc:
             out.append(f"{m.name}: its CRC-32 does not match the header: torch.load reads it (no CRC check), "
                        "Python's zipfile refuses it")
     return out

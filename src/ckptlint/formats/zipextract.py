@@ -41,6 +41,14 @@ class Extracted:
     """torch's buffer continues past ``data`` with memory nothing wrote (its content is unpredictable)."""
     note: str | None = None
     """Why the bytes are not simply the member's content (stream longer than declared, corrupt …)."""
+    produced: int = 0
+    """How many meaningful bytes torch's buffer holds (``data`` is their prefix when extracted with ``keep``)."""
+    crc: int | None = None
+    """CRC-32 of all ``produced`` bytes (what Python's zipfile checks), where known."""
+
+    @property
+    def complete(self) -> bool:
+        return len(self.data) >= self.produced
 
 
 def stat_error(m: zr.ZipMember) -> str | None:
@@ -78,8 +86,11 @@ def local_header(z: zr.ZipArchive, m: zr.ZipMember) -> tuple[bytes, int, int] | 
     return z._read(m.header_offset + 30, nlen), flags, method
 
 
-def extract(z: zr.ZipArchive, m: zr.ZipMember, cap: int) -> Extracted:
-    """The bytes torch reads for ``m``; at most ``cap`` of them are produced (LimitExceeded past it)."""
+def extract(z: zr.ZipArchive, m: zr.ZipMember, cap: int, keep: int | None = None) -> Extracted:
+    """The bytes torch reads for ``m``; at most ``cap`` of them are produced (LimitExceeded past it).
+
+    With ``keep``, the whole member is still inflated (to learn what miniz reports, charging the
+    budget) but only its first ``keep`` bytes are held; ``MemberReader`` reads further on demand."""
     if m.stat_error is not None:
         return Extracted(b"", error=m.stat_error)
     if m.is_directory or m.compressed_size == 0:
@@ -101,21 +112,35 @@ def extract(z: zr.ZipArchive, m: zr.ZipMember, cap: int) -> Extracted:
     if m.method == 0:
         if start + m.size > z.file_size:
             return Extracted(b"", error=zr.READ_FAILED)
+        if keep is not None and m.size > keep:
+            return Extracted(z._read(start, keep), produced=m.size)
         if m.size > cap:
             raise LimitExceeded("max_pickle_bytes", cap, f"zip member {m.name!r} holds {m.size} bytes")
         z.budget.charge_bytes(m.size, "bytes read from zip members")
-        return Extracted(z._read(start, m.size))
-    return _inflate(z, m, start, cap)
+        data = z._read(start, m.size)
+        return Extracted(data, produced=m.size, crc=zlib.crc32(data))
+    return _inflate(z, m, start, cap, keep)
 
 
-def _inflate(z: zr.ZipArchive, m: zr.ZipMember, start: int, cap: int) -> Extracted:
+def _inflate(z: zr.ZipArchive, m: zr.ZipMember, start: int, cap: int, keep: int | None) -> Extracted:
     size = m.size
+    limit = size if keep is None else min(size, keep)
     d = zlib.decompressobj(-15)
     out = bytearray()
+    produced = crc = 0
     pos = 0
     corrupt = False
-    while not d.eof and len(out) <= size:
-        if len(out) > cap:
+
+    def take(piece: bytes) -> None:
+        nonlocal produced, crc
+        if len(out) < limit:
+            out.extend(piece[:limit - len(out)])
+        crc = zlib.crc32(piece[:max(0, size - produced)], crc)
+        produced += len(piece)
+        z.budget.charge_bytes(len(piece), "bytes inflated from zip members")
+
+    while not d.eof and produced <= size:
+        if keep is None and produced > cap:
             raise LimitExceeded("max_pickle_bytes", cap, f"zip member {m.name!r} inflates past it")
         chunk = d.unconsumed_tail
         if not chunk:
@@ -125,34 +150,70 @@ def _inflate(z: zr.ZipArchive, m: zr.ZipMember, start: int, cap: int) -> Extract
             pos += len(chunk)
         saved = d.copy()
         try:
-            piece = d.decompress(chunk, min(size, cap, len(out) + _CHUNK * 64) + 1 - len(out))
+            take(d.decompress(chunk, min(size - produced, _CHUNK * 64) + 1))
         except zlib.error:
             # Keep what a streaming inflater writes before the bad code: replay the chunk bytewise.
             d = saved
             corrupt = True
             for i in range(len(chunk)):
                 try:
-                    piece = d.decompress(chunk[i:i + 1])
+                    take(d.decompress(chunk[i:i + 1]))
                 except zlib.error:
                     break
-                out += piece
-                z.budget.charge_bytes(len(piece), "bytes inflated from zip members")
-                if len(out) > size:
+                if produced > size:
                     break
             break
-        out += piece
-        z.budget.charge_bytes(len(piece), "bytes inflated from zip members")
-    if len(out) >= size:
-        if d.eof and len(out) == size:
-            return Extracted(bytes(out))
-        return Extracted(bytes(out[:size]), note=f"the deflate stream does not end at the declared {size} "
-                                                   "bytes: torch reads the first ones and ignores the rest")
+    if produced >= size:
+        if d.eof and produced == size:
+            return Extracted(bytes(out), produced=size, crc=crc)
+        return Extracted(bytes(out[:size]), produced=size,
+                         note=f"the deflate stream does not end at the declared {size} bytes: torch reads the "
+                              "first ones and ignores the rest")
     if d.eof:
-        return Extracted(bytes(out), error=zr.DECOMPRESSED_SIZE)
+        return Extracted(bytes(out), error=zr.DECOMPRESSED_SIZE, produced=produced)
     why = "corrupt" if corrupt else "truncated"
-    return Extracted(bytes(out), uninitialized=True,
-                     note=f"{why} deflate stream: torch reads the {len(out)} bytes inflated before it fails, "
-                          f"then {size - len(out)} bytes of uninitialised memory")
+    return Extracted(bytes(out), uninitialized=True, produced=produced,
+                     note=f"{why} deflate stream: torch reads the {produced} bytes inflated before it fails, "
+                          f"then {size - produced} bytes of uninitialised memory")
+
+
+class MemberReader:
+    """An entry's bytes (as torch reads them) on demand, for ``Assembler.parse_file_stream``: a parse
+    that stops early never makes the whole member inflate into memory (a deflate bomb stays small)."""
+
+    def __init__(self, z: zr.ZipArchive, m: zr.ZipMember, rec: Extracted) -> None:
+        self.z, self.m = z, m
+        self.size = rec.produced
+        self.bytes_read = 0
+        self._buf = rec.data
+
+    def pread(self, offset: int, n: int) -> bytes:
+        end = min(self.size, offset + n)
+        if end > len(self._buf):
+            self._buf = _prefix(self.z, self.m, end)
+        return self._buf[offset:end]
+
+
+def _prefix(z: zr.ZipArchive, m: zr.ZipMember, n: int) -> bytes:
+    """The first ``n`` bytes of an entry that extracted cleanly before (no budget charge: it was)."""
+    start = data_offset(z, m)
+    if m.method == 0:
+        return z._read(start, min(n, m.size))
+    d = zlib.decompressobj(-15)
+    out = bytearray()
+    pos = 0
+    while len(out) < n and not d.eof:
+        chunk = d.unconsumed_tail
+        if not chunk:
+            if pos >= m.compressed_size:
+                break
+            chunk = z._read(start + pos, min(_CHUNK, m.compressed_size - pos))
+            pos += len(chunk)
+        try:
+            out += d.decompress(chunk, n - len(out))
+        except zlib.error:
+            break
+    return bytes(out[:n])
 
 
 def head(z: zr.ZipArchive, m: zr.ZipMember, n: int = 2) -> bytes:
