@@ -261,3 +261,42 @@ def test_inspect_json_lists_the_operations(tmp_path: Path, cli) -> None:  # type
     assert {"op": "aten::save", "member": "arch/code/__torch__.py", "line": 3,
             "entry": "__torch__.P.__setstate__", "at_load": True} in code["operations"]
     assert code["code_members"] == ["arch/code/__torch__.py"] and code["unreadable"] == []
+
+
+def test_methods_reached_through_aliases_and_getattr() -> None:
+    facts = _analyze("""\
+class P:
+  def __setstate__(self: __torch__.P, s: int) -> NoneType:
+    m = self.first
+    m()
+    fut = fork(self.second)
+    getattr(self, "third")()
+    return None
+  def first(self: __torch__.P) -> NoneType:
+    torch.save(torch.ones([1]), "/tmp/1")
+  def second(self: __torch__.P) -> NoneType:
+    torch.from_file("/tmp/2")
+  def third(self: __torch__.P) -> NoneType:
+    ops.myext.shell("id")
+  def fourth(self: __torch__.P) -> NoneType:
+    torch.zeros([1])
+""")
+    assert {"aten::save", "aten::from_file", "myext::shell"} <= set(_at_load(facts))
+    assert _call_time(facts) == {"aten::zeros"}
+
+
+def test_code_past_the_bound_is_unreadable_not_skipped(tmp_path: Path) -> None:
+    from ckptlint.formats.torchscript_code import MAX_CODE_BYTES
+
+    filler = "# padding\n" * (MAX_CODE_BYTES // 10 + 1)
+    report = check_file(_archive(tmp_path / "m.pt", {"code/__torch__.py": filler + _HOSTILE}))
+    ck108 = [f for f in report.findings if f.code == "CK108"]
+    assert [f.severity for f in ck108] == ["error"]
+    assert "MiB of TorchScript source" in ck108[0].message
+
+
+def test_pathological_nesting_is_reported_not_raised() -> None:
+    head = "class P:\n  def __setstate__(self: __torch__.P, s: int) -> NoneType:\n"
+    deep = head + "    x = unchecked_cast(" + "List[" * 3000 + "int" + "]" * 3000 + ", s)\n"
+    facts = analyze_sources([("a/code/__torch__.py", "__torch__", deep.encode(), None)])
+    assert facts.unread and facts.unread[0].startswith("a/code/__torch__.py: ")

@@ -34,6 +34,10 @@ from .zipreader import ZipArchive
 _PRINT = "prim::Print"
 _CUSTOM_CLASS_PREFIX = ("__torch__", "torch", "classes")
 _FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
+MAX_CODE_BYTES = 1 << 20
+"""TorchScript source analysed per archive, all members together. Parsing costs ~3 s and up to
+~500 MB per MiB on hostile input; scripted torchvision models carry at most 0.3 MiB (maskrcnn,
+ssdlite). Past it, the rest is reported unreadable (a CK108 error), never skipped silently."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,13 @@ class _Unit:
     params: dict[str, str] = field(default_factory=dict)
     defn: ast.FunctionDef | ast.AsyncFunctionDef | None = None
     """The definition, whose default arguments compile (and run) when the class or function does."""
+    _walked: list[ast.AST] | None = None
+
+    def walked(self) -> list[ast.AST]:
+        """Every node under the unit's roots (computed once: the walk dominates the analysis)."""
+        if self._walked is None:
+            self._walked = [n for root in self.nodes for n in ast.walk(root)]
+        return self._walked
 
 
 @dataclass
@@ -106,7 +117,7 @@ def torchscript_code_facts(z: ZipArchive, prefix: str, limits: Limits = DEFAULT_
 def analyze_archive(z: ZipArchive, prefix: str, limits: Limits = DEFAULT_LIMITS) -> CodeFacts:
     code_dir = f"{prefix}/code/".lower()
     sources: list[tuple[str, str, bytes | None, str | None]] = []
-    budget = limits.max_inflated_bytes
+    budget = min(MAX_CODE_BYTES, limits.max_inflated_bytes)
     for m in z.members:
         # miniz looks names up case-insensitively and may pick any of several same-named entries:
         # every entry that can be the one torch reads for a code/…/x.py path is analysed.
@@ -116,8 +127,9 @@ def analyze_archive(z: ZipArchive, prefix: str, limits: Limits = DEFAULT_LIMITS)
         qualifier = m.name[len(code_dir):-3].replace("/", ".")
         try:
             if m.size > budget:
-                raise FormatError(f"{m.size} bytes of code past the limit max_inflated_bytes")
-            data = z.read_member(m)
+                raise FormatError(f"{m.size} bytes of code past what ckptlint analyses "
+                                  f"({MAX_CODE_BYTES >> 20} MiB of TorchScript source per archive)")
+            data = z.read_member(m, limit=budget)
             budget -= len(data)
             sources.append((m.name, qualifier, data, None))
         except FormatError as e:
@@ -136,11 +148,14 @@ def analyze_sources(sources: list[tuple[str, str, bytes | None, str | None]]) ->
             continue
         try:
             tree = ast.parse(data.decode("utf-8"), filename=member)
+            index.add_module(qualifier, member, tree)
         except (SyntaxError, ValueError, UnicodeDecodeError, RecursionError, MemoryError) as e:
             facts.unread.append(f"{member}: not parseable as Python source ({type(e).__name__}: {_first_line(e)})")
-            continue
-        index.add_module(qualifier, member, tree)
-    _Walker(index, facts).run()
+    try:
+        _Walker(index, facts).run()
+    except (RecursionError, MemoryError) as e:  # nesting deeper than the walk follows: say so, never crash
+        facts.unread.append(f"{facts.members[0] if facts.members else 'code/'}: analysis stopped "
+                            f"({type(e).__name__}); the operations listed are incomplete")
     return facts
 
 
@@ -156,6 +171,7 @@ class _Index:
         self.functions: dict[str, list[_Unit]] = {}
         self.modules: set[str] = set()
         self.units: list[_Unit] = []
+        self.methods_by_name: dict[str, list[_Unit]] = {}
 
     def add_module(self, qualifier: str, member: str, tree: ast.Module) -> None:
         self.modules.add(qualifier.lower())
@@ -177,6 +193,7 @@ class _Index:
             if isinstance(stmt, _FunctionNode):
                 unit = _function_unit(f"{qualname}.{stmt.name}", member, stmt, cls)
                 cls.methods[stmt.name] = unit
+                self.methods_by_name.setdefault(stmt.name, []).append(unit)
                 self.units.append(unit)
             elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
                 cls.attrs[stmt.target.id] = ast.unparse(stmt.annotation)
@@ -269,14 +286,13 @@ class _Walker:
             queue.extend((callee, entry) for callee in self._scan(unit, entry, at_load=True))
         for unit in self.index.units:
             if id(unit) not in self.reached:
-                for _ in self._scan(unit, unit.qualname, at_load=False):
-                    pass
+                self._scan(unit, unit.qualname, at_load=False)
 
     @staticmethod
     def _contains_code(unit: _Unit) -> bool:
         if unit.qualname.endswith(".__setstate__"):
             return True
-        return any(isinstance(n, ast.Call | ast.Attribute) for root in unit.nodes for n in ast.walk(root))
+        return any(isinstance(n, ast.Call | ast.Attribute) for n in unit.walked())
 
     def _record(self, op: str, unit: _Unit, node: ast.AST, entry: str, at_load: bool) -> None:
         key = (op, entry if at_load else "", at_load)
@@ -285,85 +301,83 @@ class _Walker:
         self.seen_ops.add(key)
         self.facts.ops.append(ScriptOp(op, unit.member, getattr(node, "lineno", 0), entry, at_load))
 
-    def _scan(self, unit: _Unit, entry: str, at_load: bool) -> Iterator[_Unit]:
-        """Record the unit's operations; yield the archive functions it calls."""
-        nodes = [n for root in unit.nodes for n in ast.walk(root)]
+    def _scan(self, unit: _Unit, entry: str, at_load: bool) -> list[_Unit]:
+        """Record the unit's operations; return the archive functions it calls or refers to."""
+        nodes = unit.walked()
         inner = {id(n.value) for n in nodes if isinstance(n, ast.Attribute)}
         called = {id(n.func) for n in nodes if isinstance(n, ast.Call)}
         local_types = _local_types(nodes, unit.params)
+        out: dict[int, _Unit] = {}
         for n in nodes:
+            if isinstance(n, ast.Call) and _dotted(n.func) == "getattr" and len(n.args) >= 2 \
+                    and isinstance(n.args[1], ast.Constant) and isinstance(n.args[1].value, str):
+                # getattr(obj, "name") is obj.name (TorchScript wants a literal name)
+                recv = _expr_type(n.args[0], local_types, self.index)
+                self._method(unit, n, n.args[1].value, recv, entry, at_load, False, out)
+                continue
             if id(n) in inner or not isinstance(n, ast.Attribute | ast.Name):
                 continue
             dotted = _dotted(n)
             if dotted is None:
-                if isinstance(n, ast.Attribute) and id(n) in called:
-                    yield from self._method(unit, n, _expr_type(n.value, local_types, self.index), entry, at_load)
+                if isinstance(n, ast.Attribute):
+                    recv = _expr_type(n.value, local_types, self.index)
+                    self._method(unit, n, n.attr, recv, entry, at_load, id(n) in called, out)
                 continue
-            yield from self._reference(unit, n, dotted, id(n) in called, local_types, entry, at_load)
+            self._reference(unit, n, dotted, id(n) in called, local_types, entry, at_load, out)
+        return list(out.values())
 
     def _reference(self, unit: _Unit, n: ast.expr, dotted: str, is_call: bool, local_types: dict[str, str],
-                   entry: str, at_load: bool) -> Iterator[_Unit]:
+                   entry: str, at_load: bool, out: dict[int, _Unit]) -> None:
         parts = dotted.split(".")
         head = parts[0]
         if head in local_types and head not in ("torch", "ops", "__torch__") and len(parts) > 1:
-            if is_call:
-                base = ".".join(parts[:-1])
-                yield from self._method(unit, n, _dotted_type(base, local_types, self.index), entry, at_load)
-            return
-        if head in ("torch", "ops"):
+            recv = _dotted_type(".".join(parts[:-1]), local_types, self.index)
+            self._method(unit, n, parts[-1], recv, entry, at_load, is_call, out)
+        elif head in ("torch", "ops"):
             self._record(_builtin_op(parts), unit, n, entry, at_load)
         elif head == "print" and len(parts) == 1:
             self._record(_PRINT, unit, n, entry, at_load)
         elif head == "__torch__":
-            yield from self._qualified(unit, n, parts, is_call, entry, at_load)
-        elif len(parts) > 1 and is_call:
-            # A method on a name of unknown type.
-            yield from self._method(unit, n, None, entry, at_load)
+            self._qualified(unit, n, parts, is_call, entry, at_load, out)
+        elif len(parts) > 1:
+            self._method(unit, n, parts[-1], None, entry, at_load, is_call, out)  # a name of unknown type
 
     def _qualified(self, unit: _Unit, n: ast.expr, parts: list[str], is_call: bool, entry: str,
-                   at_load: bool) -> Iterator[_Unit]:
+                   at_load: bool, out: dict[int, _Unit]) -> None:
         if tuple(parts[:3]) == _CUSTOM_CLASS_PREFIX:
             self._record("torch.classes." + ".".join(parts[3:]), unit, n, entry, at_load)
             return
         classes, functions, rest = self.index.resolve(".".join(parts))
-        yield from functions
+        out.update((id(f), f) for f in functions)
         for cls in classes:
             method = rest.split(".")[0] if rest else ("__init__" if is_call else "")
             if method in cls.methods:
-                yield cls.methods[method]
+                out[id(cls.methods[method])] = cls.methods[method]
 
-    def _method(self, unit: _Unit, n: ast.expr, recv: str | None, entry: str, at_load: bool) -> Iterator[_Unit]:
-        assert isinstance(n, ast.Attribute)
-        name = n.attr
+    def _method(self, unit: _Unit, n: ast.expr, name: str, recv: str | None, entry: str, at_load: bool,
+                is_call: bool, out: dict[int, _Unit]) -> None:
+        """``recv.name``, called or only referred to (``m = self.helper``; ``fork(self.helper)``)."""
         if recv is not None and recv.startswith("__torch__.torch.classes."):
             self._record(recv[len("__torch__."):] + "." + name, unit, n, entry, at_load)
             return
         classes = self.index.classes.get(recv.lower(), []) if recv else []
         if classes:
-            for cls in classes:
-                if name in cls.methods:
-                    yield cls.methods[name]
+            out.update((id(c.methods[name]), c.methods[name]) for c in classes if name in c.methods)
             return
-        if recv is not None and not recv.startswith("__torch__"):
-            self._record(f"aten::{name}", unit, n, entry, at_load)  # Tensor, list, str … methods
-            return
-        # Unknown receiver: a builtin method (tensors, lists, strings: aten ops) or any archive
-        # method of that name.
-        self._record(f"aten::{name}", unit, n, entry, at_load)
-        for clist in self.index.classes.values():
-            for cls in clist:
-                if name in cls.methods:
-                    yield cls.methods[name]
+        if is_call:
+            self._record(f"aten::{name}", unit, n, entry, at_load)  # Tensor, list, str … methods are aten ops
+        if recv is None or recv.startswith("__torch__"):
+            # Unknown receiver: any archive method of that name may be the one.
+            out.update((id(m), m) for m in self.index.methods_by_name.get(name, ()))
 
 
 def _own_functions(unit: _Unit) -> Iterator[ast.FunctionDef | ast.AsyncFunctionDef]:
     """The definitions whose defaults compile with the unit: its own and those nested in its body."""
     if unit.defn is not None:
         yield unit.defn
-    for root in unit.nodes:
-        for n in ast.walk(root):
-            if isinstance(n, _FunctionNode):
-                yield n
+    for n in unit.walked():
+        if isinstance(n, _FunctionNode):
+            yield n
 
 
 def _builtin_op(parts: list[str]) -> str:
