@@ -109,6 +109,18 @@ def _member(name: str, data: bytes, rng: random.Random, fmt: int) -> bytes:
     return tc.member_bytes(name, data, fmt)
 
 
+def _frame_first(member: bytes, rng: random.Random, calls: _Calls) -> bytes:
+    """Sometimes re-frame the member's first pickle (protocol 4) with a decoy inside the frame, after STOP:
+    the extracted member is read without peek, so torch skips the decoy."""
+    if rng.random() > 0.2:
+        return member
+    stop = member.index(b".")
+    body = member[2:stop]
+    tail = tc.p2(calls.maybe(1) + b"0" + tc.pint(0)) if rng.random() < 0.7 else b"junk"
+    inner = body + b"." + tail
+    return b"\x80\x04\x95" + struct.pack("<Q", len(inner)) + inner + member[stop + 1:]
+
+
 def gen_tar(seed: int) -> bytes:
     rng = random.Random(seed)
     calls = _Calls(rng, "t")
@@ -119,8 +131,13 @@ def gen_tar(seed: int) -> bytes:
     t.storage_extra = calls.maybe(0.4) if n else b""
     t.tensors_extra = calls.maybe(0.4) if n else b""
     t.pickle_extra = calls.maybe(0.6)
-    members = t.members()
+    members = [(n, _frame_first(d, rng, calls) if n in ("storages", "tensors") else d) for n, d in t.members()]
     rng.shuffle(members)
+    if rng.random() < 0.08 and n:  # tensors as a link to storages (torch extracts storages first)
+        kind = rng.choice([tarfile.LNKTYPE, tarfile.SYMTYPE])
+        members = [m for m in members if m[0] != "tensors"]
+        link = tc.member_bytes("tensors", b"", linkname="storages", type=kind)
+        return b"".join(tc.member_bytes(a, b) for a, b in members) + link + tc.end_blocks()
     if rng.random() < 0.3:  # a second copy of a member, anywhere
         name = rng.choice(["pickle", "storages", "tensors"])
         other = tc.TorchTar(tensors=t.tensors, pickle_extra=calls.maybe(1), storage_extra=calls.maybe(0.5))
@@ -167,6 +184,15 @@ def _spell_int(value: int, rng: random.Random, calls: _Calls) -> bytes:
     return tc.p2(body + tc.pint(value))
 
 
+def _legacy_tensor(key: str, numel: int) -> bytes:
+    """``torch._utils._rebuild_tensor_v2(<storage pid>, 0, (numel,), (1,), False, OrderedDict())`` as torch.save
+    writes it in the legacy format (protocol 2)."""
+    pid = (b"(" + tc.uni("storage") + tc.glob("torch", "FloatStorage") + tc.uni(key) + tc.uni("cpu")
+           + tc.pint(numel) + b"Nt" + b"Q")
+    return (tc.glob("torch._utils", "_rebuild_tensor_v2") + b"(" + pid + tc.pint(0) + tc.pint(numel) + b"\x85"
+            + tc.pint(1) + b"\x85" + b"\x89" + tc.glob("collections", "OrderedDict") + b")R" + b"tR")
+
+
 def gen_legacy(seed: int) -> bytes:
     rng = random.Random(seed)
     calls = _Calls(rng, "l" if seed % 3 else "")  # every third file calls nothing: weights_only may load it
@@ -182,10 +208,20 @@ def gen_legacy(seed: int) -> bytes:
         call = calls.maybe(0.7)
         if call:
             obj += tc.uni(f"k{i}") + call + b"s"
+    n = rng.choice([0, 0, 1, 2])
+    numel = [rng.randrange(0, 4) for _ in range(n)]
+    for i in range(n):
+        obj += tc.uni(f"w{i}") + _legacy_tensor(str(i), numel[i])
     sys_info = tc.p2(calls.maybe(0.3) + b"}" + tc.uni("little_endian") + b"\x88s")
-    keys = tc.p2(calls.maybe(0.2) + b"]") if rng.random() < 0.9 else tc.p2(b"]" + tc.uni("nope") + b"a")
+    key_list = [str(i) for i in range(n)]
+    if n and rng.random() < 0.1:
+        key_list.append("nope")
+    keys = tc.p2(calls.maybe(0.2) + b"]" + (b"(" + b"".join(tc.uni(k) for k in key_list) + b"e" if key_list else b""))
+    raw = b"".join(struct.pack("<q", c) + b"\0" * 4 * c for c in numel)
+    if raw and rng.random() < 0.15:
+        raw = raw[:rng.randrange(len(raw))]
     out = tc.legacy_file(obj_body=obj, magic=magic_b, protocol=_spell_int(version, rng, calls),
-                         sys_info=sys_info, keys=keys, tail=rng.choice([b"", b"", b"junk"]))
+                         sys_info=sys_info, keys=keys, tail=raw + rng.choice([b"", b"", b"junk"]))
     if rng.random() < 0.1:
         out = out[:rng.randrange(1, len(out))]
     return out

@@ -249,7 +249,7 @@ def extracted(tt: TorchTar, f: CountingFile, budget: Budget, name: str,
 
 def _filtered(m: tarfile.TarInfo) -> tarfile.TarInfo:
     """The interpreter's default extraction filter (fully trusted before 3.14, ``data`` since)."""
-    filt: Any = tarfile.TarFile.extraction_filter
+    filt: Any = getattr(tarfile.TarFile, "extraction_filter", None)  # 3.12+, backported to 3.11.4 and 3.10.12
     if filt is None:
         filt = getattr(tarfile, "data_filter", None) if sys.version_info >= (3, 14) else None
     if filt is None:
