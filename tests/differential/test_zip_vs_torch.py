@@ -106,6 +106,8 @@ def generate(seed: int) -> bytes:
         c.raw(b"PK\x05\x06" + b"\0" * rng.randint(0, 17))
     elif t < 0.25:
         c.raw(b"trailing bytes")
+    elif t < 0.3:
+        c.raw(b"\0" * rng.choice([3_000, 5_000, 60_000, 66_000, 69_000, 70_000]))
     return c.bytes()
 
 

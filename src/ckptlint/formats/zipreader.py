@@ -3,8 +3,9 @@
 Every decision mirrors the C code, so ckptlint reads the bytes torch reads:
 
 - the end record is the *last* ``PK\\x05\\x06`` with at least 22 bytes after it,
-  searched backwards in 4 KiB blocks up to ~64 KiB from the end
-  (``mz_zip_reader_locate_header_sig``); the comment length is never checked;
+  searched backwards in 4 KiB blocks (overlapping by 3 bytes) up to ~64 KiB from the end
+  (``mz_zip_reader_locate_header_sig``); the comment length is never checked; a step
+  that would start before byte 0 fails (the clamp to 0 is computed unsigned);
 - a ZIP64 locator right before it is followed whenever the record it points at
   has the ZIP64 signature, whatever the classic fields say
   (``mz_zip_reader_read_central_dir``);
@@ -142,7 +143,11 @@ class ZipArchive:
                 end = i + 3
             if cur == 0 or size - cur >= 0xFFFF + _EOCD.size:
                 raise ZipStructureError(NO_CENTRAL_DIR)
-            cur = max(cur - (4096 - 3), 0)
+            if cur < 4096 - 3:
+                # MZ_MAX(cur_file_ofs - (sizeof(buf_u32) - 3), 0) is computed unsigned: the offset
+                # goes negative instead of to 0 and the read fails (torch: "Invalid argument")
+                raise ZipStructureError(NO_CENTRAL_DIR)
+            cur -= 4096 - 3
 
     def _central_directory(self) -> list[ZipMember]:
         eocd = self._locate_eocd()
