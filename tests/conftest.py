@@ -129,21 +129,17 @@ class CliRunner:
     in-process PYTHONPATH). An exception escaping ``main`` fails the test with its traceback.
     """
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self._monkeypatch = monkeypatch
-
     def __call__(self, *args: str | os.PathLike[str], cwd: str | os.PathLike[str] | None = None,
                  env: Mapping[str, str | None] | None = None,
                  pythonpath: Sequence[str | os.PathLike[str]] = ()) -> CliResult:
-        from ckptlint import config
         from ckptlint.cli import main
 
-        config.load_config.cache_clear()  # a process reads its configuration once; a test may rewrite it
+        _forget_process_caches()
         importlib.invalidate_caches()
         modules_before, path_before = set(sys.modules), list(sys.path)
         out, err = io.StringIO(), io.StringIO()
         try:
-            with self._monkeypatch.context() as mp:
+            with pytest.MonkeyPatch.context() as mp:
                 if cwd is not None:
                     mp.chdir(cwd)
                 for key, value in (env or {}).items():
@@ -163,6 +159,25 @@ class CliRunner:
         return CliResult(code, out.getvalue(), err.getvalue())
 
 
+PROCESS_CACHES = (("ckptlint.config", "load_config"), ("ckptlint.targets.resolve", "_CACHE"))
+"""What ckptlint keeps for the life of a process (a config per path, a built target per spec).
+
+A test may rewrite a config or a model module between two calls; a new process would see the change.
+"""
+
+
+def _forget_process_caches() -> None:
+    for module, name in PROCESS_CACHES:
+        mod = sys.modules.get(module)
+        if mod is None:
+            continue
+        cache = getattr(mod, name)  # AttributeError: the cache moved; update PROCESS_CACHES
+        if hasattr(cache, "cache_clear"):
+            cache.cache_clear()
+        else:
+            cache.clear()
+
+
 def _forget_temporary_modules(names: set[str]) -> None:
     """Drop modules loaded from temporary directories: the next test may write another module of that name."""
     tmp = Path(tempfile.gettempdir()).resolve()
@@ -173,9 +188,12 @@ def _forget_temporary_modules(names: set[str]) -> None:
 
 
 @pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    """``cli("check", path, "--format", "json")`` -> :class:`CliResult`, in-process."""
-    return CliRunner(monkeypatch)
+def cli() -> CliRunner:
+    """``cli("check", path, "--format", "json")`` -> :class:`CliResult`, in-process.
+
+    Fixtures of a wider scope call ``CliRunner()(...)`` directly.
+    """
+    return CliRunner()
 
 
 def python_process(*args: str | os.PathLike[str], cwd: str | os.PathLike[str] | None = None,

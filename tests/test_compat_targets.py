@@ -1,4 +1,4 @@
-"""Hand-built targets against torch's load_state_dict; snippets run in a subprocess; the CLI surface.
+"""Hand-built targets against torch's load_state_dict; the fix snippets run as pasted; the CLI surface.
 
 Models live in tests/compat_models.py (``compat_models:Name`` specs). torch is the
 oracle throughout: every verdict here is compared with a real ``load_state_dict``.
@@ -8,35 +8,29 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import pytest
-import torch
+import torch  # noqa: TID253 - every test here builds targets with torch and compares with its load_state_dict
 
 import ckptlint
-import compat_models as cm
 from ckptlint.compat.analyze import analyze
 from ckptlint.compat.fixes import apply_fix
 from ckptlint.targets.resolve import live_signature
 from ckptlint.targets.signature import Signature
 
+import compat_models as cm
+from conftest import CliResult, CliRunner, python_process
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-PY = sys.executable
 
 
-def _env(*extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([*extra, HERE, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return env
-
-
-def _cli(args: list[str], cwd: str | None = None, extra_path: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    return subprocess.run([PY, "-m", "ckptlint", *args], capture_output=True, text=True, cwd=cwd,
-                          env=_env(*extra_path), timeout=300)
+def _cli(args: list[str], cwd: str | None = None, extra_path: tuple[str, ...] = ()) -> CliResult:
+    """``ckptlint ARGS`` in-process, with ``extra_path`` (and tests/, for compat_models) importable."""
+    return CliRunner()(*args, cwd=cwd, pythonpath=[*extra_path, HERE])
 
 
 def _torch_load(model: torch.nn.Module, sd, strict: bool):
@@ -90,8 +84,8 @@ def test_warm_start_pair_renames_by_structure(tmp_path):
         assert set(mapped) == set(sig.expected())
         assert any("conv1" in p and "backbone_conv" in r for p, r in fix.renames)
         assert any("fc" in p and "new_fc" in r for p, r in fix.renames)
-    ns = {}
-    exec(compile(live.fix.snippet, "<snippet>", "exec"), ns)  # loads strictly or raises
+    ns: dict[str, Any] = {}
+    exec(compile(live.fix.snippet, "<snippet>", "exec"), ns)  # noqa: S102 - ckptlint's fix snippet: loads strictly or raises
     assert torch.equal(ns["model"].new_fc.weight, sd["fc.weight"])
 
 
@@ -238,9 +232,13 @@ def apply_fix_to(sd, fix):
 # -- the snippet, executed as a user would ---------------------------------------------
 
 
-def _run_snippet(snippet: str, cwd: str) -> subprocess.CompletedProcess:
-    return subprocess.run([PY, "-c", snippet + "\nprint('LOADED', type(model).__name__)\n"], capture_output=True,
-                          text=True, cwd=cwd, env=_env(), timeout=300)
+def _run_snippet(snippet: str, cwd: Path) -> str:
+    """Runs the snippet as a user pastes it (a fresh namespace, in ``cwd``); the loaded model's class name."""
+    ns: dict[str, Any] = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(cwd)
+        exec(compile(snippet, "<snippet>", "exec"), ns)  # noqa: S102 - the fix snippet ckptlint wrote, run as users would
+    return type(ns["model"]).__name__
 
 
 def test_snippet_runs_for_ddp_resnet18(tmp_path):
@@ -254,17 +252,13 @@ def test_snippet_runs_for_ddp_resnet18(tmp_path):
     _, live, snap = _both(path, "torchvision.models:resnet18", {"num_classes": 10})
     assert live.fix is not None and live.fix.renames == [("^module\\.", "")] and live.fix.strict
     assert snap.fix.snippet == live.fix.snippet
-    out = _run_snippet(live.fix.snippet, str(tmp_path))
-    assert out.returncode == 0, out.stderr
-    assert "LOADED ResNet" in out.stdout
+    assert _run_snippet(live.fix.snippet, tmp_path) == "ResNet"
 
 
 def test_snippet_runs_for_warm_start_pair(tmp_path):
     path = _save(cm.ModelA().state_dict(), tmp_path / "a.pt")
     _, live, _ = _both(path, "compat_models:ModelB")
-    out = _run_snippet(live.fix.snippet, str(tmp_path))
-    assert out.returncode == 0, out.stderr
-    assert "LOADED ModelB" in out.stdout
+    assert _run_snippet(live.fix.snippet, tmp_path) == "ModelB"
 
 
 def test_snippet_runs_for_resized_head_in_lightning(tmp_path):
@@ -276,8 +270,7 @@ def test_snippet_runs_for_resized_head_in_lightning(tmp_path):
     fix = live.fix
     assert not fix.strict and set(fix.random_init) == {"fc.weight", "fc.bias"} == set(fix.drop)
     snippet = fix.snippet + "assert sorted(result.missing_keys) == ['fc.bias', 'fc.weight'], result\n"
-    out = _run_snippet(snippet, str(tmp_path))
-    assert out.returncode == 0, out.stderr
+    assert _run_snippet(snippet, tmp_path) == "ResNet"
 
 
 # -- CLI --------------------------------------------------------------------------------
@@ -307,7 +300,7 @@ def test_cli_compat_contract(resized_ddp):
                 "--format", "json"])
     assert out.returncode == 1, out.stderr
     compat = json.loads(out.stdout)["files"][0]["compat"]
-    assert CONTRACT <= set(compat)
+    assert set(compat) >= CONTRACT
     assert {"renames", "drop", "snippet"} <= set(compat["fix"])
     assert compat["target"] == "torchvision.models:resnet18"
     assert compat["state_dict_path"] == []
@@ -322,7 +315,8 @@ def test_cli_compat_contract(resized_ddp):
     assert compat["shape_mismatch"] == {}  # prefixed: nothing lines up before the fix
     assert compat["fix"]["renames"] == [["^module\\.", ""]]
     assert set(compat["fix"]["drop"]) == {"fc.weight", "fc.bias"}
-    fixed = OrderedDict((k[len("module."):], v) for k, v in sd.items() if k[len("module."):] not in {"fc.weight", "fc.bias"})
+    fixed = OrderedDict((k[len("module."):], v) for k, v in sd.items()
+                        if k[len("module."):] not in {"fc.weight", "fc.bias"})
     res = resnet18(num_classes=10).load_state_dict(fixed, strict=False)
     assert set(res.missing_keys) == set(compat["fix"]["random_init"]) and not res.unexpected_keys
 
@@ -338,7 +332,7 @@ def test_cli_snapshot_without_torch_matches_model(resized_ddp):
         assert "torch" not in sys.modules, "torch was imported"
         print(json.dumps({{"rc": rc, "report": json.loads(buf.getvalue())}}))
     """)
-    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, env=_env(), timeout=300)
+    out = python_process("-c", code)  # a process: that torch is never imported is the point
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
     assert got["rc"] == 1
@@ -359,7 +353,8 @@ def test_snapshot_verify_detects_class_change(tmp_path):
     assert out.returncode == 0, out.stderr
     out = _cli(["snapshot", "mymodels:Net", "--verify", snap], cwd=str(tmp_path), extra_path=(str(tmp_path),))
     assert out.returncode == 0, out.stdout + out.stderr
-    mod.write_text(mod.read_text().replace("Linear(4, 3)", "Linear(4, 5)") + "        self.extra = torch.nn.Linear(1, 1)\n")
+    mod.write_text(mod.read_text().replace("Linear(4, 3)", "Linear(4, 5)")
+                   + "        self.extra = torch.nn.Linear(1, 1)\n")
     out = _cli(["snapshot", "mymodels:Net", "--verify", snap], cwd=str(tmp_path), extra_path=(str(tmp_path),))
     assert out.returncode == 1, out.stdout + out.stderr
     assert "fc.weight" in out.stdout and "extra.weight" in out.stdout
@@ -430,7 +425,6 @@ def test_config_targets_applied_by_glob(tmp_path):
 
 
 def test_target_load_code_that_raises_is_a_finding(tmp_path: Path) -> None:
-    import ckptlint
     import torchvision
 
     sd = dict(torchvision.models.mnasnet0_5().state_dict())  # a plain dict: _metadata is lost
@@ -468,8 +462,6 @@ class NeedsValues(torch.nn.Module):
 
 
 def test_tied_weights_stored_once_or_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ckptlint
-
     (tmp_path / "tied_models.py").write_text(TIED_AND_NO_META)
     monkeypatch.syspath_prepend(str(tmp_path))
     import tied_models
@@ -492,8 +484,6 @@ def test_tied_weights_stored_once_or_apart(tmp_path: Path, monkeypatch: pytest.M
 
 def test_target_that_refuses_meta_is_built_on_cpu_with_a_note(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    import ckptlint
-
     (tmp_path / "tied_models.py").write_text(TIED_AND_NO_META)
     monkeypatch.syspath_prepend(str(tmp_path))
     torch.save({"fc.weight": torch.ones(2, 2), "fc.bias": torch.ones(2)}, tmp_path / "a.pt")

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, fields
 from pathlib import Path
-
-import torch
+from types import ModuleType
 
 import ckptlint
 from ckptlint.inventory import TensorRecord, _tensor_dict
 
 
-def test_tensor_dict_has_every_field(tmp_path: Path) -> None:
+def test_tensor_dict_has_every_field(tmp_path: Path, torch: ModuleType) -> None:
     torch.save({"w": torch.ones(2, 3).t()}, tmp_path / "a.pt")
     (t,) = ckptlint.inspect(tmp_path / "a.pt").tensors
     d = _tensor_dict(t)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import glob
 import re
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).parent.parent
 
 
-def test_readme_quickstart_output_is_real() -> None:
+def test_readme_quickstart_output_is_real(run_python: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    # A process: the point includes that the quickstart never imports torch.
     readme = (ROOT / "README.md").read_text()
     command = "ckptlint check examples/*.pt examples/*.safetensors"
     assert f"pip install . && {command}" in readme
@@ -21,8 +22,7 @@ def test_readme_quickstart_output_is_real() -> None:
                                                                                   root_dir=ROOT))
     code = ("import sys, ckptlint.cli; rc = ckptlint.cli.main(['check', *sys.argv[1:]]); "
             "assert 'torch' not in sys.modules; sys.exit(rc)")
-    proc = subprocess.run([sys.executable, "-c", code, *files], capture_output=True, text=True, cwd=ROOT,
-                          timeout=120)
+    proc = run_python("-c", code, *files, cwd=ROOT)
     assert proc.returncode == 1, proc.stderr  # two examples do not fit the model: that is the point
     assert proc.stdout == shown.group(1)
     assert "CK203" in proc.stdout and "CK201" in proc.stdout and "model.load_state_dict(fixed" in proc.stdout
