@@ -316,3 +316,16 @@ def test_weights_only_verdict(family: str, results: dict[tuple[str, int], dict[s
     bad = [f"{fam} seed {seed}: torch weights_only loads={r['torch_wo']}, ckptlint says {r['ck_wo']}"
            for (fam, seed), r in results.items() if fam == family and r["torch_wo"] != r["ck_wo"]]
     assert not bad, f"{len(bad)} disagreements:\n" + "\n".join(bad[:15])
+
+
+def test_named_spellings_are_the_ones_torch_accepts(tmp_path: Path) -> None:
+    """tests/test_legacy_encodings.py's magic and protocol spellings all load in torch, and ckptlint reads on."""
+    from test_legacy_encodings import MAGIC_SPELLINGS, PROTOCOL_SPELLINGS
+
+    files = [tc.legacy_file(magic=m) for m in MAGIC_SPELLINGS.values()]
+    files += [tc.legacy_file(protocol=v) for v in PROTOCOL_SPELLINGS.values()]
+    for i, data in enumerate(files):
+        p = tmp_path / f"s{i}.pt"
+        p.write_bytes(data)
+        assert torch_reading(p)[1] == "loaded"
+        assert read_inventory(p).facts.loaded_streams == tuple(f"pickle#{k}" for k in range(5))
