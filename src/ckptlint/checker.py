@@ -30,7 +30,7 @@ def check_file(path: str | os.PathLike[str], *, trusted: Iterable[str] = (),
     from .plugin.manager import run_check_file_hooks
     from .rules.input import input_finding
     from .safety.allowlist import allowed_globals, installed_torch_version
-    from .safety.weights_only import predict
+    from .safety.weights_only import predict, unreadable_verdict
 
     path = os.fspath(path)
     trusted_set = frozenset(trusted)
@@ -39,7 +39,8 @@ def check_file(path: str | os.PathLike[str], *, trusted: Iterable[str] = (),
     except CkptlintError as e:
         reason = e.reason if isinstance(e, CheckpointError) else str(e)
         kind = e.format if isinstance(e, CheckpointError) else None
-        return FileReport(path, None if kind is None else format_kind(kind), reason, [input_finding(reason, kind)])
+        return FileReport(path, None if kind is None else format_kind(kind), reason, [input_finding(reason, kind)],
+                          unreadable_verdict(reason, installed_torch_version()))
     verdict = predict(inv, allowed_globals() | trusted_set, installed_torch_version())
     compat = compat_error = None
     if target is not None:
