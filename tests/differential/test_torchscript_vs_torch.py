@@ -1,7 +1,9 @@
 """TorchScript code against torch itself: what ``torch.load(weights_only=False)`` runs, proven by marker files.
 
 Each hostile archive is built the way an attacker would: ``torch.jit.script`` a class whose
-``__setstate__`` writes a file, or take a real archive and edit its ``code/__torch__.py``.
+``__setstate__`` writes a file, or take a real archive and edit its ``code/__torch__.py`` (default
+arguments, class constants, ``torch.autograd.save``, ``fork``, method aliases, ``getattr``,
+``t = torch; t.save``; and two that torch does *not* run at load: ``forward``, an uncalled method).
 A throwaway subprocess loads every archive with ``torch.load(path, weights_only=False)``
 (which hands them to ``torch.jit.load``) and reports which marker files appeared; the
 payloads are harmless (``torch.save`` of a one-element tensor under the test's tmp dir).
@@ -141,9 +143,32 @@ _PLAIN_SETSTATE = """\
 """
 
 
+_INDIRECT = {
+    "method_alias": "    m = self.helper2\n    m()\n",
+    "getattr_literal": "    getattr(self, \"helper2\")()\n",
+    "fork_method": "    fut = fork(self.helper2)\n    _0 = torch.wait(fut)\n",
+    "torch_alias": "    t = torch\n    t.save(torch.ones([1]), \"MARKER\")\n",
+    "ops_alias": "    o = ops.aten\n    o.save(torch.ones([1]), \"MARKER\")\n",
+}
+"""Ways to reach an operator from ``__setstate__`` without writing ``torch.save(...)`` in it."""
+
+
+def _indirect(name: str, body: str, marker: str) -> str:
+    return _HOLDER + _PAYLOAD_HEAD + f"""\
+  def __setstate__(self: __torch__.Payload,
+    state: Tuple[str, int]) -> NoneType:
+    self.path = (state)[0]
+{body.replace("MARKER", marker)}    return None
+  def helper2(self: __torch__.Payload) -> int:
+    torch.save(torch.ones([1]), "{marker}")
+    return 1
+"""
+
+
 def _variants(marker: Callable[[str], str]) -> dict[str, tuple[str, bool]]:
     """name -> (code/__torch__.py, whether torch writes the marker at load)."""
     return {
+        **{name: (_indirect(name, body, marker(name)), True) for name, body in _INDIRECT.items()},
         "default_argument": (_HOLDER + """\
   def unused(self: __torch__.Holder, x: int=__torch__.evil()) -> int:
     return x
