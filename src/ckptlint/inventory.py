@@ -14,7 +14,7 @@ KeyPath = tuple[Any, ...]
 """Where an object sits inside the checkpoint: dict keys and list indices."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GlobalRef:
     """One reference to a Python global (``module.name``) found in a pickle stream.
 
@@ -38,7 +38,7 @@ class GlobalRef:
         return f"{self.module}.{self.name}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PickleEvent:
     """A place where torch's weights_only unpickler would object, other than a global.
 
@@ -54,7 +54,7 @@ class PickleEvent:
     detail: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Operation:
     """A neutral fact about one kind of call or container operation in a pickle stream.
 
@@ -80,7 +80,7 @@ class Operation:
     detail: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StreamStop:
     """Where the static machine stopped inside a stream (CPython raises there too).
 
@@ -93,7 +93,7 @@ class StreamStop:
     limit: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PickleStream:
     """Neutral facts about one parsed pickle stream."""
 
@@ -108,7 +108,7 @@ class PickleStream:
     """Opcodes executed."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StorageRecord:
     """A storage as the file declares it (torch persistent id or safetensors span)."""
 
@@ -123,7 +123,7 @@ class StorageRecord:
     compare with ``nbytes``, what the persistent id declares."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TensorRecord:
     """A tensor the file would rebuild, described from its metadata alone."""
 

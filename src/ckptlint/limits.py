@@ -34,7 +34,7 @@ class Limits:
     """Pickle streams parsed, whole file (legacy files, zip members, nested pickles)."""
     max_zip_entries: int = 1_000_000
     """Archive members (zip entries, tar members), whole file."""
-    max_tensors: int = 1_000_000
+    max_tensors: int = 500_000
     """Tensor records (pickled tensors, safetensors entries), whole file."""
     max_header_bytes: int = 100_000_000
     """safetensors header size (the Rust reader's own limit)."""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import struct
+from typing import Any
 
-from ..errors import FormatError
+from ..errors import FormatError, LimitExceeded
 from ..inventory import FormatFacts, Inventory, StorageRecord, TensorRecord
 from ..limits import DEFAULT_LIMITS, Limits
 from .common import CountingFile
@@ -20,18 +21,34 @@ def looks_like_safetensors(head: bytes, size: int) -> bool:
 
 
 def read_safetensors(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> Inventory:
+    """The header, validated like the Rust reader, in time and memory linear in its size.
+
+    Entries are counted (and charged to the file's budget) before the JSON is parsed, and each
+    parsed entry is dropped as soon as its records are built, so a huge header is refused early
+    instead of costing gigabytes."""
+    budget = f.budget
     n = struct.unpack("<Q", f.pread(0, 8))[0]
     if n > limits.max_header_bytes:
-        raise FormatError(f"safetensors header of {n} bytes exceeds {limits.max_header_bytes}")
+        raise LimitExceeded("max_header_bytes", limits.max_header_bytes, f"safetensors header of {n} bytes")
     if 8 + n > f.size:
         raise FormatError("safetensors header runs past the end of the file")
     raw = f.pread(8, n)
+    budget.charge_bytes(n, "safetensors header")
+    counts = {raw.count(k) for k in (b'"data_offsets"', b'"dtype"', b'"shape"')}
+    budget.charge_tensors(max(counts))
     try:
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+        text = raw.decode("utf-8")
+        del raw
+        parsed = json.loads(text)
     except (UnicodeDecodeError, ValueError) as e:
         raise FormatError(f"safetensors header is not valid JSON ({e})") from None
-    if not isinstance(header, dict):
+    if not isinstance(parsed, dict):
         raise FormatError("safetensors header is not a JSON object")
+    if counts != {len(parsed) - ("__metadata__" in parsed)}:
+        # a key may repeat (serde refuses duplicates): parse again keeping every pair to find it
+        parsed = _no_duplicates(json.loads(text, object_pairs_hook=_checked))
+    del text
+    header: dict[str, object] = parsed
     metadata = header.pop("__metadata__", None)
     if metadata is not None and not (isinstance(metadata, dict)
                                      and all(isinstance(v, str) for v in metadata.values())):
@@ -39,8 +56,11 @@ def read_safetensors(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS
     buffer_len = f.size - 8 - n
     tensors: list[TensorRecord] = []
     storages: list[StorageRecord] = []
-    spans: list[tuple[int, int, str]] = []
-    for name, info in header.items():
+    spans: list[tuple[int, int, int]] = []
+    names = list(header)
+    base = 8 + n
+    for i, name in enumerate(names):
+        info = header.pop(name)
         dtype, shape, begin, end = _entry(name, info)
         nbits = SAFETENSORS_BITS[dtype]
         numel = 1
@@ -50,17 +70,18 @@ def read_safetensors(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS
             raise FormatError(f"safetensors tensor {name!r} does not fill whole bytes")
         if end - begin != numel * nbits // 8:
             raise FormatError(f"safetensors tensor {name!r}: {end - begin} bytes for {numel} {dtype} elements")
-        spans.append((begin, end, name))
+        spans.append((begin, end, i))
         tdtype = SAFETENSORS_DTYPES[dtype]
         tensors.append(TensorRecord(
             path=(name,), dtype=tdtype, shape=shape, stride=contiguous_stride(shape), storage_offset=0,
             storage_key=name, storage_bytes=end - begin, device="cpu", rebuild="safetensors", stream="header"))
-        storages.append(StorageRecord(name, tdtype, end - begin, "cpu", f"bytes {8 + n + begin}-{8 + n + end}"))
+        storages.append(StorageRecord(name, tdtype, end - begin, "cpu", f"bytes {base + begin}-{base + end}",
+                                      end - begin))
     spans.sort()
     pos = 0
-    for begin, end, name in spans:
+    for begin, end, i in spans:
         if begin != pos:
-            raise FormatError(f"safetensors tensor {name!r} does not start where the previous one ends")
+            raise FormatError(f"safetensors tensor {names[i]!r} does not start where the previous one ends")
         pos = end
     if pos != buffer_len:
         raise FormatError(f"safetensors data is {buffer_len} bytes, the header accounts for {pos}")
@@ -68,11 +89,12 @@ def read_safetensors(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS
                         extra={"metadata": metadata or {}, "header_bytes": n})
     notes = []
     if metadata:
-        aliases = {k: v for k, v in metadata.items() if v in header and k not in header}
+        present = set(names)
+        aliases = {k: v for k, v in metadata.items() if v in present and k not in present}
         if aliases:
             notes.append(f"{len(aliases)} tied weights stored once (save_model aliases): "
                          + ", ".join(f"{k} -> {v}" for k, v in sorted(aliases.items())[:5]))
-    structure = {name: {"__tensor__": i} for i, name in enumerate(header)}
+    structure = {name: {"__tensor__": i} for i, name in enumerate(names)}
     return Inventory(path=path, facts=facts, tensors=tuple(tensors), storages=tuple(storages), globals=(),
                      structure=structure, metadata={}, notes=tuple(notes))
 
@@ -93,10 +115,18 @@ def _entry(name: str, info: object) -> tuple[str, tuple[int, ...], int, int]:
     return dtype, tuple(shape), offsets[0], offsets[1]
 
 
-def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    d: dict[str, object] = {}
-    for k, v in pairs:
-        if k in d:
-            raise FormatError(f"safetensors header repeats the key {k!r}")
-        d[k] = v
+def _checked(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    return _no_duplicates(pairs)
+
+
+def _no_duplicates(pairs: Any) -> dict[str, object]:
+    if isinstance(pairs, dict):
+        return pairs
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise FormatError(f"safetensors header repeats the key {k!r}")
+            seen.add(k)
     return d
