@@ -283,6 +283,8 @@ def test_check_with_a_target_never_tracebacks_on_mutated_files(tmp_path: Path) -
         buf = io.BytesIO()
         torch.save(obj, buf, **kw)
         bases.append(buf.getvalue())
+    from ckptlint.report.check_json import file_dict
+
     target = resolve_target(model=torch.nn.Sequential(torch.nn.Linear(2, 2)))
     for i in range(400):
         src = bytearray(rng.choice(bases))
@@ -290,5 +292,5 @@ def test_check_with_a_target_never_tracebacks_on_mutated_files(tmp_path: Path) -
             src[rng.randrange(len(src))] = rng.randrange(256)
         p = _write(tmp_path, f"m{i % 20}.pt", bytes(src))
         report = check_file(p, target=target if i % 2 else None)
-        report.to_dict()
+        file_dict(report)  # the JSON reporter encodes it
         assert report.error is None or "\n" not in report.error

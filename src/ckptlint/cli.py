@@ -271,7 +271,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     from .targets.resolve import live_signature, signature_drift
     from .targets.signature import load_snapshot
 
-    sig, _ = live_signature(args.spec, args.model_kwargs)
+    sig, _ = live_signature(args.spec, args.model_kwargs, cached=False)
     if args.verify:
         drift = signature_drift(load_snapshot(args.verify), sig)
         for d in drift:

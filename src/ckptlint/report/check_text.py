@@ -9,7 +9,7 @@ from tabulate import tabulate
 from ..results import FileReport, Report
 from ..vocab import SEVERITIES
 
-COLORS = {"error": "31", "warning": "33", "info": "36"}
+COLORS: dict[str, str] = {"error": "31", "warning": "33", "info": "36"}  # by Severity
 
 
 def _paint(text: str, severity: str, color: bool) -> str:

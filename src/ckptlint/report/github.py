@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..results import Report
+from ..vocab import Severity
 
-COMMANDS = {"error": "error", "warning": "warning", "info": "notice"}
+COMMANDS: dict[Severity, str] = {"error": "error", "warning": "warning", "info": "notice"}
 
 
 def escape_data(text: str) -> str:

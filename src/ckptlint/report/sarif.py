@@ -17,9 +17,10 @@ from urllib.parse import quote
 from .. import __version__
 from ..results import Report
 from ..rule import Rule
+from ..vocab import Severity
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
-LEVELS = {"error": "error", "warning": "warning", "info": "note"}
+LEVELS: dict[Severity, str] = {"error": "error", "warning": "warning", "info": "note"}
 INFO_URI = "https://github.com/ckptlint/ckptlint"
 
 
@@ -48,7 +49,10 @@ def _rule(rule: Rule) -> dict[str, Any]:
 def render_sarif(report: Report, options: dict[str, Any]) -> str:
     rules: dict[str, Rule] = options["rules"]
     used = sorted({f.code for _, f in report.findings()})
-    declared = [rules[c] if c in rules else Rule(c, c, "warning", c) for c in used]
+    # every code in a checked report is declared (the plugin manager rejects others); a report
+    # assembled by hand may still hold one: its entry then carries the finding's own severity
+    severity = {f.code: f.severity for _, f in reversed(report.findings())}
+    declared = [rules[c] if c in rules else Rule(c, c, severity[c], c) for c in used]
     index = {r.code: i for i, r in enumerate(declared)}
     results = []
     for path, f in report.findings():

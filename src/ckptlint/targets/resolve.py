@@ -34,10 +34,14 @@ class Target:
 _CACHE: dict[tuple[str, str], tuple[Signature, Any]] = {}
 
 
-def live_signature(spec_text: str, kwargs: Any = None) -> tuple[Signature, Any]:
+def live_signature(spec_text: str, kwargs: Any = None, *, cached: bool = True) -> tuple[Signature, Any]:
+    """Build the target on meta; ``cached``: reuse this process's earlier build of the same spec
+    (``snapshot --verify`` asks for the class as it is now)."""
     import json
 
     spec = parse_spec(spec_text, kwargs)
+    if not cached:
+        return build_signature(spec)
     cache_key = (spec.text, json.dumps(spec.kwargs, sort_keys=True, default=str))
     if cache_key not in _CACHE:
         _CACHE[cache_key] = build_signature(spec)
