@@ -43,6 +43,10 @@ class TorchFails(Exception):
     """Something that makes ``torch.load`` raise (or hang) on this path; the message says what."""
 
 
+class OutsideFile(TorchFails):
+    """torch reads a file of the loading machine (a link out of the archive): its content is unknown."""
+
+
 class _MeteredFile(io.RawIOBase):
     """The checkpoint as ``tarfile`` sees it; every byte it reads is charged to the file's budget."""
 
@@ -281,9 +285,13 @@ def _extract_member(tt: TorchTar, f: CountingFile, budget: Budget, m: tarfile.Ta
         target = os.path.normpath(m.linkname)
         if target in on_disk and not os.path.isabs(m.linkname):
             return on_disk[target]
-        if m.issym() or os.path.isabs(m.linkname) or target.startswith(".."):
-            raise TorchFails(f"{name} is a link to {m.linkname!r} outside the archive: torch reads "
-                             "that file from the loading machine")
+        outside = os.path.isabs(m.linkname) or target == ".." or target.startswith("../")
+        if m.issym() and not outside:
+            raise TorchFails(f"{name} is a symbolic link to {m.linkname!r}, which torch's temporary folder "
+                             "does not hold")
+        if outside:
+            raise OutsideFile(f"tar member {name!r} is a link to {m.linkname!r} outside the archive: torch.load "
+                              "reads that file of the loading machine instead (its content is not in this file)")
         try:
             linked = tt.find_link_target(m)
         except KeyError:

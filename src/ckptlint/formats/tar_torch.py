@@ -17,6 +17,7 @@ re-reads the whole file from byte 0 as a legacy pickle file: we do the same.
 
 from __future__ import annotations
 
+import pickletools
 import struct
 from typing import Any
 
@@ -26,7 +27,7 @@ from ..limits import DEFAULT_LIMITS, Limits
 from .common import Assembler, CountingFile, record_pid
 from .dtypes import ITEMSIZE, STORAGE_DTYPES
 from .legacy import LegacyRead, budget_of, new_assembler, parse_stream, read_legacy_streams, stop
-from .tar import TarFallback, TorchFails, TorchTar, extracted, extractfile, load_members, open_torch_tar
+from .tar import OutsideFile, TarFallback, TorchFails, TorchTar, extracted, extractfile, load_members, open_torch_tar
 from .unpickler import Global, Storage, TensorStub
 
 _LOADED = ("storages", "tensors", "pickle")
@@ -66,6 +67,9 @@ def read_tar(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> Inv
         asm.anomalies.append(f"tar path fails with a TarError ({e}); torch.load(weights_only=False) "
                              "then reads the file from byte 0 as a legacy torch file")
         legacy = read_legacy_streams(f, asm)
+    except OutsideFile as e:
+        asm.anomalies.append(str(e))
+        stop(asm, "tar", 0, str(e))  # not a pickle stream: the report stands, with this error in it
     except (TorchFails, KeyError) as e:
         reason = f"torch.load raises {'KeyError: ' if isinstance(e, KeyError) else ''}{e}"
         if not asm.globals:  # nothing ran: a tar file torch cannot read, and nothing more to say
@@ -205,13 +209,28 @@ def _scan_unloaded(tt: TorchTar, f: CountingFile, asm: Assembler) -> None:
         if m.offset_data + m.size > f.size or f.pread(m.offset_data, 1) != b"\x80":
             continue
         label = f"{m.name}#shadowed{i}" if m.name in _LOADED else m.name
+        data = f.pread(m.offset_data, min(m.size, asm.limits.max_pickle_bytes))
         if m.name in _LOADED:
             asm.anomalies.append(f"tar member {m.name!r} appears more than once; torch reads the last copy")
-        try:
-            asm.parse(f.pread(m.offset_data, min(m.size, asm.limits.max_pickle_bytes)), label,
-                      persistent_load=record_pid)
-        except FormatError as e:
-            asm.notes.append(f"tar member {label}: could not be parsed as a pickle ({e})")
+        elif not _names_globals(data):
+            continue  # sys_info and the like: plain data nobody loads, nothing to report
+        asm.parse(data, label, persistent_load=record_pid)
+
+
+_GLOBAL_OPS = frozenset({"GLOBAL", "STACK_GLOBAL", "INST", "EXT1", "EXT2", "EXT4"})
+
+
+def _names_globals(data: bytes) -> bool:
+    """Whether a pickle names any global (malformed ones count: the VM decides what they hold)."""
+    try:
+        for op, _, _ in pickletools.genops(data):
+            if op.name in _GLOBAL_OPS:
+                return True
+            if op.name == "STOP":
+                return False
+    except Exception:  # noqa: BLE001 - not pickletools' kind of pickle: let the VM read it
+        return True
+    return True
 
 
 def _count(v: Any, what: str) -> int:

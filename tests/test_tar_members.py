@@ -1,0 +1,83 @@
+"""Which tar member torch reads, and what ckptlint says about the ones it does not read."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import pytest
+
+import tarcraft as tc
+from ckptlint.errors import CheckpointError
+from ckptlint.formats import read_inventory
+
+
+def _tar(tmp_path: Path, data: bytes) -> Path:
+    p = tmp_path / "old.pt"
+    p.write_bytes(data)
+    return p
+
+
+def test_a_genuine_sys_info_is_not_a_stream(tmp_path: Path) -> None:
+    inv = read_inventory(_tar(tmp_path, tc.tar_bytes(tc.TorchTar().members())))
+    assert "sys_info" not in inv.facts.streams
+    assert inv.facts.loaded_streams == ("storages#0", "storages#1", "storages#2", "tensors#0", "tensors#1", "pickle")
+
+
+def test_a_payload_in_sys_info_is_reported_as_never_loaded(tmp_path: Path) -> None:
+    t = tc.TorchTar()
+    members = [(n, tc.p2(tc.payload("m") + b"0}") if n == "sys_info" else d) for n, d in t.members()]
+    inv = read_inventory(_tar(tmp_path, tc.tar_bytes(members)))
+    [hit] = [g for g in inv.globals if g.qualname in ("os.system", "posix.system")]
+    assert hit.stream == "sys_info"
+    assert "sys_info" not in inv.facts.loaded_streams
+
+
+def test_a_shadowed_copy_is_scanned_and_flagged(tmp_path: Path) -> None:
+    t = tc.TorchTar()
+    evil = tc.TorchTar(pickle_extra=tc.payload("m")).pickle()
+    inv = read_inventory(_tar(tmp_path, tc.tar_bytes([("pickle", evil), *t.members()])))
+    [hit] = [g for g in inv.globals if g.qualname in ("os.system", "posix.system")]
+    assert hit.stream == "pickle#shadowed0"
+    assert hit.stream not in inv.facts.loaded_streams
+    assert any("appears more than once" in a for a in inv.anomalies)
+
+
+def test_a_tar_without_storages_is_unreadable_with_torchs_reason(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match=r"KeyError.*storages"):
+        read_inventory(_tar(tmp_path, tc.tar_bytes([("readme.txt", b"hello")])))
+
+
+@pytest.mark.parametrize("linkname", ["/home/user/.cache/payload.bin", "../../payload.bin"])
+def test_storages_linked_out_of_the_archive_is_an_error_not_unreadable(tmp_path: Path, linkname: str) -> None:
+    """torch opens the link in its temporary folder and reads whatever file of the loading machine it reaches."""
+    t = tc.TorchTar()
+    members = b"".join(tc.member_bytes(n, d) for n, d in t.members() if n != "storages")
+    odd = tc.member_bytes("storages", b"", linkname=linkname, type=tarfile.SYMTYPE)
+    inv = read_inventory(_tar(tmp_path, members + odd + tc.end_blocks()))
+    assert any("outside the archive" in a and linkname in a for a in inv.anomalies)
+    assert [s.stream for s in inv.stops] == ["tar"]
+
+
+@pytest.mark.parametrize(("kind", "linkname", "reason"), [
+    (tarfile.LNKTYPE, "missing", "not in the archive"),
+    (tarfile.SYMTYPE, "payload.bin", "does not hold"),
+    (tarfile.DIRTYPE, "", "directory"),
+    (tarfile.FIFOTYPE, "", "fifo"),
+])
+def test_storages_that_is_no_file_of_the_archive(tmp_path: Path, kind: bytes, linkname: str, reason: str) -> None:
+    t = tc.TorchTar()
+    members = b"".join(tc.member_bytes(n, d) for n, d in t.members() if n != "storages")
+    odd = tc.member_bytes("storages", b"", linkname=linkname, type=kind)
+    with pytest.raises(CheckpointError, match=reason):
+        read_inventory(_tar(tmp_path, members + odd + tc.end_blocks()))
+
+
+def test_tensors_linked_to_storages_reads_the_extracted_storages(tmp_path: Path) -> None:
+    """tar.extract makes the link in torch's temporary folder, where storages already is."""
+    t = tc.TorchTar(tensors={})
+    members = b"".join(tc.member_bytes(n, d) for n, d in t.members() if n != "tensors")
+    link = tc.member_bytes("tensors", b"", linkname="storages", type=tarfile.SYMTYPE)
+    inv = read_inventory(_tar(tmp_path, members + link + tc.end_blocks()))
+    assert inv.facts.loaded_streams == ("storages#0", "storages#1", "tensors#0", "pickle")
+    assert not inv.stops
