@@ -15,8 +15,14 @@ import sys
 import textwrap
 from collections import OrderedDict
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
-import torch
+import pytest
+
+from conftest import python_process
+
+pytestmark = pytest.mark.integration  # every test here is about how a process ends
 
 MODULE = textwrap.dedent("""
     import atexit, logging, os
@@ -35,23 +41,19 @@ MODULE = textwrap.dedent("""
 """)
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
-    env = dict(os.environ, EXIT_TEST_LOG=str(tmp_path / "wide.log"), CKPTLINT_NO_CACHE="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.pop("PYTHONUNBUFFERED", None)  # stdout into a pipe is block-buffered, as for a user
-    return env
+def _env(tmp_path: Path) -> dict[str, str | None]:
+    # stdout into a pipe is block-buffered, as for a user: no PYTHONUNBUFFERED
+    return {"EXIT_TEST_LOG": str(tmp_path / "wide.log"), "CKPTLINT_NO_CACHE": "1", "PYTHONUNBUFFERED": None}
 
 
 def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = _env(tmp_path)
-    return subprocess.run([sys.executable, "-m", "ckptlint", *args], capture_output=True, text=True,
-                          cwd=tmp_path, env=env, timeout=300)
+    return python_process("-m", "ckptlint", *args, cwd=tmp_path, env=_env(tmp_path), pythonpath=[tmp_path])
 
 
-def _checkpoint(tmp_path: Path) -> tuple[str, int]:
+def _checkpoint(tmp_path: Path, torch: ModuleType) -> tuple[str, int]:
     """Every second layer renamed: 2500 missing and 2500 unexpected keys, a JSON report far over a pipe buffer."""
     (tmp_path / "widemod.py").write_text(MODULE)
-    sd: OrderedDict[str, torch.Tensor] = OrderedDict()
+    sd: OrderedDict[str, Any] = OrderedDict()
     for i in range(5000):
         name = f"layers.{i}" if i % 2 else f"old_layers.{i}"
         sd[f"{name}.weight"] = torch.zeros(2, 2)
@@ -61,8 +63,8 @@ def _checkpoint(tmp_path: Path) -> tuple[str, int]:
     return str(path), sum(1 for k in sd if k.startswith("old_"))
 
 
-def test_json_report_through_a_pipe_is_complete(tmp_path):
-    path, renamed = _checkpoint(tmp_path)
+def test_json_report_through_a_pipe_is_complete(tmp_path: Path, torch: ModuleType) -> None:
+    path, renamed = _checkpoint(tmp_path, torch)
     out = _run(tmp_path, "check", path, "--model", "widemod:Wide", "--format", "json")
     assert out.returncode == 1, out.stderr  # findings: exit status survives os._exit
     assert len(out.stdout) > 4 * 65536
@@ -73,8 +75,8 @@ def test_json_report_through_a_pipe_is_complete(tmp_path):
     assert (tmp_path / "wide.log.atexit").read_text() == "ran"
 
 
-def test_output_file_and_clean_status(tmp_path):
-    path, _ = _checkpoint(tmp_path)
+def test_output_file_and_clean_status(tmp_path: Path, torch: ModuleType) -> None:
+    path, _ = _checkpoint(tmp_path, torch)
     report = tmp_path / "report.sarif"
     out = _run(tmp_path, "check", path, "--model", "widemod:Wide", "--format", "sarif", "-o", str(report),
                "--exit-zero")
@@ -83,10 +85,11 @@ def test_output_file_and_clean_status(tmp_path):
     assert {r["ruleId"] for r in sarif["runs"][0]["results"]} >= {"CK201", "CK202"}
 
 
-def test_closed_pipe_is_quiet(tmp_path):
+def test_closed_pipe_is_quiet(tmp_path: Path, torch: ModuleType) -> None:
     """`ckptlint check … --model … | head -c 10`: no traceback, no 'Exception ignored' at exit."""
-    path, _ = _checkpoint(tmp_path)
-    env = _env(tmp_path)
+    path, _ = _checkpoint(tmp_path, torch)
+    env = {k: v for k, v in {**os.environ, **_env(tmp_path)}.items() if v is not None}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH")) if p)
     p = subprocess.Popen([sys.executable, "-m", "ckptlint", "check", path, "--model", "widemod:Wide",
                           "--format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, env=env)
     assert p.stdout is not None and p.stderr is not None
@@ -99,9 +102,9 @@ def test_closed_pipe_is_quiet(tmp_path):
     assert rc in (1, 2)  # the findings' status, or 2 when the lost output is noticed at the final flush
 
 
-def test_short_text_report_is_flushed(tmp_path):
+def test_short_text_report_is_flushed(tmp_path: Path, torch: ModuleType) -> None:
     """A report smaller than the stdout buffer is only written by the final flush."""
-    _checkpoint(tmp_path)
+    _checkpoint(tmp_path, torch)
     sd = OrderedDict((f"layers.{i}.{p}", torch.zeros(2, 2) if p == "weight" else torch.zeros(2))
                      for i in range(2) for p in ("weight", "bias"))
     torch.save(sd, tmp_path / "small.pt")

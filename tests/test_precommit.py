@@ -9,14 +9,18 @@ does) with ``PRE_COMMIT_HOME`` shared by the module, so that environment is buil
 
 from __future__ import annotations
 
+import configparser
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
-import torch
-import torchvision
+
+from conftest import CliRunner
+
+pytestmark = pytest.mark.integration  # git and the real pre-commit, in processes
 
 ROOT = Path(__file__).resolve().parents[1]
 PRE_COMMIT = [sys.executable, "-m", "pre_commit"]
@@ -50,8 +54,10 @@ def _git(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def repo(tmp_path_factory: pytest.TempPathFactory, torch: ModuleType) -> Path:
     """A git repository with committed checkpoints, a snapshot target and a site .pth file."""
+    import torchvision
+
     d = tmp_path_factory.mktemp("userrepo")
     for sub in ("weights", "incoming", "snapshots", "site"):
         (d / sub).mkdir()
@@ -64,9 +70,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "incoming" / "payload.pth").write_bytes(TEXT_PAYLOAD)
     (d / "site" / "extra.pth").write_text("import sys; sys.path.append('/opt/x')\n/opt/lib\n")
     (d / "pyproject.toml").write_text(PYPROJECT)
-    proc = subprocess.run([sys.executable, "-m", "ckptlint", "snapshot", "torchvision.models:squeezenet1_1",
-                           "-o", str(d / "snapshots" / "squeezenet1_1.json")],
-                          capture_output=True, text=True, timeout=300)
+    proc = CliRunner()("snapshot", "torchvision.models:squeezenet1_1", "-o", d / "snapshots" / "squeezenet1_1.json")
     assert proc.returncode == 0, proc.stderr
     _git("init", "-q", cwd=d)
     _git("add", ".", cwd=d)
@@ -112,6 +116,27 @@ def test_manifest_is_valid() -> None:
     proc = subprocess.run([*PRE_COMMIT, "validate-manifest", str(ROOT / ".pre-commit-hooks.yaml")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_own_config_is_valid_and_runs_the_lint_gate() -> None:
+    """The project's .pre-commit-config.yaml is valid and pins the same ruff and mypy as `tox -e lint`."""
+    import yaml  # pre-commit's own dependency
+
+    config = ROOT / ".pre-commit-config.yaml"
+    proc = subprocess.run([*PRE_COMMIT, "validate-config", str(config)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    hooks = {h["id"]: h for r in yaml.safe_load(config.read_text())["repos"] for h in r["hooks"]}
+    assert set(hooks) == {"ruff", "mypy"}
+    tox = configparser.ConfigParser(interpolation=None)
+    tox.read(ROOT / "tox.ini")
+    lint = tox["testenv:lint"]
+    pins = {d.strip() for d in lint["deps"].split()}
+    for hook, tool in (("ruff", "ruff"), ("mypy", "mypy")):
+        (pin,) = (d for d in hooks[hook]["additional_dependencies"] if d.startswith(tool + "=="))
+        assert pin in pins, f"{pin} (pre-commit) is not what tox -e lint installs: {sorted(pins)}"
+    assert set(hooks["mypy"]["additional_dependencies"]) == pins - {pin for pin in pins if pin.startswith("ruff")}
+    assert "ruff check src tests" in lint["commands"] and hooks["ruff"]["entry"].startswith("ruff check")
+    assert hooks["mypy"]["entry"] == "mypy" and "mypy" in lint["commands"].split()
 
 
 def test_try_repo_blocks_unsafe_checkpoints(repo: Path, tmp_path: Path) -> None:
