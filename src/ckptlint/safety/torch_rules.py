@@ -81,3 +81,23 @@ def torch_name_as_written(written: str, fallback: str) -> str:
         if (module, name) in TORCH_NAME_MAPPING or module in TORCH_IMPORT_MAPPING:
             return torch_global_name(module, name)
     return written if written else fallback
+
+
+def allowed_kind(name: str) -> str:
+    """What an allowlisted name stands for in torch's table: ``class``, ``function`` or ``value``.
+
+    NEWOBJ needs a class (``cls.__new__``), REDUCE something callable; dtypes, qschemes and the
+    legacy ``torch.<T>Storage`` names (torch maps them to ``StorageType`` instances) are neither.
+    Names users allowlist are assumed to be classes. tests/differential compares every entry of
+    torch's own table with the live objects."""
+    module, _, attr = name.rpartition(".")
+    if name in _FUNCTIONS or attr.startswith("_rebuild"):
+        return "function"
+    if module in ("torch", "torch.cuda") and attr.endswith("Storage"):
+        return "value"
+    if module == "torch" and (attr.startswith("per_") or (attr[:1].islower() and attr != "device")):
+        return "value"
+    return "class"
+
+
+_FUNCTIONS = frozenset({"_codecs.encode", "torch.serialization._get_layout"})

@@ -25,6 +25,7 @@ from .torch_rules import (
     NEWOBJ_ALWAYS,
     SETITEM_TYPES,
     WEIGHTS_ONLY_OPCODES,
+    allowed_kind,
     torch_global_name,
     torch_name_as_written,
 )
@@ -108,10 +109,14 @@ def judge_operation(opcode: str, target: str, detail: Any, stream: str, offset: 
         # REDUCE: `func not in _get_allowed_globals().values() and not in user values` -> refuse.
         # A global's own GLOBAL already said whether it is allowed.
         if kind == "global":
+            if name in allowed and allowed_kind(name) == "value":
+                return Blocker("structure", f"REDUCE calls {name}, which is not callable", stream, offset)
             return None
         return Blocker("structure", f"REDUCE calls a {target}, not an allowlisted function", stream, offset)
     if opcode == "NEWOBJ":
         # NEWOBJ: nn.Parameter, or a class in the allowlist values.
+        if kind == "global" and name in allowed and allowed_kind(name) != "class":
+            return Blocker("structure", f"NEWOBJ of {name}, which is not a class", stream, offset)
         if kind == "global" and (name in NEWOBJ_ALWAYS or name in allowed or name in blocked_names):
             return None
         return _class_blocker("NEWOBJ", name, stream, offset, allowed)
