@@ -75,6 +75,9 @@ def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArch
             else:
                 loaded.append(labels[m.index])
     elif not _any_pickle(z, py):
+        if z.locate(reading.prefix + b"/data.pkl") is None:
+            raise FormatError(f"zip archive without {prefix or '<folder>'}/data.pkl: not a torch checkpoint "
+                              f"(torch.load: {reading.refuses})")
         raise FormatError(f"torch.load refuses it: {reading.refuses}")
 
     storages, storage_idx = _storages(z, reading, asm, storage_entries)
