@@ -300,3 +300,35 @@ def test_pathological_nesting_is_reported_not_raised() -> None:
     deep = head + "    x = unchecked_cast(" + "List[" * 3000 + "int" + "]" * 3000 + ", s)\n"
     facts = analyze_sources([("a/code/__torch__.py", "__torch__", deep.encode(), None)])
     assert facts.unread and facts.unread[0].startswith("a/code/__torch__.py: ")
+
+
+def test_interfaces_unions_and_special_methods_over_approximate() -> None:
+    facts = _analyze("""\
+class Runner(Interface):
+  def run(self) -> int:
+    pass
+class Impl:
+  def run(self: __torch__.Impl) -> int:
+    torch.save(torch.ones([1]), "/tmp/i")
+    return 1
+class Other:
+  def go(self: __torch__.Other) -> int:
+    torch.from_file("/tmp/u")
+    return 1
+  def __getitem__(self: __torch__.Other, i: int) -> int:
+    ops.myext.evil()
+    return 1
+  def __init__(self: __torch__.Other) -> NoneType:
+    torch.zeros([1])
+class P:
+  r : __torch__.Runner
+  u : Union[__torch__.Other, int]
+  def __setstate__(self: __torch__.P, s: int) -> NoneType:
+    _0 = (self.r).run()
+    _1 = (self.u).go()
+    return None
+""")
+    loads = _at_load(facts)
+    assert {"aten::save", "aten::from_file", "myext::evil"} <= set(loads)
+    assert loads["myext::evil"].startswith("__torch__.Other.__getitem__ (called implicitly")
+    assert "aten::zeros" in _call_time(facts)  # __init__ runs only where code constructs one

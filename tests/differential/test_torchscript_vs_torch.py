@@ -3,7 +3,8 @@
 Each hostile archive is built the way an attacker would: ``torch.jit.script`` a class whose
 ``__setstate__`` writes a file, or take a real archive and edit its ``code/__torch__.py`` (default
 arguments, class constants, ``torch.autograd.save``, ``fork``, method aliases, ``getattr``,
-``t = torch; t.save``; and two that torch does *not* run at load: ``forward``, an uncalled method).
+``t = torch; t.save``, ``with``/``len``/``+`` on a class with special methods; and two that torch
+does *not* run at load: ``forward``, an uncalled method).
 A throwaway subprocess loads every archive with ``torch.load(path, weights_only=False)``
 (which hands them to ``torch.jit.load``) and reports which marker files appeared; the
 payloads are harmless (``torch.save`` of a one-element tensor under the test's tmp dir).
@@ -165,10 +166,47 @@ def _indirect(name: str, body: str, marker: str) -> str:
 """
 
 
+_IMPLICIT = {
+    "with_enter": ("    c = __torch__.Ctx()\n    with c:\n      pass\n", "__enter__"),
+    "len_dunder": ("    c = __torch__.Ctx()\n    n = len(c)\n", "__len__"),
+    "operator_dunder": ("    c = __torch__.Ctx()\n    n = c + 1\n", "__add__"),
+}
+"""Special methods TorchScript calls without their names appearing in ``__setstate__``."""
+
+
+def _implicit(body: str, dunder: str, marker: str) -> str:
+    def act(name: str) -> str:
+        return f'torch.save(torch.ones([1]), "{marker}")' if name == dunder else "self.n = 2"
+
+    return _HOLDER + _PAYLOAD_HEAD + f"""\
+  def __setstate__(self: __torch__.Payload,
+    state: Tuple[str, int]) -> NoneType:
+    self.path = (state)[0]
+{body}    return None
+class Ctx:
+  n : int
+  def __init__(self: __torch__.Ctx) -> NoneType:
+    self.n = 1
+    return None
+  def __enter__(self: __torch__.Ctx) -> NoneType:
+    {act("__enter__")}
+    return None
+  def __exit__(self: __torch__.Ctx, a: Any, b: Any, c: Any) -> NoneType:
+    return None
+  def __len__(self: __torch__.Ctx) -> int:
+    {act("__len__")}
+    return 1
+  def __add__(self: __torch__.Ctx, o: int) -> int:
+    {act("__add__")}
+    return 1
+"""
+
+
 def _variants(marker: Callable[[str], str]) -> dict[str, tuple[str, bool]]:
     """name -> (code/__torch__.py, whether torch writes the marker at load)."""
     return {
         **{name: (_indirect(name, body, marker(name)), True) for name, body in _INDIRECT.items()},
+        **{name: (_implicit(body, dunder, marker(name)), True) for name, (body, dunder) in _IMPLICIT.items()},
         "default_argument": (_HOLDER + """\
   def unused(self: __torch__.Holder, x: int=__torch__.evil()) -> int:
     return x

@@ -34,6 +34,8 @@ from .zipreader import ZipArchive
 _PRINT = "prim::Print"
 _CUSTOM_CLASS_PREFIX = ("__torch__", "torch", "classes")
 _FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
+_EXPLICIT_DUNDERS = frozenset({"__init__", "__getstate__", "__setstate__", "__new__"})
+"""Special methods torch calls only by name (construction, saving, loading)."""
 MAX_CODE_BYTES = 1 << 20
 """TorchScript source analysed per archive, all members together. Parsing costs ~3 s and up to
 ~500 MB per MiB on hostile input; scripted torchvision models carry at most 0.3 MiB (maskrcnn,
@@ -91,6 +93,8 @@ class _Class:
     methods: dict[str, _Unit] = field(default_factory=dict)
     attrs: dict[str, str] = field(default_factory=dict)
     """Attribute annotations (``p : __torch__.Payload``) as source text."""
+    interface: bool = False
+    """``class X(Interface)``/``(ModuleInterface)``: a call on it runs whichever class implements it."""
     constants: list[tuple[str, ast.AST]] = field(default_factory=list)
     """Class-body assignments (``x : Final[int] = 3``): torch evaluates them when it defines the class."""
 
@@ -189,6 +193,7 @@ class _Index:
 
     def _add_class(self, qualname: str, member: str, node: ast.ClassDef) -> None:
         cls = _Class(qualname, member)
+        cls.interface = any(isinstance(b, ast.Name) and b.id in ("Interface", "ModuleInterface") for b in node.bases)
         for stmt in node.body:
             if isinstance(stmt, _FunctionNode):
                 unit = _function_unit(f"{qualname}.{stmt.name}", member, stmt, cls)
@@ -274,10 +279,16 @@ class _Walker:
                 for name, expr in cls.constants:
                     queue.append((_Unit(f"{cls.qualname}.{name}", cls.member, [expr], cls),
                                   f"class constant {cls.qualname}.{name}"))
-        self.keep.extend(unit for unit, _ in queue)
         for unit, entry in queue:
             if self._contains_code(unit) and entry not in self.facts.entries:
                 self.facts.entries.append(entry)
+        if self.facts.entries:
+            # Operators, `with`, len(), x[i], str() … call these without naming them.
+            for name, methods in self.index.methods_by_name.items():
+                if name.startswith("__") and name.endswith("__") and name not in _EXPLICIT_DUNDERS:
+                    queue.extend((m, f"{m.qualname} (called implicitly by operators, with, len …)")
+                                 for m in methods)
+        self.keep.extend(unit for unit, _ in queue)
         while queue:
             unit, entry = queue.pop(0)
             if id(unit) in self.reached:
@@ -361,13 +372,14 @@ class _Walker:
             self._record(recv[len("__torch__."):] + "." + name, unit, n, entry, at_load)
             return
         classes = self.index.classes.get(recv.lower(), []) if recv else []
-        if classes:
+        if classes and not any(c.interface for c in classes):
             out.update((id(c.methods[name]), c.methods[name]) for c in classes if name in c.methods)
             return
-        if is_call:
+        if is_call and not classes:
             self._record(f"aten::{name}", unit, n, entry, at_load)  # Tensor, list, str … methods are aten ops
-        if recv is None or recv.startswith("__torch__"):
-            # Unknown receiver: any archive method of that name may be the one.
+        if recv is None or "__torch__" in recv:
+            # Unknown receiver, an interface or a Union/List/Dict of archive classes: any archive
+            # method of that name may be the one.
             out.update((id(m), m) for m in self.index.methods_by_name.get(name, ()))
 
 
