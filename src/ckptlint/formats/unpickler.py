@@ -437,16 +437,18 @@ class StaticUnpickler(ValueOps):
             self._default_setstate(target, state)
 
     def _default_setstate(self, target: Any, state: Any) -> None:
-        """load_build without ``__setstate__``: a None state (or None slot state) is a no-op;
-        anything else needs an instance ``__dict__`` or attributes, which builtin values lack."""
+        """load_build without ``__setstate__``: a None state (with an empty slot-state dict, if a
+        2-tuple) is a no-op; anything else needs an instance ``__dict__`` or attributes, which
+        builtin values lack."""
         slotstate: Any = None
-        if isinstance(state, tuple) and len(state) == 2:
+        has_slots = isinstance(state, tuple) and len(state) == 2
+        if has_slots:
             state, slotstate = state
         if state is not None:
             if not isinstance(state, dict):
                 raise self._fail("BUILD state is not a dictionary")
             raise self._fail(f"BUILD on a {type(target).__name__} (no __dict__)")
-        if slotstate is not None:
+        if has_slots:
             if not isinstance(slotstate, dict):
                 raise self._fail("BUILD slot state is not a dictionary")
             if slotstate:
