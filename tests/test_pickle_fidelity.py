@@ -56,7 +56,7 @@ def test_protocol0_int_literals_parse_like_strtol(tmp_path: Path) -> None:
              b"12\x00junk", b"-0"]
     data = b"(" + b"".join(b"I" + v + b"\n" for v in lines) + b"L0x10L\nL-5\nl."
     p = write(tmp_path, "ints.pkl", data)
-    expected = pickle.loads(data)  # plain ints and bools: nothing to run
+    expected = pickle.loads(data)  # noqa: S301 - our own ints and bools: nothing to run
     assert expected[0] == 0o1751 and expected[1] is True and expected[2] is False
     inv = ckptlint.inspect(p)
     assert inv.structure == expected
@@ -77,7 +77,7 @@ def test_payload_after_an_unusual_literal(tmp_path: Path, literal: bytes) -> Non
 def test_literals_cpython_refuses(tmp_path: Path, literal: bytes) -> None:
     data = b"(" + literal + b"l."
     with pytest.raises((ValueError, OverflowError, pickle.UnpicklingError)):
-        pickle.loads(data)
+        pickle.loads(data)  # noqa: S301 - our own literal, no globals
     with pytest.raises(CheckpointError):
         ckptlint.inspect(write(tmp_path, "bad.pkl", data))
 
