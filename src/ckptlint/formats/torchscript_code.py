@@ -27,13 +27,23 @@ from typing import Any
 
 from ..errors import FormatError
 from ..limits import DEFAULT_LIMITS, Limits
+from .torchscript_index import (
+    FunctionNode,
+    Index,
+    Unit,
+    builtin_op,
+    defaults_of,
+    dotted,
+    dotted_type,
+    expr_type,
+    local_types,
+)
 from .zipreader import ZipArchive
 
 # Names the source importer binds (import_source.cpp ``env_``) or the compiler's builtins
 # that denote an operation rather than plain Python syntax.
 _PRINT = "prim::Print"
 _CUSTOM_CLASS_PREFIX = ("__torch__", "torch", "classes")
-_FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
 _EXPLICIT_DUNDERS = frozenset({"__init__", "__getstate__", "__setstate__", "__new__"})
 """Special methods torch calls only by name (construction, saving, loading)."""
 MAX_CODE_BYTES = 1 << 20
@@ -64,39 +74,6 @@ class ScriptOp:
     def to_dict(self) -> dict[str, Any]:
         return {"op": self.op, "member": self.member, "line": self.line, "entry": self.entry,
                 "at_load": self.at_load}
-
-
-@dataclass
-class _Unit:
-    """A function or method (or a load-time expression group) to scan."""
-
-    qualname: str
-    member: str
-    nodes: list[ast.AST]
-    cls: _Class | None = None
-    params: dict[str, str] = field(default_factory=dict)
-    defn: ast.FunctionDef | ast.AsyncFunctionDef | None = None
-    """The definition, whose default arguments compile (and run) when the class or function does."""
-    _walked: list[ast.AST] | None = None
-
-    def walked(self) -> list[ast.AST]:
-        """Every node under the unit's roots (computed once: the walk dominates the analysis)."""
-        if self._walked is None:
-            self._walked = [n for root in self.nodes for n in ast.walk(root)]
-        return self._walked
-
-
-@dataclass
-class _Class:
-    qualname: str
-    member: str
-    methods: dict[str, _Unit] = field(default_factory=dict)
-    attrs: dict[str, str] = field(default_factory=dict)
-    """Attribute annotations (``p : __torch__.Payload``) as source text."""
-    interface: bool = False
-    """``class X(Interface)``/``(ModuleInterface)``: a call on it runs whichever class implements it."""
-    constants: list[tuple[str, ast.AST]] = field(default_factory=list)
-    """Class-body assignments (``x : Final[int] = 3``): torch evaluates them when it defines the class."""
 
 
 @dataclass
@@ -144,7 +121,7 @@ def analyze_archive(z: ZipArchive, prefix: str, limits: Limits = DEFAULT_LIMITS)
 def analyze_sources(sources: list[tuple[str, str, bytes | None, str | None]]) -> CodeFacts:
     """``sources``: (member, qualifier, bytes or None, why unread). Pure: no archive needed."""
     facts = CodeFacts()
-    index = _Index()
+    index = Index()
     for member, qualifier, data, why in sorted(sources, key=lambda s: s[0]):
         facts.members.append(member)
         if data is None:
@@ -167,117 +144,32 @@ def _first_line(e: BaseException) -> str:
     return (str(e).splitlines() or [""])[0][:200]
 
 
-class _Index:
-    """Classes and functions by lower-cased qualified name (file lookup is case-insensitive)."""
-
-    def __init__(self) -> None:
-        self.classes: dict[str, list[_Class]] = {}
-        self.functions: dict[str, list[_Unit]] = {}
-        self.modules: set[str] = set()
-        self.units: list[_Unit] = []
-        self.methods_by_name: dict[str, list[_Unit]] = {}
-
-    def add_module(self, qualifier: str, member: str, tree: ast.Module) -> None:
-        self.modules.add(qualifier.lower())
-        for stmt in tree.body:
-            if isinstance(stmt, ast.ClassDef):
-                self._add_class(f"{qualifier}.{stmt.name}", member, stmt)
-            elif isinstance(stmt, _FunctionNode):
-                unit = _function_unit(f"{qualifier}.{stmt.name}", member, stmt, None)
-                self.functions.setdefault(unit.qualname.lower(), []).append(unit)
-                self.units.append(unit)
-            else:
-                # Not something torch's importer accepts at top level (it refuses the file), but a
-                # call here would be scanned all the same.
-                self.units.append(_Unit(f"{qualifier}:{getattr(stmt, 'lineno', 0)}", member, [stmt]))
-
-    def _add_class(self, qualname: str, member: str, node: ast.ClassDef) -> None:
-        cls = _Class(qualname, member)
-        cls.interface = any(isinstance(b, ast.Name) and b.id in ("Interface", "ModuleInterface") for b in node.bases)
-        for stmt in node.body:
-            if isinstance(stmt, _FunctionNode):
-                unit = _function_unit(f"{qualname}.{stmt.name}", member, stmt, cls)
-                cls.methods[stmt.name] = unit
-                self.methods_by_name.setdefault(stmt.name, []).append(unit)
-                self.units.append(unit)
-            elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
-                cls.attrs[stmt.target.id] = ast.unparse(stmt.annotation)
-                if stmt.value is not None:
-                    cls.constants.append((stmt.target.id, stmt.value))
-            elif isinstance(stmt, ast.Assign):
-                name = stmt.targets[0].id if isinstance(stmt.targets[0], ast.Name) else "?"
-                cls.constants.append((name, stmt.value))
-            elif not isinstance(stmt, ast.Pass | ast.Expr):
-                cls.constants.append(("?", stmt))
-        for deco in node.decorator_list:
-            cls.constants.append(("@decorator", deco))
-        self.classes.setdefault(qualname.lower(), []).append(cls)
-
-    def resolve(self, dotted: str) -> tuple[list[_Class], list[_Unit], str]:
-        """The classes or functions a dotted ``__torch__…`` name denotes, and what is left over."""
-        parts = dotted.split(".")
-        for k in range(len(parts), 1, -1):
-            head = ".".join(parts[:k]).lower()
-            rest = ".".join(parts[k:])
-            if head in self.classes:
-                return self.classes[head], [], rest
-            if head in self.functions:
-                return [], self.functions[head], rest
-        return [], [], ""
-
-
-def _function_unit(qualname: str, member: str, node: ast.FunctionDef | ast.AsyncFunctionDef,
-                   cls: _Class | None) -> _Unit:
-    params: dict[str, str] = {}
-    for a in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]:
-        if a.annotation is not None:
-            params[a.arg] = ast.unparse(a.annotation)
-    if cls is not None and node.args.args:
-        params.setdefault(node.args.args[0].arg, cls.qualname)
-    return _Unit(qualname, member, list(node.body), cls, params, node)
-
-
-def _defaults(node: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.expr]:
-    return [*node.args.defaults, *(d for d in node.args.kw_defaults if d is not None), *node.decorator_list]
-
-
-def _dotted(node: ast.expr) -> str | None:
-    parts: list[str] = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-        return ".".join(reversed(parts))
-    return None
-
-
 class _Walker:
     """Follows calls from the load-time entry points, then scans everything else as call-time code."""
 
-    def __init__(self, index: _Index, facts: CodeFacts) -> None:
+    def __init__(self, index: Index, facts: CodeFacts) -> None:
         self.index = index
         self.facts = facts
         self.reached: dict[int, str] = {}
-        self.keep: list[_Unit] = []
+        self.keep: list[Unit] = []
         """Units made here stay alive, so that their ids in ``reached`` stay unique."""
         self.seen_ops: set[tuple[str, str, bool]] = set()
 
     def run(self) -> None:
-        queue: list[tuple[_Unit, str]] = []
+        queue: list[tuple[Unit, str]] = []
         for unit in self.index.units:
             for fn in _own_functions(unit):
-                defaults = _defaults(fn)
+                defaults = defaults_of(fn)
                 if defaults:
                     entry = f"default argument of {unit.qualname}"
-                    queue.append((_Unit(unit.qualname, unit.member, list(defaults), unit.cls, unit.params), entry))
+                    queue.append((Unit(unit.qualname, unit.member, list(defaults), unit.cls, unit.params), entry))
         for classes in self.index.classes.values():
             for cls in classes:
                 setstate = cls.methods.get("__setstate__")
                 if setstate is not None:
                     queue.insert(0, (setstate, f"{cls.qualname}.__setstate__"))
                 for name, expr in cls.constants:
-                    queue.append((_Unit(f"{cls.qualname}.{name}", cls.member, [expr], cls),
+                    queue.append((Unit(f"{cls.qualname}.{name}", cls.member, [expr], cls),
                                   f"class constant {cls.qualname}.{name}"))
         for unit, entry in queue:
             if self._contains_code(unit) and entry not in self.facts.entries:
@@ -300,52 +192,52 @@ class _Walker:
                 self._scan(unit, unit.qualname, at_load=False)
 
     @staticmethod
-    def _contains_code(unit: _Unit) -> bool:
+    def _contains_code(unit: Unit) -> bool:
         if unit.qualname.endswith(".__setstate__"):
             return True
         return any(isinstance(n, ast.Call | ast.Attribute) for n in unit.walked())
 
-    def _record(self, op: str, unit: _Unit, node: ast.AST, entry: str, at_load: bool) -> None:
+    def _record(self, op: str, unit: Unit, node: ast.AST, entry: str, at_load: bool) -> None:
         key = (op, entry if at_load else "", at_load)
         if key in self.seen_ops:
             return
         self.seen_ops.add(key)
         self.facts.ops.append(ScriptOp(op, unit.member, getattr(node, "lineno", 0), entry, at_load))
 
-    def _scan(self, unit: _Unit, entry: str, at_load: bool) -> list[_Unit]:
+    def _scan(self, unit: Unit, entry: str, at_load: bool) -> list[Unit]:
         """Record the unit's operations; return the archive functions it calls or refers to."""
         nodes = unit.walked()
         inner = {id(n.value) for n in nodes if isinstance(n, ast.Attribute)}
         called = {id(n.func) for n in nodes if isinstance(n, ast.Call)}
-        local_types = _local_types(nodes, unit.params)
-        out: dict[int, _Unit] = {}
+        types = local_types(nodes, unit.params)
+        out: dict[int, Unit] = {}
         for n in nodes:
-            if isinstance(n, ast.Call) and _dotted(n.func) == "getattr" and len(n.args) >= 2 \
+            if isinstance(n, ast.Call) and dotted(n.func) == "getattr" and len(n.args) >= 2 \
                     and isinstance(n.args[1], ast.Constant) and isinstance(n.args[1].value, str):
                 # getattr(obj, "name") is obj.name (TorchScript wants a literal name)
-                recv = _expr_type(n.args[0], local_types, self.index)
+                recv = expr_type(n.args[0], types, self.index)
                 self._method(unit, n, n.args[1].value, recv, entry, at_load, False, out)
                 continue
             if id(n) in inner or not isinstance(n, ast.Attribute | ast.Name):
                 continue
-            dotted = _dotted(n)
-            if dotted is None:
+            path = dotted(n)
+            if path is None:
                 if isinstance(n, ast.Attribute):
-                    recv = _expr_type(n.value, local_types, self.index)
+                    recv = expr_type(n.value, types, self.index)
                     self._method(unit, n, n.attr, recv, entry, at_load, id(n) in called, out)
                 continue
-            self._reference(unit, n, dotted, id(n) in called, local_types, entry, at_load, out)
+            self._reference(unit, n, path, id(n) in called, types, entry, at_load, out)
         return list(out.values())
 
-    def _reference(self, unit: _Unit, n: ast.expr, dotted: str, is_call: bool, local_types: dict[str, str],
-                   entry: str, at_load: bool, out: dict[int, _Unit]) -> None:
-        parts = dotted.split(".")
+    def _reference(self, unit: Unit, n: ast.expr, path: str, is_call: bool, types: dict[str, str],
+                   entry: str, at_load: bool, out: dict[int, Unit]) -> None:
+        parts = path.split(".")
         head = parts[0]
-        if head in local_types and head not in ("torch", "ops", "__torch__") and len(parts) > 1:
-            recv = _dotted_type(".".join(parts[:-1]), local_types, self.index)
+        if head in types and head not in ("torch", "ops", "__torch__") and len(parts) > 1:
+            recv = dotted_type(".".join(parts[:-1]), types, self.index)
             self._method(unit, n, parts[-1], recv, entry, at_load, is_call, out)
         elif head in ("torch", "ops"):
-            self._record(_builtin_op(parts), unit, n, entry, at_load)
+            self._record(builtin_op(parts), unit, n, entry, at_load)
         elif head == "print" and len(parts) == 1:
             self._record(_PRINT, unit, n, entry, at_load)
         elif head == "__torch__":
@@ -353,8 +245,8 @@ class _Walker:
         elif len(parts) > 1:
             self._method(unit, n, parts[-1], None, entry, at_load, is_call, out)  # a name of unknown type
 
-    def _qualified(self, unit: _Unit, n: ast.expr, parts: list[str], is_call: bool, entry: str,
-                   at_load: bool, out: dict[int, _Unit]) -> None:
+    def _qualified(self, unit: Unit, n: ast.expr, parts: list[str], is_call: bool, entry: str,
+                   at_load: bool, out: dict[int, Unit]) -> None:
         if tuple(parts[:3]) == _CUSTOM_CLASS_PREFIX:
             self._record("torch.classes." + ".".join(parts[3:]), unit, n, entry, at_load)
             return
@@ -365,8 +257,8 @@ class _Walker:
             if method in cls.methods:
                 out[id(cls.methods[method])] = cls.methods[method]
 
-    def _method(self, unit: _Unit, n: ast.expr, name: str, recv: str | None, entry: str, at_load: bool,
-                is_call: bool, out: dict[int, _Unit]) -> None:
+    def _method(self, unit: Unit, n: ast.expr, name: str, recv: str | None, entry: str, at_load: bool,
+                is_call: bool, out: dict[int, Unit]) -> None:
         """``recv.name``, called or only referred to (``m = self.helper``; ``fork(self.helper)``)."""
         if recv is not None and recv.startswith("__torch__.torch.classes."):
             self._record(recv[len("__torch__."):] + "." + name, unit, n, entry, at_load)
@@ -383,93 +275,10 @@ class _Walker:
             out.update((id(m), m) for m in self.index.methods_by_name.get(name, ()))
 
 
-def _own_functions(unit: _Unit) -> Iterator[ast.FunctionDef | ast.AsyncFunctionDef]:
+def _own_functions(unit: Unit) -> Iterator[ast.FunctionDef | ast.AsyncFunctionDef]:
     """The definitions whose defaults compile with the unit: its own and those nested in its body."""
     if unit.defn is not None:
         yield unit.defn
     for n in unit.walked():
-        if isinstance(n, _FunctionNode):
+        if isinstance(n, FunctionNode):
             yield n
-
-
-def _builtin_op(parts: list[str]) -> str:
-    """``torch.X`` is ``aten::X`` and ``ops.ns.X`` is ``ns::X``; ``.autograd`` anywhere switches to ``aten``.
-
-    import_source.cpp binds ``torch`` to ``BuiltinModule("aten")`` and ``ops.<ns>`` to
-    ``BuiltinModule(ns)``; ``BuiltinModule::attr`` (sugared_value.cpp) answers ``autograd`` with
-    the ``aten`` module again, so ``torch.autograd.save`` is ``aten::save``.
-    """
-    ns = "aten" if parts[0] == "torch" else ""
-    rest = parts[1:]
-    if parts[0] == "ops":
-        if not rest:
-            return "ops"
-        ns, rest = rest[0], rest[1:]
-    for part in rest:
-        if part == "autograd":
-            ns = "aten"
-            continue
-        return f"{ns}::{part}"
-    return ".".join(parts)  # a module, not an operator: an alias ckptlint cannot follow
-
-
-def _local_types(nodes: list[ast.AST], params: dict[str, str]) -> dict[str, str]:
-    """Flow-insensitive local types: a name assigned two different types is dropped (unknown)."""
-    types = dict(params)
-    clash: set[str] = set()
-    for n in nodes:
-        target: ast.expr | None = None
-        value: ast.expr | None = None
-        typ: str | None = None
-        if isinstance(n, ast.AnnAssign):
-            target, typ = n.target, ast.unparse(n.annotation)
-        elif isinstance(n, ast.Assign) and len(n.targets) == 1:
-            target, value = n.targets[0], n.value
-        if not isinstance(target, ast.Name):
-            continue
-        if typ is None and value is not None:
-            typ = _value_type(value)
-        if typ is None or types.get(target.id, typ) != typ:
-            clash.add(target.id)
-        else:
-            types[target.id] = typ
-    for name in clash:
-        if name not in params:
-            types.pop(name, None)
-    return types
-
-
-def _value_type(value: ast.expr) -> str | None:
-    """The type of ``__torch__.C.__new__(__torch__.C)``, ``__torch__.C(...)``, ``unchecked_cast(T, x)``…"""
-    if isinstance(value, ast.Call):
-        func = _dotted(value.func)
-        if func in ("unchecked_cast", "annotate") and value.args:
-            return ast.unparse(value.args[0])
-        if func and func.startswith("__torch__."):
-            return func[: -len(".__new__")] if func.endswith(".__new__") else func
-    if isinstance(value, ast.Attribute | ast.Name):
-        return "=" + ast.unparse(value)  # resolved lazily against attributes (see _dotted_type)
-    return None
-
-
-def _dotted_type(dotted: str, local_types: dict[str, str], index: _Index, depth: int = 0) -> str | None:
-    parts = dotted.split(".")
-    typ = local_types.get(parts[0])
-    if typ is not None and typ.startswith("=") and depth < 8:
-        typ = _dotted_type(typ[1:], local_types, index, depth + 1)
-    for attr in parts[1:]:
-        if typ is None:
-            return None
-        classes = index.classes.get(typ.lower(), [])
-        typ = classes[0].attrs.get(attr) if classes else None
-    if typ is not None and typ.startswith("Optional[") and typ.endswith("]"):
-        typ = typ[len("Optional["):-1]
-    return typ
-
-
-def _expr_type(node: ast.expr, local_types: dict[str, str], index: _Index) -> str | None:
-    inner = node
-    while isinstance(inner, ast.Call) and _dotted(inner.func) in ("unchecked_cast", "annotate") and inner.args:
-        return ast.unparse(inner.args[0])
-    dotted = _dotted(inner)
-    return _dotted_type(dotted, local_types, index) if dotted else None
