@@ -48,13 +48,15 @@ class PyZipView:
     members: list[PyMember]
     by_name: dict[str, PyMember]
     _zf: zipfile.ZipFile | None = None
+    _infos: dict[tuple[int, str], zipfile.ZipInfo] | None = None
 
     def read(self, m: PyMember, cap: int, budget: Budget) -> tuple[bytes | None, str | None]:
         """``ZipFile.read`` of ``m``, bounded: (bytes, None) or (None, zipfile's error)."""
         if self._zf is None:
             return None, self.error
-        info = next((i for i in self._zf.infolist() if i.header_offset == m.header_offset
-                     and i.filename == m.name), None)
+        if self._infos is None:
+            self._infos = {(i.header_offset, i.filename): i for i in self._zf.infolist()}
+        info = self._infos.get((m.header_offset, m.name))
         if info is None:
             return None, "not listed"
         out = bytearray()

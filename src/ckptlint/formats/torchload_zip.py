@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from .zipextract import Extracted, extract, stat_error
 from .zipreader import ZipArchive, ZipMember
 
-KEEP = 1 << 20
+KEEP = 16 << 20
 """Bytes of ``data.pkl`` held after extraction; a parse that needs more inflates it again (MemberReader)."""
 MAX_FILE_FORMAT_VERSION = 10
 """``kMaxSupportedFileFormatVersion`` (caffe2/serialize/versions.h) of the torch releases ckptlint targets."""

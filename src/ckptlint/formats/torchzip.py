@@ -247,8 +247,9 @@ def _compare_with_zipfile(z: ZipArchive, py: PyZipView, reading: TorchZipReading
         return [f"Python's zipfile cannot open this archive ({py.error}); torch.load reads it"]
     out = []
     mz = {m.header_offset for m in z.members}
+    pz = {p.header_offset for p in py.members}
     only_py = [p for p in py.members if p.header_offset not in mz]
-    only_mz = [m for m in z.members if m.header_offset not in {p.header_offset for p in py.members}]
+    only_mz = [m for m in z.members if m.header_offset not in pz]
     if only_py:
         out.append(f"{len(only_py)} zip entries only Python's zipfile lists (torch.load never sees them): "
                    + ", ".join(repr(p.name) for p in only_py[:5]))

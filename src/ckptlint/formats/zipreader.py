@@ -86,10 +86,8 @@ class ZipMember:
     def name(self) -> str:
         return self.raw_name.decode("utf-8", "replace")
 
-    @property
-    def folded(self) -> bytes:
-        """The name as miniz compares it (ASCII case folded)."""
-        return self.raw_name.translate(_LOWER)
+    folded: bytes = b""
+    """The name as miniz compares it (ASCII case folded)."""
 
     @property
     def is_directory(self) -> bool:
@@ -112,7 +110,12 @@ class ZipArchive:
         self.cd_offset = 0
         self.cd_size = 0
         self.members: list[ZipMember] = self._central_directory()
-        self.sorted_index: list[int] = _miniz_sort([m.folded for m in self.members])
+        keys = [m.folded for m in self.members]
+        self.sorted_index: list[int] = _miniz_sort(keys)
+        self._sorted_keys = [keys[i] for i in self.sorted_index]
+        unique = {m.folded: m for m in self.members}
+        self._unique = unique if len(unique) == len(self.members) else None
+        """Without duplicate names the binary search can only find the one match: a dict finds it too."""
         self.by_name: dict[str, ZipMember] = {m.name: m for m in self.members}
         """Every name, the last entry of each (for callers that only list names)."""
 
@@ -220,7 +223,8 @@ class ZipArchive:
         if b"\x00" in name:
             self.anomalies.append(f"zip member name with a NUL byte: {name.decode('utf-8', 'replace')!r} "
                                   "(C strings end there: torch and Python's zipfile see different names)")
-        return ZipMember(index, name, flags, method, crc, csize, size, hoff, ext_attr, stat_error)
+        return ZipMember(index, name, flags, method, crc, csize, size, hoff, ext_attr, stat_error,
+                         name.translate(_LOWER))
 
     # -- lookup ---------------------------------------------------------------------------------
 
@@ -228,13 +232,15 @@ class ZipArchive:
         """``mz_zip_reader_locate_file(name, flags=0)``: the entry torch reads for ``name``."""
         raw = name.encode("utf-8") if isinstance(name, str) else name
         key = raw.split(b"\x00", 1)[0].translate(_LOWER)  # torch passes a C string
-        lo, hi = 0, len(self.sorted_index) - 1
+        if self._unique is not None:
+            return self._unique.get(key)
+        keys = self._sorted_keys
+        lo, hi = 0, len(keys) - 1
         while lo <= hi:
             mid = lo + ((hi - lo) >> 1)
-            m = self.members[self.sorted_index[mid]]
-            folded = m.folded
+            folded = keys[mid]
             if folded == key:
-                return m
+                return self.members[self.sorted_index[mid]]
             if folded < key:
                 lo = mid + 1
             else:
