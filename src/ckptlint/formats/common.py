@@ -169,16 +169,17 @@ class Assembler:
         while True:
             n = min(chunk, f.size - offset, self.limits.max_pickle_bytes)
             data = f.pread(offset, n)
+            self.budget.charge_bytes(n, f"pickle stream {stream}")
             up, value, err = self._run(data, stream, 0, persistent_load)
             if isinstance(err, TruncatedPickle) and offset + n < f.size:
                 self.budget.opcodes -= up.count  # read again from the start with more bytes
                 self.budget.memo -= len(up._memo)
+                self.budget.inflated_bytes -= n
                 if n >= self.limits.max_pickle_bytes:
                     err = LimitExceeded("max_pickle_bytes", self.limits.max_pickle_bytes, f"pickle stream {stream}")
                 else:
                     chunk *= 4
                     continue
-            self.budget.charge_bytes(n, f"pickle stream {stream}")
             self._record(up, err)
             self._nested(up, stream, 0)
             if isinstance(err, LimitExceeded):
