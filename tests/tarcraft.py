@@ -95,13 +95,13 @@ def member_bytes(name: str, data: bytes, fmt: int = tarfile.USTAR_FORMAT, pax: d
                  linkname: str = "", type: bytes = tarfile.REGTYPE) -> bytes:
     """One member as tarfile writes it (its headers, then the data padded to 512), no end blocks."""
     ti = tarfile.TarInfo(name)
-    ti.size = len(data) if type == tarfile.REGTYPE else 0
+    ti.size = len(data) if type in (tarfile.REGTYPE, tarfile.XHDTYPE) else 0
     ti.mode = 0o644
     ti.type = type
     ti.linkname = linkname
     if pax:
         ti.pax_headers = dict(pax)
-    body = data if type == tarfile.REGTYPE else b""
+    body = data if type in (tarfile.REGTYPE, tarfile.XHDTYPE) else b""
     head = ti.tobuf(fmt, "utf-8", "surrogateescape")  # type: ignore[arg-type]
     return head + body.ljust((len(body) + 511) // 512 * 512, b"\0")
 
@@ -142,6 +142,29 @@ def pax_sparse_member(name: str, chunks: list[tuple[int, bytes]], realsize: int)
     return member_bytes(f"GNUSparseFile.0/{name}", data, tarfile.PAX_FORMAT,
                         {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": name,
                          "GNU.sparse.realsize": str(realsize)})
+
+
+def pax_record(key: str, value: str) -> bytes:
+    """One PAX record, ``"<len> key=value\\n"`` with the length counting itself."""
+    body = f" {key}={value}\n".encode()
+    n = len(body) + 1
+    while len(str(n).encode()) + len(body) != n:
+        n += 1
+    return str(n).encode() + body
+
+
+def pax0_sparse_member(name: str, chunks: list[tuple[int, bytes]], realsize: int, minor: int) -> bytes:
+    """GNU sparse 0.0 (repeated ``GNU.sparse.offset``/``numbytes`` records) or 0.1 (``GNU.sparse.map``)."""
+    records = pax_record("GNU.sparse.size", str(realsize)) + pax_record("GNU.sparse.name", name)
+    if minor == 0:
+        records += pax_record("GNU.sparse.numblocks", str(len(chunks)))
+        for off, d in chunks:
+            records += pax_record("GNU.sparse.offset", str(off)) + pax_record("GNU.sparse.numbytes", str(len(d)))
+    else:
+        records += pax_record("GNU.sparse.map", ",".join(f"{off},{len(d)}" for off, d in chunks))
+    data = b"".join(d for _, d in chunks)
+    return (member_bytes("././@PaxHeader", records, type=tarfile.XHDTYPE)
+            + member_bytes(f"sparse/{name}", data))
 
 
 def gnu_old_sparse_member(name: str, chunks: list[tuple[int, bytes]], realsize: int) -> bytes:

@@ -90,16 +90,18 @@ def _sparse_runs(data: bytes, rng: random.Random) -> tuple[list[tuple[int, bytes
 
 
 def _member(name: str, data: bytes, rng: random.Random, fmt: int) -> bytes:
-    kind = rng.choices(["plain", "longname", "paxpath", "sparse", "gnusparse", "hardlink"],
-                       [6, 1, 1, 1, 1, 1])[0]
+    kind = rng.choices(["plain", "longname", "paxpath", "sparse", "gnusparse", "pax00", "pax01", "hardlink"],
+                       [6, 1, 1, 1, 1, 1, 1, 1])[0]
     if kind == "longname":
         long = tc.member_bytes("y" * 110, data, tarfile.GNU_FORMAT)
         at = long.index(b"y" * 110)
         return long[:at] + name.encode().ljust(110, b"\0") + long[at + 110:]
     if kind == "paxpath":
         return tc.member_bytes("decoy.txt", data, tarfile.PAX_FORMAT, {"path": name})
-    if kind in ("sparse", "gnusparse"):
+    if kind in ("sparse", "gnusparse", "pax00", "pax01"):
         chunks, realsize = _sparse_runs(data, rng)
+        if kind in ("pax00", "pax01"):
+            return tc.pax0_sparse_member(name, chunks, realsize, 0 if kind == "pax00" else 1)
         if kind == "gnusparse" and len(chunks) <= 4:
             return tc.gnu_old_sparse_member(name, chunks, realsize)
         return tc.pax_sparse_member(name, chunks, realsize)
