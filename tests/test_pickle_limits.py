@@ -1,0 +1,109 @@
+"""Bounds hold for the whole file: work split over many members or streams is charged to one budget,
+and going over a bound is a stop that names the Limits field (never a hang, a blow-up or a traceback)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import struct
+import time
+import tracemalloc
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import ckptlint
+from ckptlint import CheckpointError, Limits
+from ckptlint.errors import LimitExceeded
+from ckptlint.limits import Budget
+
+
+def _many_member_zip(path: Path, members: int, ops_each: int) -> None:
+    body = b"\x80\x02" + b"N0" * (ops_each // 2) + b"N."
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/data.pkl", b"\x80\x02ccollections\nOrderedDict\n)R.")
+        z.writestr("archive/byteorder", "little")
+        for i in range(members):
+            z.writestr(f"archive/extra{i}.pkl", body)
+
+
+def test_opcodes_split_across_members_share_one_budget(tmp_path: Path) -> None:
+    p = tmp_path / "split.pt"
+    _many_member_zip(p, 8, 200_000)  # 1.6 M opcodes in all, each member far under the bound
+    t0 = time.perf_counter()
+    inv = ckptlint.inspect(p, limits=Limits(max_opcodes=500_000))
+    elapsed = time.perf_counter() - t0
+    limited = [s for s in inv.stops if s.limit == "max_opcodes"]
+    assert limited, inv.stops
+    assert sum(ps.opcodes for ps in inv.pickles) <= 500_000
+    assert elapsed < 60
+    # the same file under the default bounds is read completely
+    assert not ckptlint.inspect(p).stops
+
+
+def test_memo_is_charged_per_file(tmp_path: Path) -> None:
+    stream = b"\x80\x02]" + b"".join(b"r" + struct.pack("<I", i) for i in range(600)) + b"."
+    p = tmp_path / "memo.pkl"
+    p.write_bytes(stream + stream)  # the second stream hides after the first STOP
+    inv = ckptlint.inspect(p, limits=Limits(max_memo=1000))
+    assert [s.limit for s in inv.stops] == ["max_memo"]
+    assert ckptlint.inspect(p, limits=Limits(max_memo=1200)).stops == ()
+
+
+def test_tensor_records_are_bounded(tmp_path: Path, torch: object) -> None:
+    import torch as t
+
+    p = tmp_path / "many.pt"
+    t.save({f"w{i}": t.zeros(1) for i in range(50)}, p)
+    inv = ckptlint.inspect(p, limits=Limits(max_tensors=10))
+    assert [s.limit for s in inv.stops] == ["max_tensors"]
+    assert len(ckptlint.inspect(p).tensors) == 50
+
+
+def _safetensors(path: Path, n: int) -> None:
+    header = {f"t{i}": {"dtype": "F32", "shape": [1], "data_offsets": [4 * i, 4 * i + 4]} for i in range(n)}
+    raw = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(4 * n))
+
+
+def test_safetensors_entries_refused_before_parsing(tmp_path: Path) -> None:
+    p = tmp_path / "wide.safetensors"
+    _safetensors(p, 20_000)
+    tracemalloc.start()
+    with pytest.raises(CheckpointError, match="max_tensors=1000"):
+        ckptlint.inspect(p, limits=Limits(max_tensors=1000))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 8 * p.stat().st_size  # the header bytes, not a parsed tree of 20 k entries
+    assert len(ckptlint.inspect(p).tensors) == 20_000
+
+
+def test_safetensors_duplicate_key_still_refused(tmp_path: Path) -> None:
+    entry = b'{"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}'
+    raw = b'{"a": ' + entry + b', "a": ' + entry + b"}"
+    p = tmp_path / "dup.safetensors"
+    p.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(4))
+    with pytest.raises(CheckpointError, match="repeats the key 'a'"):
+        ckptlint.inspect(p)
+
+
+def test_budget_names_the_field() -> None:
+    b = Budget(Limits(max_inflated_bytes=10, max_zip_entries=2))
+    b.charge_bytes(10)
+    with pytest.raises(LimitExceeded) as ei:
+        b.charge_bytes(1, "zip member x")
+    assert ei.value.field == "max_inflated_bytes" and "zip member x" in str(ei.value)
+    b.charge_members(2)
+    with pytest.raises(LimitExceeded, match="max_zip_entries=2"):
+        b.charge_members()
+
+
+def test_stream_count_is_per_file(tmp_path: Path) -> None:
+    one = pickle.dumps(1, protocol=2)
+    p = tmp_path / "streams.pkl"
+    p.write_bytes(one * 50)
+    inv = ckptlint.inspect(p, limits=Limits(max_streams=10))
+    assert inv.structure == 1
+    assert 1 <= len(inv.pickles) <= 10
+    assert len(ckptlint.inspect(p).pickles) == 50
