@@ -75,6 +75,8 @@ def is_model(module: str, name: str, has_module_state: bool = False) -> bool:
     if not name.isidentifier() or not all(p.isidentifier() for p in module.split(".")):
         return False  # a dotted name is an attribute chain; odd characters are no import path
     in_model_package = (module + ".").startswith(MODEL_PACKAGES)
+    if not (in_model_package or has_module_state):
+        return False
     defined = defines_class(module, name)
     if defined is False:
         return False

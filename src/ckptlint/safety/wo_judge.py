@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..inventory import Inventory
+from ..inventory import GlobalRef, Inventory
 from ..results import Blocker
 from ..vocab import Category
 from .allowlist import BLOCKLISTED_MODULES
@@ -37,9 +37,9 @@ _END = 1 << 62
 Placed = tuple[int, int, int, Blocker]
 
 
-def torch_name(g: Any) -> str:
+def torch_name(g: GlobalRef) -> str:
     """The full path torch looks up for a recorded global (its own protocol-2 mapping, any protocol)."""
-    written = getattr(g, "written", None)
+    written = g.written
     if written:
         return torch_name_as_written(str(written), g.qualname)
     return torch_global_name(g.module, g.name)
@@ -62,11 +62,8 @@ def pickle_blockers(inv: Inventory, allowed: frozenset[str], user_allowed: froze
         blocked_names.add(name)
         placed.append((order[g.stream], g.offset, _RANK["global"],
                        Blocker("global", name, g.stream, g.offset, cat)))
-    if getattr(inv, "operations", None) is not None and getattr(inv, "pickles", None) is not None:
-        placed += _from_operations(inv, order, allowed, user_allowed, blocked_names)
-    else:
-        placed += _from_events(inv, order, allowed, user_allowed, blocked_names)
-    for stop in getattr(inv, "stops", ()) or ():
+    placed += _from_operations(inv, order, allowed, user_allowed, blocked_names)
+    for stop in inv.stops:
         if stop.stream in order:
             placed.append((order[stop.stream], stop.offset, _RANK["format"],
                            Blocker("format", f"the pickle cannot be read past here: {stop.reason}",
@@ -83,13 +80,13 @@ def _class_blocker(what: str, cls: str, stream: str, offset: int, allowed: froze
 def _from_operations(inv: Inventory, order: Mapping[str, int], allowed: frozenset[str],
                      user_allowed: frozenset[str], blocked_names: set[str]) -> list[Placed]:
     out: list[Placed] = []
-    for p in getattr(inv, "pickles", ()):
+    for p in inv.pickles:
         if p.stream not in order:
             continue
         for opname, offset in p.first_offsets:
             if opname not in WEIGHTS_ONLY_OPCODES:
                 out.append((order[p.stream], offset, _RANK["opcode"], Blocker("opcode", opname, p.stream, offset)))
-    for op in getattr(inv, "operations", ()):
+    for op in inv.operations:
         if op.stream not in order:
             continue
         b = judge_operation(op.opcode, str(op.target), op.detail, op.stream, op.offset,
@@ -149,37 +146,6 @@ def judge_operation(opcode: str, target: str, detail: Any, stream: str, offset: 
     return None  # other opcodes are refused as opcodes
 
 
-def _from_events(inv: Inventory, order: Mapping[str, int], allowed: frozenset[str],
-                 user_allowed: frozenset[str], blocked_names: set[str]) -> list[Placed]:
-    """The reader's older ``events`` (kept until every reader records operations)."""
-    out: list[Placed] = []
-    for e in inv.events:
-        if e.stream not in order:
-            continue
-        b: Blocker | None
-        if e.kind == "opcode":
-            b = Blocker("opcode", e.detail, e.stream, e.offset)
-        elif e.kind == "newobj-class":
-            b = judge_operation("NEWOBJ", f"global:{e.detail}", None, e.stream, e.offset, allowed, user_allowed,
-                                blocked_names)
-        elif e.kind == "build-class":
-            b = judge_operation("BUILD", f"object:{e.detail}", None, e.stream, e.offset, allowed, user_allowed,
-                                blocked_names)
-        elif e.kind == "append-class":
-            b = judge_operation("APPEND", f"object:{e.detail}", None, e.stream, e.offset, allowed, user_allowed,
-                                blocked_names)
-        elif e.kind == "setitem":
-            b = judge_operation("SETITEM", f"object:{e.detail}", None, e.stream, e.offset, allowed, user_allowed,
-                                blocked_names)
-        elif e.kind == "stop":
-            b = Blocker("format", f"the pickle cannot be read past here: {e.detail}", e.stream, e.offset)
-        else:
-            b = Blocker("structure", f"{e.kind}: {e.detail}", e.stream, e.offset)
-        if b is not None:
-            out.append((order[e.stream], e.offset, _RANK[b.kind], b))
-    return out
-
-
 def zip_record_blockers(inv: Inventory) -> list[Blocker]:
     """torch.load's checks on a zip's records before it unpickles (``_load``): byteorder, alignment."""
     out: list[Blocker] = []
@@ -212,7 +178,7 @@ def storage_blockers(inv: Inventory) -> list[Blocker]:
     for s in inv.storages:
         if s.entry is None:
             continue
-        rb = getattr(s, "record_bytes", None)
+        rb = s.record_bytes
         if s.entry not in entries:
             out.append(Blocker("format", f"storage record {s.entry} is missing (torch: file is corrupted)",
                                s.entry))
