@@ -13,8 +13,8 @@ payloads are harmless (``torch.save`` of a one-element tensor under the test's t
   at load (no payload gets past);
 * where CK108 says "when called" (warning), torch wrote no marker at load;
 * ``weights_only=True`` refuses them all and writes nothing;
-* scripted torchvision models (plain and quantized) and a harmless ``__setstate__`` have no
-  error-level finding at all;
+* scripted and traced torchvision models (plain and quantized) and a harmless ``__setstate__``
+  have no error-level finding at all;
 * the classification tables name operators and classes torch really registers, and every
   namespace torch registers is classified.
 """
@@ -336,17 +336,21 @@ TV: dict[str, Callable[[], torch.nn.Module]] = {
 }
 
 
-@pytest.mark.parametrize("name", list(TV))
-def test_scripted_torchvision_models_have_no_error(name: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("name", "how"), [(n, "script") for n in TV] + [("resnet18", "trace"),
+                                                                         ("quantized_mobilenet_v2", "trace")])
+def test_torchvision_torchscript_models_have_no_error(name: str, how: str, tmp_path: Path) -> None:
     path = tmp_path / f"{name}.pt"
-    torch.jit.save(torch.jit.script(TV[name]().eval()), str(path))
+    model = TV[name]().eval()
+    sm = torch.jit.script(model) if how == "script" else torch.jit.trace(model, torch.randn(1, 3, 64, 64))
+    torch.jit.save(sm, str(path))
     report = check_file(path)
     assert report.format == "torchscript"
     assert [f for f in report.findings if f.severity == "error"] == []
     assert [f for f in report.findings if f.code == "CK108"] == []
     code = report.inventory.facts.extra["torchscript_code"]  # type: ignore[union-attr]
     assert code["unreadable"] == []
-    assert any(o["op"] in ("aten::conv2d", "quantized::conv2d", "aten::_convolution") for o in code["operations"])
+    assert any(o["op"] in ("aten::conv2d", "quantized::conv2d", "aten::_convolution", "quantized::conv2d_relu")
+               for o in code["operations"])
 
 
 # ----------------------------------------------------------------------------- the tables, against torch
