@@ -198,10 +198,10 @@ def test_judge_by_exact_name() -> None:
 # ----------------------------------------------------------------------------- whole archives
 
 
-def _archive(path: Path, code: dict[str, str], folder: str = "arch") -> Path:
+def _archive(path: Path, code: dict[str, str], folder: str = "arch", data: bytes | None = None) -> Path:
     """A TorchScript-shaped zip: data.pkl, constants.pkl and code members (no torch needed)."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
-        z.writestr(f"{folder}/data.pkl", pickle.dumps({}, protocol=2))
+        z.writestr(f"{folder}/data.pkl", data if data is not None else pickle.dumps({}, protocol=2))
         z.writestr(f"{folder}/constants.pkl", pickle.dumps((), protocol=2))
         z.writestr(f"{folder}/version", "3\n")
         for name, src in code.items():
@@ -332,3 +332,24 @@ class P:
     assert {"aten::save", "aten::from_file", "myext::evil"} <= set(loads)
     assert loads["myext::evil"].startswith("__torch__.Other.__getitem__ (called implicitly")
     assert "aten::zeros" in _call_time(facts)  # __init__ runs only where code constructs one
+
+
+def test_pickled_custom_class_objects_are_judged(tmp_path: Path) -> None:
+    # torch.jit.load builds these with the class's native __setstate__ (the library must be loaded).
+    data = b"\x80\x02c__torch__.torch.classes.myext\nFoo\n)\x81}b."
+    report = check_file(_archive(tmp_path / "m.pt", {}, data=data))
+    ck108 = [f for f in report.findings if f.code == "CK108"]
+    assert [(f.severity, f.location) for f in ck108] == [("error", "arch/data.pkl@2")]
+    assert "torch.classes.myext.Foo" in ck108[0].message
+    quantized = b"\x80\x02c__torch__.torch.classes.quantized\nLinearPackedParamsBase\n)\x81}b."
+    assert [f for f in check_file(_archive(tmp_path / "q.pt", {}, data=quantized)).findings if f.code == "CK108"] == []
+
+
+def test_annotation_entries_are_types_not_constants() -> None:
+    facts = _analyze("""\
+class Seq(Module):
+  __annotations__["0"] = __torch__.torch.nn.modules.linear.Linear
+  def forward(self: __torch__.Seq, x: Tensor) -> Tensor:
+    return x
+""")
+    assert facts.entries == [] and facts.ops == []

@@ -83,6 +83,8 @@ class Index:
                 cls.attrs[stmt.target.id] = ast.unparse(stmt.annotation)
                 if stmt.value is not None:
                     cls.constants.append((stmt.target.id, stmt.value))
+            elif isinstance(stmt, ast.Assign) and _is_annotation_entry(stmt.targets[0]):
+                cls.attrs[ast.unparse(stmt.targets[0])] = ast.unparse(stmt.value)  # a type, never evaluated
             elif isinstance(stmt, ast.Assign):
                 name = stmt.targets[0].id if isinstance(stmt.targets[0], ast.Name) else "?"
                 cls.constants.append((name, stmt.value))
@@ -103,6 +105,12 @@ class Index:
             if head in self.functions:
                 return [], self.functions[head], rest
         return [], [], ""
+
+
+def _is_annotation_entry(target: ast.expr) -> bool:
+    """``__annotations__["0"] = T``: an attribute whose name is no identifier (import_source.cpp TK_SUBSCRIPT)."""
+    return (isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name)
+            and target.value.id == "__annotations__" and isinstance(target.slice, ast.Constant))
 
 
 def function_unit(qualname: str, member: str, node: ast.FunctionDef | ast.AsyncFunctionDef,

@@ -108,6 +108,17 @@ def torchscript_findings(inv: Inventory) -> list[Finding]:
             code="CK108", severity="error",
             message=f"TorchScript code ckptlint cannot read, which torch.jit.load compiles and may run: {why}",
             location=why.split(":", 1)[0], fix="do not load this file"))
+    for g in inv.globals:
+        # data.pkl/constants.pkl objects of torch custom classes: their native __setstate__ runs at load.
+        if g.module.startswith("__torch__.torch.classes."):
+            op = f"{g.qualname.removeprefix('__torch__.')}"
+            verdict = judge(op)
+            if verdict is not None:
+                out.append(Finding(
+                    code="CK108", severity="error",
+                    message=f"{g.stream} builds {op} objects ({verdict[0]}: {verdict[1]}); torch.jit.load runs "
+                    "their native __setstate__ at load",
+                    location=f"{g.stream}@{g.offset}", fix="do not load this file"))
     for op in code.get("operations", []):
         verdict = judge(op["op"])
         if verdict is None:
