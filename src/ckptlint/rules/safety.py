@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
+
 from ..findings import Finding
 from ..inventory import GlobalRef, Inventory
-from ..safety.weights_only import Verdict, safe_globals_line
-from ..hookspecs import hookimpl
+from ..plugin import FileContext, hookimpl
+from ..results import Verdict
 from ..rule import Rule
+from ..safety.classify import import_effect
+from ..safety.names import DATA as DATA_NAMES
+from ..safety.weights_only import safe_globals_line
 
-RULES = [
-    Rule("CK101", "dangerous-global", "error", "a global that can run code or touch the system"),
-    Rule("CK102", "full-model-pickle", "error", "pickled nn.Module classes: loading imports and runs their code"),
-    Rule("CK103", "unknown-global", "error", "a global weights_only refuses whose import runs unknown code"),
-    Rule("CK104", "data-global", "warning", "plain data weights_only refuses: allowlist it"),
-    Rule("CK105", "weights-only-fails", "warning", "torch.load(weights_only=True) fails, and why"),
-    Rule("CK106", "hidden-pickle", "error", "a pickle stream torch.load never reads"),
-    Rule("CK107", "container-anomaly", "error", "readers may disagree about the file's content"),
-]
+DANGEROUS = Rule("CK101", "dangerous-global", "error", "a global that can run code or touch the system")
+FULL_MODEL = Rule("CK102", "full-model-pickle", "error",
+                  "pickled nn.Module classes: loading imports and runs their code")
+UNKNOWN = Rule("CK103", "unknown-global", "error", "a global weights_only refuses whose import runs unknown code")
+DATA = Rule("CK104", "data-global", "warning", "plain data weights_only refuses: allowlist it")
+WEIGHTS_ONLY_FAILS = Rule("CK105", "weights-only-fails", "warning", "torch.load(weights_only=True) fails, and why")
+HIDDEN_PICKLE = Rule("CK106", "hidden-pickle", "error", "a pickle stream torch.load never reads")
+ANOMALY = Rule("CK107", "container-anomaly", "error", "readers may disagree about the file's content")
+RULES = [DANGEROUS, FULL_MODEL, UNKNOWN, DATA, WEIGHTS_ONLY_FAILS, HIDDEN_PICKLE, ANOMALY]
 
 
 @hookimpl
@@ -25,7 +31,7 @@ def ckptlint_rules() -> list[Rule]:
 
 
 @hookimpl
-def ckptlint_check_file(context):  # type: ignore[no-untyped-def]
+def ckptlint_check_file(context: FileContext) -> list[Finding]:
     return safety_findings(context.inventory, context.verdict, context.trusted)
 
 
@@ -54,60 +60,57 @@ def safety_findings(inv: Inventory, verdict: Verdict, trusted: frozenset[str] = 
             continue
         seen.add(g.qualname)
         if cat == "dangerous":
-            out.append(Finding(
-                "CK101", "error",
+            out.append(DANGEROUS.finding(
                 f"{g.qualname} can run code or touch the system ({g.opcode})",
-                _key(g), _where(g), "do not load this file"))
+                key=_key(g), location=_where(g), fix="do not load this file"))
         elif g.qualname in trusted:
             continue
         elif cat == "model":
             if inv.format != "torchscript":  # CK105 says what TorchScript means for loading
                 models.append(g)
         elif cat == "unknown" and not (inv.format == "torchscript" and g.module == "torch.jit._pickle"):
-            out.append(Finding(
-                "CK103", "error",
-                f"{g.qualname}: loading imports {g.module}, which runs that module's code; "
+            chain = "; the name is an attribute chain (pickle resolves it with getattr)" if "." in g.name else ""
+            out.append(UNKNOWN.finding(
+                f"{g.qualname} is on no list ckptlint trusts: {import_effect(g.module)}{chain}; "
                 "weights_only=True refuses it",
-                _key(g), _where(g),
-                f"only if you trust it: ckptlint check --allow-global {g.qualname}, and load with "
-                + safe_globals_line([g.qualname])))
+                key=_key(g), location=_where(g),
+                fix="re-save the checkpoint with plain types; only if you wrote this class and trust the file: "
+                f"ckptlint check --allow-global {g.qualname}"))
         elif cat == "data" and g.stream in inv.facts.loaded_streams:
             data.append(g.qualname)
-            out.append(Finding(
-                "CK104", "warning",
-                f"{g.qualname} is plain data, but weights_only=True refuses it",
-                _key(g), _where(g), None))
+            out.append(DATA.finding(
+                f"{g.qualname} is plain data ({DATA_NAMES.get(g.qualname, 'on the data list')}), "
+                "but weights_only=True refuses it",
+                key=_key(g), location=_where(g)))
     if models:
         names = list(dict.fromkeys(g.qualname for g in models))
         first = models[0]
-        out.append(Finding(
-            "CK102", "error",
+        out.append(FULL_MODEL.finding(
             f"full-model pickle: {len(names)} model classes ({', '.join(names[:4])}"
             f"{', …' if len(names) > 4 else ''}); loading imports and runs their code",
-            _key(first), _where(first),
-            "load it once where you trust it, then torch.save(model.state_dict(), path) "
+            key=_key(first), location=_where(first),
+            fix="load it once where you trust it, then torch.save(model.state_dict(), path) "
             "(or safetensors.torch.save_model)"))
     if data:
-        fix = verdict.advice if verdict.advice.startswith("import ") else safe_globals_line(list(dict.fromkeys(data)))
-        out = [f if f.code != "CK104" else Finding(f.code, f.severity, f.message, f.key, f.location, fix)
-               for f in out]
+        # add_safe_globals advice only ever names entries of the exact data list (safety/names.py)
+        fix = safe_globals_line([q for q in dict.fromkeys(data) if q in DATA_NAMES])
+        out = [f if f.code != DATA.code else replace(f, fix=fix) for f in out]
     out.extend(_hidden_streams(inv, cats))
-    out.extend(Finding("CK107", "error", f"readers may disagree about this file: {a}", None, None,
-                       "re-save the checkpoint from a trusted copy")
+    out.extend(ANOMALY.finding(f"readers may disagree about this file: {a}",
+                               fix="re-save the checkpoint from a trusted copy")
                for a in inv.anomalies)
     if not verdict.loads:
         blocker = verdict.blocking[0]
         where = f"{blocker.stream}@{blocker.offset}" if blocker.offset is not None else None
-        out.append(Finding(
-            "CK105", "warning",
+        out.append(WEIGHTS_ONLY_FAILS.finding(
             f"torch.load(weights_only=True) fails (torch {verdict.torch_version}): "
             + "; ".join(b.detail for b in verdict.blocking[:3])
             + (f" (+{len(verdict.blocking) - 3} more)" if len(verdict.blocking) > 3 else ""),
-            None, where, verdict.advice))
+            location=where, fix=verdict.advice))
     return out
 
 
-def _hidden_streams(inv: Inventory, cats: dict[str, str]) -> list[Finding]:
+def _hidden_streams(inv: Inventory, cats: Mapping[str, str]) -> list[Finding]:
     """Pickles torch.load itself never reads, yet the file carries (polyglots, smuggled members)."""
     loaded = set(inv.facts.loaded_streams)
     out = []
@@ -117,9 +120,9 @@ def _hidden_streams(inv: Inventory, cats: dict[str, str]) -> list[Finding]:
         if inv.format == "torchscript" and stream.endswith(_TORCHSCRIPT_STREAMS):
             continue
         refs = [g for g in inv.globals if g.stream == stream and cats.get(g.qualname) != "allowed"]
-        out.append(Finding(
-            "CK106", "error" if refs else "warning",
+        out.append(HIDDEN_PICKLE.finding(
             f"pickle stream {stream} is not read by torch.load"
             + (f" but references {', '.join(dict.fromkeys(g.qualname for g in refs[:4]))}" if refs else ""),
-            None, stream, "remove it: a checkpoint has no reason to carry another pickle"))
+            location=stream, fix="remove it: a checkpoint has no reason to carry another pickle",
+            severity="error" if refs else "warning"))
     return out
