@@ -160,9 +160,12 @@ def gen_tar(seed: int) -> bytes:
         out = bytes(head) + out
     elif roll < 0.1:
         out = out[:rng.randrange(1, len(out))]
-    elif roll < 0.17:
-        pos = rng.randrange(min(len(out), 512))
-        out = out[:pos] + bytes([out[pos] ^ (1 << rng.randrange(8))]) + out[pos + 1:]
+    elif roll < 0.25:  # flipped bits: in the first header, or anywhere
+        buf = bytearray(out)
+        for _ in range(rng.randrange(1, 4)):
+            pos = rng.randrange(min(len(buf), 512) if rng.random() < 0.4 else len(buf))
+            buf[pos] ^= 1 << rng.randrange(8)
+        out = bytes(buf)
     return out
 
 
