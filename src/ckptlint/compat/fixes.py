@@ -34,11 +34,6 @@ class Fix:
     diagnosis: list[str] = field(default_factory=list)
     snippet: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"renames": [list(r) for r in self.renames], "drop": self.drop,
-                "random_init": self.random_init, "strict": self.strict,
-                "diagnosis": self.diagnosis, "snippet": self.snippet}
-
 
 def rename_key(key: str, renames: list[tuple[str, str]]) -> str:
     for pattern, repl in renames:
