@@ -9,7 +9,17 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import CheckpointError, FormatError
-from ..inventory import FormatFacts, GlobalRef, Inventory, PickleEvent, StorageRecord, TensorRecord
+from ..inventory import (
+    FormatFacts,
+    GlobalRef,
+    Inventory,
+    Operation,
+    PickleEvent,
+    PickleStream,
+    StorageRecord,
+    StreamStop,
+    TensorRecord,
+)
 from ..limits import DEFAULT_LIMITS, Limits
 from .common import CountingFile
 
@@ -47,6 +57,9 @@ def read_sharded(f: CountingFile, path: str, index: dict[str, Any],
     loaded: list[str] = []
     anomalies: list[str] = []
     events: list[PickleEvent] = []
+    pickles: list[PickleStream] = []
+    operations: list[Operation] = []
+    stops: list[StreamStop] = []
     bytes_read = f.bytes_read
     formats: dict[str, str] = {}
     for shard, names in shards.items():
@@ -73,6 +86,9 @@ def read_sharded(f: CountingFile, path: str, index: dict[str, Any],
         streams.extend(f"{shard}:{s}" for s in inv.facts.streams)
         loaded.extend(f"{shard}:{s}" for s in inv.facts.loaded_streams)
         events.extend(replace(e, stream=f"{shard}:{e.stream}") for e in inv.events)
+        pickles.extend(replace(p, stream=f"{shard}:{p.stream}") for p in inv.pickles)
+        operations.extend(replace(o, stream=f"{shard}:{o.stream}") for o in inv.operations)
+        stops.extend(replace(st, stream=f"{shard}:{st.stream}") for st in inv.stops)
         notes.extend(f"{shard}: {n}" for n in inv.notes)
         anomalies.extend(f"{shard}: {a}" for a in inv.anomalies)
         missing = sorted(wanted - present)
@@ -88,4 +104,5 @@ def read_sharded(f: CountingFile, path: str, index: dict[str, Any],
     structure = {t.key: {"__tensor__": i} for i, t in enumerate(tensors)}
     return Inventory(path=path, facts=facts, tensors=tuple(tensors), storages=tuple(storages),
                      globals=tuple(globals_), structure=structure, metadata={}, notes=tuple(notes),
-                     events=tuple(events), anomalies=tuple(anomalies))
+                     events=tuple(events), anomalies=tuple(anomalies), pickles=tuple(pickles),
+                     operations=tuple(operations), stops=tuple(stops))
