@@ -49,6 +49,14 @@ class TruncatedPickle(FormatError):
     """A pickle stream ended early; a reader holding only part of a file may read more."""
 
 
+class ZipStructureError(FormatError):
+    """miniz refuses the archive; ``mz_error`` is its error string (what torch prints)."""
+
+    def __init__(self, mz_error: str, what: str = "reading zip archive") -> None:
+        super().__init__(f"PytorchStreamReader failed {what}: {mz_error}")
+        self.mz_error = mz_error
+
+
 class LimitExceeded(FormatError):
     """A whole-file bound (``Limits.<field>``) was hit; the message names it."""
 
@@ -90,4 +98,4 @@ class PluginError(CkptlintError):
 
 
 __all__ = ["CheckpointError", "CkptlintError", "ConfigError", "FormatError", "LimitExceeded", "OutputError",
-           "PluginError", "TargetError", "TruncatedPickle", "UnwrapError", "UsageError"]
+           "PluginError", "TargetError", "TruncatedPickle", "UnwrapError", "UsageError", "ZipStructureError"]
