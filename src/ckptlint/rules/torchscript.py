@@ -12,14 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from ..findings import Finding
-from ..hookspecs import hookimpl
 from ..inventory import Inventory
+from ..plugin import FileContext, hookimpl
 from ..rule import Rule
 
-RULES = [
-    Rule("CK108", "torchscript-code", "error",
-         "TorchScript code that runs at load (or when called) touches files, processes or the network"),
-]
+TORCHSCRIPT_CODE = Rule("CK108", "torchscript-code", "error",
+                        "TorchScript code that runs at load (or when called) touches files, processes or the network")
+RULES = [TORCHSCRIPT_CODE]
 
 # Operators torch registers that reach outside the process's tensors (torch 2.14
 # ``torch._C._jit_get_all_schemas()``, read by tests/differential/test_torchscript_vs_torch.py).
@@ -94,7 +93,7 @@ def ckptlint_rules() -> list[Rule]:
 
 
 @hookimpl
-def ckptlint_check_file(context):  # type: ignore[no-untyped-def]
+def ckptlint_check_file(context: FileContext) -> list[Finding]:
     return torchscript_findings(context.inventory)
 
 
@@ -104,9 +103,8 @@ def torchscript_findings(inv: Inventory) -> list[Finding]:
         return []
     out: list[Finding] = []
     for why in code.get("unreadable", []):
-        out.append(Finding(
-            code="CK108", severity="error",
-            message=f"TorchScript code ckptlint cannot read, which torch.jit.load compiles and may run: {why}",
+        out.append(TORCHSCRIPT_CODE.finding(
+            f"TorchScript code ckptlint cannot read, which torch.jit.load compiles and may run: {why}",
             location=why.split(":", 1)[0], fix="do not load this file"))
     for g in inv.globals:
         # data.pkl/constants.pkl objects of torch custom classes: their native __setstate__ runs at load.
@@ -114,9 +112,8 @@ def torchscript_findings(inv: Inventory) -> list[Finding]:
             op = f"{g.qualname.removeprefix('__torch__.')}"
             verdict = judge(op)
             if verdict is not None:
-                out.append(Finding(
-                    code="CK108", severity="error",
-                    message=f"{g.stream} builds {op} objects ({verdict[0]}: {verdict[1]}); torch.jit.load runs "
+                out.append(TORCHSCRIPT_CODE.finding(
+                    f"{g.stream} builds {op} objects ({verdict[0]}: {verdict[1]}); torch.jit.load runs "
                     "their native __setstate__ at load",
                     location=f"{g.stream}@{g.offset}", fix="do not load this file"))
     for op in code.get("operations", []):
@@ -126,14 +123,12 @@ def torchscript_findings(inv: Inventory) -> list[Finding]:
         kind, why = verdict
         where = f"{op['member']}:{op['line']}"
         if op["at_load"]:
-            out.append(Finding(
-                code="CK108", severity="error",
-                message=f"TorchScript code runs {op['op']} ({kind}: {why}) at load, from {op['entry']}; "
+            out.append(TORCHSCRIPT_CODE.finding(
+                f"TorchScript code runs {op['op']} ({kind}: {why}) at load, from {op['entry']}; "
                 "torch.load(weights_only=False) and torch.jit.load run it",
                 location=where, fix="do not load this file; ask for a state_dict (torch.save(model.state_dict()))"))
         else:
-            out.append(Finding(
-                code="CK108", severity="warning",
-                message=f"TorchScript method {op['entry']} calls {op['op']} ({kind}: {why}) when the model runs",
-                location=where, fix="run this model only if you trust its author"))
+            out.append(TORCHSCRIPT_CODE.finding(
+                f"TorchScript method {op['entry']} calls {op['op']} ({kind}: {why}) when the model runs",
+                location=where, fix="run this model only if you trust its author", severity="warning"))
     return out
