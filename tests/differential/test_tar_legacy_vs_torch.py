@@ -235,7 +235,8 @@ def gen_legacy(seed: int) -> bytes:
 # ---------------------------------------------------------------- the comparison
 
 def torch_reading(path: Path) -> tuple[list[tuple[str, str]], str]:
-    inert.reset()
+    # torch's tar reader reads ``storage_type._dtype``: the inert module hands back torch's own storage classes
+    inert.reset(real_storage_classes=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
