@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import FormatError
+from ..errors import ZipStructureError as ZipStructureError  # re-exported for zipextract and torchzip
 from ..limits import DEFAULT_LIMITS, Budget, Limits
 
 _EOCD = struct.Struct("<4sHHHHIIH")
@@ -55,14 +56,6 @@ FEATURE = "unsupported feature"
 
 Reader = Callable[[int, int], bytes]
 """``read(offset, n)``: up to ``n`` bytes at ``offset`` (fewer at the end of the file)."""
-
-
-class ZipStructureError(FormatError):
-    """miniz refuses the archive; ``mz_error`` is its error string (what torch prints)."""
-
-    def __init__(self, mz_error: str, what: str = "reading zip archive") -> None:
-        super().__init__(f"PytorchStreamReader failed {what}: {mz_error}")
-        self.mz_error = mz_error
 
 
 @dataclass(frozen=True)
