@@ -1,17 +1,16 @@
-"""The pytest plugin, end to end: ``pytest --ckpt`` in a subprocess (the installed ``pytest11``
-entry point, as users get it), with real checkpoints saved by torch, xdist on and off."""
+"""The pytest plugin, end to end: ``pytest --ckpt`` loading the plugin from the installed ``pytest11``
+entry point (as users get it), with real checkpoints saved by torch, xdist on and off."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
-import torch
-import torchvision
+
+from conftest import CliRunner
 
 pytest_plugins = ["pytester"]
 
@@ -22,8 +21,10 @@ class Boom:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def store(tmp_path_factory: pytest.TempPathFactory, torch: ModuleType) -> Path:
     """Checkpoints and a snapshot, made once: linked into each pytester directory."""
+    import torchvision
+
     d = tmp_path_factory.mktemp("ckpts")
     torch.manual_seed(0)
     torch.save(torchvision.models.resnet18().state_dict(), d / "good.pt")
@@ -34,8 +35,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     torch.save({"model": torch.nn.Linear(2, 2).state_dict(), "args": argparse.Namespace(lr=0.1)}, d / "ns.pt")
     (d / "notes.pt").write_text("these are not the weights you are looking for\n")
-    proc = subprocess.run([sys.executable, "-m", "ckptlint", "snapshot", "torchvision.models:resnet18",
-                           "-o", str(d / "resnet18.json")], capture_output=True, text=True, timeout=300)
+    proc = CliRunner()("snapshot", "torchvision.models:resnet18", "-o", d / "resnet18.json")
     assert proc.returncode == 0, proc.stderr
     return d
 
@@ -55,9 +55,15 @@ def xdist_args(request: pytest.FixtureRequest) -> list[str]:
     return list(request.param)
 
 
-def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    # Subprocess: the plugin comes from the installed entry point, exactly as for users.
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", *args, timeout=600)
+def _run(pytester: pytest.Pytester, *args: str, process: bool = False) -> pytest.RunResult:
+    """pytest in this process; in a new one with xdist (its workers are processes) or with ``process=True``.
+
+    Either way pytest loads the plugin from the installed ``pytest11`` entry point, as for users.
+    """
+    full = ("-p", "no:cacheprovider", "-p", "no:randomly", *args)
+    if process or "-n" in args:
+        return pytester.runpytest_subprocess(*full, timeout=600)
+    return pytester.runpytest_inprocess(*full)
 
 
 def _no_traceback_into_ckptlint(result: pytest.RunResult) -> None:
@@ -78,12 +84,12 @@ def pytest_sessionfinish(session):
     print("\\nPLUGIN", pm.hasplugin("ckptlint"), "COLLECTION", pm.hasplugin("ckptlint-collection"))
     print("TORCH", "torch" in sys.modules, "CHECKER", "ckptlint.checker" in sys.modules)
 """)
-    result = _run(pytester, "-s")
+    result = _run(pytester, "-s", process=True)  # a process: which modules it imported is the point
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["PLUGIN True COLLECTION False", "TORCH False CHECKER False"])
 
     # A safety check needs no torch either: the whole run stays torch-free.
-    result = _run(pytester, "-s", "--ckpt", "good.pt")
+    result = _run(pytester, "-s", "--ckpt", "good.pt", process=True)
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["PLUGIN True COLLECTION True", "TORCH False CHECKER True"])
 
