@@ -160,10 +160,13 @@ def zip_record_blockers(inv: Inventory) -> list[Blocker]:
         # `if byteorderdata not in [b"little", b"big"]: raise ValueError("Unknown endianness type")`
         out.append(Blocker("format", f"byteorder record {value!r} is neither 'little' nor 'big' "
                                      "(torch: Unknown endianness type)", "byteorder"))
-    align = extra.get(".storage_alignment")
+    raw_align = extra.get(".storage_alignment_record")
+    align = raw_align if isinstance(raw_align, str) else extra.get(".storage_alignment")
     if isinstance(align, str):
         try:
-            int(align)  # `storage_alignment = int(zip_file.get_record(".storage_alignment"))`
+            # `storage_alignment = int(zip_file.get_record(".storage_alignment"))`: int() of the record's bytes
+            # (bytes, not str: str's int() would also strip non-ASCII whitespace such as \xa0)
+            int(align.encode("latin-1", "replace"))
         except ValueError:
             out.append(Blocker("format", f".storage_alignment record {align!r} is not an integer",
                                ".storage_alignment"))
