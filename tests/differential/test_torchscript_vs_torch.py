@@ -269,7 +269,8 @@ print(json.dumps(out))
 """
 
 
-def _load_all(run_python: Callable[..., object], cases: list[tuple[str, str]], weights_only: bool) -> dict[str, list]:
+def _load_all(run_python: Callable[..., object], cases: list[tuple[str, str]],
+              weights_only: bool) -> dict[str, list[Any]]:
     proc = run_python("-c", _LOADER, "1" if weights_only else "0", json.dumps(cases))
     assert proc.returncode == 0, proc.stderr  # type: ignore[attr-defined]
     return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[attr-defined,no-any-return]
