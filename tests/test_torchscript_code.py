@@ -353,3 +353,31 @@ class Seq(Module):
     return x
 """)
     assert facts.entries == [] and facts.ops == []
+
+
+def test_a_name_bound_twice_is_not_resolved_to_one_class() -> None:
+    facts = _analyze("""\
+class A:
+  def run(self: __torch__.A) -> NoneType:
+    return None
+class B:
+  def run(self: __torch__.B) -> NoneType:
+    torch.save(torch.ones([1]), "/tmp/b")
+    return None
+  def go(self: __torch__.B) -> NoneType:
+    ops.myext.evil()
+    return None
+class P:
+  a : __torch__.A
+  bs : List[__torch__.B]
+  def __setstate__(self: __torch__.P, s: int) -> NoneType:
+    h = self.a
+    h.run()
+    for h in self.bs:
+      h.run()
+    def inner(x: __torch__.B) -> NoneType:
+      x.go()
+    x = self.a
+    return None
+""")
+    assert {"aten::save", "myext::evil"} <= set(_at_load(facts))

@@ -161,9 +161,15 @@ def builtin_op(parts: list[str]) -> str:
 
 
 def local_types(nodes: list[ast.AST], params: dict[str, str]) -> dict[str, str]:
-    """Flow-insensitive local types: a name assigned two different types is dropped (unknown)."""
+    """Flow-insensitive local types: a name bound two different ways is dropped (unknown).
+
+    Only ``x = <typed expr>`` and ``x : T = …`` give a type; any other binding of the name
+    (``for``, ``with … as``, unpacking, a nested function's parameter, ``:=`` …) makes it
+    unknown, so a receiver is never resolved to one class when it may hold another.
+    """
     types = dict(params)
     clash: set[str] = set()
+    typed_targets: set[int] = set()
     for n in nodes:
         target: ast.expr | None = None
         value: ast.expr | None = None
@@ -174,15 +180,22 @@ def local_types(nodes: list[ast.AST], params: dict[str, str]) -> dict[str, str]:
             target, value = n.targets[0], n.value
         if not isinstance(target, ast.Name):
             continue
+        typed_targets.add(id(target))
         if typ is None and value is not None:
             typ = value_type(value)
         if typ is None or types.get(target.id, typ) != typ:
             clash.add(target.id)
         else:
             types[target.id] = typ
+    for n in nodes:
+        if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load) and id(n) not in typed_targets:
+            clash.add(n.id)
+        elif isinstance(n, ast.arg):
+            clash.add(n.arg)  # a nested function's parameter (the unit's own are not among its nodes)
+        elif isinstance(n, ast.ExceptHandler) and n.name:
+            clash.add(n.name)
     for name in clash:
-        if name not in params:
-            types.pop(name, None)
+        types.pop(name, None)
     return types
 
 
