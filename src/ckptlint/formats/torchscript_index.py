@@ -220,8 +220,8 @@ def dotted_type(dotted: str, local_types: dict[str, str], index: Index, depth: i
     for attr in parts[1:]:
         if typ is None:
             return None
-        classes = index.classes.get(typ.lower(), [])
-        typ = classes[0].attrs.get(attr) if classes else None
+        found = {c.attrs.get(attr) for c in index.classes.get(typ.lower(), [])}
+        typ = found.pop() if len(found) == 1 else None  # same-named copies that disagree: unknown
     if typ is not None and typ.startswith("Optional[") and typ.endswith("]"):
         typ = typ[len("Optional["):-1]
     return typ
