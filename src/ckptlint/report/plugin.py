@@ -4,39 +4,40 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..plugin import hookimpl
+from ..plugin import Reporter, hookimpl
+from ..results import Report
 
 
-def _text(report: Any, options: dict[str, Any]) -> str:
+def _text(report: Report, options: dict[str, Any]) -> str:
     from .check_text import render_report
 
     return render_report(report, color=bool(options.get("color")))
 
 
-def _json(report: Any, options: dict[str, Any]) -> str:
+def _json(report: Report, options: dict[str, Any]) -> str:
     from .check_json import render_json
 
     return render_json(report, options)
 
 
-def _sarif(report: Any, options: dict[str, Any]) -> str:
+def _sarif(report: Report, options: dict[str, Any]) -> str:
     from .sarif import render_sarif
 
     return render_sarif(report, options)
 
 
-def _github(report: Any, options: dict[str, Any]) -> str:
+def _github(report: Report, options: dict[str, Any]) -> str:
     from .github import render_github
 
     return render_github(report, options)
 
 
-def _markdown(report: Any, options: dict[str, Any]) -> str:
+def _markdown(report: Report, options: dict[str, Any]) -> str:
     from .markdown import render_markdown
 
     return render_markdown(report, options)
 
 
 @hookimpl
-def ckptlint_reporters() -> dict[str, Any]:
+def ckptlint_reporters() -> dict[str, Reporter]:
     return {"text": _text, "json": _json, "sarif": _sarif, "github": _github, "markdown": _markdown}

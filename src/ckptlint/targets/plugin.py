@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from ..plugin import hookimpl
+from .signature import Signature
 
 
 @hookimpl(trylast=True)
-def ckptlint_resolve_target(spec: str, kwargs: dict[str, Any]) -> Any:
+def ckptlint_resolve_target(spec: str, kwargs: dict[str, Any]) -> tuple[Signature, Any] | None:
     """The cached signature while the target's sources are unchanged, else a live (meta) build."""
     import sys
 
