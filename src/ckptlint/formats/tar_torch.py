@@ -165,16 +165,26 @@ def _tensors(tt: TorchTar, f: CountingFile, asm: Assembler, objects: dict[Any, A
         shape = struct.unpack(f"<{ndim}q", body[:8 * ndim])
         stride = struct.unpack(f"<{ndim}q", body[8 * ndim:16 * ndim])
         (offset,) = struct.unpack("<q", body[16 * ndim:])
-        _check_bounds(shape, stride, offset, i)
+        _check_bounds(shape, stride, offset, ITEMSIZE.get(st.dtype, 1), i)
         _put(objects, key, TensorStub("tar", st, offset, shape, stride, False, st.dtype, st.location))
 
 
-def _check_bounds(shape: tuple[int, ...], stride: tuple[int, ...], offset: int, i: int) -> None:
+def _check_bounds(shape: tuple[int, ...], stride: tuple[int, ...], offset: int, itemsize: int, i: int) -> None:
     """``Tensor.set_``'s checks. It grows a storage too small for the view instead of refusing it."""
     if any(n < 0 for n in shape) or offset < 0:
         raise TorchFails(f"tensor {i}: negative size or offset (Tensor.set_ raises)")
-    if 0 not in shape and any(n > 1 and s < 0 for n, s in zip(shape, stride, strict=True)):
+    if 0 in shape:
+        return
+    if any(n > 1 and s < 0 for n, s in zip(shape, stride, strict=True)):
         raise TorchFails(f"tensor {i}: negative stride (Tensor.set_ raises: storage size overflowed)")
+    need = (offset + sum((n - 1) * s for n, s in zip(shape, stride, strict=True)) + 1) * itemsize
+    if need > _NO_MACHINE_ALLOCATES:
+        raise TorchFails(f"tensor {i}: Tensor.set_ grows its storage to {need} bytes, which no machine allocates")
+
+
+_NO_MACHINE_ALLOCATES = 1 << 40
+"""Above this (1 TiB) the allocation ``Tensor.set_`` makes to grow a storage fails everywhere; below it we
+assume it succeeds (how much a machine can allocate is not in the file)."""
 
 
 def _persistent_load(objects: dict[Any, Any]) -> Any:
