@@ -8,8 +8,9 @@
 and functions come from ``code/<qualifier as a path>.py`` (import_source.cpp,
 import_export_helpers.cpp), and compiling them also *evaluates* default
 arguments and class-body constants (shown with marker files in
-tests/test_torchscript_load.py). Those three are the load-time entry points; the
-rest of the code runs only when a method is called.
+tests/differential/test_torchscript_vs_torch.py). Those three, and the special
+methods (``with``, ``len``, operators) load-time code can call without naming them,
+are the load-time entry points; the rest runs only when a method is called.
 
 Nothing here executes or imports the code: sources are parsed with :mod:`ast`
 and the calls are followed statically, over-approximating where a receiver's
@@ -21,11 +22,12 @@ judges them.
 from __future__ import annotations
 
 import ast
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import FormatError
+from ..errors import FormatError, LimitExceeded
 from ..limits import DEFAULT_LIMITS, Limits
 from .torchscript_index import (
     FunctionNode,
@@ -113,6 +115,8 @@ def analyze_archive(z: ZipArchive, prefix: str, limits: Limits = DEFAULT_LIMITS)
             data = z.read_member(m, limit=budget)
             budget -= len(data)
             sources.append((m.name, qualifier, data, None))
+        except LimitExceeded:
+            raise  # a whole-file bound: the file's own CK9xx finding names it
         except FormatError as e:
             sources.append((m.name, qualifier, None, str(e)))
     return analyze_sources(sources)
@@ -156,7 +160,7 @@ class _Walker:
         self.seen_ops: set[tuple[str, str, bool]] = set()
 
     def run(self) -> None:
-        queue: list[tuple[Unit, str]] = []
+        queue: deque[tuple[Unit, str]] = deque()
         for unit in self.index.units:
             for fn in _own_functions(unit):
                 defaults = defaults_of(fn)
@@ -167,7 +171,7 @@ class _Walker:
             for cls in classes:
                 setstate = cls.methods.get("__setstate__")
                 if setstate is not None:
-                    queue.insert(0, (setstate, f"{cls.qualname}.__setstate__"))
+                    queue.appendleft((setstate, f"{cls.qualname}.__setstate__"))
                 for name, expr in cls.constants:
                     queue.append((Unit(f"{cls.qualname}.{name}", cls.member, [expr], cls),
                                   f"class constant {cls.qualname}.{name}"))
@@ -182,7 +186,7 @@ class _Walker:
                                  for m in methods)
         self.keep.extend(unit for unit, _ in queue)
         while queue:
-            unit, entry = queue.pop(0)
+            unit, entry = queue.popleft()
             if id(unit) in self.reached:
                 continue
             self.reached[id(unit)] = entry
