@@ -222,7 +222,8 @@ def gen_legacy(seed: int) -> bytes:
     if n and rng.random() < 0.1:
         key_list.append("nope")
     keys = tc.p2(calls.maybe(0.2) + b"]" + (b"(" + b"".join(tc.uni(k) for k in key_list) + b"e" if key_list else b""))
-    raw = b"".join(struct.pack("<q", c) + b"\0" * 4 * c for c in numel)
+    on_disk = [c + (rng.choice([-1, 1]) if c and rng.random() < 0.1 else 0) for c in numel]
+    raw = b"".join(struct.pack("<q", c) + b"\0" * 4 * c for c in on_disk)
     if raw and rng.random() < 0.15:
         raw = raw[:rng.randrange(len(raw))]
     out = tc.legacy_file(obj_body=obj, magic=magic_b, protocol=_spell_int(version, rng, calls),

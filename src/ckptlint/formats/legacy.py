@@ -210,8 +210,10 @@ def _storage_records(f: CountingFile, asm: Assembler, keys: Any, offset: int) ->
         if count < 0 or on_disk > f.size - start:
             stop(asm, "pickle#4", offset, f"torch.load raises: storage {key!r} runs past the end of the file")
             break
-        if on_disk != st.nbytes:
-            asm.notes.append(f"storage {key!r}: {on_disk} bytes on disk, the pickle declares {st.nbytes}")
+        if st.nbytes is not None and on_disk != st.nbytes:  # THPStorage_readFileRaw checks the size
+            stop(asm, "pickle#4", offset, f"torch.load raises: storage {key!r} has wrong byte size "
+                 f"({on_disk} bytes on disk, the pickle declares {st.nbytes})")
+            break
         storages.append(StorageRecord(key, st.dtype, st.nbytes, st.location, f"bytes {start}-{start + on_disk}"))
         done.add(key)
         offset = start + on_disk
