@@ -49,9 +49,10 @@ _CUSTOM_CLASS_PREFIX = ("__torch__", "torch", "classes")
 _EXPLICIT_DUNDERS = frozenset({"__init__", "__getstate__", "__setstate__", "__new__"})
 """Special methods torch calls only by name (construction, saving, loading)."""
 MAX_CODE_BYTES = 1 << 20
-"""TorchScript source analysed per archive, all members together. Parsing costs ~3 s and up to
-~500 MB per MiB on hostile input; scripted torchvision models carry at most 0.3 MiB (maskrcnn,
-ssdlite). Past it, the rest is reported unreadable (a CK108 error), never skipped silently."""
+"""TorchScript source analysed per archive, all members together. Parsing and following cost
+4-8 s and up to ~500 MB per MiB of hostile input (a shared 2-core machine); scripted
+torchvision models carry at most 0.3 MiB (maskrcnn, ssdlite). Past it, the rest is reported
+unreadable (a CK108 error), never skipped silently."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,8 @@ class _Walker:
         self.keep: list[Unit] = []
         """Units made here stay alive, so that their ids in ``reached`` stay unique."""
         self.seen_ops: set[tuple[str, str, bool]] = set()
+        self.expanded: set[str] = set()
+        """Method names already followed to every method of that name (each name once: linear time)."""
 
     def run(self) -> None:
         queue: deque[tuple[Unit, str]] = deque()
@@ -175,8 +178,10 @@ class _Walker:
                 for name, expr in cls.constants:
                     queue.append((Unit(f"{cls.qualname}.{name}", cls.member, [expr], cls),
                                   f"class constant {cls.qualname}.{name}"))
+        listed: set[str] = set()
         for unit, entry in queue:
-            if self._contains_code(unit) and entry not in self.facts.entries:
+            if entry not in listed and self._contains_code(unit):
+                listed.add(entry)
                 self.facts.entries.append(entry)
         if self.facts.entries:
             # Operators, `with`, len(), x[i], str() … call these without naming them.
@@ -273,9 +278,10 @@ class _Walker:
             return
         if is_call and not classes:
             self._record(f"aten::{name}", unit, n, entry, at_load)  # Tensor, list, str … methods are aten ops
-        if recv is None or "__torch__" in recv:
+        if (recv is None or "__torch__" in recv) and name not in self.expanded:
             # Unknown receiver, an interface or a Union/List/Dict of archive classes: any archive
             # method of that name may be the one.
+            self.expanded.add(name)
             out.update((id(m), m) for m in self.index.methods_by_name.get(name, ()))
 
 
