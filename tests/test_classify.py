@@ -97,6 +97,7 @@ def test_attribute_chains_under_model_packages_are_dangerous(module: str, name: 
     assert cat(module, name) == "dangerous"
 
 
+@pytest.mark.integration  # reads torch's and torchvision's installed sources (never imports them)
 @pytest.mark.parametrize("module,name", [
     ("torchvision.models", "resnet.ResNet"),                 # a chain, even to a real class
     ("torch.nn.modules", "Linear"),                          # re-exported, not defined there
@@ -213,6 +214,7 @@ def _probe(names: list[str], tmp_path: Path) -> dict[str, list[object]]:
     return json.loads(proc.stdout.splitlines()[-1])  # type: ignore[no-any-return]
 
 
+@pytest.mark.integration  # a child process imports numpy, torch.distributed.checkpoint and the stdlib
 def test_no_data_entry_touches_files_processes_memory_or_code(tmp_path: Path) -> None:
     """Every data entry, called the ways a pickle can call it (REDUCE, NEWOBJ) with plausible
     arguments, under an audit hook: no file, process, socket, mmap, ctypes, exec or import event."""
@@ -220,6 +222,7 @@ def test_no_data_entry_touches_files_processes_memory_or_code(tmp_path: Path) ->
     assert result["hits"] == [] and result["files"] == [], result
 
 
+@pytest.mark.integration  # a child process imports numpy
 def test_the_probe_catches_what_the_old_prefix_rule_let_through(tmp_path: Path) -> None:
     """The same probe on the callables the old ``numpy.*`` lower-case rule called data: each trips it."""
     old = ["numpy.savetxt", "numpy.memmap", "numpy.save", "numpy.fromfile", "numpy.load"]

@@ -18,6 +18,7 @@ import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -235,9 +236,7 @@ def _stops(data: bytes) -> list[int]:
     return ends
 
 
-def test_payload_in_later_pickle_of_legacy_file(tmp_path: Path, marker: Path) -> None:
-    import torch
-
+def test_payload_in_later_pickle_of_legacy_file(tmp_path: Path, marker: Path, torch: ModuleType) -> None:
     safe = tmp_path / "safe_legacy.pt"
     torch.save({"w": torch.ones(3)}, safe, _use_new_zipfile_serialization=False)
     data = safe.read_bytes()
@@ -256,9 +255,7 @@ def test_payload_in_later_pickle_of_legacy_file(tmp_path: Path, marker: Path) ->
         torch.load(path, weights_only=True)
 
 
-def test_payload_in_extra_zip_entry(tmp_path: Path, marker: Path) -> None:
-    import torch
-
+def test_payload_in_extra_zip_entry(tmp_path: Path, marker: Path, torch: ModuleType) -> None:
     path = tmp_path / "extra.pt"
     torch.save({"w": torch.ones(3)}, path)
     with zipfile.ZipFile(path) as z:
@@ -280,9 +277,7 @@ def test_payload_in_extra_zip_entry(tmp_path: Path, marker: Path) -> None:
     assert wo(r).loads == loads
 
 
-def test_payload_inside_state_dict_value(tmp_path: Path, marker: Path) -> None:
-    import torch
-
+def test_payload_inside_state_dict_value(tmp_path: Path, marker: Path, torch: ModuleType) -> None:
     path = tmp_path / "sd.pt"
     torch.save({"w": torch.ones(3), "evil": Payload(marker)}, path)
     r = check_file(path)
@@ -307,9 +302,7 @@ def test_protocol0_text_pickle(tmp_path: Path, marker: Path) -> None:
     assert ck101(r) & SYSTEM
 
 
-def test_safe_state_dict_no_findings(tmp_path: Path) -> None:
-    import torch
-
+def test_safe_state_dict_no_findings(tmp_path: Path, torch: ModuleType) -> None:
     path = tmp_path / "sd.pt"
     torch.save(torch.nn.Linear(4, 2).state_dict(), path)
     r = check_file(path)
@@ -322,9 +315,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120)
 
 
-def test_cli_malicious_and_clean(tmp_path: Path, marker: Path) -> None:
-    import torch
-
+def test_cli_malicious_and_clean(tmp_path: Path, marker: Path, torch: ModuleType) -> None:
     evil = tmp_path / "evil.pt"
     torch.save({"w": torch.ones(2), "evil": Payload(marker)}, evil)
     clean = tmp_path / "clean.pt"
@@ -353,6 +344,7 @@ def _reaches(tmp_path: Path, data: bytes, marker: Path) -> bool:
     return reached
 
 
+@pytest.mark.integration  # the marker proof imports torchvision in a child process
 def test_attribute_chain_through_a_model_package_is_dangerous_not_a_model(tmp_path: Path, marker: Path) -> None:
 
     data = (b"\x80\x04" + u("torchvision.models.resnet") + u("torch.os.system") + b"\x93"
@@ -365,6 +357,7 @@ def test_attribute_chain_through_a_model_package_is_dangerous_not_a_model(tmp_pa
     assert _reaches(tmp_path, data, marker), "CPython's loader resolves the chain and runs the shell"
 
 
+@pytest.mark.integration  # the marker proof imports numpy in a child process
 def test_numpy_file_writers_are_dangerous_and_never_advised(tmp_path: Path, marker: Path) -> None:
     # numpy.savetxt(marker, [1.0]): the old "lower-case numpy is data" rule told users to allowlist this
     data = (b"\x80\x02" + g0("numpy", "savetxt") + u(str(marker)) + b"]G?\xf0\x00\x00\x00\x00\x00\x00a\x86R.")
