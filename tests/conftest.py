@@ -25,10 +25,11 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -98,6 +99,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if not any(item.get_closest_marker(t) for t in TIERS):
             item.add_marker(getattr(pytest.mark, _tier(item)))
+
+
+def _no_process(self: subprocess.Popen[Any], args: Any, *rest: Any, **kwargs: Any) -> None:
+    self._child_created = False  # type: ignore[attr-defined]  # Popen.__del__ then has nothing to clean up
+    pytest.fail(f"a unit test started a process ({args!r}): use the run_python fixture, or mark the test "
+                "@pytest.mark.integration (docs/development.md, test tiers)", pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """A ``unit`` test runs in this process: starting another one fails it (so the tier stays seconds)."""
+    if item.get_closest_marker("unit") is None:
+        return (yield)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(subprocess.Popen, "__init__", _no_process)
+        return (yield)
 
 
 @pytest.fixture(scope="session")
