@@ -82,3 +82,19 @@ def test_sparse_hole_is_not_materialised(tmp_path: Path, hole: int) -> None:
     assert time.monotonic() - start < 5
     assert inv.facts.bytes_read < 1_000_000
     assert [tuple(r.path) for r in inv.tensors] == [("w",)]
+
+
+def test_tar_members_have_their_own_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tarfile parses about 10,000 headers a second: a tar is bounded well below the zip entry bound."""
+    from dataclasses import fields
+
+    from ckptlint.formats import tar
+
+    p = tmp_path / "headers.tar"
+    p.write_bytes(tc.member_bytes("x", b"") * 80 + tc.tar_bytes(tc.TorchTar().members()))
+    if "max_tar_members" in {f.name for f in fields(Limits)}:
+        limits = Limits(max_tar_members=50)  # type: ignore[call-arg,unused-ignore]
+    else:
+        monkeypatch.setattr(tar, "DEFAULT_MAX_TAR_MEMBERS", 50)
+        limits = Limits()
+    assert _limit_named(p, limits, "max_tar_members") == "unreadable"

@@ -160,6 +160,17 @@ def load_members(tar: tarfile.TarFile, budget: Budget) -> list[tarfile.TarInfo]:
             return members
         budget.charge_members()
         members.append(m)
+        if len(members) > _max_tar_members(budget):
+            raise LimitExceeded("max_tar_members", _max_tar_members(budget), "tar members (tarfile reads ~10k/s)")
+
+
+def _max_tar_members(budget: Budget) -> int:
+    """tarfile parses ~10,000 headers a second: a tar gets its own member bound (torch's have four)."""
+    return int(getattr(budget.limits, "max_tar_members", DEFAULT_MAX_TAR_MEMBERS))
+
+
+DEFAULT_MAX_TAR_MEMBERS = 50_000
+"""Until ``Limits.max_tar_members`` exists: 50,000 headers is about 5 s of tarfile and 50 MB."""
 
 
 class MemberFile(CountingFile):
