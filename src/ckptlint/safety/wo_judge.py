@@ -121,8 +121,8 @@ def judge_operation(opcode: str, target: str, detail: Any, stream: str, offset: 
         # BUILD: type(inst) is Tensor / Parameter / OrderedDict, or in the allowlist values.
         if kind == "object" and (name in BUILD_ALWAYS or name in allowed or name in blocked_names):
             return None
-        if kind == "builtin" and name in allowed and str(detail) == "NoneType":
-            return None  # set/bytearray/complex: no __setstate__, a falsy state updates nothing
+        if kind == "builtin" and name in allowed and (str(detail) == "NoneType" or str(detail).endswith(":0")):
+            return None  # set/bytearray/complex: no __setstate__, a falsy (None or empty) state updates nothing
         return _class_blocker("BUILD", name, stream, offset, allowed)
     if opcode in ("APPEND", "APPENDS"):
         # _check_append_target: a plain list, or a list subclass the user allowlisted.
