@@ -3,7 +3,8 @@ functions and under ``TYPE_CHECKING``; only front ends and the engine use the pl
 the data layer and the renderers never import the engine.
 
 The graph is read from the source with ``ast`` (nothing is imported): ``import a.b`` and
-``from a import b`` (b a module) point at ``a.b``, ``from a import name`` at ``a``.
+``from a import b`` (b a module) point at ``a.b``, ``from a import name`` at ``a``, and a string
+that is a module's full name (``importlib.import_module``, the built-in plugin list) at that module.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ def _graph() -> dict[str, set[str]]:
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 edges |= {a.name for a in node.names}
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and "." in node.value \
+                    and node.value in files:
+                edges.add(node.value)  # imported by name: importlib.import_module, BUILTIN_PLUGINS
             elif isinstance(node, ast.ImportFrom):
                 if node.level:
                     base = name.split(".") if is_package else name.split(".")[:-1]
@@ -85,6 +89,7 @@ def test_the_graph_is_read() -> None:
     g = _graph()
     assert "ckptlint.results" in g["ckptlint.checker"]
     assert "ckptlint.vocab" in g["ckptlint.results"]
+    assert "ckptlint.rules.input" in g["ckptlint.plugin.manager"]  # registered by name
 
 
 def test_no_import_cycles() -> None:

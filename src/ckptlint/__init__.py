@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 from .errors import CheckpointError, CkptlintError
 from .inventory import FormatFacts, GlobalRef, Inventory, StorageRecord, TensorRecord
 from .limits import DEFAULT_LIMITS, Limits
+from .version import __version__
 
 if TYPE_CHECKING:
     from .results import Report
 
-__version__ = "0.1.0.dev0"
 
 __all__ = [
     "CheckpointError",

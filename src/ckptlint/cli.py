@@ -20,8 +20,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from . import __version__
 from .errors import CkptlintError, OutputError, PluginError, UsageError
+from .version import __version__
 from .vocab import SEVERITIES, TARGETS_MODES
 
 EXIT_OK = 0

@@ -14,9 +14,9 @@ import os
 from typing import Any
 from urllib.parse import quote
 
-from .. import __version__
 from ..results import Report
 from ..rule import Rule
+from ..version import __version__
 from ..vocab import Severity
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
