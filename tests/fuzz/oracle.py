@@ -1,0 +1,163 @@
+"""The readings of one file: torch's and CPython's (the oracle, inert) and ckptlint's (static).
+
+Runs inside a worker process (tests/fuzz/worker.py) that has already imported torch,
+dropped privileges and limited its address space.
+"""
+
+from __future__ import annotations
+
+import pickle
+import resource
+import time
+import traceback
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from . import inert
+
+_TORCHSCRIPT = "fuzz oracle: torch.load handed the file to torch.jit.load (not run)"
+
+
+@dataclass
+class Reading:
+    """Globals one loader requested, in order, and how it ended (``ok`` or ``Type: message``)."""
+
+    globals: list[tuple[str, str]] = field(default_factory=list)
+    outcome: str = "ok"
+
+
+@dataclass
+class OracleResult:
+    torch: Reading
+    """``torch.load(f, pickle_module=inert, weights_only=False)``."""
+    pickle: Reading
+    """``pickle.load(f)`` with the inert unpickler."""
+    weights_only: bool
+    """Whether ``torch.load(f, weights_only=True)`` returned."""
+    weights_only_outcome: str
+    torchscript: bool
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class CkptlintResult:
+    format: str | None
+    error: str | None
+    globals: list[tuple[str, str, str]]
+    """``(module, name, stream)`` for every global ckptlint reports, the partial ones included."""
+    loaded_streams: list[str]
+    pickle_load_stream: str | None
+    """The stream ckptlint says ``pickle.load(f)`` reads (``pickle#0``), when it names one."""
+    verdict: bool | None
+    crash: str | None
+    seconds: float
+    rss_kib: int
+    """Upper bound of the memory ckptlint added over the worker's size before the call."""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _outcome(e: BaseException) -> str:
+    line = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {line[0][:200] if line else ''}"
+
+
+def install_torchscript_guard() -> None:
+    """torch.load hands TorchScript archives to torch.jit.load; the oracle records that, never runs it."""
+    import torch
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(_TORCHSCRIPT)
+
+    torch.jit.load = refuse
+
+
+def _torch_reading(path: str) -> tuple[Reading, bool]:
+    import torch
+
+    inert.reset(real_storage_classes=True)
+    out = Reading()
+    try:
+        torch.load(path, pickle_module=inert, weights_only=False)
+    except Exception as e:  # noqa: BLE001 - every failure is a reading to compare, never fatal
+        out.outcome = _outcome(e)
+    out.globals = list(inert.REQUESTS)
+    return out, _TORCHSCRIPT in out.outcome
+
+
+def _pickle_reading(path: str) -> Reading:
+    inert.reset()
+    out = Reading()
+    try:
+        with open(path, "rb") as f:
+            inert.load(f)
+    except Exception as e:  # noqa: BLE001 - as above
+        out.outcome = _outcome(e)
+    out.globals = list(inert.REQUESTS)
+    return out
+
+
+def _weights_only(path: str) -> tuple[bool, str]:
+    import torch
+
+    try:
+        torch.load(path, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - "refuses" is the answer we compare
+        return False, _outcome(e)
+    return True, "ok"
+
+
+def read_with_oracle(path: str) -> OracleResult:
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch_reading, script = _torch_reading(path)
+        pickle_reading = _pickle_reading(path)
+        loads, why = _weights_only(path)
+    return OracleResult(torch_reading, pickle_reading, loads, why, script, time.perf_counter() - start)
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() // 1024
+
+
+def read_with_ckptlint(path: str) -> CkptlintResult:
+    from ckptlint.checker import check_file
+
+    before = _rss_kib()
+    start = time.perf_counter()
+    try:
+        fr = check_file(path)
+    except BaseException as e:  # noqa: BLE001 - a traceback out of ckptlint is the finding
+        seconds = time.perf_counter() - start
+        tb = traceback.extract_tb(e.__traceback__)
+        where = f" at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else ""
+        return CkptlintResult(None, None, [], [], None, None, _outcome(e) + where, seconds,
+                              resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+    seconds = time.perf_counter() - start
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    inv = fr.inventory if fr.inventory is not None else getattr(fr, "partial", None)
+    globals_: list[tuple[str, str, str]] = []
+    loaded: list[str] = []
+    streams: list[str] = []
+    if inv is not None:
+        globals_ = [(g.module, g.name, g.stream) for g in inv.globals]
+        loaded = list(inv.facts.loaded_streams)
+        streams = list(inv.facts.streams)
+    verdict = fr.verdict.loads if fr.verdict is not None else None
+    first = "pickle#0" if "pickle#0" in streams or any(s == "pickle#0" for _, _, s in globals_) else None
+    return CkptlintResult(str(fr.format) if fr.format else None, fr.error, globals_, loaded, first, verdict,
+                          None, seconds, max(rss, 0))
+
+
+def pickle_protocol_of(data: bytes) -> int | None:
+    """The PROTO byte at the start, for summaries."""
+    if data[:1] == pickle.PROTO and len(data) > 1:
+        return data[1]
+    return None

@@ -1,0 +1,82 @@
+"""Render a run's summary: a console digest and the per-family disagreement report (markdown)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+SECTIONS = ("zip", "tar", "legacy", "pickle", "verdict")
+LITERAL_LIMIT = 1500
+
+
+def print_summary(s: dict[str, Any]) -> None:
+    print(f"{s['inputs']} inputs (seed {s['seed']}, {s['jobs']} workers, {s['elapsed_s']} s): "
+          f"{s['disagreements']} disagreements on {s['inputs_with_disagreement']} inputs, {s['crashes']} crashes, "
+          f"{len(s['worker_failures'])} worker failures, {s['oracle_limited']} oracle-limited")
+    print(f"  families {s['families']}")
+    print(f"  by family {s['by_family']}; by check {s['by_check']}")
+    print(f"  ckptlint: max {s['ckptlint_max_seconds']} s (input {s['ckptlint_slowest_index']}), "
+          f"max +{s['ckptlint_max_rss_mib']} MiB; worker peak RSS {s['worker_max_rss_mib']} MiB")
+    for c in s["classes"][:40]:
+        print(f"  {c['count']:6d}  {c['klass']}  (index {c['index']}, {c['size']} bytes)")
+
+
+def _literal(c: dict[str, Any], seed: int) -> str:
+    data = bytes.fromhex(c["shrunk_hex"] or c["input_hex"])
+    how = "shrunk" if c["shrunk_hex"] else "as generated"
+    if len(data) <= LITERAL_LIMIT:
+        return f"Repro ({how}, {len(data)} bytes):\n\n```python\n{data!r}\n```\n"
+    return (f"Repro: `python -m tests.fuzz show --seed {seed} --index {c['index']}` "
+            f"({len(data)} bytes; too long to quote)\n")
+
+
+def render(s: dict[str, Any]) -> str:
+    out = [
+        "# Fuzzer disagreements (H8, issue #11)\n",
+        (f"Run: {s['inputs']} inputs, seed {s['seed']}, ckptlint {s['ckptlint']}, torch {s['torch']}, "
+         f"{s['started']}. {s['disagreements']} disagreements on {s['inputs_with_disagreement']} inputs; "
+         f"{s['crashes']} ckptlint crashes; {len(s['worker_failures'])} worker failures.\n"),
+        ("Each class: what ckptlint said, what the oracle (torch.load / pickle.load driven through an inert "
+         "unpickler, or torch.load(weights_only=True)) said, and a repro. Re-run one with "
+         "`python -m tests.fuzz show --seed SEED --index N` or `--file PATH`. Owners: zip H3, tar/legacy H4, "
+         "pickle H5, verdict H6.\n"),
+        ("\nHow each side is read (tests/fuzz/compare.py, oracle.py):\n\n"
+         "- ckptlint: `ckptlint.checker.check_file(path)`. Globals are `FileReport.inventory.globals` "
+         "(module, name, stream); for a file ckptlint cannot finish, the fuzzer reads `FileReport.inventory` if it is "
+         "set, else `FileReport.partial` (an Inventory) — the globals seen before the stop must be there. "
+         "The torch.load set is the globals whose stream is in `inventory.facts.loaded_streams`; the pickle.load set "
+         "is the globals of the stream named `pickle#0` (the pickle at byte 0, whatever the container). "
+         "The verdict is `FileReport.verdict.loads` (None counts as a disagreement).\n"
+         "- oracle: the C unpickler with `find_class` recording `(module, name)` (Python 2 names mapped as CPython "
+         "maps them below protocol 3) and returning a placeholder class whose calls, BUILD, SETITEMS, APPENDS and "
+         "ADDITEMS accept anything. torch.load passes `encoding='utf-8'`; pickle.load uses the default (ASCII). "
+         "EXT codes go through the process's copyreg registry (empty). While torch.load drives it, "
+         "`torch.<X>Storage` / `torch.storage.UntypedStorage` are torch's real classes (torch reads their dtype).\n"),
+    ]
+    for section in (*SECTIONS, "crash"):
+        rows = [c for c in s["classes"] if (c["family"] == section and c["check"] != "crash")
+                or (section == "crash" and c["check"] == "crash")]
+        total = sum(c["count"] for c in rows)
+        out.append(f"\n## {section} ({total} disagreements, {len(rows)} classes)\n")
+        if not rows:
+            out.append("None in this run.\n")
+        for c in rows:
+            ex = c["example"]
+            out.append(f"\n### {c['klass']}\n\n{c['count']} inputs; smallest: seed {s['seed']} index {c['index']} "
+                       f"({c['size']} bytes): {ex.get('desc', '')}.\n\n- check: {c['check']}\n"
+                       f"- ckptlint: {ex.get('ckptlint', '')}\n"
+                       f"- oracle: {ex.get('oracle', '')}\n")
+            if ex.get("only_ckptlint"):
+                out.append(f"- only ckptlint reports: {', '.join(ex['only_ckptlint'][:12])}\n")
+            if ex.get("only_oracle"):
+                out.append(f"- only the oracle requested: {', '.join(ex['only_oracle'][:12])}\n")
+            out.append("\n" + _literal(c, s["seed"]))
+    if s["worker_failures"]:
+        out.append("\n## worker failures (hangs or deaths; `ckptlint_alone` re-runs ckptlint without the oracle)\n\n")
+        out.extend(f"- index {f['index']}: {f['why']}; ckptlint alone: {f.get('ckptlint_alone')}\n"
+                   for f in s["worker_failures"][:50])
+    return "".join(out)
+
+
+def write_disagreements(s: dict[str, Any], path: Path) -> None:
+    path.write_text(render(s))
