@@ -12,6 +12,7 @@ records shorter/longer than their numel or missing, and unreadable files (a defi
 from __future__ import annotations
 
 import io
+import random
 import struct
 import warnings
 import zipfile
@@ -184,3 +185,57 @@ def test_allowed_kinds_match_torchs_objects() -> None:
     for name, obj in table.items():
         real = "class" if isinstance(obj, type) else "function" if callable(obj) else "value"
         assert allowed_kind(name) == real, name
+
+
+# --------------------------------------------------------------------------- random programs
+# Short random sequences over the opcodes torch's weights_only unpickler knows (plus a few it refuses), with
+# allowlisted, user-registered and refused globals: the verdict must equal torch's on every one.
+
+_GLOBALS = [("collections", "OrderedDict"), ("collections", "Counter"), ("builtins", "set"), ("builtins", "bytearray"),
+            ("builtins", "complex"), ("torch", "Size"), ("torch", "float32"), ("torch._utils", "_rebuild_tensor_v2"),
+            ("torch.nn.parameter", "Parameter"), ("torch", "Tensor"), ("__builtin__", "set"),
+            ("builtins", "ValueError"), ("traceback", "StackSummary"), ("torch", "FloatStorage"),
+            ("_codecs", "encode"), ("builtins", "dict"), ("argparse", "Namespace"), ("torch", "device"),
+            ("torch", "per_tensor_affine")]
+
+
+def _atom(r: random.Random) -> bytes:
+    k = r.randrange(27)
+    if k == 0:
+        module, name = r.choice(_GLOBALS)
+        return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+    if k == 1:
+        return b"K" + bytes([r.randrange(256)])
+    if k == 2:
+        return u(r.choice(["a", "b", "storage", "cpu", "0"]))
+    if k == 3:
+        return b"q" + bytes([r.randrange(3)])
+    if k == 4:
+        return b"h" + bytes([r.randrange(3)])
+    if k == 5:
+        return b"U\x02" + bytes([r.randrange(256), r.randrange(256)])
+    return [b"N", b"}", b"]", b")", b"\x8f", b"(", b"t", b"\x85", b"\x86", b"R", b"\x81", b"b", b"a", b"e", b"s",
+            b"u", b"\x88", b"\x89", b"Q", b"G?\xf8\x00\x00\x00\x00\x00\x00", b"\x8a\x01\x05"][k - 6]
+
+
+def test_random_programs_match_torch(tmp_path: Path) -> None:
+    r = random.Random(20261130)
+    mismatches = []
+    loaded = 0
+    for i in range(400):
+        body = b"".join(_atom(r) for _ in range(r.randrange(2, 12)))
+        program = b"\x80" + bytes([r.choice([2, 2, 3])]) + body + b"."
+        path = torch_zip(tmp_path / f"r{i}.pt", program)
+        report = check_file(path)
+        loads, why = torch_loads(path)
+        loaded += loads
+        assert report.verdict is not None
+        if report.verdict.loads != loads:
+            stop = [b.detail for b in report.verdict.blocking if "NEWOBJ expected an arg tuple" in b.detail]
+            # torch's Python unpickler does cls.__new__(cls, *args) for any iterable args; CPython's C
+            # unpickler (whose reading the static machine follows) stops there (COORDINATION note to H5)
+            if not (loads and stop):
+                mismatches.append((program, loads, why, report.verdict.blocking[:2]))
+        path.unlink()
+    assert loaded > 10, "the generator must produce files torch loads, or the comparison says little"
+    assert mismatches == []
