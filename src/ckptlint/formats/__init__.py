@@ -10,10 +10,11 @@ from ..errors import CheckpointError, FormatError, LimitExceeded
 from ..inventory import FormatFacts, Inventory, StreamStop
 from ..limits import DEFAULT_LIMITS, Limits
 from .common import CountingFile, assemblers_of
-from .legacy import read_pickle_file, read_tar
+from .legacy import read_pickle_file
 from .safetensors import read_safetensors
 from .sharded import parse_index, read_sharded
 from .sniff import NOT_CHECKPOINT_REASONS, classify_text, sniff
+from .tar_torch import read_tar
 from .torchzip import read_torch_zip
 
 __all__ = ["NOT_CHECKPOINT_REASONS", "read_inventory", "sniff_kind"]

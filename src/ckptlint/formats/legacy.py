@@ -28,7 +28,7 @@ from .unpickler import Call, Global, TensorStub
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
 
-__all__ = ["MAGIC_NUMBER", "PROTOCOL_VERSION", "is_tar", "read_pickle_file", "read_tar"]
+__all__ = ["MAGIC_NUMBER", "PROTOCOL_VERSION", "is_tar", "read_pickle_file"]
 
 
 def budget_of(f: CountingFile, limits: Limits) -> Budget:
@@ -273,13 +273,6 @@ def _legacy_loader(asm: Assembler) -> Any:
             return pid[1]
         return storage(pid)
     return load
-
-
-def read_tar(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> Inventory:
-    """The PyTorch 0.1 tar format (formats/tar_torch.py)."""
-    from .tar_torch import read_tar as _read_tar
-
-    return _read_tar(f, path, limits)
 
 
 def _plain_sys_info(sys_info: Any) -> dict[str, Any] | None:
