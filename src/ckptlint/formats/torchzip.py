@@ -25,11 +25,12 @@ from .pyzip import PyZipView, py_zip_view
 from .torchload_zip import KEEP, TorchZipReading, read_like_torch
 from .torchscript_code import torchscript_code_facts
 from .unpickler import PersistentLoad, storage_from_pid
-from .zipextract import Extracted, MemberReader, extract, head, local_header
+from .zipextract import Extracted, MemberReader, extract, head, inflated_prefix, local_header, record_error
 from .zipreader import ZipArchive, ZipMember, ZipStructureError
 
 _SMALL_RECORDS = ("version", ".data/version", ".format_version", ".storage_alignment")
 _PICKLE_SUFFIXES = (".pkl", ".debug_pkl", ".pickle")
+_PAD = 16 << 20
 
 
 def read_torch_zip(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> Inventory:
@@ -65,15 +66,21 @@ def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArch
         elif reading.data_pkl is not None:
             m = reading.read["data.pkl"]
             stops = len(asm.stops)
-            value = _parse(asm, z, m, reading.data_pkl, labels[m.index], asm.storage_loader())
+            rec = reading.data_pkl
+            if rec.uninitialized:
+                # what follows is memory nothing wrote: zeros stand in (an invalid opcode: the parse stops there)
+                data = rec.data if rec.complete else inflated_prefix(z, m, rec.produced)
+                rec = Extracted(data + b"\0" * min(m.size - rec.produced, _PAD), produced=0)
+            loader = _checked(z, asm, asm.storage_loader(), reading.prefix + b"/data/")
+            value = _parse(asm, z, m, rec, labels[m.index], loader)
             structure = asm.collect(value, labels[m.index])
             parsed.add(m.index)
             storage_entries.update({key: f"{prefix}/data/{key}" for key in asm.storages})
+            loaded.append(labels[m.index])
             if reading.data_pkl.uninitialized and len(asm.stops) > stops:
-                # torch unpickles what was inflated, then memory nothing wrote: it stops there (unless by luck)
-                reading.refuses = f"{m.name}: {reading.data_pkl.note}"
-            else:
-                loaded.append(labels[m.index])
+                # torch unpickles what was inflated (its globals are reached), then memory nothing
+                # wrote: it fails there (unless by luck)
+                reading.fails_after = f"{m.name}: {reading.data_pkl.note}"
     elif not _any_pickle(z, py):
         if z.locate(reading.prefix + b"/data.pkl") is None:
             raise FormatError(f"zip archive without {prefix or '<folder>'}/data.pkl: not a torch checkpoint "
@@ -125,7 +132,7 @@ def _torchscript(z: ZipArchive, reading: TorchZipReading, asm: Assembler, parsed
     m = z.locate(reading.prefix + b"/data.pkl")
     if m is not None:
         rec = extract(z, m, asm.limits.max_pickle_bytes, KEEP)
-        value = _parse(asm, z, m, rec, m.name, asm.storage_loader())
+        value = _parse(asm, z, m, rec, m.name, _checked(z, asm, asm.storage_loader(), reading.prefix + b"/data/"))
         structure = asm.collect(value, m.name)
         parsed.add(m.index)
         storage_entries.update({key: f"{prefix}/data/{key}" for key in asm.storages})
@@ -140,10 +147,30 @@ def _torchscript(z: ZipArchive, reading: TorchZipReading, asm: Assembler, parsed
             storage_entries[st.key] = f"{prefix}/{st.key}"
             return st
 
-        value = _parse(asm, z, c, rec, c.name, constants_loader)
+        value = _parse(asm, z, c, rec, c.name, _checked(z, asm, constants_loader, reading.prefix + b"/"))
         asm.collect(value, c.name, root=("__constants__",))
         parsed.add(c.index)
     return structure
+
+
+def _checked(z: ZipArchive, asm: Assembler, load: PersistentLoad, folder: bytes) -> PersistentLoad:
+    """torch reads each storage's record when the pickle first names it (``persistent_load``):
+    where ``getRecord`` raises, unpickling stops at that opcode, so globals after it never load."""
+    seen: dict[str, str | None] = {}
+
+    def checked(pid: Any) -> Any:
+        st = load(pid)
+        key = getattr(st, "key", None)
+        if isinstance(key, str):
+            if key not in seen:
+                entry = folder + key.encode("utf-8")
+                record = entry.decode("utf-8", "replace").split("/", 1)[-1]
+                seen[key] = record_error(z, z.locate(entry), record, asm.limits.max_pickle_bytes)
+            problem = seen[key]
+            if problem is not None:
+                raise FormatError(problem)
+        return st
+    return checked
 
 
 def _storages(z: ZipArchive, reading: TorchZipReading, asm: Assembler,

@@ -190,11 +190,11 @@ class MemberReader:
     def pread(self, offset: int, n: int) -> bytes:
         end = min(self.size, offset + n)
         if end > len(self._buf):
-            self._buf = _prefix(self.z, self.m, end)
+            self._buf = inflated_prefix(self.z, self.m, end)
         return self._buf[offset:end]
 
 
-def _prefix(z: zr.ZipArchive, m: zr.ZipMember, n: int) -> bytes:
+def inflated_prefix(z: zr.ZipArchive, m: zr.ZipMember, n: int) -> bytes:
     """The first ``n`` bytes of an entry that extracted cleanly before (no budget charge: it was)."""
     start = data_offset(z, m)
     if m.method == 0:
@@ -233,3 +233,25 @@ def head(z: zr.ZipArchive, m: zr.ZipMember, n: int = 2) -> bytes:
         return d.decompress(z._read(start, min(m.compressed_size, 1024)), min(n, m.size) or 1)[:m.size]
     except zlib.error:
         return b""
+
+
+def record_error(z: zr.ZipArchive, m: zr.ZipMember | None, record: str, cap: int) -> str | None:
+    """What ``getRecord(record)`` raises for a tensor record, or None; stored data is not read."""
+    if m is None:
+        return f"PytorchStreamReader failed locating file {record}: file not found"
+    problem = stat_error(m)
+    if problem is not None:
+        return f"PytorchStreamReader failed retrieving file meta-data for {record}: {problem}"
+    if m.method == 0 and not m.is_directory and m.compressed_size:
+        try:
+            start = data_offset(z, m)
+        except zr.ZipStructureError as e:
+            problem = e.mz_error
+        else:
+            if start + m.compressed_size > z.file_size:
+                problem = zr.CORRUPTED
+            elif start + m.size > z.file_size:
+                problem = zr.READ_FAILED
+    else:
+        problem = extract(z, m, cap, keep=0).error
+    return None if problem is None else f"PytorchStreamReader failed reading file {record}: {problem}"
