@@ -211,3 +211,51 @@ def test_a_value_pickle_decoy_is_not_what_torch_reads(torch: ModuleType, tmp_pat
                          Entry(b"archive/Data.pkl", value_pickle({"copy": 1})), *rest]))
     loaded = torch.load(p, weights_only=True)
     assert ckptlint.inspect(p).structure == loaded
+
+
+def _pid_then_payload(marker: Path) -> bytes:
+    """A pickle that loads storage ``0`` (persistent id), then runs the marker payload."""
+    m = str(marker).encode()
+    return (b"\x80\x02(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x01tQ0"
+            b"cbuiltins\nopen\nX" + len(m).to_bytes(4, "little") + m + b"X\x01\x00\x00\x00w\x86R.")
+
+
+@pytest.mark.parametrize("record_present", [True, False])
+def test_a_missing_tensor_record_stops_unpickling_where_torch_stops(
+        torch: ModuleType, run_python: Callable[..., Any], tmp_path: Path, record_present: bool) -> None:
+    # torch reads data/<key> when the pickle first names it: a missing record raises there, and
+    # nothing after it runs. ckptlint must not call a payload after that point loaded, nor miss
+    # it when the record is there.
+    marker = tmp_path / "pid.marker"
+    _, rest = _rest(torch)
+    rest = [e for e in rest if not e.name.startswith(b"archive/data/")]
+    if record_present:
+        rest.append(Entry(b"archive/data/0", b"\0" * 4))
+    p = tmp_path / "pid.pt"
+    p.write_bytes(build([Entry(b"archive/data.pkl", _pid_then_payload(marker)), *rest]))
+    run_python("-c", LOAD, p)
+    assert marker.exists() is record_present
+    if record_present:
+        _reported(p)
+        return
+    inv = ckptlint.inspect(p)
+    assert not any(g.qualname == "builtins.open" for g in inv.globals)
+    assert any("data/0" in s.reason for s in inv.stops)
+    fr = check_file(p)
+    assert fr.verdict is not None and fr.verdict.loads is False
+
+
+def test_serialization_id_that_is_not_utf8(torch: ModuleType, run_python: Callable[..., Any],
+                                           tmp_path: Path) -> None:
+    # torch decodes .data/serialization_id only after unpickling: the payload has run, then
+    # torch.load raises. The stream is loaded, and the verdict is "does not load".
+    marker = tmp_path / "sid.marker"
+    _, rest = _rest(torch)
+    for e in rest:
+        if e.name.endswith(b"/serialization_id"):
+            e.data = b"\xff" * 40
+    p = tmp_path / "sid.pt"
+    p.write_bytes(build([Entry(b"archive/data.pkl", marker_pickle(str(marker))), *rest]))
+    _reaches_payload(run_python, p, marker)
+    _reported(p)
+    assert "serialization_id" in ckptlint.inspect(p).facts.extra["torch_refuses"]
