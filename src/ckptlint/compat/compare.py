@@ -27,7 +27,8 @@ class CompatResult:
     dtype_mismatch: dict[str, tuple[str, str]]
     """key -> (checkpoint dtype, model dtype): loads with a cast."""
     non_tensor: dict[str, str]
-    """Expected keys whose checkpoint value is not a tensor: torch raises."""
+    """Expected keys whose value torch cannot copy: not a tensor, or a meta tensor (no data):
+    ``While copying the parameter named ...`` raises even with strict=False."""
     notes: tuple[str, ...] = ()
     load_error: str | None = None
     """An exception the target's own load code raises (live checks only), e.g. MNASNet's
@@ -105,11 +106,15 @@ def _module_load(mod: ModuleSig, state: dict[str, Any], prefix: str, local_md: d
         if isinstance(got, NonTensor):
             acc.non_tensor[key] = got.summary
             continue
+        if want.lazy:  # torch's lazy hook materialises it with the checkpoint's shape and dtype
+            continue
         shape = tuple(got.shape)
         if len(want.shape) == 0 and shape == (1,):
             shape = ()
         if shape != want.shape:
             acc.shape[key] = (tuple(got.shape), want.shape)
+        elif got.device == "meta":
+            acc.non_tensor[key] = META
         elif got.dtype != want.dtype:
             acc.dtype[key] = (got.dtype, want.dtype)
     extra = prefix + "_extra_state"
@@ -127,6 +132,9 @@ def _module_load(mod: ModuleSig, state: dict[str, Any], prefix: str, local_md: d
                 acc.unexpected.append(key)
         elif head not in mod.local:
             acc.unexpected.append(key)
+
+
+META = "a meta tensor (no data: torch cannot copy from it)"
 
 
 class _Filled:

@@ -14,7 +14,8 @@ import warnings
 from collections import OrderedDict
 from typing import Any
 
-from .compare import CompatResult
+from .compare import META, CompatResult
+from .plain import Opaque, rebuild
 from .unwrap import NonTensor, StateDict
 
 _SIZE = re.compile(r"^size mismatch for (.+?): copying a param with shape torch\.Size\(\[([0-9, ]*)\]\) "
@@ -26,24 +27,24 @@ def compare_live(model: Any, sd: StateDict) -> CompatResult:
     import copy
 
     import torch
+    from torch.nn.parameter import is_lazy
 
     # Custom load logic may rebuild submodules (MNASNet < v2 swaps its stem): load into a copy so the
     # target (cached, reused for the fix's re-checks) keeps its own layout. Meta: the copy is cheap.
     model = copy.deepcopy(model)
     params = dict(model.state_dict(keep_vars=True))
     fake: Any = OrderedDict()
+    notes: list[str] = []
+    extra_owners = dict(_extra_state_modules(model))
     for key, entry in sd.entries.items():
         if isinstance(entry, NonTensor):
             fake[key] = entry
+            owner = key.removesuffix("_extra_state").removesuffix(".")
+            if key.endswith("_extra_state") and owner in extra_owners:
+                fake[key] = _extra_value(entry, extra_owners[owner], key, notes, torch)
             continue
-        device = params[key].device if key in params else torch.device("meta")
-        torch_dtype = getattr(torch, entry.dtype, None)
-        if not isinstance(torch_dtype, torch.dtype):
-            torch_dtype = torch.float32
-        try:
-            fake[key] = torch.empty(entry.shape, dtype=torch_dtype, device=device)
-        except (RuntimeError, TypeError):
-            fake[key] = torch.empty(entry.shape, device=device)
+        fake[key] = _stand_in(torch, entry.shape, entry.dtype,
+                              params[key].device if key in params else torch.device("meta"))
     if sd.metadata is not None:
         fake._metadata = {k: dict(v) for k, v in sd.metadata.items()}
     metadata = getattr(fake, "_metadata", None)
@@ -71,7 +72,6 @@ def compare_live(model: Any, sd: StateDict) -> CompatResult:
             load_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
     shape: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
     non_tensor: dict[str, str] = {}
-    notes: list[str] = []
     for msg in errors:
         m = _SIZE.match(msg)
         if m:  # shapes as torch saw them (a pre-hook may have renamed or replaced the entry)
@@ -87,8 +87,45 @@ def compare_live(model: Any, sd: StateDict) -> CompatResult:
     dtypes: dict[str, tuple[str, str]] = {}
     for key, entry in sd.entries.items():
         p = params.get(key)
-        if p is not None and not isinstance(entry, NonTensor) and key not in shape:
-            model_dtype = str(p.dtype).removeprefix("torch.")
-            if entry.dtype != model_dtype and tuple(entry.shape) in (tuple(p.shape), (1,)):
-                dtypes[key] = (entry.dtype, model_dtype)
+        if p is None or isinstance(entry, NonTensor) or key in shape or is_lazy(p):
+            continue
+        if entry.device == "meta" and key not in missing:  # torch's copy_ from a meta tensor raises
+            non_tensor[key] = META
+            continue
+        model_dtype = str(p.dtype).removeprefix("torch.")
+        if entry.dtype != model_dtype and tuple(entry.shape) in (tuple(p.shape), (1,)):
+            dtypes[key] = (entry.dtype, model_dtype)
     return CompatResult(tuple(missing), tuple(unexpected), shape, dtypes, non_tensor, tuple(notes), load_error)
+
+
+def _stand_in(torch: Any, shape: tuple[int, ...], dtype: str, device: Any) -> Any:
+    torch_dtype = getattr(torch, dtype, None)
+    if not isinstance(torch_dtype, torch.dtype):
+        torch_dtype = torch.float32
+    try:
+        return torch.empty(shape, dtype=torch_dtype, device=device)
+    except (RuntimeError, TypeError):
+        return torch.empty(shape, device=device)
+
+
+def _extra_state_modules(model: Any) -> list[tuple[str, Any]]:
+    """Modules whose class defines ``set_extra_state`` (torch calls it with the saved value)."""
+    import torch
+
+    base = torch.nn.Module.set_extra_state
+    return [(name, mod) for name, mod in model.named_modules(remove_duplicate=False)
+            if getattr(type(mod), "set_extra_state", base) is not base]
+
+
+def _extra_value(entry: NonTensor, module: Any, key: str, notes: list[str], torch: Any) -> Any:
+    """The saved ``_extra_state`` as plain data for the target's own ``set_extra_state``; when it
+    cannot be rebuilt exactly, that module's ``set_extra_state`` is skipped (on the copy) and a note says so."""
+    def tensor(index: int) -> Any:
+        raise Opaque("a tensor")
+    try:
+        return rebuild(entry.value, tensor)
+    except Opaque as e:
+        module.set_extra_state = lambda state: None  # the copy only: the target keeps its own
+        notes.append(f"{key} holds {e} that ckptlint does not rebuild: whether {type(module).__name__}"
+                     ".set_extra_state accepts it is not checked")
+        return entry

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import UnwrapError
@@ -18,6 +18,8 @@ class NonTensor:
     """A state_dict entry that is not a tensor (torch reports it when the key is expected)."""
 
     summary: str
+    value: Any = field(default=None, compare=False)
+    """The value's node in the inventory structure (``compat.plain`` rebuilds plain data from it)."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ def _entries(inv: Inventory, node: dict[str, Any]) -> dict[str, TensorRecord | N
         if _is_tensor(v):
             out[k] = inv.tensors[v["__tensor__"]]
         else:
-            out[k] = NonTensor(_summary(v))
+            out[k] = NonTensor(_summary(v), v)
     return out
 
 
@@ -80,6 +82,17 @@ def parse_key(text: str) -> tuple[Any, ...]:
 
 
 def find_state_dict(inv: Inventory, key: tuple[Any, ...] | None = None) -> StateDict:
+    """The state_dict to compare, its path typed as the checkpoint's keys are (``['state'][5]``)."""
+    sd = _find(inv, key)
+    for rec in sd.entries.values():
+        if isinstance(rec, TensorRecord) and len(rec.path) > len(sd.path) \
+                and all(str(a) == str(b) for a, b in zip(rec.path, sd.path, strict=False)):
+            typed = tuple(rec.path[: len(sd.path)])
+            return sd if typed == sd.path else StateDict(typed, sd.entries, sd.metadata, sd.how)
+    return sd
+
+
+def _find(inv: Inventory, key: tuple[Any, ...] | None) -> StateDict:
     root = inv.structure
     if key is not None:
         node = _at(root, key)
@@ -93,7 +106,7 @@ def find_state_dict(inv: Inventory, key: tuple[Any, ...] | None = None) -> State
         return _from_module(inv, root, ())
     if isinstance(root, dict) and "__object__" not in root:
         n = _tensor_count(root)
-        if n and n * 2 >= len(root):
+        if not root or (n and n * 2 >= len(root)):  # {}: an empty state_dict (torch: every key missing)
             return StateDict((), _entries(inv, root), _metadata(inv, ()), "top-level")
         for k in WELL_KNOWN_KEYS:
             node = root.get(k)
@@ -107,6 +120,10 @@ def find_state_dict(inv: Inventory, key: tuple[Any, ...] | None = None) -> State
             if isinstance(node, dict) and "__object__" in node and "_parameters" in node.get("state", {}):
                 return _from_module(inv, node, (k,))
     best = _largest(root)
+    if best is None and isinstance(root, dict) and "__object__" not in root:
+        for k in WELL_KNOWN_KEYS:  # {"state_dict": {}}: an empty state_dict under its usual name
+            if root.get(k) == {}:
+                return StateDict((k,), {}, _metadata(inv, (k,)), "well-known key")
     if best is None:
         raise UnwrapError("no state_dict found: the checkpoint holds no dict of tensors")
     path, node = best

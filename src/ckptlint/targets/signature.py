@@ -23,6 +23,9 @@ class TensorSig:
     dtype: str
     kind: str
     """``parameter`` or ``buffer`` (persistent buffers only: others are not expected)."""
+    lazy: bool = False
+    """Uninitialised (``LazyLinear`` before its first forward): no shape yet; torch's lazy load hook
+    materialises it with the checkpoint's shape, so any shape loads."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,8 @@ class Signature:
             "shared": self.shared,
             "modules": [
                 {**asdict(m), "children": list(m.children), "none_children": list(m.none_children),
-                 "local": {k: {"shape": list(t.shape), "dtype": t.dtype, "kind": t.kind} for k, t in m.local.items()}}
+                 "local": {k: {"shape": list(t.shape), "dtype": t.dtype, "kind": t.kind,
+                               **({"lazy": True} if t.lazy else {})} for k, t in m.local.items()}}
                 for m in self.modules
             ],
         }
@@ -91,7 +95,8 @@ class Signature:
                 ModuleSig(
                     prefix=m["prefix"], cls=m["cls"], version=m.get("version"),
                     children=tuple(m["children"]), none_children=tuple(m.get("none_children", ())),
-                    local={k: TensorSig(tuple(t["shape"]), t["dtype"], t["kind"]) for k, t in m["local"].items()},
+                    local={k: TensorSig(tuple(t["shape"]), t["dtype"], t["kind"], bool(t.get("lazy", False)))
+                           for k, t in m["local"].items()},
                     extra_state=bool(m.get("extra_state", False)), load_rule=m.get("load_rule"),
                 )
                 for m in data["modules"]
@@ -161,6 +166,7 @@ def signature_of(model: Any, target: str, kwargs: dict[str, Any] | None = None,
     """Read a live module's signature (the walk ``load_state_dict`` does)."""
     import torch
     from torch.nn.modules.batchnorm import _NormBase
+    from torch.nn.parameter import is_lazy
 
     base_load = torch.nn.Module._load_from_state_dict
     bn_load = _NormBase._load_from_state_dict
@@ -178,7 +184,9 @@ def signature_of(model: Any, target: str, kwargs: dict[str, Any] | None = None,
             for name, t in items:
                 if t is None:
                     continue
-                local[name] = TensorSig(tuple(t.shape), str(t.dtype).removeprefix("torch."), kind)
+                lazy = is_lazy(t)
+                local[name] = TensorSig(() if lazy else tuple(t.shape), str(t.dtype).removeprefix("torch."),
+                                        kind, lazy)
                 key = f"{prefix}.{name}" if prefix else name
                 first = seen_tensors.setdefault(id(t), key)
                 if first != key:
@@ -194,11 +202,14 @@ def signature_of(model: Any, target: str, kwargs: dict[str, Any] | None = None,
             rule = "custom"
         if mod._load_state_dict_pre_hooks or mod._load_state_dict_post_hooks:
             rule = "custom"
+        has_extra = getattr(cls, "set_extra_state", base_extra) is not base_extra
+        if has_extra:  # torch hands it the saved value: only the live class can say whether it accepts it
+            rule = "custom"
         children = tuple(mod._modules)
         modules.append(ModuleSig(
             prefix=prefix, cls=f"{cls.__module__}.{cls.__qualname__}", version=getattr(cls, "_version", None),
             children=children, none_children=tuple(n for n, c in mod._modules.items() if c is None),
-            local=local, extra_state=getattr(cls, "set_extra_state", base_extra) is not base_extra,
+            local=local, extra_state=has_extra,
             load_rule=rule,
         ))
         for name, child in mod._modules.items():
