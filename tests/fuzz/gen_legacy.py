@@ -12,6 +12,7 @@ import random
 import struct
 
 from . import gen_pickle, structured
+from .features import on
 from .mutate import mutate_bytes
 
 MAGIC = 0x1950A86A20F9469CFC6C
@@ -77,12 +78,14 @@ def ustar_sys_info(prefix: bytes, *, valid_checksum: bool) -> bytes:
 
 
 def generate(rng: random.Random) -> tuple[bytes, str]:
-    data = structured.save(rng, structured.random_object(rng), legacy=True)
+    data = structured.save(rng, structured.random_object(rng, legacy=True), legacy=True)
     parts, rest = split_pickles(data)
     tricks: list[str] = []
     for _ in range(rng.choice((0, 1, 1, 2, 3))):
         trick = rng.choice(("magic", "protocol", "sys_info", "main", "keys", "storages", "trailing", "text",
                             "truncate", "ustar"))
+        if not on(f"legacy:{trick}"):
+            continue
         tricks.append(trick)
         if trick == "magic":
             parts[0] = rng.choice(MAGICS)
@@ -104,7 +107,7 @@ def generate(rng: random.Random) -> tuple[bytes, str]:
             buf = io.BytesIO()
             import torch
 
-            torch.save(structured.random_object(rng), buf, pickle_protocol=rng.choice((0, 1)),
+            torch.save(structured.random_object(rng, legacy=True), buf, pickle_protocol=rng.choice((0, 1)),
                        _use_new_zipfile_serialization=False)
             parts, rest = split_pickles(buf.getvalue())
         elif trick == "ustar":
@@ -114,7 +117,7 @@ def generate(rng: random.Random) -> tuple[bytes, str]:
         parts[cut] = parts[cut][: rng.randrange(len(parts[cut]) + 1)]
         parts, rest = parts[: cut + 1], b""
     out = b"".join(parts) + rest
-    if rng.random() < 0.1:
+    if rng.random() < 0.1 and on("legacy:bytes"):
         out = mutate_bytes(rng, out)
         tricks.append("bytes")
     return out, "legacy " + ",".join(tricks or ["plain"])

@@ -11,6 +11,8 @@ from __future__ import annotations
 import random
 import struct
 
+from .features import on
+
 GLOBALS: tuple[tuple[str, str], ...] = (
     ("torch._utils", "_rebuild_tensor_v2"), ("torch", "FloatStorage"), ("collections", "OrderedDict"),
     ("torch._utils", "_rebuild_parameter"), ("torch", "Size"), ("torch", "device"), ("builtins", "set"),
@@ -26,6 +28,8 @@ GLOBALS: tuple[tuple[str, str], ...] = (
     ("", "x"), ("a b", "c d"), ("m\u00f3dulo", "\u00f1ame"), ("builtins", "len"), ("__future__", "annotations"),
 )
 
+VALUE_FEATURES = {0: "int-text", 1: "long-text", 2: "float-text", 3: "string", 4: "unicode-text", 7: "long-bin",
+                  9: "unicode", 10: "bytes", 11: "short-string", 14: "buffer"}
 CALLEES = tuple(g for g in GLOBALS if "Storage" not in g[1])
 INT_LINES = (b"0", b"1", b"00", b"01", b"017", b"0x1F", b"-5", b"+3", b" 7", b"1_000", b"-0", b"",
              b"99999999999999999999", b"12L", b"0o17", b"1 ", b"08")
@@ -90,6 +94,8 @@ class Walk:
     def value(self) -> None:
         r = self.rng
         kind = r.randrange(16 if not self.text_only else 6)
+        if kind in VALUE_FEATURES and not on("pickle:" + VALUE_FEATURES[kind]):
+            kind = 5
         if kind == 0:
             self.emit(b"I" + r.choice(INT_LINES) + b"\n", push="int")
         elif kind == 1:
@@ -135,15 +141,17 @@ class Walk:
         r = self.rng
         mod, name = self.global_name(callee)
         m, n = mod.encode("utf-8"), name.encode("utf-8")
-        if r.random() < 0.03:
+        if r.random() < 0.03 and on("pickle:global-badutf8"):
             m = m + b"\xff"
         way = r.randrange(4 if not self.text_only else 1)
+        if not on("pickle:" + ("global", "stack-global", "stack-global", "ext")[way]):
+            way = 0
         if way == 0:
             self.emit(b"c" + m + b"\n" + n + b"\n", push="global")
         elif way in (1, 2):
             self.emit(b"\x8c" + _u(m, 1), push="str")
             self.memoize()
-            if r.random() < 0.05:
+            if r.random() < 0.05 and on("pickle:stack-global-nonstr"):
                 self.value()
             else:
                 self.emit(b"\x8c" + _u(n, 1), push="str")
@@ -157,7 +165,8 @@ class Walk:
         r = self.rng
         if not self.stack:
             return
-        idx = len(self.memo) if r.random() < 0.8 else r.choice((0, 1, 255, 256, 70000))
+        odd = r.random() >= 0.8 and on("pickle:memo-odd")
+        idx = r.choice((0, 1, 255, 256, 70000)) if odd else len(self.memo)
         way = r.randrange(4 if not self.text_only else 1)
         if way == 0:
             self.emit(b"p" + r.choice((str(idx).encode(), b"0" + str(idx).encode(), b"x")) + b"\n")
@@ -172,7 +181,12 @@ class Walk:
 
     def memo_get(self) -> None:
         r = self.rng
-        idx = r.choice(self.memo) if self.memo and r.random() < 0.9 else r.choice((0, 3, 300))
+        if self.memo and r.random() < 0.9:
+            idx = r.choice(self.memo)
+        elif on("pickle:memo-missing"):
+            idx = r.choice((0, 3, 300))
+        else:
+            return
         way = r.randrange(3 if not self.text_only else 1)
         if way == 0:
             self.emit(b"g" + str(idx).encode() + b"\n", push="obj")
@@ -186,7 +200,7 @@ class Walk:
         r = self.rng
         top = self.top()
         choice = r.random()
-        loose = r.random() > self.strict
+        loose = r.random() > self.strict and on("pickle:loose")
         if choice < 0.25:
             self.value()
         elif choice < 0.38:
@@ -199,6 +213,8 @@ class Walk:
             self.memo_get()
         elif choice < 0.62 and (self.since_mark() >= 0 or loose):
             op = r.choice(b"tld\x91e\x90uo" if not self.text_only else b"tldi")
+            if (op == ord("i") and not on("pickle:inst")) or (op == ord("o") and not on("pickle:obj")):
+                op = ord("t")
             if op == ord("i"):
                 mod, name = self.global_name(callee=True)
                 self.emit(b"i" + mod.encode() + b"\n" + name.encode() + b"\n")
@@ -217,18 +233,18 @@ class Walk:
                 self.stack.append("tuple")
             elif self.ops[-1] in (b"\x86", b"\x87"):
                 self.stack[-1:] = ["tuple"]
-        elif choice < 0.84 and (top or loose):
+        elif choice < 0.84 and (top or loose) and on("pickle:dup"):
             self.emit(b"2", push=top[0] if top else "obj")
-        elif choice < 0.86 and (self.marks() or loose):
+        elif choice < 0.86 and (self.marks() or loose) and on("pickle:pop-mark"):
             self.emit(b"1")
             self.pop_to_mark(None)
         elif choice < 0.9 and (top or loose):
             self.emit(b"0", pops=1)
-        elif choice < 0.94:
+        elif choice < 0.94 and on("pickle:persid"):
             self.persid(loose)
-        elif choice < 0.96 and not self.text_only:
+        elif choice < 0.96 and not self.text_only and on("pickle:proto-mid"):
             self.emit(b"\x80" + bytes([r.choice((0, 1, 2, 3, 4, 5, 6))]))
-        elif choice < 0.98 and not self.text_only:
+        elif choice < 0.98 and not self.text_only and on("pickle:frame-mid"):
             self.emit(b"\x95" + struct.pack("<Q", r.choice((0, 1, 9, 1 << 40))))
         else:
             self.emit(r.choice((b"\x8f", b"]")), push="set")
@@ -241,6 +257,8 @@ class Walk:
             if self.ops[-1] == b"(Nt":
                 self.stack[-1:] = ["tuple"]
         op = r.choice((b"R", b"R", b"\x81", b"\x92")) if not self.text_only else b"R"
+        if (op == b"\x81" and not on("pickle:newobj")) or (op == b"\x92" and not on("pickle:newobj-ex")):
+            op = b"R"
         if op == b"\x92" and not loose:
             self.emit(b"}", push="dict")
         self.emit(op, pops=3 if op == b"\x92" else 2, push="obj")
@@ -248,6 +266,8 @@ class Walk:
     def build(self) -> None:
         r = self.rng
         form = r.randrange(6)
+        if not on("pickle:build-" + ("dict", "slotstate-none", "slotstate", "none", "list", "dict-items")[form]):
+            return
         if form == 0:
             self.emit(b"}", push="dict")
         elif form == 1:
@@ -324,19 +344,19 @@ def generate(rng: random.Random, *, text_only: bool | None = None) -> tuple[byte
     w.close()
     proto = b"" if text_only or rng.random() < 0.1 else b"\x80" + bytes([rng.choice((2, 2, 3, 4, 4, 5))])
     ops = w.ops + [b"."]
-    framed = not text_only and rng.random() < 0.3
+    framed = not text_only and rng.random() < 0.3 and on("pickle:frame")
     if framed:
         ops = frame(rng, ops)
     data = proto + b"".join(ops)
     tail = rng.random()
     desc = f"pickle text={text_only} framed={framed}"
-    if tail < 0.08:
+    if tail < 0.08 and on("pickle:truncated"):
         data = data[:rng.randrange(len(data))]
         desc += " truncated"
-    elif tail < 0.14:
+    elif tail < 0.14 and on("pickle:no-stop"):
         data = data[:-1]
         desc += " no-STOP"
-    elif tail < 0.2:
+    elif tail < 0.2 and on("pickle:trailing"):
         data += rng.choice((b"\x00garbage", b"\x80\x02cos\nsystem\n.", b"."))
         desc += " trailing"
     return data, desc

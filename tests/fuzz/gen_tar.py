@@ -15,6 +15,7 @@ import tarfile
 from typing import Literal
 
 from . import gen_pickle
+from .features import on
 from .mutate import mutate_bytes
 
 STORAGE_TYPES = (b"FloatStorage", b"HalfStorage", b"LongStorage", b"ByteStorage", b"BadStorage")
@@ -31,8 +32,9 @@ def _str(s: bytes) -> bytes:
 def storages_member(rng: random.Random, keys: list[int]) -> bytes:
     out = _p(b"K" + bytes([len(keys)]))
     for k in keys:
-        st = rng.choice(STORAGE_TYPES) if rng.random() < 0.2 else b"FloatStorage"
-        mod = b"torch" if rng.random() < 0.9 else rng.choice((b"os", b"torch.storage"))
+        odd = rng.random() < 0.2 and on("tar:storage-type")
+        st = rng.choice(STORAGE_TYPES) if odd else b"FloatStorage"
+        mod = rng.choice((b"os", b"torch.storage")) if rng.random() < 0.1 and on("tar:storage-module") else b"torch"
         out += _p(b"K" + bytes([k]) + _str(b"cpu") + b"c" + mod + b"\n" + st + b"\n\x87")
         n = rng.choice((0, 1, 2, 4))
         out += struct.pack("<q", n) + bytes(4 * n)
@@ -50,12 +52,12 @@ def tensors_member(rng: random.Random, keys: list[int], storage_keys: list[int])
 
 
 def pickle_member(rng: random.Random, tensor_keys: list[int]) -> bytes:
-    if rng.random() < 0.3:
+    if rng.random() < 0.3 and on("tar:generated-pickle"):
         return gen_pickle.generate(rng)[0]
     body = b"}"
     for i, k in enumerate(tensor_keys):
         body += _str(b"w%d" % i) + _str(str(k).encode()) + b"Qs"
-    if rng.random() < 0.4:
+    if rng.random() < 0.4 and on("tar:payload"):
         mod, name = rng.choice(gen_pickle.CALLEES)
         body += _str(b"payload") + b"c" + mod.encode() + b"\n" + name.encode() + b"\n)Rs"
     return _p(body)
@@ -110,22 +112,25 @@ def generate(rng: random.Random) -> tuple[bytes, str]:
     }
     order = ["sys_info", "pickle", "tensors", "storages"]
     tricks: list[str] = []
-    if rng.random() < 0.3:
+    if rng.random() < 0.3 and on("tar:order"):
         rng.shuffle(order)
         tricks.append("order")
-    if rng.random() < 0.2:
+    if rng.random() < 0.2 and on("tar:duplicate"):
         order.append(rng.choice(("pickle", "storages")))
         tricks.append("duplicate")
-    if rng.random() < 0.1:
+    if rng.random() < 0.1 and on("tar:missing"):
         order.remove(rng.choice(order))
         tricks.append("missing")
-    if rng.random() < 0.05:
+    if rng.random() < 0.05 and on("tar:pickle-polyglot"):
         mod, name = rng.choice(gen_pickle.CALLEES)
         members[f"c{mod}\n{name}\n(S'x'\ntR."] = b""
         order.insert(0, f"c{mod}\n{name}\n(S'x'\ntR.")
         tricks.append("pickle-polyglot")
     fmt: int = rng.choice((tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT, -7))
-    sparse = rng.random() < 0.15
+    names = {tarfile.USTAR_FORMAT: "ustar", tarfile.GNU_FORMAT: "gnu", tarfile.PAX_FORMAT: "pax"}
+    if not on("tar:" + names.get(fmt, "v7")):
+        fmt = tarfile.USTAR_FORMAT
+    sparse = rng.random() < 0.15 and on("tar:sparse")
     blocks: list[bytes] = []
     real_fmt: Literal[0, 1, 2] = tarfile.USTAR_FORMAT if fmt < 0 else fmt  # type: ignore[assignment]
     for i, name in enumerate(order):
@@ -133,10 +138,10 @@ def generate(rng: random.Random) -> tuple[bytes, str]:
         if sparse and rng.random() < 0.5:
             blocks.append(_sparse_of(rng, name.encode(), content))
             continue
-        long_name = fmt == tarfile.GNU_FORMAT and rng.random() < 0.1
+        long_name = fmt == tarfile.GNU_FORMAT and rng.random() < 0.1 and on("tar:longname")
         info = tarfile.TarInfo(("x" * 120 + "/../" + name) if long_name else name)
         info.size = len(content)
-        if fmt == tarfile.PAX_FORMAT and rng.random() < 0.3:
+        if fmt == tarfile.PAX_FORMAT and rng.random() < 0.3 and on("tar:pax-path"):
             info.pax_headers = {"path": name, "comment": "x"}
             info.name = "decoy"
         blocks.append(info.tobuf(real_fmt, "utf-8", "surrogateescape") + content + bytes(-len(content) % 512))
@@ -144,7 +149,7 @@ def generate(rng: random.Random) -> tuple[bytes, str]:
     desc = f"tar format={fmt} sparse={sparse} " + ",".join(tricks or ["plain"])
     if fmt == -7:
         _v7_all(data)
-    if rng.random() < 0.1:
+    if rng.random() < 0.1 and on("tar:bytes"):
         data = bytearray(mutate_bytes(rng, bytes(data)))
         _sanitize(data)
         desc += ",bytes"

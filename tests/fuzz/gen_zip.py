@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 
 from . import gen_pickle, structured
+from .features import on
 from .mutate import mutate_bytes
 from .zipbuild import EOCD, Layout, Member, build
 
@@ -48,6 +49,8 @@ def generate(rng: random.Random) -> tuple[bytes, str]:
     for _ in range(rng.choice((0, 1, 1, 2, 3))):
         trick = rng.choice(("dup", "case", "zip64", "second_cd", "eocd", "deflate", "local", "prefix", "pickle",
                             "byteorder", "order", "archive_name", "crc", "drop"))
+        if not on(f"zip:{trick}"):
+            continue
         tricks.append(trick)
         target = pkl if rng.random() < 0.7 else rng.randrange(len(members))
         m = members[target]
@@ -123,7 +126,7 @@ def generate(rng: random.Random) -> tuple[bytes, str]:
     if lay.second_central is not None:
         lay.second_central = [i for i in lay.second_central if i < len(members)]
     data = build(members, lay)
-    if rng.random() < 0.1:
+    if rng.random() < 0.1 and on("zip:bytes"):
         data = mutate_bytes(rng, data)
         tricks.append("bytes")
     return data, "zip " + ",".join(tricks or ["plain"])

@@ -26,8 +26,7 @@ WEIGHTS = {"zip": 35, "pickle": 30, "legacy": 20, "tar": 15}
 def generate(seed: int, index: int, families: Sequence[str] | None = None,
              exclude: Sequence[str] = ()) -> tuple[bytes, str, str]:
     """``(bytes, family, description)``; ``families`` restricts the draw, ``exclude`` names features to leave out."""
-    features.EXCLUDED.clear()
-    features.EXCLUDED.update(exclude)
+    features.reset(list(exclude))
     rng = random.Random(f"{seed}:{index}")
     names = [f for f in FAMILIES if not families or f in families]
     family = rng.choices(names, weights=[WEIGHTS[f] for f in names])[0]

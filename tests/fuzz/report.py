@@ -66,6 +66,8 @@ def render(s: dict[str, Any]) -> str:
                        f"({c['size']} bytes): {ex.get('desc', '')}.\n\n- check: {c['check']}\n"
                        f"- ckptlint: {ex.get('ckptlint', '')}\n"
                        f"- oracle: {ex.get('oracle', '')}\n")
+            if c.get("features"):
+                out.append(f"- generator features every input of the class used: {', '.join(c['features'])}\n")
             if ex.get("only_ckptlint"):
                 out.append(f"- only ckptlint reports: {', '.join(ex['only_ckptlint'][:12])}\n")
             if ex.get("only_oracle"):

@@ -26,6 +26,8 @@ class Klass:
     example: dict[str, Any] = field(default_factory=dict)
     input_hex: str = ""
     shrunk_hex: str = ""
+    features: set[str] | None = None
+    """The generator features every input of this class used (what to leave out to avoid it)."""
 
 
 def _commit() -> str:
@@ -81,6 +83,8 @@ def run(n: int, seed: int, jobs: int = 2, families: Sequence[str] | None = None,
                 by_check[d["check"]] += 1
                 k = classes.setdefault(d["klass"], Klass(d["klass"], d["family"], d["check"]))
                 k.count += 1
+                used = set(reply.get("features", ()))
+                k.features = used if k.features is None else k.features & used
                 if reply["size"] < k.size:
                     k.index, k.size, k.input_hex = req["index"], reply["size"], reply["input"]
                     k.example = dict(d, desc=reply["desc"])
@@ -120,7 +124,8 @@ def _input_family(k: Klass) -> str:
 
 def _klass_json(k: Klass) -> dict[str, Any]:
     return {"klass": k.klass, "family": k.family, "check": k.check, "count": k.count, "index": k.index,
-            "size": k.size, "example": k.example, "input_hex": k.input_hex, "shrunk_hex": k.shrunk_hex}
+            "size": k.size, "features": sorted(k.features or ()), "example": k.example, "input_hex": k.input_hex,
+            "shrunk_hex": k.shrunk_hex}
 
 
 def _torch_version() -> str:

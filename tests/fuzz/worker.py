@@ -62,12 +62,14 @@ def _no_special_files() -> None:
 
 
 def handle(req: dict[str, Any], work: str) -> dict[str, Any]:
+    from . import features
     from .compare import compare
     from .generate import generate
     from .oracle import read_with_ckptlint, read_with_oracle
 
     if "data" in req:
         data, family, desc = bytes.fromhex(req["data"]), req.get("family", "bytes"), "given bytes"
+        features.reset()
     else:
         data, family, desc = generate(int(req["seed"]), int(req["index"]), req.get("families"),
                                      req.get("exclude") or ())
@@ -88,6 +90,7 @@ def handle(req: dict[str, Any], work: str) -> dict[str, Any]:
         "family": family, "desc": desc, "size": len(data), "ck_seconds": ck.seconds, "ck_rss_kib": ck.rss_kib,
         "oracle_seconds": oracle.seconds if oracle else 0.0, "oracle_limited": limited,
         "disagreements": [d.to_json() for d in found], "ck_format": ck.format, "ck_error": ck.error,
+        "features": sorted(features.USED),
     }
     if found or req.get("full"):
         reply["input"] = data.hex()
