@@ -21,6 +21,11 @@ def print_summary(s: dict[str, Any]) -> None:
         print(f"  {c['count']:6d}  {c['klass']}  (index {c['index']}, {c['size']} bytes)")
 
 
+def _clean(text: object) -> str:
+    """Error messages and names quote bytes from the file: keep the report plain printable text."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def _literal(c: dict[str, Any], seed: int) -> str:
     data = bytes.fromhex(c["shrunk_hex"] or c["input_hex"])
     how = "shrunk" if c["shrunk_hex"] else "as generated"
@@ -62,16 +67,17 @@ def render(s: dict[str, Any]) -> str:
             out.append("None in this run.\n")
         for c in rows:
             ex = c["example"]
-            out.append(f"\n### {c['klass']}\n\n{c['count']} inputs; smallest: seed {s['seed']} index {c['index']} "
+            out.append(f"\n### {_clean(c['klass'])}\n\n{c['count']} inputs; smallest: seed {s['seed']} "
+                       f"index {c['index']} "
                        f"({c['size']} bytes): {ex.get('desc', '')}.\n\n- check: {c['check']}\n"
-                       f"- ckptlint: {ex.get('ckptlint', '')}\n"
-                       f"- oracle: {ex.get('oracle', '')}\n")
+                       f"- ckptlint: {_clean(ex.get('ckptlint', ''))}\n"
+                       f"- oracle: {_clean(ex.get('oracle', ''))}\n")
             if c.get("features"):
                 out.append(f"- generator features every input of the class used: {', '.join(c['features'])}\n")
             if ex.get("only_ckptlint"):
-                out.append(f"- only ckptlint reports: {', '.join(ex['only_ckptlint'][:12])}\n")
+                out.append(f"- only ckptlint reports: {_clean(', '.join(ex['only_ckptlint'][:12]))}\n")
             if ex.get("only_oracle"):
-                out.append(f"- only the oracle requested: {', '.join(ex['only_oracle'][:12])}\n")
+                out.append(f"- only the oracle requested: {_clean(', '.join(ex['only_oracle'][:12]))}\n")
             out.append("\n" + _literal(c, s["seed"]))
     if s["worker_failures"]:
         out.append("\n## worker failures (hangs or deaths; `ckptlint_alone` re-runs ckptlint without the oracle)\n\n")
