@@ -197,6 +197,7 @@ def test_zip_bomb_member_is_bounded(tmp_path: Path) -> None:
     p = tmp_path / "bomb.pt"
     with zipfile.ZipFile(p, "w", compression=zipfile.ZIP_DEFLATED) as z:
         z.writestr("archive/data.pkl", b"\x80\x02N" + b"0N" * (4 << 20) + b".")
+        z.writestr("archive/version", "3\n")
     reason = _reason(p, Limits(max_pickle_bytes=1 << 20))
     assert "bytes" in reason
 

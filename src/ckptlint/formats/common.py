@@ -92,10 +92,10 @@ class Assembler:
         """The first stop in this file's streams, if reading stopped anywhere."""
         return self.stops[0] if self.stops else None
 
-    def _run(self, data: bytes, stream: str, start: int,
-             persistent_load: PersistentLoad | None) -> tuple[StaticUnpickler, Any, Exception | None]:
+    def _run(self, data: bytes, stream: str, start: int, persistent_load: PersistentLoad | None,
+             file_framing: bool = False) -> tuple[StaticUnpickler, Any, Exception | None]:
         up = StaticUnpickler(data, stream, start=start, persistent_load=persistent_load, limits=self.limits,
-                             budget=self.budget)
+                             budget=self.budget, file_framing=file_framing)
         try:
             return up, up.load(), None
         except (FormatError, ValueError, OverflowError, RecursionError, MemoryError) as e:
@@ -126,24 +126,50 @@ class Assembler:
                                          err.field if isinstance(err, LimitExceeded) else None))
 
     def parse(self, data: bytes, stream: str, *, start: int = 0,
-              persistent_load: PersistentLoad | None = None, depth: int = 0) -> tuple[Any, int]:
+              persistent_load: PersistentLoad | None = None, depth: int = 0,
+              file_framing: bool = True) -> tuple[Any, int]:
         """Run one stream; returns its value and the offset just past its STOP.
 
         When the stream stops early (CPython raises there too), everything before the
         stop is kept, the stop is recorded in ``stops`` and ``(None, stop offset)`` is
         returned; a whole-file bound re-raises :class:`LimitExceeded` (nothing more may run).
         Byte strings the stream hands to ``pickle.loads`` and the like are parsed too
-        (as ``<stream>>nested@<offset>``), so a payload cannot hide one level down."""
+        (as ``<stream>>nested@<offset>``), so a payload cannot hide one level down.
+
+        ``file_framing``: read FRAMEs as torch.load reads a zip member (the C unpickler on an
+        ``io.BytesIO``); False for bytes given to ``pickle.loads``. When the stream's frames make
+        the two readings differ, the other reading is parsed too, as ``<stream>#<other>``."""
         self.budget.charge_stream()
         self.budget.charge_bytes(len(data) - start, f"pickle stream {stream}")
-        up, value, err = self._run(data, stream, start, persistent_load)
+        up, value, err = self._run(data, stream, start, persistent_load, file_framing)
         self._record(up, err)
         self._nested(up, stream, depth)
+        if up.frame_irregular and not isinstance(err, LimitExceeded):
+            self._other_reading(data, stream, start, persistent_load, file_framing, up, err)
         if isinstance(err, LimitExceeded):
             raise err
         if err is not None:
             return None, up.stop_offset
         return value, up.end
+
+    def _other_reading(self, data: bytes, stream: str, start: int, persistent_load: PersistentLoad | None,
+                       file_framing: bool, up: StaticUnpickler, err: Exception | None) -> None:
+        """The same bytes read with the other FRAME handling (pickle.loads vs a file without peek)."""
+        name = f"{stream}#{'contiguous' if file_framing else 'file'}"
+        self.budget.charge_stream()
+        other, _, err2 = self._run(data, name, start, persistent_load, not file_framing)
+        mine = [(g.module, g.name, g.offset) for g in up.globals]
+        theirs = [(g.module, g.name, g.offset) for g in other.globals]
+        if mine != theirs or (err is None) != (err2 is None):
+            self._record(other, err2)
+            self.anomalies.append(f"{stream}: its FRAMEs make readers read different pickles (pickle.loads "
+                                  f"reads on contiguously, a file without peek such as torch.load's io.BytesIO "
+                                  f"drops the rest of a frame); the other reading is {name}")
+        else:
+            self.budget.opcodes -= other.count
+            self.budget.memo -= len(other._memo)
+        if isinstance(err2, LimitExceeded):
+            raise err2
 
     def _nested(self, up: StaticUnpickler, stream: str, depth: int) -> None:
         for offset, payload in up.nested:
@@ -152,7 +178,8 @@ class Assembler:
                 break
             self.budget.charge_nested()
             before = len(self.stops)
-            self.parse(payload, f"{stream}>nested@{offset}", persistent_load=record_pid, depth=depth + 1)
+            self.parse(payload, f"{stream}>nested@{offset}", persistent_load=record_pid, depth=depth + 1,
+                       file_framing=False)
             if len(self.stops) > before and not self.globals_in(f"{stream}>nested@{offset}"):
                 stop = self.stops.pop()
                 self.notes.append(f"{stream}: bytes passed to a loader at byte {offset} are not a pickle "
@@ -182,6 +209,9 @@ class Assembler:
                     continue
             self._record(up, err)
             self._nested(up, stream, 0)
+            if up.frame_irregular and not isinstance(err, LimitExceeded):
+                # pickle.load on a real file reads a frame bigger than its peek buffer the io.BytesIO way
+                self._other_reading(data, stream, 0, persistent_load, False, up, err)
             if isinstance(err, LimitExceeded):
                 raise err
             if err is not None:

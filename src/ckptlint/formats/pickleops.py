@@ -70,27 +70,80 @@ class ValueOps:
     data: bytes
     pos: int
     stream: str
+    anomalies: list[str]
     _op_start: int
     _stack: list[Any]
     _metastack: list[list[Any]]
+    _buf_end: int
+    """End of the bytes the C unpickler holds in its buffer: ``len(data)`` except inside a FRAME
+    read the way a file without ``peek`` (``io.BytesIO``) is read."""
+    _fp: int
+    """That file's position (the end of the frame buffer) while ``_framed``."""
+    _framed: bool
+    frame_irregular: bool
 
     # -- reading helpers
     def _read(self, n: int) -> bytes:
         p = self.pos
         e = p + n
+        if e > self._buf_end or n < 0:
+            return self._read_slow(n)
+        self.pos = e
+        return self.data[p:e]
+
+    def _read_slow(self, n: int) -> bytes:
+        if n < 0:
+            raise FormatError(f"negative length at byte {self._op_start} ({self.stream})")
+        if not self._framed:
+            raise TruncatedPickle(f"pickle truncated at byte {self._op_start} ({self.stream})")
+        # _Unpickler_ReadImpl on a file without peek: the rest of the frame buffer is dropped and n
+        # fresh bytes are read from the file, which is already past the frame
+        start = self._refill()
+        e = start + n
+        if e > len(self.data):
+            raise TruncatedPickle(f"pickle truncated at byte {self._op_start} ({self.stream})")
+        self.pos = e
+        return self.data[start:e]
+
+    def _read_into(self, n: int) -> bytes:
+        """_Unpickler_ReadInto (the payload of the bytes opcodes): what is left in the buffer,
+        then the rest from the file, which continues right there: contiguous in every reader."""
+        p = self.pos
+        e = p + n
+        if e <= self._buf_end and n >= 0:
+            self.pos = e
+            return self.data[p:e]
         if n < 0:
             raise FormatError(f"negative length at byte {self._op_start} ({self.stream})")
         if e > len(self.data):
             raise TruncatedPickle(f"pickle truncated at byte {self._op_start} ({self.stream})")
+        self._framed = False
+        self._buf_end = len(self.data)
         self.pos = e
         return self.data[p:e]
+
+    def _refill(self) -> int:
+        start = self._fp
+        if self.pos != self._buf_end:
+            self.frame_irregular = True
+            self.anomalies.append(
+                f"opcode at byte {self._op_start} straddles the FRAME end at byte {self._buf_end}: "
+                f"torch.load (reading io.BytesIO) drops bytes {self.pos}-{self._buf_end} and reads on at byte {start}")
+        self._framed = False
+        self._buf_end = len(self.data)
+        return start
 
     def _readline(self) -> bytes:
         """The line without its newline; CPython refuses a line that does not end in one."""
         p = self.pos
-        e = self.data.find(b"\n", p)
+        e = self.data.find(b"\n", p, self._buf_end)
         if e < 0:
-            raise TruncatedPickle(f"pickle truncated at byte {self._op_start} ({self.stream})")
+            if not self._framed:
+                raise TruncatedPickle(f"pickle truncated at byte {self._op_start} ({self.stream})")
+            p = self._refill()  # READ_WHOLE_LINE: file.readline() from where the frame ended
+            e = self.data.find(b"\n", p)
+            if e < 0:
+                raise TruncatedPickle(f"pickle truncated at byte {self._op_start} ({self.stream})")
         self.pos = e + 1
         return self.data[p:e]
 
@@ -233,16 +286,16 @@ class ValueOps:
         """Hook: a SHORT_BINSTRING that is not UTF-8 (readers disagree on it)."""
 
     def op_BINBYTES(self) -> None:
-        self._stack.append(self._read(U32.unpack(self._read(4))[0]))
+        self._stack.append(self._read_into(U32.unpack(self._read(4))[0]))
 
     def op_SHORT_BINBYTES(self) -> None:
-        self._stack.append(self._read(self._read(1)[0]))
+        self._stack.append(self._read_into(self._read(1)[0]))
 
     def op_BINBYTES8(self) -> None:
-        self._stack.append(self._read(U64.unpack(self._read(8))[0]))
+        self._stack.append(self._read_into(U64.unpack(self._read(8))[0]))
 
     def op_BYTEARRAY8(self) -> None:
-        self._stack.append(bytearray(self._read(U64.unpack(self._read(8))[0])))
+        self._stack.append(bytearray(self._read_into(U64.unpack(self._read(8))[0])))
 
     def _text(self, raw: bytes) -> str:
         try:
@@ -269,7 +322,10 @@ class ValueOps:
         raise self._fail("pickle needs out-of-band buffers (NEXT_BUFFER)")
 
     def op_READONLY_BUFFER(self) -> None:
-        self._top()
+        # load_readonly_buffer: PyMemoryView_FromObject on the top, which needs the buffer protocol
+        top = self._top()
+        if isinstance(top, (str, int, float, list, tuple, dict, set, frozenset, type(None))):
+            raise self._fail(f"READONLY_BUFFER on a {type(top).__name__}")
 
     # -- containers
     def op_EMPTY_TUPLE(self) -> None:

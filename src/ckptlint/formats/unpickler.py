@@ -65,8 +65,18 @@ class StaticUnpickler(ValueOps):
 
     def __init__(self, data: bytes, stream: str, *, start: int = 0,
                  persistent_load: PersistentLoad | None = None,
-                 limits: Limits = DEFAULT_LIMITS, budget: Budget | None = None) -> None:
+                 limits: Limits = DEFAULT_LIMITS, budget: Budget | None = None,
+                 file_framing: bool = False) -> None:
         self.data = data
+        self.file_framing = file_framing
+        """Read FRAMEs as the C unpickler reads a file without ``peek`` (``io.BytesIO``: what
+        torch.load hands it for a zip member); otherwise as it reads bytes (``pickle.loads``),
+        contiguously. The two differ only for opcodes that straddle a frame's end."""
+        self._buf_end = len(data)
+        self._fp = len(data)
+        self._framed = False
+        self.frame_irregular = False
+        """A FRAME that readers split differently (straddled, nested, overrun)."""
         self.stream = stream
         self.pos = start
         self.start = start
@@ -139,8 +149,11 @@ class StaticUnpickler(ValueOps):
         count = 0
         try:
             while True:
-                if self.pos >= n:
-                    raise TruncatedPickle(f"pickle ended without STOP ({self.stream})")
+                if self.pos >= self._buf_end:
+                    if self.pos >= n or not self._framed:
+                        raise TruncatedPickle(f"pickle ended without STOP ({self.stream})")
+                    self._op_start = self.pos
+                    self.pos = self._refill()
                 count += 1
                 if count > left:
                     count -= 1
@@ -159,6 +172,7 @@ class StaticUnpickler(ValueOps):
                     return self._stack[-1]
                 fe = self._frame_end
                 if fe is not None and start < fe < self.pos:
+                    self.frame_irregular = True
                     self.anomalies.append(f"opcode at byte {start} crosses the FRAME boundary at byte {fe}")
         finally:
             self.count = count
@@ -178,10 +192,26 @@ class StaticUnpickler(ValueOps):
         # load_frame: the frame's bytes must all be there; then it rewinds and reads on as usual.
         size = U64.unpack(self._read(8))[0]
         if self._frame_end is not None and self._op_start < self._frame_end:
+            self.frame_irregular = True
             self.anomalies.append(f"FRAME at byte {self._op_start} starts inside the previous frame")
         if size > (1 << 63) - 1:
             raise self._fail("FRAME length exceeds the maximum size")
+        if self.file_framing:
+            if self._framed and self.pos + size <= self._buf_end:
+                return  # the frame is already in the buffer: _Unpickler_Read's fast path, then a rewind
+            start = self._fp if self._framed else self.pos
+            if start != self.pos:
+                self.frame_irregular = True
+            if start + size > len(self.data):
+                self.frame_irregular = True
+                raise TruncatedPickle(f"pickle FRAME at byte {self._op_start} runs past the end ({self.stream})")
+            self.pos = start
+            self._fp = self._buf_end = start + size
+            self._framed = True
+            self._frame_end = start + size
+            return
         if self.pos + size > len(self.data):
+            self.frame_irregular = True
             raise TruncatedPickle(f"pickle FRAME at byte {self._op_start} runs past the end ({self.stream})")
         self._frame_end = self.pos + size
 
@@ -301,10 +331,11 @@ class StaticUnpickler(ValueOps):
     def op_LONG_BINPUT(self) -> None:
         p = self.pos
         e = p + 4
-        if e > len(self.data):
-            self._read(4)
-        self.pos = e
-        idx = _U32_FROM(self.data, p)[0]
+        if e > self._buf_end:
+            idx = U32.unpack(self._read(4))[0]
+        else:
+            self.pos = e
+            idx = _U32_FROM(self.data, p)[0]
         stack = self._stack
         if not stack:
             raise self._fail("pickle stack underflow")
