@@ -21,11 +21,13 @@ from ..errors import FormatError
 from ..inventory import FormatFacts, Inventory, StorageRecord, StreamStop
 from ..limits import DEFAULT_LIMITS, Budget, Limits
 from .common import Assembler, CountingFile, record_pid
-from .dtypes import ITEMSIZE
+from .dtypes import ITEMSIZE, STORAGE_DTYPES
 from .tar import is_tar
 from .unpickler import Call, Global, TensorStub
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
+LEGACY_STORAGE_NAMES = frozenset(n for n in STORAGE_DTYPES if n != "UntypedStorage")
+"""``torch.storage._dtype_to_storage_type_map``'s names: what ``StorageType(name)`` accepts."""
 PROTOCOL_VERSION = 1001
 
 __all__ = ["MAGIC_NUMBER", "PROTOCOL_VERSION", "is_tar", "read_pickle_file"]
@@ -100,7 +102,7 @@ def read_pickle_file(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS
             streams=tuple(asm.streams), loaded_streams=("pickle#0",), opcodes=tuple(sorted(asm.opcodes)),
         )
         return asm.inventory(facts, structure)
-    read = read_legacy_streams(f, asm, first=(value, end))
+    read = read_legacy_streams(f, asm, first=(value, end, False))
     facts = FormatFacts(
         format="torch-legacy", file_size=f.size, bytes_read=f.bytes_read, pickle_protocol=asm.protocol,
         byteorder="little", streams=tuple(asm.streams), loaded_streams=tuple(read.loaded_streams),
@@ -119,8 +121,11 @@ class LegacyRead:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def read_legacy_streams(f: CountingFile, asm: Assembler, first: tuple[Any, int] | None = None) -> LegacyRead:
+def read_legacy_streams(f: CountingFile, asm: Assembler,
+                        first: tuple[Any, int, bool] | None = None) -> LegacyRead:
     """torch's legacy reader from byte 0, statically, stopping where torch raises.
+
+    ``first`` is the byte-0 pickle when a caller has parsed it already (value, end, stopped).
 
     Where a FRAME runs past a stream's STOP, torch's next ``pickle.load`` starts
     after STOP or after the frame depending on its file buffer: the other start
@@ -137,14 +142,14 @@ def read_legacy_streams(f: CountingFile, asm: Assembler, first: tuple[Any, int] 
 
 
 def _legacy_walk(f: CountingFile, asm: Assembler, out: LegacyRead, alternates: list[tuple[int, int]],
-                 first: tuple[Any, int] | None) -> None:
+                 first: tuple[Any, int, bool] | None) -> None:
     loaded = out.loaded_streams
 
     def load(index: int, offset: int, persistent_load: Any = None) -> tuple[Any, int, bool]:
         stream = f"pickle#{index}"
         loaded.append(stream)
         if index == 0 and first is not None:
-            value, end, stopped = first[0], first[1], False
+            value, end, stopped = first
         else:
             value, end, stopped = parse_stream(asm, f, offset, stream, persistent_load)
         if not stopped and index < 4:
@@ -268,11 +273,40 @@ def _legacy_loader(asm: Assembler) -> Any:
     storage = asm.storage_loader(legacy=True)
 
     def load(pid: Any) -> Any:
-        # ('module', cls, source_file, source): a pickled nn.Module class.
-        if isinstance(pid, tuple) and pid and pid[0] in ("module", b"module") and len(pid) >= 2:
+        """``_legacy_load.persistent_load``: a tuple whose first item names its kind."""
+        if not isinstance(pid, tuple) or not pid:
+            raise FormatError("torch's legacy persistent_load needs a non-empty tuple")
+        kind = pid[0].decode("ascii", "replace") if isinstance(pid[0], bytes) else pid[0]
+        if kind == "module":
+            # ('module', cls, source_file, source): a pickled nn.Module class; torch checks its source
+            # with _check_container_source(*pid[1:]) when the rest is truthy (three arguments, exactly).
+            if len(pid) < 2 or (all_truthy(pid[2:]) and len(pid) != 4):
+                raise FormatError(f"module persistent id of {len(pid)} items: torch's source check raises TypeError")
             return pid[1]
+        if kind != "storage":
+            raise FormatError(f"Unknown saved id type: {_short(pid[0])} (torch raises RuntimeError)")
+        if len(pid) != 6:
+            raise FormatError(f"storage persistent id of {len(pid)} items: torch unpacks 6 (ValueError)")
+        stype = pid[1]
+        # UnpicklerWrapper hands back a StorageType for the legacy typed storage names only; any other
+        # class (UntypedStorage included) has no ``dtype`` and torch raises AttributeError
+        if isinstance(stype, Global) and stype.name not in LEGACY_STORAGE_NAMES:
+            raise FormatError(f"{stype.qualname} has no dtype (torch raises AttributeError)")
         return storage(pid)
     return load
+
+
+def all_truthy(items: Any) -> bool:
+    """``all(items)`` over stand-ins: a global or a call's result is an object, and objects are true."""
+    for x in items:
+        if isinstance(x, (Global, Call, TensorStub)):
+            continue
+        try:
+            if not x:
+                return False
+        except Exception:  # noqa: BLE001 - a stand-in without truth: like an object, true
+            continue
+    return True
 
 
 def _plain_sys_info(sys_info: Any) -> dict[str, Any] | None:

@@ -26,7 +26,7 @@ from ..inventory import FormatFacts, Inventory
 from ..limits import DEFAULT_LIMITS, Limits
 from .common import Assembler, CountingFile, record_pid
 from .dtypes import ITEMSIZE, STORAGE_DTYPES
-from .legacy import LegacyRead, budget_of, new_assembler, parse_stream, read_legacy_streams, stop
+from .legacy import LegacyRead, all_truthy, budget_of, new_assembler, parse_stream, read_legacy_streams, stop
 from .tar import OutsideFile, TarFallback, TorchFails, TorchTar, extracted, extractfile, load_members, open_torch_tar
 from .unpickler import Global, Storage, TensorStub
 
@@ -47,7 +47,9 @@ def read_tar(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> Inv
     objects: dict[Any, Any] = {}
     structure: Any = None
     legacy: LegacyRead | None = None
+    head: tuple[Any, int, bool] | None = None
     try:
+        head = _scan_head(f, asm)
         tar = open_torch_tar(f, budget)
         if tar is None:  # the sniffer said tar, tarfile now says no: torch falls back at once
             raise TarFallback("tarfile.open raises TarError")
@@ -66,7 +68,7 @@ def read_tar(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> Inv
         facts_extra["tar_fallback"] = str(e)
         asm.anomalies.append(f"tar path fails with a TarError ({e}); torch.load(weights_only=False) "
                              "then reads the file from byte 0 as a legacy torch file")
-        legacy = read_legacy_streams(f, asm)
+        legacy = read_legacy_streams(f, asm, first=head)
     except OutsideFile as e:
         asm.anomalies.append(str(e))
         stop(asm, "tar", 0, str(e))  # not a pickle stream: the report stands, with this error in it
@@ -90,6 +92,14 @@ def read_tar(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> Inv
         opcodes=tuple(sorted(asm.opcodes)), extra=facts_extra,
     )
     return asm.inventory(facts, structure, storages)
+
+
+def _scan_head(f: CountingFile, asm: Assembler) -> tuple[Any, int, bool] | None:
+    """``pickle.load`` on the file reads its first header as a pickle: when that names a global (a
+    polyglot), it is scanned as ``pickle#0``, a stream torch loads only if it falls back."""
+    if not _names_globals(f.pread(0, 1 << 16), strict=True):
+        return None
+    return parse_stream(asm, f, 0, "pickle#0", None)
 
 
 def _storages(tt: TorchTar, f: CountingFile, asm: Assembler, objects: dict[Any, Any], loaded: list[str]) -> None:
@@ -189,8 +199,12 @@ assume it succeeds (how much a machine can allocate is not in the file)."""
 
 def _persistent_load(objects: dict[Any, Any]) -> Any:
     def load(pid: Any) -> Any:
-        if isinstance(pid, tuple):
-            return pid[0] if pid else _raise(TorchFails("an empty persistent id tuple (IndexError)"))
+        if isinstance(pid, tuple):  # a module class: _check_container_source(*pid) runs when pid[1:] is truthy
+            if all_truthy(pid[1:]) and len(pid) != 3:
+                raise FormatError(f"a persistent id of {len(pid)} items: torch's source check raises TypeError")
+            if not pid:
+                raise FormatError("an empty persistent id tuple (IndexError)")
+            return pid[0]
         if isinstance(pid, bool) or not isinstance(pid, (int, float, str, bytes)):
             raise FormatError("a persistent id torch passes to int(): only running the file tells")
         try:
@@ -201,10 +215,6 @@ def _persistent_load(objects: dict[Any, Any]) -> Any:
             raise FormatError(f"persistent id {key} names no storage or tensor (torch raises KeyError)")
         return objects[key]
     return load
-
-
-def _raise(e: Exception) -> Any:
-    raise e
 
 
 def _scan_unloaded(tt: TorchTar, f: CountingFile, asm: Assembler) -> None:
@@ -227,17 +237,18 @@ def _scan_unloaded(tt: TorchTar, f: CountingFile, asm: Assembler) -> None:
 _GLOBAL_OPS = frozenset({"GLOBAL", "STACK_GLOBAL", "INST", "EXT1", "EXT2", "EXT4"})
 
 
-def _names_globals(data: bytes) -> bool:
-    """Whether a pickle names any global (malformed ones count: the VM decides what they hold)."""
+def _names_globals(data: bytes, *, strict: bool = False) -> bool:
+    """Whether a pickle names a global before it ends; a malformed one counts unless ``strict``
+    (then only a global seen before the error does)."""
     try:
         for op, _, _ in pickletools.genops(data):
             if op.name in _GLOBAL_OPS:
                 return True
             if op.name == "STOP":
                 return False
-    except Exception:  # noqa: BLE001 - not pickletools' kind of pickle: let the VM read it
-        return True
-    return True
+    except Exception:  # noqa: BLE001 - not pickletools' kind of pickle
+        return not strict
+    return not strict
 
 
 def _count(v: Any, what: str) -> int:
