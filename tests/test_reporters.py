@@ -75,7 +75,7 @@ def _fingerprints(log: dict[str, Any]) -> list[str]:
 
 
 def test_json_validates_against_the_shipped_schema(repo: Path, check: Check) -> None:
-    schema = json.loads(resources.files("ckptlint").joinpath("schemas", "report.schema.json").read_text())
+    schema = json.loads(resources.files("ckptlint").joinpath("schemas").joinpath("report.schema.json").read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     proc = check(repo, "--format", "json", *MODEL, *FILES)
     doc = json.loads(proc.stdout)
