@@ -113,3 +113,18 @@ def test_storage_keys_and_raw_bytes(tmp_path: Path) -> None:
     assert not inv.stops
     cut = read_inventory(_write(tmp_path, data[:-3]))
     assert [s.reason for s in cut.stops] == ["torch.load raises: storage '0' runs past the end of the file"]
+
+
+@pytest.mark.parametrize(("module", "name", "loads"), [
+    ("torch", "FloatStorage", True),
+    ("anything", "HalfStorage", True),  # UnpicklerWrapper answers any module's legacy storage name itself
+    ("torch.storage", "UntypedStorage", False),  # no dtype: AttributeError
+    ("torch", "TypedStorage", False),
+])
+def test_legacy_storage_types(tmp_path: Path, module: str, name: str, loads: bool) -> None:
+    pid = (b"(" + tc.uni("storage") + tc.glob(module, name) + tc.uni("0") + tc.uni("cpu") + tc.pint(0) + b"NtQ")
+    obj = b"}" + tc.uni("s") + pid + b"s" + tc.reduce_call("mod_after", "f") + b"0"
+    keys = tc.p2(b"](" + tc.uni("0") + b"e")
+    inv = read_inventory(_write(tmp_path, tc.legacy_file(obj_body=obj, keys=keys, tail=struct.pack("<q", 0))))
+    assert ("mod_after.f" in [g.qualname for g in inv.globals]) is loads
+    assert bool(inv.stops) is not loads

@@ -81,3 +81,37 @@ def test_tensors_linked_to_storages_reads_the_extracted_storages(tmp_path: Path)
     inv = read_inventory(_tar(tmp_path, members + link + tc.end_blocks()))
     assert inv.facts.loaded_streams == ("storages#0", "storages#1", "tensors#0", "pickle")
     assert not inv.stops
+
+
+def test_pickle_load_reads_the_first_header(tmp_path: Path) -> None:
+    """A tar whose first member name is a pickle: torch reads the tar, ``pickle.load`` runs the header."""
+    t = tc.TorchTar()
+    first = tc.member_bytes("cos\nsystem\n(S'touch m'\ntR.", b"")
+    inv = read_inventory(_tar(tmp_path, first + tc.tar_bytes(t.members())))
+    [hit] = [g for g in inv.globals if g.qualname in ("os.system", "posix.system")]
+    assert hit.stream == "pickle#0"
+    assert "pickle#0" not in inv.facts.loaded_streams
+    assert "pickle" in inv.facts.loaded_streams
+
+
+MODULE_PIDS = {  # the pickled persistent id tuple -> whether torch gets past it
+    "one item: pid[1:] is empty, all() is true, one argument": (b"(" + tc.glob("mod", "Cls") + b"t", False),
+    "three items, all true": (b"(" + tc.glob("mod", "Cls") + tc.uni("f.py") + tc.uni("src") + b"t", True),
+    "two items, all true": (b"(" + tc.glob("mod", "Cls") + tc.uni("f.py") + b"t", False),
+    "four items, one false: no check": (b"(" + tc.glob("mod", "Cls") + tc.uni("f.py") + tc.uni("") + tc.uni("x") + b"t",
+                                        True),
+}
+
+
+def module_pid_tar(pid: bytes) -> bytes:
+    body = b"}" + tc.uni("m") + pid + b"Qs" + tc.reduce_call("mod_after", "f") + b"0"
+    return tc.tar_bytes([(n, tc.p2(body) if n == "pickle" else d) for n, d in tc.TorchTar().members()])
+
+
+@pytest.mark.parametrize("case", list(MODULE_PIDS))
+def test_module_persistent_ids_follow_torchs_source_check(tmp_path: Path, case: str) -> None:
+    """``_check_container_source(*pid)`` runs when ``pid[1:]`` is all true, and takes exactly three arguments."""
+    pid, ok = MODULE_PIDS[case]
+    inv = read_inventory(_tar(tmp_path, module_pid_tar(pid)))
+    assert ("mod_after.f" in [g.qualname for g in inv.globals]) is ok
+    assert bool(inv.stops) is not ok
