@@ -165,7 +165,12 @@ def _checked(z: ZipArchive, asm: Assembler, load: PersistentLoad, folder: bytes)
             if key not in seen:
                 entry = folder + key.encode("utf-8")
                 record = entry.decode("utf-8", "replace").split("/", 1)[-1]
-                seen[key] = record_error(z, z.locate(entry), record, asm.limits.max_pickle_bytes)
+                m = z.locate(entry)
+                seen[key] = record_error(z, m, record, asm.limits.max_pickle_bytes)
+                nbytes = getattr(st, "nbytes", None)
+                if seen[key] is None and m is not None and isinstance(nbytes, int) and m.size != nbytes:
+                    # get_storage_from_record: TORCH_CHECK(record size == numel * element size)
+                    seen[key] = f"record size ({m.size} bytes) does not match expected size ({nbytes} bytes)"
             problem = seen[key]
             if problem is not None:
                 raise FormatError(problem)
