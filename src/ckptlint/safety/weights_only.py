@@ -11,6 +11,7 @@ refuses it as well, and "don't know" would read as "fine".
 from __future__ import annotations
 
 import os
+import re
 
 from ..inventory import Inventory
 from ..results import Blocker, Verdict
@@ -84,8 +85,10 @@ def predict(inv: Inventory, allowed: frozenset[str], torch_version: tuple[int, i
 def unreadable_verdict(reason: str, torch_version: tuple[int, int] | None = None) -> Verdict:
     """The verdict for a file ckptlint cannot read: torch.load refuses it too (a definite no)."""
     version = torch_version or NEWEST_SUPPORTED_TORCH
-    return Verdict(False, (Blocker("format", f"unreadable: {reason}"),), f"{version[0]}.{version[1]}",
-                   "do not load this file: it is not a checkpoint torch.load can read")
+    bound = re.match(r"limit (\w+)=", reason)
+    advice = (f"ckptlint stopped at its {bound.group(1)} bound: raise it (check_file(..., limits=Limits(...))) "
+              "for torch's answer" if bound else "do not load this file: it is not a checkpoint torch.load can read")
+    return Verdict(False, (Blocker("format", f"unreadable: {reason}"),), f"{version[0]}.{version[1]}", advice)
 
 
 def _loaded_categories(inv: Inventory, categories: dict[str, Category]) -> set[Category]:

@@ -65,9 +65,13 @@ def pickle_blockers(inv: Inventory, allowed: frozenset[str], user_allowed: froze
     placed += _from_operations(inv, order, allowed, user_allowed, blocked_names)
     for stop in inv.stops:
         if stop.stream in order:
+            # where the reader stopped, torch.load raises too; at one of ckptlint's own bounds the answer is
+            # "not proven loadable" and the blocker says which bound to raise
+            detail = (f"ckptlint stopped at its {stop.limit} bound, before the end of the stream "
+                      "(raise the limit to get torch's answer)" if stop.limit
+                      else f"the pickle cannot be read past here: {stop.reason}")
             placed.append((order[stop.stream], stop.offset, _RANK["format"],
-                           Blocker("format", f"the pickle cannot be read past here: {stop.reason}",
-                                   stop.stream, stop.offset)))
+                           Blocker("format", detail, stop.stream, stop.offset)))
     placed.sort(key=lambda t: (t[0], t[1], t[2]))
     return dedupe(b for *_, b in placed)
 
