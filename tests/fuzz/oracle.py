@@ -7,7 +7,6 @@ dropped privileges and limited its address space.
 from __future__ import annotations
 
 import pickle
-import resource
 import time
 import traceback
 import warnings
@@ -56,7 +55,7 @@ class CkptlintResult:
     crash: str | None
     seconds: float
     rss_kib: int
-    """Upper bound of the memory ckptlint added over the worker's size before the call."""
+    """Peak resident memory ckptlint added during the call (VmHWM, reset just before it)."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,15 +121,28 @@ def read_with_oracle(path: str) -> OracleResult:
     return OracleResult(torch_reading, pickle_reading, loads, why, script, time.perf_counter() - start)
 
 
-def _rss_kib() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() // 1024
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def _reset_peak() -> int:
+    """Reset the kernel's RSS high-water mark to the current RSS (Linux >= 4.0); returns that RSS."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+    return _status_kib("VmRSS")
 
 
 def read_with_ckptlint(path: str) -> CkptlintResult:
     from ckptlint.checker import check_file
 
-    before = _rss_kib()
+    before = _reset_peak()
     start = time.perf_counter()
     try:
         fr = check_file(path)
@@ -139,9 +151,9 @@ def read_with_ckptlint(path: str) -> CkptlintResult:
         tb = traceback.extract_tb(e.__traceback__)
         where = f" at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else ""
         return CkptlintResult(None, None, [], [], None, None, _outcome(e) + where, seconds,
-                              resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+                              _status_kib("VmHWM") - before)
     seconds = time.perf_counter() - start
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    rss = _status_kib("VmHWM") - before
     inv = fr.inventory if fr.inventory is not None else getattr(fr, "partial", None)
     globals_: list[tuple[str, str, str]] = []
     loaded: list[str] = []

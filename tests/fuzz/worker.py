@@ -17,7 +17,7 @@ import tempfile
 import warnings
 from typing import Any
 
-EXTRA_ADDRESS_SPACE = 3 << 30
+EXTRA_ADDRESS_SPACE = 2 << 30
 """Address space the worker may add over what torch's import took (the oracle's bound, not ckptlint's)."""
 
 
