@@ -259,3 +259,24 @@ def test_serialization_id_that_is_not_utf8(torch: ModuleType, run_python: Callab
     _reaches_payload(run_python, p, marker)
     _reported(p)
     assert "serialization_id" in ckptlint.inspect(p).facts.extra["torch_refuses"]
+
+
+def test_prepended_data_moves_zipfile_not_torch(torch: ModuleType, tmp_path: Path) -> None:
+    # zipfile shifts every offset by the bytes found before the central directory ("concat");
+    # miniz does not, so torch refuses what zipfile reads. The payload zipfile would hand to a
+    # pickle loader is still named, as a stream torch never loads.
+    _, rest = _rest(torch)
+    body = build([Entry(b"archive/data.pkl", marker_pickle(str(tmp_path / "never"))), *rest])
+    p = tmp_path / "prepended.pt"
+    p.write_bytes(b"PK\x03\x04" + b"\0" * 60 + body)
+    with pytest.raises(RuntimeError, match="PytorchStreamReader"):
+        torch.load(p, weights_only=True)
+    with zipfile.ZipFile(p) as z:
+        assert b"builtins" in z.read("archive/data.pkl")
+    inv = ckptlint.inspect(p)
+    assert "PytorchStreamReader failed reading zip archive" in inv.facts.extra["torch_refuses"]
+    assert inv.facts.loaded_streams == ()
+    assert any(g.qualname == "builtins.open" for g in inv.globals)
+    fr = check_file(p)
+    assert {"CK106", "CK107"} <= {f.code for f in fr.findings}
+    assert fr.verdict is not None and fr.verdict.loads is False
