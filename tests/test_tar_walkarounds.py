@@ -169,6 +169,12 @@ def _legacy_big_frame(marker: str) -> bytes:
     return tc.legacy_file(obj_body=tc.payload(marker) + b"0}", magic=_framed(tc.pint(tc.MAGIC), decoy))
 
 
+def _pytorch1_name(marker: str) -> bytes:
+    """A tar whose first member is named ``PYTORCH1``: torch tries tarfile on every non-zip file."""
+    t = tc.TorchTar(pickle_extra=tc.payload(marker))
+    return tc.member_bytes("PYTORCH1", b"") + tc.tar_bytes(t.members())
+
+
 CASES: dict[str, tuple[Builder, str]] = {
     # name: (builder, the stream ckptlint must attribute os.system to; a trailing @ matches any offset)
     "v7_header": (_v7_payload_in_pickle, "pickle"),
@@ -187,7 +193,8 @@ CASES: dict[str, tuple[Builder, str]] = {
     "legacy_float_protocol": (_legacy_float_protocol, "pickle#3"),
     "legacy_bad_protocol": (_legacy_bad_protocol_payload_first, "pickle#1"),
     "tar_frame_swallows": (_tar_frame_swallows, "storages#1"),
-    "legacy_big_frame": (_legacy_big_frame, "pickle#3@"),  # @: the stream read from the frame's end
+    "legacy_big_frame": (_legacy_big_frame, "pickle#3@"),
+    "pytorch1_name": (_pytorch1_name, "pickle"),  # @: the stream read from the frame's end
 }
 
 PROOF = textwrap.dedent("""
