@@ -353,12 +353,14 @@ class ExtractedFile(CountingFile):
         self._pos = 0
 
     def _fill(self, end: int) -> None:
-        while len(self._buf) < min(end, self.size) and not self.truncated:
-            want = max(min(end, self.size) - len(self._buf), io.DEFAULT_BUFFER_SIZE)
-            # holes read as zeros cost nothing on disk: charge what is materialised, before reading it
-            self.budget.charge_bytes(min(want, self.size - len(self._buf)), f"tar member {self.name}")
+        """Read on in the 8 KiB blocks torch's buffered reader asks tarfile for: a block that runs past
+        the end of the file raises as a whole, so the unpickler never sees its first bytes either."""
+        end = min(end, self.size)
+        if end > len(self._buf):  # holes read as zeros cost nothing on disk: charge what is materialised
+            self.budget.charge_bytes(end - len(self._buf), f"tar member {self.name}")
+        while len(self._buf) < end and not self.truncated:
             try:
-                block = self._fobj.read(want)
+                block = self._fobj.read(io.DEFAULT_BUFFER_SIZE)
             except tarfile.TarError:
                 self.truncated = True
                 self.size = len(self._buf)
