@@ -175,6 +175,20 @@ def _pytorch1_name(marker: str) -> bytes:
     return tc.member_bytes("PYTORCH1", b"") + tc.tar_bytes(t.members())
 
 
+def _sparse_past_the_end(marker: str) -> bytes:
+    """The pickle member's sparse map runs past the end of the file: tarfile raises ReadError only when
+    torch's reader reaches that block, after the payload in the first 8 KiB ran; then torch falls back."""
+    t = tc.TorchTar()
+    first = tc.p2(tc.payload(marker) + b"0" + tc.uni("x" * 9000) + b"0}")[:-1]  # no STOP: needs the next block
+    members = [(n, d) for n, d in t.members() if n != "pickle"]
+    # GNU sparse 1.0: the map (one 30000-byte chunk) before the data; the header's size covers only what is there
+    mapblock = b"1\n0\n30000\n".ljust(512, b"\0")
+    sparse = tc.member_bytes("GNUSparseFile.0/pickle", mapblock + first, tarfile.PAX_FORMAT,
+                             {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "pickle",
+                              "GNU.sparse.realsize": "30000"})
+    return tc.tar_bytes(members, end=False) + sparse + tc.end_blocks()
+
+
 CASES: dict[str, tuple[Builder, str]] = {
     # name: (builder, the stream ckptlint must attribute os.system to; a trailing @ matches any offset)
     "v7_header": (_v7_payload_in_pickle, "pickle"),
@@ -194,7 +208,8 @@ CASES: dict[str, tuple[Builder, str]] = {
     "legacy_bad_protocol": (_legacy_bad_protocol_payload_first, "pickle#1"),
     "tar_frame_swallows": (_tar_frame_swallows, "storages#1"),
     "legacy_big_frame": (_legacy_big_frame, "pickle#3@"),
-    "pytorch1_name": (_pytorch1_name, "pickle"),  # @: the stream read from the frame's end
+    "pytorch1_name": (_pytorch1_name, "pickle"),
+    "sparse_past_the_end": (_sparse_past_the_end, "pickle"),  # @: the stream read from the frame's end
 }
 
 PROOF = textwrap.dedent("""
