@@ -80,8 +80,9 @@ class Walk:
             self.stack.append(push)
 
     def global_name(self, callee: bool = False) -> tuple[str, str]:
-        """A name from the pool; a callee is never a storage class (the oracle hands torch's own
-        storage classes to torch.load, and calling one runs torch's constructor, not a stand-in)."""
+        """A name from the pool. Storage classes appear only inside persistent ids, as torch writes
+        them: while torch.load drives the oracle they are torch's real classes, so a call, BUILD or
+        APPENDS on one runs torch's code, not a stand-in's."""
         r = self.rng
         if callee:
             return r.choice(CALLEES)
@@ -204,7 +205,7 @@ class Walk:
         if choice < 0.25:
             self.value()
         elif choice < 0.38:
-            self.a_global()
+            self.a_global(callee=True)
         elif choice < 0.45:
             self.emit(b"(", push="mark")
         elif choice < 0.5:

@@ -13,7 +13,7 @@ def print_summary(s: dict[str, Any]) -> None:
     print(f"{s['inputs']} inputs (seed {s['seed']}, {s['jobs']} workers, {s['elapsed_s']} s): "
           f"{s['disagreements']} disagreements on {s['inputs_with_disagreement']} inputs, {s['crashes']} crashes, "
           f"{len(s['worker_failures'])} worker failures, {s['oracle_limited']} oracle-limited")
-    print(f"  families {s['families']}")
+    print(f"  families {s['families']}; {s.get('seen')}")
     print(f"  by family {s['by_family']}; by check {s['by_check']}")
     print(f"  ckptlint: max {s['ckptlint_max_seconds']} s (input {s['ckptlint_slowest_index']}), "
           f"max +{s['ckptlint_max_rss_mib']} MiB; worker peak RSS {s['worker_max_rss_mib']} MiB")

@@ -54,6 +54,7 @@ def run(n: int, seed: int, jobs: int = 2, families: Sequence[str] | None = None,
     classes: dict[str, Klass] = {}
     failed: list[dict[str, Any]] = []
     limited = with_dis = 0
+    seen: collections.Counter[str] = collections.Counter()
     ck_max_s = oracle_max_s = 0.0
     ck_max_rss = worker_max_rss = 0
     slowest = -1
@@ -71,6 +72,10 @@ def run(n: int, seed: int, jobs: int = 2, families: Sequence[str] | None = None,
                 continue
             fams[reply["family"]] += 1
             limited += bool(reply["oracle_limited"])
+            seen["weights_only_loads"] += reply.get("weights_only_loads", False)
+            seen["torch_load_reached_a_global"] += reply.get("torch_globals", 0) > 0
+            seen["pickle_load_reached_a_global"] += reply.get("pickle_globals", 0) > 0
+            seen["ckptlint_unreadable"] += reply.get("ck_unreadable", False)
             if reply["ck_seconds"] > ck_max_s:
                 ck_max_s, slowest = reply["ck_seconds"], req["index"]
             oracle_max_s = max(oracle_max_s, reply["oracle_seconds"])
@@ -106,7 +111,7 @@ def run(n: int, seed: int, jobs: int = 2, families: Sequence[str] | None = None,
         "python": platform.python_version(), "torch": _torch_version(), "ckptlint": _commit(),
         "disagreements": sum(by_family.values()), "inputs_with_disagreement": with_dis,
         "by_family": dict(by_family), "by_check": dict(by_check), "crashes": crashes,
-        "worker_failures": failed, "oracle_limited": limited,
+        "worker_failures": failed, "oracle_limited": limited, "seen": dict(seen),
         "ckptlint_max_seconds": round(ck_max_s, 3), "ckptlint_slowest_index": slowest,
         "ckptlint_max_rss_mib": round(ck_max_rss / 1024, 1), "worker_max_rss_mib": round(worker_max_rss / 1024, 1),
         "oracle_max_seconds": round(oracle_max_s, 3),

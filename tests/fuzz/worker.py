@@ -91,6 +91,10 @@ def handle(req: dict[str, Any], work: str) -> dict[str, Any]:
         "oracle_seconds": oracle.seconds if oracle else 0.0, "oracle_limited": limited,
         "disagreements": [d.to_json() for d in found], "ck_format": ck.format, "ck_error": ck.error,
         "features": sorted(features.USED),
+        "weights_only_loads": bool(oracle and oracle.weights_only),
+        "torch_globals": len(oracle.torch.globals) if oracle else 0,
+        "pickle_globals": len(oracle.pickle.globals) if oracle else 0,
+        "ck_unreadable": ck.error is not None,
     }
     if found or req.get("full"):
         reply["input"] = data.hex()
