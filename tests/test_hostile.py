@@ -74,6 +74,7 @@ def _payload_files(tmp_path: Path, marker: Path) -> list[Path]:
     return files
 
 
+@pytest.mark.integration  # runs the CLI in a subprocess on files torch wrote
 def test_inspect_and_check_execute_nothing(tmp_path: Path) -> None:
     marker = tmp_path / "payload.marker"
     import_marker = _evil_module(tmp_path)

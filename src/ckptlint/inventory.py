@@ -68,7 +68,8 @@ class Operation:
     ``object:mod.name`` (an instance a call built; tensors are ``object:torch.Tensor`` or
     ``object:torch.nn.parameter.Parameter``, numpy dtypes their dtype class) or a builtin
     type name (``list``, ``dict``, ``set``, ``tuple``, ``str``, ``bytes``, ``int``, ``NoneType`` …).
-    ``detail``: for BUILD the state's type name; for PERSID/BINPERSID a tuple pid's first element
+    ``detail``: for BUILD the state's type name, with ``:0``/``:1`` for the truth value of a plain
+    value (``tuple:0``, ``dict:1``; ``NoneType``); for PERSID/BINPERSID a tuple pid's first element
     (``storage``; its repr when it is not a str, e.g. ``b'storage'``); for SHORT_BINSTRING
     ``not UTF-8``; else empty.
     """

@@ -34,6 +34,8 @@ class Limits:
     """Pickle streams parsed, whole file (legacy files, zip members, nested pickles)."""
     max_zip_entries: int = 1_000_000
     """Archive members (zip entries, tar members), whole file."""
+    max_tar_members: int = 50_000
+    """Tar members, whole file: tarfile parses ~10 k headers/s, torch's tars have four."""
     max_tensors: int = 500_000
     """Tensor records (pickled tensors, safetensors entries), whole file."""
     max_header_bytes: int = 100_000_000

@@ -86,6 +86,8 @@ class Assembler:
         self.operations: list[Operation] = []
         self.stops: list[StreamStop] = []
         self.anomalies: list[str] = []
+        self.torch_reading: dict[str, str] = {}
+        """stream -> the stream holding torch.load's own reading of it, where that differs."""
 
     @property
     def stopped(self) -> StreamStop | None:
@@ -93,9 +95,9 @@ class Assembler:
         return self.stops[0] if self.stops else None
 
     def _run(self, data: bytes, stream: str, start: int, persistent_load: PersistentLoad | None,
-             file_framing: bool = False) -> tuple[StaticUnpickler, Any, Exception | None]:
+             file_framing: bool = False, encoding: str = "utf-8") -> tuple[StaticUnpickler, Any, Exception | None]:
         up = StaticUnpickler(data, stream, start=start, persistent_load=persistent_load, limits=self.limits,
-                             budget=self.budget, file_framing=file_framing)
+                             budget=self.budget, file_framing=file_framing, encoding=encoding)
         try:
             return up, up.load(), None
         except (FormatError, ValueError, OverflowError, RecursionError, MemoryError) as e:
@@ -127,7 +129,7 @@ class Assembler:
 
     def parse(self, data: bytes, stream: str, *, start: int = 0,
               persistent_load: PersistentLoad | None = None, depth: int = 0,
-              file_framing: bool = True) -> tuple[Any, int]:
+              file_framing: bool = True, encoding: str = "utf-8") -> tuple[Any, int]:
         """Run one stream; returns its value and the offset just past its STOP.
 
         When the stream stops early (CPython raises there too), everything before the
@@ -141,11 +143,12 @@ class Assembler:
         the two readings differ, the other reading is parsed too, as ``<stream>#<other>``."""
         self.budget.charge_stream()
         self.budget.charge_bytes(len(data) - start, f"pickle stream {stream}")
-        up, value, err = self._run(data, stream, start, persistent_load, file_framing)
+        up, value, err = self._run(data, stream, start, persistent_load, file_framing, encoding)
         self._record(up, err)
         self._nested(up, stream, depth)
         if up.frame_irregular and not isinstance(err, LimitExceeded):
-            self._other_reading(data, stream, start, persistent_load, file_framing, up, err)
+            self._other_reading(data, stream, start, persistent_load, up, err,
+                                file_framing=not file_framing, encoding=encoding)
         if isinstance(err, LimitExceeded):
             raise err
         if err is not None:
@@ -153,23 +156,31 @@ class Assembler:
         return value, up.end
 
     def _other_reading(self, data: bytes, stream: str, start: int, persistent_load: PersistentLoad | None,
-                       file_framing: bool, up: StaticUnpickler, err: Exception | None) -> None:
-        """The same bytes read with the other FRAME handling (pickle.loads vs a file without peek)."""
-        name = f"{stream}#{'contiguous' if file_framing else 'file'}"
+                       up: StaticUnpickler, err: Exception | None, *, file_framing: bool,
+                       encoding: str) -> str | None:
+        """The same bytes read as another reader reads them: the other FRAME handling (pickle.loads
+        vs a file without peek) or the other string encoding (pickle.load's ASCII vs torch.load's
+        UTF-8). Recorded as ``<stream>#<reading>`` when it differs; returns that name then."""
+        if encoding != up.encoding:
+            name, why = f"{stream}#torch", "torch.load decodes its strings as UTF-8, pickle.load as ASCII"
+        else:
+            name, why = f"{stream}#{'file' if file_framing else 'contiguous'}", (
+                "its FRAMEs make readers differ: pickle.loads reads on contiguously, a file without peek "
+                "(torch.load's io.BytesIO) drops the rest of a frame")
         self.budget.charge_stream()
-        other, _, err2 = self._run(data, name, start, persistent_load, not file_framing)
+        other, _, err2 = self._run(data, name, start, persistent_load, file_framing, encoding)
         mine = [(g.module, g.name, g.offset) for g in up.globals]
         theirs = [(g.module, g.name, g.offset) for g in other.globals]
-        if mine != theirs or (err is None) != (err2 is None):
+        differs = mine != theirs or (err is None) != (err2 is None)
+        if differs:
             self._record(other, err2)
-            self.anomalies.append(f"{stream}: its FRAMEs make readers read different pickles (pickle.loads "
-                                  f"reads on contiguously, a file without peek such as torch.load's io.BytesIO "
-                                  f"drops the rest of a frame); the other reading is {name}")
+            self.anomalies.append(f"{stream}: readers read different pickles ({why}); the other reading is {name}")
         else:
             self.budget.opcodes -= other.count
             self.budget.memo -= len(other._memo)
         if isinstance(err2, LimitExceeded):
             raise err2
+        return name if differs else None
 
     def _nested(self, up: StaticUnpickler, stream: str, depth: int) -> None:
         for offset, payload in up.nested:
@@ -179,7 +190,7 @@ class Assembler:
             self.budget.charge_nested()
             before = len(self.stops)
             self.parse(payload, f"{stream}>nested@{offset}", persistent_load=record_pid, depth=depth + 1,
-                       file_framing=False)
+                       file_framing=False, encoding="ASCII")
             if len(self.stops) > before and not self.globals_in(f"{stream}>nested@{offset}"):
                 stop = self.stops.pop()
                 self.notes.append(f"{stream}: bytes passed to a loader at byte {offset} are not a pickle "
@@ -197,7 +208,10 @@ class Assembler:
             n = min(chunk, f.size - offset, self.limits.max_pickle_bytes)
             data = f.pread(offset, n)
             self.budget.charge_bytes(n, f"pickle stream {stream}")
-            up, value, err = self._run(data, stream, 0, persistent_load)
+            # the pickle at byte 0 is also what pickle.load reads: read it as pickle.load does (ASCII
+            # strings); torch.load's own reading (UTF-8) is added below where it differs
+            encoding = "ASCII" if offset == 0 and stream == "pickle#0" else "utf-8"
+            up, value, err = self._run(data, stream, 0, persistent_load, False, encoding)
             if isinstance(err, TruncatedPickle) and offset + n < f.size:
                 self.budget.opcodes -= up.count  # read again from the start with more bytes
                 self.budget.memo -= len(up._memo)
@@ -211,7 +225,12 @@ class Assembler:
             self._nested(up, stream, 0)
             if up.frame_irregular and not isinstance(err, LimitExceeded):
                 # pickle.load on a real file reads a frame bigger than its peek buffer the io.BytesIO way
-                self._other_reading(data, stream, 0, persistent_load, False, up, err)
+                self._other_reading(data, stream, 0, persistent_load, up, err, file_framing=True, encoding=encoding)
+            if up.non_ascii_strings and encoding == "ASCII" and not isinstance(err, LimitExceeded):
+                torch_reading = self._other_reading(data, stream, 0, persistent_load, up, err, file_framing=False,
+                                                    encoding="utf-8")
+                if torch_reading:
+                    self.torch_reading[stream] = torch_reading
             if isinstance(err, LimitExceeded):
                 raise err
             if err is not None:
@@ -237,6 +256,8 @@ class Assembler:
                   storages: list[StorageRecord] | None = None) -> Inventory:
         if storages is None:
             storages = [StorageRecord(s.key, s.dtype, s.nbytes, s.location, None) for s in self.storages.values()]
+        if self.torch_reading:
+            facts = replace(facts, loaded_streams=tuple(self.torch_reading.get(s, s) for s in facts.loaded_streams))
         return Inventory(
             path=self.path,
             facts=facts,

@@ -81,6 +81,10 @@ class ValueOps:
     """That file's position (the end of the frame buffer) while ``_framed``."""
     _framed: bool
     frame_irregular: bool
+    non_ascii_strings: bool
+    encoding: str
+    """How STRING, BINSTRING and SHORT_BINSTRING are decoded: ``ASCII`` (pickle.load's default)
+    or ``utf-8`` (what torch.load passes); bytes that do not decode make CPython raise there."""
 
     # -- reading helpers
     def _read(self, n: int) -> bytes:
@@ -264,23 +268,27 @@ class ValueOps:
                 raw = codecs.escape_decode(line[1:-1])[0]
             except ValueError:
                 raise self._fail("bad STRING escape") from None
-            self._stack.append(raw.decode("latin-1"))
+            self._stack.append(self._decode(raw))
         else:
-            raise self._fail("bad STRING literal")
+            raise self._fail("the STRING opcode argument must be quoted")
+
+    def _decode(self, raw: bytes) -> str:
+        if not raw.isascii():
+            self.non_ascii_strings = True
+        try:
+            return raw.decode(self.encoding)
+        except UnicodeDecodeError:
+            self._odd_string()
+            raise self._fail(f"string is not {self.encoding} (UnicodeDecodeError)") from None
 
     def op_BINSTRING(self) -> None:
         n = I32.unpack(self._read(4))[0]
         if n < 0:
             raise self._fail("negative BINSTRING length")
-        self._stack.append(self._read(n).decode("latin-1"))
+        self._stack.append(self._decode(self._read(n)))
 
     def op_SHORT_BINSTRING(self) -> None:
-        raw = self._read(self._read(1)[0])
-        try:
-            self._stack.append(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            self._odd_string()
-            self._stack.append(raw.decode("latin-1"))
+        self._stack.append(self._decode(self._read(self._read(1)[0])))
 
     def _odd_string(self) -> None:
         """Hook: a SHORT_BINSTRING that is not UTF-8 (readers disagree on it)."""
@@ -322,9 +330,10 @@ class ValueOps:
         raise self._fail("pickle needs out-of-band buffers (NEXT_BUFFER)")
 
     def op_READONLY_BUFFER(self) -> None:
-        # load_readonly_buffer: PyMemoryView_FromObject on the top, which needs the buffer protocol
+        # load_readonly_buffer: PyMemoryView_FromObject on the top, which needs the buffer protocol:
+        # bytes-like values have it; a global (a class or function) or a builtin value has not
         top = self._top()
-        if isinstance(top, (str, int, float, list, tuple, dict, set, frozenset, type(None))):
+        if not isinstance(top, (bytes, bytearray)) and type(top).__name__ != "Call":
             raise self._fail(f"READONLY_BUFFER on a {type(top).__name__}")
 
     # -- containers

@@ -30,15 +30,15 @@ def sniff(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> str:
     head = f.pread(0, 16)
     if head[:4] == ZIP_MAGIC:
         return "zip"
+    if is_tar(f):  # before PYTORCH1: torch tries tarfile on every non-zip file, whatever its first bytes
+        return "torch-tar"
     if head[:8] == b"PYTORCH1":
         return "torch-preview"
-    if is_tar(f):
-        return "torch-tar"
     if looks_like_safetensors(head, f.size):
         return "safetensors"
-    if head.lstrip()[:1] == b"{" and f.size <= limits.max_header_bytes:
-        if parse_index(f.pread(0, f.size)) is not None:
-            return "sharded-index"
+    if head.lstrip()[:1] == b"{" and f.size <= limits.max_header_bytes \
+            and parse_index(f.pread(0, f.size)) is not None:
+        return "sharded-index"
     if head[:1] == b"\x80":
         return "pickle"
     return "maybe-text"
@@ -64,7 +64,7 @@ def _is_site_pth(text: str) -> bool:
     """site.py reads each line as a comment, an ``import`` line, or a directory path."""
     for line in text.splitlines():
         s = line.strip()
-        if not s or s.startswith("#") or s.startswith(("import ", "import\t")):
+        if not s or s.startswith(("#", "import ", "import\t")):
             continue
         if any(c in s for c in "\x00") or len(s) > 4096:
             return False

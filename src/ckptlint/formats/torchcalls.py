@@ -280,6 +280,8 @@ def interpret_call(func: Any, args: Any, opcode: str, budget: Budget | None = No
                     and args[1].qualname == "torch.nn.parameter.Parameter":
                 inner.is_parameter = True
             return inner
+        if mod == "collections" and name in ("OrderedDict", "Counter") and opcode in ("NEWOBJ", "NEWOBJ_EX"):
+            return ODict(func.qualname)  # cls.__new__(cls): an empty one, filled by SETITEMS
         if mod == "collections" and name in ("OrderedDict", "Counter") and opcode == "REDUCE":
             d = ODict(func.qualname)
             if args and isinstance(args[0], (list, tuple)):

@@ -66,8 +66,9 @@ class StaticUnpickler(ValueOps):
     def __init__(self, data: bytes, stream: str, *, start: int = 0,
                  persistent_load: PersistentLoad | None = None,
                  limits: Limits = DEFAULT_LIMITS, budget: Budget | None = None,
-                 file_framing: bool = False) -> None:
+                 file_framing: bool = False, encoding: str = "utf-8") -> None:
         self.data = data
+        self.encoding = encoding
         self.file_framing = file_framing
         """Read FRAMEs as the C unpickler reads a file without ``peek`` (``io.BytesIO``: what
         torch.load hands it for a zip member); otherwise as it reads bytes (``pickle.loads``),
@@ -75,6 +76,8 @@ class StaticUnpickler(ValueOps):
         self._buf_end = len(data)
         self._fp = len(data)
         self._framed = False
+        self.non_ascii_strings = False
+        """A STRING-family opcode held non-ASCII bytes (pickle.load and torch.load decode them differently)."""
         self.frame_irregular = False
         """A FRAME that readers split differently (straddled, nested, overrun)."""
         self.stream = stream
@@ -248,10 +251,10 @@ class StaticUnpickler(ValueOps):
             target.extend(items)
             return
         self._op(opcode, target)
-        if isinstance(target, (Call, Global, Storage, TensorStub)):
-            if isinstance(target, Call):
-                target.items.extend(items)
+        if isinstance(target, Call):
+            target.items.extend(items)
         elif not isinstance(target, bytearray):
+            # no .extend or .append: builtin values, classes and functions, tensors, storages
             raise self._fail(f"APPEND to a {type(target).__name__}")
 
     def op_SETITEM(self) -> None:
@@ -282,8 +285,8 @@ class StaticUnpickler(ValueOps):
                     target[items[i]] = items[i + 1]
             except (TypeError, IndexError, ValueError):
                 raise self._fail(f"SETITEM on a {type(target).__name__}") from None
-        elif not isinstance(target, (Global, Storage, TensorStub)):
-            raise self._fail(f"SETITEM on a {type(target).__name__}")
+        elif not isinstance(target, (Storage, TensorStub)):
+            raise self._fail(f"SETITEM on a {type(target).__name__}")  # a class or function has no __setitem__
 
     def op_ADDITEMS(self) -> None:
         items = self._pop_mark()
@@ -294,7 +297,7 @@ class StaticUnpickler(ValueOps):
             target.update(self._hashable(items))
         elif isinstance(target, Call):
             target.items.extend(items)
-        elif not isinstance(target, (Global, Storage, TensorStub)):
+        else:
             raise self._fail(f"ADDITEMS on a {type(target).__name__}")
 
     # -- memo
@@ -368,8 +371,11 @@ class StaticUnpickler(ValueOps):
         return Global(module, name, self.stream, self._op_start)
 
     def _name_line(self, encoding: str) -> str:
+        line = self._readline()
+        if not line:
+            raise self._fail("pickle data was truncated (empty global name line)")  # load_global: len < 2
         try:
-            return self._readline().decode(encoding)
+            return line.decode(encoding)
         except UnicodeDecodeError:
             raise self._fail(f"global name is not {encoding}") from None
 
@@ -386,11 +392,13 @@ class StaticUnpickler(ValueOps):
         self._stack.append(self._global(module, name, "STACK_GLOBAL"))
 
     def _ext(self, code: int, opcode: str) -> None:
-        # load_extension resolves codes through the *loading* process's copyreg registry, which a
-        # static reader cannot see (empty in a bare interpreter): an unknown code is an unknown global.
+        # load_extension resolves codes through the loading process's copyreg registry, empty in
+        # python and in torch: an unregistered code raises there (the stop names the code)
         key = copyreg._inverted_registry.get(code)  # type: ignore[attr-defined]
-        module, name = key if key else ("copyreg", f"<extension {code}>")
-        self._stack.append(self._global(module, name, opcode))
+        if key is None:
+            raise self._fail(f"unregistered extension code {code} (a process that registered it with "
+                             "copyreg.add_extension would import a global here)")
+        self._stack.append(self._global(key[0], key[1], opcode))
 
     def op_EXT1(self) -> None:
         self._ext(self._read(1)[0], "EXT1")
@@ -444,19 +452,21 @@ class StaticUnpickler(ValueOps):
         name = self._name_line("ascii")
         cls = self._global(module, name, "INST")
         self._op("INST", cls)
-        self._stack.append(Call(cls, args, "INST"))
+        self._stack.append(interpret_call(cls, args, "INST", self.budget))
 
     def op_OBJ(self) -> None:
         items = self._pop_mark()
         if not items:
             raise self._fail("pickle stack underflow (OBJ without a class)")
         self._op("OBJ", items[0])
-        self._stack.append(Call(items[0], tuple(items[1:]), "OBJ"))
+        if isinstance(items[0], (*_BUILTIN_VALUES, TensorStub, Storage)):
+            raise self._fail(f"OBJ calls a {type(items[0]).__name__}")  # instantiate(): not callable
+        self._stack.append(interpret_call(items[0], tuple(items[1:]), "OBJ", self.budget))
 
     def op_BUILD(self) -> None:
         state = self._pop()
         target = self._top()
-        self._op("BUILD", target, type(state).__name__)
+        self._op("BUILD", target, _state_detail(state))
         if isinstance(target, ODict):
             if isinstance(state, dict) and "_metadata" in state:
                 target.metadata = state["_metadata"]
@@ -504,6 +514,15 @@ class StaticUnpickler(ValueOps):
         if self.persistent_load is None:
             raise self._fail("persistent id without a persistent_load function")
         self._stack.append(self.persistent_load(pid))
+
+
+def _state_detail(state: Any) -> str:
+    """BUILD's state type, with ``:0``/``:1`` for its truth value where a plain value has one
+    (torch's pure-Python unpickler skips a falsy state; CPython's C unpickler needs None or a dict)."""
+    name = type(state).__name__
+    if state is None or not isinstance(state, _BUILTIN_VALUES):
+        return name
+    return f"{name}:{int(bool(state))}"
 
 
 _DISPATCH: list[Any] = [None] * 256
