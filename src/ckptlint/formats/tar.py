@@ -100,7 +100,9 @@ class TorchTar:
             pool = self.members
         else:
             linkname = m.linkname
-            pool = self.members[: self.members.index(m)] if m in self.members else self.members
+            # the members before it; a filtered copy is found by its header offset, as tarfile does
+            at = next((i for i, c in enumerate(self.members) if c is m or c.offset == m.offset), len(self.members))
+            pool = self.members[:at]
         want = os.path.normpath(linkname)
         for cand in reversed(pool):
             if os.path.normpath(cand.name) == want:
