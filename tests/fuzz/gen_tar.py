@@ -88,11 +88,31 @@ def gnu_sparse(name: bytes, chunks: list[tuple[int, bytes]], realsize: int) -> b
     return bytes(h) + data + bytes(-len(data) % 512)
 
 
+def pax_sparse(name: str, chunks: list[tuple[int, bytes]], realsize: int, version: str) -> bytes:
+    """A PAX sparse member, GNU format 0.1 (map in a header) or 1.0 (map at the head of the data)."""
+    data = b"".join(d for _, d in chunks)
+    if version == "0.1":
+        headers = {"GNU.sparse.map": ",".join(f"{o},{len(d)}" for o, d in chunks),
+                   "GNU.sparse.size": str(realsize), "GNU.sparse.name": name}
+    else:
+        headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": name,
+                   "GNU.sparse.realsize": str(realsize)}
+        smap = f"{len(chunks)}\n".encode() + b"".join(b"%d\n%d\n" % (o, len(d)) for o, d in chunks)
+        data = smap + bytes(-len(smap) % 512) + data
+    info = tarfile.TarInfo("GNUSparseFile.0/" + name)
+    info.size = len(data)
+    info.pax_headers = headers
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape") + data + bytes(-len(data) % 512)
+
+
 def _sparse_of(rng: random.Random, name: bytes, content: bytes) -> bytes:
-    """``content`` as a sparse member: a hole where it has a run of zero bytes, or an added hole."""
+    """``content`` as a sparse member (old GNU, PAX 0.1 or PAX 1.0) with a hole cut into it."""
     cut = rng.randrange(len(content) + 1)
     hole = rng.choice((0, 1, 5))
     chunks = [(0, content[:cut]), (cut + hole, content[cut:])]
+    kind = rng.choice(("gnu", "pax-0.1", "pax-1.0"))
+    if kind != "gnu" and on(f"tar:sparse-{kind}"):
+        return pax_sparse(name.decode(), chunks, len(content) + hole, kind[4:])
     return gnu_sparse(name, chunks, len(content) + hole)
 
 
