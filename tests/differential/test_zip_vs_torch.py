@@ -10,7 +10,7 @@ For each input:
 - torch loads it  => ckptlint reads it, torch's copy is the one loaded stream, same value, no refusal;
 - torch refuses   => ckptlint says so (``facts.extra["torch_refuses"]``) or the file is unreadable;
 - zipfile reads another copy than torch (or nothing) => ckptlint reports an anomaly (CK107);
-- ckptlint's weights_only verdict (for the files it reads) is torch's answer, loads or not.
+- ckptlint's weights_only verdict is torch's answer, loads or not (unreadable files included).
 """
 
 from __future__ import annotations
@@ -143,6 +143,8 @@ def test_zip_reading_agrees_with_torch(chunk: int, tmp_path: Path) -> None:
         except CheckpointError as e:
             if ok:
                 problems.append(f"seed {seed}: torch loads {value!r}, ckptlint: unreadable ({e.reason})")
+            elif (v := check_file(p).verdict) is None or v.loads is not False:
+                problems.append(f"seed {seed}: unreadable, torch refuses, but the verdict is {v}")
             continue
         refuses = inv.facts.extra.get("torch_refuses")
         if not ok:
