@@ -276,14 +276,14 @@ def _legacy_loader(asm: Assembler) -> Any:
         """``_legacy_load.persistent_load``: a tuple whose first item names its kind."""
         if not isinstance(pid, tuple) or not pid:
             raise FormatError("torch's legacy persistent_load needs a non-empty tuple")
-        kind = pid[0].decode("ascii", "replace") if isinstance(pid[0], bytes) else pid[0]
-        if kind == "module":
+        typename = pid[0].decode("ascii", "replace") if isinstance(pid[0], bytes) else pid[0]
+        if typename == "module":
             # ('module', cls, source_file, source): a pickled nn.Module class; torch checks its source
             # with _check_container_source(*pid[1:]) when the rest is truthy (three arguments, exactly).
             if len(pid) < 2 or (all_truthy(pid[2:]) and len(pid) != 4):
                 raise FormatError(f"module persistent id of {len(pid)} items: torch's source check raises TypeError")
             return pid[1]
-        if kind != "storage":
+        if typename != "storage":
             raise FormatError(f"Unknown saved id type: {_short(pid[0])} (torch raises RuntimeError)")
         if len(pid) != 6:
             raise FormatError(f"storage persistent id of {len(pid)} items: torch unpacks 6 (ValueError)")
