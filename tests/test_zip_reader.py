@@ -197,3 +197,15 @@ def test_inflated_bytes_are_bounded_for_the_whole_file(tmp_path: Path) -> None:
         assert "max_inflated_bytes" in e.reason
     else:
         assert any(s.limit == "max_inflated_bytes" for s in inv.stops)
+
+
+@pytest.mark.parametrize("utf8_flag", [0, 0x800])
+def test_non_ascii_folder_is_no_disagreement(tmp_path: Path, utf8_flag: int) -> None:
+    # zipfile decodes names as cp437 unless flag 0x800 says UTF-8; miniz compares bytes. Same
+    # entries, same bytes: no anomaly either way.
+    records = [Entry("modèle/version".encode(), b"3", flags=utf8_flag),
+               Entry("modèle/byteorder".encode(), b"little", flags=utf8_flag)]
+    p = _file(tmp_path, build([Entry("modèle/data.pkl".encode(), value_pickle({"a": 1}), flags=utf8_flag),
+                               *records]))
+    inv = ckptlint.inspect(p)
+    assert inv.structure == {"a": 1} and inv.anomalies == ()

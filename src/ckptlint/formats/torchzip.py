@@ -26,7 +26,7 @@ from .torchload_zip import KEEP, TorchZipReading, read_like_torch
 from .torchscript_code import torchscript_code_facts
 from .unpickler import PersistentLoad, storage_from_pid
 from .zipextract import Extracted, MemberReader, extract, head, inflated_prefix, local_header, record_error
-from .zipreader import ZipArchive, ZipMember, ZipStructureError
+from .zipreader import ZipArchive, ZipMember, ZipStructureError, zipfile_names
 
 _SMALL_RECORDS = ("version", ".data/version", ".format_version", ".storage_alignment")
 _PICKLE_SUFFIXES = (".pkl", ".debug_pkl", ".pickle")
@@ -266,7 +266,8 @@ def _duplicates(z: ZipArchive, py: PyZipView) -> list[str]:
         names = sorted({m.name for m in ms})
         msg = (f"{len(ms)} zip entries named {' / '.join(repr(n) for n in names[:3])} (miniz ignores case): "
                f"torch.load reads the one at offset {torch_pick.header_offset if torch_pick else '?'}")
-        py_offsets = sorted({py.by_name[n].header_offset for n in names if n in py.by_name})
+        py_names = {m.py_name for m in ms}
+        py_offsets = sorted({py.by_name[n].header_offset for n in py_names if n in py.by_name})
         if py.error is None and py_offsets:
             msg += f", Python's zipfile the one(s) at offset {', '.join(map(str, py_offsets))}"
         out.append(msg)
@@ -298,7 +299,8 @@ def _compare_with_zipfile(z: ZipArchive, py: PyZipView, reading: TorchZipReading
                    + ", ".join(repr(m.name) for m in only_mz[:5]))
     for record, m in reading.read.items():
         name = reading.name(record)
-        pm = py.by_name.get(name)
+        asked = reading.prefix + b"/" + record.encode()
+        pm = next((py.by_name[n] for n in zipfile_names(asked) if n in py.by_name), None)
         if pm is None:
             out.append(f"{name}: torch.load reads {m.name!r} (offset {m.header_offset}), "
                        "Python's zipfile has no entry of that name")

@@ -83,6 +83,11 @@ class ZipMember:
     """The name as miniz compares it (ASCII case folded)."""
 
     @property
+    def py_name(self) -> str:
+        """The name as Python's zipfile decodes it (UTF-8 only with flag 0x800, else cp437; cut at NUL)."""
+        return _py_decode(self.raw_name, self.flags)
+
+    @property
     def is_directory(self) -> bool:
         """miniz extracts nothing for these: torch's buffer stays uninitialised."""
         return self.raw_name.endswith(b"/") or bool(self.external_attr & 0x10)
@@ -267,6 +272,15 @@ class ZipArchive:
         if m is None:
             raise FormatError(f"zip member {name!r} not found")
         return self.read_member(m, limit)
+
+
+def _py_decode(raw: bytes, flags: int) -> str:
+    return raw.decode("utf-8" if flags & 0x800 else "cp437", "replace").split("\x00", 1)[0]
+
+
+def zipfile_names(raw: bytes) -> tuple[str, ...]:
+    """The spellings under which Python's zipfile may list ``raw`` (it depends on the entry's flag)."""
+    return tuple(dict.fromkeys((_py_decode(raw, 0x800), _py_decode(raw, 0))))
 
 
 def _entry_offsets(cd: bytes, total: int) -> list[int]:
