@@ -209,3 +209,18 @@ def test_non_ascii_folder_is_no_disagreement(tmp_path: Path, utf8_flag: int) -> 
                                *records]))
     inv = ckptlint.inspect(p)
     assert inv.structure == {"a": 1} and inv.anomalies == ()
+
+
+def test_entry_count_is_bounded_for_both_readers(tmp_path: Path) -> None:
+    entries = [Entry(b"archive/data.pkl", value_pickle(1)), *RECORDS]
+    entries += [Entry(f"archive/f{i}".encode(), b"") for i in range(40)]
+    p = _file(tmp_path, build(entries))
+    limits = Limits(max_zip_entries=10)
+    from ckptlint.formats.pyzip import py_zip_view
+    from ckptlint.limits import Budget
+
+    with p.open("rb") as f:
+        view = py_zip_view(f, p.stat().st_size, Budget(limits))
+    assert view.error is not None and "max_zip_entries" in view.error and view.members == []
+    with pytest.raises(CheckpointError, match="max_zip_entries"):
+        ckptlint.inspect(p, limits=limits)

@@ -81,8 +81,22 @@ class PyZipView:
             self._zf.close()
 
 
-def py_zip_view(f: BinaryIO) -> PyZipView:
-    """Open ``f`` with ``zipfile`` (never closing ``f``); every failure is a one-line reason."""
+def py_zip_view(f: BinaryIO, file_size: int, budget: Budget) -> PyZipView:
+    """Open ``f`` with ``zipfile`` (never closing ``f``); every failure is a one-line reason.
+
+    zipfile builds one ZipInfo per central header with no bound of its own: the directory size
+    its end record declares is charged to the budget first, and past ``max_zip_entries``
+    possible headers it is not opened (reported as its failure to read the archive)."""
+    try:
+        endrec = zipfile._EndRecData(f)  # type: ignore[attr-defined]  # what ZipFile() reads first
+    except _ERRORS:
+        endrec = None
+    if endrec:
+        cd_bytes = min(int(endrec[zipfile._ECD_SIZE]), file_size)  # type: ignore[attr-defined]
+        if cd_bytes // 46 > budget.limits.max_zip_entries:
+            return PyZipView(f"not opened: its central directory could hold {cd_bytes // 46} entries "
+                             f"(limit max_zip_entries={budget.limits.max_zip_entries})", [], {})
+        budget.charge_bytes(cd_bytes, "zip central directory bytes (Python's zipfile)")
     try:
         zf = zipfile.ZipFile(f)
     except _ERRORS as e:

@@ -35,7 +35,7 @@ _PAD = 16 << 20
 
 def read_torch_zip(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> Inventory:
     budget: Budget = getattr(f, "budget", None) or Budget(limits)
-    py = py_zip_view(f.f)
+    py = py_zip_view(f.f, f.size, budget)
     try:
         try:
             z = ZipArchive(f.pread, f.size, limits, budget)
