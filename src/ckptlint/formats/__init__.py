@@ -106,8 +106,8 @@ def _settle(inv: Inventory, path: str, kind: str) -> Inventory:
     that matters); with globals before it, the partial Inventory is the report (CPython ran them)."""
     loaded = set(inv.facts.loaded_streams) or {p.stream for p in inv.pickles}
     stop = next((s for s in inv.stops if s.stream in loaded), None)
-    if stop is None or any(g.stream in loaded for g in inv.globals):
-        return inv
+    if stop is None or any(g.stream in loaded or g.stream == "pickle#0" for g in inv.globals):
+        return inv  # pickle#0 is also what pickle.load runs (a tar's first header): never thrown away
     where = f" (byte {stop.offset} of {stop.stream})" if stop.reason.find(str(stop.offset)) < 0 else ""
     if kind == "maybe-text" and stop.limit is None:
         ran = next((p.opcodes for p in inv.pickles if p.stream == stop.stream), 0)
