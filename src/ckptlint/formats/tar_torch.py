@@ -97,9 +97,20 @@ def read_tar(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> Inv
 def _scan_head(f: CountingFile, asm: Assembler) -> tuple[Any, int, bool] | None:
     """``pickle.load`` on the file reads its first header as a pickle: when that names a global (a
     polyglot), it is scanned as ``pickle#0``, a stream torch loads only if it falls back."""
-    if not _names_globals(f.pread(0, 1 << 16), strict=True):
+    probe = Assembler(asm.path, asm.limits, budget=asm.budget)
+    asm.budget.readers.remove(probe)  # a trial read: only merged into the file's report if it names a global
+    value, end, stopped = parse_stream(probe, f, 0, "pickle#0", None)
+    if not probe.globals:
         return None
-    return parse_stream(asm, f, 0, "pickle#0", None)
+    asm.globals.extend(probe.globals)
+    asm.pickles.extend(probe.pickles)
+    asm.operations.extend(probe.operations)
+    asm.streams.extend(probe.streams)
+    asm.stops.extend(probe.stops)
+    asm.anomalies.extend(probe.anomalies)
+    asm.notes.extend(probe.notes)
+    asm.opcodes |= probe.opcodes
+    return value, end, stopped
 
 
 def _storages(tt: TorchTar, f: CountingFile, asm: Assembler, objects: dict[Any, Any], loaded: list[str]) -> None:
