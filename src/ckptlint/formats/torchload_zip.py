@@ -27,6 +27,8 @@ from .zipreader import ZipArchive, ZipMember
 
 KEEP = 16 << 20
 """Bytes of ``data.pkl`` held after extraction; a parse that needs more inflates it again (MemberReader)."""
+SMALL_KEEP = 64 << 10
+"""Bytes held of the other records torch reads (a few bytes each in every file torch writes)."""
 MAX_FILE_FORMAT_VERSION = 10
 """``kMaxSupportedFileFormatVersion`` (caffe2/serialize/versions.h) of the torch releases ckptlint targets."""
 _STOULL = re.compile(rb"\s*[+-]?\d+")
@@ -94,7 +96,7 @@ def _get(z: ZipArchive, r: TorchZipReading, record: str) -> Extracted:
     problem = stat_error(m)
     if problem is not None:
         raise _Refused(f"PytorchStreamReader failed retrieving file meta-data for {record}: {problem}")
-    rec = extract(z, m, r.cap, KEEP if record == "data.pkl" else None)
+    rec = extract(z, m, r.cap, KEEP if record == "data.pkl" else SMALL_KEEP)
     if rec.error is not None:
         raise _Refused(f"PytorchStreamReader failed reading file {record}: {rec.error}")
     if rec.uninitialized or rec.note:
