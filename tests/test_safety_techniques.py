@@ -161,15 +161,19 @@ def test_ext_codes_through_copyreg_registry(tmp_path: Path, marker: Path, opcode
     assert [g.opcode for g in inv(r).globals if g.qualname in SYSTEM] == [opcode]
 
 
-def test_unregistered_ext_code_still_reported(tmp_path: Path, marker: Path) -> None:
+def test_unregistered_ext_code_stops_and_is_reported(tmp_path: Path, marker: Path) -> None:
+    """CPython and torch raise on an extension code no process registered: nothing runs, the file is
+    reported unreadable at that byte (an error finding), and the verdict is a definite no."""
     assert 241 not in copyreg._inverted_registry  # type: ignore[attr-defined]
     data = b"\x80\x02\x82\xf1" + u(cmd(marker)) + b"\x85R."
-    r = check_bytes(tmp_path, data)
-    refs = [g for g in inv(r).globals if g.opcode == "EXT1"]
-    assert len(refs) == 1 and refs[0].module == "copyreg"
-    assert wo(r).categories[refs[0].qualname] == "dangerous"
-    assert refs[0].qualname in ck101(r)
+    pickletools.dis(data, out=io.StringIO())
+    path = tmp_path / "payload.pkl"
+    path.write_bytes(data)
+    r = check_file(path)
+    assert r.error is not None and "unregistered extension code 241" in r.error
+    assert [f.severity for f in r.findings if "extension code 241" in f.message] == ["error"]
     assert not wo(r).loads
+    assert "extension code 241" in wo(r).blocking[0].detail
 
 
 def test_builtins_getattr_chain(tmp_path: Path, marker: Path) -> None:
