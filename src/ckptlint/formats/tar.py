@@ -32,7 +32,7 @@ from .common import CountingFile
 _COPY_BUFSIZE = 16 * 1024
 """``tarfile.copyfileobj``'s block size when ``TarFile.copybufsize`` is None."""
 _MAX_SPARSE_OVERLAPS = 4096
-"""A sparse map whose chunks overlap is resolved chunk by chunk; beyond this many it is refused."""
+"""A sparse map whose chunks overlap is resolved chunk by chunk on every read; beyond this many it is a limit."""
 
 
 class TarFallback(Exception):
@@ -195,8 +195,8 @@ class MemberFile(CountingFile):
         self._disjoint = _flatten(self._chunks)
         if self._disjoint is not None:
             self._starts = [c[0] for c in self._disjoint]
-        elif len(self._chunks) > _MAX_SPARSE_OVERLAPS:
-            raise TorchFails(f"{name}: a sparse map of {len(self._chunks)} overlapping chunks")  # unreachable in torch?
+        elif len(self._chunks) > _MAX_SPARSE_OVERLAPS:  # each read walks them all: bounded, and said so
+            raise LimitExceeded("max_tar_members", _MAX_SPARSE_OVERLAPS, f"overlapping sparse chunks in {name}")
 
     def pread(self, offset: int, n: int) -> bytes:
         n = max(0, min(n, self.size - offset))
