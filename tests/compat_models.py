@@ -87,3 +87,91 @@ def resnet18_frozen_bn(**kwargs):
     from torchvision.ops import FrozenBatchNorm2d
 
     return resnet18(norm_layer=FrozenBatchNorm2d, **kwargs)
+
+
+class RejectsExtraState(WithExtraState):
+    """Its ``set_extra_state`` only takes state of version 2 (torch's load then raises ValueError)."""
+
+    def set_extra_state(self, state):
+        if not isinstance(state, dict) or state.get("version") != 2:
+            raise ValueError("unsupported extra state (want version 2)")
+        self.calls = state["calls"]
+
+
+VGG_CFG = [8, "M", 16, "M", 16, 16, "M"]
+
+
+def mini_vgg(batch_norm: bool = False, num_classes: int = 5):
+    """torchvision's VGG layer builder, small: with ``batch_norm`` every conv after the first moves
+    (vgg11 -> vgg11_bn)."""
+    from torchvision.models.vgg import make_layers
+
+    features = make_layers(VGG_CFG, batch_norm=batch_norm)
+    return nn.Sequential(features, nn.Flatten(), nn.Linear(16, num_classes))
+
+
+def mini_vgg_bn(num_classes: int = 5):
+    return mini_vgg(True, num_classes)
+
+
+def mini_densenet(num_classes: int = 3):
+    """torchvision's DenseNet, tiny (its legacy checkpoints say ``norm.1`` for ``norm1``)."""
+    from torchvision.models import DenseNet
+
+    return DenseNet(growth_rate=4, block_config=(1, 2), num_init_features=8, bn_size=2, num_classes=num_classes)
+
+
+class Normed(nn.Module):
+    """A LayerNorm between two layers (old checkpoints call its weight/bias gamma/beta)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 6)
+        self.norm = nn.LayerNorm(6)
+        self.out = nn.Linear(6, 3)
+
+
+def weight_normed(new: bool = True):
+    """A weight-normed Linear: the parametrizations API (``new``) or the old ``weight_g/weight_v`` one."""
+    from torch.nn.utils import parametrizations, weight_norm
+
+    lin = nn.Linear(4, 3)
+    if new:
+        return nn.Sequential(parametrizations.weight_norm(lin), nn.ReLU())
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return nn.Sequential(weight_norm(lin), nn.ReLU())
+
+
+def weight_normed_old():
+    return weight_normed(False)
+
+
+def spectral_normed(new: bool = True):
+    """A spectral-normed Linear: parametrizations (``new``) or the old ``weight_orig/_u/_v`` hooks."""
+    from torch.nn.utils import parametrizations, spectral_norm
+
+    lin = nn.Linear(4, 3)
+    return nn.Sequential(parametrizations.spectral_norm(lin) if new else spectral_norm(lin), nn.ReLU())
+
+
+def spectral_normed_old():
+    return spectral_normed(False)
+
+
+class Conv1DStyle(nn.Module):
+    """Two Linears; a GPT-2 style checkpoint stores their weights transposed ([in, out])."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(4, 6)
+        self.c_proj = nn.Linear(6, 4)
+
+
+class LazyHead(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Linear(4, 3)
+        self.head = nn.LazyLinear(2)

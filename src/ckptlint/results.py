@@ -56,6 +56,8 @@ class CompatFix:
     strict: bool
     diagnosis: tuple[str, ...]
     snippet: str
+    transpose: tuple[str, ...] = ()
+    """Keys (after renaming) stored transposed (Conv1D-style): the snippet loads them as ``.t()``."""
 
 
 @dataclass(frozen=True)

@@ -353,6 +353,8 @@ def snippet_transform(sd: Any, fix: Any) -> OrderedDict:
         return key
     drop = set(fix.drop)
     fixed = OrderedDict((rename(k), v) for k, v in sd.items() if rename(k) not in drop)
+    for key in fix.transpose:
+        fixed[key] = fixed[key].t()
     metadata = getattr(sd, "_metadata", None)
     if metadata is not None:
         fixed._metadata = {rename(k + ".")[:-1]: v for k, v in metadata.items()}  # type: ignore[attr-defined]
@@ -366,7 +368,7 @@ def check_fix(rep: Any, fresh: Any, sd: Any, label: str) -> None:
         return
     assert fix is not None, f"{label}: no fix offered"
     fixed = snippet_transform(sd, fix)
-    assert list(fixed) == list(apply_fix(rep.state_dict, fix.renames, fix.drop).entries), label
+    assert list(fixed) == list(apply_fix(rep.state_dict, fix.renames, fix.drop, fix.transpose).entries), label
     res = fresh().load_state_dict(fixed, strict=fix.strict)  # raises when the fix does not load
     assert set(res.missing_keys) == set(fix.random_init), label
     assert not res.unexpected_keys, label

@@ -34,7 +34,7 @@ class CompatAnalysis:
         r, f = self.result, self.fix
         fix = None if f is None else CompatFix(
             tuple((a, b) for a, b in f.renames), tuple(f.drop), tuple(f.random_init), f.strict,
-            tuple(f.diagnosis), f.snippet)
+            tuple(f.diagnosis), f.snippet, tuple(f.transpose))
         return CompatReport(
             target=self.target, state_dict_path=tuple(self.state_dict.path),
             state_dict_found_by=self.state_dict.how, strict_ok=r.strict_ok, nonstrict_ok=r.nonstrict_ok,
@@ -60,7 +60,8 @@ def analyze(inv: Inventory, sig: Signature, *, model: Any = None,
     result = run(sd)
     fix = infer_fix(sig, sd, result, run)
     if fix is not None:
-        fix.snippet = make_snippet(inv.path, sig.target, sig.kwargs, sd.path, fix)
+        fix.snippet = make_snippet(inv.path, sig.target, sig.kwargs, sd.path, fix,
+                                   whole_module=sd.how == "module object")
     return CompatAnalysis(sig.target, sd, result, fix, exact, sig.notes, tuple(sig.shared.items()))
 
 

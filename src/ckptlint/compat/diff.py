@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from ..inventory import Inventory, TensorRecord
-from .fixes import _best_prefix_renames, _module_renames, rename_key
+from .align import module_rules
+from .fixes import _best_prefix_renames, module_renames, rename_key
 from .unwrap import find_state_dict
 
 
@@ -43,8 +43,7 @@ def diff(a: Inventory, b: Inventory, key_a: tuple[Any, ...] | None = None,
     tb = {k: v for k, v in sb.entries.items() if isinstance(v, TensorRecord)}
     renames = _best_prefix_renames(dict(ta), tb)
     renamed = {rename_key(k, renames): v for k, v in ta.items()}
-    mods = _module_renames(renamed, tb)
-    renames += [(f"^{re.escape(old)}\\.", f"{new}.") for old, new in mods]
+    renames += module_rules(module_renames(renamed, tb))
     mapped = {rename_key(k, renames): v for k, v in ta.items()}
     added = [k for k in tb if k not in mapped]
     removed = [k for k in ta if rename_key(k, renames) not in tb]

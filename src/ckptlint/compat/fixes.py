@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..targets.signature import Signature
+from ..inventory import TensorRecord
+from ..targets.signature import Signature, TensorSig
+from .align import Leaves, align, groups, module_rules
 from .compare import CompatResult
+from .history import rename_history
 from .unwrap import NonTensor, StateDict
 
 KNOWN_PREFIXES = ("module.", "_orig_mod.", "model.", "backbone.", "net.", "network.", "encoder.",
                   "student.", "teacher.", "ema.", "model.module.", "module.module.")
+UNALIGNED = "ckptlint-unaligned"
+"""Where a fix parks checkpoint modules whose name another, aligned module takes (then dropped)."""
 HEAD_NAMES = ("fc", "head", "heads", "classifier", "linear", "logits", "last_linear", "cls_head", "out")
 
 
@@ -33,6 +38,8 @@ class Fix:
     strict: bool = True
     diagnosis: list[str] = field(default_factory=list)
     snippet: str = ""
+    transpose: list[str] = field(default_factory=list)
+    """Keys (after renaming) stored transposed (Conv1D-style ``[in, out]`` weights): loaded as ``.t()``."""
 
 
 def rename_key(key: str, renames: list[tuple[str, str]]) -> str:
@@ -41,18 +48,31 @@ def rename_key(key: str, renames: list[tuple[str, str]]) -> str:
     return key
 
 
-def apply_fix(sd: StateDict, renames: list[tuple[str, str]], drop: list[str]) -> StateDict:
+def apply_fix(sd: StateDict, renames: list[tuple[str, str]], drop: list[str],
+              transpose: list[str] | tuple[str, ...] = ()) -> StateDict:
     """The state_dict the snippet builds (same renaming of keys and of ``_metadata``)."""
     dropped = set(drop)
+    flip = set(transpose)
     entries: dict[str, Any] = {}
     for k, v in sd.entries.items():
         nk = rename_key(k, renames)
         if nk not in dropped:
-            entries[nk] = v
+            entries[nk] = _transposed(v) if nk in flip else v
     metadata = None
     if sd.metadata is not None:
         metadata = {rename_key(k + ".", renames)[:-1]: v for k, v in sd.metadata.items()}
     return StateDict(sd.path, entries, metadata, sd.how)
+
+
+def _transposed(v: Any) -> Any:
+    if isinstance(v, TensorRecord) and len(v.shape) == 2:
+        return replace(v, shape=tuple(reversed(v.shape)),
+                       stride=None if v.stride is None else tuple(reversed(v.stride)))
+    return v
+
+
+def _shape_of(v: Any) -> tuple[int, ...] | None:
+    return None if isinstance(v, NonTensor) else tuple(v.shape)
 
 
 def infer_fix(sig: Signature, sd: StateDict, result: CompatResult,
@@ -63,40 +83,73 @@ def infer_fix(sig: Signature, sd: StateDict, result: CompatResult,
     expected = sig.expected()
     fix = Fix()
     renames = _best_prefix_renames(sd.entries, expected)
-    if renames:
-        fix.diagnosis.extend(_describe_prefix(r) for r in renames)
-    renamed = {rename_key(k, renames): v for k, v in sd.entries.items()}
-    module_renames = _module_renames(renamed, expected)
-    for old, new in module_renames:
-        fix.diagnosis.append(f"module {old!r} in the checkpoint matches {new!r} in the model by structure and shapes")
-    renames = renames + [(f"^{re.escape(old)}\\.", f"{new}.") for old, new in module_renames]
+    fix.diagnosis.extend(_describe_prefix(r) for r in renames)
+    renamed = {rename_key(k, renames): _shape_of(v) for k, v in sd.entries.items()}
+    history, said = rename_history(renamed, expected)
+    fix.diagnosis.extend(said)
+    renames += history
+    renamed = {rename_key(k, renames): _shape_of(v) for k, v in sd.entries.items()}
+    pairs = align(*_candidates(renamed, expected))
+    moved = [(a, b) for a, b in pairs if a != b]
+    for old, new in moved[:20]:
+        fix.diagnosis.append(f"module {old!r} in the checkpoint matches {new!r} in the model "
+                             "(modules aligned in order by parameter names and shapes)")
+    if len(moved) > 20:
+        fix.diagnosis.append(f"…and {len(moved) - 20} more modules moved the same way")
+    sources = {a for a, _ in moved}
+    have_mods = {k.rpartition(".")[0] for k in renamed}
+    # a module moved onto a name the checkpoint also uses for an unaligned module: set that one
+    # aside (it is discarded, and named), so two tensors never land on one key
+    parked = [(b, f"{UNALIGNED}.{b}") for _, b in moved if b in have_mods and b not in sources]
+    renames += module_rules(moved + parked)
     fixed = apply_fix(sd, renames, [])
     res = compare(fixed)
+    transpose = sorted(k for k, (got, want) in res.shape_mismatch.items()
+                       if len(got) == 2 and got[0] != got[1] and tuple(reversed(got)) == tuple(want))
+    if transpose:
+        fix.diagnosis.append(f"{len(transpose)} weight{'s are' if len(transpose) != 1 else ' is'} stored "
+                             f"transposed (Conv1D-style [in, out], e.g. {transpose[0]}): loaded as .t()")
+        res = compare(apply_fix(sd, renames, [], transpose))
     drop = sorted(set(res.unexpected) | set(res.shape_mismatch) | set(res.non_tensor))
     heads = _head_groups(res.shape_mismatch, sig)
     if heads:
         fix.diagnosis.append(
             f"resized head {', '.join(heads)} ({_shapes(res.shape_mismatch)}): "
             "its weights are dropped and stay randomly initialised")
-    if res.unexpected:
-        fix.diagnosis.append(f"{len(res.unexpected)} checkpoint keys have no place in the model and are dropped")
-    final = compare(apply_fix(sd, renames, drop))
+    final = compare(apply_fix(sd, renames, drop, transpose))
     if not final.nonstrict_ok:
         return None
     fix.renames = renames
     fix.drop = drop
-    loaded = set(apply_fix(sd, renames, drop).entries)
+    fix.transpose = transpose
+    loaded = set(apply_fix(sd, renames, drop, transpose).entries)
     tied = {k for k in final.missing if sig.shared.get(k) in loaded}
     fix.random_init = sorted(set(final.missing) - tied)
     fix.strict = final.strict_ok
+    if drop:
+        dropped = set(drop)
+        originals = [k for k in sd.entries if rename_key(k, renames) in dropped]
+        fix.diagnosis.append(f"discarded from the checkpoint ({len(originals)}): {_listing(originals)}")
     if tied:
         fix.diagnosis.append(f"{', '.join(sorted(tied))} {'is' if len(tied) == 1 else 'are'} tied to loaded "
                              "weights and filled through the tie (strict=True still calls them missing)")
-    if fix.random_init and not fix.diagnosis:
+    if fix.random_init:
         n = len(fix.random_init)
-        fix.diagnosis.append(f"{n} model key{'s are' if n != 1 else ' is'} not in the checkpoint and "
-                             f"stay{'s' if n == 1 else ''} randomly initialised")
+        fix.diagnosis.append(f"left at {'its' if n == 1 else 'their'} initial value{'s' if n != 1 else ''} "
+                             f"({n}): {_listing(fix.random_init)}")
     return fix
+
+
+def _listing(keys: list[str], limit: int = 12) -> str:
+    more = f", …and {len(keys) - limit} more" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+def _candidates(renamed: dict[str, tuple[int, ...] | None], expected: dict[str, TensorSig]) -> tuple[
+        list[tuple[str, Leaves]], list[tuple[str, Leaves]]]:
+    """Every module of both sides, in order: a module whose name and shapes match may still be the
+    wrong one (vgg11 -> vgg11_bn: the checkpoint's 0.8 belongs at 0.11, and its 0.6 at 0.8)."""
+    return groups(renamed), groups({k: t.shape for k, t in expected.items() if not t.lazy})
 
 
 def _shapes(mismatch: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]) -> str:
@@ -186,36 +239,12 @@ def _describe_prefix(rule: tuple[str, str]) -> str:
     return f"checkpoint prefix {old!r} corresponds to {repl!r} in the model"
 
 
-def _groups(keys: dict[str, Any]) -> dict[str, dict[str, tuple[int, ...]]]:
-    groups: dict[str, dict[str, tuple[int, ...]]] = {}
-    for k, v in keys.items():
-        if isinstance(v, NonTensor):
-            continue
-        mod, dot, leaf = k.rpartition(".")
-        groups.setdefault(mod if dot else "", {})[leaf] = tuple(v.shape)
-    return groups
-
-
-def _module_renames(renamed: dict[str, Any], expected: dict[str, Any]) -> list[tuple[str, str]]:
-    """Unmatched checkpoint modules whose parameter names and shapes match exactly one missing module."""
-    unmatched = {k: v for k, v in renamed.items() if k not in expected}
-    missing = {k: v for k, v in expected.items() if k not in renamed}
-    have = _groups(unmatched)
-    want = _groups(missing)
-    by_sig: dict[tuple[Any, ...], list[str]] = {}
-    for mod, leaves in want.items():
-        by_sig.setdefault(tuple(sorted(leaves.items())), []).append(mod)
-    used: set[str] = set()
-    out: list[tuple[str, str]] = []
-    have_by_sig: dict[tuple[Any, ...], list[str]] = {}
-    for mod, leaves in have.items():
-        have_by_sig.setdefault(tuple(sorted(leaves.items())), []).append(mod)
-    for s, mods in have_by_sig.items():
-        targets = [m for m in by_sig.get(s, []) if m not in used]
-        if len(mods) == 1 and len(targets) == 1 and mods[0] and targets[0]:
-            out.append((mods[0], targets[0]))
-            used.add(targets[0])
-    return out
+def module_renames(entries: dict[str, Any], expected: dict[str, Any]) -> list[tuple[str, str]]:
+    """(old, new) module pairs that move keys which do not load onto model keys (``align``); the
+    values of both dicts carry ``.shape`` (tensor records, tensor signatures)."""
+    renamed = {k: _shape_of(v) for k, v in entries.items()}
+    sigs = {k: TensorSig(tuple(v.shape), "", "") for k, v in expected.items()}
+    return [(a, b) for a, b in align(*_candidates(renamed, sigs)) if a != b]
 
 
 def _head_groups(mismatch: dict[str, Any], sig: Signature) -> list[str]:

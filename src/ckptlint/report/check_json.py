@@ -30,7 +30,8 @@ def verdict_dict(v: Verdict) -> dict[str, Any]:
 
 def fix_dict(f: CompatFix) -> dict[str, Any]:
     return {"renames": [list(r) for r in f.renames], "drop": list(f.drop), "random_init": list(f.random_init),
-            "strict": f.strict, "diagnosis": list(f.diagnosis), "snippet": f.snippet}
+            "strict": f.strict, "diagnosis": list(f.diagnosis), "snippet": f.snippet,
+            "transpose": list(f.transpose)}
 
 
 def compat_dict(c: CompatReport) -> dict[str, Any]:
