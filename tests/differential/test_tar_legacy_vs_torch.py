@@ -336,3 +336,21 @@ def test_named_spellings_are_the_ones_torch_accepts(tmp_path: Path) -> None:
         p.write_bytes(data)
         assert torch_reading(p)[1] == "loaded"
         assert read_inventory(p).facts.loaded_streams == tuple(f"pickle#{k}" for k in range(5))
+
+
+@pytest.mark.parametrize("later", ["real", "fake"])
+def test_overlapping_sparse_chunks_the_last_written_wins(tmp_path: Path, later: str) -> None:
+    """``TarFile.makefile`` writes sparse chunks in map order: where they overlap, the later chunk's bytes are read."""
+    t = tc.TorchTar(storage_extra=tc.reduce_call("real", "f"))
+    st = t.storages()
+    decoy = tc.TorchTar(storage_extra=tc.reduce_call("fake", "f")).storages()
+    k = st.index(b"real")
+    patch = (k, st[k:k + 4])
+    chunks = [(0, decoy), patch] if later == "real" else [patch, (0, decoy)]
+    members = [(n, d) for n, d in t.members() if n != "storages"]
+    p = tmp_path / "overlap.pt"
+    p.write_bytes(tc.tar_bytes(members, end=False) + tc.pax0_sparse_member("storages", chunks, len(st), 1)
+                  + tc.end_blocks())
+    torch_requests = torch_reading(p)[0]
+    assert (later, "f") in torch_requests
+    assert ckptlint_reading(p)[0] == torch_requests
