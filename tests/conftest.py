@@ -173,13 +173,20 @@ class CliRunner:
         finally:
             sys.path[:] = path_before
             _forget_temporary_modules(set(sys.modules) - modules_before)
+            _forget_process_caches()  # nothing found on this call's path outlives it
         return CliResult(code, out.getvalue(), err.getvalue())
 
 
-PROCESS_CACHES = (("ckptlint.config", "load_config"), ("ckptlint.targets.resolve", "_CACHE"))
-"""What ckptlint keeps for the life of a process (a config per path, a built target per spec).
+PROCESS_CACHES = (
+    ("ckptlint.config", "load_config"),
+    ("ckptlint.targets.resolve", "_CACHE"),
+    ("ckptlint.plugin.manager", "plugin_manager"),
+    ("ckptlint.plugin.manager", "all_rules"),
+)
+"""What ckptlint keeps for the life of a process: a config per path, a built target per spec, the plugins.
 
-A test may rewrite a config or a model module between two calls; a new process would see the change.
+A test may rewrite a config or a model module between two calls, or put a plugin's distribution on
+the path (``pythonpath=``); a new process would see the change. Rebuilding them costs milliseconds.
 """
 
 
@@ -218,8 +225,8 @@ def python_process(*args: str | os.PathLike[str], cwd: str | os.PathLike[str] | 
                timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """``python ARGS`` in a new interpreter (e.g. ``run_python("-m", "ckptlint", "check", f)``).
 
-    For tests about the process itself: exit paths, "torch was never imported",
-    entry points installed in another site directory. ``env`` entries set to None are removed;
+    For tests about the process itself: exit paths, "torch was never imported", a terminal
+    on stdout. ``env`` entries set to None are removed;
     ``pythonpath`` entries are prepended to PYTHONPATH.
     """
     full = dict(os.environ)

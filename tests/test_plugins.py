@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect as pyinspect
 import json
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -14,10 +13,11 @@ import pytest
 from ckptlint import hookspecs
 from ckptlint.plugins import BUILTIN_PLUGINS, all_rules, plugin_manager, rule_doc
 
+from conftest import CliResult, CliRunner
 from plugin_example.make_dist import install
 
 DOCS = Path(__file__).parent.parent / "docs"
-Ckptlint = Callable[..., subprocess.CompletedProcess[str]]
+Ckptlint = Callable[..., CliResult]
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +28,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def ckptlint_with(run_python: Callable[..., subprocess.CompletedProcess[str]]) -> Ckptlint:
-    """``ckptlint_with(site, *args, cwd=)``: ckptlint in a new process whose path holds ``site``.
+def ckptlint_with(cli: CliRunner) -> Ckptlint:
+    """``ckptlint_with(site, *args, cwd=)``: ckptlint (in-process) with ``site`` on its path.
 
-    A process: entry points are discovered once per process, from the installed distributions.
+    The runner rebuilds the plugin registry on each call, as a new process would, so the
+    plugin is found through its entry point exactly like an installed one, and gone afterwards.
     """
-    def run(site: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-        return run_python("-m", "ckptlint", *args, cwd=cwd, env={"PYTHONPATH": None}, pythonpath=[site])
+    def run(site: Path, *args: str, cwd: Path | None = None) -> CliResult:
+        return cli(*args, cwd=cwd, pythonpath=[site])
     return run
 
 
