@@ -23,6 +23,8 @@ from ckptlint.errors import CheckpointError
 from ckptlint.formats import read_inventory
 from ckptlint.inventory import Inventory
 
+pytestmark = pytest.mark.integration  # the proof runs torch in a subprocess (not a torch-free unit test)
+
 Builder = Callable[[str], bytes]
 """marker name -> file bytes (the payload runs ``touch <marker>`` in the loader's working directory)."""
 
