@@ -9,7 +9,8 @@ Tiers (one marker per test, assigned here; run one with ``pytest -m unit``):
 * ``integration``: the rest (checkpoints torch wrote, live targets, pre-commit, processes).
 
 So a test needing torch asks for the ``torch`` fixture (the module, imported on first use) instead
-of importing it at the module's top; a test starting a process uses ``run_python`` (or is marked).
+of importing it at the module's top; a test starting a process uses ``run_python`` or is marked
+(a ``unit`` test that starts one fails, saying so).
 An explicit ``@pytest.mark.integration`` / ``pytestmark`` wins over the rule.
 Under ``-m unit`` modules that import torch at their top are not even collected. This module imports no torch.
 """
@@ -34,7 +35,6 @@ from typing import Any
 import pytest
 
 TESTS = Path(__file__).resolve().parent
-ROOT = TESTS.parent
 
 TIERS = ("unit", "integration", "differential")
 
