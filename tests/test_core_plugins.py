@@ -37,7 +37,7 @@ def _implements_a_hook(tree: ast.Module) -> bool:
         if isinstance(node, ast.FunctionDef):
             for d in node.decorator_list:
                 target = d.func if isinstance(d, ast.Call) else d
-                if isinstance(target, ast.Name) and target.id == "hookimpl":
+                if getattr(target, "id", getattr(target, "attr", None)) == "hookimpl":
                     return True
     return False
 
