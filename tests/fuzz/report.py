@@ -88,3 +88,30 @@ def render(s: dict[str, Any]) -> str:
 
 def write_disagreements(s: dict[str, Any], path: Path) -> None:
     path.write_text(render(s))
+
+
+def render_record(s: dict[str, Any]) -> str:
+    """The recorded-run section of docs/fuzzing.md, from a summary JSON."""
+    seen = s.get("seen", {})
+    fam = ", ".join(f"{k} {v}" for k, v in sorted(s["families"].items()))
+    rows = [
+        ("inputs", f"{s['inputs']} (seed {s['seed']}, indices {s['start']}-{s['start'] + s['inputs'] - 1}): {fam}"),
+        ("left out", ", ".join(s.get("exclude") or []) or "nothing"),
+        ("disagreements", (f"{s['disagreements']} on {s['inputs_with_disagreement']} inputs; by family "
+                           f"{s['by_family'] or '{}'}; by check {s['by_check'] or '{}'}")),
+        ("ckptlint crashes", str(s["crashes"])),
+        ("worker failures (hangs, deaths)", str(len(s["worker_failures"]))),
+        ("oracle-limited (torch or CPython ran out of memory; not compared)", str(s["oracle_limited"])),
+        ("ckptlint, slowest input", f"{s['ckptlint_max_seconds']} s (limit 10 s)"),
+        ("ckptlint, most memory added", f"{s['ckptlint_max_rss_mib']} MiB (limit 1024 MiB)"),
+        ("torch.load(weights_only=True) loaded", str(seen.get("weights_only_loads", "?"))),
+        ("torch.load reached at least one global", str(seen.get("torch_load_reached_a_global", "?"))),
+        ("pickle.load reached at least one global", str(seen.get("pickle_load_reached_a_global", "?"))),
+        ("ckptlint could not finish (compared on what it saw)", str(seen.get("ckptlint_unreadable", "?"))),
+        ("environment", (f"ckptlint {s['ckptlint']}, torch {s['torch']}, Python {s['python']}, "
+                         f"{s['jobs']} workers, {s['elapsed_s']} s, started {s['started']}")),
+    ]
+    out = ["| | |", "|---|---|", *(f"| {a} | {_clean(b)} |" for a, b in rows)]
+    for c in s["classes"]:
+        out.append(f"| class ({c['count']}) | {_clean(c['klass'])} (index {c['index']}) |")
+    return "\n".join(out) + "\n"
