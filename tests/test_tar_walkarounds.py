@@ -191,6 +191,13 @@ def _sparse_past_the_end(marker: str) -> bytes:
     return tc.tar_bytes(members, end=False) + sparse + tc.end_blocks()
 
 
+def _legacy_magic_with_a_utf8_string(marker: str) -> bytes:
+    """The magic pickle holds a non-ASCII py2 string: pickle.load (ASCII) fails on it, torch.load (UTF-8)
+    reads the magic number and goes on to the payload."""
+    first = tc.p2(b"U\x02\xc3\xa9" + b"0" + tc.pint(tc.MAGIC))
+    return tc.legacy_file(obj_body=tc.payload(marker) + b"0}", magic=first)
+
+
 CASES: dict[str, tuple[Builder, str]] = {
     # name: (builder, the stream ckptlint must attribute os.system to; a trailing @ matches any offset)
     "v7_header": (_v7_payload_in_pickle, "pickle"),
@@ -211,7 +218,8 @@ CASES: dict[str, tuple[Builder, str]] = {
     "tar_frame_swallows": (_tar_frame_swallows, "storages#1"),
     "legacy_big_frame": (_legacy_big_frame, "pickle#3@"),
     "pytorch1_name": (_pytorch1_name, "pickle"),
-    "sparse_past_the_end": (_sparse_past_the_end, "pickle"),  # @: the stream read from the frame's end
+    "sparse_past_the_end": (_sparse_past_the_end, "pickle"),
+    "legacy_utf8_magic": (_legacy_magic_with_a_utf8_string, "pickle#3"),  # @: the stream read from the frame's end
 }
 
 PROOF = textwrap.dedent("""

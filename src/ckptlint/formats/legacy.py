@@ -91,7 +91,7 @@ def frame_end(f: CountingFile, offset: int, end: int) -> int:
 def read_pickle_file(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> Inventory:
     """A file that is neither zip nor tar: the legacy torch format, or a raw pickle."""
     asm = new_assembler(path, limits, f)
-    value, end = asm.parse_file_stream(f, 0, "pickle#0", persistent_load=None)
+    value, end, stopped = first_pickle(f, asm)
     if _differs(value, MAGIC_NUMBER) is True:
         structure = asm.collect(value, "pickle#0")
         if end < f.size:
@@ -102,13 +102,29 @@ def read_pickle_file(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS
             streams=tuple(asm.streams), loaded_streams=("pickle#0",), opcodes=tuple(sorted(asm.opcodes)),
         )
         return asm.inventory(facts, structure)
-    read = read_legacy_streams(f, asm, first=(value, end, False))
+    read = read_legacy_streams(f, asm, first=(value, end, stopped))
     facts = FormatFacts(
         format="torch-legacy", file_size=f.size, bytes_read=f.bytes_read, pickle_protocol=asm.protocol,
         byteorder="little", streams=tuple(asm.streams), loaded_streams=tuple(read.loaded_streams),
         opcodes=tuple(sorted(asm.opcodes)), extra=read.extra,
     )
     return asm.inventory(facts, read.structure, read.storages)
+
+
+def first_pickle(f: CountingFile, asm: Assembler) -> tuple[Any, int, bool]:
+    """The pickle at byte 0 as torch.load reads it: (value, end, stopped).
+
+    It is parsed as ``pickle#0`` the way ``pickle.load`` reads it (ASCII strings); where
+    torch.load's reading (UTF-8 strings) differs, the Assembler records that one too
+    (``asm.torch_reading``) and its value is what torch compares with the magic number."""
+    before = len(asm.stops)
+    value, end = asm.parse_file_stream(f, 0, "pickle#0", persistent_load=None)
+    name = asm.torch_reading.get("pickle#0")
+    if not name:
+        return value, end, len(asm.stops) > before
+    data = f.pread(0, min(f.size, asm.limits.max_pickle_bytes))
+    up, torch_value, err = asm._run(data, name, 0, None, False, "utf-8")
+    return torch_value, up.stop_offset if err is not None else up.end, err is not None
 
 
 @dataclass

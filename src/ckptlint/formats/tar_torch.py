@@ -26,7 +26,16 @@ from ..inventory import FormatFacts, Inventory
 from ..limits import DEFAULT_LIMITS, Limits
 from .common import Assembler, CountingFile, record_pid
 from .dtypes import ITEMSIZE, STORAGE_DTYPES
-from .legacy import LegacyRead, all_truthy, budget_of, new_assembler, parse_stream, read_legacy_streams, stop
+from .legacy import (
+    LegacyRead,
+    all_truthy,
+    budget_of,
+    first_pickle,
+    new_assembler,
+    parse_stream,
+    read_legacy_streams,
+    stop,
+)
 from .tar import OutsideFile, TarFallback, TorchFails, TorchTar, extracted, extractfile, load_members, open_torch_tar
 from .unpickler import Global, Storage, TensorStub
 
@@ -99,9 +108,10 @@ def _scan_head(f: CountingFile, asm: Assembler) -> tuple[Any, int, bool] | None:
     polyglot), it is scanned as ``pickle#0``, a stream torch loads only if it falls back."""
     probe = Assembler(asm.path, asm.limits, budget=asm.budget)
     asm.budget.readers.remove(probe)  # a trial read: only merged into the file's report if it names a global
-    value, end, stopped = parse_stream(probe, f, 0, "pickle#0", None)
+    value, end, stopped = first_pickle(f, probe)
     if not probe.globals:
         return None
+    asm.torch_reading.update(probe.torch_reading)
     asm.globals.extend(probe.globals)
     asm.pickles.extend(probe.pickles)
     asm.operations.extend(probe.operations)
