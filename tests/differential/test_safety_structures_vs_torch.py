@@ -103,6 +103,10 @@ STRUCTURES: dict[str, bytes] = {
     "empty_set": P2 + b"\x8f.",
     "memo_roundtrip": P2 + b"]q\x00h\x00\x86.",
     "global_blocked_module": P2 + b"cos\ngetcwd\n.",
+    "global_split_elsewhere": P2 + b"ctorch\n_utils._rebuild_tensor_v2\n.",   # torch joins module.name
+    "global_builtin_py2_at_p3": b"\x80\x03c__builtin__\nset\n).",
+    "global_exception_registered_by_import": P2 + b"cbuiltins\nValueError\n.",
+    "global_exception_alias": P2 + b"cbuiltins\nIOError\n.",                  # alias: torch keys by __qualname__
     "no_proto": b"}K\x01K\x02s.",
 }
 
