@@ -11,6 +11,7 @@ import sys
 import textwrap
 import zipfile
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -203,8 +204,7 @@ def test_zip_bomb_member_is_bounded(tmp_path: Path) -> None:
     assert "bytes" in reason
 
 
-def test_truncated_zip(tmp_path: Path) -> None:
-    import torch
+def test_truncated_zip(tmp_path: Path, torch: ModuleType) -> None:
 
     p = tmp_path / "full.pt"
     torch.save({"w": torch.ones(100)}, p)
@@ -214,8 +214,7 @@ def test_truncated_zip(tmp_path: Path) -> None:
         _reason(q)
 
 
-def test_truncated_legacy(tmp_path: Path) -> None:
-    import torch
+def test_truncated_legacy(tmp_path: Path, torch: ModuleType) -> None:
 
     p = tmp_path / "full.pt"
     torch.save({"w": torch.ones(100)}, p, _use_new_zipfile_serialization=False)

@@ -42,7 +42,7 @@ PersistentLoad = Callable[[Any], Any]
 
 _STOP = object()
 _U32_FROM = U32.unpack_from
-_BUILTIN_VALUES = (list, dict, set, frozenset, tuple, str, bytes, int, float, bool, type(None))
+_BUILTIN_VALUES = (list, dict, set, frozenset, tuple, str, bytes, bytearray, int, float, bool, type(None))
 _MEMO_ALLOC_WARN = 1 << 24
 """C memo indexes above this make CPython allocate a pointer array of 2*index slots."""
 
@@ -246,15 +246,25 @@ class StaticUnpickler(ValueOps):
         self._append(self._top(), items, "APPENDS")
 
     def _append(self, target: Any, items: list[Any], opcode: str) -> None:
-        # load_append/do_append: a list is extended; anything else needs .extend or .append
+        # load_append/do_append: nothing to add is a no-op whatever the target; a list is extended;
+        # anything else needs .extend or .append
+        if not items:
+            return
         if type(target) is list:
             target.extend(items)
             return
         self._op(opcode, target)
-        if isinstance(target, Call):
-            target.items.extend(items)
-        elif not isinstance(target, bytearray):
-            # no .extend or .append: builtin values, classes and functions, tensors, storages
+        if isinstance(target, (Call, Global)):
+            # a global may be any object: sys.path is a list (an attacker's favourite), so read on
+            if isinstance(target, Call):
+                target.items.extend(items)
+        elif isinstance(target, bytearray):
+            try:
+                target.extend(items)
+            except (TypeError, ValueError):
+                raise self._fail("APPEND of a non-byte to a bytearray") from None
+        else:
+            # no .extend or .append: builtin values, tensors, storages
             raise self._fail(f"APPEND to a {type(target).__name__}")
 
     def op_SETITEM(self) -> None:
@@ -267,6 +277,8 @@ class StaticUnpickler(ValueOps):
         self._setitems(self._top(), items, "SETITEMS")
 
     def _setitems(self, target: Any, items: list[Any], opcode: str) -> None:
+        if not items:
+            return  # do_setitems: nothing to set is a no-op whatever the target
         if len(items) % 2:
             raise self._fail("odd number of dict items")
         if type(target) is not dict and opcode != "DICT":
@@ -285,19 +297,22 @@ class StaticUnpickler(ValueOps):
                     target[items[i]] = items[i + 1]
             except (TypeError, IndexError, ValueError):
                 raise self._fail(f"SETITEM on a {type(target).__name__}") from None
-        elif not isinstance(target, (Storage, TensorStub)):
-            raise self._fail(f"SETITEM on a {type(target).__name__}")  # a class or function has no __setitem__
+        elif not isinstance(target, (Storage, TensorStub, Global)):
+            # a global may be any object with __setitem__ (os.environ, sys.modules): read on
+            raise self._fail(f"SETITEM on a {type(target).__name__}")
 
     def op_ADDITEMS(self) -> None:
         items = self._pop_mark()
         target = self._top()
+        if not items:
+            return  # load_additems: nothing to add is a no-op whatever the target
         if type(target) is not set:
             self._op("ADDITEMS", target)
         if isinstance(target, set):
             target.update(self._hashable(items))
         elif isinstance(target, Call):
             target.items.extend(items)
-        else:
+        elif not isinstance(target, Global):
             raise self._fail(f"ADDITEMS on a {type(target).__name__}")
 
     # -- memo
