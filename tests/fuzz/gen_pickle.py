@@ -170,7 +170,10 @@ class Walk:
         idx = r.choice((0, 1, 255, 256, 70000)) if odd else len(self.memo)
         way = r.randrange(4 if not self.text_only else 1)
         if way == 0:
-            self.emit(b"p" + r.choice((str(idx).encode(), b"0" + str(idx).encode(), b"x")) + b"\n")
+            line = r.choice((str(idx).encode(), b"0" + str(idx).encode(), b"x"))
+            if line != str(idx).encode() and not on("pickle:put-text-odd"):
+                line = str(idx).encode()
+            self.emit(b"p" + line + b"\n")
         elif way == 1 and idx < 256:
             self.emit(b"q" + bytes([idx]))
         elif way == 2:
