@@ -67,8 +67,13 @@ def compare(sig: Signature, sd: StateDict) -> CompatResult:
                      f"{', …' if len(custom) > 3 else ''}): a snapshot replays torch's default rules "
                      "for them; check against the live class for the exact verdict")
 
+    errors: list[str] = []
+
     def load(mod: ModuleSig, local: dict[str, Any], prefix: str) -> None:
         local_md = {} if metadata is None else metadata.get(prefix[:-1], {}) or {}
+        if mod.unversioned_error and local_md.get("version") is None:
+            errors.append(mod.unversioned_error)  # its own load code raises here (recorded when snapshotted)
+            return
         _module_load(mod, local, prefix, local_md, acc)
         for name in mod.children:
             if name in mod.none_children:
@@ -82,6 +87,8 @@ def compare(sig: Signature, sd: StateDict) -> CompatResult:
     root = by_prefix.get("")
     if root is not None:
         load(root, entries, "")
+    if errors:
+        return CompatResult((), (), {}, {}, {}, tuple(notes), errors[0])
     return CompatResult(tuple(acc.missing), tuple(acc.unexpected), acc.shape, acc.dtype, acc.non_tensor,
                         tuple(notes))
 

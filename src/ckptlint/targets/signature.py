@@ -45,6 +45,10 @@ class ModuleSig:
     """``batchnorm`` (fills a missing num_batches_tracked for old checkpoints),
     ``frozen_batchnorm`` (drops num_batches_tracked), ``custom`` (own load logic or hooks
     that a snapshot cannot replay), or None."""
+    unversioned_error: str | None = None
+    """For ``custom`` modules: the exception their own load code raises, on their own state, when the
+    state_dict's ``_metadata`` gives them no version (and does not raise with their class version):
+    MNASNet's ``ValueError``. Lets a snapshot predict it."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,7 @@ class Signature:
                     local={k: TensorSig(tuple(t["shape"]), t["dtype"], t["kind"], bool(t.get("lazy", False)))
                            for k, t in m["local"].items()},
                     extra_state=bool(m.get("extra_state", False)), load_rule=m.get("load_rule"),
+                    unversioned_error=m.get("unversioned_error"),
                 )
                 for m in data["modules"]
             )
@@ -210,7 +215,7 @@ def signature_of(model: Any, target: str, kwargs: dict[str, Any] | None = None,
             prefix=prefix, cls=f"{cls.__module__}.{cls.__qualname__}", version=getattr(cls, "_version", None),
             children=children, none_children=tuple(n for n, c in mod._modules.items() if c is None),
             local=local, extra_state=has_extra,
-            load_rule=rule,
+            load_rule=rule, unversioned_error=_probe_unversioned(mod) if rule == "custom" else None,
         ))
         for name, child in mod._modules.items():
             if child is not None:
@@ -219,6 +224,33 @@ def signature_of(model: Any, target: str, kwargs: dict[str, Any] | None = None,
     walk(model, "", 0)
     return Signature(target, dict(kwargs or {}), tuple(modules), torch.__version__, built_on,
                      tuple(notes or ()), shared)
+
+
+def _probe_unversioned(mod: Any) -> str | None:
+    """Run the module's own load code (on a copy) with its own state and no version, then with its
+    class version: the error only the first raises is what a checkpoint without ``_metadata`` gets."""
+    import copy
+    import warnings
+
+    import torch
+
+    def attempt(version: Any) -> str | None:
+        probe = copy.deepcopy(mod)
+        state = dict(probe.state_dict(keep_vars=True))
+        try:
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")
+                probe._load_from_state_dict(state, "", {} if version is None else {"version": version},
+                                            True, [], [], [])
+        except Exception as e:  # noqa: BLE001 - the module's own load code: whatever it raises is the answer
+            return f"{type(e).__name__}: {e}".splitlines()[0]
+        return None
+
+    try:
+        err = attempt(None)
+        return err if err is not None and attempt(getattr(type(mod), "_version", 1)) is None else None
+    except Exception:  # noqa: BLE001 - a module that cannot be copied or listed: no prediction
+        return None
 
 
 def build_signature(spec: TargetSpec) -> tuple[Signature, Any]:
