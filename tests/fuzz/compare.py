@@ -47,6 +47,7 @@ def _names(pairs: Any) -> set[str]:
 
 def _shape(text: str) -> str:
     """An error message without its variable parts: quoted values, numbers, offsets."""
+    text = re.sub(r"/\S*/ckptlint-fuzz-[^/\s]+/", "", text)
     text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", text)
     text = re.sub(r"\d+", "N", text)
     return text[:60]

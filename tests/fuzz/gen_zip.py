@@ -33,6 +33,27 @@ def _pickle(rng: random.Random) -> bytes:
     return gen_pickle.generate(rng)[0]
 
 
+SWAPS = (("collections", "OrderedDict"), ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_parameter"))
+DICT_LIKE = (("builtins", "dict"), ("__builtin__", "dict"), ("collections", "Counter"), ("collections", "defaultdict"),
+             ("__builtin__", "set"), ("builtins", "set"), ("collections", "OrderedDict"))
+REFUSED = (("builtins", "eval"), ("os", "system"), ("numpy", "dtype"), ("torch", "load"), ("__builtin__", "eval"),
+           ("torch._utils", "_rebuild_tensor_v2.__globals__"), ("posix", "system"))
+
+
+def swap_global(rng: random.Random, data: bytes) -> bytes:
+    """Replace one GLOBAL (protocol 0-3 ``c`` lines, as torch writes them) by another name.
+
+    Only names the call would accept: OrderedDict() becomes another empty container (allowed,
+    protocol-2 spellings, or not on torch's list); a rebuild function becomes a refused name.
+    A swap that makes the call itself raise would test argument checking, not weights_only."""
+    old = rng.choice(SWAPS)
+    needle = b"c%s\n%s\n" % (old[0].encode(), old[1].encode())
+    if needle not in data:
+        return data
+    new = rng.choice(DICT_LIKE if old[1] == "OrderedDict" else REFUSED)
+    return data.replace(needle, b"c%s\n%s\n" % (new[0].encode(), new[1].encode()), 1)
+
+
 def _index(members: list[Member], suffix: str) -> int:
     for i, m in enumerate(members):
         if m.name.endswith(suffix.encode()):
@@ -48,7 +69,8 @@ def generate(rng: random.Random) -> tuple[bytes, str]:
     pkl = _index(members, "/data.pkl")
     for _ in range(rng.choice((0, 1, 1, 2, 3))):
         trick = rng.choice(("dup", "case", "zip64", "second_cd", "eocd", "deflate", "local", "prefix", "pickle",
-                            "byteorder", "order", "archive_name", "crc", "drop"))
+                            "byteorder", "order", "archive_name", "crc", "drop", "descriptor", "swap-global",
+                            "record-size"))
         if not on(f"zip:{trick}"):
             continue
         tricks.append(trick)
@@ -118,6 +140,15 @@ def generate(rng: random.Random) -> tuple[bytes, str]:
             first.name = rng.choice((b"other/", b"", b"../", b"/")) + rest
         elif trick == "crc":
             m.crc = (m.crc or 0) ^ 1
+        elif trick == "descriptor":
+            m.descriptor = True
+        elif trick == "swap-global":
+            members[pkl].data = swap_global(rng, members[pkl].data)
+        elif trick == "record-size":
+            records = [mm for mm in members if b"/data/" in mm.name]
+            if records:
+                rec = rng.choice(records)
+                rec.data = rec.data[: rng.randrange(len(rec.data) + 1)] if rng.random() < 0.5 else rec.data + b"\0" * 4
         elif trick == "drop" and len(members) > 1:
             del members[target]
             pkl = _index(members, "/data.pkl")

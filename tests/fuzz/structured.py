@@ -56,7 +56,7 @@ def save(rng: random.Random, obj: Any, *, legacy: bool = False) -> bytes:
     import torch
 
     buf = io.BytesIO()
-    proto = rng.choice((2, 2, 2, 3, 4, 5))
+    proto = rng.choice((0, 1, 2, 2, 2, 3, 4, 5)) if not legacy else rng.choice((2, 2, 2, 3, 4, 5))
     torch.save(obj, buf, pickle_protocol=proto, _use_new_zipfile_serialization=not legacy)
     return buf.getvalue()
 

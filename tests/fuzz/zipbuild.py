@@ -38,6 +38,8 @@ class Member:
     local_extra: bytes = b""
     raw: bytes | None = None
     """The member's stored bytes, verbatim (a corrupt deflate stream)."""
+    descriptor: bool = False
+    """Flag bit 3: zero CRC and sizes in the local header, a data descriptor after the data."""
     offset: int = field(default=0, init=False)
 
     def payload(self) -> bytes:
@@ -56,10 +58,13 @@ def _local(m: Member, body: bytes) -> bytes:
     csize = m.local_csize if m.local_csize is not None else (m.csize if m.csize is not None else len(body))
     usize = m.usize if m.usize is not None else len(m.data)
     extra = m.local_extra
+    flags = m.flags | (8 if m.descriptor else 0)
+    if m.descriptor:
+        crc = csize = usize = 0
     if m.zip64:
         extra = struct.pack("<HHQQ", 1, 16, usize, csize) + extra
         csize = usize = 0xFFFFFFFF
-    return LOCAL + struct.pack("<HHHHHIIIHH", 45 if m.zip64 else 20, m.flags, method, 0, 0x21, crc & 0xFFFFFFFF,
+    return LOCAL + struct.pack("<HHHHHIIIHH", 45 if m.zip64 else 20, flags, method, 0, 0x21, crc & 0xFFFFFFFF,
                                csize & 0xFFFFFFFF, usize & 0xFFFFFFFF, len(name), len(extra)) + name + extra
 
 
@@ -72,7 +77,8 @@ def _central(m: Member, body: bytes) -> bytes:
     if m.zip64:
         extra = struct.pack("<HHQQQ", 1, 24, usize, csize, offset)
         csize = usize = offset = 0xFFFFFFFF
-    return CENTRAL + struct.pack("<HHHHHHIIIHHHHHII", 0x31E, 45 if m.zip64 else 20, m.flags, m.method, 0, 0x21,
+    flags = m.flags | (8 if m.descriptor else 0)
+    return CENTRAL + struct.pack("<HHHHHHIIIHHHHHII", 0x31E, 45 if m.zip64 else 20, flags, m.method, 0, 0x21,
                                  crc & 0xFFFFFFFF, csize & 0xFFFFFFFF, usize & 0xFFFFFFFF, len(m.name), len(extra),
                                  0, 0, 0, 0, offset & 0xFFFFFFFF) + m.name + extra
 
@@ -119,6 +125,9 @@ def build(members: list[Member], layout: Layout | None = None) -> bytes:
         bodies.append(body)
         m.offset = len(out) - len(lay.prefix) + base
         out += _local(m, body) + body
+        if m.descriptor:
+            out += b"PK\x07\x08" + struct.pack("<III", (m.crc if m.crc is not None else zlib.crc32(m.data))
+                                                 & 0xFFFFFFFF, len(body), len(m.data))
     order = lay.central_order if lay.central_order is not None else list(range(len(members)))
     cd_offset = len(out) - len(lay.prefix) + base
     cd = b"".join(_central(members[i], bodies[i]) for i in order)
