@@ -194,7 +194,8 @@ class Inventory:
     joined with ``/`` (``""`` for the top level)."""
     notes: tuple[str, ...] = ()
     events: tuple[PickleEvent, ...] = ()
-    """Where torch's weights_only unpickler would object, besides globals."""
+    """Deprecated, always empty: the readers record neutral facts (``pickles``, ``operations``,
+    ``stops``) and safety/ judges them against torch's weights_only rules."""
     anomalies: tuple[str, ...] = ()
     """Places where readers could disagree about the file (duplicate zip names, local vs
     central header mismatches, FRAME boundaries, bytes after STOP …): signs of tampering."""

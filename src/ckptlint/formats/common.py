@@ -20,7 +20,6 @@ from ..inventory import (
     StreamStop,
 )
 from ..limits import DEFAULT_LIMITS, Budget, Limits
-from . import wo_events
 from .collect import Collected, collect
 from .unpickler import PersistentLoad, StaticUnpickler, Storage, storage_from_pid
 
@@ -86,6 +85,8 @@ class Assembler:
         self.operations: list[Operation] = []
         self.stops: list[StreamStop] = []
         self.anomalies: list[str] = []
+        self.events: list[PickleEvent] = []
+        """Kept empty for the JSON contract; the neutral facts below replaced it."""
         self.torch_reading: dict[str, str] = {}
         """stream -> the stream holding torch.load's own reading of it, where that differs."""
 
@@ -247,11 +248,6 @@ class Assembler:
     def collect(self, value: Any, stream: str, root: KeyPath = ()) -> Any:
         return collect(value, stream, self.out, limits=self.limits, root=root, budget=self.budget)
 
-    @property
-    def events(self) -> list[PickleEvent]:
-        """Transitional (safety/ will derive these from ``operations``): see wo_events."""
-        return wo_events.derive(self.pickles, self.operations, self.stops)
-
     def inventory(self, facts: FormatFacts, structure: Any,
                   storages: list[StorageRecord] | None = None) -> Inventory:
         if storages is None:
@@ -268,7 +264,7 @@ class Assembler:
             structure=structure,
             metadata=self.out.metadata,
             notes=tuple(self.notes + self.out.notes),
-            events=tuple(self.events),
+            events=tuple(self.events),  # always empty: safety/ judges pickles, operations and stops
             anomalies=tuple(self.anomalies),
             pickles=tuple(self.pickles),
             operations=tuple(self.operations),
