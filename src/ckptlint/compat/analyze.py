@@ -10,7 +10,9 @@ from ..results import CompatFix, CompatReport
 from ..targets.signature import Signature
 from .compare import CompatResult, compare
 from .fixes import Fix, apply_fix, infer_fix
+from .libraries import LibraryView, library_notes, library_view
 from .snippet import make_snippet
+from .training import adjusted, explain
 from .unwrap import StateDict, find_state_dict
 
 
@@ -28,6 +30,8 @@ class CompatAnalysis:
     """How the target was built (e.g. on CPU because it refused the meta device)."""
     ties: tuple[tuple[str, str], ...] = ()
     """(key, tied-to key) pairs of the model's tied weights."""
+    library: LibraryView | None = None
+    """What transformers / peft / timm's own loader does with it (compat.libraries)."""
 
     def report(self) -> CompatReport:
         """The typed result the reports carry (JSON ``files[].compat``)."""
@@ -40,7 +44,7 @@ class CompatAnalysis:
             state_dict_found_by=self.state_dict.how, strict_ok=r.strict_ok, nonstrict_ok=r.nonstrict_ok,
             missing=tuple(r.missing), unexpected=tuple(r.unexpected), shape_mismatch=dict(r.shape_mismatch),
             dtype_mismatch=dict(r.dtype_mismatch), non_tensor=dict(r.non_tensor), load_error=r.load_error,
-            exact=self.exact, notes=(*r.notes, *self.target_notes), fix=fix)
+            exact=self.exact, notes=(*r.notes, *self.target_notes, *library_notes(self.library)), fix=fix)
 
 
 def analyze(inv: Inventory, sig: Signature, *, model: Any = None,
@@ -57,12 +61,16 @@ def analyze(inv: Inventory, sig: Signature, *, model: Any = None,
         def run(s: StateDict) -> CompatResult:
             return compare(sig, s)
         exact = not custom
+    run = adjusted(inv, run)  # DTensor copy errors, torch.ao packed tuples (compat.training)
     result = run(sd)
-    fix = infer_fix(sig, sd, result, run)
-    if fix is not None:
+    library = library_view(inv, sig, sd, result, model, run)
+    generic = library is None or not library.no_generic_fix
+    fix = infer_fix(sig, sd, result, run) if generic else None if library is None else library.fix
+    if fix is not None and generic:
         fix.snippet = make_snippet(inv.path, sig.target, sig.kwargs, sd.path, fix,
                                    whole_module=sd.how == "module object")
-    return CompatAnalysis(sig.target, sd, result, fix, exact, sig.notes, tuple(sig.shared.items()))
+    explain(sd, fix)  # what dropped keys lose; fp8 codes dequantized (compat.training)
+    return CompatAnalysis(sig.target, sd, result, fix, exact, sig.notes, tuple(sig.shared.items()), library)
 
 
 __all__ = ["CompatAnalysis", "analyze", "apply_fix"]

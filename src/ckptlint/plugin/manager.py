@@ -28,11 +28,13 @@ BUILTIN_PLUGINS = (
     "ckptlint.rules.torchscript",
     "ckptlint.rules.device",
     "ckptlint.rules.compat",
+    "ckptlint.rules.library",
     "ckptlint.rules.hygiene",
     "ckptlint.rules.policy",
     "ckptlint.rules.input",
     "ckptlint.report.plugin",
     "ckptlint.targets.plugin",
+    "ckptlint.targets.libraries",
 )
 """Every module of ckptlint that implements a hook (tests/test_core_plugins.py proves the list complete)."""
 

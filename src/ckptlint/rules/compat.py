@@ -59,8 +59,11 @@ def compat_findings(rep: CompatAnalysis, target: Target) -> list[Finding]:
     fix_line = _fix_line(rep)
     where = "/".join(map(str, rep.state_dict.path)) or None
     out: list[Finding] = []
-    missing = [k for k in r.missing if not _allowed(k, target.allow_missing)]
-    unexpected = [k for k in r.unexpected if not _allowed(k, target.allow_unexpected)]
+    lib = rep.library  # keys the library's own loader maps, ties or ignores: CK212 explains them
+    missing = [k for k in r.missing if not _allowed(k, target.allow_missing)
+               and (lib is None or k not in lib.explained_missing)]
+    unexpected = [k for k in r.unexpected if not _allowed(k, target.allow_unexpected)
+                  and (lib is None or k not in lib.explained_unexpected)]
     shapes = {k: v for k, v in r.shape_mismatch.items() if not _allowed(k, target.allow_mismatch)}
     if missing:
         out.append(MISSING.finding(

@@ -1,0 +1,74 @@
+"""What a library's own loader does with a checkpoint: transformers' ``from_pretrained``, peft's adapter
+loading, timm's ``load_checkpoint``. torch's ``load_state_dict`` verdict stays the compat result; this
+view says what the library would report, which differences it ignores, and how to load the file its way."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...inventory import Inventory
+from ...targets.signature import Signature
+from ..compare import CompatResult
+from ..fixes import Fix
+from ..unwrap import StateDict
+
+
+@dataclass
+class LibraryView:
+    library: str
+    """``transformers``, ``peft`` or ``timm``."""
+    loader: str
+    """The call the view mirrors, e.g. ``BertModel.from_pretrained``."""
+    loads: bool
+    """The loader's verdict: it returns a model (maybe with keys initialised) rather than raising."""
+    missing: tuple[str, ...] = ()
+    """Keys the loader leaves at their initial values (after its own ignore lists)."""
+    unexpected: tuple[str, ...] = ()
+    mismatched: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
+    ignored: tuple[str, ...] = ()
+    """Differences torch reports that the loader handles itself, each with why."""
+    notes: list[str] = field(default_factory=list)
+    snippet: str = ""
+    """Loading code in the library's own way (empty when the generic snippet is the right one)."""
+    no_generic_fix: bool = False
+    """The generic rename/drop fix would be wrong (it would drop every adapter weight)."""
+    explained_missing: tuple[str, ...] = ()
+    """torch's missing keys the loader explains (filled, tied or deliberately ignored)."""
+    explained_unexpected: tuple[str, ...] = ()
+    fix: Fix | None = None
+    """With ``no_generic_fix``: the library's own way to load it (its snippet), offered instead."""
+
+
+def library_view(inv: Inventory, sig: Signature, sd: StateDict, result: CompatResult,
+                 model: Any, run: Callable[[StateDict], CompatResult]) -> LibraryView | None:
+    """The view of the first library that recognises the checkpoint or the target; None otherwise."""
+    from . import peft, timm, transformers_view
+
+    for probe in (peft.view, transformers_view.view, timm.view):
+        try:
+            found = probe(inv, sig, sd, result, model, run)
+        except ImportError:
+            found = None  # the library is not installed: its loader cannot be mirrored
+        if found is not None:
+            return found
+    return None
+
+
+def listing(keys: list[str] | tuple[str, ...], limit: int = 8) -> str:
+    more = f", …and {len(keys) - limit} more" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+__all__ = ["LibraryView", "library_notes", "library_view", "listing"]
+
+
+def library_notes(v: LibraryView | None) -> tuple[str, ...]:
+    """The view as report notes (JSON ``compat.notes``): the loader's verdict and sets, then its notes."""
+    if v is None:
+        return ()
+    head = f"{v.loader}: {'loads' if v.loads else 'raises'}"
+    sets = [f"{name} {listing(list(keys), 5)}" for name, keys in
+            (("missing", v.missing), ("unexpected", v.unexpected), ("mismatched", tuple(v.mismatched))) if keys]
+    return (head + (" (" + "; ".join(sets) + ")" if sets else ""), *v.ignored, *v.notes)
