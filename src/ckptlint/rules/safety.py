@@ -98,7 +98,7 @@ def safety_findings(inv: Inventory, verdict: Verdict, trusted: frozenset[str] = 
     out.extend(_hidden_streams(inv, cats))
     out.extend(ANOMALY.finding(f"readers may disagree about this file: {a}",
                                fix="re-save the checkpoint from a trusted copy")
-               for a in inv.anomalies)
+               for a in inv.anomalies if not _decided_magic_check(inv, a, cats))
     if not verdict.loads:
         blocker = verdict.blocking[0]
         where = f"{blocker.stream}@{blocker.offset}" if blocker.offset is not None else None
@@ -108,6 +108,20 @@ def safety_findings(inv: Inventory, verdict: Verdict, trusted: frozenset[str] = 
             + (f" (+{len(verdict.blocking) - 3} more)" if len(verdict.blocking) > 3 else ""),
             location=where, fix=verdict.advice))
     return out
+
+
+_MAGIC_UNDECIDED = "torch compares an object the file builds with"
+
+
+def _decided_magic_check(inv: Inventory, anomaly: str, cats: Mapping[str, str]) -> bool:
+    """The legacy reader could not evaluate torch's magic-number comparison on a built object; when every
+    class it compared is plain data or allowed (no __eq__/__ne__ of its own: DCP's metadata dataclasses),
+    the comparison is decided (unequal: torch stops with "Invalid magic number") and readers agree."""
+    compared = inv.facts.extra.get("magic_compared_with")
+    if _MAGIC_UNDECIDED not in anomaly or not compared:
+        return False
+    names = [compared] if isinstance(compared, str) else list(compared)
+    return all(cats.get(n) in ("data", "allowed") for n in names)
 
 
 def _hidden_streams(inv: Inventory, cats: Mapping[str, str]) -> list[Finding]:
