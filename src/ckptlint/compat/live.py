@@ -16,6 +16,7 @@ from typing import Any
 
 from .compare import META, CompatResult
 from .plain import Opaque, rebuild
+from .training import live_value
 from .unwrap import NonTensor, StateDict
 
 _SIZE = re.compile(r"^size mismatch for (.+?): copying a param with shape torch\.Size\(\[([0-9, ]*)\]\) "
@@ -38,7 +39,7 @@ def compare_live(model: Any, sd: StateDict) -> CompatResult:
     extra_owners = dict(_extra_state_modules(model))
     for key, entry in sd.entries.items():
         if isinstance(entry, NonTensor):
-            fake[key] = entry
+            fake[key] = live_value(entry, torch)  # torch.ao packed (weight, bias), dtypes
             owner = key.removesuffix("_extra_state").removesuffix(".")
             if key.endswith("_extra_state") and owner in extra_owners:
                 fake[key] = _extra_value(entry, extra_owners[owner], key, notes, torch)

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..errors import UnwrapError
 from ..inventory import Inventory, TensorRecord
+from .optimizer import optimizer_state
 
 WELL_KNOWN_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "ema",
                    "model_ema", "state_dict_ema", "ema_state_dict", "weights", "params", "params_ema",
@@ -119,6 +120,9 @@ def _find(inv: Inventory, key: tuple[Any, ...] | None) -> StateDict:
                         return StateDict(path, _entries(inv, node[k2]), _metadata(inv, path), "well-known key")
             if isinstance(node, dict) and "__object__" in node and "_parameters" in node.get("state", {}):
                 return _from_module(inv, node, (k,))
+    why = optimizer_state(root)
+    if why is not None:
+        raise UnwrapError(why)
     best = _largest(root)
     if best is None and isinstance(root, dict) and "__object__" not in root:
         for k in WELL_KNOWN_KEYS:  # {"state_dict": {}}: an empty state_dict under its usual name

@@ -1,0 +1,164 @@
+"""What training libraries put in a state_dict that torch's key checks alone misjudge or a rename fix
+would silently lose: DTensor shards (FSDP2), FSDP1 flat parameters, torch.ao packed weights, fp8
+codes with their scales, and optimizer state_dicts taken for a model (accelerate's ``optimizer.bin``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from ..inventory import Inventory, TensorRecord
+from .compare import CompatResult
+from .fixes import Fix, rename_key
+from .unwrap import NonTensor, StateDict
+
+DTENSOR = ("a DTensor (an FSDP2 / tensor-parallel shard): copying it into a plain tensor raises; save a full "
+           "state_dict instead (get_model_state_dict(model, options=StateDictOptions(full_state_dict=True)), "
+           "or DTensor.full_tensor())")
+FLAT_PARAM = "_flat_param"
+PACKED = "_packed_params._packed_params"
+SCALE_SUFFIXES = ("_scale_inv", "_scale")
+
+
+def _dtensor_file(inv: Inventory) -> bool:
+    return any(g.qualname == "torch.distributed.tensor.DTensor" for g in inv.globals)
+
+
+def _is_dtensor(entry: Any) -> bool:
+    return isinstance(entry, TensorRecord) and entry.rebuild == "_rebuild_wrapper_subclass"
+
+
+def adjusted(inv: Inventory, run: Callable[[StateDict], CompatResult]) -> Callable[[StateDict], CompatResult]:
+    """``run`` on the state_dict with tensors inside tuple values resolved (torch.ao's packed
+    ``(weight, bias)``, which a quantized target's own load code unpacks), and with torch's copy error
+    for DTensor values: load_state_dict checks the (global) shape, then ``param.copy_(dtensor)`` raises
+    "got mixed torch.Tensor and DTensor" even with strict=False."""
+    dtensors = _dtensor_file(inv)
+
+    def checked(sd: StateDict) -> CompatResult:
+        r = run(_resolved(inv, sd))
+        if not dtensors:
+            return r
+        skip = set(r.missing) | set(r.unexpected) | set(r.shape_mismatch) | set(r.non_tensor)
+        extra = {k: DTENSOR for k, v in sd.entries.items() if _is_dtensor(v) and k not in skip}
+        if not extra:
+            return r
+        dtypes = {k: v for k, v in r.dtype_mismatch.items() if k not in extra}
+        return replace(r, non_tensor={**r.non_tensor, **extra}, dtype_mismatch=dtypes)
+    return checked
+
+
+def _resolved(inv: Inventory, sd: StateDict) -> StateDict:
+    entries: dict[str, TensorRecord | NonTensor] = {}
+    changed = False
+    for k, v in sd.entries.items():
+        if isinstance(v, NonTensor) and isinstance(v.value, list) and not k.endswith("_extra_state") \
+                and v.value and all(_tensor_or_none(n) for n in v.value):
+            leaves = [None if n is None else _record(inv, n["__tensor__"]) for n in v.value]
+            if all(n is None or leaf is not None for n, leaf in zip(v.value, leaves, strict=True)):
+                entries[k] = NonTensor(v.summary, leaves)
+                changed = True
+                continue
+        entries[k] = v
+    return replace(sd, entries=entries) if changed else sd
+
+
+def _record(inv: Inventory, index: Any) -> TensorRecord | None:
+    return inv.tensors[index] if isinstance(index, int) and 0 <= index < len(inv.tensors) else None
+
+
+def live_value(entry: NonTensor, torch: Any) -> Any:
+    """A stand-in for a non-tensor value a target's own load code reads (torch.ao's packed
+    ``(weight, bias)`` tuple, a ``torch.qint8`` dtype); the entry itself when it is neither."""
+    node = entry.value
+    if isinstance(node, dict) and set(node) == {"__global__"}:
+        value = getattr(torch, str(node["__global__"]).removeprefix("torch."), None)
+        return value if isinstance(value, torch.dtype) else entry
+    if isinstance(node, list) and node and all(n is None or isinstance(n, TensorRecord) for n in node):
+        return tuple(None if n is None else _stand_in(n, torch) for n in node)
+    return entry
+
+
+def _tensor_or_none(node: Any) -> bool:
+    return node is None or (isinstance(node, dict) and set(node) == {"__tensor__"})
+
+
+def _stand_in(rec: TensorRecord, torch: Any) -> Any:
+    dtype = getattr(torch, rec.dtype, torch.float32)
+    if rec.dtype in ("qint8", "quint8", "qint32"):
+        return torch._empty_affine_quantized(rec.shape, scale=1.0, zero_point=0, dtype=dtype)
+    return torch.zeros(rec.shape, dtype=dtype if isinstance(dtype, torch.dtype) else torch.float32)
+
+
+def explain(sd: StateDict, fix: Fix | None) -> None:
+    """Say what the fix's dropped keys lose, and load fp8 weights dequantized instead of as raw codes."""
+    if fix is None:
+        return
+    dropped = set(fix.drop)
+    renamed = {k: rename_key(k, fix.renames) for k in sd.entries}
+    for key, new in renamed.items():
+        if new not in dropped:
+            continue
+        if key.endswith(PACKED):
+            owner = key[: -len(PACKED)].rstrip(".")
+            fix.diagnosis.append(
+                f"{key} holds the int8-quantized (torch.ao packed) weight and bias of {owner or 'the model'}: "
+                f"a float model cannot take them as they are, so {owner + '.' if owner else ''}weight and bias stay at "
+                "their initial values; load into the quantized model (quantize_dynamic / convert), or "
+                f"dequantize: weight, bias = state_dict[{key!r}]; weight.dequantize()")
+        elif key.rsplit(".", 1)[-1] == FLAT_PARAM:
+            rec = sd.entries[key]
+            size = f" ({rec.numel} elements)" if isinstance(rec, TensorRecord) else ""
+            fix.diagnosis.append(
+                f"{key} is an FSDP1 FlatParameter{size}: every parameter of the wrapped module flattened into "
+                "one tensor, without their names or shapes, so no rename can load it and those parameters stay "
+                "at their initial values; save a full state_dict instead (FSDP.state_dict_type(model, "
+                "StateDictType.FULL_STATE_DICT), or get_model_state_dict with full_state_dict=True)")
+    _dequantize_fp8(sd, fix, renamed)
+
+
+def fp8_pairs(sd: StateDict) -> list[tuple[str, str]]:
+    """(fp8 weight key, its scale key) pairs: ``w`` in a float8 dtype with ``w_scale`` / ``w_scale_inv``."""
+    out = []
+    for key, v in sd.entries.items():
+        if isinstance(v, TensorRecord) and v.dtype.startswith("float8"):
+            for suffix in SCALE_SUFFIXES:
+                scale = sd.entries.get(key + suffix)
+                if isinstance(scale, TensorRecord):
+                    out.append((key, key + suffix))
+                    break
+    return out
+
+
+def _dequantize_fp8(sd: StateDict, fix: Fix, renamed: dict[str, str]) -> None:
+    dropped = set(fix.drop)
+    todo = [(renamed[w], w, s) for w, s in fp8_pairs(sd) if renamed[s] in dropped and renamed[w] not in dropped]
+    if not todo:
+        return
+    fix.diagnosis.append(
+        f"{len(todo)} fp8 weight{'s' if len(todo) != 1 else ''} stored as scaled codes ({todo[0][1]} with "
+        f"{todo[0][2]}): loading the codes without their scale would give wrong values, so the snippet "
+        "dequantizes them (code * scale, block-wise scales expanded) before loading")
+    lines = [
+        "# fp8 weights are codes with a scale: dequantize (code * scale) before loading",
+        "def dequantize(weight, scale):",
+        "    weight, scale = weight.to(torch.float32), scale.to(torch.float32)",
+        "    if scale.dim() == weight.dim():  # block-wise scales: one per block of rows / columns",
+        "        for dim in range(scale.dim()):",
+        "            if scale.shape[dim] not in (1, weight.shape[dim]):",
+        "                block = -(-weight.shape[dim] // scale.shape[dim])",
+        "                scale = scale.repeat_interleave(block, dim=dim).narrow(dim, 0, weight.shape[dim])",
+        "    return weight * scale",
+        "",
+        f"for key, weight_key, scale_key in {todo!r}:",
+        "    fixed[key] = dequantize(state_dict[weight_key], state_dict[scale_key])",
+    ]
+    fix.snippet = _insert_before(fix.snippet, "metadata = getattr(state_dict", lines)
+
+
+def _insert_before(snippet: str, marker: str, lines: list[str]) -> str:
+    out = snippet.splitlines()
+    at = next((i for i, line in enumerate(out) if line.startswith(marker)), len(out))
+    return "\n".join(out[:at] + lines + out[at:]) + "\n"
+
