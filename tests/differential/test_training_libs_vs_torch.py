@@ -1,0 +1,308 @@
+"""Checkpoints made by training libraries (Lightning, accelerate, FSDP1/FSDP2, torch.ao, fp8) against torch.
+
+The checkpoints are made here with the real libraries (tiny models, CPU, one process; FSDP with gloo at
+world size 1). torch's ``load_state_dict`` (or the library's own loader) is the oracle: missing /
+unexpected / shape / copy-error sets and strict / non-strict verdicts must equal ckptlint's, and every
+suggested snippet is run unchanged, each tensor compared with what it must load (or named as left at
+its initial value).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import ckptlint
+from ckptlint.compat.analyze import CompatAnalysis, analyze
+from ckptlint.errors import UnwrapError
+from ckptlint.targets.resolve import live_signature
+
+TESTS = Path(__file__).resolve().parent
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+
+import training_models as tm  # noqa: E402 - after the path set-up
+
+_SIZE = re.compile(r"^size mismatch for (.+?): copying a param with shape torch\.Size\((\[.*?\])\) from checkpoint, "
+                   r"the shape in current model is torch\.Size\((\[.*?\])\)\.$")
+_COPY = re.compile(r'^While copying the parameter named "(.+?)"')
+
+
+@dataclass
+class Torch:
+    missing: set[str]
+    unexpected: set[str]
+    shape: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]
+    copy_errors: set[str]
+    strict_ok: bool
+    nonstrict_ok: bool
+
+
+def torch_says(fresh: Callable[[], nn.Module], sd: Any) -> Torch:
+    shape: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    copy_errors: set[str] = set()
+    try:
+        res = fresh().load_state_dict(sd, strict=False)
+        nonstrict_ok = True
+    except RuntimeError as e:
+        nonstrict_ok = False
+        for line in str(e).split("\n\t")[1:]:
+            m = _SIZE.match(line.strip())
+            if m:
+                shape[m[1]] = (tuple(ast.literal_eval(m[2])), tuple(ast.literal_eval(m[3])))
+                continue
+            m = _COPY.match(line.strip())
+            assert m, f"unexpected torch error: {line}"
+            copy_errors.add(m[1])
+        own = fresh().state_dict()
+        patched = OrderedDict((k, own[k].clone() if k in shape or k in copy_errors else v) for k, v in sd.items())
+        res = fresh().load_state_dict(patched, strict=False)
+    try:
+        fresh().load_state_dict(sd, strict=True)
+        strict_ok = True
+    except RuntimeError:
+        strict_ok = False
+    return Torch(set(res.missing_keys), set(res.unexpected_keys), shape, copy_errors, strict_ok, nonstrict_ok)
+
+
+def ckptlint_says(path: Path, spec: str) -> CompatAnalysis:
+    sig, model = live_signature(spec, {})
+    return analyze(ckptlint.inspect(str(path)), sig, model=model)
+
+
+def agree(rep: CompatAnalysis, t: Torch) -> None:
+    r = rep.result
+    assert r.load_error is None, r.load_error
+    assert set(r.missing) == t.missing
+    assert set(r.unexpected) == t.unexpected
+    assert r.shape_mismatch == t.shape
+    assert set(r.non_tensor) == t.copy_errors
+    assert (r.strict_ok, r.nonstrict_ok) == (t.strict_ok, t.nonstrict_ok)
+
+
+def run_snippet(rep: CompatAnalysis, expected: dict[str, torch.Tensor]) -> nn.Module:
+    """Run the fix's snippet unchanged; every key it claims holds the expected value, the rest are named."""
+    assert rep.fix is not None
+    ns: dict[str, Any] = {"__name__": "snippet"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exec(compile(rep.fix.snippet, "<snippet>", "exec"), ns)  # noqa: S102 - ckptlint's own output
+    model = ns["model"]
+    got = model.state_dict()
+    named = set(rep.fix.random_init)
+    for key, value in got.items():
+        if key in named:
+            continue
+        assert key in expected, f"{key} is neither loaded nor named as left at its initial value"
+        assert torch.equal(value, expected[key].to(value.dtype)), key
+    return model
+
+
+def _load(path: Path) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# -- Lightning -------------------------------------------------------------------------------------
+
+
+def _lightning_checkpoint(path: Path) -> None:
+    import lightning as L
+
+    class Task(L.LightningModule):
+        def __init__(self, lr: float = 0.1) -> None:
+            super().__init__()
+            self.save_hyperparameters()
+            self.model = tm.Net()
+
+        def training_step(self, batch: Any, index: int) -> torch.Tensor:
+            return self.model(batch[0]).square().mean()
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+    torch.manual_seed(0)
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 8)), batch_size=4)
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(path.parent))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(Task(), data)
+    trainer.save_checkpoint(str(path))
+
+
+def test_lightning_fit_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "epoch=0.ckpt"
+    _lightning_checkpoint(path)
+    ckpt = _load(path)
+    assert {"state_dict", "hyper_parameters", "optimizer_states", "loops"} <= set(ckpt)
+    rep = ckptlint_says(path, "training_models:Net")
+    assert rep.state_dict.path == ("state_dict",)
+    agree(rep, torch_says(tm.Net, ckpt["state_dict"]))
+    assert rep.fix is not None and rep.fix.strict and not rep.fix.drop and not rep.fix.random_init
+    expected = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
+    model = run_snippet(rep, expected)
+    # Lightning's own loader puts the same values in (load_from_checkpoint on the LightningModule)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in expected.items())
+
+
+# -- torch.ao quantization -------------------------------------------------------------------------
+
+
+QUANTIZED = {
+    "dynamic": (tm.dynamic_quantized, "training_models:dynamic_quantized", "training_models:Net", tm.Net),
+    "static": (tm.static_quantized, "training_models:static_quantized", "training_models:StaticNet", tm.StaticNet),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(QUANTIZED))
+def test_quantized_into_quantized_target(kind: str, tmp_path: Path) -> None:
+    make, spec, _, _ = QUANTIZED[kind]
+    path = tmp_path / "q.pt"
+    torch.save(make().state_dict(), path)
+    rep = ckptlint_says(path, spec)
+    t = torch_says(make, _load(path))
+    assert t.strict_ok  # torch loads it: no CK210 (the target's own load code runs on stand-ins)
+    agree(rep, t)
+    assert rep.fix is None
+
+
+@pytest.mark.parametrize("kind", sorted(QUANTIZED))
+def test_quantized_into_float_target_is_explained(kind: str, tmp_path: Path) -> None:
+    make, _, float_spec, fresh = QUANTIZED[kind]
+    path = tmp_path / "q.pt"
+    torch.save(make().state_dict(), path)
+    rep = ckptlint_says(path, float_spec)
+    agree(rep, torch_says(fresh, _load(path)))
+    assert rep.fix is not None
+    packed = [k for k in rep.fix.drop if k.endswith("_packed_params._packed_params")]
+    assert packed == ["fc1._packed_params._packed_params", "fc2._packed_params._packed_params"]
+    for key in packed:
+        owner = key.split(".")[0]
+        assert any(d.startswith(key) and "int8-quantized" in d for d in rep.fix.diagnosis)
+        assert {f"{owner}.weight", f"{owner}.bias"} <= set(rep.fix.random_init)
+    run_snippet(rep, {})
+
+
+# -- fp8 with scales -------------------------------------------------------------------------------
+
+
+def _fp8(block: bool) -> tuple[OrderedDict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    torch.manual_seed(0)
+    sd: OrderedDict[str, torch.Tensor] = OrderedDict()
+    real: dict[str, torch.Tensor] = {}
+    for k, v in tm.Net().state_dict().items():
+        if k.endswith("weight"):
+            if block:  # one scale per 4 x 4 block (DeepSeek-style weight_scale_inv, multiplied)
+                rows, cols = -(-v.shape[0] // 4), -(-v.shape[1] // 4)
+                s = torch.rand(rows, cols) / 100 + 1e-3
+                codes = (v / s.repeat_interleave(4, 0)[: v.shape[0]].repeat_interleave(4, 1)[:, : v.shape[1]])
+                sd[k] = codes.to(torch.float8_e4m3fn)
+                sd[k + "_scale_inv"] = s
+                full = s.repeat_interleave(4, 0)[: v.shape[0]].repeat_interleave(4, 1)[:, : v.shape[1]]
+                real[k] = sd[k].to(torch.float32) * full
+            else:
+                s = v.abs().amax() / 448
+                sd[k] = (v / s).to(torch.float8_e4m3fn)
+                sd[k + "_scale"] = s.reshape(())
+                real[k] = sd[k].to(torch.float32) * s
+        else:
+            sd[k] = v
+            real[k] = v
+    return sd, real
+
+
+@pytest.mark.parametrize("block", [False, True], ids=["per-tensor", "block"])
+def test_fp8_scales_are_applied_not_dropped(block: bool, tmp_path: Path) -> None:
+    sd, real = _fp8(block)
+    path = tmp_path / "fp8.pt"
+    torch.save(sd, path)
+    rep = ckptlint_says(path, "training_models:Net")
+    agree(rep, torch_says(tm.Net, _load(path)))
+    assert rep.fix is not None and not rep.fix.random_init
+    assert any("fp8" in d and "dequantiz" in d for d in rep.fix.diagnosis)
+    run_snippet(rep, real)  # the raw codes (what a plain drop loads) differ from these values
+    assert not torch.equal(sd["fc1.weight"].to(torch.float32), real["fc1.weight"])
+
+
+# -- FSDP1 and FSDP2 in one process (gloo, world size 1) -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def process_group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    import torch.distributed as dist
+
+    store = tmp_path_factory.mktemp("pg") / "store"
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def test_fsdp1_flat_parameter_is_explained(process_group: None, tmp_path: Path) -> None:
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    torch.manual_seed(0)
+    wrapped = FSDP(tm.Net(), device_id=torch.device("cpu"))
+    flat = {k: v.detach().clone() for k, v in wrapped.named_parameters()}
+    assert list(flat) == ["_fsdp_wrapped_module._flat_param"]
+    path = tmp_path / "flat.pt"
+    torch.save(flat, path)
+    rep = ckptlint_says(path, "training_models:Net")
+    agree(rep, torch_says(tm.Net, _load(path)))
+    assert rep.fix is not None
+    assert rep.fix.drop == ["_fsdp_wrapped_module._flat_param"]
+    assert set(rep.fix.random_init) == set(tm.Net().state_dict())
+    assert any("FlatParameter (212 elements)" in d for d in rep.fix.diagnosis)
+    run_snippet(rep, {})
+
+
+def test_fsdp2_dtensor_state_dict_into_plain_module(process_group: None, tmp_path: Path) -> None:
+    from torch.distributed.fsdp import fully_shard
+
+    torch.manual_seed(0)
+    model = tm.Net()
+    fully_shard(model)
+    sd = model.state_dict()
+    assert type(sd["fc1.weight"]).__name__ == "DTensor"
+    path = tmp_path / "dtensor.pt"
+    torch.save(sd, path)
+    rep = ckptlint_says(path, "training_models:Net")
+    t = torch_says(tm.Net, _load(path))
+    assert not t.nonstrict_ok and t.copy_errors == set(sd)
+    agree(rep, t)
+    assert all("DTensor" in v for v in rep.result.non_tensor.values())
+
+
+# -- accelerate ------------------------------------------------------------------------------------
+
+
+def test_accelerate_optimizer_bin_is_not_a_model(tmp_path: Path) -> None:
+    from accelerate import Accelerator
+
+    acc = Accelerator(cpu=True)
+    net = tm.Net()
+    opt = torch.optim.Adam(net.parameters())
+    net, opt = acc.prepare(net, opt)
+    net(torch.randn(2, 8)).sum().backward()
+    opt.step()
+    acc.save_state(str(tmp_path / "state"))
+    path = tmp_path / "state" / "optimizer.bin"
+    # torch: every model key missing, the optimizer's keys unexpected; ckptlint says what the file is
+    t = torch_says(tm.Net, _load(path))
+    assert t.missing == set(tm.Net().state_dict())
+    with pytest.raises(UnwrapError, match="optimizer state_dict"):
+        ckptlint_says(path, "training_models:Net")
