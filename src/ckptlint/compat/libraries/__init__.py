@@ -64,6 +64,23 @@ def listing(keys: list[str] | tuple[str, ...], limit: int = 8) -> str:
 __all__ = ["LibraryView", "library_notes", "library_view", "listing"]
 
 
+def library_snippet(path: str, sig: Signature, sd: StateDict, fix: Fix) -> str:
+    """The generic snippet, with a transformers target built from its config (it has no plain constructor)."""
+    from ..snippet import make_snippet
+
+    snippet = make_snippet(path, sig.target, sig.kwargs, sd.path, fix)
+    module, _, attr = sig.target.partition(":")
+    config = sig.kwargs.get("config")
+    if module != "transformers" or not isinstance(config, str):
+        return snippet
+    overrides = "".join(f", {k}={v!r}" for k, v in sig.kwargs.items() if k != "config")
+    method = "from_config" if attr.startswith("Auto") else "_from_config"
+    build = f"model = transformers.{attr}.{method}(transformers.AutoConfig.from_pretrained({config!r}{overrides}))"
+    lines = ["import transformers" if line.startswith(f"from {module} import") else
+             build if line.startswith("model = ") else line for line in snippet.splitlines()]
+    return "\n".join(lines) + "\n"
+
+
 def library_notes(v: LibraryView | None) -> tuple[str, ...]:
     """The view as report notes (JSON ``compat.notes``): the loader's verdict and sets, then its notes."""
     if v is None:

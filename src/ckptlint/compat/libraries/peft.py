@@ -21,9 +21,9 @@ from typing import Any
 from ...inventory import Inventory
 from ...targets.signature import Signature
 from ..compare import CompatResult
-from ..fixes import apply_fix
+from ..fixes import Fix, apply_fix
 from ..unwrap import NonTensor, StateDict
-from . import LibraryView, listing
+from . import LibraryView, library_snippet, listing
 
 LORA = re.compile(r"^(?P<module>.+)\.lora_(?P<ab>A|B)(?:\.(?P<name>[^.]+))?\.weight$")
 PREFIX = "base_model.model."
@@ -48,7 +48,7 @@ def view(inv: Inventory, sig: Signature, sd: StateDict, result: CompatResult, mo
     if any(".lora_A." in k for k in expected):
         return _against_peft_model(sd, lora, run)
     if any(".base_layer." in k for k in sd.entries):
-        return _full_into_base(sd, run)
+        return _full_into_base(inv, sig, sd, run)
     return _adapter_against_base(inv, sig, sd, lora)
 
 
@@ -143,13 +143,21 @@ def _reader(sd: StateDict) -> str:
     return "<the adapter file's state_dict>"
 
 
-def _full_into_base(sd: StateDict, run: Callable[[StateDict], CompatResult]) -> LibraryView:
+def _full_into_base(inv: Inventory, sig: Signature, sd: StateDict,
+                    run: Callable[[StateDict], CompatResult]) -> LibraryView:
     renames = [(f"^{re.escape(PREFIX)}", ""), (r"\.base_layer\.", ".")]
     adapter = sorted(k for k in sd.entries if ".lora_" in k)
-    res = run(apply_fix(sd, renames, [re.sub(r"\.base_layer\.", ".", k.removeprefix(PREFIX)) for k in adapter]))
+    drop = sorted(re.sub(r"\.base_layer\.", ".", k.removeprefix(PREFIX)) for k in adapter)
+    res = run(apply_fix(sd, renames, drop))
     notes = [(f"a full PeftModel state_dict: 'base_layer' weights map onto the base model's (rename "
               f"s/^base_model.model.// and s/.base_layer././); the adapter ({len(adapter)} tensors: "
               f"{listing(adapter, 3)}) is discarded: its effect is lost unless merged first "
               "(PeftModel.merge_and_unload() before saving)")]
+    fix = None
+    if res.nonstrict_ok:
+        fix = Fix(renames=renames, drop=drop, random_init=sorted(res.missing), strict=res.strict_ok,
+                  diagnosis=[*notes, f"discarded from the checkpoint ({len(adapter)}): {listing(adapter)}"])
+        fix.snippet = library_snippet(inv.path, sig, sd, fix)
     return LibraryView("peft", "load_state_dict after peft's base_layer rename", res.nonstrict_ok, res.missing,
-                       res.unexpected, dict(res.shape_mismatch), (), notes)
+                       res.unexpected, dict(res.shape_mismatch), (), notes, no_generic_fix=True, fix=fix,
+                       explained_unexpected=tuple(sd.entries))
