@@ -29,7 +29,9 @@ from typing import Any
 from ..errors import FormatError, LimitExceeded, TruncatedPickle
 from ..inventory import GlobalRef
 from ..limits import DEFAULT_LIMITS, Budget, Limits
-from .pickleops import I32, OPCODE_NAMES, OPCODES, U16, U32, U64, ValueOps
+from .pickleitems import BUILTIN_VALUES as _BUILTIN_VALUES
+from .pickleitems import ItemOps
+from .pickleops import I32, OPCODE_NAMES, OPCODES, U16, U32, U64
 from .stubs import Call, Global, ODict, Storage, TensorStub, describe
 from .torchcalls import NESTED_LOADERS, interpret_call, nested_payloads, storage_from_pid
 
@@ -42,7 +44,6 @@ PersistentLoad = Callable[[Any], Any]
 
 _STOP = object()
 _U32_FROM = U32.unpack_from
-_BUILTIN_VALUES = (list, dict, set, frozenset, tuple, str, bytes, bytearray, int, float, bool, type(None))
 _MEMO_ALLOC_WARN = 1 << 24
 """C memo indexes above this make CPython allocate a pointer array of 2*index slots."""
 
@@ -54,7 +55,7 @@ def map_py2_name(module: str, name: str) -> tuple[str, str]:
     return _compat_pickle.IMPORT_MAPPING.get(module, module), name
 
 
-class StaticUnpickler(ValueOps):
+class StaticUnpickler(ItemOps):
     """Interpret one pickle stream starting at ``start`` in ``data``.
 
     ``persistent_load`` receives each persistent id and returns what stands for
@@ -229,91 +230,6 @@ class StaticUnpickler(ValueOps):
                                 f"pickle nesting (open MARKs) at byte {self._op_start}, {self.stream}")
         self._metastack.append(self._stack)
         self._stack = []
-
-    # -- containers that take items (the target is an object the stream built)
-    def op_DICT(self) -> None:
-        items = self._pop_mark()
-        d: dict[Any, Any] = {}
-        self._setitems(d, items, "DICT")
-        self._stack.append(d)
-
-    def op_APPEND(self) -> None:
-        v = self._pop()
-        self._append(self._top(), [v], "APPEND")
-
-    def op_APPENDS(self) -> None:
-        items = self._pop_mark()
-        self._append(self._top(), items, "APPENDS")
-
-    def _append(self, target: Any, items: list[Any], opcode: str) -> None:
-        # load_append/do_append: nothing to add is a no-op whatever the target; a list is extended;
-        # anything else needs .extend or .append
-        if not items:
-            return
-        if type(target) is list:
-            target.extend(items)
-            return
-        self._op(opcode, target)
-        if isinstance(target, (Call, Global)):
-            # a global may be any object: sys.path is a list (an attacker's favourite), so read on
-            if isinstance(target, Call):
-                target.items.extend(items)
-        elif isinstance(target, bytearray):
-            try:
-                target.extend(items)
-            except (TypeError, ValueError):
-                raise self._fail("APPEND of a non-byte to a bytearray") from None
-        else:
-            # no .extend or .append: builtin values, tensors, storages
-            raise self._fail(f"APPEND to a {type(target).__name__}")
-
-    def op_SETITEM(self) -> None:
-        v = self._pop()
-        k = self._pop()
-        self._setitems(self._top(), [k, v], "SETITEM")
-
-    def op_SETITEMS(self) -> None:
-        items = self._pop_mark()
-        self._setitems(self._top(), items, "SETITEMS")
-
-    def _setitems(self, target: Any, items: list[Any], opcode: str) -> None:
-        if not items:
-            return  # do_setitems: nothing to set is a no-op whatever the target
-        if len(items) % 2:
-            raise self._fail("odd number of dict items")
-        if type(target) is not dict and opcode != "DICT":
-            self._op(opcode, target)
-        if isinstance(target, dict):
-            try:
-                for i in range(0, len(items), 2):
-                    target[items[i]] = items[i + 1]
-            except TypeError:
-                raise self._fail("unhashable dict key") from None
-        elif isinstance(target, Call):
-            target.dictitems.extend(zip(items[::2], items[1::2], strict=False))
-        elif isinstance(target, (list, bytearray)):
-            try:
-                for i in range(0, len(items), 2):
-                    target[items[i]] = items[i + 1]
-            except (TypeError, IndexError, ValueError):
-                raise self._fail(f"SETITEM on a {type(target).__name__}") from None
-        elif not isinstance(target, (Storage, TensorStub, Global)):
-            # a global may be any object with __setitem__ (os.environ, sys.modules): read on
-            raise self._fail(f"SETITEM on a {type(target).__name__}")
-
-    def op_ADDITEMS(self) -> None:
-        items = self._pop_mark()
-        target = self._top()
-        if not items:
-            return  # load_additems: nothing to add is a no-op whatever the target
-        if type(target) is not set:
-            self._op("ADDITEMS", target)
-        if isinstance(target, set):
-            target.update(self._hashable(items))
-        elif isinstance(target, Call):
-            target.items.extend(items)
-        elif not isinstance(target, Global):
-            raise self._fail(f"ADDITEMS on a {type(target).__name__}")
 
     # -- memo
     def _memo_put(self, idx: int, value: Any) -> None:
