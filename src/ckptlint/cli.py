@@ -171,6 +171,9 @@ def _add_check(sub: Any) -> None:
                         "torchvision.models:resnet18 or torchvision:resnet18; built on the meta device")
     p.add_argument("--model-kwargs", metavar="JSON",
                    help='keyword arguments for the target, e.g. \'{"num_classes": 10}\'')
+    p.add_argument("--model-config", metavar="PATH",
+                   help="a transformers config.json or save_pretrained folder for a transformers:CLASS "
+                        "target (same as --model-kwargs '{\"config\": PATH}'); no weights are read")
     p.add_argument("--snapshot", metavar="FILE",
                    help="target snapshot from `ckptlint snapshot` (no torch needed); with --model, also "
                         "reports drift between the two")
@@ -202,8 +205,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         args.files = _without_site_pth(args.files)
         if not args.files:
             return EXIT_OK
-    if args.model_kwargs and not args.model:
-        raise UsageError("--model-kwargs needs --model")
+    if (args.model_kwargs or args.model_config) and not args.model:
+        raise UsageError("--model-kwargs and --model-config need --model")
+    if args.model_config:
+        from .targets.spec import parse_kwargs
+
+        args.model_kwargs = {**parse_kwargs(args.model_kwargs), "config": args.model_config}
     overrides = Overrides(_codes(args.select), _codes(args.extend_select) or (), _codes(args.ignore),
                           args.baseline)
     report = check(args.files, trusted=args.allow_global, config=args.config,

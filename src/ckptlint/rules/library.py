@@ -30,5 +30,5 @@ def ckptlint_check_file(context: FileContext) -> list[Finding] | None:
         parts.append(f"ignores {len(lib.unexpected)} unused checkpoint key{'s' if len(lib.unexpected) != 1 else ''}: "
                      + ", ".join(lib.unexpected[:5]) + (", …" if len(lib.unexpected) > 5 else ""))
     parts += [*lib.ignored, *lib.notes]
-    fix = lib.snippet.strip().replace("\n", "; ") if lib.snippet else None
+    fix = "; ".join(line for line in lib.snippet.splitlines() if line.strip()) if lib.snippet else None
     return [LIBRARY.finding("; ".join(parts), location=where, fix=fix)]
