@@ -230,3 +230,20 @@ def test_the_probe_catches_what_the_old_prefix_rule_let_through(tmp_path: Path) 
     tripped = {name for name, _ in result["hits"]}  # type: ignore[misc]
     assert tripped == set(old), result
     assert all(cat(*q.rsplit(".", 1)) == "dangerous" for q in old)
+
+
+def test_find_source_follows_import_rules_without_importing(tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    (first / "regpkg").mkdir(parents=True)
+    (first / "regpkg" / "__init__.py").write_text("")
+    (second / "regpkg").mkdir(parents=True)
+    (second / "regpkg" / "mod.py").write_text("class Net: pass\n")
+    (first / "nspkg").mkdir()
+    (second / "nspkg").mkdir()
+    (second / "nspkg" / "mod.py").write_text("class Net: pass\n")
+    path = [str(first), str(second)]
+    # a regular package is not merged across sys.path entries: regpkg.mod does not exist for import
+    assert find_source("regpkg.mod", path) is None
+    # a namespace package is: nspkg.mod is found in the second entry
+    assert find_source("nspkg.mod", path) == str(second / "nspkg" / "mod.py")
+    assert find_source("bad-name.mod", path) is None
