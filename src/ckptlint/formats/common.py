@@ -201,8 +201,14 @@ class Assembler:
         return [g for g in self.globals if g.stream == stream]
 
     def parse_file_stream(self, f: CountingFile, offset: int, stream: str, *,
-                          persistent_load: PersistentLoad | None = None) -> tuple[Any, int]:
-        """Parse a pickle that starts at ``offset`` in a file, reading only as far as it goes."""
+                          persistent_load: PersistentLoad | None = None, file_framing: bool = False,
+                          encoding: str | None = None) -> tuple[Any, int]:
+        """Parse a pickle that starts at ``offset`` in a file, reading only as far as it goes.
+
+        ``file_framing``: FRAMEs as the C unpickler reads a file without peek (torch opens a tar's
+        extracted members unbuffered); by default as pickle.load reads a buffered file. ``encoding``:
+        how STRING-family opcodes decode; by default ASCII (pickle.load) for ``pickle#0`` at byte 0,
+        else UTF-8 (torch.load)."""
         chunk = 1 << 12
         self.budget.charge_stream()
         while True:
@@ -211,8 +217,9 @@ class Assembler:
             self.budget.charge_bytes(n, f"pickle stream {stream}")
             # the pickle at byte 0 is also what pickle.load reads: read it as pickle.load does (ASCII
             # strings); torch.load's own reading (UTF-8) is added below where it differs
-            encoding = "ASCII" if offset == 0 and stream == "pickle#0" else "utf-8"
-            up, value, err = self._run(data, stream, 0, persistent_load, False, encoding)
+            if encoding is None:
+                encoding = "ASCII" if offset == 0 and stream == "pickle#0" else "utf-8"
+            up, value, err = self._run(data, stream, 0, persistent_load, file_framing, encoding)
             if isinstance(err, TruncatedPickle) and offset + n < f.size:
                 self.budget.opcodes -= up.count  # read again from the start with more bytes
                 self.budget.memo -= len(up._memo)
@@ -226,10 +233,11 @@ class Assembler:
             self._nested(up, stream, 0)
             if up.frame_irregular and not isinstance(err, LimitExceeded):
                 # pickle.load on a real file reads a frame bigger than its peek buffer the io.BytesIO way
-                self._other_reading(data, stream, 0, persistent_load, up, err, file_framing=True, encoding=encoding)
+                self._other_reading(data, stream, 0, persistent_load, up, err, file_framing=not file_framing,
+                                    encoding=encoding)
             if up.non_ascii_strings and encoding == "ASCII" and not isinstance(err, LimitExceeded):
-                torch_reading = self._other_reading(data, stream, 0, persistent_load, up, err, file_framing=False,
-                                                    encoding="utf-8")
+                torch_reading = self._other_reading(data, stream, 0, persistent_load, up, err,
+                                                    file_framing=file_framing, encoding="utf-8")
                 if torch_reading:
                     self.torch_reading[stream] = torch_reading
             if isinstance(err, LimitExceeded):
