@@ -41,8 +41,8 @@ TIERS = ("unit", "integration", "differential")
 NOT_UNIT_FIXTURES = frozenset({"torch", "run_python", "pytester", "testdir"})
 """A test using one of these (directly or through another fixture) is not a unit test."""
 
-TORCH_MODULES = frozenset({"torch", "torchvision", "numpy", "safetensors", "transformers",
-                           "compat_models", "_oracle"})
+TORCH_MODULES = frozenset({"torch", "torchvision", "numpy", "safetensors", "transformers", "peft", "timm",
+                           "lightning", "pytorch_lightning", "accelerate", "compat_models", "_oracle"})
 """Imported at a test module's top, these make the module torch-bound (the local helpers import torch)."""
 
 
