@@ -361,11 +361,12 @@ def snippet_transform(sd: Any, fix: Any) -> OrderedDict:
     return fixed
 
 
-def check_fix(rep: Any, fresh: Any, sd: Any, label: str) -> None:
+def check_fix(rep: Any, fresh: Any, sd: Any, label: str) -> Any:
+    """Checks the fix; the model the snippet loaded (None when there is no fix)."""
     fix = rep.fix
     if rep.result.strict_ok or rep.result.load_error:
         assert fix is None, label  # nothing to fix / nothing ckptlint could verify
-        return
+        return None
     assert fix is not None, f"{label}: no fix offered"
     fixed = snippet_transform(sd, fix)
     assert list(fixed) == list(apply_fix(rep.state_dict, fix.renames, fix.drop, fix.transpose).entries), label
@@ -380,6 +381,17 @@ def check_fix(rep: Any, fresh: Any, sd: Any, label: str) -> None:
     if not fix.strict:
         assert set(ns["result"].missing_keys) == set(fix.random_init), label
         assert not ns["result"].unexpected_keys, label
+    return ns["model"]
+
+
+def assert_right_values(loaded: Any, truth: dict[str, torch.Tensor], fix: Any, label: str) -> None:
+    """Every key the fix does not name as left initialised holds the source model's tensor under the
+    same name (the mutations only renamed, wrapped, cast or dropped): no layer got another's values."""
+    for key, value in loaded.state_dict().items():
+        if key in fix.random_init:
+            continue
+        assert key in truth, f"{label}: {key} loaded but the source has no such key"
+        assert torch.equal(value, truth[key].to(value.dtype)), f"{label}: {key} holds the wrong tensor"
 
 
 INEXACT_DIFFERS: list[str] = []
@@ -419,14 +431,18 @@ def run_case(tmp_path: Any, target: str, ckpt: Any, save_kwargs: dict[str, Any],
             INEXACT_DIFFERS.append(label)
     d = live.report()
     assert d.strict_ok == tv.strict_ok and set(d.missing) == set(tv.missing)
-    check_fix(live, fresh, sd, label)
-    return live, tv
+    loaded = check_fix(live, fresh, sd, label)
+    return live, tv, loaded
 
 
 @pytest.mark.parametrize(("name", "mutation"), _cases(), ids=[f"{n}-{m}" for n, m in _cases()])
 def test_mutation(name, mutation, tmp_path):
     ckpt, save_kwargs, kwargs = mutate(name, mutation)
-    rep, tv = run_case(tmp_path, name, ckpt, save_kwargs, kwargs, f"{name}/{mutation}")
+    rep, tv, loaded = run_case(tmp_path, name, ckpt, save_kwargs, kwargs, f"{name}/{mutation}")
+    if loaded is not None:
+        arch = ARCHES[name]
+        source = source_model(arch.spec, arch.head if mutation == "head" else arch.kwargs)
+        assert_right_values(loaded, source.state_dict(), rep.fix, f"{name}/{mutation}")
     if tv.load_error:
         # only a state_dict without _metadata trips a version check in a target's own load code
         assert mutation in ("lightning", "nobn_plain"), tv.load_error
