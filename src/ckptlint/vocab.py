@@ -27,7 +27,7 @@ def is_severity(value: object) -> bool:
 
 
 ReadableFormat = Literal["torch-zip", "torchscript", "torch-legacy", "torch-tar", "pickle", "safetensors",
-                         "sharded-index"]
+                         "sharded-index", "dcp", "torch-export"]
 """What a readable file is (``Inventory.format``)."""
 READABLE_FORMATS: Final[tuple[ReadableFormat, ...]] = get_args(ReadableFormat)
 

@@ -51,3 +51,23 @@ def static_quantized(calibrate: bool = True) -> nn.Module:
     if calibrate:
         m(torch.randn(4, 8))
     return torch.ao.quantization.convert(m)
+
+
+class Wrapped(nn.Module):
+    """Net one level down (``net.``): a checkpoint of a bare Net needs a prefix fix to load here."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = Net()
+
+
+class WithNorm(nn.Module):
+    """Parameters and buffers (BatchNorm's running stats, num_batches_tracked)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 6)
+        self.bn = nn.BatchNorm1d(6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.fc(x))

@@ -11,6 +11,7 @@ from typing import Any
 from ..inventory import Inventory, TensorRecord
 from .compare import CompatResult
 from .fixes import Fix, rename_key
+from .loaders import with_loader
 from .unwrap import NonTensor, StateDict
 
 DTENSOR = ("a DTensor (an FSDP2 / tensor-parallel shard): copying it into a plain tensor raises; save a full "
@@ -91,10 +92,14 @@ def _stand_in(rec: TensorRecord, torch: Any) -> Any:
     return torch.zeros(rec.shape, dtype=dtype if isinstance(dtype, torch.dtype) else torch.float32)
 
 
-def explain(sd: StateDict, fix: Fix | None) -> None:
-    """Say what the fix's dropped keys lose, and load fp8 weights dequantized instead of as raw codes."""
+def explain(inv: Inventory, sd: StateDict, fix: Fix | None) -> None:
+    """Say what the fix's dropped keys lose, load fp8 weights dequantized instead of as raw codes, and
+    open the file with its format's own loader (safetensors, shards, TorchScript, .pt2, DCP)."""
     if fix is None:
         return
+    shards = inv.facts.extra.get("shards")
+    fix.snippet = with_loader(fix.snippet, inv.format, inv.path,
+                              tuple(shards) if isinstance(shards, dict) else ())
     dropped = set(fix.drop)
     renamed = {k: rename_key(k, fix.renames) for k in sd.entries}
     for key, new in renamed.items():

@@ -8,6 +8,7 @@ from typing import Any
 from ..errors import UnwrapError
 from ..inventory import Inventory, TensorRecord
 from .optimizer import optimizer_state
+from .scripted import script_entries
 
 WELL_KNOWN_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "ema",
                    "model_ema", "state_dict_ema", "ema_state_dict", "weights", "params", "params_ema",
@@ -31,7 +32,7 @@ class StateDict:
     metadata: dict[str, dict[str, Any]] | None
     """Its ``_metadata`` (module versions), or None when the dict carries none."""
     how: str
-    """``top-level``, ``key``, ``well-known key``, ``largest dict`` or ``module object``."""
+    """``top-level``, ``key``, ``well-known key``, ``largest dict``, ``module object`` or ``torchscript module``."""
 
 
 def _is_tensor(node: Any) -> bool:
@@ -95,6 +96,9 @@ def find_state_dict(inv: Inventory, key: tuple[Any, ...] | None = None) -> State
 
 def _find(inv: Inventory, key: tuple[Any, ...] | None) -> StateDict:
     root = inv.structure
+    scripted = script_entries(inv, root) if key is None else None
+    if scripted is not None:  # a TorchScript archive's module (compat.scripted)
+        return StateDict((), dict(scripted), None, "torchscript module")
     if key is not None:
         node = _at(root, key)
         if not isinstance(node, dict):

@@ -10,7 +10,9 @@ from ..errors import CheckpointError, FormatError, LimitExceeded
 from ..inventory import FormatFacts, Inventory, StreamStop
 from ..limits import DEFAULT_LIMITS, Limits
 from .common import CountingFile, assemblers_of
+from .directory import read_directory
 from .legacy import read_pickle_file
+from .pt2 import open_pt2, read_pt2
 from .safetensors import read_safetensors
 from .sharded import parse_index, read_sharded
 from .sniff import NOT_CHECKPOINT_REASONS, classify_text, sniff
@@ -48,8 +50,8 @@ _DECODE_ERRORS = (FormatError, ValueError, OverflowError, struct.error, UnicodeE
 def read_inventory(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> Inventory:
     """Read ``path`` statically; raises CheckpointError with a one-line reason."""
     path = os.fspath(path)
-    if os.path.isdir(path):
-        raise CheckpointError(path, "is a directory, not a file", "directory")
+    if os.path.isdir(path):  # a DCP checkpoint, a save_pretrained / accelerate folder (formats.directory)
+        return read_directory(path, limits, read_inventory)
     try:
         f = CountingFile(path, limits)
     except FileNotFoundError:
@@ -86,7 +88,8 @@ def _read(f: CountingFile, path: str, kind: str, limits: Limits) -> Inventory:
     if kind in NOT_CHECKPOINT_REASONS:
         raise CheckpointError(path, NOT_CHECKPOINT_REASONS[kind], kind)
     if kind == "zip":
-        return read_torch_zip(f, path, limits)
+        pt2 = open_pt2(f, limits)  # a torch.export archive (formats.pt2)
+        return read_torch_zip(f, path, limits) if pt2 is None else read_pt2(f, path, *pt2, limits)
     if kind == "torch-preview":
         raise CheckpointError(path, "PyTorch preview archive (PYTORCH1), which torch no longer reads", kind)
     if kind == "torch-tar":
