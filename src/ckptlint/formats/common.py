@@ -87,6 +87,9 @@ class Assembler:
         self.anomalies: list[str] = []
         self.events: list[PickleEvent] = []
         """Kept empty for the JSON contract; the neutral facts below replaced it."""
+        self.weights_only_reading: dict[str, str] = {}
+        """stream -> ``<stream>#weights_only``, read on past a PROTO CPython refuses (torch's
+        weights_only unpickler only warns); not a stream pickle.load or torch.load(weights_only=False) reads."""
         self.torch_reading: dict[str, str] = {}
         """stream -> the stream holding torch.load's own reading of it, where that differs."""
 
@@ -147,6 +150,7 @@ class Assembler:
         up, value, err = self._run(data, stream, start, persistent_load, file_framing, encoding)
         self._record(up, err)
         self._nested(up, stream, depth)
+        self._weights_only_reading(data, stream, start, persistent_load, up, err)
         if up.frame_irregular and not isinstance(err, LimitExceeded):
             self._other_reading(data, stream, start, persistent_load, up, err,
                                 file_framing=not file_framing, encoding=encoding)
@@ -182,6 +186,28 @@ class Assembler:
         if isinstance(err2, LimitExceeded):
             raise err2
         return name if differs else None
+
+    def _weights_only_reading(self, data: bytes, stream: str, start: int,
+                              persistent_load: PersistentLoad | None, up: StaticUnpickler,
+                              err: Exception | None) -> None:
+        """A PROTO above 5 stops CPython but not torch's weights_only unpickler (it warns): read the
+        stream on past it as ``<stream>#weights_only`` so safety/ can judge what torch would meet."""
+        if err is None or "unsupported pickle protocol" not in str(err):
+            return
+        name = f"{stream}#weights_only"
+        self.budget.charge_stream()
+        other = StaticUnpickler(data, name, start=start, persistent_load=persistent_load, limits=self.limits,
+                                budget=self.budget, file_framing=up.file_framing, encoding="utf-8")
+        other.any_protocol = True
+        try:
+            other.load()
+            err2: Exception | None = None
+        except (FormatError, ValueError, OverflowError, RecursionError, MemoryError) as e:
+            err2 = e
+        self._record(other, err2)
+        self.weights_only_reading[stream] = name
+        if isinstance(err2, LimitExceeded):
+            raise err2
 
     def _nested(self, up: StaticUnpickler, stream: str, depth: int) -> None:
         for offset, payload in up.nested:
@@ -231,6 +257,7 @@ class Assembler:
                     continue
             self._record(up, err)
             self._nested(up, stream, 0)
+            self._weights_only_reading(data, stream, 0, persistent_load, up, err)
             if up.frame_irregular and not isinstance(err, LimitExceeded):
                 # pickle.load on a real file reads a frame bigger than its peek buffer the io.BytesIO way
                 self._other_reading(data, stream, 0, persistent_load, up, err, file_framing=not file_framing,

@@ -70,6 +70,9 @@ class StaticUnpickler(ItemOps):
                  file_framing: bool = False, encoding: str = "utf-8") -> None:
         self.data = data
         self.encoding = encoding
+        self.any_protocol = False
+        """Read on past a PROTO above 5, as torch's pure-Python weights_only unpickler does (it only
+        warns); CPython's C unpickler raises there."""
         self.file_framing = file_framing
         """Read FRAMEs as the C unpickler reads a file without ``peek`` (``io.BytesIO``: what
         torch.load hands it for a zip member); otherwise as it reads bytes (``pickle.loads``),
@@ -186,7 +189,7 @@ class StaticUnpickler(ItemOps):
     # -- protocol, framing, marks
     def op_PROTO(self) -> None:
         p = self._read(1)[0]
-        if p > 5:
+        if p > 5 and not self.any_protocol:
             raise self._fail(f"unsupported pickle protocol {p}")
         self.proto = p
         if self.protocol is None:
