@@ -6,6 +6,22 @@ from pathlib import Path
 from typing import Any
 
 SECTIONS = ("zip", "tar", "legacy", "pickle", "verdict")
+NOTES = """
+Notes on recurring classes (H8):
+
+- *`… object does not support item assignment`, ckptlint-missing or -extra*: the oracle's stand-ins
+  accept SETITEMS/APPENDS/BUILD on anything a global produced (the brief's inert semantics: every
+  global is a placeholder). Where ckptlint instead models the real object (a `builtins.set` is a real
+  set, so SETITEMS on it stops), the two readings differ. Agreeing means: after a global, keep going
+  as a stand-in would, even for names ckptlint interprets.
+- *`input.pt is a zip archive (did you mean to use torch.jit.load()?)`*: for a file that does not start
+  with `PK\\x03\\x04`, torch tries `tarfile` first; when that fails, torch checks the 4 bytes at the
+  position tarfile left the file (offset 512 for files of 512 bytes or more) and raises if they are
+  a zip local header, before unpickling anything (torch/serialization.py `_legacy_load`).
+- *pickle.load globals on tar files (`tar:pickle-polyglot`)*: a tar member name can be a pickle
+  (`cos\\nsystem\\n…`); `pickle.load(f)` on the tar file runs it. ckptlint names no `pickle#0` stream
+  for tar files yet.
+"""
 LITERAL_LIMIT = 1500
 
 
@@ -57,6 +73,7 @@ def render(s: dict[str, Any]) -> str:
          "ADDITEMS accept anything. torch.load passes `encoding='utf-8'`; pickle.load uses the default (ASCII). "
          "EXT codes go through the process's copyreg registry (empty). While torch.load drives it, "
          "`torch.<X>Storage` / `torch.storage.UntypedStorage` are torch's real classes (torch reads their dtype).\n"),
+        NOTES,
     ]
     for section in (*SECTIONS, "crash"):
         rows = [c for c in s["classes"] if (c["family"] == section and c["check"] != "crash")
