@@ -75,10 +75,16 @@ def test_adapter_against_base_is_an_adapter_not_a_drop_fix(lora: tuple[Path, Pat
     codes = {f.code: f.message for f in rep.files[0].findings}
     assert "CK202" not in codes and "CK206" not in codes
     assert "a LoRA adapter (rank 2, 2 modules)" in codes["CK212"]
-    # the oracle: PeftModel.from_pretrained attaches it to the base model
+    # the oracle: PeftModel.from_pretrained attaches it to the base model; the snippet does the same
     from transformers import BertModel
 
-    peft.PeftModel.from_pretrained(BertModel.from_pretrained(str(base_dir)), str(adapter))
+    want = peft.PeftModel.from_pretrained(BertModel.from_pretrained(str(base_dir)), str(adapter)).state_dict()
+    out = adapter.parent / "attached.pt"
+    _run([(a.library.snippet, out)])
+    got = torch.load(out, weights_only=True)
+    assert set(got) == set(want) and any(".lora_A.default." in k for k in got)
+    for k, v in want.items():
+        assert torch.equal(got[k], v), k
 
 
 def test_adapter_that_does_not_fit_the_base(lora: tuple[Path, Path, Any], tmp_path: Path) -> None:
@@ -107,6 +113,15 @@ def test_adapter_against_peft_model_inserts_the_adapter_name(lora: tuple[Path, P
     assert set(lib.missing) == {k for k in oracle.missing_keys if ".lora_" in k} == set()
     assert "lora_A.default.weight" in lib.notes[0]
     assert all(".lora_" not in k for k in lib.explained_missing if k in oracle.missing_keys)
+    ns: dict[str, Any] = {"model": _fresh_peft(base_dir)}  # the snippet's one input: the user's PeftModel
+    exec(lib.snippet, ns)  # noqa: S102 - the suggested snippet, run unchanged (our own generated code)
+    from transformers import BertModel
+
+    want = peft.PeftModel.from_pretrained(BertModel.from_pretrained(str(base_dir)), str(adapter)).state_dict()
+    got = ns["model"].state_dict()
+    assert set(got) == set(want)
+    for k, v in want.items():
+        assert torch.equal(got[k], v), k
 
 
 def test_full_peft_state_dict_into_base_maps_base_layer(lora: tuple[Path, Path, Any], tmp_path: Path) -> None:

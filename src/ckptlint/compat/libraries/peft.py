@@ -46,7 +46,7 @@ def view(inv: Inventory, sig: Signature, sd: StateDict, result: CompatResult, mo
         return None
     expected = sig.expected()
     if any(".lora_A." in k for k in expected):
-        return _against_peft_model(sd, lora, run)
+        return _against_peft_model(inv.path, sd, lora, run)
     if any(".base_layer." in k for k in sd.entries):
         return _full_into_base(inv, sig, sd, run)
     return _adapter_against_base(inv, sig, sd, lora)
@@ -95,14 +95,30 @@ def _adapter_against_base(inv: Inventory, sig: Signature, sd: StateDict,
               f"{sig.target}: not a state_dict for load_state_dict; attach it with peft")]
     notes += problems
     folder = os.path.dirname(inv.path) or "."
-    snippet = "\n".join([
-        "from peft import PeftModel", "",
-        "# model = <the base model, built and loaded as usual>",
-        f"model = PeftModel.from_pretrained(model, {folder!r})",
-        "# or, on a model that already has the LoRA layers: peft.set_peft_model_state_dict(model, state_dict)",
-        ""])
+    snippet = "\n".join(["from peft import PeftModel", *_base_lines(sig),
+                          f"model = PeftModel.from_pretrained(model, {folder!r})", ""])
     return LibraryView("peft", "PeftModel.from_pretrained", not problems, notes=notes, snippet=snippet,
                        no_generic_fix=True, explained_unexpected=tuple(lora) if not problems else ())
+
+
+def _base_lines(sig: Signature) -> list[str]:
+    """Build the base model: ``from_pretrained`` on a transformers config folder that holds weights."""
+    from .transformers_view import STANDARD_NAMES
+
+    module, _, attr = sig.target.partition(":")
+    config = sig.kwargs.get("config")
+    if module == "transformers" and isinstance(config, str):
+        folder = config if os.path.isdir(config) else os.path.dirname(config) or "."
+        overrides = "".join(f", {k}={v!r}" for k, v in sig.kwargs.items() if k != "config")
+        if any(os.path.isfile(os.path.join(folder, n)) for n in STANDARD_NAMES):
+            return ["import transformers", "", f"model = transformers.{attr}.from_pretrained({folder!r}{overrides})"]
+        method = "from_config" if attr.startswith("Auto") else "_from_config"
+        return ["import transformers", "",
+                f"model = transformers.{attr}.{method}(transformers.AutoConfig.from_pretrained({config!r}{overrides}))",
+                "# (load the base model's own weights here)"]
+    call = f"{attr}(**{sig.kwargs!r})" if sig.kwargs else f"{attr}()"
+    return [f"from {module} import {attr.split('.')[0]}", "", f"model = {call}",
+            "# (load the base model's own weights here)"]
 
 
 def _insert_name(key: str, adapter: str = "default") -> str:
@@ -116,7 +132,7 @@ def _insert_name(key: str, adapter: str = "default") -> str:
     return f"{key}.{adapter}"
 
 
-def _against_peft_model(sd: StateDict, lora: dict[str, re.Match[str]],
+def _against_peft_model(path: str, sd: StateDict, lora: dict[str, re.Match[str]],
                         run: Callable[[StateDict], CompatResult]) -> LibraryView:
     named = StateDict(sd.path, {_insert_name(k): v for k, v in sd.entries.items()}, None, sd.how)
     res = run(named)
@@ -128,9 +144,9 @@ def _against_peft_model(sd: StateDict, lora: dict[str, re.Match[str]],
         notes.append(f"adapter weights the PeftModel has but the file lacks: {listing(adapter_missing, 4)}")
     renamed = {k for k in sd.entries if _insert_name(k) != k and _insert_name(k) not in res.unexpected}
     snippet = "\n".join([
-        "from peft import set_peft_model_state_dict", "",
-        "# model = <the PeftModel>",
-        f"state_dict = {_reader(sd)}",
+        "import torch", "from peft import set_peft_model_state_dict", "",
+        "# model: your PeftModel (with this adapter's LoRA layers)",
+        f"state_dict = {_reader(path, sd)}",
         "result = set_peft_model_state_dict(model, state_dict)", ""])
     return LibraryView("peft", "set_peft_model_state_dict", res.nonstrict_ok, tuple(adapter_missing),
                        res.unexpected, dict(res.shape_mismatch), (), notes, snippet, no_generic_fix=False,
@@ -139,8 +155,11 @@ def _against_peft_model(sd: StateDict, lora: dict[str, re.Match[str]],
                        explained_unexpected=tuple(renamed))
 
 
-def _reader(sd: StateDict) -> str:
-    return "<the adapter file's state_dict>"
+def _reader(path: str, sd: StateDict) -> str:
+    if path.endswith(".safetensors"):
+        return f"__import__('safetensors.torch').torch.load_file({path!r})"
+    access = "".join(f"[{p!r}]" for p in sd.path)
+    return f"torch.load({path!r}, map_location='cpu', weights_only=True){access}"
 
 
 def _full_into_base(inv: Inventory, sig: Signature, sd: StateDict,
