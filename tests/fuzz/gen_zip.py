@@ -9,6 +9,7 @@ or payload-carrying pickle.
 from __future__ import annotations
 
 import random
+import re
 
 from . import gen_pickle, structured
 from .features import on
@@ -70,7 +71,7 @@ def generate(rng: random.Random) -> tuple[bytes, str]:
     for _ in range(rng.choice((0, 1, 1, 2, 3))):
         trick = rng.choice(("dup", "case", "zip64", "second_cd", "eocd", "deflate", "local", "prefix", "pickle",
                             "byteorder", "order", "archive_name", "crc", "drop", "descriptor", "swap-global",
-                            "record-size"))
+                            "record-size", "newobj"))
         if not on(f"zip:{trick}"):
             continue
         tricks.append(trick)
@@ -144,6 +145,9 @@ def generate(rng: random.Random) -> tuple[bytes, str]:
             m.descriptor = True
         elif trick == "swap-global":
             members[pkl].data = swap_global(rng, members[pkl].data)
+        elif trick == "newobj":
+            members[pkl].data = re.sub(rb"(ccollections\nOrderedDict\n(?:q.|r....)?\))R",
+                                       lambda mo: mo.group(1) + b"\x81", members[pkl].data, count=1, flags=re.S)
         elif trick == "record-size":
             records = [mm for mm in members if b"/data/" in mm.name]
             if records:
