@@ -134,6 +134,14 @@ def test_a_planted_disagreement_is_found_end_to_end(pool: Pool) -> None:
     assert reply["oracle"]["pickle"]["outcome"].startswith("ValueError: unregistered extension code")
 
 
+def test_a_worker_that_dies_is_reported_and_replaced(pool: Pool) -> None:
+    """A request the worker cannot survive (here: bytes that are not hex) costs that input, not the run."""
+    replies = [reply for _, reply in pool.run([{"data": "not hex", "family": "pickle"},
+                                                {"data": b"N.".hex(), "family": "pickle"}])]
+    assert replies[0]["worker_failed"].startswith("worker died")
+    assert replies[1]["disagreements"] == []
+
+
 # ---- the short run ------------------------------------------------------------------
 
 
