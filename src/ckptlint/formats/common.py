@@ -146,6 +146,9 @@ class Assembler:
         ``io.BytesIO``); False for bytes given to ``pickle.loads``. When the stream's frames make
         the two readings differ, the other reading is parsed too, as ``<stream>#<other>``."""
         self.budget.charge_stream()
+        if len(data) - start > self.limits.max_pickle_bytes:
+            raise LimitExceeded("max_pickle_bytes", self.limits.max_pickle_bytes,
+                                f"pickle stream {stream} of {len(data) - start} bytes")
         self.budget.charge_bytes(len(data) - start, f"pickle stream {stream}")
         up, value, err = self._run(data, stream, start, persistent_load, file_framing, encoding)
         self._record(up, err)
