@@ -10,7 +10,9 @@ Three readings are put side by side:
   loads (duplicates are labelled ``<name>@<local header offset>``);
 - CPython's ``zipfile`` (pyzip.py): entries only it lists are scanned too, and
   every place where it would read something else than torch is an anomaly
-  (reported as CK107).
+  (reported as CK107) — unless torch.load refuses the archive: then it loads
+  nothing to disagree about, the differences are notes, and every pickle the
+  other reader would hand over is scanned and judged by its own rules.
 """
 
 from __future__ import annotations
@@ -94,10 +96,14 @@ def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArch
         _scan(asm, z, m, labels[m.index])
     anomalies = list(z.anomalies) + reading.notes + _header_mismatches(z) + _duplicates(z, py)
     anomalies += _compare_with_zipfile(z, py, reading, asm, budget, limits)
-    if reading.refuses is not None and "data.pkl" not in reading.read and py.error is None and any(
-            p.name.endswith("data.pkl") for p in py.members):
-        anomalies.append(f"torch.load refuses this archive ({reading.refuses}), Python's zipfile reads it")
-    asm.anomalies[:0] = anomalies
+    if reading.refuses is None:
+        asm.anomalies[:0] = anomalies
+    else:
+        # torch.load unpickles nothing here, so the readers cannot disagree about what it loads;
+        # the pickles another reader would hand over are scanned and judged on their own.
+        if py.error is None and any(p.name.endswith("data.pkl") for p in py.members):
+            asm.notes.append(f"torch.load refuses this archive ({reading.refuses}); Python's zipfile reads it")
+        asm.notes.extend(f"(torch.load refuses the archive) {a}" for a in anomalies)
 
     extra: dict[str, Any] = {k: reading.records[k].decode("utf-8", "replace").strip()
                              for k in _SMALL_RECORDS if k in reading.records}
@@ -330,7 +336,7 @@ def _only_zipfile_reads(f: CountingFile, path: str, limits: Limits, budget: Budg
             asm.parse(data, f"{p.name}@{p.header_offset} (zipfile)", persistent_load=record_pid)
     if not asm.streams:
         raise FormatError(f"torch.load refuses it ({reason}); Python's zipfile finds no pickle in it")
-    asm.anomalies.insert(0, f"torch.load cannot open this archive ({reason}), Python's zipfile reads it")
+    asm.notes.insert(0, f"torch.load cannot open this archive ({reason}); Python's zipfile reads it")
     facts = FormatFacts(format="torch-zip", file_size=f.size, bytes_read=f.bytes_read,
                         pickle_protocol=asm.protocol, zip_entries=tuple(p.name for p in py.members),
                         streams=tuple(asm.streams), loaded_streams=(), opcodes=tuple(sorted(asm.opcodes)),
