@@ -63,12 +63,13 @@ def _make(tmp: Path) -> list[tuple[str, Path, str, str, dict[str, Any]]]:
         BertModel,
         GPT2Config,
         GPT2LMHeadModel,
+        GPT2Model,
     )
 
     torch.manual_seed(0)
-    out = []
     base = tmp / "bert-base"
     BertModel(BertConfig(**BERT)).save_pretrained(base)
+    out: list[tuple[str, Path, str, str, dict[str, Any]]] = []
     out.append(("prefix added (safetensors)", base / "model.safetensors", "BertForSequenceClassification",
                 "transformers:BertForSequenceClassification", {"config": str(base)}))
     task = tmp / "bert-task"
@@ -94,6 +95,18 @@ def _make(tmp: Path) -> list[tuple[str, Path, str, str, dict[str, Any]]]:
     lm.save_pretrained(shard, max_shard_size="2KB")
     out.append(("sharded index", shard / "model.safetensors.index.json", "GPT2LMHeadModel",
                 "transformers:GPT2LMHeadModel", {"config": str(shard)}))
+    gbase = tmp / "gpt2-base"
+    GPT2Model(GPT2Config(**GPT2)).save_pretrained(gbase)
+    out.append(("base into lm head (prefix added, head tied)", gbase / "model.safetensors", "GPT2LMHeadModel",
+                "transformers:GPT2LMHeadModel", {"config": str(gbase)}))
+    bbin = tmp / "bert-bin"
+    bbin.mkdir()
+    shutil.copy(task / "config.json", bbin / "config.json")
+    legacy = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
+              for k, v in BertForSequenceClassification(BertConfig(**BERT, num_labels=3)).state_dict().items()}
+    torch.save(legacy, bbin / "pytorch_model.bin")  # legacy LayerNorm names, .bin
+    out.append(("legacy gamma/beta .bin into the base model", bbin / "pytorch_model.bin", "BertModel",
+                "transformers:BertModel", {"config": str(bbin)}))
     return out
 
 
@@ -113,8 +126,13 @@ def test_from_pretrained_view_equals_from_pretrained(hf_cases: list[Any]) -> Non
         loads, missing, unexpected, mismatched, _ = _oracle(cls, path.parent, **extra)
         assert (lib.loads, set(lib.missing), set(lib.unexpected), set(lib.mismatched)) == \
             (loads, missing, unexpected, mismatched), case
+        said = " ".join(lib.ignored)
+        if case.startswith("legacy"):
+            assert "renamed by BertModel's weight conversions" in said and "LayerNorm.gamma ->" in said
+        if case.startswith("base into lm head"):
+            assert "lm_head.weight is tied to transformer.wte.weight" in said and "prefix 'transformer.' added" in said
         seen += 1
-    assert seen == 7
+    assert seen == 9
 
 
 def test_keys_from_pretrained_handles_are_not_ck202(hf_cases: list[Any]) -> None:
