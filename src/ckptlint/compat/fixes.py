@@ -91,11 +91,10 @@ def infer_fix(sig: Signature, sd: StateDict, result: CompatResult,
     renamed = {rename_key(k, renames): _shape_of(v) for k, v in sd.entries.items()}
     pairs = align(*_candidates(renamed, expected))
     moved = [(a, b) for a, b in pairs if a != b]
-    for old, new in moved[:20]:
-        fix.diagnosis.append(f"module {old!r} in the checkpoint matches {new!r} in the model "
-                             "(modules aligned in order by parameter names and shapes)")
-    if len(moved) > 20:
-        fix.diagnosis.append(f"…and {len(moved) - 20} more modules moved the same way")
+    if moved:
+        more = f", …and {len(moved) - 20} more" if len(moved) > 20 else ""
+        fix.diagnosis.append("checkpoint modules go to other model modules (aligned in order by parameter names "
+                             "and shapes): " + ", ".join(f"{a!r} -> {b!r}" for a, b in moved[:20]) + more)
     sources = {a for a, _ in moved}
     have_mods = {k.rpartition(".")[0] for k in renamed}
     # a module moved onto a name the checkpoint also uses for an unaligned module: set that one

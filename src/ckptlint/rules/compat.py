@@ -134,6 +134,8 @@ def _fix_line(rep: CompatAnalysis) -> str | None:
         parts.append("rename " + ", ".join(f"s/{p}/{r}/" for p, r in fix.renames))
     if fix.drop:
         parts.append(f"drop {_listing(fix.drop, 3)}")
+    if fix.transpose:
+        parts.append(f"transpose {_listing(fix.transpose, 3)} (.t())")
     parts.append("load_state_dict(strict=True)" if fix.strict
                  else f"load_state_dict(strict=False) ({len(fix.random_init)} keys stay initialised)")
     return "; ".join(parts)
