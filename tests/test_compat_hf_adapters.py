@@ -53,8 +53,9 @@ def _view(tmp_path: Path, entries: dict[str, tuple[int, ...]],
     return view
 
 
-GOOD: dict[str, tuple[int, ...]] = {"base_model.model.q.lora_A.weight": (2, 4), "base_model.model.q.lora_B.weight": (8, 2),
-        "base_model.model.v.lora_A.weight": (2, 4), "base_model.model.v.lora_B.weight": (6, 2)}
+GOOD: dict[str, tuple[int, ...]] = {
+    "base_model.model.q.lora_A.weight": (2, 4), "base_model.model.q.lora_B.weight": (8, 2),
+    "base_model.model.v.lora_A.weight": (2, 4), "base_model.model.v.lora_B.weight": (6, 2)}
 
 
 def test_a_fitting_adapter_loads_and_gets_no_drop_fix(tmp_path: Path) -> None:
