@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--file", type=Path, help="an input file instead of a generated one")
     s.add_argument("--family", default="bytes")
     s.add_argument("--exclude", nargs="*", default=[])
+    s.add_argument("--families", nargs="*", help="as given to the run that produced the index")
     args = ap.parse_args(argv)
     if args.cmd == "run":
         from .run import run
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.file:
             req = {"data": args.file.read_bytes().hex(), "family": args.family, "full": True}
         else:
-            req = {"seed": args.seed, "index": args.index, "full": True, "exclude": args.exclude}
+            req = {"seed": args.seed, "index": args.index, "full": True, "exclude": args.exclude,
+                   "families": args.families}
         reply = pool.one(req)
     finally:
         pool.close()

@@ -76,7 +76,10 @@ def compare(family: str, ck: CkptlintResult, oracle: OracleResult | None) -> lis
                                 ckptlint=f"{ck.seconds:.1f} s, {ck.rss_kib // 1024} MiB"))
     if oracle is None:
         return out
-    if oracle.torchscript != (ck.format == "torchscript"):
+    # TorchScript: torch handed the file to torch.jit.load, or it unpickled data.pkl itself; when torch
+    # failed before deciding (a damaged archive), there is no answer to compare with.
+    unpickled = oracle.torch.outcome == "ok" or bool(oracle.torch.globals)
+    if (oracle.torchscript and ck.format != "torchscript") or (unpickled and ck.format == "torchscript"):
         out.append(Disagreement(family, "torchscript", f"{family}/torchscript/ckptlint={ck.format}",
                                 ckptlint=f"format={ck.format}", oracle=oracle.torch.outcome))
     loaded = set(ck.loaded_streams)

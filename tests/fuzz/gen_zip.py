@@ -71,7 +71,7 @@ def generate(rng: random.Random) -> tuple[bytes, str]:
     for _ in range(rng.choice((0, 1, 1, 2, 3))):
         trick = rng.choice(("dup", "case", "zip64", "second_cd", "eocd", "deflate", "local", "prefix", "pickle",
                             "byteorder", "order", "archive_name", "crc", "drop", "descriptor", "swap-global",
-                            "record-size", "newobj"))
+                            "record-size", "newobj", "torchscript"))
         if not on(f"zip:{trick}"):
             continue
         tricks.append(trick)
@@ -145,6 +145,10 @@ def generate(rng: random.Random) -> tuple[bytes, str]:
             m.descriptor = True
         elif trick == "swap-global":
             members[pkl].data = swap_global(rng, members[pkl].data)
+        elif trick == "torchscript":
+            folder = members[pkl].name.rsplit(b"/", 1)[0] if b"/" in members[pkl].name else b"archive"
+            name = rng.choice((b"/constants.pkl", b"/CONSTANTS.PKL", b"/constants.pkl/", b"/x/constants.pkl"))
+            members.insert(rng.randrange(len(members) + 1), Member(folder + name, _pickle(rng)))
         elif trick == "newobj":
             members[pkl].data = re.sub(rb"(ccollections\nOrderedDict\n(?:q.|r....)?\))R",
                                        lambda mo: mo.group(1) + b"\x81", members[pkl].data, count=1, flags=re.S)

@@ -42,13 +42,22 @@ def _clean(text: object) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
-def _literal(c: dict[str, Any], seed: int) -> str:
+def show_command(s: dict[str, Any], index: int) -> str:
+    """The command that regenerates input ``index`` of the run summarised by ``s``."""
+    cmd = f"python -m tests.fuzz show --seed {s['seed']} --index {index}"
+    if s.get("restricted_to"):
+        cmd += " --families " + " ".join(s["restricted_to"])
+    if s.get("exclude"):
+        cmd += " --exclude " + " ".join(s["exclude"])
+    return cmd
+
+
+def _literal(c: dict[str, Any], s: dict[str, Any]) -> str:
     data = bytes.fromhex(c["shrunk_hex"] or c["input_hex"])
     how = "shrunk" if c["shrunk_hex"] else "as generated"
     if len(data) <= LITERAL_LIMIT:
         return f"Repro ({how}, {len(data)} bytes):\n\n```python\n{data!r}\n```\n"
-    return (f"Repro: `python -m tests.fuzz show --seed {seed} --index {c['index']}` "
-            f"({len(data)} bytes; too long to quote)\n")
+    return f"Repro: `{show_command(s, c['index'])}` ({len(data)} bytes; too long to quote)\n"
 
 
 def render(s: dict[str, Any]) -> str:
@@ -95,7 +104,7 @@ def render(s: dict[str, Any]) -> str:
                 out.append(f"- only ckptlint reports: {_clean(', '.join(ex['only_ckptlint'][:12]))}\n")
             if ex.get("only_oracle"):
                 out.append(f"- only the oracle requested: {_clean(', '.join(ex['only_oracle'][:12]))}\n")
-            out.append("\n" + _literal(c, s["seed"]))
+            out.append("\n" + _literal(c, s))
     if s["worker_failures"]:
         out.append("\n## worker failures (hangs or deaths; `ckptlint_alone` re-runs ckptlint without the oracle)\n\n")
         out.extend(f"- index {f['index']}: {f['why']}; ckptlint alone: {f.get('ckptlint_alone')}\n"

@@ -106,7 +106,8 @@ def run(n: int, seed: int, jobs: int = 2, families: Sequence[str] | None = None,
     finally:
         pool.close()
     return {
-        "seed": seed, "start": start, "inputs": done, "exclude": list(exclude), "jobs": jobs, "started": stamp,
+        "seed": seed, "start": start, "inputs": done, "exclude": list(exclude),
+        "restricted_to": list(families) if families else None, "jobs": jobs, "started": stamp,
         "elapsed_s": round(time.monotonic() - began, 1), "families": dict(fams),
         "python": platform.python_version(), "torch": _torch_version(), "ckptlint": _commit(),
         "disagreements": sum(by_family.values()), "inputs_with_disagreement": with_dis,
