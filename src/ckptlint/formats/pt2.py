@@ -3,19 +3,23 @@
 ``torch.export.save`` writes a zip with ``archive_format`` = ``pt2``, the graph in
 ``models/<name>.json`` and each weight as a raw file named by
 ``data/weights/<name>_weights_config.json`` (dtype as the export schema's ScalarType, sizes,
-strides). torch.load cannot open it (no data.pkl); torch.export.load can. Only JSON is read.
+strides). torch.load cannot open it (no data.pkl); torch.export.load can. The JSON is read, and
+the pickles torch.export.load runs (``use_pickle`` weights and tensor constants: torch.load with
+weights_only=False; custom and opaque objects: ``_pickle_load_obj`` / ``pickle.loads``) go through
+the static machine, so their globals are reported like any checkpoint's.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from ..errors import FormatError
 from ..inventory import FormatFacts, Inventory, StorageRecord, TensorRecord
 from ..limits import DEFAULT_LIMITS, Limits
-from .common import CountingFile
-from .zipreader import ZipArchive
+from .common import Assembler, CountingFile, record_pid
+from .zipreader import Reader, ZipArchive
 
 # torch/_export/serde/schema.py ScalarType
 SCALAR_TYPES = {1: "uint8", 2: "int8", 3: "int16", 4: "int32", 5: "int64", 6: "float16", 7: "float32",
@@ -23,6 +27,8 @@ SCALAR_TYPES = {1: "uint8", 2: "int8", 3: "int16", 4: "int32", 5: "int64", 6: "f
                 28: "uint16", 29: "float8_e4m3fn", 30: "float8_e5m2", 31: "float8_e4m3fnuz",
                 32: "float8_e5m2fnuz", 33: "float8_e8m0fnu", 34: "uint32", 35: "uint64"}
 CONFIG = "data/weights/model_weights_config.json"
+CONSTANTS = "data/constants/model_constants_config.json"
+REFUSED = "PytorchStreamReader failed locating file data.pkl: file not found (a torch.export archive)"
 
 
 def pt2_prefix(z: ZipArchive) -> str | None:
@@ -61,10 +67,39 @@ def read_pt2(f: CountingFile, path: str, z: ZipArchive, prefix: str, limits: Lim
                                       record.storage_key, record.storage_bytes))
     notes.append("torch.export archive (.pt2): load it with torch.export.load(path); "
                  "its state_dict holds the parameters and persistent buffers listed here")
+    asm = Assembler(path, limits, budget=f.budget)
+    _embedded_pickles(z, prefix, entries, asm, limits)
     facts = FormatFacts(format="torch-export", file_size=f.size, bytes_read=f.bytes_read,
-                        zip_prefix=prefix, zip_entries=tuple(m.name for m in z.members))
-    return Inventory(path=path, facts=facts, tensors=tuple(tensors), storages=tuple(storages), globals=(),
-                     structure=structure, metadata={}, notes=tuple(notes), anomalies=tuple(z.anomalies))
+                        pickle_protocol=asm.protocol, zip_prefix=prefix, zip_entries=tuple(m.name for m in z.members),
+                        streams=tuple(asm.streams), loaded_streams=tuple(asm.streams),
+                        opcodes=tuple(sorted(asm.opcodes)), extra={"torch_refuses": REFUSED})
+    inv = asm.inventory(facts, structure, storages)
+    return replace(inv, tensors=tuple(tensors), notes=(*inv.notes, *notes),
+                   anomalies=(*inv.anomalies, *z.anomalies))
+
+
+def _embedded_pickles(z: ZipArchive, prefix: str, weights: dict[str, Any], asm: Assembler, limits: Limits) -> None:
+    """Parse every payload torch.export.load unpickles."""
+    payloads = [f"data/weights/{spec.get('path_name')}" for spec in weights.values()
+                if isinstance(spec, dict) and spec.get("use_pickle")]
+    try:
+        constants = json.loads(z.read(f"{prefix}/{CONSTANTS}", limits.max_header_bytes))
+    except (FormatError, ValueError, UnicodeDecodeError):
+        constants = {}
+    config = constants.get("config") if isinstance(constants, dict) else None
+    for spec in (config.values() if isinstance(config, dict) else ()):
+        name = spec.get("path_name") if isinstance(spec, dict) else None
+        if isinstance(name, str) and (spec.get("use_pickle") or not name.startswith("tensor")):
+            payloads.append(f"data/constants/{name}")
+    for member in payloads:
+        data = z.read(f"{prefix}/{member}")
+        if data[:4] == b"PK\x03\x04":  # a torch.save archive: its data.pkl
+            inner = ZipArchive(_reader(data), len(data), limits, asm.budget)
+            pkl = next((m for m in inner.members if m.name.endswith("/data.pkl")), None)
+            if pkl is not None:
+                asm.parse(inner.read_member(pkl), f"{member}/data.pkl", persistent_load=record_pid)
+        else:
+            asm.parse(data, member, file_framing=False)
 
 
 def _ints(values: Any) -> tuple[int, ...] | None:
@@ -106,3 +141,9 @@ def open_pt2(f: CountingFile, limits: Limits = DEFAULT_LIMITS) -> tuple[ZipArchi
     except (FormatError, ValueError, OverflowError):
         return None
     return None if prefix is None else (z, prefix)
+
+
+def _reader(data: bytes) -> Reader:
+    def read(offset: int, n: int) -> bytes:
+        return data[offset:offset + n]
+    return read
