@@ -66,6 +66,11 @@ def predict(inv: Inventory, allowed: frozenset[str], torch_version: tuple[int, i
     if fmt == "torchscript":
         return _refused("TorchScript archive: weights_only=True refuses TorchScript", vtext, categories,
                         "load it with torch.jit.load only if you trust it, or ship a state_dict")
+    if fmt in ("torch-export", "dcp"):  # formats.pt2 / formats.dcp (H11): torch.load cannot open them at all
+        what = "a torch.export archive (no data.pkl)" if fmt == "torch-export" else "a DCP checkpoint folder"
+        return _refused(f"{what}: torch.load cannot open it", vtext, categories,
+                        "torch.export.load(path)" if fmt == "torch-export" else
+                        "torch.distributed.checkpoint.load, or format_utils.dcp_to_torch_save, for a folder you trust")
     if fmt == "torch-tar":
         return _refused("legacy tar format: weights_only=True refuses it", vtext, categories,
                         "re-save from a trusted load with torch.save(model.state_dict(), f)")
