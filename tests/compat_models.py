@@ -175,3 +175,18 @@ class LazyHead(nn.Module):
         super().__init__()
         self.body = nn.Linear(4, 3)
         self.head = nn.LazyLinear(2)
+
+
+class TensorExtraState(nn.Module):
+    """Keeps its extra state as a tensor (as Transformer Engine does) and checks its values on load."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(2, 2)
+
+    def get_extra_state(self):
+        return torch.full((3,), 7.0)
+
+    def set_extra_state(self, state):
+        if not torch.equal(state, torch.full((3,), 7.0)):
+            raise ValueError("bad extra state")

@@ -179,6 +179,9 @@ CASES: dict[str, tuple[Callable[[], Any], str, dict[str, Any], Callable[[], nn.M
     "extra-state-missing": (lambda: OrderedDict((k, v) for k, v in cm.WithExtraState().state_dict().items()
                                                 if k != "_extra_state"),
                             "compat_models:RejectsExtraState", {}, cm.RejectsExtraState),
+    # a tensor-valued extra state: its values are not read, so set_extra_state is not run (a note says so)
+    "extra-state-tensor": (lambda: cm.TensorExtraState().state_dict(), "compat_models:TensorExtraState", {},
+                           cm.TensorExtraState),
     # parametrizations.weight_norm converts old weight_g/weight_v itself (a load pre-hook)
     "weight-norm-old-into-new": (lambda: cm.weight_normed_old().state_dict(), "compat_models:weight_normed", {},
                                  cm.weight_normed),
@@ -201,6 +204,8 @@ def test_verdict_equals_torch(name: str, tmp_path: Path) -> None:
     t = torch_says(fresh, loaded)
     agree(live, t, f"{name} (live)")
     assert live.exact, name
+    if name == "extra-state-tensor":
+        assert any("set_extra_state accepts it is not checked" in n for n in live.result.notes)
     if snap.exact:
         agree(snap, t, f"{name} (snapshot)")
     else:  # the snapshot cannot run the target's own code: it says so
@@ -230,6 +235,7 @@ WHAT_TORCH_DOES: dict[str, Callable[[Torch], bool]] = {
     "extra-state-rejected": lambda t: t.load_error == "ValueError",
     "extra-state-v2-accepted": lambda t: t.strict_ok,
     "extra-state-missing": lambda t: t.missing == {"_extra_state"},
+    "extra-state-tensor": lambda t: t.strict_ok,
     "weight-norm-old-into-new": lambda t: t.strict_ok,
     # the old spectral_norm's own pre-hook also wants a computed '0.weight' from checkpoints without its version
     "spectral-new-into-old": lambda t: "0.weight" in t.missing and len(t.unexpected) == 3,

@@ -38,11 +38,14 @@ def compare_live(model: Any, sd: StateDict) -> CompatResult:
     notes: list[str] = []
     extra_owners = dict(_extra_state_modules(model))
     for key, entry in sd.entries.items():
+        owner = key.removesuffix("_extra_state").removesuffix(".")
+        if key.endswith("_extra_state") and owner in extra_owners:
+            value = _extra_value(entry, extra_owners[owner], key, notes)
+            if value is not entry:
+                fake[key] = value
+                continue
         if isinstance(entry, NonTensor):
             fake[key] = live_value(entry, torch)  # torch.ao packed (weight, bias), dtypes
-            owner = key.removesuffix("_extra_state").removesuffix(".")
-            if key.endswith("_extra_state") and owner in extra_owners:
-                fake[key] = _extra_value(entry, extra_owners[owner], key, notes, torch)
             continue
         fake[key] = _stand_in(torch, entry.shape, entry.dtype,
                               params[key].device if key in params else torch.device("meta"))
@@ -118,12 +121,15 @@ def _extra_state_modules(model: Any) -> list[tuple[str, Any]]:
             if getattr(type(mod), "set_extra_state", base) is not base]
 
 
-def _extra_value(entry: NonTensor, module: Any, key: str, notes: list[str], torch: Any) -> Any:
+def _extra_value(entry: Any, module: Any, key: str, notes: list[str]) -> Any:
     """The saved ``_extra_state`` as plain data for the target's own ``set_extra_state``; when it
-    cannot be rebuilt exactly, that module's ``set_extra_state`` is skipped (on the copy) and a note says so."""
+    cannot be rebuilt exactly (a tensor's values, an object), that module's ``set_extra_state`` is
+    skipped (on the copy), ``entry`` itself comes back, and a note says so."""
     def tensor(index: int) -> Any:
         raise Opaque("a tensor")
     try:
+        if not isinstance(entry, NonTensor):
+            raise Opaque("a tensor")  # values are never read: a stand-in could make the class fail
         return rebuild(entry.value, tensor)
     except Opaque as e:
         module.set_extra_state = lambda state: None  # the copy only: the target keeps its own
