@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import peft
 import pytest
+import timm
 import torch
 
 import ckptlint
 
-peft = pytest.importorskip("peft")  # the test extra installs it: present in CI
-timm = pytest.importorskip("timm")
 BERT: dict[str, Any] = {"vocab_size": 50, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
                         "intermediate_size": 16, "max_position_embeddings": 16}
 

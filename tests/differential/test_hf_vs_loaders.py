@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 import torch
+import transformers
 
 import ckptlint
 
-transformers = pytest.importorskip("transformers")  # the test extra installs it: present in CI
 BERT: dict[str, Any] = {"vocab_size": 50, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
                         "intermediate_size": 16, "max_position_embeddings": 16}
 GPT2: dict[str, Any] = {"vocab_size": 50, "n_embd": 8, "n_layer": 1, "n_head": 2, "n_positions": 16,

@@ -92,11 +92,12 @@ def lookup(spec: str, kwargs: dict[str, Any]) -> Signature | None:
         return None
 
 
-def store(spec: str, kwargs: dict[str, Any], sig: Signature, modules: set[str]) -> None:
+def store(spec: str, kwargs: dict[str, Any], sig: Signature, modules: set[str], files: list[str] | None = None) -> None:
+    """``files``: other files the build read (config files): stamped like module files."""
     d = cache_dir()
     if d is None or any(m.load_rule == "custom" for m in sig.modules):
         return
-    deps = [s for s in (_stamp(f) for f in module_files(modules)) if s is not None]
+    deps = [s for s in (_stamp(f) for f in module_files(modules) + list(files or ())) if s is not None]
     entry = {"cache_version": CACHE_VERSION, "spec": spec, "kwargs": kwargs, "torch": _torch_version(),
              "deps": deps, "signature": sig.to_json()}
     try:

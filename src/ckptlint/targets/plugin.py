@@ -14,15 +14,18 @@ def ckptlint_resolve_target(spec: str, kwargs: dict[str, Any]) -> tuple[Signatur
     import sys
 
     from . import cache
+    from .reads import data_files, recording
     from .resolve import live_signature
 
     cached = cache.lookup(spec, kwargs)
     if cached is not None:
         return cached, None
     before = set(sys.modules)
-    sig, model = live_signature(spec, kwargs)
+    with recording() as opened:  # config files the factory reads are dependencies too
+        sig, model = live_signature(spec, kwargs)
     class_modules = {m.cls.rsplit(".", 1)[0] for m in sig.modules}
-    cache.store(spec, kwargs, sig, set(sys.modules) - before | _spec_modules(spec) | class_modules)
+    cache.store(spec, kwargs, sig, set(sys.modules) - before | _spec_modules(spec) | class_modules,
+                files=data_files(opened))
     return sig, model
 
 
