@@ -121,7 +121,8 @@ def _load(path: Path) -> Any:
 # -- Lightning -------------------------------------------------------------------------------------
 
 
-def _lightning_checkpoint(path: Path) -> None:
+def _lightning_checkpoint(path: Path) -> Any:
+    """Fit a tiny LightningModule for one epoch and save its checkpoint; returns the module's class."""
     import lightning as L
 
     class Task(L.LightningModule):
@@ -144,11 +145,12 @@ def _lightning_checkpoint(path: Path) -> None:
         warnings.simplefilter("ignore")
         trainer.fit(Task(), data)
     trainer.save_checkpoint(str(path))
+    return Task
 
 
 def test_lightning_fit_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / "epoch=0.ckpt"
-    _lightning_checkpoint(path)
+    task = _lightning_checkpoint(path)
     ckpt = _load(path)
     assert {"state_dict", "hyper_parameters", "optimizer_states", "loops"} <= set(ckpt)
     rep = ckptlint_says(path, "training_models:Net")
@@ -157,8 +159,14 @@ def test_lightning_fit_checkpoint(tmp_path: Path) -> None:
     assert rep.fix is not None and rep.fix.strict and not rep.fix.drop and not rep.fix.random_init
     expected = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
     model = run_snippet(rep, expected)
-    # Lightning's own loader puts the same values in (load_from_checkpoint on the LightningModule)
-    assert all(torch.equal(model.state_dict()[k], v) for k, v in expected.items())
+    # Lightning's own loader (load_from_checkpoint on the LightningModule) puts the same values in
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        restored = task.load_from_checkpoint(str(path), map_location="cpu")
+    assert restored.hparams.lr == 0.1
+    lightning_sd = restored.model.state_dict()
+    assert set(lightning_sd) == set(model.state_dict())
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in lightning_sd.items())
 
 
 # -- torch.ao quantization -------------------------------------------------------------------------
@@ -425,3 +433,58 @@ def test_export_pt2_archive(made: str, spec: str, tmp_path: Path) -> None:
     if rep.fix is not None:
         assert "torch.export.load(" in rep.fix.snippet
         run_snippet(rep, {("net." if spec.endswith("Wrapped") else "") + k: v for k, v in oracle.items()})
+
+
+def _rewritten_pt2(src: Path, out: Path, payload: bytes) -> None:
+    """``src`` with fc1.bias stored as a pickle (``use_pickle``), as torch.export saves tensor subclasses."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(src) as z, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as w:
+        for info in z.infolist():
+            data = z.read(info.filename)
+            if info.filename.endswith("model_weights_config.json"):
+                config = json.loads(data)
+                config["config"]["fc1.bias"]["use_pickle"] = True
+                data = json.dumps(config).encode()
+            elif info.filename.endswith("data/weights/" + json.loads(
+                    z.read(next(n for n in z.namelist() if n.endswith("model_weights_config.json"))))
+                    ["config"]["fc1.bias"]["path_name"]):
+                data = payload
+            w.writestr(info.filename, data)
+
+
+class _Marker:
+    """Writes a file when unpickled: proof that reading never runs the payload."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (Path(self.path),))
+
+
+def test_export_pt2_pickled_weights_are_read_statically(tmp_path: Path) -> None:
+    import io
+
+    torch.manual_seed(0)
+    clean = tmp_path / "clean.pt2"
+    torch.export.save(torch.export.export(tm.Net(), (torch.randn(2, 8),)), str(clean))
+    buf = io.BytesIO()
+    torch.save(nn.Parameter(torch.arange(16.0)), buf)
+    pickled = tmp_path / "pickled.pt2"
+    _rewritten_pt2(clean, pickled, buf.getvalue())
+    oracle = torch.export.load(str(pickled)).state_dict  # torch.export.load unpickles fc1.bias
+    assert torch.equal(oracle["fc1.bias"], torch.arange(16.0))
+    inv = ckptlint.inspect(str(pickled))
+    rep_sd = ckptlint_says(pickled, "training_models:Net").state_dict
+    assert _keys_and_shapes(rep_sd) == _torch_keys_and_shapes(oracle)
+    assert "torch._utils._rebuild_parameter" in {g.qualname for g in inv.globals}
+    marker = tmp_path / "ran"
+    buf = io.BytesIO()
+    torch.save({"x": _Marker(str(marker))}, buf)
+    hostile = tmp_path / "hostile.pt2"
+    _rewritten_pt2(clean, hostile, buf.getvalue())
+    report = ckptlint.check(str(hostile))
+    assert not marker.exists()
+    assert any(f.code == "CK101" and "touch" in f.message for f in report.files[0].findings)
