@@ -100,6 +100,11 @@ def spectral_old_to_new() -> Case:
                       "compat_models:spectral_normed")
 
 
+def spectral_new_to_old() -> Case:
+    return _norm_pair(cm.spectral_normed_old, cm.spectral_normed, SN, True, "compat_models:spectral_normed_old",
+                      "compat_models:spectral_normed")
+
+
 def densenet_legacy() -> Case:
     import re
 
@@ -148,7 +153,7 @@ def empty() -> Case:
 
 
 CASES: dict[str, Callable[[], Case]] = {f.__name__.replace("_", "-"): f for f in (
-    vgg_shift, layernorm_gamma_beta, weight_norm_new_to_old, spectral_old_to_new,
+    vgg_shift, layernorm_gamma_beta, weight_norm_new_to_old, spectral_old_to_new, spectral_new_to_old,
     densenet_legacy, conv1d_transposed, integer_key_path, whole_module_pickle, meta_tensor, empty)}
 
 DRIVER = """
