@@ -16,6 +16,7 @@ from ...errors import UnwrapError
 from ...inventory import Inventory
 from ...targets.signature import Signature
 from ..compare import CompatResult
+from ..fixes import Fix, infer_fix
 from ..unwrap import StateDict, find_state_dict
 from . import LibraryView, listing
 
@@ -75,6 +76,11 @@ def view(inv: Inventory, sig: Signature, sd: StateDict, result: CompatResult, mo
         notes.append(f"a different num_classes: resized head ({listing(sorted(res.shape_mismatch), 3)}); "
                      "load with strict=False after dropping those keys, or build the model with the saved "
                      "num_classes and call reset_classifier(n)")
+    fix = None
+    if not res.strict_ok:
+        fix = infer_fix(sig, cleaned, res, run)
+        if fix is not None:
+            fix.snippet = _timm_snippet(inv.path, sig, cleaned, fix)
     factory = sig.target
     attr = factory.partition(":")[2]
     kwargs = ", ".join(f"{k}={v!r}" for k, v in sig.kwargs.items())
@@ -83,4 +89,21 @@ def view(inv: Inventory, sig: Signature, sd: StateDict, result: CompatResult, mo
         f"model = timm.create_model({attr!r}{', ' + kwargs if kwargs else ''})",
         f"timm.models.load_checkpoint(model, {inv.path!r}, strict={res.strict_ok})", ""])
     return LibraryView("timm", "timm.models.load_checkpoint", res.nonstrict_ok, res.missing, res.unexpected,
-                       dict(res.shape_mismatch), (), notes, snippet if res.nonstrict_ok else "")
+                       dict(res.shape_mismatch), (), notes, snippet if res.nonstrict_ok else "",
+                       no_generic_fix=True, fix=fix)
+
+
+def _timm_snippet(path: str, sig: Signature, sd: StateDict, fix: Fix) -> str:
+    """The generic snippet, reading the file as timm does: its pick, prefixes stripped, and
+    ``argparse.Namespace`` allowed (a plain ``torch.load(weights_only=True)`` refuses a training file's args)."""
+    from ..snippet import make_snippet
+
+    lines = make_snippet(path, sig.target, sig.kwargs, sd.path, fix).splitlines()
+    out: list[str] = []
+    for line in lines:
+        if line.startswith("checkpoint = torch.load("):
+            out.append("import timm.models")
+            out.append(f"state_dict = timm.models.load_state_dict({path!r})  # timm's pick; Namespace args allowed")
+        elif not line.startswith("state_dict = checkpoint"):
+            out.append(line)
+    return "\n".join(out) + "\n"
