@@ -5,6 +5,7 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 
 from ..compat.analyze import CompatAnalysis
+from ..compat.compare import META
 from ..findings import Finding
 from ..plugin import FileContext, hookimpl
 from ..rule import Rule
@@ -86,8 +87,12 @@ def compat_findings(rep: CompatAnalysis, target: Target) -> list[Finding]:
     if r.non_tensor:
         keys = list(r.non_tensor)
         holds = "holds a non-tensor value" if len(keys) == 1 else "hold non-tensor values"
+        fix = "save tensors under these keys"
+        if all(v == META for v in r.non_tensor.values()):  # torch's copy from a meta tensor raises
+            holds = "holds a meta tensor (no data)" if len(keys) == 1 else "hold meta tensors (no data)"
+            fix = "save real values (materialise the model first), or load without these keys (the fix drops them)"
         out.append(NON_TENSOR.finding(f"{_n(len(keys), 'expected key')} {holds}: {_listing(keys)}",
-                                      key=keys[0], location=where, fix="save tensors under these keys"))
+                                      key=keys[0], location=where, fix=fix))
     if r.dtype_mismatch:
         parts = [f"{k} {a}->{b}" for k, (a, b) in r.dtype_mismatch.items()]
         out.append(DTYPE.finding(
