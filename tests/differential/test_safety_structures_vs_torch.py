@@ -12,6 +12,7 @@ records shorter/longer than their numel or missing, and unreadable files (a defi
 from __future__ import annotations
 
 import io
+import pickletools
 import random
 import struct
 import warnings
@@ -247,3 +248,23 @@ def test_random_programs_match_torch(tmp_path: Path) -> None:
         path.unlink()
     assert loaded > 10, "the generator must produce files torch loads, or the comparison says little"
     assert mismatches == []
+
+
+@pytest.mark.parametrize("proto", [6, 0x22])
+def test_unknown_protocol_in_a_legacy_stream(proto: int, tmp_path: Path) -> None:
+    """torch's weights_only unpickler only warns on PROTO > 5 (CPython stops): the storage-keys pickle of a
+    legacy file with PROTO 6 or 34 still loads, and the verdict follows the reader's weights_only reading."""
+    buf = io.BytesIO()
+    torch.save({"w": torch.ones(2)}, buf, _use_new_zipfile_serialization=False)
+    data = bytearray(buf.getvalue())
+    f, pos = io.BytesIO(bytes(data)), 0
+    for _ in range(4):
+        for op, _arg, p in pickletools.genops(f):
+            if op.name == "STOP":
+                pos = (p or 0) + 1
+        f.seek(pos)
+    assert data[pos] == 0x80  # the storage-keys pickle
+    data[pos + 1] = proto
+    path = tmp_path / "legacy_proto.pt"
+    path.write_bytes(bytes(data))
+    assert assert_same(path)[0]

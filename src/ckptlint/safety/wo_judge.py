@@ -49,6 +49,13 @@ def pickle_blockers(inv: Inventory, allowed: frozenset[str], user_allowed: froze
                     categories: Mapping[str, Category]) -> list[Blocker]:
     """Every blocker in the streams torch.load reads, in torch's order."""
     order = {s: i for i, s in enumerate(inv.facts.loaded_streams)}
+    # torch's pure-Python unpickler only warns on PROTO > 5 where CPython stops; the reader then also reads
+    # such a stream on as "<stream>#weights_only", which is what weights_only=True unpickles
+    readings = {p.stream for p in inv.pickles}
+    proto_only = {st.stream for st in inv.stops if st.stream in order and "unsupported pickle protocol" in st.reason
+                  and f"{st.stream}#weights_only" in readings}
+    for stream in proto_only:
+        order[f"{stream}#weights_only"] = order[stream]
     placed: list[Placed] = []
     blocked_names: set[str] = set()
     for g in inv.globals:
@@ -64,7 +71,7 @@ def pickle_blockers(inv: Inventory, allowed: frozenset[str], user_allowed: froze
                        Blocker("global", name, g.stream, g.offset, cat)))
     placed += _from_operations(inv, order, allowed, user_allowed, blocked_names)
     for stop in inv.stops:
-        if stop.stream in order:
+        if stop.stream in order and not (stop.stream in proto_only and "unsupported pickle protocol" in stop.reason):
             # where the reader stopped, torch.load raises too; at one of ckptlint's own bounds the answer is
             # "not proven loadable" and the blocker says which bound to raise
             detail = (f"ckptlint stopped at its {stop.limit} bound, before the end of the stream "
