@@ -43,6 +43,8 @@ class Entry:
     external_attr: int = 0
     zip64: bool = False
     """Write sizes and offset as 0xFFFFFFFF with a ZIP64 extra field in the central header."""
+    zip64_values: int = 3
+    """How many of the three 8-byte values that field holds (fewer: a malformed field)."""
     offset: int = field(default=-1, init=False)
 
     def stored(self) -> bytes:
@@ -84,7 +86,8 @@ class Craft:
             off = e.offset
             extra = e.extra
             if e.zip64:
-                extra = struct.pack("<HHQQQ", 1, 24, size, csize, off) + extra
+                values = (size, csize, off)[:e.zip64_values]
+                extra = struct.pack(f"<HH{len(values)}Q", 1, 8 * len(values), *values) + extra
                 size = csize = off = 0xFFFFFFFF
             self.buf += CDH.pack(b"PK\x01\x02", 20, 20, e.flags, e.method, 0, 0x21, crc, csize, size,
                                  len(e.name), len(extra), 0, 0, 0, e.external_attr, off)

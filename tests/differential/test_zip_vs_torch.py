@@ -58,6 +58,9 @@ def _copy(i: int, rng: random.Random) -> Entry:
         e.local_extra = b"\0" * rng.randint(1, 9)
     elif r < 0.55:
         e.crc = 0
+    elif r < 0.7:
+        e.zip64 = True  # sizes and offset as 0xFFFFFFFF, the values in a ZIP64 extra field
+        e.zip64_values = rng.choice([3, 3, 3, 2, 1])  # fewer: miniz's two parses of it differ
     return e
 
 
@@ -72,6 +75,8 @@ def generate(seed: int) -> bytes:
     if rng.random() < 0.1:
         sid = next(e for e in rest if e.name.endswith(b"/serialization_id"))
         sid.data = rng.choice([b"\xff\xfe", b"", b"0" * 40, b"\xc3\xa9"])
+    for e in rest:
+        e.zip64 = rng.random() < 0.05
     if rng.random() < 0.1:
         odd = rng.choice(rest)
         odd.flags, odd.method = rng.choice([(1, 0), (32, 0), (64, 0), (0, 12)])
