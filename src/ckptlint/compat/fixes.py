@@ -109,7 +109,16 @@ def infer_fix(sig: Signature, sd: StateDict, result: CompatResult,
         fix.diagnosis.append(f"{len(transpose)} weight{'s are' if len(transpose) != 1 else ' is'} stored "
                              f"transposed (Conv1D-style [in, out], e.g. {transpose[0]}): loaded as .t()")
         res = compare(apply_fix(sd, renames, [], transpose))
-    drop = sorted(set(res.unexpected) | set(res.shape_mismatch) | set(res.non_tensor))
+    # two checkpoint tensors renamed onto one key: whichever came last would load, silently: drop both
+    seen: dict[str, int] = {}
+    for k in sd.entries:
+        nk = rename_key(k, renames)
+        seen[nk] = seen.get(nk, 0) + 1
+    collided = {k for k, n in seen.items() if n > 1}
+    if collided:
+        fix.diagnosis.append(f"{len(collided)} key{'s' if len(collided) != 1 else ''} would receive two checkpoint "
+                             f"tensors after renaming (e.g. {sorted(collided)[0]}): both are discarded")
+    drop = sorted(set(res.unexpected) | set(res.shape_mismatch) | set(res.non_tensor) | collided)
     heads = _head_groups(res.shape_mismatch, sig)
     if heads:
         fix.diagnosis.append(
