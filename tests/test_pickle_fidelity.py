@@ -171,3 +171,27 @@ def test_proto0_strings_and_globals_keep_their_spelling(tmp_path: Path) -> None:
     inv = ckptlint.inspect(write(tmp_path, "p0.pkl", data))
     (ref,) = inv.globals
     assert ref.qualname == "builtins.set" and ref.written == "__builtin__.set"
+
+
+def test_frame_split_payload_only_torch_reaches(tmp_path: Path) -> None:
+    # The frame ends inside BINUNICODE's length. torch.load reads data.pkl from io.BytesIO: the rest of
+    # the frame is dropped, the length (0) comes from after the frame, and the payload runs. pickle.loads
+    # of the same bytes reads on: its length swallows the payload into a harmless string.
+    marker = tmp_path / "ran.marker"
+    payload = system_call(marker, proto0=True) + b"0"  # ASCII: a valid string for the contiguous reader
+    after = b"\x00\x00\x00\x00" + payload + b"."
+    data_pkl = (b"\x80\x04\x95" + struct.pack("<Q", 3) + b"X" + (2 + len(payload)).to_bytes(2, "little")
+                + after)
+    assert isinstance(pickle.loads(data_pkl), str)  # noqa: S301 - the contiguous reading runs nothing
+    assert not marker.exists()
+    p = tmp_path / "split.pt"
+    with zipfile.ZipFile(p, "w") as z:
+        z.writestr("archive/data.pkl", data_pkl)
+        z.writestr("archive/byteorder", "little")
+        z.writestr("archive/version", "3\n")
+    assert reaches(p, marker, loader="torch")
+    inv, report = inspect_and_check(p, marker)
+    assert {(g.qualname, g.stream) for g in inv.globals} & {("os.system", "archive/data.pkl"),
+                                                           ("posix.system", "archive/data.pkl")}
+    assert any("read different pickles" in a for a in inv.anomalies)
+    assert {"CK101", "CK107"} <= {f.code for f in report.findings}
