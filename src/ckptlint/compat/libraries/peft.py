@@ -23,7 +23,7 @@ from ...targets.signature import Signature
 from ..compare import CompatResult
 from ..fixes import Fix, apply_fix
 from ..unwrap import NonTensor, StateDict
-from . import LibraryView, library_snippet, listing
+from .view import LibraryView, library_snippet, listing
 
 LORA = re.compile(r"^(?P<module>.+)\.lora_(?P<ab>A|B)(?:\.(?P<name>[^.]+))?\.weight$")
 PREFIX = "base_model.model."

@@ -18,7 +18,7 @@ from ...targets.signature import Signature
 from ..compare import CompatResult
 from ..fixes import Fix, infer_fix
 from ..unwrap import StateDict, find_state_dict
-from . import LibraryView, listing
+from .view import LibraryView, listing
 
 PICK_ORDER = ("state_dict_ema", "model_ema", "state_dict", "model")
 CLEAN = [("^(?:_orig_mod\\.|module\\.)*", "")]

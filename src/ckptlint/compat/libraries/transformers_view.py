@@ -23,7 +23,7 @@ from ...targets.signature import Signature
 from ..compare import CompatResult
 from ..fixes import Fix
 from ..unwrap import NonTensor, StateDict
-from . import LibraryView, listing
+from .view import LibraryView, listing
 
 STANDARD_NAMES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
                   "pytorch_model.bin.index.json")
