@@ -52,7 +52,15 @@ def _accept(*args: Any, **kwargs: Any) -> None:
     return None
 
 
-class Placeholder:
+class _PlaceholderMeta(type):
+    """SETITEMS goes through the type slot (``PyObject_SetItem``), not getattr: on the class itself
+    (SETITEM right after GLOBAL) only a metaclass method makes it accept, as documented above."""
+
+    def __setitem__(cls, key: Any, value: Any) -> None:
+        pass
+
+
+class Placeholder(metaclass=_PlaceholderMeta):
     """Instances of the classes :func:`placeholder` makes: they accept every protocol the unpickler uses."""
 
     dump_patches = False
