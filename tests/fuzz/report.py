@@ -9,11 +9,14 @@ SECTIONS = ("zip", "tar", "legacy", "pickle", "verdict")
 NOTES = """
 Notes on recurring classes (H8):
 
-- *`… object does not support item assignment`, ckptlint-missing or -extra*: the oracle's stand-ins
-  accept SETITEMS/APPENDS/BUILD on anything a global produced (the brief's inert semantics: every
-  global is a placeholder). Where ckptlint instead models the real object (a `builtins.set` is a real
-  set, so SETITEMS on it stops), the two readings differ. Agreeing means: after a global, keep going
-  as a stand-in would, even for names ckptlint interprets.
+- *Stand-ins versus modelled objects*: the oracle's stand-ins accept calls, SETITEM(S), APPENDS,
+  ADDITEMS and BUILD on anything a global produced, and on the global itself (the brief's inert
+  semantics). Where ckptlint models the real object instead (SETITEMS on a `builtins.set` result
+  stops, as it would in CPython), the readings differ; agreeing means keeping going as a stand-in
+  would. Operations on values the pickle built itself (SETITEM on a tuple, REDUCE with a non-tuple
+  argument, READONLY_BUFFER on a non-buffer) stop CPython exactly as in a real load.
+- *Slow inputs*: nested TUPLE2/DUP pickles of ~300 bytes take ckptlint 2-5 s under load (seed 12
+  index 5068); the limit is 10 s per input.
 - *`input.pt is a zip archive (did you mean to use torch.jit.load()?)`*: for a file that does not start
   with `PK\\x03\\x04`, torch tries `tarfile` first; when that fails, torch checks the 4 bytes at the
   position tarfile left the file (offset 512 for files of 512 bytes or more) and raises if they are
@@ -105,6 +108,10 @@ def render(s: dict[str, Any]) -> str:
             if ex.get("only_oracle"):
                 out.append(f"- only the oracle requested: {_clean(', '.join(ex['only_oracle'][:12]))}\n")
             out.append("\n" + _literal(c, s))
+    if s.get("ckptlint_slowest"):
+        out.append("\n## ckptlint's slowest inputs (limit 10 s; times include the machine's load)\n\n")
+        out.extend(f"- {x['seconds']} s: `{show_command(s, x['index'])}` ({x['size']} bytes, {x['desc']})\n"
+                   for x in s["ckptlint_slowest"])
     if s["worker_failures"]:
         out.append("\n## worker failures (hangs or deaths; `ckptlint_alone` re-runs ckptlint without the oracle)\n\n")
         out.extend(f"- index {f['index']}: {f['why']}; ckptlint alone: {f.get('ckptlint_alone')}\n"

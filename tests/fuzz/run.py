@@ -58,6 +58,7 @@ def run(n: int, seed: int, jobs: int = 2, families: Sequence[str] | None = None,
     ck_max_s = oracle_max_s = 0.0
     ck_max_rss = worker_max_rss = 0
     slowest = -1
+    slow: list[tuple[float, int, int, str]] = []
     done = 0
     base = {"seed": seed, "families": list(families) if families else None, "exclude": list(exclude)}
     reqs = (dict(base, index=i) for i in range(start, start + n))
@@ -76,6 +77,7 @@ def run(n: int, seed: int, jobs: int = 2, families: Sequence[str] | None = None,
             seen["torch_load_reached_a_global"] += reply.get("torch_globals", 0) > 0
             seen["pickle_load_reached_a_global"] += reply.get("pickle_globals", 0) > 0
             seen["ckptlint_unreadable"] += reply.get("ck_unreadable", False)
+            slow = sorted([*slow, (reply["ck_seconds"], req["index"], reply["size"], reply["desc"])], reverse=True)[:5]
             if reply["ck_seconds"] > ck_max_s:
                 ck_max_s, slowest = reply["ck_seconds"], req["index"]
             oracle_max_s = max(oracle_max_s, reply["oracle_seconds"])
@@ -114,6 +116,7 @@ def run(n: int, seed: int, jobs: int = 2, families: Sequence[str] | None = None,
         "by_family": dict(by_family), "by_check": dict(by_check), "crashes": crashes,
         "worker_failures": failed, "oracle_limited": limited, "seen": dict(seen),
         "ckptlint_max_seconds": round(ck_max_s, 3), "ckptlint_slowest_index": slowest,
+        "ckptlint_slowest": [{"seconds": round(t, 3), "index": i, "size": n, "desc": d} for t, i, n, d in slow],
         "ckptlint_max_rss_mib": round(ck_max_rss / 1024, 1), "worker_max_rss_mib": round(worker_max_rss / 1024, 1),
         "oracle_max_seconds": round(oracle_max_s, 3),
         "classes": sorted((_klass_json(k) for k in classes.values()), key=lambda c: -int(c["count"])),
