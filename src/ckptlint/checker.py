@@ -39,7 +39,9 @@ def check_file(path: str | os.PathLike[str], *, trusted: Iterable[str] = (),
     except CkptlintError as e:
         reason = e.reason if isinstance(e, CheckpointError) else str(e)
         kind = e.format if isinstance(e, CheckpointError) else None
-        return FileReport(path, None if kind is None else format_kind(kind), reason, [input_finding(reason, kind)],
+        limit = e.limit if isinstance(e, CheckpointError) else None
+        return FileReport(path, None if kind is None else format_kind(kind), reason,
+                          [input_finding(reason, kind, limit)],
                           unreadable_verdict(reason, installed_torch_version()))
     verdict = predict(inv, allowed_globals() | trusted_set, installed_torch_version())
     compat = compat_error = None

@@ -34,11 +34,13 @@ class CheckpointError(CkptlintError):
     so front ends can decide to skip rather than fail.
     """
 
-    def __init__(self, path: str, reason: str, format: str | None = None) -> None:
+    def __init__(self, path: str, reason: str, format: str | None = None, *, limit: str | None = None) -> None:
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
         self.format = format
+        self.limit = limit
+        """The :class:`~ckptlint.limits.Limits` field when a whole-file bound ended the reading."""
 
 
 class FormatError(CkptlintError):

@@ -75,7 +75,8 @@ def read_inventory(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS
         if kind == "maybe-text" and not isinstance(e, LimitExceeded):
             text_kind = classify_text(f, path, limits)
             raise CheckpointError(path, NOT_CHECKPOINT_REASONS[text_kind], text_kind) from None
-        raise CheckpointError(path, reason, kind) from None
+        raise CheckpointError(path, reason, kind,
+                              limit=e.field if isinstance(e, LimitExceeded) else None) from None
     except OSError as e:
         raise CheckpointError(path, f"read error: {e.strerror or e}", kind) from None
     finally:
@@ -117,7 +118,8 @@ def _settle(inv: Inventory, path: str, kind: str) -> Inventory:
         if ran < 3 or ("truncated" not in stop.reason and "without STOP" not in stop.reason):
             raise _NotPickle(stop.reason)  # classified as text by read_inventory
         kind = "pickle"  # a protocol-0 pickle cut short is still a pickle
-    raise CheckpointError(path, stop.reason + where, inv.format if kind != "maybe-text" else "pickle")
+    raise CheckpointError(path, stop.reason + where, inv.format if kind != "maybe-text" else "pickle",
+                          limit=stop.limit)
 
 
 class _NotPickle(FormatError):

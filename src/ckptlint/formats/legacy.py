@@ -94,7 +94,7 @@ def read_pickle_file(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS
     value, end, stopped = first_pickle(f, asm)
     if _differs(value, MAGIC_NUMBER) is True:
         structure = asm.collect(value, "pickle#0")
-        if end < f.size:
+        if end < f.size and not stopped:  # after a stop, ``end`` is where CPython raised, not a STOP
             asm.anomalies.append(f"{f.size - end} bytes follow the pickle's STOP")
             _scan_trailing_pickles(f, asm, end)
         facts = FormatFacts(
