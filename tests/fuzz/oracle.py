@@ -24,6 +24,10 @@ class Reading:
 
     globals: list[tuple[str, str]] = field(default_factory=list)
     outcome: str = "ok"
+    undecided: bool = False
+    """torch compared a stand-in with the legacy magic number or protocol version: a real global there
+    (``torch.serialization.MAGIC_NUMBER``, ``builtins.int(...)``) could pass, so the oracle cannot tell
+    whether torch reads on."""
 
 
 @dataclass
@@ -86,6 +90,8 @@ def _torch_reading(path: str) -> tuple[Reading, bool]:
     except Exception as e:  # noqa: BLE001 - every failure is a reading to compare, never fatal
         out.outcome = _outcome(e)
     out.globals = list(inert.REQUESTS)
+    out.undecided = inert.STAND_IN_RESULTS[0] > 0 and out.outcome.startswith(
+        ("RuntimeError: Invalid magic number", "RuntimeError: Invalid protocol version"))
     return out, _TORCHSCRIPT in out.outcome
 
 

@@ -127,6 +127,19 @@ def test_compare_reports_each_kind_of_difference() -> None:
     assert [d.check for d in compare("pickle", slow, oracle)] == ["limits"]
 
 
+def test_a_global_compared_with_the_magic_number_may_be_followed_either_way() -> None:
+    """``torch.serialization.MAGIC_NUMBER`` as the first pickle passes torch's check in a real load; the inert
+    oracle cannot know, so ckptlint may report the later streams too, but never fewer globals."""
+    magic = Reading([("torch.serialization", "MAGIC_NUMBER")], "RuntimeError: Invalid magic number; corrupt file?",
+                    undecided=True)
+    oracle = OracleResult(magic, Reading([("torch.serialization", "MAGIC_NUMBER")], "ok"), False, "refused", False, 0.0)
+    both = [("torch.serialization", "MAGIC_NUMBER", "pickle#0"), ("os", "system", "pickle#3")]
+    on = CkptlintResult("torch-legacy", None, both, ["pickle#0", "pickle#3"], None, False, None, 0.1, 0)
+    assert compare("legacy", on, oracle) == []
+    fewer = CkptlintResult("torch-legacy", "stopped", [], ["pickle#0"], None, False, None, 0.1, 0)
+    assert {d.check for d in compare("legacy", fewer, oracle)} == {"torch.load globals", "pickle.load globals"}
+
+
 def test_a_planted_disagreement_is_found_end_to_end(pool: Pool) -> None:
     """An EXT opcode with no copyreg registration: CPython stops before any find_class."""
     reply = pool.one({"data": b"\x80\x02\x82\x01.".hex(), "family": "pickle", "full": True})
