@@ -26,7 +26,7 @@ import zlib
 from dataclasses import dataclass
 
 from ..errors import LimitExceeded
-from . import zipreader as zr
+from . import zipmember as zr
 
 _CHUNK = 1 << 16
 
@@ -65,7 +65,7 @@ def stat_error(m: zr.ZipMember) -> str | None:
     return None
 
 
-def data_offset(z: zr.ZipArchive, m: zr.ZipMember) -> int:
+def data_offset(z: zr.Archive, m: zr.ZipMember) -> int:
     """Local header offset + 30 + the local name and extra lengths; ZipStructureError where miniz fails."""
     lfh = z._read(m.header_offset, 30)
     if len(lfh) != 30:
@@ -76,7 +76,7 @@ def data_offset(z: zr.ZipArchive, m: zr.ZipMember) -> int:
     return int(m.header_offset + 30 + nlen + xlen)
 
 
-def local_header(z: zr.ZipArchive, m: zr.ZipMember) -> tuple[bytes, int, int] | None:
+def local_header(z: zr.Archive, m: zr.ZipMember) -> tuple[bytes, int, int] | None:
     """(local name, local flags, local method), or None when there is no local header there."""
     lfh = z._read(m.header_offset, 30)
     if len(lfh) != 30 or lfh[:4] != b"PK\x03\x04":
@@ -86,7 +86,7 @@ def local_header(z: zr.ZipArchive, m: zr.ZipMember) -> tuple[bytes, int, int] | 
     return z._read(m.header_offset + 30, nlen), flags, method
 
 
-def extract(z: zr.ZipArchive, m: zr.ZipMember, cap: int, keep: int | None = None) -> Extracted:
+def extract(z: zr.Archive, m: zr.ZipMember, cap: int, keep: int | None = None) -> Extracted:
     """The bytes torch reads for ``m``; at most ``cap`` of them are produced (LimitExceeded past it).
 
     With ``keep``, the whole member is still inflated (to learn what miniz reports, charging the
@@ -122,7 +122,7 @@ def extract(z: zr.ZipArchive, m: zr.ZipMember, cap: int, keep: int | None = None
     return _inflate(z, m, start, cap, keep)
 
 
-def _inflate(z: zr.ZipArchive, m: zr.ZipMember, start: int, cap: int, keep: int | None) -> Extracted:
+def _inflate(z: zr.Archive, m: zr.ZipMember, start: int, cap: int, keep: int | None) -> Extracted:
     size = m.size
     limit = size if keep is None else min(size, keep)
     d = zlib.decompressobj(-15)
@@ -181,7 +181,7 @@ class MemberReader:
     """An entry's bytes (as torch reads them) on demand, for ``Assembler.parse_file_stream``: a parse
     that stops early never makes the whole member inflate into memory (a deflate bomb stays small)."""
 
-    def __init__(self, z: zr.ZipArchive, m: zr.ZipMember, rec: Extracted) -> None:
+    def __init__(self, z: zr.Archive, m: zr.ZipMember, rec: Extracted) -> None:
         self.z, self.m = z, m
         self.size = rec.produced
         self.bytes_read = 0
@@ -194,7 +194,7 @@ class MemberReader:
         return self._buf[offset:end]
 
 
-def inflated_prefix(z: zr.ZipArchive, m: zr.ZipMember, n: int) -> bytes:
+def inflated_prefix(z: zr.Archive, m: zr.ZipMember, n: int) -> bytes:
     """The first ``n`` bytes of an entry that extracted cleanly before (no budget charge: it was)."""
     start = data_offset(z, m)
     if m.method == 0:
@@ -216,7 +216,7 @@ def inflated_prefix(z: zr.ZipArchive, m: zr.ZipMember, n: int) -> bytes:
     return bytes(out[:n])
 
 
-def head(z: zr.ZipArchive, m: zr.ZipMember, n: int = 2) -> bytes:
+def head(z: zr.Archive, m: zr.ZipMember, n: int = 2) -> bytes:
     """The first ``n`` bytes torch would read for ``m`` (b"" where it reads nothing or fails)."""
     if m.stat_error is not None or m.is_directory or m.compressed_size == 0 or m.flags & (1 | 32 | 64):
         return b""
@@ -235,7 +235,7 @@ def head(z: zr.ZipArchive, m: zr.ZipMember, n: int = 2) -> bytes:
         return b""
 
 
-def record_error(z: zr.ZipArchive, m: zr.ZipMember | None, record: str, cap: int) -> str | None:
+def record_error(z: zr.Archive, m: zr.ZipMember | None, record: str, cap: int) -> str | None:
     """What ``getRecord(record)`` raises for a tensor record, or None; stored data is not read."""
     if m is None:
         return f"PytorchStreamReader failed locating file {record}: file not found"

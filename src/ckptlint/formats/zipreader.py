@@ -26,12 +26,34 @@ behaves, including its silent failures) lives in zipextract.py.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from ..errors import FormatError
-from ..errors import ZipStructureError as ZipStructureError  # re-exported for zipextract and torchzip
 from ..limits import DEFAULT_LIMITS, Budget, Limits
+from .zipextract import data_offset, extract
+from .zipmember import (
+    CDIR_SIZE,
+    CORRUPTED,
+    DECOMPRESSED_SIZE,
+    ENCRYPTION,
+    FEATURE,
+    METHOD,
+    MULTIDISK,
+    NO_CENTRAL_DIR,
+    NOT_AN_ARCHIVE,
+    NOT_FOUND,
+    READ_FAILED,
+    TOO_MANY_FILES,
+    Reader,
+    ZipMember,
+    ZipStructureError,
+    _py_decode,
+)
+
+__all__ = [
+    "CDIR_SIZE", "CORRUPTED", "DECOMPRESSED_SIZE", "ENCRYPTION", "FEATURE", "METHOD", "MULTIDISK",
+    "NOT_AN_ARCHIVE", "NOT_FOUND", "NO_CENTRAL_DIR", "READ_FAILED", "TOO_MANY_FILES", "Reader",
+    "ZipArchive", "ZipMember", "ZipStructureError", "zipfile_names",
+]
 
 _EOCD = struct.Struct("<4sHHHHIIH")
 _LOC64 = struct.Struct("<4sIQI")
@@ -39,59 +61,6 @@ _EOCD64 = struct.Struct("<4sQHHIIQQQQ")
 _CDH = struct.Struct("<4sHHHHHHIIIHHHHHII")
 _U32 = 0xFFFFFFFF
 _LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
-
-# mz_zip_get_error_string, for the messages torch prints ("PytorchStreamReader failed …: <this>")
-NOT_AN_ARCHIVE = "not a ZIP archive"
-NO_CENTRAL_DIR = "failed finding central directory"
-CORRUPTED = "invalid header or archive is corrupted"
-MULTIDISK = "unsupported multidisk archive"
-READ_FAILED = "file read failed"
-TOO_MANY_FILES = "too many files"
-CDIR_SIZE = "unsupported central directory size"
-ENCRYPTION = "unsupported encryption"
-METHOD = "unsupported method"
-DECOMPRESSED_SIZE = "unexpected decompressed size"
-NOT_FOUND = "file not found"
-FEATURE = "unsupported feature"
-
-Reader = Callable[[int, int], bytes]
-"""``read(offset, n)``: up to ``n`` bytes at ``offset`` (fewer at the end of the file)."""
-
-
-@dataclass(frozen=True)
-class ZipMember:
-    """One central directory entry, with the fields ``mz_zip_reader_file_stat`` reports."""
-
-    index: int
-    """Position in the central directory (what ``mz_zip_reader_get_filename(i)`` returns)."""
-    raw_name: bytes
-    flags: int
-    method: int
-    crc: int
-    compressed_size: int
-    size: int
-    header_offset: int
-    external_attr: int
-    stat_error: str | None = None
-    """``mz_zip_reader_file_stat`` fails on this entry (a malformed ZIP64 extra field)."""
-
-    @property
-    def name(self) -> str:
-        return self.raw_name.decode("utf-8", "replace")
-
-    folded: bytes = b""
-    """The name as miniz compares it (ASCII case folded)."""
-
-    @property
-    def py_name(self) -> str:
-        """The name as Python's zipfile decodes it (UTF-8 only with flag 0x800, else cp437; cut at NUL)."""
-        return _py_decode(self.raw_name, self.flags)
-
-    @property
-    def is_directory(self) -> bool:
-        """miniz extracts nothing for these: torch's buffer stays uninitialised."""
-        return self.raw_name.endswith(b"/") or bool(self.external_attr & 0x10)
-
 
 class ZipArchive:
     """A zip archive as miniz opens it for torch: entries in directory order plus its lookup index."""
@@ -252,14 +221,10 @@ class ZipArchive:
 
     def data_offset(self, m: ZipMember) -> int:
         """Where torch reads the member's bytes: after the *local* header's name and extra field."""
-        from .zipextract import data_offset
-
         return data_offset(self, m)
 
     def read_member(self, m: ZipMember, limit: int | None = None) -> bytes:
         """The bytes torch reads for ``m`` (FormatError where torch raises or reads memory it never wrote)."""
-        from .zipextract import extract
-
         rec = extract(self, m, self.limits.max_pickle_bytes if limit is None else limit)
         if rec.error is not None:
             raise FormatError(f"zip member {m.name!r}: {rec.error}")
@@ -272,10 +237,6 @@ class ZipArchive:
         if m is None:
             raise FormatError(f"zip member {name!r} not found")
         return self.read_member(m, limit)
-
-
-def _py_decode(raw: bytes, flags: int) -> str:
-    return raw.decode("utf-8" if flags & 0x800 else "cp437", "replace").split("\x00", 1)[0]
 
 
 def zipfile_names(raw: bytes) -> tuple[str, ...]:
