@@ -107,8 +107,9 @@ def _read(f: CountingFile, path: str, kind: str, limits: Limits) -> Inventory:
 
 def _settle(inv: Inventory, path: str, kind: str) -> Inventory:
     """A stop in a stream torch loads, with no global before it, is an unreadable file (nothing ran
-    that matters); with globals before it, the partial Inventory is the report (CPython ran them)."""
-    loaded = set(inv.facts.loaded_streams) or {p.stream for p in inv.pickles}
+    that matters); with globals before it, the partial Inventory is the report (CPython ran them).
+    No loaded stream (a zip torch refuses) means no stop torch reaches: the file is a report."""
+    loaded = set(inv.facts.loaded_streams)
     stop = next((s for s in inv.stops if s.stream in loaded), None)
     if stop is None or any(g.stream in loaded or g.stream == "pickle#0" for g in inv.globals):
         return inv  # pickle#0 is also what pickle.load runs (a tar's first header): never thrown away
