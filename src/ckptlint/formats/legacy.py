@@ -57,8 +57,8 @@ def parse_stream(asm: Assembler, f: CountingFile, offset: int, stream: str,
     extracted tar member) has read a FRAME whole, so it is left at the frame's
     end even when STOP comes earlier; with ``peek`` it is left right after STOP."""
     before = len(asm.stops)
-    value, end = asm.parse_file_stream(f, offset, stream, persistent_load=persistent_load)
-    stopped = len(asm.stops) > before
+    value, end = asm.parse_file_stream(f, offset, stream, persistent_load=persistent_load, file_framing=not peek)
+    stopped = any(s.stream == stream for s in asm.stops[before:])  # not another reading's stop
     if not stopped:
         fe = frame_end(f, offset, end)
         if fe > end:
