@@ -92,6 +92,15 @@ def read_pickle_file(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS
     """A file that is neither zip nor tar: the legacy torch format, or a raw pickle."""
     asm = new_assembler(path, limits, f)
     value, end, stopped = first_pickle(f, asm)
+    refuses = zip_after_tar_probe(f)
+    if refuses is not None:  # torch.load unpickles nothing; pickle.load still runs pickle#0
+        asm.anomalies.append(f"torch.load refuses the file ({refuses}); pickle.load runs its first pickle")
+        facts = FormatFacts(
+            format="pickle" if _differs(value, MAGIC_NUMBER) is True else "torch-legacy", file_size=f.size,
+            bytes_read=f.bytes_read, pickle_protocol=asm.protocol, streams=tuple(asm.streams), loaded_streams=(),
+            opcodes=tuple(sorted(asm.opcodes)), extra={"torch_refuses": refuses},
+        )
+        return asm.inventory(facts, None if stopped else asm.collect(value, "pickle#0"))
     if _differs(value, MAGIC_NUMBER) is True:
         structure = asm.collect(value, "pickle#0")
         if end < f.size and not stopped:  # after a stop, ``end`` is where CPython raised, not a STOP
@@ -109,6 +118,17 @@ def read_pickle_file(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS
         opcodes=tuple(sorted(asm.opcodes)), extra=read.extra,
     )
     return asm.inventory(facts, read.structure, read.storages)
+
+
+def zip_after_tar_probe(f: CountingFile) -> str | None:
+    """torch.load's refusal of a non-tar file whose bytes 512..516 are a zip local header.
+
+    ``_legacy_load`` first tries ``tarfile.open``: it reads one 512-byte header block and raises
+    TarError, leaving the file at byte 512 (at the end for a shorter file); ``_is_zipfile`` then
+    reads 4 bytes there and torch raises "is a zip archive" before unpickling anything."""
+    if f.size < 512 + 4 or f.pread(512, 4) != b"PK\x03\x04":
+        return None
+    return "RuntimeError: the file is a zip archive (did you mean to use torch.jit.load()?)"
 
 
 def first_pickle(f: CountingFile, asm: Assembler) -> tuple[Any, int, bool]:
