@@ -61,11 +61,11 @@ def analyze(inv: Inventory, sig: Signature, *, model: Any = None,
         def run(s: StateDict) -> CompatResult:
             return compare(sig, s)
         exact = not custom
-    run = adjusted(inv, run)  # DTensor copy errors, torch.ao packed tuples (compat.training)
-    result = run(sd)
-    library = library_view(inv, sig, sd, result, model, run)
+    checked = adjusted(inv, run)  # DTensor copy errors, torch.ao packed tuples (compat.training)
+    result = checked(sd)
+    library = library_view(inv, sig, sd, result, model, checked)
     generic = library is None or not library.no_generic_fix
-    fix = infer_fix(sig, sd, result, run) if generic else None if library is None else library.fix
+    fix = infer_fix(sig, sd, result, checked) if generic else None if library is None else library.fix
     if fix is not None and generic:
         fix.snippet = make_snippet(inv.path, sig.target, sig.kwargs, sd.path, fix,
                                    whole_module=sd.how == "module object")
