@@ -236,7 +236,7 @@ def _fp8(block: bool) -> tuple[OrderedDict[str, torch.Tensor], dict[str, torch.T
 
 
 @pytest.mark.parametrize("block", [False, True], ids=["per-tensor", "block"])
-def test_fp8_scales_are_applied_not_dropped(block: bool, tmp_path: Path) -> None:
+def test_fp8_scales_are_applied_not_dropped(block: bool, tmp_path: Path, cli: Any) -> None:
     sd, real = _fp8(block)
     path = tmp_path / "fp8.pt"
     torch.save(sd, path)
@@ -244,6 +244,9 @@ def test_fp8_scales_are_applied_not_dropped(block: bool, tmp_path: Path) -> None
     agree(rep, torch_says(tm.Net, _load(path)))
     assert rep.fix is not None and not rep.fix.random_init
     assert any("fp8" in d and "dequantiz" in d for d in rep.fix.diagnosis)
+    # the one-line fix says so too, not just "drop the scales"
+    out = cli("check", str(path), "--model", "training_models:Net").stdout
+    assert "CK202: dequantize the fp8 weights with their scales" in out
     run_snippet(rep, real)  # the raw codes (what a plain drop loads) differ from these values
     assert not torch.equal(sd["fc1.weight"].to(torch.float32), real["fc1.weight"])
 

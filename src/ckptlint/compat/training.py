@@ -20,6 +20,7 @@ DTENSOR = ("a DTensor (an FSDP2 / tensor-parallel shard): copying it into a plai
 FLAT_PARAM = "_flat_param"
 PACKED = "_packed_params._packed_params"
 SCALE_SUFFIXES = ("_scale_inv", "_scale")
+FP8_MARK = "dequantizes them"
 
 
 def _dtensor_file(inv: Inventory) -> bool:
@@ -144,7 +145,7 @@ def _dequantize_fp8(sd: StateDict, fix: Fix, renamed: dict[str, str]) -> None:
     fix.diagnosis.append(
         f"{len(todo)} fp8 weight{'s' if len(todo) != 1 else ''} stored as scaled codes ({todo[0][1]} with "
         f"{todo[0][2]}): loading the codes without their scale would give wrong values, so the snippet "
-        "dequantizes them (code * scale, block-wise scales expanded) before loading")
+        f"{FP8_MARK} (code * scale, block-wise scales expanded) before loading")
     lines = [
         "# fp8 weights are codes with a scale: dequantize (code * scale) before loading",
         "def dequantize(weight, scale):",
@@ -167,3 +168,8 @@ def _insert_before(snippet: str, marker: str, lines: list[str]) -> str:
     at = next((i for i, line in enumerate(out) if line.startswith(marker)), len(out))
     return "\n".join(out[:at] + lines + out[at:]) + "\n"
 
+
+
+def dequantizing(diagnosis: list[str] | tuple[str, ...]) -> bool:
+    """The fix loads fp8 weights dequantized with their scales (the one-line fix text says so)."""
+    return any(FP8_MARK in d for d in diagnosis)

@@ -6,6 +6,7 @@ from fnmatch import fnmatchcase
 
 from ..compat.analyze import CompatAnalysis
 from ..compat.compare import META
+from ..compat.training import dequantizing
 from ..findings import Finding
 from ..plugin import FileContext, hookimpl
 from ..rule import Rule
@@ -137,6 +138,8 @@ def _fix_line(rep: CompatAnalysis) -> str | None:
     parts = []
     if fix.renames:
         parts.append("rename " + ", ".join(f"s/{p}/{r}/" for p, r in fix.renames))
+    if dequantizing(fix.diagnosis):  # compat.training: fp8 codes with their scales
+        parts.append("dequantize the fp8 weights with their scales (code * scale, as the snippet does)")
     if fix.drop:
         parts.append(f"drop {_listing(fix.drop, 3)}")
     if fix.transpose:
