@@ -133,7 +133,7 @@ class Assembler:
 
     def parse(self, data: bytes, stream: str, *, start: int = 0,
               persistent_load: PersistentLoad | None = None, depth: int = 0,
-              file_framing: bool = True, encoding: str = "utf-8") -> tuple[Any, int]:
+              file_framing: bool = True, encoding: str = "utf-8", charged: bool = False) -> tuple[Any, int]:
         """Run one stream; returns its value and the offset just past its STOP.
 
         When the stream stops early (CPython raises there too), everything before the
@@ -144,12 +144,14 @@ class Assembler:
 
         ``file_framing``: read FRAMEs as torch.load reads a zip member (the C unpickler on an
         ``io.BytesIO``); False for bytes given to ``pickle.loads``. When the stream's frames make
-        the two readings differ, the other reading is parsed too, as ``<stream>#<other>``."""
+        the two readings differ, the other reading is parsed too, as ``<stream>#<other>``.
+        ``charged``: the bytes were charged to the budget when they were extracted (a zip member)."""
         self.budget.charge_stream()
         if len(data) - start > self.limits.max_pickle_bytes:
             raise LimitExceeded("max_pickle_bytes", self.limits.max_pickle_bytes,
                                 f"pickle stream {stream} of {len(data) - start} bytes")
-        self.budget.charge_bytes(len(data) - start, f"pickle stream {stream}")
+        if not charged:
+            self.budget.charge_bytes(len(data) - start, f"pickle stream {stream}")
         up, value, err = self._run(data, stream, start, persistent_load, file_framing, encoding)
         self._record(up, err)
         self._nested(up, stream, depth)
@@ -231,19 +233,21 @@ class Assembler:
 
     def parse_file_stream(self, f: CountingFile, offset: int, stream: str, *,
                           persistent_load: PersistentLoad | None = None, file_framing: bool = False,
-                          encoding: str | None = None) -> tuple[Any, int]:
+                          encoding: str | None = None, charged: bool = False) -> tuple[Any, int]:
         """Parse a pickle that starts at ``offset`` in a file, reading only as far as it goes.
 
         ``file_framing``: FRAMEs as the C unpickler reads a file without peek (torch opens a tar's
         extracted members unbuffered); by default as pickle.load reads a buffered file. ``encoding``:
         how STRING-family opcodes decode; by default ASCII (pickle.load) for ``pickle#0`` at byte 0,
-        else UTF-8 (torch.load)."""
+        else UTF-8 (torch.load). ``charged``: the source's bytes are already on the budget (an
+        inflated zip member read on demand), so re-reads cost nothing more."""
         chunk = 1 << 12
         self.budget.charge_stream()
         while True:
             n = min(chunk, f.size - offset, self.limits.max_pickle_bytes)
             data = f.pread(offset, n)
-            self.budget.charge_bytes(n, f"pickle stream {stream}")
+            if not charged:
+                self.budget.charge_bytes(n, f"pickle stream {stream}")
             # the pickle at byte 0 is also what pickle.load reads: read it as pickle.load does (ASCII
             # strings); torch.load's own reading (UTF-8) is added below where it differs
             if encoding is None:
@@ -252,7 +256,8 @@ class Assembler:
             if isinstance(err, TruncatedPickle) and offset + n < f.size:
                 self.budget.opcodes -= up.count  # read again from the start with more bytes
                 self.budget.memo -= len(up._memo)
-                self.budget.inflated_bytes -= n
+                if not charged:
+                    self.budget.inflated_bytes -= n
                 if n >= self.limits.max_pickle_bytes:
                     err = LimitExceeded("max_pickle_bytes", self.limits.max_pickle_bytes, f"pickle stream {stream}")
                 else:

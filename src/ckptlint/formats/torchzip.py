@@ -220,11 +220,13 @@ def _looks_like_pickle(z: ZipArchive, m: ZipMember) -> bool:
 
 def _parse(asm: Assembler, z: ZipArchive, m: ZipMember, rec: Extracted, label: str,
            persistent_load: PersistentLoad) -> Any:
-    """Parse an entry's pickle; past the bytes held, read on demand (a bomb never inflates whole)."""
+    """Parse an entry's pickle; past the bytes held, read on demand (a bomb never inflates whole).
+    Extraction charged the bytes it produced (all of a deflated member, a stored one when held whole):
+    the parse does not charge them again."""
     if rec.complete:
-        return asm.parse(rec.data, label, persistent_load=persistent_load)[0]
+        return asm.parse(rec.data, label, persistent_load=persistent_load, charged=True)[0]
     reader = cast(CountingFile, MemberReader(z, m, rec))  # duck-typed: size, bytes_read, pread()
-    return asm.parse_file_stream(reader, 0, label, persistent_load=persistent_load)[0]
+    return asm.parse_file_stream(reader, 0, label, persistent_load=persistent_load, charged=m.method != 0)[0]
 
 
 def _scan(asm: Assembler, z: ZipArchive, m: ZipMember, label: str) -> None:
