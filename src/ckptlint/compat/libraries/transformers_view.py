@@ -188,8 +188,9 @@ def _snippet(model: Any, path: str, sd: StateDict, sig: Signature, mismatched: b
     lines = [f"from transformers import AutoConfig, {cls}", "",
              f"config = AutoConfig.from_pretrained({config!r}" + "".join(f", {k}={v!r}" for k, v in overrides.items())
              + ")"]
-    if os.path.basename(path) in STANDARD_NAMES and not sd.path:
-        lines.append(f"model = {cls}.from_pretrained({os.path.dirname(path) or '.'!r}, config=config{extra})")
+    if os.path.isdir(path) or (os.path.basename(path) in STANDARD_NAMES and not sd.path):
+        folder = path if os.path.isdir(path) else os.path.dirname(path) or "."
+        lines.append(f"model = {cls}.from_pretrained({folder!r}, config=config{extra})")
         return "\n".join(lines) + "\n"
     if path.endswith(".safetensors"):
         lines[1:1] = ["from safetensors.torch import load_file"]
