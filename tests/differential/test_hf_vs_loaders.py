@@ -72,6 +72,8 @@ def _make(tmp: Path) -> list[tuple[str, Path, str, str, dict[str, Any]]]:
     out: list[tuple[str, Path, str, str, dict[str, Any]]] = []
     out.append(("prefix added (safetensors)", base / "model.safetensors", "BertForSequenceClassification",
                 "transformers:BertForSequenceClassification", {"config": str(base)}))
+    out.append(("save_pretrained folder as the input", base, "BertForSequenceClassification",
+                "transformers:BertForSequenceClassification", {"config": str(base / "config.json")}))
     task = tmp / "bert-task"
     BertForSequenceClassification(BertConfig(**BERT, num_labels=3)).save_pretrained(task)
     out.append(("prefix removed", task / "model.safetensors", "BertModel", "transformers:BertModel",
@@ -123,7 +125,7 @@ def test_from_pretrained_view_equals_from_pretrained(hf_cases: list[Any]) -> Non
         assert lib is not None and lib.library == "transformers", case
         cls = getattr(transformers, oracle_cls)
         extra = {k: v for k, v in kwargs.items() if k != "config"}
-        loads, missing, unexpected, mismatched, _ = _oracle(cls, path.parent, **extra)
+        loads, missing, unexpected, mismatched, _ = _oracle(cls, path if path.is_dir() else path.parent, **extra)
         assert (lib.loads, set(lib.missing), set(lib.unexpected), set(lib.mismatched)) == \
             (loads, missing, unexpected, mismatched), case
         said = " ".join(lib.ignored)
@@ -132,7 +134,7 @@ def test_from_pretrained_view_equals_from_pretrained(hf_cases: list[Any]) -> Non
         if case.startswith("base into lm head"):
             assert "lm_head.weight is tied to transformer.wte.weight" in said and "prefix 'transformer.' added" in said
         seen += 1
-    assert seen == 9
+    assert seen == 10
 
 
 def test_keys_from_pretrained_handles_are_not_ck202(hf_cases: list[Any]) -> None:
@@ -173,7 +175,8 @@ def test_snippets_run_unchanged_and_load_what_from_pretrained_loads(hf_cases: li
     assert len(runs) >= 4
     for case, path, oracle_cls, kwargs, left, _, out in runs:
         extra = {k: v for k, v in kwargs.items() if k != "config"}
-        _, _, _, _, model = _oracle(getattr(transformers, oracle_cls), path.parent, **extra)
+        folder = path if path.is_dir() else path.parent
+        _, _, _, _, model = _oracle(getattr(transformers, oracle_cls), folder, **extra)
         want = model.state_dict()
         got = torch.load(out, weights_only=True)
         assert set(got) == set(want), case
