@@ -191,20 +191,23 @@ def test_quantized_into_quantized_target(kind: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", sorted(QUANTIZED))
-def test_quantized_into_float_target_is_explained(kind: str, tmp_path: Path) -> None:
+def test_quantized_into_float_target_loads_dequantized(kind: str, tmp_path: Path) -> None:
     make, _, float_spec, fresh = QUANTIZED[kind]
+    quantized = make()
     path = tmp_path / "q.pt"
-    torch.save(make().state_dict(), path)
+    torch.save(quantized.state_dict(), path)
     rep = ckptlint_says(path, float_spec)
     agree(rep, torch_says(fresh, _load(path)))
     assert rep.fix is not None
     packed = [k for k in rep.fix.drop if k.endswith("_packed_params._packed_params")]
     assert packed == ["fc1._packed_params._packed_params", "fc2._packed_params._packed_params"]
-    for key in packed:
-        owner = key.split(".")[0]
-        assert any(d.startswith(key) and "int8-quantized" in d for d in rep.fix.diagnosis)
-        assert {f"{owner}.weight", f"{owner}.bias"} <= set(rep.fix.random_init)
-    run_snippet(rep, {})
+    assert any("torch.ao packed (int8 weight, bias) pairs (fc1, fc2)" in d for d in rep.fix.diagnosis)
+    assert rep.fix.random_init == [] and rep.fix.strict
+    # the quantized modules' own weight()/bias(): what the int8 checkpoint holds, as float
+    expected = {f"{m}.{what}": (getattr(quantized, m).weight().dequantize() if what == "weight"
+                                else getattr(quantized, m).bias())
+                for m in ("fc1", "fc2") for what in ("weight", "bias")}
+    run_snippet(rep, expected)
 
 
 # -- fp8 with scales -------------------------------------------------------------------------------

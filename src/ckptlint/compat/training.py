@@ -10,7 +10,7 @@ from typing import Any
 
 from ..inventory import Inventory, TensorRecord
 from .compare import CompatResult
-from .fixes import Fix, rename_key
+from .fixes import Fix, apply_fix, rename_key
 from .loaders import with_loader
 from .unwrap import NonTensor, StateDict
 
@@ -93,11 +93,14 @@ def _stand_in(rec: TensorRecord, torch: Any) -> Any:
     return torch.zeros(rec.shape, dtype=dtype if isinstance(dtype, torch.dtype) else torch.float32)
 
 
-def explain(inv: Inventory, sd: StateDict, fix: Fix | None) -> None:
-    """Say what the fix's dropped keys lose, load fp8 weights dequantized instead of as raw codes, and
-    open the file with its format's own loader (safetensors, shards, TorchScript, .pt2, DCP)."""
+def explain(inv: Inventory, sd: StateDict, fix: Fix | None,
+            run: Callable[[StateDict], CompatResult] | None = None) -> None:
+    """Say what the fix's dropped keys lose, load fp8 weights and torch.ao packed weights dequantized
+    instead of as raw codes or not at all (re-checked with ``run``), and open the file with its
+    format's own loader (safetensors, shards, TorchScript, .pt2, DCP)."""
     if fix is None:
         return
+    unpacked = _unpack_packed(inv, sd, fix, run) if run is not None else set()
     shards = inv.facts.extra.get("shards")
     fix.snippet = with_loader(fix.snippet, inv.format, inv.path,
                               tuple(shards) if isinstance(shards, dict) else ())
@@ -106,7 +109,7 @@ def explain(inv: Inventory, sd: StateDict, fix: Fix | None) -> None:
     for key, new in renamed.items():
         if new not in dropped:
             continue
-        if key.endswith(PACKED):
+        if key.endswith(PACKED) and key not in unpacked:
             owner = key[: -len(PACKED)].rstrip(".")
             fix.diagnosis.append(
                 f"{key} holds the int8-quantized (torch.ao packed) weight and bias of {owner or 'the model'}: "
@@ -140,7 +143,7 @@ def fp8_pairs(sd: StateDict) -> list[tuple[str, str]]:
 def _dequantize_fp8(sd: StateDict, fix: Fix, renamed: dict[str, str]) -> None:
     dropped = set(fix.drop)
     todo = [(renamed[w], w, s) for w, s in fp8_pairs(sd) if renamed[s] in dropped and renamed[w] not in dropped]
-    if not todo:
+    if not todo or "metadata = getattr(state_dict" not in fix.snippet:
         return
     fix.diagnosis.append(
         f"{len(todo)} fp8 weight{'s' if len(todo) != 1 else ''} stored as scaled codes ({todo[0][1]} with "
@@ -173,3 +176,63 @@ def _insert_before(snippet: str, marker: str, lines: list[str]) -> str:
 def dequantizing(diagnosis: list[str] | tuple[str, ...]) -> bool:
     """The fix loads fp8 weights dequantized with their scales (the one-line fix text says so)."""
     return any(FP8_MARK in d for d in diagnosis)
+
+
+def _unpack_packed(inv: Inventory, sd: StateDict, fix: Fix,
+                   run: Callable[[StateDict], CompatResult]) -> set[str]:
+    """Load torch.ao packed ``(int8 weight, bias)`` pairs into a float model's weight and bias
+    (``weight.dequantize()``) when the model expects them and the re-check still loads."""
+    if "metadata = getattr(state_dict" not in fix.snippet:
+        return set()  # not the generic snippet (a library's own loading code)
+    missing = set(fix.random_init)
+    pairs: list[tuple[str, str, TensorRecord, TensorRecord | None]] = []
+    for key, entry in sd.entries.items():
+        new = rename_key(key, fix.renames)
+        if not key.endswith(PACKED) or new not in fix.drop or not isinstance(entry, NonTensor):
+            continue
+        owner = new[: -len(PACKED)]
+        node = entry.value
+        if not (isinstance(node, list) and len(node) == 2 and all(_tensor_or_none(n) for n in node)
+                and node[0] is not None):
+            continue
+        weight = _record(inv, node[0]["__tensor__"])
+        bias = None if node[1] is None else _record(inv, node[1]["__tensor__"])
+        if weight is None or not weight.dtype.startswith(("qint", "quint")) or owner + "weight" not in missing:
+            continue
+        pairs.append((key, owner, replace(weight, dtype="float32", rebuild="dequantize"), bias))
+    if not pairs:
+        return set()
+    fixed = apply_fix(sd, fix.renames, fix.drop, fix.transpose)
+    entries: dict[str, TensorRecord | NonTensor] = dict(fixed.entries)
+    for _, owner, weight, bias in pairs:
+        entries[owner + "weight"] = weight
+        if bias is not None:
+            entries[owner + "bias"] = bias
+    res = run(replace(fixed, entries=entries))
+    if not res.nonstrict_ok:
+        return set()
+    fix.random_init = [k for k in fix.random_init if k in res.missing]
+    fix.strict = res.strict_ok
+    owners = ", ".join(o.rstrip(".") or "(the model)" for _, o, _, _ in pairs)
+    fix.diagnosis.append(
+        f"{len(pairs)} torch.ao packed (int8 weight, bias) pair{'s' if len(pairs) != 1 else ''} ({owners}): the "
+        "snippet loads each weight dequantized (weight.dequantize(): the int8 values times their scales, so "
+        "they differ from the original float weights by the quantization error) and its bias as saved")
+    lines = [
+        "# torch.ao packed (int8 weight, bias) pairs: dequantized into the float model's weight and bias",
+        f"for key, owner in {[(k, o) for k, o, _, _ in pairs]!r}:",
+        "    weight, bias = state_dict[key]",
+        "    fixed[owner + \"weight\"] = weight.dequantize()",
+        "    if bias is not None:",
+        "        fixed[owner + \"bias\"] = bias",
+    ]
+    snippet = _insert_before(fix.snippet, "metadata = getattr(state_dict", lines).splitlines()
+    at = next((i for i, line in enumerate(snippet)
+               if line.startswith(("model.load_state_dict(fixed", "result = model.load_state_dict(fixed"))), None)
+    if at is not None:
+        tail = ["model.load_state_dict(fixed, strict=True)"] if fix.strict else [
+            "result = model.load_state_dict(fixed, strict=False)",
+            f"# left at their initial values ({len(fix.random_init)}): {fix.random_init!r}"]
+        snippet = snippet[:at] + tail
+    fix.snippet = "\n".join(snippet) + "\n"
+    return {k for k, _, _, _ in pairs}
