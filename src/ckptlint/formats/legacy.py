@@ -195,11 +195,12 @@ def _legacy_walk(f: CountingFile, asm: Assembler, out: LegacyRead, alternates: l
         return value, end, stopped
 
     magic, offset, stopped = load(0, 0)
-    if stopped or not _check(asm, magic, MAGIC_NUMBER, "pickle#0", offset, "Invalid magic number; corrupt file?"):
+    if stopped or not _check(asm, magic, MAGIC_NUMBER, "pickle#0", offset, "Invalid magic number; corrupt file?",
+                             out.extra):
         return
     version, offset, stopped = load(1, offset)
     if stopped or not _check(asm, version, PROTOCOL_VERSION, "pickle#1", offset,
-                             f"Invalid protocol version: {_short(version)}"):
+                             f"Invalid protocol version: {_short(version)}", out.extra):
         return
     sys_info, offset, stopped = load(2, offset)
     if stopped:
@@ -274,10 +275,17 @@ def _differs(value: Any, expected: int) -> bool | None:
         return None
 
 
-def _check(asm: Assembler, value: Any, expected: int, stream: str, offset: int, message: str) -> bool:
-    """Whether torch goes on past this comparison; an undecidable one is assumed to pass (all is scanned)."""
+def _check(asm: Assembler, value: Any, expected: int, stream: str, offset: int, message: str,
+           extra: dict[str, Any]) -> bool:
+    """Whether torch goes on past this comparison; an undecidable one is assumed to pass (all is scanned).
+
+    When the compared value is an object a call built, ``extra["magic_compared_with"]`` names the
+    callables (a list): safety/ knows which are plain data classes (no ``__eq__``/``__ne__`` of their
+    own, e.g. DCP's Metadata dataclass), whose comparison with an int is decided: unequal."""
     differs = _differs(value, expected)
     if differs is None:
+        if isinstance(value, Call):
+            extra.setdefault("magic_compared_with", []).append(value.qualname)
         asm.anomalies.append(f"{stream}: torch compares an object the file builds with {expected}; "
                              "whether it passes is known only by running it (the rest of the file is scanned)")
         return True
