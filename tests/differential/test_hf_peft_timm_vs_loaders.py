@@ -74,6 +74,7 @@ def test_adapter_against_base_is_an_adapter_not_a_drop_fix(lora: tuple[Path, Pat
                          use_config=False)
     codes = {f.code: f.message for f in rep.files[0].findings}
     assert "CK202" not in codes and "CK206" not in codes
+    assert "CK201" not in codes  # an adapter file never holds the base weights: not "missing"
     assert "a LoRA adapter (rank 2, 2 modules)" in codes["CK212"]
     # the oracle: PeftModel.from_pretrained attaches it to the base model; the snippet does the same
     from transformers import BertModel

@@ -49,11 +49,11 @@ def view(inv: Inventory, sig: Signature, sd: StateDict, result: CompatResult, mo
         return _against_peft_model(inv.path, sd, lora, run)
     if any(".base_layer." in k for k in sd.entries):
         return _full_into_base(inv, sig, sd, run)
-    return _adapter_against_base(inv, sig, sd, lora)
+    return _adapter_against_base(inv, sig, sd, lora, result)
 
 
 def _adapter_against_base(inv: Inventory, sig: Signature, sd: StateDict,
-                          lora: dict[str, re.Match[str]]) -> LibraryView:
+                          lora: dict[str, re.Match[str]], result: CompatResult) -> LibraryView:
     config = adapter_config(inv.path) or {}
     rank = config.get("r")
     expected = sig.expected()
@@ -98,7 +98,8 @@ def _adapter_against_base(inv: Inventory, sig: Signature, sd: StateDict,
     snippet = "\n".join(["from peft import PeftModel", *_base_lines(sig),
                           f"model = PeftModel.from_pretrained(model, {folder!r})", ""])
     return LibraryView("peft", "PeftModel.from_pretrained", not problems, notes=notes, snippet=snippet,
-                       no_generic_fix=True, explained_unexpected=tuple(lora) if not problems else ())
+                       no_generic_fix=True, explained_unexpected=tuple(lora) if not problems else (),
+                       explained_missing=tuple(result.missing) if not problems else ())
 
 
 def _base_lines(sig: Signature) -> list[str]:
