@@ -95,6 +95,8 @@ def test_model_config_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["check", str(ckpt), "--model-config", str(tmp_path), "--isolated"]) == 2
     assert main(["check", str(ckpt), "--model", "transformers:BertModel", "--model-config",
                  str(tmp_path / "none.json"), "--isolated"]) == 2
+    assert main(["check", str(ckpt), "--model", "transformers:BertModel", "--isolated"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == f"ckptlint: transformers config {tmp_path / 'none.json'}: no such file or folder"
+    assert err[-1].startswith("ckptlint: transformers:BertModel is built from a config: --model-config PATH")
+    assert err[-2] == f"ckptlint: transformers config {tmp_path / 'none.json'}: no such file or folder"
     assert "--model-config need --model" in err[0]

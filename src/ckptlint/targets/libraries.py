@@ -20,8 +20,11 @@ from .signature import Signature, _skip_init, signature_of
 @hookimpl(tryfirst=True)
 def ckptlint_resolve_target(spec: str, kwargs: dict[str, Any]) -> tuple[Signature, Any] | None:
     module, _, attr = spec.partition(":")
-    if module.split(".")[0] != "transformers" or not isinstance(kwargs.get("config"), str):
+    if module.split(".")[0] != "transformers":
         return None
+    if not isinstance(kwargs.get("config"), str):
+        raise TargetError(f"transformers:{attr} is built from a config: --model-config PATH (a config.json "
+                          "or save_pretrained folder; no weights are read)")
     model = build_from_config(attr, kwargs)
     return signature_of(model, f"transformers:{attr}", kwargs, "meta"), model
 
