@@ -269,22 +269,35 @@ def process_group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         dist.destroy_process_group()
 
 
-def test_fsdp1_flat_parameter_is_explained(process_group: None, tmp_path: Path) -> None:
+@pytest.mark.parametrize("case", ["flat", "use_orig_params", "rank0_shard"])
+def test_fsdp1_flat_parameter(case: str, process_group: None, tmp_path: Path) -> None:
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
     torch.manual_seed(0)
-    wrapped = FSDP(tm.Net(), device_id=torch.device("cpu"))
-    flat = {k: v.detach().clone() for k, v in wrapped.named_parameters()}
+    wrapped = FSDP(tm.Net(), device_id=torch.device("cpu"), use_orig_params=case == "use_orig_params")
+    flat = {k: v.detach().clone() for k, v in wrapped._fsdp_wrapped_module.named_parameters()
+            if k.endswith("_flat_param")} or {"_fsdp_wrapped_module._flat_param": wrapped._flat_param.detach().clone()}
+    flat = {("_fsdp_wrapped_module._flat_param" if k == "_flat_param" else k): v for k, v in flat.items()}
     assert list(flat) == ["_fsdp_wrapped_module._flat_param"]
+    full = {k: v.detach().clone() for k, v in wrapped.state_dict().items()}  # FSDP's own FULL_STATE_DICT
+    assert set(full) == set(tm.Net().state_dict())
+    if case == "rank0_shard":  # what rank 0 of two holds under FULL_SHARD: the first half
+        flat = {k: v[: v.numel() // 2].clone() for k, v in flat.items()}
     path = tmp_path / "flat.pt"
     torch.save(flat, path)
     rep = ckptlint_says(path, "training_models:Net")
     agree(rep, torch_says(tm.Net, _load(path)))
     assert rep.fix is not None
     assert rep.fix.drop == ["_fsdp_wrapped_module._flat_param"]
-    assert set(rep.fix.random_init) == set(tm.Net().state_dict())
-    assert any("FlatParameter (212 elements)" in d for d in rep.fix.diagnosis)
-    run_snippet(rep, {})
+    numel = flat["_fsdp_wrapped_module._flat_param"].numel()
+    if numel == sum(v.numel() for v in full.values()):  # no padding: sliced back into the parameters
+        assert rep.fix.random_init == [] and rep.fix.strict
+        assert any("unsharded FSDP1 FlatParameter" in d for d in rep.fix.diagnosis)
+    else:  # padded or sharded: named, not guessed
+        assert case == "rank0_shard"
+        assert set(rep.fix.random_init) == set(full)
+        assert any(f"FlatParameter ({numel} elements)" in d for d in rep.fix.diagnosis)
+    run_snippet(rep, full)
 
 
 def test_fsdp2_dtensor_state_dict_into_plain_module(process_group: None, tmp_path: Path) -> None:

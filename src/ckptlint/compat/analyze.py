@@ -69,7 +69,7 @@ def analyze(inv: Inventory, sig: Signature, *, model: Any = None,
     if fix is not None and generic:
         fix.snippet = make_snippet(inv.path, sig.target, sig.kwargs, sd.path, fix,
                                    whole_module=sd.how == "module object")
-    explain(inv, sd, fix, checked)  # what dropped keys lose; fp8/int8 dequantized; the format's loader
+    explain(inv, sd, fix, checked, sig)  # what dropped keys lose; fp8/int8/flat params loaded; the loader
     return CompatAnalysis(sig.target, sd, result, fix, exact, sig.notes, tuple(sig.shared.items()), library)
 
 

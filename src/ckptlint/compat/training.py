@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..inventory import Inventory, TensorRecord
+from ..targets.signature import Signature
 from .compare import CompatResult
 from .fixes import Fix, apply_fix, rename_key
 from .loaders import with_loader
@@ -94,13 +95,15 @@ def _stand_in(rec: TensorRecord, torch: Any) -> Any:
 
 
 def explain(inv: Inventory, sd: StateDict, fix: Fix | None,
-            run: Callable[[StateDict], CompatResult] | None = None) -> None:
+            run: Callable[[StateDict], CompatResult] | None = None, sig: Signature | None = None) -> None:
     """Say what the fix's dropped keys lose, load fp8 weights and torch.ao packed weights dequantized
     instead of as raw codes or not at all (re-checked with ``run``), and open the file with its
     format's own loader (safetensors, shards, TorchScript, .pt2, DCP)."""
     if fix is None:
         return
     unpacked = _unpack_packed(inv, sd, fix, run) if run is not None else set()
+    if run is not None and sig is not None:
+        unpacked |= _unflatten(sd, fix, run, sig)
     shards = inv.facts.extra.get("shards")
     fix.snippet = with_loader(fix.snippet, inv.format, inv.path,
                               tuple(shards) if isinstance(shards, dict) else ())
@@ -116,7 +119,7 @@ def explain(inv: Inventory, sd: StateDict, fix: Fix | None,
                 f"a float model cannot take them as they are, so {owner + '.' if owner else ''}weight and bias stay at "
                 "their initial values; load into the quantized model (quantize_dynamic / convert), or "
                 f"dequantize: weight, bias = state_dict[{key!r}]; weight.dequantize()")
-        elif key.rsplit(".", 1)[-1] == FLAT_PARAM:
+        elif key.rsplit(".", 1)[-1] == FLAT_PARAM and key not in unpacked:
             rec = sd.entries[key]
             size = f" ({rec.numel} elements)" if isinstance(rec, TensorRecord) else ""
             fix.diagnosis.append(
@@ -226,6 +229,12 @@ def _unpack_packed(inv: Inventory, sd: StateDict, fix: Fix,
         "    if bias is not None:",
         "        fixed[owner + \"bias\"] = bias",
     ]
+    _rewrite(fix, lines)
+    return {k for k, _, _, _ in pairs}
+
+
+def _rewrite(fix: Fix, lines: list[str]) -> None:
+    """Insert ``lines`` before the snippet's metadata step and make its last load match ``fix.strict``."""
     snippet = _insert_before(fix.snippet, "metadata = getattr(state_dict", lines).splitlines()
     at = next((i for i, line in enumerate(snippet)
                if line.startswith(("model.load_state_dict(fixed", "result = model.load_state_dict(fixed"))), None)
@@ -235,4 +244,66 @@ def _unpack_packed(inv: Inventory, sd: StateDict, fix: Fix,
             f"# left at their initial values ({len(fix.random_init)}): {fix.random_init!r}"]
         snippet = snippet[:at] + tail
     fix.snippet = "\n".join(snippet) + "\n"
-    return {k for k, _, _, _ in pairs}
+
+
+FSDP_WRAPPER = "_fsdp_wrapped_module."
+
+
+def _unflatten(sd: StateDict, fix: Fix, run: Callable[[StateDict], CompatResult], sig: Signature) -> set[str]:
+    """An unsharded FSDP1 FlatParameter (world size 1, no padding) holds its module's parameters in
+    ``named_parameters()`` order; when the sizes of the parameters left initialised add up to its
+    length exactly, the fix slices it back into them (re-checked with torch's rules)."""
+    if "metadata = getattr(state_dict" not in fix.snippet:
+        return set()
+    left = set(fix.random_init)
+    expected = sig.expected()
+    tied = set(sig.shared)
+    done: set[str] = set()
+    plans: list[tuple[str, list[tuple[str, tuple[int, ...]]]]] = []
+    fixed = apply_fix(sd, fix.renames, fix.drop, fix.transpose)
+    entries: dict[str, TensorRecord | NonTensor] = dict(fixed.entries)
+    for key, rec in sd.entries.items():
+        if key.rsplit(".", 1)[-1] != FLAT_PARAM or not isinstance(rec, TensorRecord) or len(rec.shape) != 1 \
+                or rename_key(key, fix.renames) not in fix.drop:
+            continue
+        owner = key[: -len(FLAT_PARAM)].replace(FSDP_WRAPPER, "")
+        names = [k for k, t in expected.items() if k.startswith(owner) and t.kind == "parameter"
+                 and k in left and k not in tied and not t.lazy]
+        sizes = [_numel(expected[k].shape) for k in names]
+        if not names or sum(sizes) != rec.numel:
+            continue
+        plans.append((key, [(k, expected[k].shape) for k in names]))
+        for k in names:
+            entries[k] = replace(rec, path=(k,), shape=expected[k].shape, stride=None)
+        done.add(key)
+    if not plans:
+        return set()
+    res = run(replace(fixed, entries=entries))
+    if not res.nonstrict_ok:
+        return set()
+    fix.random_init = [k for k in fix.random_init if k in res.missing]
+    fix.strict = res.strict_ok
+    n = sum(len(p) for _, p in plans)
+    fix.diagnosis.append(
+        f"{', '.join(k for k, _ in plans)}: an unsharded FSDP1 FlatParameter whose length is exactly the "
+        f"sum of the {n} parameters it flattens (named_parameters() order): the snippet slices it back into them")
+    lines = ["# FSDP1 FlatParameter: the module's parameters flattened in named_parameters() order"]
+    for key, plan in plans:
+        lines += [
+            f"flat, offset = state_dict[{key!r}], 0",
+            f"for name, shape in {plan!r}:",
+            "    numel = 1",
+            "    for size in shape:",
+            "        numel *= size",
+            "    fixed[name] = flat[offset:offset + numel].view(shape).clone()",
+            "    offset += numel",
+        ]
+    _rewrite(fix, lines)
+    return done
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
