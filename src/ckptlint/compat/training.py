@@ -286,7 +286,8 @@ def _unflatten(sd: StateDict, fix: Fix, run: Callable[[StateDict], CompatResult]
     n = sum(len(p) for _, p in plans)
     fix.diagnosis.append(
         f"{', '.join(k for k, _ in plans)}: an unsharded FSDP1 FlatParameter whose length is exactly the "
-        f"sum of the {n} parameters it flattens (named_parameters() order): the snippet slices it back into them")
+        f"sum of the {n} parameters left initialised: the snippet slices it back into them in this model's "
+        "named_parameters() order (a FlatParameter keeps no names: this assumes the saved module is this model)")
     lines = ["# FSDP1 FlatParameter: the module's parameters flattened in named_parameters() order"]
     for key, plan in plans:
         lines += [
