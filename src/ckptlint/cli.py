@@ -275,10 +275,13 @@ def _add_snapshot(sub: Any) -> None:
 def cmd_snapshot(args: argparse.Namespace) -> int:
     import json
 
+    from .targets.libraries import ckptlint_resolve_target as library_target
     from .targets.resolve import live_signature, signature_drift
     from .targets.signature import load_snapshot
+    from .targets.spec import parse_kwargs
 
-    sig, _ = live_signature(args.spec, args.model_kwargs, cached=False)
+    library = library_target(spec=args.spec, kwargs=parse_kwargs(args.model_kwargs))  # transformers + config
+    sig = library[0] if library is not None else live_signature(args.spec, args.model_kwargs, cached=False)[0]
     if args.verify:
         drift = signature_drift(load_snapshot(args.verify), sig)
         for d in drift:

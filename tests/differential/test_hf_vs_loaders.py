@@ -7,6 +7,7 @@ suggests runs unchanged in one subprocess; every tensor it loads is compared wit
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -184,3 +185,19 @@ def test_snippets_run_unchanged_and_load_what_from_pretrained_loads(hf_cases: li
             if k in left:
                 continue  # named by ckptlint as left at its initial value
             assert torch.equal(got[k], v), (case, k)
+
+
+def test_snapshot_of_a_transformers_target_gives_torchs_verdict(hf_cases: list[Any], tmp_path: Path) -> None:
+    """``ckptlint snapshot transformers:CLASS --model-kwargs '{"config": ...}'``: later checks need no
+    transformers; they give torch's load_state_dict verdict (the from_pretrained view needs the class)."""
+    from ckptlint.cli import main
+
+    _, path, _, target, kwargs = hf_cases[0]
+    snap = tmp_path / "snap.json"
+    assert main(["snapshot", target, "--model-kwargs", json.dumps(kwargs), "-o", str(snap)]) == 0
+    live = _check(path, target, **kwargs).compat
+    fr = ckptlint.check(str(path), snapshot=str(snap), use_config=False).files[0]
+    assert live is not None and fr.compat is not None
+    assert (fr.compat.missing, fr.compat.unexpected, fr.compat.strict_ok) == \
+        (live.missing, live.unexpected, live.strict_ok)
+    assert json.loads(snap.read_text())["target"] == target
