@@ -107,9 +107,19 @@ def _make(tmp: Path) -> list[tuple[str, Path, str, str, dict[str, Any]]]:
     shutil.copy(task / "config.json", bbin / "config.json")
     legacy = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
               for k, v in BertForSequenceClassification(BertConfig(**BERT, num_labels=3)).state_dict().items()}
+    legacy["bert.embeddings.position_ids"] = torch.arange(16).unsqueeze(0)  # persistent in old checkpoints
     torch.save(legacy, bbin / "pytorch_model.bin")  # legacy LayerNorm names, .bin
     out.append(("legacy gamma/beta .bin into the base model", bbin / "pytorch_model.bin", "BertModel",
                 "transformers:BertModel", {"config": str(bbin)}))
+    old_gpt = tmp / "gpt2-old"
+    old_gpt.mkdir()
+    shutil.copy(gpt / "config.json", old_gpt / "config.json")
+    sd = dict(lm.state_dict())
+    sd["transformer.h.0.attn.bias"] = torch.tril(torch.ones(16, 16)).view(1, 1, 16, 16)  # old GPT-2 buffers
+    sd["transformer.h.0.attn.masked_bias"] = torch.tensor(-1e4)
+    torch.save(sd, old_gpt / "pytorch_model.bin")
+    out.append(("old GPT-2 attention buffers (keys to ignore)", old_gpt / "pytorch_model.bin", "GPT2LMHeadModel",
+                "transformers:GPT2LMHeadModel", {"config": str(old_gpt)}))
     return out
 
 
@@ -132,10 +142,15 @@ def test_from_pretrained_view_equals_from_pretrained(hf_cases: list[Any]) -> Non
         said = " ".join(lib.ignored)
         if case.startswith("legacy"):
             assert "renamed by BertModel's weight conversions" in said and "LayerNorm.gamma ->" in said
+        if case.startswith("legacy"):
+            assert "position_ids" in said
+        if case.startswith("old GPT-2"):
+            assert "transformer.h.0.attn.bias" in said  # _keys_to_ignore_on_load_unexpected
+            assert "transformer.h.0.attn.bias" in set(analysis.result.unexpected)  # torch's own verdict
         if case.startswith("base into lm head"):
             assert "lm_head.weight is tied to transformer.wte.weight" in said and "prefix 'transformer.' added" in said
         seen += 1
-    assert seen == 10
+    assert seen == 11
 
 
 def test_keys_from_pretrained_handles_are_not_ck202(hf_cases: list[Any]) -> None:
