@@ -32,6 +32,10 @@ class GlobalRef:
     written: str | None = None
     """``module.name`` exactly as the stream spells it, when CPython's fix_imports mapping
     (protocol < 3: ``__builtin__`` -> ``builtins`` …) renamed it; else None."""
+    torch_resolves: bool = False
+    """torch.load's own ``find_class`` (its UnpicklerWrapper: zip ``data.pkl``, the legacy main pickle,
+    a tar's ``pickle`` member) returns ``StorageType(name)`` for this storage-type name (``FloatStorage``
+    …) whatever the module: torch.load imports nothing here; ``pickle.load`` would."""
 
     @property
     def qualname(self) -> str:
@@ -234,7 +238,8 @@ class Inventory:
             "shared_storages": {k: [list(p) for p in v] for k, v in self.shared_storages().items()},
             "globals": [
                 {"module": g.module, "name": g.name, "stream": g.stream, "offset": g.offset, "opcode": g.opcode,
-                 "path": None if g.path is None else list(g.path), "written": g.written}
+                 "path": None if g.path is None else list(g.path), "written": g.written,
+                 "torch_resolves": g.torch_resolves}
                 for g in self.globals
             ],
             "events": [asdict(e) for e in self.events],

@@ -145,6 +145,7 @@ def _partial(f: CountingFile, path: str, kind: str, reason: str, err: Exception)
         main.notes.extend(other.notes)
         main.anomalies.extend(other.anomalies)
         main.opcodes |= other.opcodes
+        main.wrapper_streams |= other.wrapper_streams
     limit = err.field if isinstance(err, LimitExceeded) else None
     if not any(s.reason == reason for s in main.stops):
         main.stops.append(StreamStop(main.streams[-1] if main.streams else "", -1, reason, limit))

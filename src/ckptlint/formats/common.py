@@ -21,6 +21,7 @@ from ..inventory import (
 )
 from ..limits import DEFAULT_LIMITS, Budget, Limits
 from .collect import Collected, collect
+from .dtypes import TORCH_STORAGE_TYPES
 from .unpickler import PersistentLoad, StaticUnpickler, Storage, storage_from_pid
 
 _PROTO_OF = {op.name: op.proto for op in pickletools.opcodes}
@@ -92,6 +93,8 @@ class Assembler:
         weights_only unpickler only warns); not a stream pickle.load or torch.load(weights_only=False) reads."""
         self.torch_reading: dict[str, str] = {}
         """stream -> the stream holding torch.load's own reading of it, where that differs."""
+        self.wrapper_streams: set[str] = set()
+        """Streams torch.load reads through its UnpicklerWrapper (storage-type names resolved by torch)."""
 
     @property
     def stopped(self) -> StreamStop | None:
@@ -302,7 +305,8 @@ class Assembler:
             facts=facts,
             tensors=tuple(self.out.tensors),
             storages=tuple(storages),
-            globals=tuple(replace(g, path=self.out.global_paths.get((g.stream, g.offset)))
+            globals=tuple(replace(g, path=self.out.global_paths.get((g.stream, g.offset)),
+                                  torch_resolves=self._torch_resolves(g))
                           for g in self.globals),
             structure=structure,
             metadata=self.out.metadata,
@@ -313,6 +317,18 @@ class Assembler:
             operations=tuple(self.operations),
             stops=tuple(self.stops),
         )
+
+
+    def _torch_resolves(self, g: GlobalRef) -> bool:
+        """torch's UnpicklerWrapper.find_class: ``"Storage" in name`` and ``StorageType(name)`` works."""
+        name = g.written.rsplit(".", 1)[-1] if g.written else g.name
+        if name not in TORCH_STORAGE_TYPES:
+            return False
+        return any(g.stream == s or g.stream in {f"{s}#{r}" for r in _READINGS} for s in self.wrapper_streams)
+
+
+_READINGS = ("file", "contiguous", "torch", "weights_only")
+"""The other readings of one stream (``<stream>#<reading>``) the Assembler may record."""
 
 
 def assemblers_of(budget: Budget) -> list[Assembler]:

@@ -23,6 +23,9 @@ STORAGE_DTYPES: dict[str, str] = {
     "UntypedStorage": "uint8",
 }
 
+TORCH_STORAGE_TYPES = frozenset(n for n in STORAGE_DTYPES if n != "UntypedStorage")
+"""``torch.storage._storage_type_to_dtype_map()``'s keys: the names ``StorageType(name)`` accepts."""
+
 ITEMSIZE: dict[str, int] = {
     "float64": 8, "float32": 4, "float16": 2, "bfloat16": 2,
     "int64": 8, "int32": 4, "int16": 2, "int8": 1, "uint8": 1, "bool": 1,

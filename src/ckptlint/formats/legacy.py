@@ -206,6 +206,7 @@ def _legacy_walk(f: CountingFile, asm: Assembler, out: LegacyRead, alternates: l
     if stopped:
         return
     out.extra["sys_info"] = _plain_sys_info(sys_info)
+    asm.wrapper_streams.add("pickle#3")  # torch's UnpicklerWrapper reads the object
     obj, offset, stopped = load(3, offset, _legacy_loader(asm))
     if stopped:
         return

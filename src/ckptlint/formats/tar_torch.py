@@ -68,6 +68,7 @@ def read_tar(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> Inv
         _tensors(tt, f, asm, objects, loaded)
         pf = extractfile(tt, "pickle")
         loaded.append("pickle")
+        asm.wrapper_streams.add("pickle")  # torch's UnpicklerWrapper reads the pickle member
         value, _, stopped = parse_stream(asm, pf, 0, "pickle", _persistent_load(objects))
         if stopped and pf.truncated:
             raise TarFallback("the pickle member's data runs past the end of the file (tarfile: ReadError)")

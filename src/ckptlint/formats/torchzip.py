@@ -74,6 +74,7 @@ def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArch
                 data = rec.data if rec.complete else inflated_prefix(z, m, rec.produced)
                 rec = Extracted(data + b"\0" * min(m.size - rec.produced, _PAD), produced=0)
             loader = _checked(z, asm, asm.storage_loader(), reading.prefix + b"/data/")
+            asm.wrapper_streams.add(labels[m.index])  # torch's UnpicklerWrapper reads it
             value = _parse(asm, z, m, rec, labels[m.index], loader)
             structure = asm.collect(value, labels[m.index])
             parsed.add(m.index)
