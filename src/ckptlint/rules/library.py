@@ -27,7 +27,8 @@ def ckptlint_check_file(context: FileContext) -> list[Finding] | None:
         parts.append(f"leaves {len(lib.missing)} key{'s' if len(lib.missing) != 1 else ''} initialised: "
                      + ", ".join(lib.missing[:5]) + (", …" if len(lib.missing) > 5 else ""))
     if lib.unexpected:
-        parts.append(f"ignores {len(lib.unexpected)} unused checkpoint key{'s' if len(lib.unexpected) != 1 else ''}: "
+        parts.append(f"reports {len(lib.unexpected)} unexpected key{'s' if len(lib.unexpected) != 1 else ''} "
+                     "(left unused): "
                      + ", ".join(lib.unexpected[:5]) + (", …" if len(lib.unexpected) > 5 else ""))
     parts += [*lib.ignored, *lib.notes]
     fix = "; ".join(line for line in lib.snippet.splitlines() if line.strip()) if lib.snippet else None

@@ -107,10 +107,10 @@ def from_pretrained_view(model: Any, sd: StateDict, result: CompatResult, path: 
     for target, source in tied:
         ignored.append(f"{target} is tied to {source} and filled through the tie")
     if ignored_missing:
-        ignored.append(f"missing but ignored (_keys_to_ignore_on_load_missing): {listing(ignored_missing)}")
+        ignored.append(f"missing, ignored without a word (_keys_to_ignore_on_load_missing): {listing(ignored_missing)}")
     if ignored_unexpected:
-        ignored.append("unexpected but ignored (_keys_to_ignore_on_load_unexpected, rotary inv_freq, "
-                       f"position_ids): {listing(ignored_unexpected)}")
+        ignored.append("unexpected, ignored without a word (the class's _keys_to_ignore_on_load_unexpected, "
+                       f"old rotary inv_freq / position_ids buffers): {listing(ignored_unexpected)}")
     loads = not mismatched and not non_tensor
     if mismatched:
         notes.append(f"from_pretrained raises for {len(mismatched)} shape mismatch"
