@@ -151,7 +151,9 @@ def _partial(f: CountingFile, path: str, kind: str, reason: str, err: Exception)
         main.stops.append(StreamStop(main.streams[-1] if main.streams else "", -1, reason, limit))
     facts = FormatFacts(
         format=_PARTIAL_FORMAT.get(kind, kind), file_size=f.size, bytes_read=f.bytes_read,
-        pickle_protocol=main.protocol, streams=tuple(main.streams), loaded_streams=tuple(main.streams),
+        pickle_protocol=main.protocol, streams=tuple(main.streams),
+        # a '#weights_only' reading (past a PROTO CPython refuses) is never what pickle.load/torch.load run
+        loaded_streams=tuple(s for s in main.streams if not s.endswith("#weights_only")),
         opcodes=tuple(sorted(main.opcodes)),
     )
     return main.inventory(facts, None)
