@@ -184,3 +184,26 @@ def test_timm_pick_equals_load_checkpoint(tmp_path: Path, ema: bool, prefix: str
         if k not in left:
             assert torch.equal(got[k], v), k
     assert json.dumps(lib.notes)  # plain data
+
+
+def test_peft_model_target_from_the_command_line_spelling(lora: tuple[Path, Path, Any], tmp_path: Path) -> None:
+    """``--model peft:PeftModel --model-kwargs '{"base": ..., "config": ..., "adapter": ...}'``: the PeftModel
+    built on meta from the adapter's own config; the snippet builds it the same way and runs as given."""
+    from transformers import BertModel
+
+    base_dir, adapter, _ = lora
+    path = adapter / "adapter_model.safetensors"
+    kwargs = {"base": "transformers:BertModel", "config": str(base_dir), "adapter": str(adapter)}
+    rep = ckptlint.check(str(path), model="peft:PeftModel", model_kwargs=kwargs, use_config=False)
+    fr = rep.files[0]
+    codes = {f.code for f in fr.findings}
+    assert codes == {"CK212"}, [f.message for f in fr.findings]  # loads: no CK201 for the base weights
+    a = _analysis(path, "peft:PeftModel", **kwargs)
+    assert a.library.loader == "set_peft_model_state_dict" and a.library.loads
+    out = tmp_path / "out.pt"
+    _run([(a.library.snippet, out)])
+    want = peft.PeftModel.from_pretrained(BertModel.from_pretrained(str(base_dir)), str(adapter)).state_dict()
+    got = torch.load(out, weights_only=True)
+    assert set(got) == set(want)
+    for k, v in want.items():
+        assert torch.equal(got[k], v), k

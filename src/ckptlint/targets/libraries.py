@@ -20,6 +20,9 @@ from .signature import Signature, _skip_init, signature_of
 @hookimpl(tryfirst=True)
 def ckptlint_resolve_target(spec: str, kwargs: dict[str, Any]) -> tuple[Signature, Any] | None:
     module, _, attr = spec.partition(":")
+    if spec == "peft:PeftModel":
+        model = build_peft_model(kwargs)
+        return signature_of(model, spec, kwargs, "meta"), model
     if module.split(".")[0] != "transformers":
         return None
     if not isinstance(kwargs.get("config"), str):
@@ -55,3 +58,37 @@ def build_from_config(attr: str, kwargs: dict[str, Any]) -> Any:
     except Exception as e:  # noqa: BLE001 - the class refused this config
         raise TargetError(f"transformers:{attr}: building it from {config_path} failed: "
                           f"{type(e).__name__}: {e}".splitlines()[0]) from None
+
+
+def build_peft_model(kwargs: dict[str, Any]) -> Any:
+    """``peft:PeftModel`` with ``{"base": SPEC, "adapter": FOLDER, ...the base's kwargs}``: the base target
+    (a transformers class takes ``config``) wrapped by ``get_peft_model`` with the adapter's own
+    ``adapter_config.json``, on the meta device."""
+    base_spec, adapter = kwargs.get("base"), kwargs.get("adapter")
+    if not isinstance(base_spec, str) or not isinstance(adapter, str):
+        raise TargetError('peft:PeftModel needs --model-kwargs \'{"base": "transformers:CLASS", "config": PATH, '
+                          '"adapter": ADAPTER_FOLDER}\'')
+    if not os.path.isfile(os.path.join(adapter, "adapter_config.json")):
+        raise TargetError(f"peft adapter {adapter}: no adapter_config.json there")
+    rest = {k: v for k, v in kwargs.items() if k not in ("base", "adapter")}
+    try:
+        import peft
+        import torch
+    except ImportError as e:
+        raise TargetError(f"peft:PeftModel needs peft and torch installed ({e})") from None
+    module, _, attr = base_spec.partition(":")
+    if module.split(".")[0] == "transformers":
+        if not isinstance(rest.get("config"), str):
+            raise TargetError(f"{base_spec} is built from a config: add \"config\": PATH")
+        base = build_from_config(attr, rest)
+    else:
+        from .signature import build_model
+        from .spec import parse_spec
+
+        base = build_model(parse_spec(base_spec, rest))[0]
+    try:
+        config = peft.PeftConfig.from_pretrained(adapter)
+        with torch.device("meta"), _skip_init(torch):
+            return peft.get_peft_model(base, config)
+    except Exception as e:  # noqa: BLE001 - peft's own message says why the adapter does not fit the base
+        raise TargetError(f"peft:PeftModel from {adapter}: {type(e).__name__}: {e}".splitlines()[0]) from None

@@ -46,7 +46,7 @@ def view(inv: Inventory, sig: Signature, sd: StateDict, result: CompatResult, mo
         return None
     expected = sig.expected()
     if any(".lora_A." in k for k in expected):
-        return _against_peft_model(inv.path, sd, lora, run)
+        return _against_peft_model(inv.path, sig, sd, lora, run)
     if any(".base_layer." in k for k in sd.entries):
         return _full_into_base(inv, sig, sd, run)
     return _adapter_against_base(inv, sig, sd, lora, result)
@@ -133,7 +133,17 @@ def _insert_name(key: str, adapter: str = "default") -> str:
     return f"{key}.{adapter}"
 
 
-def _against_peft_model(path: str, sd: StateDict, lora: dict[str, re.Match[str]],
+def _peft_model_lines(sig: Signature) -> list[str]:
+    """Build the PeftModel of a ``peft:PeftModel`` target; otherwise ``model`` is the user's PeftModel."""
+    base, adapter = sig.kwargs.get("base"), sig.kwargs.get("adapter")
+    if sig.target != "peft:PeftModel" or not isinstance(base, str) or not isinstance(adapter, str):
+        return ["# model: your PeftModel (with this adapter's LoRA layers)"]
+    rest = {k: v for k, v in sig.kwargs.items() if k not in ("base", "adapter")}
+    return [*_base_lines(Signature(base, rest, ())), "import peft",
+            f"model = peft.get_peft_model(model, peft.PeftConfig.from_pretrained({adapter!r}))"]
+
+
+def _against_peft_model(path: str, sig: Signature, sd: StateDict, lora: dict[str, re.Match[str]],
                         run: Callable[[StateDict], CompatResult]) -> LibraryView:
     named = StateDict(sd.path, {_insert_name(k): v for k, v in sd.entries.items()}, None, sd.how)
     res = run(named)
@@ -145,8 +155,7 @@ def _against_peft_model(path: str, sd: StateDict, lora: dict[str, re.Match[str]]
         notes.append(f"adapter weights the PeftModel has but the file lacks: {listing(adapter_missing, 4)}")
     renamed = {k for k in sd.entries if _insert_name(k) != k and _insert_name(k) not in res.unexpected}
     snippet = "\n".join([
-        "import torch", "from peft import set_peft_model_state_dict", "",
-        "# model: your PeftModel (with this adapter's LoRA layers)",
+        "import torch", "from peft import set_peft_model_state_dict", "", *_peft_model_lines(sig),
         f"state_dict = {_reader(path, sd)}",
         "result = set_peft_model_state_dict(model, state_dict)", ""])
     return LibraryView("peft", "set_peft_model_state_dict", res.nonstrict_ok, tuple(adapter_missing),
