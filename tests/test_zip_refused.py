@@ -29,3 +29,19 @@ def test_refused_zip_with_a_truncated_hidden_pickle_is_a_report(torch: ModuleTyp
     fr = check_file(p)
     assert fr.inventory is not None
     assert fr.verdict is not None and fr.verdict.loads is False
+
+
+def test_proto6_data_pkl_is_a_report_judged_by_the_weights_only_reading(torch: ModuleType, tmp_path: Path) -> None:
+    # CPython's pickle (torch.load(weights_only=False)) refuses PROTO 6 before any global; torch's pure-Python
+    # weights_only unpickler only warns and loads the dict: the file is a report, not unreadable
+    rest = [e for e in entries_of(torch_members()) if not e.name.endswith(b"/data.pkl")]
+    p = tmp_path / "proto6.pt"
+    p.write_bytes(build([Entry(b"archive/data.pkl", b"\x80\x06}K\x01K\x02s."), *rest]))
+    with pytest.raises(ValueError, match="unsupported pickle protocol"):
+        torch.load(p, weights_only=False)
+    with pytest.warns(UserWarning, match="protocol 6"):
+        assert torch.load(p, weights_only=True) == {1: 2}
+    inv = ckptlint.inspect(p)  # was CheckpointError: unsupported pickle protocol 6
+    assert "archive/data.pkl#weights_only" in inv.facts.streams
+    fr = check_file(p)
+    assert fr.verdict is not None and fr.verdict.loads is True

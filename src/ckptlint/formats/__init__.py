@@ -113,6 +113,8 @@ def _settle(inv: Inventory, path: str, kind: str) -> Inventory:
     stop = next((s for s in inv.stops if s.stream in loaded), None)
     if stop is None or any(g.stream in loaded or g.stream == "pickle#0" for g in inv.globals):
         return inv  # pickle#0 is also what pickle.load runs (a tar's first header): never thrown away
+    if f"{stop.stream}#weights_only" in inv.facts.streams:
+        return inv  # past a PROTO CPython refuses, torch's weights_only unpickler reads on: safety/ judges it
     where = f" (byte {stop.offset} of {stop.stream})" if stop.reason.find(str(stop.offset)) < 0 else ""
     if kind == "maybe-text" and stop.limit is None:
         ran = next((p.opcodes for p in inv.pickles if p.stream == stop.stream), 0)
