@@ -97,7 +97,7 @@ def test_closed_pipe_is_quiet(tmp_path: Path, torch: ModuleType) -> None:
     p.stdout.close()
     err = p.stderr.read().decode()
     rc = p.wait(timeout=300)
-    assert head.startswith(b"{")
+    assert head.startswith(b"{"), err
     assert "Traceback" not in err and "Exception ignored" not in err, err
     assert rc in (1, 2)  # the findings' status, or 2 when the lost output is noticed at the final flush
 
