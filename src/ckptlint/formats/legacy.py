@@ -240,6 +240,7 @@ def _storage_records(f: CountingFile, asm: Assembler, keys: Any, offset: int) ->
         stop(asm, "pickle#4", offset, f"torch iterates the storage key list, a {type(keys).__name__}")
         key_list = []
     done: set[str] = set()
+    grown = _grown_nbytes(asm)
     for key in key_list:
         st = asm.storages.get(key) if isinstance(key, str) else None
         if st is None:
@@ -253,9 +254,12 @@ def _storage_records(f: CountingFile, asm: Assembler, keys: Any, offset: int) ->
         if count < 0 or on_disk > f.size - start:
             stop(asm, "pickle#4", offset, f"torch.load raises: storage {key!r} runs past the end of the file")
             break
-        if st.nbytes is not None and on_disk != st.nbytes:  # THPStorage_readFileRaw checks the size
+        held = max(st.nbytes, grown.get(key, 0)) if st.nbytes is not None else None
+        if held is not None and on_disk != held:  # THPStorage_readFileRaw checks the size
+            why = f"the pickle declares {st.nbytes}" + (
+                f", a tensor's sizes and strides grew it to {held} (Tensor.set_)" if held != st.nbytes else "")
             stop(asm, "pickle#4", offset, f"torch.load raises: storage {key!r} has wrong byte size "
-                 f"({on_disk} bytes on disk, the pickle declares {st.nbytes})")
+                 f"({on_disk} bytes on disk, {why})")
             break
         storages.append(StorageRecord(key, st.dtype, st.nbytes, st.location, f"bytes {start}-{start + on_disk}"))
         done.add(key)
@@ -264,6 +268,20 @@ def _storage_records(f: CountingFile, asm: Assembler, keys: Any, offset: int) ->
         if key not in done:
             storages.append(StorageRecord(key, st.dtype, st.nbytes, st.location, None))
     return storages
+
+
+def _grown_nbytes(asm: Assembler) -> dict[str, int]:
+    """Storage key -> the bytes ``Tensor.set_`` resizes it to while the main pickle rebuilds its tensors
+    (``computeStorageNbytes``: offset plus the last element's index, times the item size; a storage
+    only grows). torch reads the storage's bytes afterwards and checks them against that size."""
+    out: dict[str, int] = {}
+    for t in asm.out.tensors:
+        if t.storage_key is None or t.stride is None or 0 in t.shape:
+            continue
+        last = sum(st * (n - 1) for n, st in zip(t.shape, t.stride, strict=False))
+        need = (t.storage_offset + last + 1) * ITEMSIZE.get(t.dtype, 1)
+        out[t.storage_key] = max(out.get(t.storage_key, 0), need)
+    return out
 
 
 def _differs(value: Any, expected: int) -> bool | None:
