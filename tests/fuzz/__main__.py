@@ -31,7 +31,16 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--family", default="bytes")
     s.add_argument("--exclude", nargs="*", default=[])
     s.add_argument("--families", nargs="*", help="as given to the run that produced the index")
+    rec = sub.add_parser("record", help="write a run's summary into docs/fuzzing.md and benchmarks/fuzz/")
+    rec.add_argument("summary", type=Path)
+    rec.add_argument("--json-out", type=Path, default=Path("benchmarks/fuzz/run-100k.json"))
+    rec.add_argument("--docs", type=Path, default=Path("docs/fuzzing.md"))
     args = ap.parse_args(argv)
+    if args.cmd == "record":
+        from .report import record
+
+        record(json.loads(args.summary.read_text()), args.json_out, args.docs)
+        return 0
     if args.cmd == "run":
         from .run import run
 

@@ -123,6 +123,10 @@ def write_disagreements(s: dict[str, Any], path: Path) -> None:
     path.write_text(render(s))
 
 
+def _cell(text: object) -> str:
+    return _clean(text).replace("|", "\\|")
+
+
 def render_record(s: dict[str, Any]) -> str:
     """The recorded-run section of docs/fuzzing.md, from a summary JSON."""
     seen = s.get("seen", {})
@@ -144,7 +148,25 @@ def render_record(s: dict[str, Any]) -> str:
         ("environment", (f"ckptlint {s['ckptlint']}, torch {s['torch']}, Python {s['python']}, "
                          f"{s['jobs']} workers, {s['elapsed_s']} s, started {s['started']}")),
     ]
-    out = ["| | |", "|---|---|", *(f"| {a} | {_clean(b)} |" for a, b in rows)]
+    out = ["| | |", "|---|---|", *(f"| {a} | {_cell(b)} |" for a, b in rows)]
     for c in s["classes"]:
-        out.append(f"| class ({c['count']}) | {_clean(c['klass'])} (index {c['index']}) |")
+        out.append(f"| class ({c['count']}) | {_cell(c['klass'])} (index {c['index']}) |")
     return "\n".join(out) + "\n"
+
+
+BEGIN, END = "<!-- recorded-run -->", "<!-- /recorded-run -->"
+
+
+def record(s: dict[str, Any], json_out: Path, docs: Path) -> None:
+    """Keep the summary (shrunk repros only; every input is reproducible from seed and index) and put
+    its table between the recorded-run markers of the docs page."""
+    import json
+
+    kept = dict(s, classes=[dict(c, input_hex="" if c["shrunk_hex"] else c["input_hex"]) for c in s["classes"]])
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_text(json.dumps(kept, indent=1) + "\n")
+    page = docs.read_text()
+    head, _, rest = page.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    table = render_record(s)
+    docs.write_text(f"{head}{BEGIN}\n{table}{END}{tail}")
