@@ -9,6 +9,11 @@ SECTIONS = ("zip", "tar", "legacy", "pickle", "verdict")
 NOTES = """
 Notes on recurring classes (H8):
 
+- *Verdict classes with `ckptlint=True/torch=False` are the dangerous direction* (ckptlint promises a load
+  torch refuses). Seen at 13:20: a legacy-looking file that torch refuses after its tar attempt ("is a zip
+  archive") gets `loads=True` with `os.system` in `pickle#0` and no loaded streams: a file torch refuses
+  before unpickling must still be `loads: false`.
+
 - *Stand-ins versus modelled objects*: the oracle's stand-ins accept calls, SETITEM(S), APPENDS,
   ADDITEMS and BUILD on anything a global produced, and on the global itself (the brief's inert
   semantics). Where ckptlint models the real object instead (SETITEMS on a `builtins.set` result
