@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import _compat_pickle
 import copyreg
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from typing import Any
 
 from ..errors import FormatError, LimitExceeded, TruncatedPickle
@@ -408,8 +408,22 @@ class StaticUnpickler(ItemOps):
                 target.metadata = state[0].get("_metadata")
         elif isinstance(target, Call):
             target.state = state
+        elif isinstance(target, TensorStub):
+            self._tensor_setstate(state)
         elif isinstance(target, _BUILTIN_VALUES):
             self._default_setstate(target, state)
+
+    def _tensor_setstate(self, state: Any) -> None:
+        """``Tensor.__setstate__`` (a real tensor: torch rebuilt it): ``len(state)`` is 4 (``set_``),
+        5 or 3 (unpacked); any other length, or a state without ``len()``, raises. States only
+        running the file could produce are assumed to pass (the rest is scanned)."""
+        if not isinstance(state, _BUILTIN_VALUES):
+            return
+        if not isinstance(state, Sized):
+            raise self._fail(f"BUILD on a tensor: Tensor.__setstate__ takes len() of a {type(state).__name__}")
+        n = len(state)
+        if n not in (3, 4, 5):
+            raise self._fail(f"BUILD on a tensor: Tensor.__setstate__ cannot unpack {n} items")
 
     def _default_setstate(self, target: Any, state: Any) -> None:
         """load_build without ``__setstate__``: a None state (with an empty slot-state dict, if a
