@@ -190,3 +190,41 @@ class TensorExtraState(nn.Module):
     def set_extra_state(self, state):
         if not torch.equal(state, torch.full((3,), 7.0)):
             raise ValueError("bad extra state")
+
+
+class _MiniBertLayer(nn.Module):
+    """BERT's layer naming: three LayerNorm-shaped modules per layer with the same shapes."""
+
+    def __init__(self, d: int = 8) -> None:
+        super().__init__()
+        self.attention = nn.Module()
+        self.attention.output = nn.Module()
+        self.attention.output.dense = nn.Linear(d, d)
+        self.attention.output.LayerNorm = nn.LayerNorm(d)
+        self.intermediate = nn.Module()
+        self.intermediate.dense = nn.Linear(d, 2 * d)
+        self.output = nn.Module()
+        self.output.dense = nn.Linear(2 * d, d)
+        self.output.LayerNorm = nn.LayerNorm(d)
+
+
+class MiniBert(nn.Module):
+    """A BERT base model's key layout (embeddings before the encoder; not in name order)."""
+
+    def __init__(self, d: int = 8, layers: int = 2) -> None:
+        super().__init__()
+        self.embeddings = nn.Module()
+        self.embeddings.word_embeddings = nn.Embedding(20, d)
+        self.embeddings.position_embeddings = nn.Embedding(10, d)
+        self.embeddings.LayerNorm = nn.LayerNorm(d)
+        self.encoder = nn.Module()
+        self.encoder.layer = nn.ModuleList(_MiniBertLayer(d) for _ in range(layers))
+        self.pooler = nn.Module()
+        self.pooler.dense = nn.Linear(d, d)
+
+
+class MiniBertForSequenceClassification(nn.Module):
+    def __init__(self, num_labels: int = 3) -> None:
+        super().__init__()
+        self.bert = MiniBert()
+        self.classifier = nn.Linear(8, num_labels)

@@ -76,3 +76,27 @@ def test_plain_values_rebuild_only_what_is_unambiguous() -> None:
     for node in ([1, 2], {"5": 1}, {"__object__": "argparse.Namespace"}, {"__bytes__": 3}, {"t": {"__tensor__": 0}}):
         with pytest.raises(Opaque):
             rebuild(node, no_tensor)
+
+
+def test_sorted_keys_align_only_within_index_families() -> None:
+    from ckptlint.compat.align import align_by_names
+
+    # BERT-like, keys sorted by name (safetensors): three same-shaped LayerNorms per layer
+    ln = {"weight": (8,), "bias": (8,)}
+    ckpt = {f"{m}.{leaf}": s for m in ("embeddings.LayerNorm", "encoder.layer.0.attention.output.LayerNorm",
+                                        "encoder.layer.0.output.LayerNorm") for leaf, s in ln.items()}
+    model = {f"bert.{k}": s for k, s in ckpt.items()}
+    assert align_by_names(groups(dict(sorted(ckpt.items()))), groups(model)) == []
+    # the vgg index shift is stated by the names themselves: aligned in numeric order
+    vgg = {**_conv("f.0", 8, 3), **_conv("f.3", 16, 8), **_conv("f.6", 16, 16), **_conv("f.8", 16, 16)}
+    bn = {**_conv("f.0", 8, 3), **_bn("f.1", 8), **_conv("f.4", 16, 8), **_bn("f.5", 16),
+          **_conv("f.8", 16, 16), **_bn("f.9", 16), **_conv("f.11", 16, 16), **_bn("f.12", 16)}
+    pairs = align_by_names(groups(dict(sorted(vgg.items()))), groups(bn))
+    assert sorted(pairs) == sorted([("f.0", "f.0"), ("f.3", "f.4"), ("f.6", "f.8"), ("f.8", "f.11")])
+
+
+def test_a_name_sorted_pickle_is_not_saving_order() -> None:
+    from ckptlint.compat.unwrap import _sorted_by_name
+
+    assert _sorted_by_name(["a.bias", "a.weight", "b.bias"])
+    assert not _sorted_by_name(["a.weight", "a.bias"])  # torch's own order: weight before bias

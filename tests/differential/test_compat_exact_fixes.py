@@ -63,7 +63,8 @@ def vgg_shift() -> Case:
     sd = _seeded(cm.mini_vgg).state_dict()
     moves = {"0.0": "0.0", "0.3": "0.4", "0.6": "0.8", "0.8": "0.11", "2": "2"}
     mapping = {f"{new}.{leaf}": f"{old}.{leaf}" for old, new in moves.items() for leaf in ("weight", "bias")}
-    bn = {f"0.{i}.{leaf}" for i in (1, 5, 9, 12) for leaf in ("weight", "bias", "running_mean", "running_var")}
+    bn = {f"0.{i}.{leaf}" for i in (1, 5, 9, 12)
+          for leaf in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}
     return Case(sd, dict(sd), "compat_models:mini_vgg_bn", mapping, bn, strict=False)
 
 
@@ -148,7 +149,7 @@ def meta_tensor() -> Case:
 
 
 def empty() -> Case:
-    every = set(cm.ModelA().state_dict()) - {"bn.num_batches_tracked"}
+    every = set(cm.ModelA().state_dict())  # num_batches_tracked too: BatchNorm fills in its initial 0
     return Case({"state_dict": {}, "epoch": 1}, {}, "compat_models:ModelA", {}, every, strict=False)
 
 
@@ -231,9 +232,9 @@ def test_snippet_loads_the_right_value_in_every_key(name: str, ran: dict[str, Ra
             want = case.source[case.mapping[key]]
             want = want.t() if key in case.transposed else want
             assert torch.equal(value, want.to(value.dtype)), f"{name}: {key} does not hold {case.mapping[key]}"
-        else:  # left at its initial value (named) or filled by torch itself (num_batches_tracked)
+        else:  # left at its initial value, and named (num_batches_tracked too, filled by BatchNorm itself)
             assert torch.equal(value, reference[key]), f"{name}: {key} is not its initial value"
-            assert key in fix.random_init or key.endswith("num_batches_tracked"), f"{name}: {key} not named"
+            assert key in fix.random_init, f"{name}: {key} not named"
     # the snapshot (no torch) proposes the same fix
     assert r.snap.fix is not None
     assert (r.snap.fix.renames, r.snap.fix.drop, r.snap.fix.transpose) == (fix.renames, fix.drop, fix.transpose)
@@ -250,6 +251,41 @@ def test_discarded_tensors_are_named(ran: dict[str, Ran]) -> None:
 def test_snippet_spelling(ran: dict[str, Ran]) -> None:
     assert "checkpoint['state'][5]" in ran["integer-key-path"].live.fix.snippet  # type: ignore[union-attr]
     whole = ran["whole-module-pickle"].live.fix.snippet  # type: ignore[union-attr]
-    assert "weights_only=False" in whole and ".state_dict()" in whole and "trust" in whole
-    assert "weights_only=True" not in whole.split("# This file")[0]
+    assert "weights_only=False" not in whole and "trust" not in whole and ".state_dict()" in whole
+    assert "from compat_models import ModelA" in whole and "from torch.nn.modules.conv import Conv2d" in whole
+    assert "with torch.serialization.safe_globals([" in whole and "weights_only=True)" in whole
     assert ".t()" in ran["conv1d-transposed"].live.fix.snippet  # type: ignore[union-attr]
+
+
+class _Shell:
+    """Pickles as ``os.system(cmd)``: what a hostile whole-module file hides in an attribute."""
+
+    def __init__(self, cmd: str) -> None:
+        self.cmd = cmd
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        import os
+
+        return (os.system, (self.cmd,))
+
+
+def test_hostile_whole_module_gets_no_loading_code(tmp_path: Path) -> None:
+    """A model pickle that also calls os.system: the snippet loads nothing, explains, and exits."""
+    from conftest import python_process
+
+    marker = tmp_path / "ran"
+    m = _seeded(cm.ModelA)
+    m.payload = _Shell(f"touch {marker}")  # type: ignore[assignment]
+    path = tmp_path / "hostile.pt"
+    torch.save(m, path)
+    sig, model = live_signature("compat_models:ModelB", {})
+    fix = analyze(ckptlint.inspect(str(path)), sig, model=model).fix
+    assert fix is not None
+    code = [line for line in fix.snippet.splitlines() if line and not line.startswith("#")]
+    assert len(code) == 1 and code[0].startswith("raise SystemExit(") and "torch.load" not in fix.snippet
+    assert "posix.system" in code[0]  # names the global that is not a model class
+    script = tmp_path / "snippet.py"
+    script.write_text(fix.snippet)
+    proc = python_process(str(script), cwd=tmp_path, pythonpath=[TESTS])
+    assert proc.returncode == 1 and "not loading" in proc.stderr, proc.stderr[-2000:]
+    assert not marker.exists()

@@ -5,6 +5,13 @@ every conv, so every later index moves), so the modules that do not load are ali
 sequences (a longest-common-subsequence DP, ties broken towards equal names) where two modules
 match when they hold the same parameter names with the same shapes. A greedy or unique-shape
 match would pair the wrong layers as soon as two have the same shapes.
+
+The order is evidence only where the file keeps the saving order (a pickled state_dict keeps
+insertion order). A safetensors header or a shard index lists keys sorted by name, so for those
+``align_by_names`` aligns only within a family of modules whose names differ in their numeric
+components (``features.3`` / ``features.4``), in numeric order: the order those names state.
+Modules outside such families move nowhere (a BERT checkpoint's sorted LayerNorms would
+otherwise be paired with the wrong model LayerNorms: same shapes, wrong values).
 """
 
 from __future__ import annotations
@@ -61,6 +68,37 @@ def align(have: list[tuple[str, Leaves]], want: list[tuple[str, Leaves]]) -> lis
         else:
             j += 1
     return pairs
+
+
+def align_modules(have: list[tuple[str, Leaves]], want: list[tuple[str, Leaves]],
+                  ordered: bool) -> list[tuple[str, str]]:
+    """``align`` when ``have`` is in the order the model saved it, else ``align_by_names``."""
+    return align(have, want) if ordered else align_by_names(have, want)
+
+
+def align_by_names(have: list[tuple[str, Leaves]], want: list[tuple[str, Leaves]]) -> list[tuple[str, str]]:
+    """Alignment within families of modules named alike but for numeric components, each side in
+    numeric order; a module whose name has no such family on the other side stays where it is."""
+    fam_h: dict[tuple[str, ...], list[tuple[str, Leaves]]] = {}
+    fam_w: dict[tuple[str, ...], list[tuple[str, Leaves]]] = {}
+    for side, fam in ((have, fam_h), (want, fam_w)):
+        for name, leaves in side:
+            fam.setdefault(_pattern(name), []).append((name, leaves))
+    pairs: list[tuple[str, str]] = []
+    for pattern, mods in fam_h.items():
+        others = fam_w.get(pattern)
+        if not others:
+            continue
+        pairs += align(sorted(mods, key=_natural), sorted(others, key=_natural))
+    return pairs
+
+
+def _pattern(name: str) -> tuple[str, ...]:
+    return tuple("#" if p.isdigit() else p for p in name.split("."))
+
+
+def _natural(mod: tuple[str, Leaves]) -> tuple[tuple[int, int, str], ...]:
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in mod[0].split("."))
 
 
 def _unique(have: list[tuple[str, Leaves]], want: list[tuple[str, Leaves]]) -> list[tuple[str, str]]:

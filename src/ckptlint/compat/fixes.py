@@ -15,7 +15,7 @@ from typing import Any
 
 from ..inventory import TensorRecord
 from ..targets.signature import Signature, TensorSig
-from .align import Leaves, align, groups, module_rules
+from .align import Leaves, align_modules, groups, module_rules
 from .compare import CompatResult
 from .history import rename_history
 from .unwrap import NonTensor, StateDict
@@ -61,7 +61,7 @@ def apply_fix(sd: StateDict, renames: list[tuple[str, str]], drop: list[str],
     metadata = None
     if sd.metadata is not None:
         metadata = {rename_key(k + ".", renames)[:-1]: v for k, v in sd.metadata.items()}
-    return StateDict(sd.path, entries, metadata, sd.how)
+    return StateDict(sd.path, entries, metadata, sd.how, sd.ordered)
 
 
 def _transposed(v: Any) -> Any:
@@ -89,12 +89,15 @@ def infer_fix(sig: Signature, sd: StateDict, result: CompatResult,
     fix.diagnosis.extend(said)
     renames += history
     renamed = {rename_key(k, renames): _shape_of(v) for k, v in sd.entries.items()}
-    pairs = align(*_candidates(renamed, expected))
+    pairs = align_modules(*_candidates(renamed, expected), sd.ordered)
     moved = [(a, b) for a, b in pairs if a != b]
     if moved:
         more = f", …and {len(moved) - 20} more" if len(moved) > 20 else ""
-        fix.diagnosis.append("checkpoint modules go to other model modules (aligned in order by parameter names "
-                             "and shapes): " + ", ".join(f"{a!r} -> {b!r}" for a, b in moved[:20]) + more)
+        how = ("aligned in order by parameter names and shapes" if sd.ordered else
+               "the file lists keys by name, not in saving order: aligned only by numeric index within "
+               "modules named alike, by parameter names and shapes")
+        fix.diagnosis.append(f"checkpoint modules go to other model modules ({how}): "
+                             + ", ".join(f"{a!r} -> {b!r}" for a, b in moved[:20]) + more)
     sources = {a for a, _ in moved}
     have_mods = {k.rpartition(".")[0] for k in renamed}
     # a module moved onto a name the checkpoint also uses for an unaligned module: set that one
@@ -132,8 +135,13 @@ def infer_fix(sig: Signature, sd: StateDict, result: CompatResult,
     fix.transpose = transpose
     loaded = set(apply_fix(sd, renames, drop, transpose).entries)
     tied = {k for k in final.missing if sig.shared.get(k) in loaded}
-    fix.random_init = sorted(set(final.missing) - tied)
+    filled = backfilled(sig, apply_fix(sd, renames, drop, transpose))
+    fix.random_init = sorted((set(final.missing) - tied) | set(filled))
     fix.strict = final.strict_ok
+    if filled:
+        fix.diagnosis.append(f"the checkpoint gives no module version for {len(filled)} BatchNorm "
+                             f"module{'s' if len(filled) != 1 else ''} (no _metadata): BatchNorm fills "
+                             f"num_batches_tracked itself with its initial value (0): {_listing(filled)}")
     if drop:
         dropped = set(drop)
         originals = [k for k in sd.entries if rename_key(k, renames) in dropped]
@@ -146,6 +154,21 @@ def infer_fix(sig: Signature, sd: StateDict, result: CompatResult,
         fix.diagnosis.append(f"left at {'its' if n == 1 else 'their'} initial value{'s' if n != 1 else ''} "
                              f"({n}): {_listing(fix.random_init)}")
     return fix
+
+
+def backfilled(sig: Signature, sd: StateDict) -> list[str]:
+    """num_batches_tracked keys BatchNorm fills with its own initial value on load: the state_dict
+    lacks them and has no version >= 2 for the module (torch's ``_load_from_state_dict``)."""
+    out = []
+    for m in sig.modules:
+        if m.load_rule != "batchnorm" or "num_batches_tracked" not in m.local:
+            continue
+        key = (m.prefix + "." if m.prefix else "") + "num_batches_tracked"
+        md = {} if sd.metadata is None else sd.metadata.get(m.prefix, {}) or {}
+        version = md.get("version")
+        if (version is None or version < 2) and key not in sd.entries:
+            out.append(key)
+    return out
 
 
 def _listing(keys: list[str], limit: int = 12) -> str:
@@ -247,12 +270,12 @@ def _describe_prefix(rule: tuple[str, str]) -> str:
     return f"checkpoint prefix {old!r} corresponds to {repl!r} in the model"
 
 
-def module_renames(entries: dict[str, Any], expected: dict[str, Any]) -> list[tuple[str, str]]:
-    """(old, new) module pairs that move keys which do not load onto model keys (``align``); the
-    values of both dicts carry ``.shape`` (tensor records, tensor signatures)."""
+def module_renames(entries: dict[str, Any], expected: dict[str, Any], ordered: bool) -> list[tuple[str, str]]:
+    """(old, new) module pairs that move keys which do not load onto model keys (``align_modules``;
+    ``ordered``: both dicts are in saving order); the values carry ``.shape`` (tensor records, signatures)."""
     renamed = {k: _shape_of(v) for k, v in entries.items()}
     sigs = {k: TensorSig(tuple(v.shape), "", "") for k, v in expected.items()}
-    return [(a, b) for a, b in align(*_candidates(renamed, sigs)) if a != b]
+    return [(a, b) for a, b in align_modules(*_candidates(renamed, sigs), ordered) if a != b]
 
 
 def _head_groups(mismatch: dict[str, Any], sig: Signature) -> list[str]:

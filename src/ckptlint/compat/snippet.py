@@ -2,9 +2,63 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any
 
+from ..inventory import Inventory
+from ..results import Verdict
 from .fixes import Fix
+
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+_TAKEN = {"collections", "re", "torch", "model", "checkpoint", "state_dict", "renames", "drop", "rename",
+          "fixed", "metadata", "result", "key"}
+
+
+@dataclass(frozen=True)
+class WholeModule:
+    """A pickled nn.Module: the classes weights_only=True must be given, or why it gets no loading code."""
+
+    classes: tuple[tuple[str, str], ...] = ()
+    """(module, qualname) of every class the file names that weights_only refuses."""
+    refusal: str = ""
+    """Why no loading code is offered (a blocker that is not a model class); empty when ``classes`` do."""
+
+
+def whole_module(inv: Inventory, verdict: Verdict) -> WholeModule:
+    """Allowlist the file's classes only when every weights_only blocker is a model class (a global
+    weights_only refuses, category ``model``): torch then only rebuilds those classes (their
+    ``__new__`` / ``__setstate__``), it calls nothing the file chose. Anything else (a dangerous or
+    unknown global, an opcode, a format problem) gets no loading code at all."""
+    refs = {g.qualname: (g.module, g.name) for g in inv.globals}
+    out: list[tuple[str, str]] = []
+    for b in verdict.blocking:
+        ref = refs.get(b.detail) if b.kind == "global" else None
+        if b.category != "model" or ref is None or not all(_DOTTED.fullmatch(p) for p in ref):
+            what = b.category if b.kind == "global" and b.category not in (None, "model") else b.kind
+            return WholeModule((), f"the file also needs {b.detail[:200]!r} ({what}), which is not a model "
+                                   "class: loading it runs or may run code the file chose")
+        if ref not in out:
+            out.append(ref)
+    if not out:
+        return WholeModule((), "no model class to allowlist was found for it")
+    return WholeModule(tuple(out))
+
+
+def _imports(classes: tuple[tuple[str, str], ...], taken: set[str]) -> tuple[list[str], list[str]]:
+    """``from module import Name`` lines (aliased when a name is taken) and the names to allowlist."""
+    lines: list[str] = []
+    names: list[str] = []
+    used = set(taken)
+    for module, qualname in classes:
+        head, _, rest = qualname.partition(".")
+        alias, n = head, 2
+        while alias in used:
+            alias, n = f"{head}_{n}", n + 1
+        used.add(alias)
+        lines.append(f"from {module} import {head}" + (f" as {alias}" if alias != head else ""))
+        names.append(alias + ("." + rest if rest else ""))
+    return lines, names
 
 
 def _access(path: tuple[Any, ...]) -> str:
@@ -13,10 +67,19 @@ def _access(path: tuple[Any, ...]) -> str:
 
 
 def make_snippet(ckpt_path: str, target: str, kwargs: dict[str, Any], sd_path: tuple[Any, ...],
-                 fix: Fix | None, *, whole_module: bool = False) -> str:
-    """``whole_module``: the state_dict is a pickled nn.Module's, which ``weights_only=True`` refuses."""
+                 fix: Fix | None, *, module_object: WholeModule | None = None) -> str:
+    """``module_object``: the state_dict is a pickled nn.Module's, which ``weights_only=True`` refuses
+    until its model classes are allowlisted (``whole_module``)."""
     module, _, attr = target.partition(":")
     head = attr.split(".")[0]
+    if module_object is not None and module_object.refusal:
+        return "\n".join([
+            "# This file pickles a whole nn.Module, and weights_only loading refuses it for more than its",
+            "# model classes. Loading it any other way (weights_only=False, pickle) runs code the file",
+            "# chose, so ckptlint gives no loading code. Ask for the state_dict saved as safetensors",
+            "# (or as a plain state_dict file) instead.",
+            f"raise SystemExit({('ckptlint: not loading ' + ckpt_path + ': ' + module_object.refusal)!r})",
+        ]) + "\n"
     lines = [
         "import collections",
         "import re",
@@ -26,12 +89,16 @@ def make_snippet(ckpt_path: str, target: str, kwargs: dict[str, Any], sd_path: t
         "",
         f"model = {attr}(**{kwargs!r})" if kwargs else f"model = {attr}()",
     ]
-    if whole_module:
+    if module_object is not None:
+        imports, names = _imports(module_object.classes, _TAKEN | {head})
+        lines[5:5] = imports
         lines += [
-            "# This file pickles a whole nn.Module: torch.load(weights_only=True) refuses it, and loading it",
-            "# runs code the file names. Only for a file you trust: load it once, keep its state_dict,",
-            "# and re-save that (torch.save(state_dict, 'weights.pt')) so later loads can use weights_only=True.",
-            f"checkpoint = torch.load({ckpt_path!r}, map_location=\"cpu\", weights_only=False)  # trusted files only",
+            "# This file pickles a whole nn.Module: weights_only=True loads it once its model classes",
+            "# (below, imported from your own installed code) are allowlisted; torch then only rebuilds",
+            "# those classes and calls nothing the file names. Re-save the state_dict",
+            "# (torch.save(state_dict, 'weights.pt')) so later loads need no allowlist.",
+            f"with torch.serialization.safe_globals([{', '.join(names)}]):",
+            f"    checkpoint = torch.load({ckpt_path!r}, map_location=\"cpu\", weights_only=True)",
             f"state_dict = checkpoint{_access(sd_path)}.state_dict()",
         ]
     else:
@@ -67,6 +134,8 @@ def make_snippet(ckpt_path: str, target: str, kwargs: dict[str, Any], sd_path: t
     ]
     if fix.strict:
         lines.append("model.load_state_dict(fixed, strict=True)")
+        if fix.random_init:  # BatchNorm's own num_batches_tracked back-fill (its initial value)
+            lines.append(f"# left at their initial values ({len(fix.random_init)}): {fix.random_init!r}")
     else:
         lines.append("result = model.load_state_dict(fixed, strict=False)")
         lines.append(f"# left at their initial values ({len(fix.random_init)}): {fix.random_init!r}")

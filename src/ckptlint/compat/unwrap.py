@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from itertools import pairwise
 from typing import Any
 
 from ..errors import UnwrapError
@@ -13,6 +14,15 @@ from .scripted import script_entries
 WELL_KNOWN_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "ema",
                    "model_ema", "state_dict_ema", "ema_state_dict", "weights", "params", "params_ema",
                    "generator", "student", "teacher")
+
+ORDER_KEEPING = ("torch-zip", "torch-legacy", "torch-tar", "pickle")
+"""Formats whose dicts are pickled, so keep the order the keys were inserted in."""
+
+
+def _sorted_by_name(keys: list[str]) -> bool:
+    """A pickled dict in name order was re-sorted (e.g. converted from safetensors): torch's own
+    state_dicts put ``weight`` before ``bias``, so a real saving order is almost never sorted."""
+    return len(keys) > 1 and all(a <= b for a, b in pairwise(keys))
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,10 @@ class StateDict:
     """Its ``_metadata`` (module versions), or None when the dict carries none."""
     how: str
     """``top-level``, ``key``, ``well-known key``, ``largest dict``, ``module object`` or ``torchscript module``."""
+    ordered: bool = False
+    """True when ``entries`` are in the order the model saved them (a pickled state_dict keeps
+    insertion order; safetensors headers and shard indexes sort keys by name): only then is the
+    order evidence for module renames (``compat.align``)."""
 
 
 def _is_tensor(node: Any) -> bool:
@@ -86,11 +100,13 @@ def parse_key(text: str) -> tuple[Any, ...]:
 def find_state_dict(inv: Inventory, key: tuple[Any, ...] | None = None) -> StateDict:
     """The state_dict to compare, its path typed as the checkpoint's keys are (``['state'][5]``)."""
     sd = _find(inv, key)
+    if inv.format in ORDER_KEEPING and not _sorted_by_name(list(sd.entries)):
+        sd = replace(sd, ordered=True)
     for rec in sd.entries.values():
         if isinstance(rec, TensorRecord) and len(rec.path) > len(sd.path) \
                 and all(str(a) == str(b) for a, b in zip(rec.path, sd.path, strict=False)):
             typed = tuple(rec.path[: len(sd.path)])
-            return sd if typed == sd.path else StateDict(typed, sd.entries, sd.metadata, sd.how)
+            return sd if typed == sd.path else replace(sd, path=typed)
     return sd
 
 
@@ -165,8 +181,8 @@ def _from_module(inv: Inventory, node: dict[str, Any], path: tuple[Any, ...]) ->
     entries: dict[str, TensorRecord | NonTensor] = {}
     metadata: dict[str, dict[str, Any]] = {}
     stack: list[tuple[str, dict[str, Any], int]] = [("", node, 0)]
-    while stack:
-        prefix, mod, depth = stack.pop(0)
+    while stack:  # depth first, children in order: the order ``state_dict()`` lists keys in
+        prefix, mod, depth = stack.pop()
         state = mod.get("state") if isinstance(mod, dict) else None
         if not isinstance(state, dict) or depth > 1000:
             continue
@@ -182,6 +198,6 @@ def _from_module(inv: Inventory, node: dict[str, Any], path: tuple[Any, ...]) ->
         metadata[prefix[:-1]] = {"version": version} if isinstance(version, int) else {}
         children = state.get("_modules") or {}
         if isinstance(children, dict):
-            stack.extend((f"{prefix}{name}.", child, depth + 1) for name, child in children.items()
-                         if isinstance(child, dict))
+            stack.extend(reversed([(f"{prefix}{name}.", child, depth + 1) for name, child in children.items()
+                                   if isinstance(child, dict)]))
     return StateDict(path, entries, None, "module object")

@@ -99,7 +99,7 @@ def compat_findings(rep: CompatAnalysis, target: Target) -> list[Finding]:
         out.append(DTYPE.finding(
             f"{_n(len(parts), 'tensor')} {'loads' if len(parts) == 1 else 'load'} with a dtype cast: "
             f"{_listing(parts, 3)}", key=next(iter(r.dtype_mismatch)), location=where,
-            fix="cast deliberately (model.half()/.to(dtype)) or use load_state_dict(..., assign=True)"))
+            fix=_dtype_fix(rep)))
     if rep.fix is not None and (missing or unexpected or shapes):
         out.append(FIX.finding("how to load it: " + "; ".join(rep.fix.diagnosis), location=where))
     out.extend(_ties(rep, where))
@@ -131,10 +131,31 @@ def _ties(rep: CompatAnalysis, where: str | None) -> list[Finding]:
     return out
 
 
+def _dtype_fix(rep: CompatAnalysis) -> str:
+    """fp8 codes the fix dequantizes with their scales must not be cast (a cast drops the scales)."""
+    cast = "cast deliberately (model.half()/.to(dtype)) or use load_state_dict(..., assign=True)"
+    if rep.fix is None or not dequantizing(rep.fix.diagnosis):
+        return cast
+    fp8 = [k for k, (a, _) in rep.result.dtype_mismatch.items() if "float8" in a]
+    if not fp8:
+        return cast
+    line = ("do not cast the fp8 weights: the fix dequantizes them with their scales (code * scale, "
+            "as the snippet does)")
+    return line if len(fp8) == len(rep.result.dtype_mismatch) else f"{line}; for the others: {cast}"
+
+
+def _stay(n: int) -> str:
+    return f"{_n(n, 'key')} stay{'s' if n == 1 else ''} initialised"
+
+
 def _fix_line(rep: CompatAnalysis) -> str | None:
     fix = rep.fix
     if fix is None:
         return None
+    lib = rep.library
+    if lib is not None and lib.no_generic_fix and fix is lib.fix:  # the library's own loader is the fix
+        n = len(fix.random_init)
+        return f"load it with {lib.loader} (as the snippet does)" + (f": {_stay(n)}" if n else "")
     parts = []
     if fix.renames:
         parts.append("rename " + ", ".join(f"s/{p}/{r}/" for p, r in fix.renames))
@@ -144,6 +165,6 @@ def _fix_line(rep: CompatAnalysis) -> str | None:
         parts.append(f"drop {_listing(fix.drop, 3)}")
     if fix.transpose:
         parts.append(f"transpose {_listing(fix.transpose, 3)} (.t())")
-    parts.append("load_state_dict(strict=True)" if fix.strict
-                 else f"load_state_dict(strict=False) ({len(fix.random_init)} keys stay initialised)")
+    stay = f" ({_stay(len(fix.random_init))})" if fix.random_init else ""
+    parts.append(f"load_state_dict(strict={fix.strict}){stay}")
     return "; ".join(parts)

@@ -145,7 +145,8 @@ def _peft_model_lines(sig: Signature) -> list[str]:
 
 def _against_peft_model(path: str, sig: Signature, sd: StateDict, lora: dict[str, re.Match[str]],
                         run: Callable[[StateDict], CompatResult]) -> LibraryView:
-    named = StateDict(sd.path, {_insert_name(k): v for k, v in sd.entries.items()}, None, sd.how)
+    named = StateDict(sd.path, {_insert_name(k): v for k, v in sd.entries.items()}, None, sd.how,
+                      sd.ordered)
     res = run(named)
     adapter_missing = [k for k in res.missing if ".lora_" in k]
     notes = [("set_peft_model_state_dict inserts the adapter name ('default'): "

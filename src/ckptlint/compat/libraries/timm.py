@@ -61,7 +61,7 @@ def view(inv: Inventory, sig: Signature, sd: StateDict, result: CompatResult, mo
     except UnwrapError as e:
         return LibraryView("timm", "timm.models.load_checkpoint", False, notes=[f"its pick {name!r}: {e}"])
     cleaned = StateDict(picked.path, {re.sub(CLEAN[0][0], "", k): v for k, v in picked.entries.items()},
-                        picked.metadata, picked.how)
+                        picked.metadata, picked.how, picked.ordered)
     res = run(cleaned)
     notes = [f"timm.models.load_checkpoint takes {name!r}" + (" (use_ema=True, its default)" if "ema" in (name or "")
                                                                else "")]
