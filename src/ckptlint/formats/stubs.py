@@ -81,7 +81,7 @@ class TensorStub:
 
     __slots__ = (
         "device", "dtype", "is_parameter", "layout", "offset", "rebuild", "requires_grad", "shape",
-        "storage", "stride",
+        "storage", "stride", "subclass",
     )
 
     def __init__(self, rebuild: str, storage: Storage | None, offset: int, shape: tuple[int, ...],
@@ -97,6 +97,8 @@ class TensorStub:
         self.device = device
         self.is_parameter = False
         self.layout = layout
+        self.subclass: str | None = None
+        """``_rebuild_from_type_v2``'s type when it is neither Tensor nor Parameter (its own ``__setstate__``)."""
 
 
 _NUMPY_DTYPE_CLASSES = {

@@ -279,6 +279,9 @@ def interpret_call(func: Any, args: Any, opcode: str, budget: Budget | None = No
             if isinstance(inner, TensorStub) and isinstance(args[1], Global) \
                     and args[1].qualname == "torch.nn.parameter.Parameter":
                 inner.is_parameter = True
+            elif isinstance(inner, TensorStub):
+                cls = args[1].qualname if isinstance(args[1], Global) else type(args[1]).__name__
+                inner.subclass = None if cls in ("torch.Tensor", "torch._tensor.Tensor") else cls
             return inner
         if mod == "collections" and name in ("OrderedDict", "Counter") and opcode in ("NEWOBJ", "NEWOBJ_EX"):
             return ODict(func.qualname)  # cls.__new__(cls): an empty one, filled by SETITEMS

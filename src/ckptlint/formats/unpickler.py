@@ -409,7 +409,8 @@ class StaticUnpickler(ItemOps):
         elif isinstance(target, Call):
             target.state = state
         elif isinstance(target, TensorStub):
-            self._tensor_setstate(state)
+            if target.subclass is None:  # a subclass may define its own __setstate__
+                self._tensor_setstate(state)
         elif isinstance(target, _BUILTIN_VALUES):
             self._default_setstate(target, state)
 
