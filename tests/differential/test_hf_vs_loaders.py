@@ -162,6 +162,10 @@ def test_keys_from_pretrained_handles_are_not_ck202(hf_cases: list[Any]) -> None
     assert "CK202" not in codes
     assert set(codes["CK201"].message.split(": ", 1)[1].split(", ")) == {"classifier.weight", "classifier.bias"}
     assert "base-model prefix 'bert.' added" in codes["CK212"].message
+    # the fix is from_pretrained, not a load_state_dict(strict=False) of the raw keys
+    fix = codes["CK201"].fix or ""
+    assert fix.startswith("load it with BertForSequenceClassification.from_pretrained") and "strict" not in fix
+    assert fix.endswith("2 keys stay initialised")
     assert len(fr.compat.unexpected) == 23  # torch's own verdict is kept in the report
 
 

@@ -250,6 +250,7 @@ def test_fp8_scales_are_applied_not_dropped(block: bool, tmp_path: Path, cli: An
     # the one-line fix says so too, not just "drop the scales"
     out = cli("check", str(path), "--model", "training_models:Net").stdout
     assert "CK202: dequantize the fp8 weights with their scales" in out
+    assert "CK204: do not cast the fp8 weights" in out and "CK204: cast deliberately" not in out
     run_snippet(rep, real)  # the raw codes (what a plain drop loads) differ from these values
     assert not torch.equal(sd["fc1.weight"].to(torch.float32), real["fc1.weight"])
 
