@@ -228,3 +228,16 @@ class MiniBertForSequenceClassification(nn.Module):
         super().__init__()
         self.bert = MiniBert()
         self.classifier = nn.Linear(8, num_labels)
+
+
+def mobilenet_small_5() -> nn.Module:
+    """A torchvision model with many module classes (a whole-module pickle's allowlist)."""
+    import torchvision
+
+    return torchvision.models.mobilenet_v3_small(num_classes=5)
+
+
+def mobilenet_small_7() -> nn.Module:
+    import torchvision
+
+    return torchvision.models.mobilenet_v3_small(num_classes=7)

@@ -141,6 +141,14 @@ def whole_module_pickle() -> Case:
     return Case(m, dict(sd), "compat_models:ModelB", mapping, set())
 
 
+def whole_torchvision_pickle() -> Case:
+    m = _seeded(cm.mobilenet_small_5)
+    sd = m.state_dict()
+    head = {"classifier.3.weight", "classifier.3.bias"}
+    return Case(m, dict(sd), "compat_models:mobilenet_small_7", {k: k for k in sd if k not in head}, head,
+                strict=False)
+
+
 def meta_tensor() -> Case:
     sd = _seeded(cm.ModelA).state_dict()
     out = OrderedDict((k, v.to("meta") if k == "fc.bias" else v) for k, v in sd.items())
@@ -155,7 +163,8 @@ def empty() -> Case:
 
 CASES: dict[str, Callable[[], Case]] = {f.__name__.replace("_", "-"): f for f in (
     vgg_shift, layernorm_gamma_beta, weight_norm_new_to_old, spectral_old_to_new, spectral_new_to_old,
-    densenet_legacy, conv1d_transposed, integer_key_path, whole_module_pickle, meta_tensor, empty)}
+    densenet_legacy, conv1d_transposed, integer_key_path, whole_module_pickle, whole_torchvision_pickle, meta_tensor,
+    empty)}
 
 DRIVER = """
 import json, sys, torch
