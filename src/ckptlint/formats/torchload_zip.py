@@ -12,7 +12,8 @@ torch's words; nothing after it runs.
    ``data.pkl`` is unpickled); then ``.data/version`` or
    ``version``, parsed like ``std::stoull`` and within [1, 10];
 3. ``get_all_records``: every name (as a C string, at most 511 bytes) must start
-   with ``<prefix>/``; ``constants.pkl`` among them makes it TorchScript;
+   with ``<prefix>/`` and (pybind11 returns them as ``str``) be UTF-8; ``constants.pkl``
+   among them makes it TorchScript;
 4. ``_load``: ``.format_version``, then ``byteorder`` (``little`` or ``big``),
    then ``.storage_alignment`` (``int()``), then ``data.pkl``.
 """
@@ -144,6 +145,12 @@ def _all_records(z: ZipArchive, r: TorchZipReading) -> None:
         rest = c_name[len(want):]
         if not rest.endswith(b".debug_pkl"):
             records.append(rest)
+    for rest in records:  # pybind11 hands the names to Python as str: strict UTF-8
+        try:
+            rest.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise _Refused(f"UnicodeDecodeError: 'utf-8' codec can't decode byte 0x{rest[e.start]:02x} in the "
+                           f"record name {rest!r} (get_all_records)") from None
     r.script = b"constants.pkl" in records
 
 
