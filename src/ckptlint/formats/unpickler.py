@@ -371,6 +371,8 @@ class StaticUnpickler(ItemOps):
         args = self._pop()
         cls = self._pop()
         self._op("NEWOBJ_EX", cls)
+        if isinstance(cls, (*_BUILTIN_VALUES, TensorStub, Storage)):  # load_newobj checks the class first
+            raise self._fail(f"NEWOBJ_EX class argument must be a type, not {type(cls).__name__}")
         if isinstance(kwargs, _BUILTIN_VALUES) and not isinstance(kwargs, dict):
             raise self._fail("NEWOBJ_EX kwargs are not a dict")
         if isinstance(args, _BUILTIN_VALUES) and not isinstance(args, tuple):
