@@ -63,8 +63,7 @@ def vgg_shift() -> Case:
     sd = _seeded(cm.mini_vgg).state_dict()
     moves = {"0.0": "0.0", "0.3": "0.4", "0.6": "0.8", "0.8": "0.11", "2": "2"}
     mapping = {f"{new}.{leaf}": f"{old}.{leaf}" for old, new in moves.items() for leaf in ("weight", "bias")}
-    bn = {f"0.{i}.{leaf}" for i in (1, 5, 9, 12)
-          for leaf in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}
+    bn = {f"0.{i}.{leaf}" for i in (1, 5, 9, 12) for leaf in ("weight", "bias", "running_mean", "running_var")}
     return Case(sd, dict(sd), "compat_models:mini_vgg_bn", mapping, bn, strict=False)
 
 
@@ -157,7 +156,7 @@ def meta_tensor() -> Case:
 
 
 def empty() -> Case:
-    every = set(cm.ModelA().state_dict())  # num_batches_tracked too: BatchNorm fills in its initial 0
+    every = set(cm.ModelA().state_dict()) - {"bn.num_batches_tracked"}  # BatchNorm fills it in (named apart)
     return Case({"state_dict": {}, "epoch": 1}, {}, "compat_models:ModelA", {}, every, strict=False)
 
 
@@ -243,7 +242,10 @@ def test_snippet_loads_the_right_value_in_every_key(name: str, ran: dict[str, Ra
             assert torch.equal(value, want.to(value.dtype)), f"{name}: {key} does not hold {case.mapping[key]}"
         else:  # left at its initial value, and named (num_batches_tracked too, filled by BatchNorm itself)
             assert torch.equal(value, reference[key]), f"{name}: {key} is not its initial value"
-            assert key in fix.random_init, f"{name}: {key} not named"
+            assert key in fix.random_init or key in fix.backfilled, f"{name}: {key} not named"
+            if key in fix.backfilled:
+                assert any(key in d and "by BatchNorm itself" in d for d in fix.diagnosis)
+                assert key in fix.snippet
     # the snapshot (no torch) proposes the same fix
     assert r.snap.fix is not None
     assert (r.snap.fix.renames, r.snap.fix.drop, r.snap.fix.transpose) == (fix.renames, fix.drop, fix.transpose)
@@ -252,6 +254,9 @@ def test_snippet_loads_the_right_value_in_every_key(name: str, ran: dict[str, Ra
 def test_discarded_tensors_are_named(ran: dict[str, Ran]) -> None:
     fix = ran["vgg-shift"].live.fix
     assert fix is not None and not fix.drop  # every conv found its place
+    assert sorted(fix.backfilled) == sorted(f"0.{i}.num_batches_tracked" for i in (1, 5, 9, 12))  # BatchNorm: 0
+    empty = ran["empty"].live.fix
+    assert empty is not None and empty.backfilled == ["bn.num_batches_tracked"]
     fix = ran["meta-tensor"].live.fix
     assert fix is not None and any("discarded" in d and "fc.bias" in d for d in fix.diagnosis)
     assert any("initial value" in d and "fc.bias" in d for d in fix.diagnosis)

@@ -40,6 +40,9 @@ class Fix:
     snippet: str = ""
     transpose: list[str] = field(default_factory=list)
     """Keys (after renaming) stored transposed (Conv1D-style ``[in, out]`` weights): loaded as ``.t()``."""
+    backfilled: list[str] = field(default_factory=list)
+    """num_batches_tracked keys not in ``random_init`` (torch does not call them missing) that BatchNorm
+    fills with its own initial value: the fixed state_dict gives the module no version."""
 
 
 def rename_key(key: str, renames: list[tuple[str, str]]) -> str:
@@ -135,13 +138,9 @@ def infer_fix(sig: Signature, sd: StateDict, result: CompatResult,
     fix.transpose = transpose
     loaded = set(apply_fix(sd, renames, drop, transpose).entries)
     tied = {k for k in final.missing if sig.shared.get(k) in loaded}
-    filled = backfilled(sig, apply_fix(sd, renames, drop, transpose))
-    fix.random_init = sorted((set(final.missing) - tied) | set(filled))
+    fix.random_init = sorted(set(final.missing) - tied)
+    fix.backfilled = backfilled(sig, apply_fix(sd, renames, drop, transpose))
     fix.strict = final.strict_ok
-    if filled:
-        fix.diagnosis.append(f"the checkpoint gives no module version for {len(filled)} BatchNorm "
-                             f"module{'s' if len(filled) != 1 else ''} (no _metadata): BatchNorm fills "
-                             f"num_batches_tracked itself with its initial value (0): {_listing(filled)}")
     if drop:
         dropped = set(drop)
         originals = [k for k in sd.entries if rename_key(k, renames) in dropped]
@@ -153,6 +152,12 @@ def infer_fix(sig: Signature, sd: StateDict, result: CompatResult,
         n = len(fix.random_init)
         fix.diagnosis.append(f"left at {'its' if n == 1 else 'their'} initial value{'s' if n != 1 else ''} "
                              f"({n}): {_listing(fix.random_init)}")
+    if fix.backfilled:
+        n = len(fix.backfilled)
+        fix.diagnosis.append(f"left at {'its' if n == 1 else 'their'} initial value{'s' if n != 1 else ''} (0) "
+                             f"by BatchNorm itself, which fills {'it' if n == 1 else 'them'} in because the "
+                             f"checkpoint gives the module no version (no _metadata) ({n}): "
+                             f"{_listing(fix.backfilled)}")
     return fix
 
 

@@ -134,9 +134,10 @@ def make_snippet(ckpt_path: str, target: str, kwargs: dict[str, Any], sd_path: t
     ]
     if fix.strict:
         lines.append("model.load_state_dict(fixed, strict=True)")
-        if fix.random_init:  # BatchNorm's own num_batches_tracked back-fill (its initial value)
-            lines.append(f"# left at their initial values ({len(fix.random_init)}): {fix.random_init!r}")
     else:
         lines.append("result = model.load_state_dict(fixed, strict=False)")
         lines.append(f"# left at their initial values ({len(fix.random_init)}): {fix.random_init!r}")
+    if fix.backfilled:
+        lines.append(f"# left at their initial value 0 by BatchNorm itself (no module version in the file) "
+                     f"({len(fix.backfilled)}): {fix.backfilled!r}")
     return "\n".join(lines) + "\n"
