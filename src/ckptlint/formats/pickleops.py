@@ -333,7 +333,13 @@ class ValueOps:
         # load_readonly_buffer: PyMemoryView_FromObject on the top, which needs the buffer protocol:
         # bytes-like values have it; a global (a class or function) or a builtin value has not
         top = self._top()
-        if not isinstance(top, (bytes, bytearray)) and type(top).__name__ != "Call":
+        if type(top).__name__ == "Call":
+            # a call's result may be a buffer (bytearray(), a numpy array): only classes whose instances
+            # never are decide it
+            made_by = getattr(top, "qualname", "")
+            if made_by in _NOT_BUFFERS:
+                raise self._fail(f"READONLY_BUFFER on a {made_by} instance (no buffer protocol)")
+        elif not isinstance(top, (bytes, bytearray)):
             raise self._fail(f"READONLY_BUFFER on a {type(top).__name__}")
 
     # -- containers
@@ -417,6 +423,13 @@ OPCODES = {
     "\x98": "READONLY_BUFFER",
 }
 """Opcode byte -> pickletools name."""
+
+_NOT_BUFFERS = frozenset({
+    "torch.device", "torch.Size", "builtins.set", "builtins.frozenset", "builtins.list", "builtins.dict",
+    "builtins.tuple", "builtins.str", "builtins.int", "builtins.float", "builtins.complex", "builtins.range",
+    "builtins.slice", "collections.OrderedDict",
+})
+"""Callables whose results (instances of these classes) have no buffer protocol."""
 
 OPCODE_NAMES: list[str | None] = [None] * 256
 for _ch, _name in OPCODES.items():
