@@ -376,8 +376,46 @@ def test_dcp_folder(spec: str, tmp_path: Path) -> None:
     agree(rep, torch_says(fresh, oracle["model"]))
     if rep.fix is not None:
         assert "dcp_to_torch_save" in rep.fix.snippet and "torch.load(" in rep.fix.snippet
+        assert "trust" not in rep.fix.snippet  # checked: the .metadata names only plain data classes
         run_snippet(rep, {"net." + k: v for k, v in oracle["model"].items()} if spec.endswith("Wrapped")
                     else dict(oracle["model"]))
+
+
+class _Shell:
+    """Pickles as ``os.system(cmd)``."""
+
+    def __init__(self, cmd: str) -> None:
+        self.cmd = cmd
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        import os
+
+        return (os.system, (self.cmd,))
+
+
+def test_dcp_folder_whose_metadata_runs_code_gets_no_loading_code(tmp_path: Path) -> None:
+    """DCP reads .metadata with pickle.load: when it names os.system, the snippet loads nothing."""
+    import pickle
+
+    from torch.distributed.checkpoint import FileSystemReader
+
+    from conftest import python_process
+
+    folder = tmp_path / "dcp"
+    _dcp_checkpoint(folder)
+    metadata = FileSystemReader(str(folder)).read_metadata()  # our own benign file, read by DCP itself
+    marker = tmp_path / "ran"
+    metadata.planner_data = {"x": _Shell(f"touch {marker}")}
+    (folder / ".metadata").write_bytes(pickle.dumps(metadata))
+    rep = ckptlint_says(folder, "training_models:Wrapped")
+    assert rep.fix is not None
+    code = [line for line in rep.fix.snippet.splitlines() if line and not line.startswith("#")]
+    assert len(code) == 1 and code[0].startswith("raise SystemExit(") and "posix.system" in code[0], code
+    script = tmp_path / "snippet.py"
+    script.write_text(rep.fix.snippet)
+    proc = python_process(str(script), cwd=tmp_path)
+    assert proc.returncode == 1 and "not loading" in proc.stderr, proc.stderr[-2000:]
+    assert not marker.exists()
 
 
 def test_accelerate_save_state_folder(tmp_path: Path) -> None:

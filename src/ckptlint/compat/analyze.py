@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..inventory import Inventory
-from ..results import CompatFix, CompatReport, Verdict
+from ..results import CompatFix, CompatReport
 from ..targets.signature import Signature
 from .compare import CompatResult, compare
 from .fixes import Fix, apply_fix, infer_fix
 from .libraries import LibraryView, library_notes, library_view
-from .snippet import make_snippet, whole_module
+from .snippet import make_snippet, predicted_verdict, whole_module
 from .training import adjusted, explain
 from .unwrap import StateDict, find_state_dict
 
@@ -69,18 +69,10 @@ def analyze(inv: Inventory, sig: Signature, *, model: Any = None,
     if fix is not None and generic:
         held = None
         if sd.how == "module object":  # weights_only needs its model classes allowlisted
-            held = whole_module(inv, _verdict(inv))
+            held = whole_module(inv, predicted_verdict(inv))
         fix.snippet = make_snippet(inv.path, sig.target, sig.kwargs, sd.path, fix, module_object=held)
     explain(inv, sd, fix, checked, sig)  # what dropped keys lose; fp8/int8/flat params loaded; the loader
     return CompatAnalysis(sig.target, sd, result, fix, exact, sig.notes, tuple(sig.shared.items()), library)
-
-
-def _verdict(inv: Inventory) -> Verdict:
-    """torch's own allowlist only (not the user's trusted globals): the snippet runs in a fresh interpreter."""
-    from ..safety.allowlist import allowed_globals, installed_torch_version
-    from ..safety.weights_only import predict
-
-    return predict(inv, allowed_globals(), installed_torch_version())
 
 
 __all__ = ["CompatAnalysis", "analyze", "apply_fix"]

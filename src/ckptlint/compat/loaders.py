@@ -8,6 +8,7 @@ a DCP folder is converted with DCP's own ``dcp_to_torch_save`` first.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 TORCH_LOAD = "checkpoint = torch.load("
 
@@ -44,7 +45,8 @@ def loader_lines(fmt: str, path: str, shard_names: tuple[str, ...] = ()) -> list
             "",
             "from torch.distributed.checkpoint.format_utils import dcp_to_torch_save",
             "",
-            "# DCP reads the folder's .metadata with pickle.load: only for a folder you trust",
+            "# DCP reads the folder's .metadata with pickle.load; ckptlint found only plain data classes",
+            "# and globals torch's weights_only allows in it, so reading it builds those and calls nothing else",
             "converted = os.path.join(tempfile.mkdtemp(), \"checkpoint.pt\")",
             f"dcp_to_torch_save({os.fspath(path)!r}, converted)",
             "checkpoint = torch.load(converted, map_location=\"cpu\", weights_only=True)",
@@ -52,8 +54,27 @@ def loader_lines(fmt: str, path: str, shard_names: tuple[str, ...] = ()) -> list
     return None
 
 
-def with_loader(snippet: str, fmt: str, path: str, shard_names: tuple[str, ...] = ()) -> str:
-    """``snippet`` with its ``torch.load`` line replaced by the format's own loader."""
+def dcp_refusal(categories: Mapping[str, str]) -> str:
+    """Why a DCP folder gets no loading code: its ``.metadata`` (read with ``pickle.load``) names a
+    global that is not plain data or allowed by weights_only; empty when every one is."""
+    bad = sorted(q for q, c in categories.items() if c not in ("allowed", "data"))
+    if not bad:
+        return ""
+    return (f"its .metadata, which DCP reads with pickle.load, names {bad[0][:200]!r} "
+            f"({categories[bad[0]]}): reading it runs or may run code the folder chose")
+
+
+def with_loader(snippet: str, fmt: str, path: str, shard_names: tuple[str, ...] = (),
+                refusal: str = "") -> str:
+    """``snippet`` with its ``torch.load`` line replaced by the format's own loader; with a
+    ``refusal`` (``dcp_refusal``) a DCP folder's snippet is only the reason and a SystemExit."""
+    if fmt == "dcp" and refusal:
+        return "\n".join([
+            "# DCP reads this folder's .metadata with pickle.load, and it names more than plain data:",
+            "# reading it runs code the folder chose, so ckptlint gives no loading code. Ask for the",
+            "# state_dict saved as safetensors (or as a plain state_dict file) instead.",
+            f"raise SystemExit({('ckptlint: not loading ' + os.fspath(path) + ': ' + refusal)!r})",
+        ]) + "\n"
     lines = loader_lines(fmt, path, shard_names)
     if lines is None:
         return snippet

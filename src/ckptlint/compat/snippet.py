@@ -25,6 +25,15 @@ class WholeModule:
     """Why no loading code is offered (a blocker that is not a model class); empty when ``classes`` do."""
 
 
+def predicted_verdict(inv: Inventory) -> Verdict:
+    """The weights_only verdict with torch's own allowlist only (not the user's trusted globals):
+    a snippet runs in a fresh interpreter."""
+    from ..safety.allowlist import allowed_globals, installed_torch_version
+    from ..safety.weights_only import predict
+
+    return predict(inv, allowed_globals(), installed_torch_version())
+
+
 def whole_module(inv: Inventory, verdict: Verdict) -> WholeModule:
     """Allowlist the file's classes only when every weights_only blocker is a model class (a global
     weights_only refuses, category ``model``): torch then only rebuilds those classes (their

@@ -12,7 +12,8 @@ from ..inventory import Inventory, TensorRecord
 from ..targets.signature import Signature
 from .compare import CompatResult
 from .fixes import Fix, apply_fix, rename_key
-from .loaders import with_loader
+from .loaders import dcp_refusal, with_loader
+from .snippet import predicted_verdict
 from .unwrap import NonTensor, StateDict
 
 DTENSOR = ("a DTensor (an FSDP2 / tensor-parallel shard): copying it into a plain tensor raises; save a full "
@@ -105,8 +106,9 @@ def explain(inv: Inventory, sd: StateDict, fix: Fix | None,
     if run is not None and sig is not None:
         unpacked |= _unflatten(sd, fix, run, sig)
     shards = inv.facts.extra.get("shards")
+    refusal = dcp_refusal(predicted_verdict(inv).categories) if inv.format == "dcp" else ""
     fix.snippet = with_loader(fix.snippet, inv.format, inv.path,
-                              tuple(shards) if isinstance(shards, dict) else ())
+                              tuple(shards) if isinstance(shards, dict) else (), refusal)
     dropped = set(fix.drop)
     renamed = {k: rename_key(k, fix.renames) for k in sd.entries}
     for key, new in renamed.items():
