@@ -56,7 +56,7 @@ def test_usage_errors_are_one_line(cli, tmp_path: Path) -> None:  # type: ignore
     path.write_bytes(b"")
     cases = [
         (("check", path, "--format", "xml"), "ckptlint: unknown format 'xml' (available: "),
-        (("check", path, "--model-kwargs", "{}"), "ckptlint: --model-kwargs needs --model"),
+        (("check", path, "--model-kwargs", "{}"), "ckptlint: --model-kwargs and --model-config need --model"),
         (("rules", "CK999"), "ckptlint: no rule 'CK999' (see `ckptlint rules`)"),
         (("check", path, "-o", tmp_path / "missing" / "out.txt"),
          f"ckptlint: {tmp_path / 'missing' / 'out.txt'}: cannot write: "),

@@ -19,12 +19,19 @@ def test_tensor_dict_has_every_field(tmp_path: Path, torch: ModuleType) -> None:
 
 
 def test_negative_sizes_are_not_tensors(tmp_path: Path) -> None:
-    # _rebuild_tensor_v2 with size (-1,): torch refuses it, so it is not recorded as a tensor.
+    # _rebuild_tensor_v2 with size (-1,): torch refuses it, so it is not recorded as a tensor. In a zip, where
+    # persistent ids resolve (a raw pickle stops at BINPERSID, as CPython's pickle.load does).
+    import zipfile
+
     data = (b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\n"
             b"X\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x04tQK\x00J\xff\xff\xff\xff\x85K\x01\x85\x89"
             b"ccollections\nOrderedDict\n)RtR.")
-    p = tmp_path / "neg.pkl"
-    p.write_bytes(data)
+    p = tmp_path / "neg.pt"
+    with zipfile.ZipFile(p, "w") as z:
+        for name, body in (("data.pkl", data), ("byteorder", b"little"), ("data/0", bytes(16)),
+                           ("version", b"3\n")):
+            z.writestr(f"neg/{name}", body)
     inv = ckptlint.inspect(p)
+    assert inv.format == "torch-zip" and inv.stops == ()
     assert inv.tensors == ()
     assert inv.structure["__object__"] == "torch._utils._rebuild_tensor_v2"
