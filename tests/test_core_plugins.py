@@ -19,7 +19,7 @@ from ckptlint.plugin import FileContext, Rule, hookimpl
 from ckptlint.plugin.manager import BUILTIN_PLUGINS, all_rules, plugin_manager, run_check_file_hooks
 
 SRC = Path(ckptlint.__file__).parent
-DOCS = SRC.parent.parent / "docs" / "rules"
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "rules"  # the repository's pages, also under tox
 CODE = re.compile(r"^CK[0-9]{3}$")
 
 

@@ -263,12 +263,11 @@ def test_random_bytes_never_traceback(tmp_path: Path) -> None:
             assert "\n" not in e.reason
 
 
-def test_check_with_a_target_never_tracebacks_on_mutated_files(tmp_path: Path) -> None:
+def test_check_with_a_target_never_tracebacks_on_mutated_files(tmp_path: Path, torch: ModuleType) -> None:
     import argparse
     import random
 
     import numpy as np
-    import torch
 
     from ckptlint.checker import check_file
     from ckptlint.targets.resolve import resolve_target
