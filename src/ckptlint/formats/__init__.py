@@ -115,6 +115,8 @@ def _settle(inv: Inventory, path: str, kind: str) -> Inventory:
         return inv  # pickle#0 is also what pickle.load runs (a tar's first header): never thrown away
     if f"{stop.stream}#weights_only" in inv.facts.streams:
         return inv  # past a PROTO CPython refuses, torch's weights_only unpickler reads on: safety/ judges it
+    if any(a.startswith(f"{stop.stream} ") and "uninitialised memory" in a for a in inv.anomalies):
+        return inv  # torch reads memory nothing wrote: what it finds there is unknowable, the report says so
     where = f" (byte {stop.offset} of {stop.stream})" if stop.reason.find(str(stop.offset)) < 0 else ""
     if kind == "maybe-text" and stop.limit is None:
         ran = next((p.opcodes for p in inv.pickles if p.stream == stop.stream), 0)
