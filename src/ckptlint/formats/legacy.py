@@ -248,18 +248,21 @@ def _storage_records(f: CountingFile, asm: Assembler, keys: Any, offset: int) ->
                  "in the objects the pickle built")
             break
         head = f.pread(offset, 8)
-        count = int.from_bytes(head, "little", signed=True) if len(head) == 8 else -1
-        on_disk = count * ITEMSIZE.get(st.dtype, 1)
         start = offset + 8
-        if count < 0 or on_disk > f.size - start:
+        if len(head) < 8:
             stop(asm, "pickle#4", offset, f"torch.load raises: storage {key!r} runs past the end of the file")
             break
+        # THPStorage_readFileRaw: int64 count times a uint64 element size, kept as an int64 (it wraps)
+        on_disk = _int64(int.from_bytes(head, "little", signed=True) * ITEMSIZE.get(st.dtype, 1))
         held = max(st.nbytes, grown.get(key, 0)) if st.nbytes is not None else None
-        if held is not None and on_disk != held:  # THPStorage_readFileRaw checks the size
+        if held is not None and on_disk != held:  # checked before any byte is read
             why = f"the pickle declares {st.nbytes}" + (
                 f", a tensor's sizes and strides grew it to {held} (Tensor.set_)" if held != st.nbytes else "")
             stop(asm, "pickle#4", offset, f"torch.load raises: storage {key!r} has wrong byte size "
                  f"({on_disk} bytes on disk, {why})")
+            break
+        if on_disk < 0 or on_disk > f.size - start:
+            stop(asm, "pickle#4", offset, f"torch.load raises: storage {key!r} runs past the end of the file")
             break
         storages.append(StorageRecord(key, st.dtype, st.nbytes, st.location, f"bytes {start}-{start + on_disk}"))
         done.add(key)
@@ -268,6 +271,12 @@ def _storage_records(f: CountingFile, asm: Assembler, keys: Any, offset: int) ->
         if key not in done:
             storages.append(StorageRecord(key, st.dtype, st.nbytes, st.location, None))
     return storages
+
+
+def _int64(n: int) -> int:
+    """``n`` as a C int64 holds it (two's complement wrap-around)."""
+    n &= (1 << 64) - 1
+    return n - (1 << 64) if n >= 1 << 63 else n
 
 
 def _grown_nbytes(asm: Assembler) -> dict[str, int]:
