@@ -13,6 +13,7 @@ import pytest
 
 import ckptlint
 from _pickle_attack import reaches, system_call
+from ckptlint.checker import check_file
 
 
 def _zip() -> bytes:
@@ -40,6 +41,10 @@ def test_zip_at_byte_512_makes_torch_refuse_before_unpickling(torch: ModuleType,
     assert inv.facts.loaded_streams == ()
     assert "zip archive" in inv.facts.extra["torch_refuses"]
     assert any(g.qualname in ("os.system", "posix.system") and g.stream == "pickle#0" for g in inv.globals)
+    with pytest.raises(RuntimeError, match="is a zip archive"):
+        torch.load(p, weights_only=True)
+    fr = check_file(p)
+    assert fr.verdict is not None and fr.verdict.loads is False
 
 
 def test_zip_elsewhere_is_no_refusal(torch: ModuleType, tmp_path: Path) -> None:

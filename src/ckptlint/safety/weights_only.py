@@ -76,7 +76,7 @@ def predict(inv: Inventory, allowed: frozenset[str], torch_version: tuple[int, i
                         "re-save from a trusted load with torch.save(model.state_dict(), f)")
     shard_blockers = _shard_formats(inv, version) if fmt == "sharded-index" else []
     user_allowed = allowed - static_allowed_globals(min(version, NEWEST_SUPPORTED_TORCH))
-    before = zip_record_blockers(inv) if fmt == "torch-zip" else []
+    before = zip_record_blockers(inv) if fmt == "torch-zip" or (inv.facts.extra or {}).get("torch_refuses") else []
     after = storage_blockers(inv) if fmt == "torch-zip" else legacy_storage_blockers(inv)
     found = tuple(shard_blockers) + tuple(before) + tuple(pickle_blockers(inv, allowed, user_allowed, categories)) \
         + tuple(after)
