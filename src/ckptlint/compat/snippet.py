@@ -51,7 +51,31 @@ def whole_module(inv: Inventory, verdict: Verdict) -> WholeModule:
             out.append(ref)
     if not out:
         return WholeModule((), "no model class to allowlist was found for it")
+    unsafe = _called_classes(inv, {f"{m}.{q}" for m, q in out})
+    if unsafe:
+        return WholeModule((), f"the file calls {unsafe!r} (not only rebuilds it): an allowlisted class would "
+                               "then run its constructor with arguments the file chose")
     return WholeModule(tuple(out))
+
+
+# Calls that run a class's code with the file's arguments once the class is allowlisted: REDUCE/INST/OBJ/NEWOBJ_EX
+# call it (torch's weights_only REDUCE calls allowlisted globals), copyreg._reconstructor runs base.__init__.
+_CALLING = frozenset({"REDUCE", "INST", "OBJ", "NEWOBJ_EX"})
+
+
+def _called_classes(inv: Inventory, classes: set[str]) -> str | None:
+    """The first class (of those the snippet would allowlist) the file calls rather than rebuilds with
+    NEWOBJ + BUILD (what torch.save writes for an nn.Module), or one from the standard library."""
+    from ..safety.classify import is_stdlib_module
+
+    for name in sorted(classes):
+        if is_stdlib_module(name.rsplit(".", 1)[0]):
+            return name
+    for op in inv.operations:
+        target = op.target.removeprefix("global:")
+        if op.opcode in _CALLING and (target in classes or target == "copyreg._reconstructor"):
+            return target
+    return None
 
 
 def _imports(classes: tuple[tuple[str, str], ...], taken: set[str]) -> tuple[list[str], list[str]]:

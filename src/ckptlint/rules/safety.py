@@ -89,8 +89,8 @@ def safety_findings(inv: Inventory, verdict: Verdict, trusted: frozenset[str] = 
             f"full-model pickle: {len(names)} model classes ({', '.join(names[:4])}"
             f"{', …' if len(names) > 4 else ''}); loading imports and runs their code",
             key=_key(first), location=_where(first),
-            fix="load it once where you trust it, then torch.save(model.state_dict(), path) "
-            "(or safetensors.torch.save_model)"))
+            fix="ask for a state_dict instead: torch.save(model.state_dict(), path) where the model was made; "
+            "check --model CLASS prints loading code that allowlists only its model classes where that is safe"))
     if data:
         # add_safe_globals advice only ever names entries of the exact data list (safety/names.py)
         fix = safe_globals_line([q for q in dict.fromkeys(data) if q in DATA_NAMES])

@@ -85,6 +85,11 @@ def is_model(module: str, name: str, has_module_state: bool = False) -> bool:
     return has_module_state or (in_model_package and name[:1].isupper() and not name.isupper())
 
 
+def is_stdlib_module(module: str) -> bool:
+    """Whether ``module`` belongs to the standard library (never a model class's home)."""
+    return module.split(".")[0] in _STDLIB
+
+
 def worst(categories: list[Category]) -> Category:
     """The most severe of several categories (one qualname read two ways)."""
     return max(categories, key=SEVERITY_ORDER.index)

@@ -123,8 +123,9 @@ def advice(blockers: tuple[Blocker, ...], loaded: set[Category] | frozenset[Cate
     if "dangerous" in cats:
         return "do not load this file: it references globals that can run code"
     if "model" in cats:
-        return ("full-model pickle: load it once where you trust it and re-save model.state_dict() "
-                "(torch.save or safetensors)")
+        return ("full-model pickle: weights_only=True refuses its classes; ask for a state_dict "
+                "(torch.save(model.state_dict(), f)) or a safetensors file; check --model CLASS prints loading "
+                "code where that is safe")
     if "unknown" in cats:
         names = [b.detail for b in blockers if b.category == "unknown"]
         return (f"unknown globals ({', '.join(names[:5])}): weights_only=True refuses them; re-save the "
