@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import compat_models as cm
 import torch
 
 import ckptlint
 from ckptlint.compat.snippet import predicted_verdict, whole_module
+
+import compat_models as cm
 
 
 class _CallsTheClass:
