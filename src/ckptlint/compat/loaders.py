@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from ..inventory import Inventory
+from ..safety.torchscript_ops import judge
+
 TORCH_LOAD = "checkpoint = torch.load("
 
 
@@ -64,15 +67,44 @@ def dcp_refusal(categories: Mapping[str, str]) -> str:
             f"({categories[bad[0]]}): reading it runs or may run code the folder chose")
 
 
+def torchscript_refusal(inv: Inventory) -> str:
+    """Why a TorchScript archive gets no ``torch.jit.load`` code: code ckptlint cannot read, or code that
+    runs at load and touches files, processes or the network (CK108's judgement); empty otherwise."""
+    code = inv.facts.extra.get("torchscript_code")
+    if not isinstance(code, dict):
+        return "ckptlint could not analyse the code torch.jit.load would compile and run"
+    unreadable = code.get("unreadable") or []
+    if unreadable:
+        return f"its code cannot be read statically ({str(unreadable[0])[:200]}), and torch.jit.load runs it"
+    for op in code.get("operations", []):
+        verdict = judge(str(op.get("op", ""))) if op.get("at_load") else None
+        if verdict is not None:
+            return f"its code runs {op['op']} at load ({verdict[0]}: {verdict[1]})"
+    for g in inv.globals:
+        if g.module.startswith("__torch__.torch.classes."):
+            verdict = judge(g.qualname.removeprefix("__torch__."))
+            if verdict is not None:
+                return f"it builds {g.qualname} objects at load ({verdict[0]}: {verdict[1]})"
+    return ""
+
+
+_REFUSED = {
+    "dcp": ["# DCP reads this folder's .metadata with pickle.load, and it names more than plain data:",
+            "# reading it runs code the folder chose, so ckptlint gives no loading code. Ask for the",
+            "# state_dict saved as safetensors (or as a plain state_dict file) instead."],
+    "torchscript": ["# torch.jit.load compiles this archive's code and runs its __setstate__ and defaults at",
+                    "# load: ckptlint found code there it cannot vouch for (CK108), so it gives no loading",
+                    "# code. Ask for the state_dict saved as safetensors (or as a plain state_dict file)."],
+}
+
+
 def with_loader(snippet: str, fmt: str, path: str, shard_names: tuple[str, ...] = (),
                 refusal: str = "") -> str:
     """``snippet`` with its ``torch.load`` line replaced by the format's own loader; with a
-    ``refusal`` (``dcp_refusal``) a DCP folder's snippet is only the reason and a SystemExit."""
-    if fmt == "dcp" and refusal:
+    ``refusal`` (``dcp_refusal``, ``torchscript_refusal``) the snippet is only the reason and a SystemExit."""
+    if fmt in _REFUSED and refusal:
         return "\n".join([
-            "# DCP reads this folder's .metadata with pickle.load, and it names more than plain data:",
-            "# reading it runs code the folder chose, so ckptlint gives no loading code. Ask for the",
-            "# state_dict saved as safetensors (or as a plain state_dict file) instead.",
+            *_REFUSED[fmt],
             f"raise SystemExit({('ckptlint: not loading ' + os.fspath(path) + ': ' + refusal)!r})",
         ]) + "\n"
     lines = loader_lines(fmt, path, shard_names)

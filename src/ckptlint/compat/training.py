@@ -12,7 +12,7 @@ from ..inventory import Inventory, TensorRecord
 from ..targets.signature import Signature
 from .compare import CompatResult
 from .fixes import Fix, apply_fix, rename_key
-from .loaders import dcp_refusal, with_loader
+from .loaders import dcp_refusal, torchscript_refusal, with_loader
 from .snippet import predicted_verdict
 from .unwrap import NonTensor, StateDict
 
@@ -106,7 +106,8 @@ def explain(inv: Inventory, sd: StateDict, fix: Fix | None,
     if run is not None and sig is not None:
         unpacked |= _unflatten(sd, fix, run, sig)
     shards = inv.facts.extra.get("shards")
-    refusal = dcp_refusal(predicted_verdict(inv).categories) if inv.format == "dcp" else ""
+    refusal = (dcp_refusal(predicted_verdict(inv).categories) if inv.format == "dcp"
+               else torchscript_refusal(inv) if inv.format == "torchscript" else "")
     fix.snippet = with_loader(fix.snippet, inv.format, inv.path,
                               tuple(shards) if isinstance(shards, dict) else (), refusal)
     dropped = set(fix.drop)
