@@ -142,13 +142,7 @@ def _partial(f: CountingFile, path: str, kind: str, reason: str, err: Exception)
         return None
     main = asms[0]
     for other in asms[1:]:
-        main.globals.extend(other.globals)
-        main.pickles.extend(other.pickles)
-        main.operations.extend(other.operations)
-        main.stops.extend(other.stops)
-        main.notes.extend(other.notes)
-        main.anomalies.extend(other.anomalies)
-        main.opcodes |= other.opcodes
+        main.absorb(other)
         main.wrapper_streams |= other.wrapper_streams
     limit = err.field if isinstance(err, LimitExceeded) else None
     if not any(s.reason == reason for s in main.stops):

@@ -14,7 +14,6 @@ from ..inventory import (
     Inventory,
     KeyPath,
     Operation,
-    PickleEvent,
     PickleStream,
     StorageRecord,
     StreamStop,
@@ -86,7 +85,6 @@ class Assembler:
         self.operations: list[Operation] = []
         self.stops: list[StreamStop] = []
         self.anomalies: list[str] = []
-        self.events: list[PickleEvent] = []
         """Kept empty for the JSON contract; the neutral facts below replaced it."""
         self.weights_only_reading: dict[str, str] = {}
         """stream -> ``<stream>#weights_only``, read on past a PROTO CPython refuses (torch's
@@ -294,6 +292,16 @@ class Assembler:
     def collect(self, value: Any, stream: str, root: KeyPath = ()) -> Any:
         return collect(value, stream, self.out, limits=self.limits, root=root, budget=self.budget)
 
+    def absorb(self, other: Assembler) -> None:
+        """Take over what another reader of the same file recorded: its globals, facts, stops and notes."""
+        self.globals.extend(other.globals)
+        self.pickles.extend(other.pickles)
+        self.operations.extend(other.operations)
+        self.stops.extend(other.stops)
+        self.notes.extend(other.notes)
+        self.anomalies.extend(other.anomalies)
+        self.opcodes |= other.opcodes
+
     def inventory(self, facts: FormatFacts, structure: Any,
                   storages: list[StorageRecord] | None = None) -> Inventory:
         if storages is None:
@@ -311,7 +319,6 @@ class Assembler:
             structure=structure,
             metadata=self.out.metadata,
             notes=tuple(self.notes + self.out.notes),
-            events=tuple(self.events),  # always empty: safety/ judges pickles, operations and stops
             anomalies=tuple(self.anomalies),
             pickles=tuple(self.pickles),
             operations=tuple(self.operations),

@@ -14,7 +14,6 @@ from ..inventory import (
     GlobalRef,
     Inventory,
     Operation,
-    PickleEvent,
     PickleStream,
     StorageRecord,
     StreamStop,
@@ -56,7 +55,6 @@ def read_sharded(f: CountingFile, path: str, index: dict[str, Any],
     streams: list[str] = []
     loaded: list[str] = []
     anomalies: list[str] = []
-    events: list[PickleEvent] = []
     pickles: list[PickleStream] = []
     operations: list[Operation] = []
     stops: list[StreamStop] = []
@@ -85,7 +83,6 @@ def read_sharded(f: CountingFile, path: str, index: dict[str, Any],
         opcodes |= set(inv.facts.opcodes)
         streams.extend(f"{shard}:{s}" for s in inv.facts.streams)
         loaded.extend(f"{shard}:{s}" for s in inv.facts.loaded_streams)
-        events.extend(replace(e, stream=f"{shard}:{e.stream}") for e in inv.events)
         pickles.extend(replace(p, stream=f"{shard}:{p.stream}") for p in inv.pickles)
         operations.extend(replace(o, stream=f"{shard}:{o.stream}") for o in inv.operations)
         stops.extend(replace(st, stream=f"{shard}:{st.stream}") for st in inv.stops)
@@ -104,5 +101,5 @@ def read_sharded(f: CountingFile, path: str, index: dict[str, Any],
     structure = {t.key: {"__tensor__": i} for i, t in enumerate(tensors)}
     return Inventory(path=path, facts=facts, tensors=tuple(tensors), storages=tuple(storages),
                      globals=tuple(globals_), structure=structure, metadata={}, notes=tuple(notes),
-                     events=tuple(events), anomalies=tuple(anomalies), pickles=tuple(pickles),
+                     anomalies=tuple(anomalies), pickles=tuple(pickles),
                      operations=tuple(operations), stops=tuple(stops))

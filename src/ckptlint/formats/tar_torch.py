@@ -113,14 +113,8 @@ def _scan_head(f: CountingFile, asm: Assembler) -> tuple[Any, int, bool] | None:
     if not probe.globals:
         return None
     asm.torch_reading.update(probe.torch_reading)
-    asm.globals.extend(probe.globals)
-    asm.pickles.extend(probe.pickles)
-    asm.operations.extend(probe.operations)
+    asm.absorb(probe)
     asm.streams.extend(probe.streams)
-    asm.stops.extend(probe.stops)
-    asm.anomalies.extend(probe.anomalies)
-    asm.notes.extend(probe.notes)
-    asm.opcodes |= probe.opcodes
     return value, end, stopped
 
 
