@@ -87,7 +87,7 @@ def ckptlint_says(path: str, spec: str,
     return live, snap
 
 
-def agree(rep: CompatAnalysis, t: Torch, label: str) -> None:
+def agree(rep: CompatAnalysis, t: Torch, label: str = "") -> None:
     r = rep.result
     if t.load_error:
         assert r.load_error is not None and r.load_error.startswith(t.load_error + ":"), (label, r.load_error)

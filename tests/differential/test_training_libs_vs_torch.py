@@ -9,13 +9,10 @@ its initial value).
 
 from __future__ import annotations
 
-import ast
-import re
 import sys
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,62 +30,12 @@ if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
 import training_models as tm  # noqa: E402 - after the path set-up
-
-_SIZE = re.compile(r"^size mismatch for (.+?): copying a param with shape torch\.Size\((\[.*?\])\) from checkpoint, "
-                   r"the shape in current model is torch\.Size\((\[.*?\])\)\.$")
-_COPY = re.compile(r'^While copying the parameter named "(.+?)"')
-
-
-@dataclass
-class Torch:
-    missing: set[str]
-    unexpected: set[str]
-    shape: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]
-    copy_errors: set[str]
-    strict_ok: bool
-    nonstrict_ok: bool
-
-
-def torch_says(fresh: Callable[[], nn.Module], sd: Any) -> Torch:
-    shape: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
-    copy_errors: set[str] = set()
-    try:
-        res = fresh().load_state_dict(sd, strict=False)
-        nonstrict_ok = True
-    except RuntimeError as e:
-        nonstrict_ok = False
-        for line in str(e).split("\n\t")[1:]:
-            m = _SIZE.match(line.strip())
-            if m:
-                shape[m[1]] = (tuple(ast.literal_eval(m[2])), tuple(ast.literal_eval(m[3])))
-                continue
-            m = _COPY.match(line.strip())
-            assert m, f"unexpected torch error: {line}"
-            copy_errors.add(m[1])
-        own = fresh().state_dict()
-        patched = OrderedDict((k, own[k].clone() if k in shape or k in copy_errors else v) for k, v in sd.items())
-        res = fresh().load_state_dict(patched, strict=False)
-    try:
-        fresh().load_state_dict(sd, strict=True)
-        strict_ok = True
-    except RuntimeError:
-        strict_ok = False
-    return Torch(set(res.missing_keys), set(res.unexpected_keys), shape, copy_errors, strict_ok, nonstrict_ok)
+from _compat_oracle import agree, torch_says  # noqa: E402 - the one load_state_dict oracle
 
 
 def ckptlint_says(path: Path, spec: str) -> CompatAnalysis:
     sig, model = live_signature(spec, {})
     return analyze(ckptlint.inspect(str(path)), sig, model=model)
-
-
-def agree(rep: CompatAnalysis, t: Torch) -> None:
-    r = rep.result
-    assert r.load_error is None, r.load_error
-    assert set(r.missing) == t.missing
-    assert set(r.unexpected) == t.unexpected
-    assert r.shape_mismatch == t.shape
-    assert set(r.non_tensor) == t.copy_errors
-    assert (r.strict_ok, r.nonstrict_ok) == (t.strict_ok, t.nonstrict_ok)
 
 
 def run_snippet(rep: CompatAnalysis, expected: dict[str, torch.Tensor]) -> nn.Module:
