@@ -175,7 +175,30 @@ DEFAULT_MAX_TAR_MEMBERS = 50_000
 """Until ``Limits.max_tar_members`` exists: 50,000 headers is about 5 s of tarfile and 50 MB."""
 
 
-class MemberFile(CountingFile):
+class _MemberReader(CountingFile):
+    """The file interface torch's unpickler uses, over a subclass's ``pread`` (which clamps at the end)."""
+
+    size: int
+    _pos: int
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._pos = offset if whence == 0 else (self._pos + offset if whence == 1 else self.size + offset)
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        # pread stops at the member's end, which an extracted member may learn only while reading
+        data = self.pread(self._pos, (1 << 62) if n < 0 else n)
+        self._pos += len(data)
+        return data
+
+    def tell(self) -> int:
+        return self._pos
+
+    def close(self) -> None:
+        pass
+
+
+class MemberFile(_MemberReader):
     """A member's bytes as torch reads them, with the reader interface of :class:`CountingFile`.
 
     ``chunks`` are (position in the member, length, position in the file) in
@@ -219,21 +242,6 @@ class MemberFile(CountingFile):
                 out[lo - offset:hi - offset] = self.src.pread(src + lo - pos, hi - lo)
         self.bytes_read += n  # charged by the Assembler that parses these bytes
         return bytes(out)
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        self._pos = offset if whence == 0 else (self._pos + offset if whence == 1 else self.size + offset)
-        return self._pos
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.pread(self._pos, self.size - self._pos if n < 0 else n)
-        self._pos += len(data)
-        return data
-
-    def tell(self) -> int:
-        return self._pos
-
-    def close(self) -> None:
-        pass
 
 
 def _flatten(chunks: list[tuple[int, int, int]]) -> list[tuple[int, int, int]] | None:
@@ -336,7 +344,7 @@ def _makefile(tt: TorchTar, f: CountingFile, budget: Budget, m: tarfile.TarInfo,
     return MemberFile(f, budget, name, m.size, chunks)
 
 
-class ExtractedFile(CountingFile):
+class ExtractedFile(_MemberReader):
     """``tar.extractfile(name)`` as torch's unpickler reads it, read lazily and in order.
 
     Reads go through tarfile's own member file object (sparse holes as zeros),
@@ -379,21 +387,6 @@ class ExtractedFile(CountingFile):
         data = bytes(self._buf[offset:offset + n])
         self.bytes_read += len(data)
         return data
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        self._pos = offset if whence == 0 else (self._pos + offset if whence == 1 else self.size + offset)
-        return self._pos
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.pread(self._pos, (1 << 62) if n < 0 else n)
-        self._pos += len(data)
-        return data
-
-    def tell(self) -> int:
-        return self._pos
-
-    def close(self) -> None:
-        pass
 
 
 def extractfile(tt: TorchTar, name: str) -> ExtractedFile:
