@@ -1,0 +1,28 @@
+"""Which file names are checkpoints: one list for directory walks and the pre-commit hooks.
+
+Defined once so ``ckptlint check DIR`` and the hooks' ``files:`` pattern cannot drift
+apart. The name only decides what a walk picks up; the content decides the format.
+Imports nothing, so every layer may use it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+CHECKPOINT_SUFFIXES: Final[tuple[str, ...]] = (
+    ".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".pkl", ".pickle", ".pth.tar", ".tar", ".npy", ".npz",
+    ".index.json",
+)
+"""File name endings (compared case-insensitively) that a directory walk checks."""
+
+HOOK_FILES_PATTERN: Final[str] = "(?i)(" + "|".join(re.escape(s) for s in CHECKPOINT_SUFFIXES) + ")$"
+"""The same set as a regular expression, for ``files:`` in ``.pre-commit-hooks.yaml``."""
+
+
+def is_checkpoint_name(name: str) -> bool:
+    """Whether a file called ``name`` is one a directory walk checks (``*.index.json`` included)."""
+    return name.lower().endswith(CHECKPOINT_SUFFIXES)
+
+
+__all__ = ["CHECKPOINT_SUFFIXES", "HOOK_FILES_PATTERN", "is_checkpoint_name"]
