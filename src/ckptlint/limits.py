@@ -44,6 +44,8 @@ class Limits:
     max_text_sniff: int = 1 << 20
     max_nested: int = 64
     """Byte strings followed into ``pickle.loads``-style loaders, whole file."""
+    max_spool_bytes: int = 64 << 30
+    """Bytes copied from standard input, bytes or a file object to a temporary file (readers need a path)."""
 
 
 DEFAULT_LIMITS = Limits()
