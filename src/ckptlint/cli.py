@@ -37,12 +37,20 @@ def _report_error(path: str, reason: str, stream: TextIO | None = None) -> None:
     print(f"ckptlint: {path}: {_one_line(reason)}", file=stream or sys.stderr, flush=True)
 
 
-def _write(path: str, text: str) -> None:
+def _write(path: str, text: str, mode: str = "w") -> None:
     try:
-        with open(path, "w", encoding="utf-8") as f:
+        with open(path, mode, encoding="utf-8") as f:
             f.write(text)
     except OSError as e:
         raise OutputError(path, e.strerror or str(e)) from None
+
+
+def _output_dir_exists(path: str | None) -> None:
+    """Fail before the work, not after it: an output file whose folder does not exist."""
+    if path:
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise OutputError(path, f"no such directory: {os.path.dirname(path) or folder}")
 
 
 def _read(path: str) -> tuple[Any, str | None, str | None]:
@@ -143,9 +151,12 @@ def _add_check(sub: Any) -> None:
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="checkpoint file(s)")
     p.add_argument("--format", default="text", metavar="FORMAT",
-                   help="text (default), json, sarif, github, markdown, or a plugin's format; "
-                        "see docs/output-formats.md")
+                   help="text (default), concise (one line per finding), json, sarif, github, markdown, "
+                        "or a plugin's format; see docs/output-formats.md")
     p.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout")
+    p.add_argument("-q", "--quiet", action="count", default=0,
+                   help="-q: leave out files without findings (the summary line stays); -qq: print no "
+                        "report at all (the exit code says it; errors still go to stderr)")
     p.add_argument("--select", metavar="CODES",
                    help="comma-separated code prefixes to report (replaces the config's)")
     p.add_argument("--extend-select", metavar="CODES", help="code prefixes to report in addition")
@@ -186,21 +197,31 @@ def _add_check(sub: Any) -> None:
     p.set_defaults(func=cmd_check)
 
 
-def _codes(text: str | None) -> tuple[str, ...] | None:
+def _codes(text: str | None, flag: str) -> tuple[str, ...] | None:
+    """``"CK1, ck203,"`` -> ``("CK1", "CK203")``; a flag given without any code is a usage error
+    (``--select ""`` would otherwise report nothing at all)."""
     if text is None:
         return None
-    return tuple(c.strip().upper() for c in text.split(",") if c.strip())
+    codes = tuple(c.strip().upper() for c in text.split(",") if c.strip())
+    if not codes:
+        raise UsageError(f"{flag}: no codes given (ALL selects every rule)")
+    return codes
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     from .checker import check
     from .plugin.manager import all_rules, reporters
-    from .selection import Overrides, write_baseline
+    from .selection import Overrides, check_overrides, write_baseline
 
     formats = reporters()
     rules = all_rules()
     if args.format not in formats:
         raise UsageError(f"unknown format {args.format!r} (available: {', '.join(sorted(formats))})")
+    overrides = Overrides(_codes(args.select, "--select"), _codes(args.extend_select, "--extend-select") or (),
+                          _codes(args.ignore, "--ignore"), args.baseline)
+    check_overrides(overrides, rules)
+    _output_dir_exists(args.output)
+    _output_dir_exists(args.write_baseline)
     if args.skip_site_pth:
         args.files = _without_site_pth(args.files)
         if not args.files:
@@ -211,8 +232,6 @@ def cmd_check(args: argparse.Namespace) -> int:
         from .targets.spec import parse_kwargs
 
         args.model_kwargs = {**parse_kwargs(args.model_kwargs), "config": args.model_config}
-    overrides = Overrides(_codes(args.select), _codes(args.extend_select) or (), _codes(args.ignore),
-                          args.baseline)
     report = check(args.files, trusted=args.allow_global, config=args.config,
                    use_config=not args.isolated, model=args.model, model_kwargs=args.model_kwargs,
                    snapshot=args.snapshot, key=args.key, overrides=overrides,
@@ -221,21 +240,23 @@ def cmd_check(args: argparse.Namespace) -> int:
         _report_error(fr.path, fr.error or "unknown error")
     if args.write_baseline:
         n = write_baseline(args.write_baseline, report.findings())
-        print(f"{args.write_baseline}: {n} findings accepted as the baseline")
+        print(f"{args.write_baseline}: {n} finding{'' if n == 1 else 's'} accepted as the baseline")
         return EXIT_OK
     out = sys.stdout if args.output is None else None
     color = out is not None and out.isatty() and not os.environ.get("NO_COLOR")
-    try:
-        text = formats[args.format](report, {"rules": rules, "color": color})
-    except Exception as e:  # noqa: BLE001 - a plugin's reporter failing is one line
-        raise PluginError(f"format {args.format!r} failed: {type(e).__name__}: {e}") from None
-    if args.output:
-        _write(args.output, text.rstrip("\n") + "\n")
-    else:
-        sys.stdout.write(text.rstrip("\n") + "\n")
-    if args.format == "github" and os.environ.get("GITHUB_STEP_SUMMARY"):
-        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as f:
-            f.write(formats["markdown"](report, {"rules": rules, "color": False}))
+    if args.output or args.quiet < 2:
+        options = {"rules": rules, "color": color, "quiet": args.quiet}
+        try:
+            text = formats[args.format](report, options)
+        except Exception as e:  # noqa: BLE001 - a plugin's reporter failing is one line
+            raise PluginError(f"format {args.format!r} failed: {type(e).__name__}: {e}") from None
+        if args.output:
+            _write(args.output, text.rstrip("\n") + "\n")
+        elif text.strip():
+            sys.stdout.write(text.rstrip("\n") + "\n")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY") if args.format == "github" else None
+    if summary:
+        _write(summary, formats["markdown"](report, {"rules": rules, "color": False}), mode="a")
     code = report.exit_code(args.fail_on)
     return EXIT_OK if args.exit_zero and code == EXIT_FINDINGS else code
 
@@ -280,6 +301,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     from .targets.signature import load_snapshot
     from .targets.spec import parse_kwargs
 
+    _output_dir_exists(args.output)
     library = library_target(spec=args.spec, kwargs=parse_kwargs(args.model_kwargs))  # transformers + config
     sig = library[0] if library is not None else live_signature(args.spec, args.model_kwargs, cached=False)[0]
     if args.verify:
@@ -393,6 +415,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CkptlintError as e:  # the one place an error becomes its line and exit status 2
         print(f"ckptlint: {_one_line(str(e))}", file=sys.stderr)
         return EXIT_ERROR
+    except ImportError as e:  # torch (or a library) missing where only a live target needs it
+        if (e.name or "").split(".")[0] != "torch":
+            print(f"ckptlint: internal error: {type(e).__name__}: {_one_line(str(e))}", file=sys.stderr)
+        else:
+            print(f"ckptlint: {args.command} needs torch here (a live target model): pip install torch, "
+                  "or use a snapshot (docs/cli.md)", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("ckptlint: interrupted", file=sys.stderr)
         return 130
@@ -403,6 +432,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.dup2(devnull, sys.stdout.fileno())
         except (OSError, ValueError):  # pragma: no cover
             pass
+        return EXIT_ERROR
+    except Exception as e:  # noqa: BLE001 - a bug: still one line and exit 2, never a traceback with exit 1
+        print(f"ckptlint: internal error: {type(e).__name__}: {_one_line(str(e))} (please report it)",
+              file=sys.stderr)
         return EXIT_ERROR
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -109,10 +110,24 @@ def find_config(start: str) -> str | None:
     return None
 
 
+_OUR_TABLE = re.compile(r"^[ \t]*\[\[?[ \t]*tool[ \t]*\.[ \t]*[\"']?ckptlint\b|^[ \t]*tool[ \t]*\.[ \t]*ckptlint\b",
+                        re.MULTILINE)
+
+
 def _has_tool_table(path: str) -> bool:
+    """Whether this pyproject.toml configures ckptlint. One that does not parse is an error when its text
+    holds a ``[tool.ckptlint…]`` table (it is the config in use: ignoring it would turn the policies off
+    silently); a broken pyproject.toml without one is someone else's problem and is passed over."""
     try:
         return "ckptlint" in _read_toml(path).get("tool", {})
     except ConfigError:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                text = f.read(4 * 1024 * 1024)
+        except OSError:
+            return False
+        if _OUR_TABLE.search(text):
+            raise
         return False
 
 
@@ -121,8 +136,10 @@ def _read_toml(path: str) -> dict[str, Any]:
         with open(path, "rb") as f:
             data: dict[str, Any] = tomllib.load(f)
             return data
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"{path}: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}", path=path) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}", path=path) from None
 
 
 @lru_cache(maxsize=64)
@@ -145,7 +162,7 @@ def load_config(path: str) -> Config:
     pfi = table.get("per-file-ignores", {})
     if not isinstance(pfi, dict):
         raise ConfigError(f"{path}: per-file-ignores must map globs to lists of codes")
-    per_file = {g: _strings(path, "per-file-ignores", pfi, g) for g in pfi}
+    per_file = {g: _codes(path, "per-file-ignores", pfi, g) for g in pfi}
     baseline = table.get("baseline")
     if baseline is not None and not isinstance(baseline, str):
         raise ConfigError(f"{path}: baseline must be a path")
@@ -155,10 +172,12 @@ def load_config(path: str) -> Config:
         if not isinstance(value, bool):
             raise ConfigError(f"{path}: {key} must be true or false")
         flags[key.replace("-", "_")] = value
-    select = _strings(path, where, table, "select") if "select" in table else ("",)
+    select = _codes(path, where, table, "select") if "select" in table else ("",)
+    if not select:
+        raise ConfigError(f"{path}: {where}.select is empty: nothing would be reported (\"ALL\" selects every rule)")
     return Config(
-        path, tuple(trusted), targets, select, _strings(path, where, table, "extend-select"),
-        _strings(path, where, table, "ignore"), dict(severity), per_file,
+        path, tuple(trusted), targets, select, _codes(path, where, table, "extend-select"),
+        _codes(path, where, table, "ignore"), {k.strip().upper(): v for k, v in severity.items()}, per_file,
         os.path.join(os.path.dirname(os.path.abspath(path)), baseline) if baseline else None,
         _strings(path, where, table, "release-files"), parse_size(path, table.get("max-file-size")), **flags)
 
@@ -196,6 +215,15 @@ def _strings(path: str, where: str, table: dict[str, Any], key: str) -> tuple[st
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{path}: {where}.{key} must be a list of strings")
     return tuple(value)
+
+
+def _codes(path: str, where: str, table: dict[str, Any], key: str) -> tuple[str, ...]:
+    """Code prefixes as the command line reads them (upper case); an empty one is an error (it would
+    match every code), ``ALL`` is the way to say that. Registry checks are selection.check_config's."""
+    codes = tuple(c.strip().upper() for c in _strings(path, where, table, key))
+    if "" in codes:
+        raise ConfigError(f"{path}: {where}.{key}: an empty code (\"ALL\" selects every rule)")
+    return codes
 
 
 def _target_entry(path: str, i: int, t: Any) -> TargetEntry:

@@ -12,10 +12,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from .config import Config
-from .errors import ConfigError
+from .errors import ConfigError, OutputError, UsageError
 from .findings import Finding
 from .rule import Rule
 from .vocab import SEVERITIES, Severity
+
+ALL = "ALL"
+"""The selector that matches every code (as in ruff); internally the empty prefix."""
 
 
 @dataclass(frozen=True)
@@ -28,12 +31,59 @@ class Overrides:
     baseline: str | None = None
 
 
+def selector_problem(selector: str, codes: Iterable[str]) -> str | None:
+    """Why ``selector`` is not a usable code prefix, or None. A prefix that matches no registered
+    code (``XYZ999``, ``CK2O3`` with a letter O) would silently report nothing, so it is an error;
+    plugins register codes too, so ``codes`` is the plugin manager's registry."""
+    if selector == ALL:
+        return None
+    if not selector:
+        return "an empty code (use ALL for every rule)"
+    if not any(c.startswith(selector) for c in codes):
+        return f"{selector!r} matches no rule (see `ckptlint rules`; ALL selects every rule)"
+    return None
+
+
+def check_overrides(overrides: Overrides, codes: Iterable[str]) -> None:
+    """Raise UsageError naming the first command-line selector that matches no rule."""
+    known = tuple(codes)
+    if overrides.select is not None and not overrides.select:
+        raise UsageError("--select: no codes given: nothing would be reported (ALL selects every rule)")
+    for flag, values in (("--select", overrides.select), ("--extend-select", overrides.extend_select),
+                         ("--ignore", overrides.ignore)):
+        for v in values or ():
+            problem = selector_problem(v, known)
+            if problem:
+                raise UsageError(f"{flag}: {problem}")
+
+
+def check_config(cfg: Config, codes: Iterable[str]) -> None:
+    """Raise ConfigError naming the file, the setting and the first code that matches no rule."""
+    if cfg.path is None:
+        return
+    known = tuple(codes)
+    settings: list[tuple[str, Iterable[str]]] = [("select", cfg.select if cfg.select != ("",) else ()),
+                                                 ("extend-select", cfg.extend_select), ("ignore", cfg.ignore),
+                                                 ("severity", cfg.severity)]
+    settings += [(f"per-file-ignores.{glob!r}", v) for glob, v in cfg.per_file_ignores.items()]
+    for name, values in settings:
+        for v in values:
+            problem = selector_problem(v, known)
+            if problem:
+                raise ConfigError(f"{cfg.path}: {name}: {problem}", path=cfg.path)
+
+
+def _prefixes(selectors: Iterable[str]) -> tuple[str, ...]:
+    return tuple("" if s == ALL else s for s in selectors)
+
+
 def _longest(code: str, prefixes: Iterable[str]) -> int:
-    return max((len(p) for p in prefixes if code.startswith(p)), default=-1)
+    return max((len(p) for p in _prefixes(prefixes) if code.startswith(p)), default=-1)
 
 
 def is_selected(code: str, select: Iterable[str], ignore: Iterable[str]) -> bool:
-    """flake8/ruff style: the longest matching prefix decides; on a tie, ignore wins."""
+    """flake8/ruff style: the longest matching prefix decides; on a tie, ignore wins. ``ALL`` matches every
+    code with length 0, so any named prefix is more specific."""
     s = _longest(code, select)
     return s >= 0 and s > _longest(code, ignore)
 
@@ -41,6 +91,8 @@ def is_selected(code: str, select: Iterable[str], ignore: Iterable[str]) -> bool
 def apply_policy(findings: list[Finding], path: str, cfg: Config, rules: dict[str, Rule],
                  overrides: Overrides = Overrides(), baseline: frozenset[tuple[str, str, str]] = frozenset(),
                  baseline_dir: str | None = None) -> list[Finding]:
+    check_overrides(overrides, rules)
+    check_config(cfg, rules)
     select = (overrides.select if overrides.select is not None else cfg.select) + cfg.extend_select \
         + overrides.extend_select
     ignore = (overrides.ignore if overrides.ignore is not None else cfg.ignore)
@@ -65,7 +117,8 @@ def apply_policy(findings: list[Finding], path: str, cfg: Config, rules: dict[st
 
 
 def _severity(code: str, overrides: dict[str, Severity]) -> Severity | None:
-    best = max((p for p in overrides if code.startswith(p)), key=len, default=None)
+    best = max((p for p in overrides if code.startswith("" if p == ALL else p)),
+               key=lambda p: 0 if p == ALL else len(p), default=None)
     return None if best is None else overrides[best]
 
 
@@ -91,7 +144,10 @@ def write_baseline(path: str, entries: Iterable[tuple[str, Finding]]) -> int:
     rows = sorted({(_baseline_path(p, base), f.code, f.key or "", f.message) for p, f in entries})
     data = {"version": 1, "tool": "ckptlint",
             "findings": [{"path": p, "code": c, "key": k or None, "message": m} for p, c, k, m in rows]}
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1)
-        fh.write("\n")
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1)
+            fh.write("\n")
+    except OSError as e:
+        raise OutputError(path, e.strerror or str(e)) from None
     return len(rows)

@@ -110,7 +110,8 @@ def summary_rows(inv: Inventory) -> list[tuple[str, str]]:
     known = [s.nbytes for s in inv.storages if s.nbytes is not None]
     total = _size(sum(known)) if known else "?"
     if known and len(known) < len(inv.storages):
-        total += f" ({len(inv.storages) - len(known)} storages of unknown size)"
+        unknown = len(inv.storages) - len(known)
+        total += f" ({unknown} storage{'' if unknown == 1 else 's'} of unknown size)"
     devices = sorted({t.device for t in inv.tensors} | {s.device for s in inv.storages})
     rows = [
         ("format", clean(inv.format)),

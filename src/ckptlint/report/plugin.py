@@ -9,9 +9,15 @@ from ..results import Report
 
 
 def _text(report: Report, options: dict[str, Any]) -> str:
-    from .check_text import render_report
+    from .check_text import render
 
-    return render_report(report, color=bool(options.get("color")))
+    return render(report, options)
+
+
+def _concise(report: Report, options: dict[str, Any]) -> str:
+    from .check_text import render_concise_format
+
+    return render_concise_format(report, options)
 
 
 def _json(report: Report, options: dict[str, Any]) -> str:
@@ -40,4 +46,5 @@ def _markdown(report: Report, options: dict[str, Any]) -> str:
 
 @hookimpl
 def ckptlint_reporters() -> dict[str, Reporter]:
-    return {"text": _text, "json": _json, "sarif": _sarif, "github": _github, "markdown": _markdown}
+    return {"text": _text, "concise": _concise, "json": _json, "sarif": _sarif, "github": _github,
+            "markdown": _markdown}

@@ -86,7 +86,7 @@ def safety_findings(inv: Inventory, verdict: Verdict, trusted: frozenset[str] = 
         names = list(dict.fromkeys(g.qualname for g in models))
         first = models[0]
         out.append(FULL_MODEL.finding(
-            f"full-model pickle: {len(names)} model classes ({', '.join(names[:4])}"
+            f"full-model pickle: {len(names)} model class{'' if len(names) == 1 else 'es'} ({', '.join(names[:4])}"
             f"{', …' if len(names) > 4 else ''}); loading imports and runs their code",
             key=_key(first), location=_where(first),
             fix="ask for a state_dict instead: torch.save(model.state_dict(), path) where the model was made; "
@@ -99,13 +99,18 @@ def safety_findings(inv: Inventory, verdict: Verdict, trusted: frozenset[str] = 
     out.extend(ANOMALY.finding(f"readers may disagree about this file: {a}",
                                fix="re-save the checkpoint from a trusted copy")
                for a in inv.anomalies if not _decided_magic_check(inv, a, cats))
-    if not verdict.loads:
-        blocker = verdict.blocking[0]
+    # CK105 says why weights_only=True fails, minus the causes CK101/CK102 already report (one finding
+    # per cause); nothing left -> no CK105 (the verdict itself stays in the report and the JSON).
+    reported = {g.qualname for g in models} | {g.qualname for g in inv.globals if cats.get(g.qualname) == "dangerous"}
+    blocking = [b for b in verdict.blocking
+                if not (b.kind in ("global", "structure") and (b.cls or b.detail) in reported)]
+    if not verdict.loads and blocking:
+        blocker = blocking[0]
         where = f"{blocker.stream}@{blocker.offset}" if blocker.offset is not None else None
         out.append(WEIGHTS_ONLY_FAILS.finding(
             f"torch.load(weights_only=True) fails (torch {verdict.torch_version}): "
-            + "; ".join(b.detail for b in verdict.blocking[:3])
-            + (f" (+{len(verdict.blocking) - 3} more)" if len(verdict.blocking) > 3 else ""),
+            + "; ".join(b.detail for b in blocking[:3])
+            + (f" (+{len(blocking) - 3} more)" if len(blocking) > 3 else ""),
             location=where, fix=verdict.advice))
     return out
 

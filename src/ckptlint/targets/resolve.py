@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import TargetError
 from .signature import Signature, build_signature, load_snapshot, signature_of
-from .spec import parse_spec
+from .spec import parse_spec, require_torch
 
 
 @dataclass
@@ -40,6 +40,7 @@ def live_signature(spec_text: str, kwargs: Any = None, *, cached: bool = True) -
     import json
 
     spec = parse_spec(spec_text, kwargs)
+    require_torch(f"target {spec.text}")
     if not cached:
         return build_signature(spec)
     cache_key = (spec.text, json.dumps(spec.kwargs, sort_keys=True, default=str))

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import TargetError
 
-__all__ = ["TargetError", "TargetSpec", "parse_kwargs", "parse_spec"]
+__all__ = ["TargetError", "TargetSpec", "parse_kwargs", "parse_spec", "require_torch"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,18 @@ def parse_kwargs(kwargs: str | dict[str, Any] | None) -> dict[str, Any]:
     if not isinstance(kwargs, dict):
         raise TargetError("model kwargs must be a JSON object")
     return dict(kwargs)
+
+
+def require_torch(what: str) -> Any:
+    """The torch module, or TargetError with the one line to show: only building a live target needs torch,
+    and without it that must be a usage error (exit 2), not an ImportError traceback (exit 1)."""
+    try:
+        import torch
+    except ImportError:
+        raise TargetError(f"{what} needs torch to build the model, and torch is not installed: pip install torch, "
+                          "or check against a snapshot written where torch is (ckptlint snapshot; "
+                          "check --snapshot FILE)") from None
+    return torch
 
 
 def _import_from_here(name: str) -> Any:
