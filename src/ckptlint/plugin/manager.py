@@ -116,15 +116,9 @@ def resolve_spec(spec_text: str, kwargs: dict[str, Any]) -> tuple[Signature, Any
 
 def rule_doc(rule: Rule) -> str:
     """A rule's page: its own ``doc``, else the page shipped in ckptlint/rules/docs, else its summary."""
-    if rule.doc:
-        return rule.doc
-    from importlib import resources
+    from ..report.rules import rule_page
 
-    try:
-        page = resources.files("ckptlint.rules").joinpath("docs").joinpath(f"{rule.code}.md")
-        return page.read_text(encoding="utf-8")
-    except (FileNotFoundError, OSError, ModuleNotFoundError):
-        return f"# {rule.code} {rule.name}\n\nDefault severity: **{rule.severity}**.\n\n{rule.summary}.\n"
+    return rule_page(rule)
 
 
 __all__ = ["BUILTIN_PLUGINS", "PluginError", "all_rules", "plugin_manager", "reporters", "resolve_spec",

@@ -2,14 +2,20 @@
 
 GitHub shows at most 10 error and 10 warning annotations per step, so the CLI
 also appends the markdown report to ``$GITHUB_STEP_SUMMARY`` when it is set.
+Escaping follows the runner's parser (actions/runner ``ActionCommand.TryParseV2``):
+properties are split at ``,`` and end at the first ``::``, so property values
+escape ``%``, CR, LF, ``:`` and ``,``; the message escapes ``%``, CR and LF.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from ..results import Report
 from ..vocab import Severity
+from .sarif import source_root, unique_files
 
 COMMANDS: dict[Severity, str] = {"error": "error", "warning": "warning", "info": "notice"}
 
@@ -22,13 +28,26 @@ def escape_property(text: str) -> str:
     return escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
+def annotation_path(path: str, root: Path) -> str:
+    """The path as the runner wants it: relative to the repository root (``/``-separated), which is
+    where annotations are shown whatever folder ckptlint ran in; a file outside it stays absolute."""
+    full = os.path.abspath(path)
+    rel = os.path.relpath(full, root)
+    if rel == ".." or rel.startswith(".." + os.sep):
+        return full
+    return Path(rel).as_posix()
+
+
 def render_github(report: Report, options: dict[str, Any]) -> str:
-    rules = options.get("rules", {})
+    rules = options.get("rules") or {}
+    root = source_root(options.get("source_root"))
     lines = []
-    for path, f in report.findings():
-        name = rules[f.code].name if f.code in rules else f.code
-        title = f"{f.code} {name}" + (f" [{f.key}]" if f.key else "")
-        message = f.message + (f"\nFix: {f.fix}" if f.fix else "")
-        lines.append(f"::{COMMANDS.get(f.severity, 'warning')} file={escape_property(path)},line=1,"
-                     f"title={escape_property(title)}::{escape_data(message)}")
+    for fr, _ in unique_files(report, root):
+        path = annotation_path(fr.path, root)
+        for f in fr.findings:
+            name = rules[f.code].name if f.code in rules else f.code
+            title = f"{f.code} {name}" + (f" [{f.key}]" if f.key else "")
+            message = f.message + (f"\nFix: {f.fix}" if f.fix else "")
+            lines.append(f"::{COMMANDS.get(f.severity, 'warning')} file={escape_property(path)},line=1,"
+                         f"title={escape_property(title)}::{escape_data(message)}")
     return "\n".join(lines)

@@ -3,7 +3,9 @@
 Checkpoints are binary, so results point at the file (``region.startLine`` 1,
 which code scanning requires to show a result) and carry the key path as a
 logical location; ``partialFingerprints`` is a stable hash of rule, path and key
-so that alerts track across runs.
+so that alerts track across runs. Paths are relative to the repository root
+(``%SRCROOT%``), as code scanning matches them against the checkout, not to
+wherever ckptlint happened to run.
 """
 
 from __future__ import annotations
@@ -11,81 +13,125 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ..results import Report
+from ..results import FileReport, Report
 from ..rule import Rule
 from ..version import __version__
 from ..vocab import Severity
+from .rules import rule_from_page, rule_page, what_it_does
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 LEVELS: dict[Severity, str] = {"error": "error", "warning": "warning", "info": "note"}
-INFO_URI = "https://github.com/ckptlint/ckptlint"
+SRCROOT = "%SRCROOT%"
+SECURITY_SEVERITY: dict[Severity, str] = {"error": "9.3", "warning": "5.3", "info": "2.0"}
+"""GitHub's ``security-severity`` (0.0-10.0; over 9.0 critical, 7.0-8.9 high, 4.0-6.9 medium, under 4.0
+low) for safety rules (CK1xx) by their default severity: an error-level safety finding means loading the
+file can run code (CWE-502: CodeQL rates unsafe deserialization 9.8), a warning means it fails or needs
+an allowlist."""
 
 
-def artifact_uri(path: str) -> str:
-    """Repository-relative (to the working directory) when possible, else a file URI."""
-    rel = os.path.relpath(os.path.abspath(path))
-    if rel.startswith(".."):
-        return "file://" + quote(os.path.abspath(path).replace(os.sep, "/"))
-    return quote(rel.replace(os.sep, "/"))
+def source_root(cwd: str | os.PathLike[str] | None = None) -> Path:
+    """The repository root above ``cwd`` (the nearest folder with a ``.git`` entry, a folder or a
+    worktree's file), else ``cwd`` itself: what code scanning resolves result paths against."""
+    start = Path(os.path.abspath(cwd if cwd is not None else os.getcwd()))
+    for d in (start, *start.parents):
+        if (d / ".git").exists():
+            return d
+    return start
 
 
-def _rule(rule: Rule) -> dict[str, Any]:
-    help_text = f"{rule.summary}. See `ckptlint rules {rule.code}`."
+def artifact_location(path: str, root: Path) -> dict[str, str]:
+    """``{"uri", "uriBaseId"}`` relative to ``root``; a file outside it gets an absolute file URI."""
+    full = Path(os.path.abspath(path))
+    rel = os.path.relpath(full, root)
+    if rel == ".." or rel.startswith(".." + os.sep) or os.path.isabs(rel):
+        return {"uri": full.as_uri()}
+    return {"uri": quote(Path(rel).as_posix()), "uriBaseId": SRCROOT}
+
+
+def rule_descriptor(rule: Rule) -> dict[str, Any]:
+    """A ``reportingDescriptor``: the rule page as help, GitHub's security properties for CK1xx."""
+    page = rule_page(rule)
+    properties: dict[str, Any] = {"tags": [rule.category]}
+    if rule.category == "safety":
+        properties = {"tags": ["security", rule.category], "security-severity": SECURITY_SEVERITY[rule.severity]}
+    # no helpUri: the project has no published URL yet ([project.urls] is empty); help.markdown is the page
     return {
         "id": rule.code,
         "name": rule.name,
         "shortDescription": {"text": rule.summary},
-        "fullDescription": {"text": rule.summary},
-        "help": {"text": help_text, "markdown": rule.doc or help_text},
-        "helpUri": f"{INFO_URI}/blob/main/docs/rules/{rule.code}.md",
+        "fullDescription": {"text": what_it_does(page) or rule.summary},
+        "help": {"text": page, "markdown": page},
         "defaultConfiguration": {"level": LEVELS[rule.severity]},
-        "properties": {"tags": [rule.category]},
+        "properties": properties,
     }
 
 
+def _declared(code: str, rules: dict[str, Rule], severity: Severity) -> Rule:
+    """The rule of a code the report uses. Every code in a checked report is declared; a report
+    assembled by hand may hold one the caller passed no rule for: its shipped page, else a stand-in."""
+    if code in rules:
+        return rules[code]
+    return rule_from_page(code, severity) or Rule(
+        code, f"undeclared-{code.lower()}", severity, f"findings of {code}, a rule no loaded plugin declares")
+
+
+def unique_files(report: Report, root: Path) -> list[tuple[FileReport, dict[str, str]]]:
+    """Each file once (the first report of it), with its artifact location: a path given twice, or
+    as ``a/../a``, is one artifact, and code scanning would show its results twice."""
+    seen: set[str] = set()
+    out = []
+    for fr in report.files:
+        loc = artifact_location(fr.path, root)
+        if loc["uri"] not in seen:
+            seen.add(loc["uri"])
+            out.append((fr, loc))
+    return out
+
+
 def render_sarif(report: Report, options: dict[str, Any]) -> str:
-    rules: dict[str, Rule] = options["rules"]
-    used = sorted({f.code for _, f in report.findings()})
-    # every code in a checked report is declared (the plugin manager rejects others); a report
-    # assembled by hand may still hold one: its entry then carries the finding's own severity
-    severity = {f.code: f.severity for _, f in reversed(report.findings())}
-    declared = [rules[c] if c in rules else Rule(c, c, severity[c], c) for c in used]
+    rules: dict[str, Rule] = options.get("rules") or {}
+    root = source_root(options.get("source_root"))
+    files = unique_files(report, root)
+    used = sorted({f.code for fr, _ in files for f in fr.findings})
+    severity = {f.code: f.severity for fr, _ in reversed(files) for f in fr.findings}
+    declared = [_declared(c, rules, severity[c]) for c in used]
     index = {r.code: i for i, r in enumerate(declared)}
     results = []
-    for path, f in report.findings():
-        uri = artifact_uri(path)
-        text = f.message + (f"\nFix: {f.fix}" if f.fix else "")
-        location: dict[str, Any] = {
-            "physicalLocation": {"artifactLocation": {"uri": uri}, "region": {"startLine": 1}},
-        }
-        if f.key:
-            location["logicalLocations"] = [{"fullyQualifiedName": f.key, "kind": "member"}]
-        fingerprint = hashlib.sha256(f"{f.code}\0{uri}\0{f.key or ''}".encode()).hexdigest()[:32]
-        results.append({
-            "ruleId": f.code,
-            "ruleIndex": index[f.code],
-            "level": LEVELS.get(f.severity, "warning"),
-            "message": {"text": text},
-            "locations": [location],
-            "partialFingerprints": {"primaryLocationLineHash": fingerprint},
-            "properties": {k: v for k, v in (("key", f.key), ("location", f.location)) if v},
-        })
+    for i, (fr, loc) in enumerate(files):
+        for f in fr.findings:
+            text = f.message + (f"\nFix: {f.fix}" if f.fix else "")
+            location: dict[str, Any] = {
+                "physicalLocation": {"artifactLocation": {**loc, "index": i}, "region": {"startLine": 1}},
+            }
+            if f.key:
+                location["logicalLocations"] = [{"fullyQualifiedName": f.key, "kind": "member"}]
+            fingerprint = hashlib.sha256(f"{f.code}\0{loc['uri']}\0{f.key or ''}".encode()).hexdigest()[:32]
+            results.append({
+                "ruleId": f.code,
+                "ruleIndex": index[f.code],
+                "level": LEVELS.get(f.severity, "warning"),
+                "message": {"text": text},
+                "locations": [location],
+                "partialFingerprints": {"primaryLocationLineHash": fingerprint},
+                "properties": {k: v for k, v in (("key", f.key), ("location", f.location)) if v},
+            })
     notifications = [{"level": "error", "message": {"text": f"{fr.path}: {fr.error}"},
-                      "locations": [{"physicalLocation": {"artifactLocation": {"uri": artifact_uri(fr.path)}}}]}
-                     for fr in report.unreadable]
+                      "locations": [{"physicalLocation": {"artifactLocation": {**loc, "index": i}}}]}
+                     for i, (fr, loc) in enumerate(files) if fr.error is not None]
     log = {
         "$schema": SCHEMA,
         "version": "2.1.0",
         "runs": [{
             "tool": {"driver": {"name": "ckptlint", "version": __version__,
-                                "semanticVersion": __version__.split(".dev")[0], "informationUri": INFO_URI,
-                                "rules": [_rule(r) for r in declared]}},
-            "artifacts": [{"location": {"uri": artifact_uri(fr.path)}, **({"length": fr.inventory.facts.file_size}
-                                                                           if fr.inventory else {})}
-                          for fr in report.files],
+                                "semanticVersion": __version__.split(".dev")[0],
+                                "rules": [rule_descriptor(r) for r in declared]}},
+            "originalUriBaseIds": {SRCROOT: {"uri": root.as_uri().rstrip("/") + "/"}},
+            "artifacts": [{"location": loc, **({"length": fr.inventory.facts.file_size} if fr.inventory else {})}
+                          for fr, loc in files],
             "results": results,
             "invocations": [{"executionSuccessful": not report.unreadable,
                              "toolExecutionNotifications": notifications}],
