@@ -30,3 +30,61 @@ def test_truncated_deflate_data_pkl_is_reported_with_the_uninitialised_read(
     fr = check_file(p)
     assert fr.error is None
     assert any(f.code == "CK107" and "uninitialised memory" in f.message for f in fr.findings)
+
+
+def _cut_deflate(body: bytes, keep: int) -> bytes:
+    """A raw deflate stream that inflates to ``body[:keep]`` and then just stops (no final block)."""
+    d = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return d.compress(body[:keep]) + d.flush(zlib.Z_SYNC_FLUSH)
+
+
+def _with_record(record: bytes, body: bytes, keep: int) -> bytes:
+    """torch.save's members for a plain dict, ``record`` replaced by a deflated copy cut after ``keep`` bytes."""
+    members = torch_members({"x": 0})
+    rest = [e for e in entries_of(members) if not e.name.endswith(record)]
+    cut = Entry(b"archive/" + record, body, method=8, raw=_cut_deflate(body, keep), size=len(body))
+    return build([*rest, cut])
+
+
+def test_serialization_id_of_uninitialised_memory_is_a_definite_no(torch: ModuleType, tmp_path: Path) -> None:
+    """fuzz seed 1 index 10781: torch decodes the id (inflated bytes + the memory after them) as UTF-8
+    after unpickling; recycled heap memory is seldom UTF-8, so torch raises UnicodeDecodeError."""
+    p = tmp_path / "sid.pt"
+    p.write_bytes(_with_record(b".data/serialization_id", b"1" * 40, 0))
+    fr = check_file(p)
+    assert fr.inventory is not None and fr.inventory.facts.loaded_streams == ("archive/data.pkl",)
+    refuses = fr.inventory.facts.extra["torch_refuses"]
+    assert "UnicodeDecodeError" in refuses and "serialization_id" in refuses
+    assert fr.verdict is not None and fr.verdict.loads is False  # was True
+
+
+def test_serialization_id_whose_inflated_part_is_not_utf8_fails_deterministically(tmp_path: Path) -> None:
+    p = tmp_path / "sid.pt"
+    p.write_bytes(_with_record(b".data/serialization_id", b"\xff\xfe" + b"1" * 38, 2))
+    fr = check_file(p)
+    assert fr.inventory is not None
+    refuses = fr.inventory.facts.extra["torch_refuses"]
+    assert refuses.startswith("UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff")
+    assert fr.verdict is not None and fr.verdict.loads is False
+
+
+def test_storage_alignment_followed_by_uninitialised_memory_is_refused(tmp_path: Path) -> None:
+    """fuzz seed 1 index 5861: ``int(b"7" + <memory>)`` raises unless that memory is digits or whitespace;
+    torch raises before unpickling, so no stream is loaded."""
+    p = tmp_path / "align.pt"
+    p.write_bytes(_with_record(b".storage_alignment", b"64", 1))
+    fr = check_file(p)
+    assert fr.inventory is not None and fr.inventory.facts.loaded_streams == ()  # was ('archive/data.pkl',)
+    assert "invalid literal for int()" in fr.inventory.facts.extra["torch_refuses"]
+    assert fr.verdict is not None and fr.verdict.loads is False
+
+
+def test_byteorder_followed_by_uninitialised_memory_is_refused(tmp_path: Path) -> None:
+    """A 7-byte byteorder record whose deflate stream stops after ``little``: the 7 bytes torch compares
+    are never ``little`` or ``big``."""
+    p = tmp_path / "order.pt"
+    p.write_bytes(_with_record(b"byteorder", b"little\n", 6))
+    fr = check_file(p)
+    assert fr.inventory is not None and fr.inventory.facts.loaded_streams == ()
+    assert "Unknown endianness type" in fr.inventory.facts.extra["torch_refuses"]
+    assert fr.verdict is not None and fr.verdict.loads is False

@@ -20,6 +20,7 @@ torch's words; nothing after it runs.
 
 from __future__ import annotations
 
+import codecs
 import re
 from dataclasses import dataclass, field
 
@@ -52,6 +53,8 @@ class TorchZipReading:
     read: dict[str, ZipMember] = field(default_factory=dict)
     """Record name -> the entry torch's lookup returns for it."""
     data_pkl: Extracted | None = None
+    sid_uninitialised: str | None = None
+    """``.data/serialization_id`` is partly memory nothing wrote (the extraction's note)."""
     notes: list[str] = field(default_factory=list)
     """Records torch reads whose content is unpredictable or cut (anomalies)."""
 
@@ -80,6 +83,11 @@ def read_like_torch(z: ZipArchive, cap: int) -> TorchZipReading:
             sid.decode("utf-8")
         except UnicodeDecodeError as e:
             r.fails_after = f"UnicodeDecodeError: {e} (the .data/serialization_id record, read after unpickling)"
+    elif r.sid_uninitialised is not None and not r.script:
+        # pybind11 decodes the std::string, inflated bytes and the memory after them, as UTF-8: recycled heap
+        # memory seldom is (fuzz seed 1 index 10781: UnicodeDecodeError on nearly every run)
+        r.fails_after = (f"UnicodeDecodeError, unless uninitialised memory happens to be UTF-8: "
+                         f"{r.sid_uninitialised} (the .data/serialization_id record, decoded after unpickling)")
     return r
 
 
@@ -117,6 +125,10 @@ def _init(z: ZipArchive, r: TorchZipReading) -> None:
         sid = _get(z, r, ".data/serialization_id")
         if not sid.uninitialized:
             r.records[".data/serialization_id"] = sid.data
+        elif _invalid_utf8_prefix(sid.data):
+            r.records[".data/serialization_id"] = sid.data  # fails on the inflated bytes alone
+        else:
+            r.sid_uninitialised = sid.note
     version_record = ".data/version" if _lookup(z, r, ".data/version") is not None else "version"
     if _lookup(z, r, version_record) is None:
         raise _Refused('Expected hasRecord("version") to be true, but got false')
@@ -154,6 +166,15 @@ def _all_records(z: ZipArchive, r: TorchZipReading) -> None:
     r.script = b"constants.pkl" in records
 
 
+def _invalid_utf8_prefix(data: bytes) -> bool:
+    """Whether ``data`` already fails as UTF-8 (an incomplete last character could still be completed)."""
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(data, final=False)
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
 def _strncmp_equal(c_name: bytes, want: bytes) -> bool:
     """``strncmp(buf, prefix_plus_slash.data(), prefix_plus_slash.size()) == 0``."""
     for i, b in enumerate(want):
@@ -169,13 +190,24 @@ def _load(z: ZipArchive, r: TorchZipReading) -> None:
     if _lookup(z, r, ".format_version") is not None:
         r.records[".format_version"] = _get(z, r, ".format_version").data
     if _lookup(z, r, "byteorder") is not None:
-        mark = _get(z, r, "byteorder").data
+        rec = _get(z, r, "byteorder")
+        mark = rec.data
         r.records["byteorder"] = mark
+        if rec.uninitialized:
+            # `byteorderdata not in [b"little", b"big"]` over the whole buffer: memory nothing wrote follows
+            raise _Refused(f"Unknown endianness type, unless uninitialised memory happens to complete "
+                           f"{mark[:40]!r}: {rec.note}")
         if mark not in (b"little", b"big"):
             raise _Refused(f"Unknown endianness type: {mark[:40].decode('utf-8', 'replace')}")
     if _lookup(z, r, ".storage_alignment") is not None:
-        align = _get(z, r, ".storage_alignment").data
+        rec = _get(z, r, ".storage_alignment")
+        align = rec.data
         r.records[".storage_alignment"] = align
+        if rec.uninitialized:
+            # `int(zip_file.get_record(".storage_alignment"))`: int() of the inflated bytes and the memory after
+            # them, which holds digits or whitespace only by luck (fuzz seed 1 index 5861: b'7&')
+            raise _Refused(f"ValueError: invalid literal for int(), unless uninitialised memory after "
+                           f"{align[:40]!r} happens to be digits: {rec.note}")
         try:
             int(align)
         except ValueError:
