@@ -1,32 +1,44 @@
 """ckptlint: check PyTorch checkpoints before you load them.
 
-``import ckptlint`` imports no torch; nothing here executes a checkpoint.
+``import ckptlint`` imports no torch; nothing here executes a checkpoint. The API
+(:func:`check`, :func:`inspect` and the result types) is described in docs/api.md.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .errors import CheckpointError, CkptlintError
+from .findings import Finding
 from .inventory import FormatFacts, GlobalRef, Inventory, StorageRecord, TensorRecord
 from .limits import DEFAULT_LIMITS, Limits
+from .results import Blocker, CompatFix, CompatReport, FileReport, Report, Verdict
+from .sources import CheckInput, SupportsReadBytes
 from .version import __version__
 
 if TYPE_CHECKING:
-    from .results import Report
+    from .checker import check
 
 
 __all__ = [
+    "Blocker",
+    "CheckInput",
     "CheckpointError",
     "CkptlintError",
+    "CompatFix",
+    "CompatReport",
+    "FileReport",
+    "Finding",
     "FormatFacts",
     "GlobalRef",
     "Inventory",
     "Limits",
+    "Report",
     "StorageRecord",
+    "SupportsReadBytes",
     "TensorRecord",
+    "Verdict",
     "__version__",
     "check",
     "inspect",
@@ -37,18 +49,23 @@ def inspect(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) ->
     """Read a checkpoint's structure statically: no code from the file runs, no tensor bytes are read.
 
     Raises :class:`CheckpointError` (with a one-line ``reason``) for input that
-    cannot be read as a checkpoint.
+    cannot be read as a checkpoint, FIFOs and devices included (they are never opened).
     """
     from .formats import read_inventory
+    from .sources import special_file
 
+    path = os.fspath(path)
+    special = special_file(path)
+    if special is not None:
+        raise CheckpointError(path, special, "unreadable")
     return read_inventory(path, limits)
 
 
-def check(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], **options: Any) -> Report:
-    """Check one or more files statically; returns a :class:`ckptlint.results.Report`.
+def __getattr__(name: str) -> Any:
+    """``ckptlint.check`` is :func:`ckptlint.checker.check`, imported on first use (the engine is not
+    needed to ``import ckptlint``); type checkers see it through the import above."""
+    if name == "check":
+        from .checker import check
 
-    Options are those of :func:`ckptlint.checker.check` (``trusted``, ``config`` …).
-    """
-    from .checker import check as _check
-
-    return _check(paths, **options)
+        return check
+    raise AttributeError(f"module 'ckptlint' has no attribute {name!r}")

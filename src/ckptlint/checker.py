@@ -12,11 +12,12 @@ from .errors import CheckpointError, CkptlintError
 from .limits import DEFAULT_LIMITS, Limits
 from .results import FileReport, Report
 from .selection import Overrides
+from .sources import CheckInput, resolve
 from .targets.resolve import Target
 from .targets.signature import Signature
 from .vocab import TARGETS_MODES, TargetsMode, format_kind
 
-__all__ = ["FileReport", "Report", "check", "check_file"]
+__all__ = ["CheckInput", "FileReport", "Report", "check", "check_file", "unreadable_report"]
 
 
 def check_file(path: str | os.PathLike[str], *, trusted: Iterable[str] = (),
@@ -28,21 +29,21 @@ def check_file(path: str | os.PathLike[str], *, trusted: Iterable[str] = (),
     from .context import FileContext
     from .formats import read_inventory
     from .plugin.manager import run_check_file_hooks
-    from .rules.input import input_finding
     from .safety.allowlist import allowed_globals, installed_torch_version
-    from .safety.weights_only import predict, unreadable_verdict
+    from .safety.weights_only import predict
+    from .sources import special_file
 
     path = os.fspath(path)
     trusted_set = frozenset(trusted)
+    special = special_file(path)
+    if special is not None:
+        return unreadable_report(path, special, "unreadable")
     try:
         inv = read_inventory(path, limits)
     except CkptlintError as e:
-        reason = e.reason if isinstance(e, CheckpointError) else str(e)
-        kind = e.format if isinstance(e, CheckpointError) else None
-        limit = e.limit if isinstance(e, CheckpointError) else None
-        return FileReport(path, None if kind is None else format_kind(kind), reason,
-                          [input_finding(reason, kind, limit)],
-                          unreadable_verdict(reason, installed_torch_version()))
+        if isinstance(e, CheckpointError):
+            return unreadable_report(path, e.reason, e.format, e.limit)
+        return unreadable_report(path, str(e), None)
     verdict = predict(inv, allowed_globals() | trusted_set, installed_torch_version())
     compat = compat_error = None
     if target is not None:
@@ -59,13 +60,28 @@ def check_file(path: str | os.PathLike[str], *, trusted: Iterable[str] = (),
                       None if compat is None else compat.report())
 
 
-def check(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
+def unreadable_report(path: str, reason: str, kind: str | None, limit: str | None = None) -> FileReport:
+    """The report of an input that cannot be read: its one-line reason, one CK901/902/903 finding."""
+    from .rules.input import input_finding
+    from .safety.allowlist import installed_torch_version
+    from .safety.weights_only import unreadable_verdict
+
+    return FileReport(path, None if kind is None else format_kind(kind), reason, [input_finding(reason, kind, limit)],
+                      unreadable_verdict(reason, installed_torch_version()))
+
+
+def check(paths: CheckInput | Iterable[CheckInput], *,
           trusted: Iterable[str] = (), limits: Limits = DEFAULT_LIMITS,
           config: str | None = None, use_config: bool = True, target: Target | None = None,
           model: Any = None, model_kwargs: Any = None, snapshot: str | None = None,
           key: str | None = None, overrides: Overrides | None = None,
-          apply_baseline: bool = True, targets: TargetsMode = "all") -> Report:
-    """Check one or more checkpoint files; see :class:`Report`.
+          apply_baseline: bool = True, targets: TargetsMode = "all", exclude: Iterable[str] = (),
+          stdin: bool = False) -> Report:
+    """Check checkpoints: files, folders (walked), bytes or binary file objects; see :class:`Report`.
+
+    Inputs become files to check in :mod:`ckptlint.sources` (each once; ``exclude`` globs and the
+    configured ``exclude`` leave out what a folder walk finds; with ``stdin`` the path ``-`` is
+    standard input). Bytes and file objects are reported as ``<bytes>`` / ``<stream>`` (or their ``name``).
 
     Each file's configuration is the nearest ``[tool.ckptlint]`` above it (or ``config``):
     its trusted globals, targets, selection, severities, per-file ignores and baseline
@@ -80,28 +96,40 @@ def check(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
     from .plugin.manager import all_rules
     from .selection import apply_policy, read_baseline
 
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
     overrides = overrides or Overrides()
     rules = all_rules()
     files = []
     baselines: dict[str, frozenset[tuple[str, str, str]]] = {}
-    for p in paths:
-        p = os.fspath(p)
-        cfg = config_for(p, config) if use_config else Config()
-        t = target if target is not None else _target_for(p, cfg, model, model_kwargs, snapshot, key, targets)
-        fr = check_file(p, trusted=(*trusted, *cfg.trusted_globals), limits=limits, target=t, config=cfg)
-        baseline_path = overrides.baseline or cfg.baseline
-        accepted: frozenset[tuple[str, str, str]] = frozenset()
-        if baseline_path and apply_baseline:
-            if baseline_path not in baselines:
-                baselines[baseline_path] = read_baseline(baseline_path)
-            accepted = baselines[baseline_path]
-        fr = replace(fr, findings=apply_policy(list(fr.findings), p, cfg, rules, overrides, accepted,
-                                               os.path.dirname(os.path.abspath(baseline_path))
-                                               if baseline_path else None))
-        files.append(fr)
+    with resolve(paths, exclude=tuple(exclude), config=config, use_config=use_config, stdin=stdin,
+                 limits=limits) as sources:
+        for src in sources:
+            p = src.name
+            cfg = config_for(p if src.spooled else src.path or p, config) if use_config else Config()
+            if src.path is None:
+                fr = unreadable_report(p, src.error or "cannot be read", src.kind)
+            else:
+                t = target if target is not None else _target_for(p, cfg, model, model_kwargs, snapshot, key, targets)
+                fr = check_file(src.path, trusted=(*trusted, *cfg.trusted_globals), limits=limits, target=t,
+                                config=cfg)
+                if src.spooled:
+                    fr = _named(fr, p)
+            baseline_path = overrides.baseline or cfg.baseline
+            accepted: frozenset[tuple[str, str, str]] = frozenset()
+            if baseline_path and apply_baseline:
+                if baseline_path not in baselines:
+                    baselines[baseline_path] = read_baseline(baseline_path)
+                accepted = baselines[baseline_path]
+            fr = replace(fr, findings=apply_policy(list(fr.findings), p, cfg, rules, overrides, accepted,
+                                                   os.path.dirname(os.path.abspath(baseline_path))
+                                                   if baseline_path else None))
+            files.append(fr)
     return Report(tuple(files))
+
+
+def _named(fr: FileReport, name: str) -> FileReport:
+    """A temporary copy's report under the input's name (``-``, ``<bytes>``)."""
+    inv = None if fr.inventory is None else replace(fr.inventory, path=name)
+    return replace(fr, path=name, inventory=inv)
 
 
 def _target_for(path: str, cfg: Config | None, model: Any, model_kwargs: Any, snapshot: str | None,

@@ -17,7 +17,7 @@ import atexit
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
 from .errors import CkptlintError, OutputError, PluginError, UsageError
@@ -79,8 +79,8 @@ def _add_inspect(sub: Any) -> None:
                     "summarise each file: format, sizes, pickle protocol, shared storages, "
                     "globals referenced, notes. Nothing in the files is executed; torch is not needed.",
     )
-    p.add_argument("files", nargs="+", metavar="FILE",
-                   help="checkpoint file(s): .pt/.pth/.bin/.ckpt/.safetensors/index.json …")
+    p.add_argument("files", nargs="+", metavar="FILE", help=_FILES_HELP)
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help=_EXCLUDE_HELP)
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="output format (default: text); json is described in docs/inventory-json.md")
     p.set_defaults(func=cmd_inspect)
@@ -88,17 +88,37 @@ def _add_inspect(sub: Any) -> None:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     if args.format == "json":
-        return _inspect_json(args.files)
-    return _inspect_text(args.files)
+        return _inspect_json(args.files, args.exclude)
+    return _inspect_text(args.files, args.exclude)
 
 
-def _inspect_text(paths: Sequence[str]) -> int:
+_FILES_HELP = ("checkpoint files (.pt/.pth/.bin/.ckpt/.safetensors/*.index.json …), folders (walked for "
+               "checkpoint files, respecting .gitignore and exclude), or - for standard input")
+_EXCLUDE_HELP = ("leave out what a folder walk finds matching GLOB (relative to the working directory; a "
+                 "file named on the command line is always checked); repeatable, adds to the config's exclude")
+
+
+def _inputs(files: Sequence[str], exclude: Sequence[str]) -> Iterator[tuple[str, Any, str | None, str | None]]:
+    """``(name, inventory, reason, format)`` per input: folders walked, ``-`` read, each file once."""
+    from dataclasses import replace
+
+    from .sources import resolve
+
+    with resolve(files, exclude=exclude, stdin=True) as sources:
+        for src in sources:
+            if src.path is None:
+                yield src.name, None, src.error, src.kind
+                continue
+            inv, reason, fmt = _read(src.path)
+            yield src.name, replace(inv, path=src.name) if inv is not None and src.spooled else inv, reason, fmt
+
+
+def _inspect_text(files: Sequence[str], exclude: Sequence[str]) -> int:
     from .report.inventory_text import render_inventory
 
     status = EXIT_OK
     first = True
-    for path in paths:
-        inv, reason, _ = _read(path)
+    for path, inv, reason, _ in _inputs(files, exclude):
         if inv is not None:
             try:
                 text = render_inventory(inv)
@@ -116,13 +136,12 @@ def _inspect_text(paths: Sequence[str]) -> int:
     return status
 
 
-def _inspect_json(paths: Sequence[str]) -> int:
+def _inspect_json(files: Sequence[str], exclude: Sequence[str]) -> int:
     from .report.inventory_json import dumps, error_entry, file_entry, join_document
 
     status = EXIT_OK
     encoded: list[str] = []
-    for path in paths:
-        inv, reason, fmt = _read(path)
+    for path, inv, reason, fmt in _inputs(files, exclude):
         if inv is not None:
             try:
                 encoded.append(dumps(file_entry(inv)))
@@ -149,7 +168,8 @@ def _add_check(sub: Any) -> None:
                     "targets), devices (CK3xx) and hygiene (CK4xx), each with a fix. Nothing in the "
                     "files is executed; torch is needed only to build a live --model target.",
     )
-    p.add_argument("files", nargs="+", metavar="FILE", help="checkpoint file(s)")
+    p.add_argument("files", nargs="+", metavar="FILE", help=_FILES_HELP)
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help=_EXCLUDE_HELP)
     p.add_argument("--format", default="text", metavar="FORMAT",
                    help="text (default), concise (one line per finding), json, sarif, github, markdown, "
                         "or a plugin's format; see docs/output-formats.md")
@@ -235,7 +255,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     report = check(args.files, trusted=args.allow_global, config=args.config,
                    use_config=not args.isolated, model=args.model, model_kwargs=args.model_kwargs,
                    snapshot=args.snapshot, key=args.key, overrides=overrides,
-                   apply_baseline=not args.write_baseline, targets=args.targets)
+                   apply_baseline=not args.write_baseline, targets=args.targets, exclude=args.exclude,
+                   stdin=True)
     for fr in report.unreadable:
         _report_error(fr.path, fr.error or "unknown error")
     if args.write_baseline:
@@ -266,7 +287,7 @@ def _without_site_pth(paths: Sequence[str]) -> list[str]:
 
     kept = []
     for path in paths:
-        if sniff_kind(path) == "python-pth":
+        if os.path.isfile(path) and sniff_kind(path) == "python-pth":  # never opens a FIFO, a device or -
             print(f"ckptlint: {path}: skipped: a Python site-packages .pth path file, not a checkpoint",
                   file=sys.stderr)
         else:
