@@ -31,7 +31,7 @@ ReadableFormat = Literal["torch-zip", "torchscript", "torch-legacy", "torch-tar"
 """What a readable file is (``Inventory.format``)."""
 READABLE_FORMATS: Final[tuple[ReadableFormat, ...]] = get_args(ReadableFormat)
 
-NotACheckpoint = Literal["empty", "text", "python-pth", "lfs-pointer", "unknown", "directory"]
+NotACheckpoint = Literal["empty", "text", "python-pth", "lfs-pointer", "unknown", "directory", "numpy", "archive"]
 """What a file that is no checkpoint at all was recognised as (CK902, not CK901)."""
 NOT_A_CHECKPOINT: Final[tuple[NotACheckpoint, ...]] = get_args(NotACheckpoint)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import os
 import struct
 
@@ -12,10 +13,11 @@ from ..limits import DEFAULT_LIMITS, Limits
 from .common import CountingFile, assemblers_of
 from .directory import read_directory
 from .legacy import read_pickle_file
+from .numpy import is_npz, read_npy, read_npz
 from .pt2 import open_pt2, read_pt2
 from .safetensors import read_safetensors
 from .sharded import parse_index, read_sharded
-from .sniff import NOT_CHECKPOINT_REASONS, classify_text, sniff
+from .sniff import NOT_CHECKPOINT_REASONS, classify_text, not_checkpoint_archive, sniff
 from .tar_torch import read_tar
 from .torchzip import read_torch_zip
 
@@ -74,7 +76,11 @@ def read_inventory(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS
             return partial
         if kind == "maybe-text" and not isinstance(e, LimitExceeded):
             text_kind = classify_text(f, path, limits)
-            raise CheckpointError(path, NOT_CHECKPOINT_REASONS[text_kind], text_kind) from None
+            raise CheckpointError(path, *_text_reason(path, text_kind, f, limits)) from None
+        archive = not_checkpoint_archive(f, kind, reason, limits) if kind in ("zip", "torch-tar") \
+            and not isinstance(e, LimitExceeded) else None
+        if archive is not None:  # a zip/tar that holds no checkpoint: not a broken one
+            raise CheckpointError(path, archive, "archive") from None
         raise CheckpointError(path, reason, kind,
                               limit=e.field if isinstance(e, LimitExceeded) else None) from None
     except OSError as e:
@@ -88,7 +94,13 @@ def read_inventory(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS
 def _read(f: CountingFile, path: str, kind: str, limits: Limits) -> Inventory:
     if kind in NOT_CHECKPOINT_REASONS:
         raise CheckpointError(path, NOT_CHECKPOINT_REASONS[kind], kind)
+    if kind == "numpy":
+        return read_npy(f, path, limits)
     if kind == "zip":
+        if is_npz(f):
+            npz = read_npz(f, path, limits)
+            if npz is not None:
+                return npz
         pt2 = open_pt2(f, limits)  # a torch.export archive (formats.pt2)
         return read_torch_zip(f, path, limits) if pt2 is None else read_pt2(f, path, *pt2, limits)
     if kind == "torch-preview":
@@ -103,6 +115,21 @@ def _read(f: CountingFile, path: str, kind: str, limits: Limits) -> Inventory:
         return read_sharded(f, path, index, read_inventory, limits)
     # "pickle" or "maybe-text": a protocol-0 pickle is text too, so the pickle reader decides
     return read_pickle_file(f, path, limits)
+
+
+def _text_reason(path: str, text_kind: str, f: CountingFile, limits: Limits) -> tuple[str, str]:
+    """Text is not a checkpoint, except a file named ``*.index.json`` that claims to be a shard index
+    (it has a ``weight_map``) or is not JSON at all: a broken shard index is an error, not a note."""
+    if text_kind != "text" or not os.path.basename(path).lower().endswith(".index.json"):
+        return NOT_CHECKPOINT_REASONS[text_kind], text_kind
+    raw = f.pread(0, min(f.size, limits.max_header_bytes))
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        return f"named *.index.json but not a JSON shard index ({type(e).__name__}: {e})", "sharded-index"
+    if isinstance(obj, dict) and "weight_map" in obj:
+        return "shard index whose weight_map is not an object of tensor names to files", "sharded-index"
+    return NOT_CHECKPOINT_REASONS[text_kind], text_kind
 
 
 def _settle(inv: Inventory, path: str, kind: str) -> Inventory:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import posixpath
 
-from ..limits import DEFAULT_LIMITS, Limits
+from ..errors import FormatError
+from ..limits import DEFAULT_LIMITS, Budget, Limits
 from .common import CountingFile
 from .legacy import is_tar
+from .numpy import NPY_MAGIC
 from .safetensors import looks_like_safetensors
 from .sharded import parse_index
 
@@ -23,7 +26,7 @@ NOT_CHECKPOINT_REASONS = {
 
 def sniff(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> str:
     """One of: torch-zip (zip, decided further by its reader), torch-preview, torch-tar,
-    safetensors, sharded-index, pickle (legacy or raw, decided by the first pickle),
+    safetensors, sharded-index, numpy (.npy), pickle (legacy or raw, decided by the first pickle),
     or a not-a-checkpoint kind from NOT_CHECKPOINT_REASONS (or ``maybe-text``)."""
     if f.size == 0:
         return "empty"
@@ -32,6 +35,8 @@ def sniff(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> str:
         return "zip"
     if is_tar(f):  # before PYTORCH1: torch tries tarfile on every non-zip file, whatever its first bytes
         return "torch-tar"
+    if head[:6] == NPY_MAGIC:
+        return "numpy"
     if head[:8] == b"PYTORCH1":
         return "torch-preview"
     if looks_like_safetensors(head, f.size):
@@ -69,3 +74,44 @@ def _is_site_pth(text: str) -> bool:
         if any(c in s for c in "\x00") or len(s) > 4096:
             return False
     return True
+
+
+# What makes an archive a checkpoint: torch.save's own records (zip and the 0.1 tar format), or a
+# member that is itself a checkpoint file (a zipped/tarred model is not checked member by member).
+TORCH_RECORDS = frozenset({"data.pkl", "constants.pkl", "version", ".format_version", "byteorder",
+                           "archive_format", "model.json", "serialization_id", "sys_info", "pickle",
+                           "storages", "tensors"})
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".pkl", ".pickle", ".tar", ".npy",
+                       ".npz", ".zip", ".index.json")
+
+
+def not_checkpoint_archive(f: CountingFile, kind: str, reason: str, limits: Limits = DEFAULT_LIMITS) -> str | None:
+    """For a zip or tar that no reader could read (``reason``): the not-a-checkpoint reason when its
+    member list is readable and names no torch record and no checkpoint file; None when it is (or may
+    be) one, so a cut-short or corrupt checkpoint archive stays an error."""
+    names = _members(f, kind, limits)
+    if names is None:
+        return None
+    for name in names:
+        base = posixpath.basename(name.rstrip("/")).lower()
+        folder = posixpath.basename(posixpath.dirname(name.rstrip("/"))).lower()
+        if base in TORCH_RECORDS or base.endswith(CHECKPOINT_SUFFIXES) or (folder == "data" and base.isdigit()) \
+                or (folder == "code" and base.endswith((".py", ".debug_pkl"))):
+            return None
+    shown = ", ".join(names[:3]) + (f", +{len(names) - 3} more" if len(names) > 3 else "")
+    return (f"a {'zip' if kind == 'zip' else 'tar'} archive of {len(names)} file{'s' if len(names) != 1 else ''}"
+            f"{' (' + shown + ')' if names else ''} with no checkpoint among them, not a checkpoint; {reason}")
+
+
+def _members(f: CountingFile, kind: str, limits: Limits) -> list[str] | None:
+    from .tar import TarFallback, TorchFails, load_members, open_torch_tar
+    from .zipreader import ZipArchive
+
+    budget = Budget(limits)  # a listing of its own: the failed read may have spent the file's budget
+    try:
+        if kind == "zip":
+            return [m.name for m in ZipArchive(f.pread, f.size, limits, budget).members]
+        tar = open_torch_tar(f, budget)
+        return None if tar is None else [m.name for m in load_members(tar, budget)]
+    except (FormatError, TarFallback, TorchFails, OSError, ValueError, EOFError):
+        return None

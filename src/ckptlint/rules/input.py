@@ -3,11 +3,14 @@ could not read; CK903/CK904 come from the stops the reader recorded in a file it
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..findings import Finding
 from ..inventory import Inventory, StreamStop
 from ..plugin import FileContext, hookimpl
+from ..results import Report
 from ..rule import Rule
-from ..vocab import NOT_A_CHECKPOINT
+from ..vocab import NOT_A_CHECKPOINT, NotACheckpoint
 
 UNREADABLE = Rule("CK901", "unreadable-file", "error", "the file could not be read as a checkpoint")
 NOT_CHECKPOINT = Rule("CK902", "not-a-checkpoint", "error",
@@ -18,6 +21,11 @@ PICKLE_STOPS = Rule("CK904", "pickle-stops", "warning",
                     "a pickle torch.load reads stops where CPython raises: the load fails after running what "
                     "came before")
 RULES = [UNREADABLE, NOT_CHECKPOINT, LIMIT_EXCEEDED, PICKLE_STOPS]
+
+NOTE_KINDS: tuple[NotACheckpoint, ...] = ("empty", "text", "python-pth", "unknown", "numpy", "archive")
+"""Plainly not a checkpoint: ``--skip-non-checkpoints`` (the pre-commit hooks) skips these with a note.
+Not an LFS pointer (it stands in for a checkpoint nobody checked) and nothing a reader recognised as
+a checkpoint and failed on (CK901: a cut-short zip, a pickle that breaks, a lying header)."""
 
 
 @hookimpl
@@ -69,3 +77,11 @@ def _where(stop: StreamStop) -> str:
 def _raise(limit: str) -> str:
     return (f"if the file is trusted to be this large, check it with a higher bound: "
             f"ckptlint.check(path, limits=dataclasses.replace(ckptlint.DEFAULT_LIMITS, {limit}=...))")
+
+
+def skip_not_checkpoints(report: Report) -> tuple[Report, list[str]]:
+    """The report without the files that are plainly not checkpoints (NOTE_KINDS), and one note line
+    for each (``PATH: skipped: REASON``)."""
+    skipped = [fr for fr in report.files if fr.error is not None and fr.format in NOTE_KINDS]
+    notes = [f"{fr.path}: skipped: {fr.error}" for fr in skipped]
+    return replace(report, files=tuple(fr for fr in report.files if fr not in skipped)), notes
