@@ -197,6 +197,10 @@ def _add_check(sub: Any) -> None:
     p.add_argument("--skip-site-pth", action="store_true",
                    help="skip Python site-packages .pth path files with a note instead of failing "
                         "(they share the .pth extension; the pre-commit hooks use this)")
+    p.add_argument("--skip-non-checkpoints", action="store_true",
+                   help="skip files that are plainly not checkpoints (firmware or tokenizer blobs, text, site .pth "
+                        "files, numpy arrays of plain values, archives holding no checkpoint) with a one-line note "
+                        "instead of failing; broken checkpoints still fail (the pre-commit hooks use this)")
     p.add_argument("--model", metavar="SPEC",
                    help="target model: package.module:callable (class or factory), e.g. "
                         "torchvision.models:resnet18 or torchvision:resnet18; built on the meta device")
@@ -257,6 +261,14 @@ def cmd_check(args: argparse.Namespace) -> int:
                    snapshot=args.snapshot, key=args.key, overrides=overrides,
                    apply_baseline=not args.write_baseline, targets=args.targets, exclude=args.exclude,
                    stdin=True)
+    if args.skip_non_checkpoints:  # a note, not a failure (the pre-commit hooks): rules/input.NOTE_KINDS
+        from .rules.input import skip_not_checkpoints
+
+        report, skipped = skip_not_checkpoints(report)
+        for fr in skipped:
+            _report_error(fr.path, f"skipped: {fr.error}")
+        if not report.files:
+            return EXIT_OK
     for fr in report.unreadable:
         _report_error(fr.path, fr.error or "unknown error")
     if args.write_baseline:

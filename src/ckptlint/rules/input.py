@@ -8,7 +8,7 @@ from dataclasses import replace
 from ..findings import Finding
 from ..inventory import Inventory, StreamStop
 from ..plugin import FileContext, hookimpl
-from ..results import Report
+from ..results import FileReport, Report
 from ..rule import Rule
 from ..vocab import NOT_A_CHECKPOINT, NotACheckpoint
 
@@ -79,9 +79,8 @@ def _raise(limit: str) -> str:
             f"ckptlint.check(path, limits=dataclasses.replace(ckptlint.DEFAULT_LIMITS, {limit}=...))")
 
 
-def skip_not_checkpoints(report: Report) -> tuple[Report, list[str]]:
-    """The report without the files that are plainly not checkpoints (NOTE_KINDS), and one note line
-    for each (``PATH: skipped: REASON``)."""
+def skip_not_checkpoints(report: Report) -> tuple[Report, list[FileReport]]:
+    """The report without the files that are plainly not checkpoints (NOTE_KINDS), and those files
+    (each prints one note: ``PATH: skipped: REASON``)."""
     skipped = [fr for fr in report.files if fr.error is not None and fr.format in NOTE_KINDS]
-    notes = [f"{fr.path}: skipped: {fr.error}" for fr in skipped]
-    return replace(report, files=tuple(fr for fr in report.files if fr not in skipped)), notes
+    return replace(report, files=tuple(fr for fr in report.files if fr not in skipped)), skipped
