@@ -47,7 +47,7 @@ class _Walker:
             return obj if abs(obj) < 1 << 63 else {"__int__": f"{obj.bit_length()} bits"}
         if isinstance(obj, str):
             return obj if len(obj) <= _MAX_STR else obj[:_MAX_STR] + "…"
-        if isinstance(obj, (bytes, bytearray)):
+        if isinstance(obj, (bytes, bytearray, memoryview)):
             return {"__bytes__": len(obj)}
         if isinstance(obj, TensorStub):
             return {"__tensor__": self._tensor(obj, path)}

@@ -13,7 +13,8 @@ from typing import Any
 from .pickleops import ValueOps
 from .stubs import Call, Global, Storage, TensorStub
 
-BUILTIN_VALUES = (list, dict, set, frozenset, tuple, str, bytes, bytearray, int, float, bool, type(None))
+BUILTIN_VALUES = (list, dict, set, frozenset, tuple, str, bytes, bytearray, memoryview, int, float, bool,
+                  type(None))
 """Values the machine holds for real (not stand-ins): their behaviour is CPython's own."""
 
 
@@ -56,6 +57,8 @@ class ItemOps(ValueOps):
                 target.extend(items)
             except (TypeError, ValueError):
                 raise self._fail("APPEND of a non-byte to a bytearray") from None
+            except BufferError:
+                raise self._fail("APPEND to a bytearray a memoryview pins (BufferError)") from None
         else:
             # no .extend or .append: builtin values, tensors, storages
             raise self._fail(f"APPEND to a {type(target).__name__}")
@@ -88,7 +91,7 @@ class ItemOps(ValueOps):
             try:
                 for i in range(0, len(items), 2):
                     target[items[i]] = items[i + 1]
-            except (TypeError, IndexError, ValueError):
+            except (TypeError, IndexError, ValueError, BufferError):
                 raise self._fail(f"SETITEM on a {type(target).__name__}") from None
         elif not isinstance(target, (Storage, TensorStub, Global)):
             # a global may be any object with __setitem__ (os.environ, sys.modules): read on

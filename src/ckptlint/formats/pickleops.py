@@ -339,7 +339,11 @@ class ValueOps:
             made_by = getattr(top, "qualname", "")
             if made_by in _NOT_BUFFERS:
                 raise self._fail(f"READONLY_BUFFER on a {made_by} instance (no buffer protocol)")
-        elif not isinstance(top, (bytes, bytearray)):
+        elif isinstance(top, bytearray):
+            # a writable buffer is replaced on the stack (not in the memo) by a read-only memoryview,
+            # which has no append, extend or item assignment
+            self._stack[-1] = memoryview(top).toreadonly()
+        elif not isinstance(top, (bytes, memoryview)):
             raise self._fail(f"READONLY_BUFFER on a {type(top).__name__}")
 
     # -- containers

@@ -245,7 +245,7 @@ def nested_payloads(func: Global, args: tuple[Any, ...]) -> list[bytes]:
     for a in args[:2]:
         if isinstance(a, Call) and a.qualname in ("io.BytesIO", "_io.BytesIO") and a.args:
             a = a.args[0]
-        if isinstance(a, (bytes, bytearray)):
+        if isinstance(a, (bytes, bytearray, memoryview)):
             out.append(_npy_pickle(bytes(a)) if func.module == "numpy" else bytes(a))
     return out
 
