@@ -17,7 +17,7 @@ import pytest
 
 import ckptlint
 from ckptlint.plugin.manager import all_rules
-from ckptlint.report.sarif import SECURITY_SEVERITY, render_sarif
+from ckptlint.report.sarif import SECURITY_SEVERITY, render_sarif, source_root
 from ckptlint.results import FileReport, Report
 
 SCHEMA = json.loads((Path(__file__).parent / "schemas" / "sarif-schema-2.1.0.json").read_text())
@@ -48,7 +48,7 @@ def _every_rule_report() -> Report:
 def git_repo(tmp_path: Path) -> Path:
     repo = tmp_path / "project"
     (repo / "sub" / "weights").mkdir(parents=True)
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / ".git").mkdir()  # what source_root looks for; test_source_root_is_gits_top_level asks git itself
     (repo / "sub" / "weights" / "evil.pkl").write_bytes(EVIL)
     (repo / "sub" / "weights" / "notes.pt").write_text("not a checkpoint\n")
     return repo
@@ -152,3 +152,22 @@ def test_the_cli_writes_the_same_log(git_repo: Path, cli: Any) -> None:
     assert len([r for r in run["results"] if r["ruleId"] == "CK101"]) == 1
     entry = next(e for e in run["tool"]["driver"]["rules"] if e["id"] == "CK101")
     assert "security" in entry["properties"]["tags"] and entry["help"]["markdown"].startswith("# CK101")
+
+
+@pytest.mark.integration
+def test_source_root_is_gits_top_level(tmp_path: Path) -> None:
+    """The oracle is ``git rev-parse --show-toplevel``: in a repository, a sub-folder, a linked worktree
+    (whose ``.git`` is a file) and a folder outside any repository (then the folder itself)."""
+    def git(*args: str, cwd: Path) -> str:
+        return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+    repo = tmp_path / "repo"
+    (repo / "a" / "b").mkdir(parents=True)
+    git("init", "-q", cwd=tmp_path / "repo")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "x", cwd=repo)
+    git("worktree", "add", "-q", str(tmp_path / "wt"), cwd=repo)
+    (tmp_path / "wt" / "c").mkdir()
+    for cwd in (repo, repo / "a" / "b", tmp_path / "wt", tmp_path / "wt" / "c"):
+        assert source_root(cwd) == Path(git("rev-parse", "--show-toplevel", cwd=cwd)), cwd
+    (tmp_path / "plain").mkdir()
+    assert source_root(tmp_path / "plain") == tmp_path / "plain"
