@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from _cli_files import write_files
+
 from conftest import CliResult, CliRunner
 from plugin_example.make_dist import install
 

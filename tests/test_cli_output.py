@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from _cli_files import NAMESPACE, full_model, safetensors, su, system_call, torch_zip, write_files
+
 from conftest import CliResult, CliRunner
 
 
@@ -58,8 +59,8 @@ def test_very_quiet_prints_nothing_but_errors(files: dict[str, Path], tmp_path: 
     assert (r.returncode, r.stdout, r.stderr) == (1, "", "")
     r = check(cli, "-qq", files["evil"], files["unreadable"])
     assert r.returncode == 2 and r.stdout == ""
-    assert r.stderr.splitlines() == [f"ckptlint: {files['unreadable']}: "
-                                     "safetensors tensor 'w': 800 bytes for 2 F32 elements"]
+    reason = "safetensors tensor 'w': 800 bytes for 2 F32 elements"
+    assert r.stderr.splitlines() == [f"ckptlint: {files['unreadable']}: {reason}"]
     out = tmp_path / "report.json"
     r = check(cli, "-qq", "--format", "json", "-o", out, files["evil"])  # a report asked for is written
     assert r.returncode == 1 and r.stdout == "" and json.loads(out.read_text())["files"][0]["findings"]
