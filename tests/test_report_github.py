@@ -106,3 +106,14 @@ def test_a_file_given_twice_is_annotated_once(tmp_path: Path, monkeypatch: pytes
     doubled = type(report)([*report.files, *report.files])
     once = render_github(report, {"rules": all_rules()})
     assert render_github(doubled, {"rules": all_rules()}) == once and once
+
+
+def test_bytes_input_is_a_plain_annotation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    report = ckptlint.check([_pickle_with_key("k")])
+    lines = render_github(report, {"rules": all_rules()}).splitlines()
+    assert len(lines) == len(report.files[0].findings) > 0
+    for line in lines:
+        cmd = runner_parse(line)
+        assert cmd is not None and "file" not in cmd.properties and "line" not in cmd.properties
+        assert cmd.properties["title"].startswith(f"{report.files[0].path}: CK")

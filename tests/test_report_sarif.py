@@ -10,7 +10,7 @@ import subprocess
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import jsonschema
 import pytest
@@ -171,3 +171,22 @@ def test_source_root_is_gits_top_level(tmp_path: Path) -> None:
         assert source_root(cwd) == Path(git("rev-parse", "--show-toplevel", cwd=cwd)), cwd
     (tmp_path / "plain").mkdir()
     assert source_root(tmp_path / "plain") == tmp_path / "plain"
+
+
+def test_stdin_and_bytes_inputs_are_not_repository_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "evil.pkl").write_bytes(EVIL)
+    monkeypatch.chdir(tmp_path)
+    report = ckptlint.check([EVIL, EVIL + b"\n", "evil.pkl"])  # two different byte inputs, one file
+    first, second = (quote(fr.path) for fr in report.files[:2])
+    assert first != second and report.files[2].path == "evil.pkl"
+    run = _sarif(report, rules=all_rules())
+    assert [a["location"]["uri"] for a in run["artifacts"]] == ["evil.pkl"]
+    by_uri: dict[str, int] = {}
+    for res in run["results"]:
+        loc = res["locations"][0]["physicalLocation"]["artifactLocation"]
+        by_uri[loc["uri"]] = by_uri.get(loc["uri"], 0) + 1
+        assert ("uriBaseId" in loc) == (loc["uri"] == "evil.pkl") == ("index" in loc)
+    per_file = len(report.files[2].findings)
+    assert by_uri == {first: len(report.files[0].findings), second: len(report.files[1].findings),
+                      "evil.pkl": per_file}
+    assert len(report.files[0].findings) > 0 and len(report.files[1].findings) > 0

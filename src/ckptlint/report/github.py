@@ -15,7 +15,7 @@ from typing import Any
 
 from ..results import Report
 from ..vocab import Severity
-from .sarif import source_root, unique_files
+from .sarif import is_pseudo, source_root, unique_files
 
 COMMANDS: dict[Severity, str] = {"error": "error", "warning": "warning", "info": "notice"}
 
@@ -43,11 +43,12 @@ def render_github(report: Report, options: dict[str, Any]) -> str:
     root = source_root(options.get("source_root"))
     lines = []
     for fr, _ in unique_files(report, root):
-        path = annotation_path(fr.path, root)
+        # stdin or bytes: no file to annotate, so a plain annotation (the name is in the title)
+        where = "" if is_pseudo(fr.path) else f"file={escape_property(annotation_path(fr.path, root))},line=1,"
         for f in fr.findings:
             name = rules[f.code].name if f.code in rules else f.code
-            title = f"{f.code} {name}" + (f" [{f.key}]" if f.key else "")
+            title = (f"{fr.path}: " if not where else "") + f"{f.code} {name}" + (f" [{f.key}]" if f.key else "")
             message = f.message + (f"\nFix: {f.fix}" if f.fix else "")
-            lines.append(f"::{COMMANDS.get(f.severity, 'warning')} file={escape_property(path)},line=1,"
+            lines.append(f"::{COMMANDS.get(f.severity, 'warning')} {where}"
                          f"title={escape_property(title)}::{escape_data(message)}")
     return "\n".join(lines)

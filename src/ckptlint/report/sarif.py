@@ -43,8 +43,18 @@ def source_root(cwd: str | os.PathLike[str] | None = None) -> Path:
     return start
 
 
+def is_pseudo(path: str) -> bool:
+    """Input that is no file in the repository: stdin (``-``), bytes or a file object (``<bytes>``,
+    ``<stream #2>``: how ckptlint.sources names them), unless a file of that name exists."""
+    named = path == "-" or (path.startswith("<") and path.endswith(">"))
+    return named and not os.path.lexists(path)
+
+
 def artifact_location(path: str, root: Path) -> dict[str, str]:
-    """``{"uri", "uriBaseId"}`` relative to ``root``; a file outside it gets an absolute file URI."""
+    """``{"uri", "uriBaseId"}`` relative to ``root``; a file outside it gets an absolute file URI, input
+    that is no file (stdin, bytes) its name alone."""
+    if is_pseudo(path):
+        return {"uri": quote(path)}
     full = Path(os.path.abspath(path))
     rel = os.path.relpath(full, root)
     if rel == ".." or rel.startswith(".." + os.sep) or os.path.isabs(rel):
@@ -81,12 +91,13 @@ def _declared(code: str, rules: dict[str, Rule], severity: Severity) -> Rule:
 
 def unique_files(report: Report, root: Path) -> list[tuple[FileReport, dict[str, str]]]:
     """Each file once (the first report of it), with its artifact location: a path given twice, or
-    as ``a/../a``, is one artifact, and code scanning would show its results twice."""
+    as ``a/../a``, is one artifact, and code scanning would show its results twice. Stdin and byte
+    inputs are never merged: two of them are two inputs."""
     seen: set[str] = set()
     out = []
     for fr in report.files:
         loc = artifact_location(fr.path, root)
-        if loc["uri"] not in seen:
+        if is_pseudo(fr.path) or loc["uri"] not in seen:
             seen.add(loc["uri"])
             out.append((fr, loc))
     return out
@@ -100,12 +111,14 @@ def render_sarif(report: Report, options: dict[str, Any]) -> str:
     severity = {f.code: f.severity for fr, _ in reversed(files) for f in fr.findings}
     declared = [_declared(c, rules, severity[c]) for c in used]
     index = {r.code: i for i, r in enumerate(declared)}
+    artifacts = [(fr, loc) for fr, loc in files if not is_pseudo(fr.path)]
+    where = {id(fr): {**loc, "index": i} for i, (fr, loc) in enumerate(artifacts)}
     results = []
-    for i, (fr, loc) in enumerate(files):
+    for fr, loc in files:
         for f in fr.findings:
             text = f.message + (f"\nFix: {f.fix}" if f.fix else "")
             location: dict[str, Any] = {
-                "physicalLocation": {"artifactLocation": {**loc, "index": i}, "region": {"startLine": 1}},
+                "physicalLocation": {"artifactLocation": where.get(id(fr), loc), "region": {"startLine": 1}},
             }
             if f.key:
                 location["logicalLocations"] = [{"fullyQualifiedName": f.key, "kind": "member"}]
@@ -120,8 +133,8 @@ def render_sarif(report: Report, options: dict[str, Any]) -> str:
                 "properties": {k: v for k, v in (("key", f.key), ("location", f.location)) if v},
             })
     notifications = [{"level": "error", "message": {"text": f"{fr.path}: {fr.error}"},
-                      "locations": [{"physicalLocation": {"artifactLocation": {**loc, "index": i}}}]}
-                     for i, (fr, loc) in enumerate(files) if fr.error is not None]
+                      "locations": [{"physicalLocation": {"artifactLocation": where.get(id(fr), loc)}}]}
+                     for fr, loc in files if fr.error is not None]
     log = {
         "$schema": SCHEMA,
         "version": "2.1.0",
@@ -131,7 +144,7 @@ def render_sarif(report: Report, options: dict[str, Any]) -> str:
                                 "rules": [rule_descriptor(r) for r in declared]}},
             "originalUriBaseIds": {SRCROOT: {"uri": root.as_uri().rstrip("/") + "/"}},
             "artifacts": [{"location": loc, **({"length": fr.inventory.facts.file_size} if fr.inventory else {})}
-                          for fr, loc in files],
+                          for fr, loc in artifacts],
             "results": results,
             "invocations": [{"executionSuccessful": not report.unreadable,
                              "toolExecutionNotifications": notifications}],
