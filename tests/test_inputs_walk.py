@@ -1,0 +1,149 @@
+"""Folder arguments: ``ckptlint check weights/`` walks the folder for checkpoint files.
+
+Outside a git work tree every file is walked (no .gitignore); the git cases are in
+test_inputs_gitignore.py. Paths come back sorted, each file once, with the folder's
+spelling; DCP and save_pretrained folders stay one checkpoint (formats/directory.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import ckptlint
+from ckptlint.filenames import CHECKPOINT_SUFFIXES, HOOK_FILES_PATTERN, is_checkpoint_name
+
+PICKLE = pickle.dumps({"a": 1}, protocol=2)
+
+
+def _safetensors(path: Path, tensors: dict[str, list[int]]) -> None:
+    header: dict[str, Any] = {}
+    offset = 0
+    for name, shape in tensors.items():
+        n = 4
+        for d in shape:
+            n *= d
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + n]}
+        offset += n
+    raw = json.dumps(header).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"\x00" * offset)
+
+
+def _write(path: Path, data: bytes = PICKLE) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def _checked(cli: Any, *args: str, cwd: Path) -> tuple[int, list[str], str]:
+    result = cli("check", *args, "--format", "json", cwd=cwd)
+    return result.returncode, [f["path"] for f in json.loads(result.stdout)["files"]], result.stderr
+
+
+def test_a_folder_is_walked_sorted_for_checkpoint_names(tmp_path: Path, cli: Any) -> None:
+    for name in ("b.pt", "a.pkl", "sub/z.ckpt", "sub/deeper/c.pth.tar", "x.npy", "notes.txt", "README.md",
+                 "w.PTH"):
+        _write(tmp_path / "weights" / name)
+    _, paths, _ = _checked(cli, "weights", cwd=tmp_path)
+    assert paths == ["weights/a.pkl", "weights/b.pt", "weights/sub/deeper/c.pth.tar", "weights/sub/z.ckpt",
+                     "weights/w.PTH", "weights/x.npy"]
+
+
+def test_the_same_file_twice_is_checked_once(tmp_path: Path, cli: Any) -> None:
+    _write(tmp_path / "w" / "a.pt")
+    _write(tmp_path / "w" / "b.pt")
+    os.symlink("a.pt", tmp_path / "w" / "c.pkl")  # the same file under another name
+    _, paths, _ = _checked(cli, "w/a.pt", "./w/a.pt", "w", str(tmp_path / "w" / "a.pt"), cwd=tmp_path)
+    assert paths == ["w/a.pt", "w/b.pt"]
+    report = ckptlint.check([tmp_path / "w" / "b.pt", str(tmp_path / "w"), tmp_path / "w" / "." / "b.pt"])
+    assert [Path(f.path).name for f in report.files] == ["b.pt", "a.pt"]
+
+
+def test_exclude_flag_leaves_out_what_the_walk_finds_not_named_files(tmp_path: Path, cli: Any) -> None:
+    for name in ("keep.pt", "old/a.pt", "old/b.pt", "x.tmp.pt", "sub/old/c.pt"):
+        _write(tmp_path / "w" / name)
+    _, paths, _ = _checked(cli, "w", "--exclude", "old", "--exclude", "*.tmp.pt", cwd=tmp_path)
+    assert paths == ["w/keep.pt"]
+    _, paths, _ = _checked(cli, "w", "--exclude", "w/old/*", cwd=tmp_path)
+    assert paths == ["w/keep.pt", "w/sub/old/c.pt", "w/x.tmp.pt"]
+    _, paths, _ = _checked(cli, "w/old/a.pt", "w", "--exclude", "old", cwd=tmp_path)  # named: always checked
+    assert paths == ["w/old/a.pt", "w/keep.pt", "w/x.tmp.pt"]
+    assert [Path(f.path).name for f in ckptlint.check(str(tmp_path / "w"), exclude=["old", "sub", "x*"]).files] \
+        == ["keep.pt"]
+
+
+def test_configured_exclude_applies_to_walks(tmp_path: Path, cli: Any) -> None:
+    (tmp_path / "ckptlint.toml").write_text('exclude = ["runs/*", "*.bak.pt"]\n')
+    for name in ("a.pt", "a.bak.pt", "runs/r1.pt"):
+        _write(tmp_path / "w" / name)
+    _write(tmp_path / "runs" / "r2.pt")
+    _, paths, err = _checked(cli, "w", "runs", cwd=tmp_path)
+    assert paths == ["w/a.pt", "w/runs/r1.pt"], err  # runs/* is relative to the config's folder
+    _, paths, err = _checked(cli, "w", "runs", "--isolated", cwd=tmp_path)
+    assert paths == ["runs/r2.pt", "w/a.bak.pt", "w/a.pt", "w/runs/r1.pt"], err
+
+
+def test_a_folder_without_checkpoints_is_one_line_exit_2(tmp_path: Path, cli: Any) -> None:
+    _write(tmp_path / "docs" / "notes.txt", b"hello")
+    result = cli("check", "docs", cwd=tmp_path)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.startswith("ckptlint: docs: ")]
+    assert len(lines) == 1 and "a directory with no checkpoint files" in lines[0]
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_symlink_loops_are_bounded_and_one_line(tmp_path: Path, cli: Any) -> None:
+    _write(tmp_path / "w" / "a.pt")
+    os.symlink("..", tmp_path / "w" / "up")              # a folder loop: not followed
+    os.symlink("loop.pt", tmp_path / "w" / "loop.pt")    # a file loop: one line
+    result = cli("check", "w", "--format", "json", cwd=tmp_path)
+    assert result.returncode == 2
+    assert [f["path"] for f in json.loads(result.stdout)["files"]] == ["w/a.pt", "w/loop.pt"]
+    assert [line for line in result.stderr.splitlines() if "w/loop.pt" in line] == [
+        line for line in result.stderr.splitlines() if line.startswith("ckptlint: w/loop.pt: ")]
+    assert len(result.stderr.splitlines()) == 1 and "symbolic links" in result.stderr
+
+
+def test_library_folder_is_one_checkpoint_and_the_files_beside_it_are_checked(tmp_path: Path, cli: Any) -> None:
+    _safetensors(tmp_path / "runs" / "hf" / "model.safetensors", {"fc.weight": [2, 3]})
+    _write(tmp_path / "runs" / "hf" / "optimizer.pt")
+    _write(tmp_path / "runs" / "hf" / "random_states_0.pkl")
+    shards = tmp_path / "runs" / "sharded"
+    _safetensors(shards / "model-00001-of-00002.safetensors", {"a": [2]})
+    _safetensors(shards / "model-00002-of-00002.safetensors", {"b": [2]})
+    (shards / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {
+        "a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}))
+    _, paths, _ = _checked(cli, "runs", cwd=tmp_path)
+    assert paths == ["runs/hf", "runs/hf/optimizer.pt", "runs/hf/random_states_0.pkl", "runs/sharded"]
+    _, paths, _ = _checked(cli, "runs/hf", cwd=tmp_path)
+    assert paths == ["runs/hf", "runs/hf/optimizer.pt", "runs/hf/random_states_0.pkl"]
+    (fr,) = ckptlint.check(str(shards)).files
+    assert fr.format == "sharded-index" and fr.inventory is not None
+    assert {t.key for t in fr.inventory.tensors} == {"a", "b"}
+
+
+def test_suffix_set_and_hook_pattern_agree() -> None:
+    import re
+
+    names = ["m.pt", "m.pth", "m.bin", "m.ckpt", "m.safetensors", "m.pkl", "m.pickle", "m.pth.tar", "m.tar",
+             "m.npy", "m.npz", "model.safetensors.index.json", "M.PT"]
+    assert all(is_checkpoint_name(n) and re.search(HOOK_FILES_PATTERN, n) for n in names)
+    others = ["m.py", "m.json", "m.txt", "m.pt.txt", "index.json.bak"]
+    assert not any(is_checkpoint_name(n) or re.search(HOOK_FILES_PATTERN, n) for n in others)
+    assert len(CHECKPOINT_SUFFIXES) == len(set(CHECKPOINT_SUFFIXES))
+
+
+@pytest.mark.parametrize("command", ["check", "inspect"])
+def test_inspect_walks_folders_too(tmp_path: Path, cli: Any, command: str) -> None:
+    _write(tmp_path / "w" / "b.pt")
+    _write(tmp_path / "w" / "a.pt")
+    _write(tmp_path / "w" / "skip" / "c.pt")
+    result = cli(command, "w", "--exclude", "skip", "--format", "json", cwd=tmp_path)
+    assert [f["path"] for f in json.loads(result.stdout)["files"]] == ["w/a.pt", "w/b.pt"], result.stderr
