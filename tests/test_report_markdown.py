@@ -18,6 +18,8 @@ from ckptlint.plugin.manager import all_rules
 from ckptlint.report.markdown import GITHUB_COMMENT_LIMIT, MAX_CHARS, render_markdown
 from ckptlint.results import FileReport, Report
 
+from conftest import CliRunner
+
 EVIL = b"\x80\x02cposix\nsystem\nX\x01\x00\x00\x00xq\x00\x85R."
 
 
@@ -100,11 +102,11 @@ def test_the_cap_is_an_option(checked: dict[str, FileReport]) -> None:
     _well_formed(small)
 
 
-def test_cli_markdown_collapses_clean_files(tmp_path: Path, cli: object, checked: dict[str, FileReport]) -> None:
+def test_cli_markdown_collapses_clean_files(tmp_path: Path, cli: CliRunner) -> None:
     for i in range(3):
         (tmp_path / f"clean{i}.safetensors").write_bytes(_safetensors())
     (tmp_path / "evil.pkl").write_bytes(EVIL)
-    proc = cli("check", "--format", "markdown", "evil.pkl", "clean0.safetensors", "clean1.safetensors",  # type: ignore[operator]
+    proc = cli("check", "--format", "markdown", "evil.pkl", "clean0.safetensors", "clean1.safetensors",
                "clean2.safetensors", cwd=tmp_path)
     md = proc.stdout
     assert proc.returncode == 1

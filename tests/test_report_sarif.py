@@ -20,6 +20,8 @@ from ckptlint.plugin.manager import all_rules
 from ckptlint.report.sarif import SECURITY_SEVERITY, render_sarif, source_root
 from ckptlint.results import FileReport, Report
 
+from conftest import CliRunner
+
 SCHEMA = json.loads((Path(__file__).parent / "schemas" / "sarif-schema-2.1.0.json").read_text())
 EVIL = b"\x80\x02cposix\nsystem\nX\x01\x00\x00\x00xq\x00\x85R."
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -65,7 +67,7 @@ def test_every_rule_has_a_real_entry(passed: str) -> None:
         rule = rules[e["id"]]
         assert e["name"] == rule.name and SLUG.match(e["name"]) and e["name"] != e["id"]
         assert e["shortDescription"]["text"] == rule.summary
-        page = resources.files("ckptlint").joinpath("rules", "docs", f"{rule.code}.md").read_text("utf-8")
+        page = resources.files("ckptlint").joinpath(f"rules/docs/{rule.code}.md").read_text("utf-8")
         assert e["help"]["markdown"] == e["help"]["text"] == page  # the rule page, not the summary again
         assert e["help"]["markdown"].startswith(f"# {rule.code} {rule.name}\n")
         full = e["fullDescription"]["text"]
@@ -141,7 +143,7 @@ def test_a_file_given_twice_is_reported_once(git_repo: Path, monkeypatch: pytest
     assert len(set(fingerprints)) == len(fingerprints)
 
 
-def test_the_cli_writes_the_same_log(git_repo: Path, cli: Any) -> None:
+def test_the_cli_writes_the_same_log(git_repo: Path, cli: CliRunner) -> None:
     out = git_repo / "ckptlint.sarif"
     proc = cli("check", "--format", "sarif", "--output", str(out), "weights/evil.pkl", "weights/evil.pkl",
                cwd=git_repo / "sub")
