@@ -18,6 +18,7 @@ from ..results import Blocker, Verdict
 from ..vocab import Category
 from .allowlist import NEWEST_SUPPORTED_TORCH, static_allowed_globals
 from .classify import classify, module_classes, worst
+from .locations import location_blockers
 from .names import DATA
 from .wo_judge import legacy_storage_blockers, pickle_blockers, storage_blockers, torch_name, zip_record_blockers
 
@@ -77,7 +78,8 @@ def predict(inv: Inventory, allowed: frozenset[str], torch_version: tuple[int, i
     shard_blockers = _shard_formats(inv, version) if fmt == "sharded-index" else []
     user_allowed = allowed - static_allowed_globals(min(version, NEWEST_SUPPORTED_TORCH))
     before = zip_record_blockers(inv) if fmt == "torch-zip" or (inv.facts.extra or {}).get("torch_refuses") else []
-    after = storage_blockers(inv) if fmt == "torch-zip" else legacy_storage_blockers(inv)
+    after = (storage_blockers(inv) if fmt == "torch-zip" else legacy_storage_blockers(inv)) \
+        + location_blockers(inv)
     found = tuple(shard_blockers) + tuple(before) + tuple(pickle_blockers(inv, allowed, user_allowed, categories)) \
         + tuple(after)
     if fmt == "pickle":
