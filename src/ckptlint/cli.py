@@ -18,7 +18,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from .errors import CkptlintError, OutputError, PluginError, UsageError
 from .version import __version__
@@ -30,11 +30,17 @@ EXIT_ERROR = 2
 
 
 def _one_line(text: str) -> str:
-    return " ".join(str(text).split()) or "unknown error"
+    """Whitespace folded to single spaces, and control characters (an escape sequence from a file name,
+    a key or a flag value) shown escaped, so an error line cannot colour the terminal or forge lines."""
+    return _printable(" ".join(str(text).split()) or "unknown error")
+
+
+def _printable(text: str) -> str:
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _report_error(path: str, reason: str, stream: TextIO | None = None) -> None:
-    print(f"ckptlint: {path}: {_one_line(reason)}", file=stream or sys.stderr, flush=True)
+    print(f"ckptlint: {_printable(path)}: {_one_line(reason)}", file=stream or sys.stderr, flush=True)
 
 
 def _write(path: str, text: str, mode: str = "w") -> None:
@@ -273,8 +279,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         _report_error(fr.path, fr.error or "unknown error")
     if args.write_baseline:
         n = write_baseline(args.write_baseline, report.findings())
-        print(f"{args.write_baseline}: {n} finding{'' if n == 1 else 's'} accepted as the baseline")
-        return EXIT_OK
+        print(f"{_printable(args.write_baseline)}: {n} finding{'' if n == 1 else 's'} accepted as the baseline")
+        return EXIT_ERROR if report.unreadable else EXIT_OK
     out = sys.stdout if args.output is None else None
     color = out is not None and out.isatty() and not os.environ.get("NO_COLOR")
     if args.output or args.quiet < 2:
@@ -340,13 +346,13 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     if args.verify:
         drift = signature_drift(load_snapshot(args.verify), sig)
         for d in drift:
-            print(f"{args.verify}: CK208 snapshot differs from the live class: {d}")
+            print(f"{_printable(args.verify)}: CK208 snapshot differs from the live class: {d}")
         if not drift:
-            print(f"{args.verify}: up to date with {sig.target}")
+            print(f"{_printable(args.verify)}: up to date with {sig.target}")
         return EXIT_FINDINGS if drift else EXIT_OK
     _write(args.output, json.dumps(sig.to_json(), indent=1) + "\n")
     n = len(sig.expected())
-    print(f"{args.output}: snapshot of {sig.target} ({n} keys, built on {sig.built_on})")
+    print(f"{_printable(args.output)}: snapshot of {sig.target} ({n} keys, built on {sig.built_on})")
     return EXIT_OK
 
 
@@ -418,8 +424,19 @@ SUBCOMMANDS: list[Callable[[Any], None]] = [_add_inspect, _add_check, _add_snaps
 """Each adds one subcommand; later: check, snapshot, diff, rules."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``ckptlint: check: argument --fail-on: invalid choice …``)
+    and exit 2, like every other error; ``--help`` shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.split(" ", 1)[1] if " " in self.prog else None
+        where = f"{command}: " if command else ""
+        hint = f"ckptlint {command} --help" if command else "ckptlint --help"
+        self.exit(EXIT_ERROR, f"ckptlint: {where}{_one_line(message)} (see {hint})\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ckptlint",
         description="Static checks for PyTorch checkpoints: compatibility, safety and device "
                     "issues, found before anything is loaded.",
