@@ -55,7 +55,8 @@ def test_the_walk_is_what_git_does_not_ignore(repo: Path, cli: Any) -> None:
 
 
 def test_named_ignored_files_are_still_checked(repo: Path, cli: Any) -> None:
-    assert _walked(cli, repo, "ignored/b.pt", "secret.pt") == ["ignored/b.pt", "secret.pt"]
+    assert _walked(cli, repo, "ignored/b.pt", "secret.pt", ".") == [
+        "ignored/b.pt", "secret.pt", "a.pt", "forced.tmp.pt", "keep.tmp.pt", "sub/d.pt"]
 
 
 def test_outside_git_no_gitignore_applies(repo: Path, cli: Any, tmp_path: Path) -> None:

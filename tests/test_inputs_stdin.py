@@ -78,5 +78,5 @@ def test_dash_is_a_path_in_the_api(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.chdir(tmp_path)
     (tmp_path / "-").write_bytes(DATA)  # a file called "-": the API does not read stdin for it
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"not this")))
-    (fr,) = ckptlint.check("-").files
-    assert fr.format == "safetensors" and fr.path == "-"
+    report = ckptlint.check(["-", sys.stdin.buffer])  # standard input, in the API, is a file object
+    assert [(fr.path, fr.format) for fr in report.files] == [("-", "safetensors"), ("<stream #1>", "text")]
