@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import ckptlint
-from ckptlint import CheckpointError, FileReport, Finding, Report, Verdict
+from ckptlint import FileReport, Finding, Report, Verdict
 
 PICKLE = pickle.dumps({"a": 1}, protocol=2)
 EVIL = b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00trueq\x00\x85q\x01Rq\x02."  # built by hand, never loaded
@@ -68,8 +68,3 @@ def test_temporary_copies_are_removed(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     ckptlint.check([EVIL, io.BytesIO(PICKLE)])
     assert list(tmp_path.iterdir()) == []
-
-
-def test_inspect_raises_for_a_directory_without_a_checkpoint(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError):
-        ckptlint.inspect(tmp_path)
