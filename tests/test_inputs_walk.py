@@ -134,6 +134,7 @@ def test_suffix_set_and_hook_pattern_agree() -> None:
 
     names = ["m.pt", "m.pth", "m.bin", "m.ckpt", "m.safetensors", "m.pkl", "m.pickle", "m.pth.tar", "m.tar",
              "m.npy", "m.npz", "model.safetensors.index.json", "M.PT"]
+    assert HOOK_FILES_PATTERN == r"(?i)(\.(pt|pth|bin|ckpt|safetensors|pkl|pickle|tar|npy|npz)|\.index\.json)$"
     assert all(is_checkpoint_name(n) and re.search(HOOK_FILES_PATTERN, n) for n in names)
     others = ["m.py", "m.json", "m.txt", "m.pt.txt", "index.json.bak"]
     assert not any(is_checkpoint_name(n) or re.search(HOOK_FILES_PATTERN, n) for n in others)
@@ -147,3 +148,16 @@ def test_inspect_walks_folders_too(tmp_path: Path, cli: Any, command: str) -> No
     _write(tmp_path / "w" / "skip" / "c.pt")
     result = cli(command, "w", "--exclude", "skip", "--format", "json", cwd=tmp_path)
     assert [f["path"] for f in json.loads(result.stdout)["files"]] == ["w/a.pt", "w/b.pt"], result.stderr
+
+
+def test_expand_gives_front_ends_the_same_sources(tmp_path: Path) -> None:
+    from ckptlint.sources import expand
+
+    _write(tmp_path / "w" / "b.pt")
+    _write(tmp_path / "w" / "a.pt")
+    os.mkfifo(tmp_path / "w" / "c.pt")
+    sources = expand([str(tmp_path / "w" / "b.pt"), tmp_path / "w", str(tmp_path / "missing.pt")])
+    assert [(Path(s.name).name, s.path is not None) for s in sources] == [
+        ("b.pt", True), ("a.pt", True), ("c.pt", False), ("missing.pt", True)]
+    assert sources[2].error is not None and sources[2].error.startswith("not a regular file (a FIFO)")
+    assert not any(s.spooled for s in sources)

@@ -16,8 +16,14 @@ CHECKPOINT_SUFFIXES: Final[tuple[str, ...]] = (
 )
 """File name endings (compared case-insensitively) that a directory walk checks."""
 
-HOOK_FILES_PATTERN: Final[str] = "(?i)(" + "|".join(re.escape(s) for s in CHECKPOINT_SUFFIXES) + ")$"
-"""The same set as a regular expression, for ``files:`` in ``.pre-commit-hooks.yaml``."""
+_SIMPLE = tuple(s[1:] for s in CHECKPOINT_SUFFIXES if s.count(".") == 1)
+_COMPOUND = tuple(s for s in CHECKPOINT_SUFFIXES
+                  if s.count(".") > 1 and not s.endswith(tuple(f".{x}" for x in _SIMPLE)))
+
+HOOK_FILES_PATTERN: Final[str] = (f"(?i)(\\.({'|'.join(_SIMPLE)})|" + "|".join(re.escape(s) for s in _COMPOUND)
+                                  + ")$")
+"""The same set as a regular expression, for ``files:`` in ``.pre-commit-hooks.yaml``:
+``(?i)(\\.(pt|pth|…|npz)|\\.index\\.json)$`` (``.pth.tar`` is covered by ``.tar``)."""
 
 
 def is_checkpoint_name(name: str) -> bool:

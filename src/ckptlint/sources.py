@@ -76,6 +76,16 @@ def resolve(inputs: CheckInput | Iterable[CheckInput], *, exclude: Sequence[str]
                 os.unlink(path)
 
 
+def expand(paths: Iterable[str | os.PathLike[str]], *, exclude: Sequence[str] = (), config: str | None = None,
+           use_config: bool = True) -> list[Source]:
+    """Paths only (no ``-``, no temporary copies): folders walked, each file once, in order.
+
+    For front ends that check each source themselves (the pytest plugin): a ``Source`` with
+    ``error`` set (a FIFO, a folder without checkpoints) is one line to report; a missing
+    path comes back as itself, and checking it says so."""
+    return list(_sources(list(paths), exclude, config, use_config, False, DEFAULT_LIMITS, []))
+
+
 def special_file(path: str) -> str | None:
     """Why ``path`` must not be opened (a FIFO, a device, a socket), or None. Never opens it."""
     try:
@@ -381,4 +391,4 @@ def _too_big(limits: Limits) -> str:
             "or raise the limit")
 
 
-__all__ = ["STDIN", "CheckInput", "Source", "SupportsReadBytes", "resolve", "special_file"]
+__all__ = ["STDIN", "CheckInput", "Source", "SupportsReadBytes", "expand", "resolve", "special_file"]
