@@ -45,16 +45,14 @@ def test_check_output_into_a_missing_folder(files: dict[str, Path], tmp_path: Pa
     r = cli("check", files["evil"], flag, target, "--isolated")
     one_error_line(r, str(target), "no such directory")
     assert not target.parent.exists()
+    # a folder given as the output file: the same kind of line
+    one_error_line(cli("check", files["clean"], flag, tmp_path, "--isolated"), str(tmp_path), "cannot write")
 
 
 def test_snapshot_output_into_a_missing_folder_fails_before_building(tmp_path: Path, cli: CliRunner) -> None:
     # the spec names a module that does not exist: the folder is checked first, so the error is about it
     target = tmp_path / "missing" / "snap.json"
     one_error_line(cli("snapshot", "nosuchpkg.models:Net", "-o", target), str(target), "no such directory")
-
-
-def test_output_to_a_folder_is_one_line(files: dict[str, Path], tmp_path: Path, cli: CliRunner) -> None:
-    one_error_line(cli("check", files["clean"], "-o", tmp_path, "--isolated"), str(tmp_path), "cannot write")
 
 
 def test_write_baseline_counts_in_words(files: dict[str, Path], tmp_path: Path, cli: CliRunner) -> None:
@@ -133,8 +131,15 @@ def test_config_that_does_not_parse_is_an_error(files: dict[str, Path], tmp_path
 
 
 def test_broken_pyproject_of_another_tool_is_passed_over(tmp_path: Path, cli: CliRunner) -> None:
+    """Only the config in use is an error: a pyproject.toml without [tool.ckptlint] that does not parse
+    is passed over, one with the table is reported (it used to be passed over too, turning policies off)."""
     files = write_files(tmp_path / "proj" / "ckpt")
-    (tmp_path / "proj" / "pyproject.toml").write_text('[tool.black]\nline-length = = 3\n')
+    pyproject = tmp_path / "proj" / "pyproject.toml"
+    pyproject.write_text('[tool.black]\nline-length = = 3\n')
     (tmp_path / "ckptlint.toml").write_text('ignore = ["CK101"]\n')  # the next config up is the one in use
     r = cli("check", files["evil"], "--format", "json")
     assert r.returncode == 0 and "CK101" not in codes(r), (r.stdout, r.stderr)
+    pyproject.write_text('[tool.black]\nline-length = = 3\n[tool.ckptlint]\nignore = []\n')
+    one_error_line(cli("check", files["evil"]), str(pyproject), "not valid TOML", "line 2")
+
+
