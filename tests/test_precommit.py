@@ -10,7 +10,9 @@ does) with ``PRE_COMMIT_HOME`` shared by the module, so that environment is buil
 from __future__ import annotations
 
 import configparser
+import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -69,6 +71,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory, torch: ModuleType) -> Path:
     torch.save({"w": torch.zeros(2), "x": Boom()}, d / "incoming" / "evil.PT")
     (d / "incoming" / "payload.pth").write_bytes(TEXT_PAYLOAD)
     (d / "site" / "extra.pth").write_text("import sys; sys.path.append('/opt/x')\n/opt/lib\n")
+    _other_checkpoints(d, torch)
     (d / "pyproject.toml").write_text(PYPROJECT)
     proc = CliRunner()("snapshot", "torchvision.models:squeezenet1_1", "-o", d / "snapshots" / "squeezenet1_1.json")
     assert proc.returncode == 0, proc.stderr
@@ -76,6 +79,46 @@ def repo(tmp_path_factory: pytest.TempPathFactory, torch: ModuleType) -> Path:
     _git("add", ".", cwd=d)
     _git("commit", "-q", "-m", "checkpoints", cwd=d)
     return d
+
+
+# Not checkpoints that share the extensions: an ELF firmware image and a sentencepiece-style protobuf.
+FIRMWARE = b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 16
+TOKENIZER = b"\n\x0b\n\x05<unk>\x15\x00\x00\x00\x00\x18\x02\n\x07\n\x03the\x15\xcd\xcc\xcc\xbd" * 40
+
+
+def _other_checkpoints(d: Path, torch: ModuleType) -> None:
+    """What people commit besides *.pt (issue #13), plus files that only share a checkpoint's extension."""
+    import numpy as np
+    from safetensors.torch import save_file
+
+    for sub in ("hf", "shards", "vendor"):
+        (d / sub).mkdir()
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU())
+    torch.save(model, d / "weights" / "checkpoint.pth.tar")  # a whole model under the classic name
+    whole = (d / "weights" / "checkpoint.pth.tar").read_bytes()
+    (d / "weights" / "broken.bin").write_bytes(whole[: len(whole) // 2])  # a torch zip cut short
+    (d / "weights" / "evil.pkl").write_bytes(pickle.dumps({"step": 1, "callback": Boom()}, protocol=2))
+    np.save(d / "weights" / "objects.npy", np.array([Boom(), 1.5], dtype=object), allow_pickle=True)
+    save_file({"w": torch.zeros(2)}, str(d / "hf" / "model-00001-of-00001.safetensors"))
+    (d / "hf" / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {"total_size": 8}, "weight_map": {"w": "model-00001-of-00001.safetensors"}}))
+    torch.save({"w": torch.zeros(2), "x": Boom()}, d / "shards" / "pytorch_model-00001-of-00001.bin")
+    (d / "shards" / "pytorch_model.bin.index.json").write_text(json.dumps(
+        {"metadata": {"total_size": 8}, "weight_map": {"w": "pytorch_model-00001-of-00001.bin"}}))
+    (d / "vendor" / "firmware.bin").write_bytes(FIRMWARE)
+    (d / "vendor" / "tokenizer.bin").write_bytes(TOKENIZER)
+
+
+@pytest.fixture(scope="module")
+def try_all(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess[str]:
+    """``pre-commit try-repo <this repo> ckptlint --all-files`` on the user repository, run once."""
+    return _pre_commit(repo, tmp_path_factory.mktemp("home"), "try-repo", str(ROOT), "ckptlint", "--all-files")
+
+
+def _block(out: str, path: str) -> str:
+    """The report of one file in the hook's text output."""
+    assert f"\n{path} [" in out, f"{path} was not checked:\n{out}"
+    return out.split(f"\n{path} [")[1].split("\n\n")[0]
 
 
 @pytest.fixture(scope="module")
@@ -139,8 +182,8 @@ def test_own_config_is_valid_and_runs_the_lint_gate() -> None:
     assert hooks["mypy"]["entry"] == "mypy" and "mypy" in lint["commands"].split()
 
 
-def test_try_repo_blocks_unsafe_checkpoints(repo: Path, tmp_path: Path) -> None:
-    proc = _pre_commit(repo, tmp_path / "home", "try-repo", str(ROOT), "ckptlint", "--all-files")
+def test_try_repo_blocks_unsafe_checkpoints(repo: Path, try_all: subprocess.CompletedProcess[str]) -> None:
+    proc = try_all
     out = proc.stdout
     assert proc.returncode == 1, out + proc.stderr
     assert "ckptlint (checkpoint safety)" in out and "Failed" in out
@@ -152,9 +195,41 @@ def test_try_repo_blocks_unsafe_checkpoints(repo: Path, tmp_path: Path) -> None:
     assert "incoming/clean.pt [torch-zip] — loads with weights_only=True\n  no findings" in out
     assert "weights/good.pt [torch-zip] — loads with weights_only=True\n  no findings" in out
     # The site-packages path file is skipped, not reported as a broken checkpoint.
-    assert "site/extra.pth: skipped: a Python site-packages .pth path file" in out
+    assert "site/extra.pth: skipped: a Python site-packages path configuration (.pth) file" in out
     assert "pyproject.toml" not in out.split("Failed")[1]  # only checkpoint extensions were passed
     assert not (repo / "marker.txt").exists()
+
+
+def test_try_repo_checks_every_checkpoint_name(repo: Path, try_all: subprocess.CompletedProcess[str]) -> None:
+    """.pth.tar, .pkl, .npy object arrays and shard indexes are checked (none "(no files to check)"), and fail
+    where they should; a torch zip cut short still fails (exit 2); firmware and tokenizer blobs are a note."""
+    out = try_all.stdout
+    assert try_all.returncode == 1, out + try_all.stderr
+    assert "(no files to check)" not in out and "- exit code: 2" in out  # the broken checkpoint
+    assert "weights/checkpoint.pth.tar [torch-zip] — weights_only=True FAILS" in out
+    assert "CK102" in _block(out, "weights/checkpoint.pth.tar")
+    for path in ("weights/evil.pkl", "weights/objects.npy", "shards/pytorch_model.bin.index.json",
+                 "shards/pytorch_model-00001-of-00001.bin"):
+        block = _block(out, path)
+        assert "CK101" in block and "system" in block, block
+    assert "hf/model.safetensors.index.json [sharded-index]" in out
+    assert "no findings" in _block(out, "hf/model-00001-of-00001.safetensors")
+    assert "ckptlint: weights/broken.bin: torch.load refuses it" in out
+    assert "weights/broken.bin: skipped" not in out
+    for path in ("vendor/firmware.bin", "vendor/tokenizer.bin"):
+        assert f"ckptlint: {path}: skipped: unrecognised content, not a checkpoint" in out
+    assert not (repo / "marker.txt").exists()
+
+
+def test_try_repo_passes_files_that_are_not_checkpoints(repo: Path, tmp_path: Path) -> None:
+    proc = _pre_commit(repo, tmp_path / "home", "try-repo", str(ROOT), "ckptlint", "--verbose",
+                       "--files", "vendor/firmware.bin", "vendor/tokenizer.bin", "site/extra.pth")
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert "ckptlint (checkpoint safety)" in out and "Passed" in out
+    assert "ckptlint: vendor/firmware.bin: skipped: unrecognised content, not a checkpoint" in out
+    assert "ckptlint: vendor/tokenizer.bin: skipped: unrecognised content, not a checkpoint" in out
+    assert "site/extra.pth: skipped: a Python site-packages path configuration (.pth) file" in out
 
 
 def test_safety_hook_passes_clean_files_without_torch(repo: Path, pre_commit_home: Path,
