@@ -509,3 +509,21 @@ def test_persistent_ids_and_buffers_stop_like_cpython(tmp_path: Path) -> None:
         got, read = ours(data, tmp_path, "raw")
         assert not ok and want == ["m0.f0"]
         assert got == want and not read
+
+
+# Fuzz repros where the stand-ins' reading is also CPython's with the real objects: the argument
+# list of a REDUCE is a builtin class (seed 1 index 92888, shrunk); a bytearray made read-only by
+# READONLY_BUFFER is a memoryview, which has no append.
+_REPROS = {
+    "reduce_args_builtin_class": b"\x80\x02cbuiltins\nlen\ncbuiltins\nbytearray\nR0cm0\nf0\n.",
+    "readonly_bytearray_append": b"\x80\x05cm1\nf1\n0\x96\x01\x00\x00\x00\x00\x00\x00\x00a\x98K\x01acm0\nf0\n.",
+}
+
+
+@pytest.mark.parametrize("name", sorted(_REPROS))
+def test_fuzz_repros_stop_like_cpython(tmp_path: Path, name: str) -> None:
+    data = _REPROS[name]
+    want, ok = oracle(data, tmp_path)["loads"]
+    got, read = ours(data, tmp_path, "raw")
+    assert not ok and "m0.f0" not in want
+    assert got == want and not read

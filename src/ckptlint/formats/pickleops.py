@@ -13,6 +13,7 @@ import struct
 from typing import Any
 
 from ..errors import FormatError, TruncatedPickle
+from .stubs import describe, known_protocols
 
 U16 = struct.Struct("<H")
 I32 = struct.Struct("<i")
@@ -330,21 +331,18 @@ class ValueOps:
         raise self._fail("pickle needs out-of-band buffers (NEXT_BUFFER)")
 
     def op_READONLY_BUFFER(self) -> None:
-        # load_readonly_buffer: PyMemoryView_FromObject on the top, which needs the buffer protocol:
-        # bytes-like values have it; a global (a class or function) or a builtin value has not
+        # load_readonly_buffer: PyMemoryView_FromObject on the top, which needs the buffer protocol.
+        # A global or a call's result may be a buffer (pickle.PROTO is bytes, bytearray() is one): the
+        # machine stops only where the object is known not to be
         top = self._top()
-        if type(top).__name__ == "Call":
-            # a call's result may be a buffer (bytearray(), a numpy array): only classes whose instances
-            # never are decide it
-            made_by = getattr(top, "qualname", "")
-            if made_by in _NOT_BUFFERS:
-                raise self._fail(f"READONLY_BUFFER on a {made_by} instance (no buffer protocol)")
-        elif isinstance(top, bytearray):
+        if isinstance(top, bytearray):
             # a writable buffer is replaced on the stack (not in the memo) by a read-only memoryview,
             # which has no append, extend or item assignment
             self._stack[-1] = memoryview(top).toreadonly()
-        elif not isinstance(top, (bytes, memoryview)):
-            raise self._fail(f"READONLY_BUFFER on a {type(top).__name__}")
+            return
+        known = known_protocols(top)
+        if known is not None and "buffer" not in known:
+            raise self._fail(f"READONLY_BUFFER on {describe(top)} (no buffer protocol)")
 
     # -- containers
     def op_EMPTY_TUPLE(self) -> None:
@@ -427,13 +425,6 @@ OPCODES = {
     "\x98": "READONLY_BUFFER",
 }
 """Opcode byte -> pickletools name."""
-
-_NOT_BUFFERS = frozenset({
-    "torch.device", "torch.Size", "builtins.set", "builtins.frozenset", "builtins.list", "builtins.dict",
-    "builtins.tuple", "builtins.str", "builtins.int", "builtins.float", "builtins.complex", "builtins.range",
-    "builtins.slice", "collections.OrderedDict",
-})
-"""Callables whose results (instances of these classes) have no buffer protocol."""
 
 OPCODE_NAMES: list[str | None] = [None] * 256
 for _ch, _name in OPCODES.items():

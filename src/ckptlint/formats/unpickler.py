@@ -32,7 +32,7 @@ from ..limits import DEFAULT_LIMITS, Budget, Limits
 from .pickleitems import BUILTIN_VALUES as _BUILTIN_VALUES
 from .pickleitems import ItemOps
 from .pickleops import I32, OPCODE_NAMES, OPCODES, U16, U32, U64
-from .stubs import Call, Global, ODict, Storage, TensorStub, describe
+from .stubs import Call, Global, ODict, Storage, TensorStub, describe, known_protocols
 from .torchcalls import NESTED_LOADERS, interpret_call, nested_payloads, storage_from_pid
 
 __all__ = [
@@ -348,7 +348,7 @@ class StaticUnpickler(ItemOps):
         args = self._pop()
         func = self._pop()
         self._op("REDUCE", func)
-        if type(args) is not tuple and isinstance(args, _BUILTIN_VALUES):
+        if _known_not(args, "tuple"):
             raise self._fail("REDUCE arguments are not a tuple")  # PyObject_CallObject refuses
         if type(func) is not Global and isinstance(func, _BUILTIN_VALUES):
             raise self._fail(f"REDUCE calls a {type(func).__name__}")
@@ -360,7 +360,7 @@ class StaticUnpickler(ItemOps):
         args = self._pop()
         cls = self._pop()
         self._op("NEWOBJ", cls)
-        if isinstance(args, _BUILTIN_VALUES) and not isinstance(args, tuple):
+        if _known_not(args, "tuple"):
             raise self._fail("NEWOBJ expected an arg tuple")
         if isinstance(cls, (*_BUILTIN_VALUES, TensorStub, Storage)):
             raise self._fail("NEWOBJ class argument isn't a type object")
@@ -373,10 +373,10 @@ class StaticUnpickler(ItemOps):
         self._op("NEWOBJ_EX", cls)
         if isinstance(cls, (*_BUILTIN_VALUES, TensorStub, Storage)):  # load_newobj checks the class first
             raise self._fail(f"NEWOBJ_EX class argument must be a type, not {type(cls).__name__}")
-        if isinstance(kwargs, _BUILTIN_VALUES) and not isinstance(kwargs, dict):
-            raise self._fail("NEWOBJ_EX kwargs are not a dict")
-        if isinstance(args, _BUILTIN_VALUES) and not isinstance(args, tuple):
+        if _known_not(args, "tuple"):  # load_newobj_ex checks args before kwargs
             raise self._fail("NEWOBJ_EX args are not a tuple")
+        if _known_not(kwargs, "dict"):
+            raise self._fail("NEWOBJ_EX kwargs are not a dict")
         call = interpret_call(cls, args, "NEWOBJ_EX", self.budget)
         if isinstance(call, Call):
             call.kwargs = kwargs
@@ -465,6 +465,12 @@ class StaticUnpickler(ItemOps):
         if self.persistent_load is None:
             raise self._fail("persistent id without a persistent_load function")
         self._stack.append(self.persistent_load(pid))
+
+
+def _known_not(obj: Any, protocol: str) -> bool:
+    """``obj`` is known not to be a ``protocol`` (tuple, dict, buffer): see ``stubs.known_protocols``."""
+    known = known_protocols(obj)
+    return known is not None and protocol not in known
 
 
 def _state_detail(state: Any) -> str:
