@@ -23,7 +23,7 @@ from ..limits import DEFAULT_LIMITS, Budget, Limits
 from .common import Assembler, CountingFile, record_pid
 from .dtypes import ITEMSIZE, STORAGE_DTYPES
 from .tar import is_tar
-from .unpickler import Call, Global, TensorStub
+from .unpickler import Call, Global, StaticUnpickler, TensorStub
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 LEGACY_STORAGE_NAMES = frozenset(n for n in STORAGE_DTYPES if n != "UntypedStorage")
@@ -155,6 +155,9 @@ class LegacyRead:
     storages: list[StorageRecord] | None = None
     loaded_streams: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    weights_only_streams: list[str] = field(default_factory=list)
+    """Streams only torch's weights_only unpickler reads: it goes on past a PROTO above 5 (a warning)
+    where CPython, and so torch.load(weights_only=False), stops. Named ``pickle#N#weights_only``."""
 
 
 def read_legacy_streams(f: CountingFile, asm: Assembler,
@@ -174,46 +177,83 @@ def read_legacy_streams(f: CountingFile, asm: Assembler,
     finally:
         for index, start in alternates[:4]:
             out.loaded_streams.extend(_scan_alternate(f, asm, index, start))
+    if out.weights_only_streams:
+        out.extra["weights_only_streams"] = list(out.weights_only_streams)
     return out
 
 
 def _legacy_walk(f: CountingFile, asm: Assembler, out: LegacyRead, alternates: list[tuple[int, int]],
                  first: tuple[Any, int, bool] | None) -> None:
     loaded = out.loaded_streams
+    weights_only = False  # past a PROTO > 5: only torch's weights_only unpickler reads on
 
     def load(index: int, offset: int, persistent_load: Any = None) -> tuple[Any, int, bool]:
-        stream = f"pickle#{index}"
-        loaded.append(stream)
+        nonlocal weights_only
+        stream = f"pickle#{index}" + ("#weights_only" if weights_only else "")
+        (out.weights_only_streams if weights_only else loaded).append(stream)
         if index == 0 and first is not None:
             value, end, stopped = first
         else:
             value, end, stopped = parse_stream(asm, f, offset, stream, persistent_load)
-        if not stopped and index < 4:
+        if stopped:
+            on = _weights_only_on(asm, f, offset, stream, persistent_load)
+            if on is not None:
+                weights_only = True
+                return on
+        elif index < 4 and not weights_only:
             fe = frame_end(f, offset, end)
             if fe > end:
                 alternates.append((index + 1, fe))
         return value, end, stopped
 
+    def last() -> str:
+        return out.weights_only_streams[-1] if out.weights_only_streams else loaded[-1]
+
     magic, offset, stopped = load(0, 0)
-    if stopped or not _check(asm, magic, MAGIC_NUMBER, "pickle#0", offset, "Invalid magic number; corrupt file?",
+    if stopped or not _check(asm, magic, MAGIC_NUMBER, last(), offset, "Invalid magic number; corrupt file?",
                              out.extra):
         return
     version, offset, stopped = load(1, offset)
-    if stopped or not _check(asm, version, PROTOCOL_VERSION, "pickle#1", offset,
+    if stopped or not _check(asm, version, PROTOCOL_VERSION, last(), offset,
                              f"Invalid protocol version: {_short(version)}", out.extra):
         return
     sys_info, offset, stopped = load(2, offset)
     if stopped:
         return
-    out.extra["sys_info"] = _plain_sys_info(sys_info)
-    asm.wrapper_streams.add("pickle#3")  # torch's UnpicklerWrapper reads the object
+    if not weights_only:
+        out.extra["sys_info"] = _plain_sys_info(sys_info)
+    asm.wrapper_streams.add("pickle#3" + ("#weights_only" if weights_only else ""))  # torch's UnpicklerWrapper
     obj, offset, stopped = load(3, offset, _legacy_loader(asm))
     if stopped:
         return
-    out.structure = asm.collect(obj, "pickle#3")
+    if not weights_only:
+        out.structure = asm.collect(obj, "pickle#3")
     keys, offset, stopped = load(4, offset)
     if not stopped:
-        out.storages = _storage_records(f, asm, keys, offset)
+        storages = _storage_records(f, asm, keys, offset, last())
+        if not weights_only:
+            out.storages = storages
+
+
+def _weights_only_on(asm: Assembler, f: CountingFile, offset: int, stream: str,
+                     persistent_load: Any) -> tuple[Any, int, bool] | None:
+    """Where ``stream`` stopped at a PROTO above 5 but its ``#weights_only`` reading (Assembler) got to
+    STOP: that reading's value and end, which torch's weights_only load compares and reads on from."""
+    name = asm.weights_only_reading.get(stream)
+    done = [p for p in asm.pickles if p.stream == name and p.end is not None]
+    if name is None or not done or any(s.stream == name for s in asm.stops):
+        return None
+    end = done[-1].end or 0
+    up = StaticUnpickler(f.pread(offset, end), f"{name}~value", persistent_load=persistent_load,
+                         limits=asm.limits, budget=asm.budget)
+    up.any_protocol = True
+    try:
+        value = up.load()
+    except (FormatError, ValueError, OverflowError, RecursionError, MemoryError):
+        return None
+    finally:
+        asm.budget.opcodes -= up.count  # read once already, as the recorded reading
+    return value, offset + end, False
 
 
 def _scan_alternate(f: CountingFile, asm: Assembler, index: int, offset: int) -> list[str]:
@@ -231,26 +271,27 @@ def _scan_alternate(f: CountingFile, asm: Assembler, index: int, offset: int) ->
     return names
 
 
-def _storage_records(f: CountingFile, asm: Assembler, keys: Any, offset: int) -> list[StorageRecord]:
+def _storage_records(f: CountingFile, asm: Assembler, keys: Any, offset: int,
+                     stream: str = "pickle#4") -> list[StorageRecord]:
     """Each storage the key list names: an 8-byte little-endian count, then its bytes (``_set_from_file``)."""
     storages: list[StorageRecord] = []
     if isinstance(keys, (list, tuple, dict, str, set, frozenset)):
         key_list = list(keys)  # ``for key in keys``: a dict gives its keys, a str its characters
     else:
-        stop(asm, "pickle#4", offset, f"torch iterates the storage key list, a {type(keys).__name__}")
+        stop(asm, stream, offset, f"torch iterates the storage key list, a {type(keys).__name__}")
         key_list = []
     done: set[str] = set()
     grown = _grown_nbytes(asm)
     for key in key_list:
         st = asm.storages.get(key) if isinstance(key, str) else None
         if st is None:
-            stop(asm, "pickle#4", offset, f"torch.load raises: storage key {_short(key)} not found "
+            stop(asm, stream, offset, f"torch.load raises: storage key {_short(key)} not found "
                  "in the objects the pickle built")
             break
         head = f.pread(offset, 8)
         start = offset + 8
         if len(head) < 8:
-            stop(asm, "pickle#4", offset, f"torch.load raises: storage {key!r} runs past the end of the file")
+            stop(asm, stream, offset, f"torch.load raises: storage {key!r} runs past the end of the file")
             break
         # THPStorage_readFileRaw: int64 count times a uint64 element size, kept as an int64 (it wraps)
         on_disk = _int64(int.from_bytes(head, "little", signed=True) * ITEMSIZE.get(st.dtype, 1))
@@ -258,11 +299,11 @@ def _storage_records(f: CountingFile, asm: Assembler, keys: Any, offset: int) ->
         if held is not None and on_disk != held:  # checked before any byte is read
             why = f"the pickle declares {st.nbytes}" + (
                 f", a tensor's sizes and strides grew it to {held} (Tensor.set_)" if held != st.nbytes else "")
-            stop(asm, "pickle#4", offset, f"torch.load raises: storage {key!r} has wrong byte size "
+            stop(asm, stream, offset, f"torch.load raises: storage {key!r} has wrong byte size "
                  f"({on_disk} bytes on disk, {why})")
             break
         if on_disk < 0 or on_disk > f.size - start:
-            stop(asm, "pickle#4", offset, f"torch.load raises: storage {key!r} runs past the end of the file")
+            stop(asm, stream, offset, f"torch.load raises: storage {key!r} runs past the end of the file")
             break
         storages.append(StorageRecord(key, st.dtype, st.nbytes, st.location, f"bytes {start}-{start + on_disk}"))
         done.add(key)

@@ -48,7 +48,9 @@ def torch_name(g: GlobalRef) -> str:
 def pickle_blockers(inv: Inventory, allowed: frozenset[str], user_allowed: frozenset[str],
                     categories: Mapping[str, Category]) -> list[Blocker]:
     """Every blocker in the streams torch.load reads, in torch's order."""
-    order = {s: i for i, s in enumerate(inv.facts.loaded_streams)}
+    # legacy files: the streams only the weights_only unpickler reads, on past a PROTO > 5 (formats/legacy.py)
+    later = (inv.facts.extra or {}).get("weights_only_streams") or []
+    order = {s: i for i, s in enumerate([*inv.facts.loaded_streams, *later])}
     # torch's pure-Python unpickler only warns on PROTO > 5 where CPython stops; the reader then also reads
     # such a stream on as "<stream>#weights_only", which is what weights_only=True unpickles
     readings = {p.stream for p in inv.pickles}
