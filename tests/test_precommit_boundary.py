@@ -187,9 +187,14 @@ NOT_HOOK_FILES = ["README.md", "config.json", "tokenizer.json", "train.py", "wei
 def test_hook_files_pattern_catches_every_checkpoint_name() -> None:
     import yaml
 
+    from ckptlint.filenames import HOOK_FILES_PATTERN, is_checkpoint_name
+
     hooks = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
     assert {h["id"] for h in hooks} == {"ckptlint", "ckptlint-compat"}
+    assert [is_checkpoint_name(f) for f in HOOK_FILES + NOT_HOOK_FILES] == \
+        [True] * len(HOOK_FILES) + [False] * len(NOT_HOOK_FILES)  # what a directory walk picks up
     for hook in hooks:
+        assert hook["files"] == HOOK_FILES_PATTERN, hook["id"]  # one list for walks and hooks
         pattern = re.compile(hook["files"])  # pre-commit matches it with re.search
         assert [f for f in HOOK_FILES if not pattern.search(f)] == [], hook["id"]
         assert [f for f in NOT_HOOK_FILES if pattern.search(f)] == [], hook["id"]

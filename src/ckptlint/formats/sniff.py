@@ -6,6 +6,7 @@ import os
 import posixpath
 
 from ..errors import FormatError
+from ..filenames import is_checkpoint_name
 from ..limits import DEFAULT_LIMITS, Budget, Limits
 from .common import CountingFile
 from .legacy import is_tar
@@ -77,12 +78,11 @@ def _is_site_pth(text: str) -> bool:
 
 
 # What makes an archive a checkpoint: torch.save's own records (zip and the 0.1 tar format), or a
-# member that is itself a checkpoint file (a zipped/tarred model is not checked member by member).
+# member that is itself a checkpoint file (ckptlint.filenames: a zipped/tarred model is not checked
+# member by member, so it is never a note).
 TORCH_RECORDS = frozenset({"data.pkl", "constants.pkl", "version", ".format_version", "byteorder",
                            "archive_format", "model.json", "serialization_id", "sys_info", "pickle",
                            "storages", "tensors"})
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".pkl", ".pickle", ".tar", ".npy",
-                       ".npz", ".zip", ".index.json")
 
 
 def not_checkpoint_archive(f: CountingFile, kind: str, reason: str, limits: Limits = DEFAULT_LIMITS) -> str | None:
@@ -95,7 +95,7 @@ def not_checkpoint_archive(f: CountingFile, kind: str, reason: str, limits: Limi
     for name in names:
         base = posixpath.basename(name.rstrip("/")).lower()
         folder = posixpath.basename(posixpath.dirname(name.rstrip("/"))).lower()
-        if base in TORCH_RECORDS or base.endswith(CHECKPOINT_SUFFIXES) or (folder == "data" and base.isdigit()) \
+        if base in TORCH_RECORDS or is_checkpoint_name(base) or (folder == "data" and base.isdigit()) \
                 or (folder == "code" and base.endswith((".py", ".debug_pkl"))):
             return None
     shown = ", ".join(names[:3]) + (f", +{len(names) - 3} more" if len(names) > 3 else "")
