@@ -161,3 +161,15 @@ def test_expand_gives_front_ends_the_same_sources(tmp_path: Path) -> None:
         ("b.pt", True), ("a.pt", True), ("c.pt", False), ("missing.pt", True)]
     assert sources[2].error is not None and sources[2].error.startswith("not a regular file (a FIFO)")
     assert not any(s.spooled for s in sources)
+
+
+def test_a_dcp_folder_is_one_checkpoint_in_a_walk(tmp_path: Path) -> None:
+    from ckptlint.sources import expand
+
+    _write(tmp_path / "ckpt" / "step1" / ".metadata")
+    _write(tmp_path / "ckpt" / "step1" / "__0_0.distcp", b"\x00" * 16)
+    _write(tmp_path / "ckpt" / "step1" / "extra.pt")
+    _write(tmp_path / "ckpt" / "a.pt")
+    names = [os.path.relpath(s.name, tmp_path) for s in expand([tmp_path / "ckpt", tmp_path / "ckpt" / "step1"])]
+    assert names == ["ckpt/a.pt", "ckpt/step1", "ckpt/step1/extra.pt"]
+    assert ckptlint.check(str(tmp_path / "ckpt" / "step1")).files[0].format == "dcp"

@@ -130,22 +130,14 @@ def _sources(items: list[CheckInput], exclude: Sequence[str], config: str | None
 def _named(path: str, exclude: Sequence[str], config: str | None, use_config: bool,
            seen: set[str]) -> Iterator[Source]:
     if os.path.isdir(path):
-        matcher = _Exclude(exclude, path, config, use_config)
-        found = False
-        for src in _walk(path, matcher, seen):
-            found = True
-            yield src
+        found = sorted(_collect(path, _Exclude(exclude, path, config, use_config), 0), key=lambda x: x[0])
         if not found:
             yield Source(path, None, "a directory with no checkpoint files in it (names ending in "
                          f"{' '.join(CHECKPOINT_SUFFIXES)}; what .gitignore and exclude leave out is not walked)",
                          "directory")
+        yield from _once((src for _, src in found), seen)
         return
-    key = os.path.realpath(path)
-    if key in seen:
-        return
-    seen.add(key)
-    reason = special_file(path)
-    yield Source(path, None, reason, "unreadable") if reason else Source(path, path)
+    yield from _once([Source(path, path)], seen)
 
 
 # -- folders -------------------------------------------------------------------------------------
@@ -175,9 +167,9 @@ class _Exclude:
         return False
 
 
-def _walk(root: str, excluded: _Exclude, seen: set[str]) -> Iterator[Source]:
-    """Checkpoint files and checkpoint folders under ``root``, sorted by path, each once."""
-    for _, src in sorted(_collect(root, excluded, 0), key=lambda x: x[0]):
+def _once(found: Iterable[Source], seen: set[str]) -> Iterator[Source]:
+    """Each file once (by its real path), special files refused."""
+    for src in found:
         if src.path is None:
             yield src
             continue
@@ -190,15 +182,12 @@ def _walk(root: str, excluded: _Exclude, seen: set[str]) -> Iterator[Source]:
 
 
 def _collect(root: str, excluded: _Exclude, depth: int) -> list[tuple[str, Source]]:
-    from .formats.dcp import is_dcp_dir
-
-    if is_dcp_dir(root):
-        return [("", Source(root, root))]
     listed, errors = _listing(root, excluded)
     found = [(rel, Source(_join(root, rel), None, reason, "unreadable")) for rel, reason in errors]
     files = [r for r in listed if not excluded(_join(root, r.rstrip("/")))]
     nested = [r.rstrip("/") for r in files if r.endswith("/") or (not is_checkpoint_name(r) and _is_real_dir(root, r))]
-    files = [r for r in files if not r.endswith("/") and r not in nested]
+    nested_set = set(nested)
+    files = [r for r in files if not r.endswith("/") and r not in nested_set]
     covered, folders = _checkpoint_folders(root, files)
     found += [(d, Source(_join(root, d), _join(root, d))) for d in folders]
     found += [(r, Source(_join(root, r), _join(root, r))) for r in files if r not in covered and is_checkpoint_name(r)]
@@ -220,28 +209,27 @@ def _is_real_dir(root: str, rel: str) -> bool:
 def _checkpoint_folders(root: str, files: list[str]) -> tuple[set[str], list[str]]:
     """Folders that are one checkpoint (DCP, save_pretrained / accelerate) and the files they cover.
 
-    A DCP folder covers everything under it; a library folder only its model file (and the shards
-    its index names): the optimizer, RNG and other files beside it are still checked one by one."""
+    A DCP folder is read through its ``.metadata`` (its ``.distcp`` shards have no checkpoint name);
+    a library folder covers its model file and the shards its index names. Every other
+    checkpoint file in them (optimizer, RNG state, ...) is still checked on its own."""
     from .formats.dcp import is_dcp_dir
+    from .formats.directory import MODEL_FILES
 
-    dirs = sorted({posixpath.dirname(r) for r in files}, key=lambda d: (d.count("/"), d))
-    dcp = [d for d in dirs if f"{d}/.metadata".lstrip("/") in files and is_dcp_dir(_join(root, d))]
-    dcp = [d for d in dcp if not any(_under(d, o) for o in dcp if o != d)]
-    covered = {r for r in files if any(_under(r, d) for d in dcp)}
-    folders = list(dcp)
-    kept = set(files) - covered
-    for d in dirs:
-        if any(_under(d, o) or d == o for o in dcp):
-            continue
-        model = _library_model_file(root, d, kept)
-        if model is not None:
+    by_dir: dict[str, set[str]] = {}
+    for r in files:
+        by_dir.setdefault(posixpath.dirname(r), set()).add(posixpath.basename(r))
+    listed = set(files)
+    covered: set[str] = set()
+    folders: list[str] = []
+    for d, names in by_dir.items():
+        if ".metadata" in names and is_dcp_dir(_join(root, d)):
             folders.append(d)
-            covered |= model
+        elif names.intersection(MODEL_FILES):
+            model = _library_model_file(root, d, listed)
+            if model is not None:
+                folders.append(d)
+                covered |= model
     return covered, folders
-
-
-def _under(path: str, folder: str) -> bool:
-    return folder == "" or path.startswith(folder + "/")
 
 
 def _library_model_file(root: str, d: str, kept: set[str]) -> set[str] | None:
