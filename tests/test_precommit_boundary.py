@@ -125,6 +125,7 @@ def _broken(tmp_path: Path) -> dict[str, bytes]:
         "model.safetensors.index.json": b'{"metadata": {}, "weight_map": {"w": "model-0001.safet',
         "pytorch_model.bin.index.json": b'{"metadata": {}, "weight_map": ["w"]}',
         "object.npy": _npy("|O", (2,), pickle.dumps([{"a": 1}, None], protocol=3)[:-5]),  # its pickle, cut
+        "header.npy": b"\x93NUMPY\x01\x00" + struct.pack("<H", 10) + b"{'a': (1,)",  # numpy raises on it
         "torch.tar": _tar({"sys_info": b"x", "pickle": b"\x80\x02}q\x00."}),  # torch's tar, no storages
     }
 

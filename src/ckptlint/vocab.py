@@ -35,9 +35,9 @@ NotACheckpoint = Literal["empty", "text", "python-pth", "lfs-pointer", "unknown"
 """What a file that is no checkpoint at all was recognised as (CK902, not CK901)."""
 NOT_A_CHECKPOINT: Final[tuple[NotACheckpoint, ...]] = get_args(NotACheckpoint)
 
-UnreadableFormat = Literal["missing", "unreadable", "torch-preview", "zip", "maybe-text"]
+UnreadableFormat = Literal["missing", "unreadable", "torch-preview", "zip", "maybe-text", "npy"]
 """Kinds an unreadable file can carry besides the above: no file, an OS error, the PYTORCH1
-preview archive, and the sniffer's intermediate kinds (a zip or text-like file whose reading failed)."""
+preview archive, and the sniffer's intermediate kinds (a zip, text-like or numpy .npy file whose reading failed)."""
 UNREADABLE_FORMATS: Final[tuple[UnreadableFormat, ...]] = get_args(UnreadableFormat)
 
 FormatKind = Literal[ReadableFormat, NotACheckpoint, UnreadableFormat]

@@ -94,7 +94,7 @@ def read_inventory(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS
 def _read(f: CountingFile, path: str, kind: str, limits: Limits) -> Inventory:
     if kind in NOT_CHECKPOINT_REASONS:
         raise CheckpointError(path, NOT_CHECKPOINT_REASONS[kind], kind)
-    if kind == "numpy":
+    if kind == "npy":  # an object array's pickle, else kind numpy (not a checkpoint)
         return read_npy(f, path, limits)
     if kind == "zip":
         if is_npz(f):
@@ -158,7 +158,7 @@ class _NotPickle(FormatError):
     """Text that did not parse as a protocol-0 pickle: classified as text by read_inventory."""
 
 
-_PARTIAL_FORMAT = {"zip": "torch-zip", "maybe-text": "pickle"}
+_PARTIAL_FORMAT = {"zip": "torch-zip", "maybe-text": "pickle", "npy": "pickle"}
 
 
 def _partial(f: CountingFile, path: str, kind: str, reason: str, err: Exception) -> Inventory | None:

@@ -24,6 +24,8 @@ PLAIN_NPZ = "a numpy .npz archive of plain arrays (no pickled Python objects), n
 # torch.load reads the magic's \x93 as STACK_GLOBAL on an empty stack
 TORCH_REFUSES = "UnpicklingError: unpickling stack underflow (numpy's \\x93NUMPY magic is no pickle)"
 _BYTEORDER = "<>|="
+MAX_HEADER = 1 << 20
+"""numpy itself refuses headers over 10,000 bytes unless allow_pickle=True; ckptlint parses at most 1 MiB."""
 
 
 def npy_header(head: bytes, max_header: int) -> tuple[bool, int]:
@@ -71,7 +73,7 @@ def _has_object(descr: Any, depth: int = 0) -> bool:
 def read_npy(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> Inventory:
     """An object array's pickle is read as ``pickle.load`` reads it from the open file."""
     head = f.pread(0, 12 + _header_len(f.pread(0, 12), limits))
-    has_object, start = npy_header(head, limits.max_header_bytes)
+    has_object, start = npy_header(head, min(limits.max_header_bytes, MAX_HEADER))
     if not has_object:
         raise CheckpointError(path, PLAIN_NPY, "numpy")
     asm = Assembler(path, limits, budget=f.budget)
@@ -83,7 +85,7 @@ def read_npy(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> Inv
 def _header_len(head: bytes, limits: Limits) -> int:
     """The header length a ``.npy`` prefix declares, capped by ``max_header_bytes``."""
     n = int.from_bytes(head[8:10] if head[6:7] == b"\x01" else head[8:12], "little")
-    return min(n, limits.max_header_bytes)
+    return min(n, limits.max_header_bytes, MAX_HEADER)
 
 
 def is_npz(f: CountingFile) -> bool:
@@ -112,7 +114,7 @@ def read_npz(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> Inv
         if head[:6] != NPY_MAGIC:
             continue  # np.load hands such a member back as raw bytes
         has_object, start = npy_header(inflated_prefix(z, m, 12 + _header_len(head, limits)),
-                                       limits.max_header_bytes)
+                                       min(limits.max_header_bytes, MAX_HEADER))
         if has_object:
             loaded.append(m.name)
             data = z.read_member(m)

@@ -27,7 +27,7 @@ NOT_CHECKPOINT_REASONS = {
 
 def sniff(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> str:
     """One of: torch-zip (zip, decided further by its reader), torch-preview, torch-tar,
-    safetensors, sharded-index, numpy (.npy), pickle (legacy or raw, decided by the first pickle),
+    safetensors, sharded-index, npy (numpy), pickle (legacy or raw, decided by the first pickle),
     or a not-a-checkpoint kind from NOT_CHECKPOINT_REASONS (or ``maybe-text``)."""
     if f.size == 0:
         return "empty"
@@ -37,7 +37,7 @@ def sniff(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> str:
     if is_tar(f):  # before PYTORCH1: torch tries tarfile on every non-zip file, whatever its first bytes
         return "torch-tar"
     if head[:6] == NPY_MAGIC:
-        return "numpy"
+        return "npy"
     if head[:8] == b"PYTORCH1":
         return "torch-preview"
     if looks_like_safetensors(head, f.size):
