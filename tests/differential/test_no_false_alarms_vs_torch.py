@@ -3,7 +3,8 @@
 Every file here is a real ``torch.save`` (or safetensors / DCP) output made at test
 time: plain torchvision state_dicts, training dictionaries (optimizer and scheduler
 state, argparse.Namespace, numpy scalars and arrays, RNG states), quantized, sparse,
-nested, big-endian, bf16/fp8 and other dtypes, safetensors and DCP. For each one:
+nested (zip and legacy), big-endian (every byte-order-sensitive dtype), bf16/fp8 and other dtypes,
+safetensors (every dtype it stores) and DCP (metadata, shard, the folder). For each one:
 no finding at error level, and ``verdict.loads`` equals whether
 ``torch.load(path, weights_only=True)`` succeeds.
 """
@@ -133,6 +134,39 @@ def _big_endian(path: Path) -> Path:
     return path
 
 
+def _big_endian_dtypes(path: Path) -> Path:
+    """Every byte-order-sensitive dtype (bf16, fp16, complex: swapped per real component) as a big-endian
+    machine writes it; one-byte dtypes (fp8, bool, uint8) are the same bytes in both orders."""
+    base = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+    tensors = [base.to(dt) for dt in (torch.bfloat16, torch.float16, torch.float64, torch.complex64, torch.int16,
+                                      torch.int32, torch.int64, torch.uint8, torch.bool, torch.float8_e5m2)]
+    src = io.BytesIO()
+    torch.save({f"t{i}": t for i, t in enumerate(tensors)}, src)
+    with zipfile.ZipFile(io.BytesIO(src.getvalue())) as zin, zipfile.ZipFile(path, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename.endswith("/byteorder"):
+                data = b"big"
+            elif "/data/" in info.filename:
+                t = tensors[int(info.filename.rsplit("/", 1)[1])]
+                size = t.element_size() // (2 if t.is_complex() else 1)
+                if size > 1:
+                    data = np.frombuffer(data, dtype=f"<u{size}").astype(f">u{size}").tobytes()
+            zout.writestr(info, data)
+    return path
+
+
+def _safetensors_dtypes(path: Path) -> Path:
+    from safetensors.torch import save_file
+
+    base = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+    save_file({str(dt).removeprefix("torch."): base.to(dt) for dt in (
+        torch.bfloat16, torch.float16, torch.float64, torch.float8_e4m3fn, torch.float8_e5m2, torch.bool, torch.int8,
+        torch.uint8, torch.int16, torch.int32, torch.int64, torch.uint16, torch.uint32, torch.uint64,
+        torch.complex64)}, str(path))
+    return path
+
+
 def _safetensors(path: Path) -> Path:
     from safetensors.torch import save_file
 
@@ -170,11 +204,17 @@ BUILDERS: dict[str, Callable[[Path], Path]] = {
     "sparse_and_nested": lambda p: _save(_sparse(), p),
     "dtypes_bf16_fp8": lambda p: _save(_dtypes(), p),
     "dtypes_legacy": lambda p: _save(_dtypes(), p, _use_new_zipfile_serialization=False),
+    "quantized_legacy": lambda p: _save(_quantized_tensors(), p, _use_new_zipfile_serialization=False),
+    "sparse_legacy": lambda p: _save({k: v for k, v in _sparse().items() if k != "nested"}, p,
+                                     _use_new_zipfile_serialization=False),
     "big_endian": _big_endian,
+    "big_endian_dtypes": _big_endian_dtypes,
     "safetensors": lambda p: _safetensors(p.with_suffix(".safetensors")),
+    "safetensors_dtypes": lambda p: _safetensors_dtypes(p.with_suffix(".safetensors")),
     "safetensors_as_bin": lambda p: _safetensors(p.with_suffix(".bin")),
     "dcp_metadata": lambda p: _dcp(p, ".metadata"),
     "dcp_shard": lambda p: _dcp(p, "__0_0.distcp"),
+    "dcp_folder": lambda p: _dcp(p, ".metadata").parent,  # torch.load(folder) raises; the verdict says no
 }
 
 
@@ -203,5 +243,6 @@ def test_no_error_findings_and_verdict_equals_torch(name: str, tmp_path: Path) -
     if not loads:
         # what a user is told to do is never "allowlist" a name off the data list
         assert report.verdict.advice.startswith(("import ", "saved with pickle protocol", "weights_only=True",
-                                                 "a safetensors", "load it", "rename", "do not load")) \
+                                                 "a safetensors", "load it", "rename", "do not load",
+                                                 "torch.distributed.checkpoint.load")) \
             or "re-save" in report.verdict.advice, report.verdict.advice
