@@ -84,10 +84,12 @@ def test_configured_exclude_applies_to_walks(tmp_path: Path, cli: Any) -> None:
     for name in ("a.pt", "a.bak.pt", "runs/r1.pt"):
         _write(tmp_path / "w" / name)
     _write(tmp_path / "runs" / "r2.pt")
-    _, paths, err = _checked(cli, "w", "runs", cwd=tmp_path)
-    assert paths == ["w/a.pt", "w/runs/r1.pt"], err  # runs/* is relative to the config's folder
+    _, paths, err = _checked(cli, "w", "runs/r2.pt", cwd=tmp_path)
+    assert paths == ["w/a.pt", "w/runs/r1.pt", "runs/r2.pt"], err  # runs/* is relative to the config's folder
+    code, paths, err = _checked(cli, "runs", cwd=tmp_path)
+    assert code == 2 and "ckptlint: runs: a directory with no checkpoint files in it" in err
     _, paths, err = _checked(cli, "w", "runs", "--isolated", cwd=tmp_path)
-    assert paths == ["runs/r2.pt", "w/a.bak.pt", "w/a.pt", "w/runs/r1.pt"], err
+    assert paths == ["w/a.bak.pt", "w/a.pt", "w/runs/r1.pt", "runs/r2.pt"], err
 
 
 def test_a_folder_without_checkpoints_is_one_line_exit_2(tmp_path: Path, cli: Any) -> None:

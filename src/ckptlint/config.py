@@ -62,6 +62,8 @@ class Config:
     require_weights_only: bool = False
     forbid_legacy_format: bool = False
     require_safetensors: bool = False
+    exclude: tuple[str, ...] = ()
+    """Globs (relative to the config's folder, or any one path part) a folder walk leaves out (sources.py)."""
 
     @property
     def base(self) -> str:
@@ -88,7 +90,7 @@ class Config:
 
 KNOWN_KEYS = {"trusted-globals", "targets", "select", "extend-select", "ignore", "severity", "per-file-ignores",
               "baseline", "release-files", "max-file-size", "forbid-full-model-pickles", "require-weights-only",
-              "forbid-legacy-format", "require-safetensors"}
+              "forbid-legacy-format", "require-safetensors", "exclude"}
 _SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
                "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
 TARGET_KEYS = {"files", "model", "model-kwargs", "snapshot", "key", "allow-missing", "allow-unexpected",
@@ -179,7 +181,8 @@ def load_config(path: str) -> Config:
         path, tuple(trusted), targets, select, _codes(path, where, table, "extend-select"),
         _codes(path, where, table, "ignore"), {k.strip().upper(): v for k, v in severity.items()}, per_file,
         os.path.join(os.path.dirname(os.path.abspath(path)), baseline) if baseline else None,
-        _strings(path, where, table, "release-files"), parse_size(path, table.get("max-file-size")), **flags)
+        _strings(path, where, table, "release-files"), parse_size(path, table.get("max-file-size")), **flags,
+        exclude=_strings(path, where, table, "exclude"))
 
 
 def parse_size(path: str, value: Any) -> int | None:

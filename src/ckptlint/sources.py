@@ -152,9 +152,8 @@ class _Exclude:
             from .config import config_for
 
             cfg = config_for(root, config)
-            globs = tuple(getattr(cfg, "exclude", ()))
-            if globs:
-                self.rules.append((cfg.base, globs))
+            if cfg.exclude:
+                self.rules.append((cfg.base, cfg.exclude))
 
     def __call__(self, path: str) -> bool:
         """A glob matches the path relative to its base (``*`` crosses ``/``) or any one part of it."""
