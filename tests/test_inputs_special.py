@@ -113,3 +113,16 @@ def test_a_socket_is_not_a_regular_file(tmp_path: Path) -> None:
         s.bind(str(path))
         assert special_file(str(path)) is not None and "a socket" in (special_file(str(path)) or "")
     assert special_file(str(tmp_path)) is None and special_file(str(tmp_path / "missing")) is None
+
+
+def test_a_fifo_under_a_model_file_name_is_refused_not_read_as_the_folder(tmp_path: Path, cli: Any) -> None:
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    os.mkfifo(folder / "model.safetensors")
+    (folder / "optimizer.pt").write_bytes(PICKLE)
+    with _watchdog(folder / "model.safetensors") as fired:
+        result = cli("check", "hf", "--format", "json", cwd=tmp_path)
+    assert not fired.is_set()
+    assert [(f["path"], f["error"] is None) for f in json.loads(result.stdout)["files"]] == [
+        ("hf/model.safetensors", False), ("hf/optimizer.pt", True)]
+    assert result.returncode == 2

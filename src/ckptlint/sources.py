@@ -241,12 +241,19 @@ def _library_model_file(root: str, d: str, kept: set[str]) -> set[str] | None:
         return None
     first = next((n for n in MODEL_FILES if n in names), None)
     rel = f"{d}/{first}" if d else first
-    if first is None or rel is None or rel not in kept:
-        return None
+    if first is None or rel is None or rel not in kept or not _regular(_join(root, rel)):
+        return None  # a FIFO under a model file's name is refused as a file, never opened by the folder reader
     out = {rel}
     if first.endswith(".index.json"):
         out |= {s for s in _shards(root, d, rel) if s in kept}
     return out
+
+
+def _regular(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def _shards(root: str, d: str, index: str) -> set[str]:
@@ -310,9 +317,10 @@ def _git_listing(root: str) -> tuple[list[str], list[tuple[str, str]]] | None:
     git = shutil.which("git")
     if git is None:
         return None
-    try:
+    env = {k: v for k, v in os.environ.items() if k not in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE")}
+    try:  # without the variables that pin another repository (a hook's environment): git finds root's own
         done = subprocess.run([git, "-C", root, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                              capture_output=True, timeout=300, check=False)
+                              capture_output=True, timeout=300, check=False, env=env)
     except (OSError, subprocess.SubprocessError):
         return None
     if done.returncode != 0:
