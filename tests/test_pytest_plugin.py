@@ -163,14 +163,14 @@ def test_live_model_target(pytester: pytest.Pytester, store: Path) -> None:
                   "--ckpt-model", "torchvision.models:resnet18", "--ckpt-model-kwargs", '{"num_classes": 10}')
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines([
-        "*_ good.pt::compat[[]torchvision.models:resnet18[]] _*",
+        "*_ [[]ckptlint[]] good.pt::compat[[]torchvision.models:resnet18[]] _*",
         "*CK203*fc.weight [[]1000, 512[]]", "*vs model [[]10, 512[]]*",
     ])
     # A target that cannot be built: the compat item fails with one line.
     result = _run(pytester, "--ckpt", "good.pt", "--ckpt-model", "nosuchpkg.models:net")
     result.assert_outcomes(passed=1, failed=1)  # the safety item does not need the target
     result.stdout.fnmatch_lines([
-        "*_ good.pt::compat[[]nosuchpkg.models:net[]] _*",
+        "*_ [[]ckptlint[]] good.pt::compat[[]nosuchpkg.models:net[]] _*",
         "good.pt: target nosuchpkg.models:net: cannot import (No module named 'nosuchpkg')",
     ])
 

@@ -86,10 +86,19 @@ def ckpt_check() -> Any:
 
 
 class CkptCollection:
-    """Registered only when ``--ckpt`` was given (the pytest-mypy pattern)."""
+    """Registered only when ``--ckpt`` was given (the pytest-mypy pattern).
+
+    The checkpoints are pytest files like any other: a checkpoint named on the command line
+    (``pytest --ckpt weights/ weights/a.pt::safety``) is collected by pytest's own walk, under
+    its folders, so node-id selection works; otherwise every checkpoint is added after the
+    tests. Either way a checkpoint's node id is its path from the rootdir, the same every run
+    (``--lf``, ``--deselect`` and xdist match items by it)."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+        self._checkpoints: dict[Path, str | None] | None = None
+        self.named: set[Path] = set()
+        """Checkpoints the command line named (collected by pytest's walk)."""
 
     def _option(self, name: str) -> str | None:
         value = self.config.getoption(name, None)
@@ -112,33 +121,46 @@ class CkptCollection:
         return {"model": self._option("ckpt_model"), "model_kwargs": self._option("ckpt_model_kwargs"),
                 "snapshot": snapshot, "key": self._option("ckpt_key"), "fail_on": fail_on}
 
-    def paths(self) -> list[tuple[str, Path]]:
-        """``(display name, absolute path)`` per checkpoint, in a stable order, without duplicates."""
-        base = self.config.invocation_params.dir
-        out: list[tuple[str, Path]] = []
-        for given in self.config.getoption("ckpt"):
-            if given == CONFIGURED:
-                out += [(self._display(p), p) for p in configured_checkpoints(self.config.rootpath)]
-            else:
-                p = Path(os.path.abspath(base / given))
-                out.append((self._display(p), p))
-        seen: set[Path] = set()
-        return [x for x in out if not (x[1] in seen or seen.add(x[1]))]  # type: ignore[func-returns-value]
+    def paths(self) -> dict[Path, str | None]:
+        """Every checkpoint (absolute path -> why it cannot be read, or None), folders walked,
+        in a stable order, each once."""
+        if self._checkpoints is None:
+            given: list[str] = self.config.getoption("ckpt")
+            out = expand(self.config.invocation_params.dir, [g for g in given if g != CONFIGURED])
+            if CONFIGURED in given:
+                out += [(p, None) for p in configured_checkpoints(self.config.rootpath)]
+            found: dict[Path, str | None] = {}
+            for path, error in out:
+                found.setdefault(path, error)
+            self._checkpoints = found
+        return self._checkpoints
 
-    def _display(self, path: Path) -> str:
-        try:
-            return path.relative_to(self.config.rootpath).as_posix()
-        except ValueError:
-            return path.as_posix()
+    def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> CkptFile | None:
+        """A checkpoint named on the command line: collected in place, so ``PATH::ITEM`` selects."""
+        if parent.session.isinitpath(file_path) and file_path in self.paths():
+            self.named.add(file_path)
+            return CkptFile.create(parent, file_path, self.paths()[file_path], self.options())
+        return None
 
     @pytest.hookimpl(tryfirst=True)  # before -k/-m deselection, so they apply to our items too
     def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config,
                                       items: list[pytest.Item]) -> None:
+        if self.named:  # the command line picked its checkpoints
+            return
         opts = self.options()
-        for name, path in self.paths():
-            node = CkptFile.from_parent(session, path=path, name=name, options=opts)
-            # genitems reports the collection like any file's (counts, --co, collection errors)
-            items.extend(session.genitems(node))
+        for path, error in self.paths().items():
+            # genitems reports the collection like any file's (counts, --co, --lf, collection errors)
+            items.extend(session.genitems(CkptFile.create(session, path, error, opts)))
+
+
+def expand(base: Path, given: list[str]) -> list[tuple[Path, str | None]]:
+    """``--ckpt`` values as ``(absolute path, why it cannot be read or None)``: folders walked by
+    ckptlint's one walker (``.gitignore``, ``exclude``, checkpoint file names), as ``ckptlint check``
+    walks them; a missing file stays, and fails with one line when its items run."""
+    from .sources import resolve
+
+    with resolve([str(base / g) for g in given]) as sources:
+        return [(Path(os.path.abspath(src.path or src.name)), src.error) for src in sources]
 
 
 def configured_checkpoints(rootdir: Path) -> list[Path]:
@@ -160,12 +182,24 @@ def configured_checkpoints(rootdir: Path) -> list[Path]:
     return sorted(files)
 
 
+def node_path(config: pytest.Config, path: Path) -> str:
+    """A checkpoint's node id: its path from the rootdir (``/``-separated), else its absolute path."""
+    try:
+        return path.relative_to(config.rootpath).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
 class CkptFile(pytest.File):
     """One checkpoint; its items share one ``ckptlint.check`` report."""
 
-    def __init__(self, *, options: dict[str, Any], **kwargs: Any) -> None:
+    def __init__(self, *, options: dict[str, Any], error: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.options = options
+        self.error = error
+        """Why the walk could not take it (a FIFO, a folder with no checkpoints): its items fail so."""
+        self.display = node_path(self.config, self.path)
+        """The path in ids and messages: from the rootdir, as the node id has it."""
         self._report: tuple[FileReport | None, str | None, bool] | None = None
         self._safety_only: tuple[FileReport | None, str | None, bool] | None = None
 
@@ -187,11 +221,22 @@ class CkptFile(pytest.File):
             return None
         return entry.model or os.path.basename(entry.snapshot or "snapshot")
 
+    @classmethod
+    def create(cls, parent: pytest.Collector, path: Path, error: str | None,
+               options: dict[str, Any]) -> CkptFile:
+        """The node for ``path`` under ``parent`` (a folder, or the session), with a path-based id."""
+        file: CkptFile = cls.from_parent(parent, path=path, error=error, options=options,
+                                         nodeid=node_path(parent.config, path))
+        return file
+
     def collect(self) -> list[pytest.Item]:
         items: list[pytest.Item] = [CkptItem.from_parent(self, name="safety", kind="safety")]
         label = self.target_label()
         if label is not None:
-            items.append(CkptItem.from_parent(self, name=f"compat[{label}]", kind="compat"))
+            # the id carries the target as pytest's parameter part (``compat`` + ``[label]``),
+            # as a parametrized test's does: --lf and ``PATH::compat[label]`` match it
+            items.append(CkptItem.from_parent(self, name=f"compat[{label}]", kind="compat",
+                                              nodeid=f"{self.nodeid}::compat[{label}]"))
         return items
 
     def report(self, kind: str) -> tuple[FileReport | None, str | None]:
@@ -212,10 +257,10 @@ class CkptFile(pytest.File):
         from . import check
         from .errors import CkptlintError, TargetError
 
+        if self.error is not None:
+            return None, f"{self.display}: {self.error}", False
         if not self.path.exists():
-            return None, f"{self.name}: no such file", False
-        if not self.path.is_file():
-            return None, f"{self.name}: not a file", False
+            return None, f"{self.display}: no such file", False
         o = self.options
         shown = os.path.relpath(self.path)  # as the user would type it, for the report and the snippet
         if shown.startswith(".."):
@@ -227,10 +272,12 @@ class CkptFile(pytest.File):
             else:  # safety only: the configuration applies, its targets do not
                 report = check([shown], targets="none")
         except TargetError as e:
-            return None, f"{self.name}: {' '.join(str(e).split())}", True
+            return None, f"{self.display}: {' '.join(str(e).split())}", True
         except CkptlintError as e:  # ConfigError: one line
-            return None, f"{self.name}: {' '.join(str(e).split())}", False
-        return report.files[0], None, False
+            return None, f"{self.display}: {' '.join(str(e).split())}", False
+        # a checkpoint folder (save_pretrained) is walked again: its own report is the one named so
+        mine = [fr for fr in report.files if os.path.abspath(fr.path) == str(self.path)]
+        return (mine or list(report.files))[0], None, False
 
 
 class CkptFailure(Exception):
@@ -253,7 +300,7 @@ class CkptItem(pytest.Item):
         if fr is None:
             raise CkptFailure(reason)
         if fr.error is not None:
-            raise CkptFailure(f"{self.ckpt.name}: unreadable: {' '.join(fr.error.split())}")
+            raise CkptFailure(f"{self.ckpt.display}: unreadable: {' '.join(fr.error.split())}")
         failure = safety_failure(fr, self.ckpt.options["fail_on"]) if self.kind == "safety" \
             else compat_failure(fr, self.ckpt.options["fail_on"])
         if failure:
@@ -265,7 +312,10 @@ class CkptItem(pytest.Item):
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, f"{self.ckpt.name}::{self.name}"
+        # The failure's headline. Not the bare node id: pytest's verbose line rewrites a
+        # headline that ends the id (``a.pt::safety`` -> ``a::pt::safety``); doctest items
+        # use the same ``[kind] name`` form.
+        return self.path, None, f"[ckptlint] {self.nodeid}"
 
 
 def _failing(findings: list[Finding], fail_on: str) -> list[Finding]:

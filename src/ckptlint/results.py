@@ -124,6 +124,7 @@ class Report:
     def assert_safe(self) -> None:
         """Raise AssertionError, with the findings as a table, unless every file is readable, has no
         error-level safety finding (CK1xx) and loads with ``torch.load(weights_only=True)``."""
+        __tracebackhide__ = True  # pytest shows the test's line and this table, not ckptlint's frame
         from .assertions import table
 
         rows: list[tuple[str, ...]] = []
@@ -151,6 +152,7 @@ class Report:
         """Raise AssertionError, with what differs as a table, unless each file's state_dict loads into
         its target with ``load_state_dict(strict=True)``, apart from keys matching the ``allow_*`` fnmatch
         patterns (and those of the matching ``[tool.ckptlint]`` target)."""
+        __tracebackhide__ = True  # pytest shows the test's line and this table, not ckptlint's frame
         from .assertions import table
 
         allows = (tuple(allow_missing), tuple(allow_unexpected), tuple(allow_mismatch))
