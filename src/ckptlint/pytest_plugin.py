@@ -4,7 +4,8 @@ Registered through the ``pytest11`` entry point ``ckptlint``. Loading it is chea
 this module imports only pytest and the standard library; ckptlint's checker (and
 torch, for live model targets) is imported when an item runs.
 
-Without ``--ckpt`` the plugin adds nothing. With it, each checkpoint becomes
+Without ``--ckpt`` the plugin adds nothing. With it, each checkpoint (a folder's are found
+by ckptlint's walker, as ``ckptlint check DIR`` finds them) becomes
 
 - ``PATH::safety`` — fails on findings other than CK2xx at or above the fail level
   (CK1xx safety, CK3xx device, …), or when the file cannot be read;
@@ -16,6 +17,9 @@ Without ``--ckpt`` the plugin adds nothing. With it, each checkpoint becomes
 
 ``--ckpt`` without a path checks every file matched by the ``files`` globs of the
 ``[tool.ckptlint]`` targets in the configuration found from pytest's rootdir.
+
+``PATH`` in the ids is the path from pytest's rootdir, so ``-v``, ``--lf``, ``--deselect``
+and ``pytest PATH::compat[TARGET]`` all use the same id. docs/pytest.md is the user's guide.
 """
 
 from __future__ import annotations
