@@ -135,3 +135,16 @@ def test_ck105_does_not_repeat_ck101_or_ck102(tmp_path: Path, cli: CliRunner) ->
     assert set(by_code) == {"CK102", "CK104", "CK105"}
     assert "argparse.Namespace" in by_code["CK105"] and "Linear" not in by_code["CK105"]
     assert re.search(r"fails \(torch [0-9.]+\): argparse\.Namespace$", by_code["CK105"])
+
+
+def test_inspect_summary_counts_unknown_storages_in_words() -> None:
+    from ckptlint.inventory import FormatFacts, Inventory, StorageRecord
+    from ckptlint.report.inventory_text import summary_rows
+
+    def total(sizes: list[int | None]) -> str:
+        storages = tuple(StorageRecord(str(i), "float32", n, "cpu") for i, n in enumerate(sizes))
+        inv = Inventory("x.pt", FormatFacts("torch-zip", 10, 10), (), storages, (), None, {})
+        return dict(summary_rows(inv))["total storage bytes"]
+
+    assert total([4, None]) == "4 B (1 storage of unknown size)"
+    assert total([4, None, None]) == "4 B (2 storages of unknown size)"
