@@ -13,7 +13,7 @@ from ..limits import DEFAULT_LIMITS, Limits
 from .common import CountingFile, assemblers_of
 from .directory import read_directory
 from .legacy import read_pickle_file
-from .numpy import is_npz, read_npy, read_npz
+from .npy import is_npz, read_npy, read_npz
 from .pt2 import open_pt2, read_pt2
 from .safetensors import read_safetensors
 from .sharded import parse_index, read_sharded

@@ -10,7 +10,7 @@ from ..filenames import is_checkpoint_name
 from ..limits import DEFAULT_LIMITS, Budget, Limits
 from .common import CountingFile
 from .legacy import is_tar
-from .numpy import NPY_MAGIC
+from .npy import NPY_MAGIC
 from .safetensors import looks_like_safetensors
 from .sharded import parse_index
 
