@@ -93,6 +93,16 @@ def test_ckpt_folder_is_walked(project: pytest.Pytester) -> None:
         "test_plain.py::test_one PASSED",
     ]
     assert "not a file" not in result.stdout.str() and "README" not in result.stdout.str()
+    # A FIFO the walk finds and a folder with no checkpoint: an item failing with one line each, no hang.
+    (project.path / "empty").mkdir()
+    (project.path / "pipes").mkdir()
+    os.mkfifo(project.path / "pipes" / "stream.pt")
+    result = _run(project, "-rA", "--ckpt", "empty", "--ckpt", "pipes", "test_plain.py")
+    result.assert_outcomes(failed=2, passed=1)
+    result.stdout.fnmatch_lines_random([
+        "FAILED empty::safety - empty: a directory with no checkpoint files in it*",
+        "FAILED pipes/stream.pt::safety - pipes/stream.pt: not a regular file (a FIFO)*",
+    ])
     # A folder and a file in it: each checkpoint once.
     result = _run(project, "--co", "-q", "--ckpt", "checkpoints", "--ckpt", "checkpoints/good.pt", "test_plain.py")
     result.stdout.fnmatch_lines(["*5 tests collected*"])
