@@ -175,3 +175,22 @@ def test_a_dcp_folder_is_one_checkpoint_in_a_walk(tmp_path: Path) -> None:
     names = [os.path.relpath(s.name, tmp_path) for s in expand([tmp_path / "ckpt", tmp_path / "ckpt" / "step1"])]
     assert names == ["ckpt/a.pt", "ckpt/step1", "ckpt/step1/extra.pt"]
     assert ckptlint.check(str(tmp_path / "ckpt" / "step1")).files[0].format == "dcp"
+
+
+def test_a_folder_that_cannot_be_listed_is_one_line(tmp_path: Path, cli: Any) -> None:
+    """Paths past PATH_MAX cannot be listed (ENAMETOOLONG, whoever runs the test, root included)."""
+    _write(tmp_path / "w" / "top.pt")
+    fd = os.open(tmp_path / "w", os.O_RDONLY)
+    for i in range(18):  # 18 * 251 characters > 4096
+        name = chr(ord("a") + i) * 250
+        os.mkdir(name, dir_fd=fd)
+        inner = os.open(name, os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    os.close(fd)
+    result = cli("check", "w", "--format", "json", cwd=tmp_path)
+    assert result.returncode == 2
+    files = json.loads(result.stdout)["files"]
+    assert [f["path"] for f in files][-1] == "w/top.pt" and files[-1]["error"] is None
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("ckptlint: w/aaaa") and line.endswith(": cannot list the directory: File name too long")
