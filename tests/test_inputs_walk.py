@@ -69,7 +69,7 @@ def test_the_same_file_twice_is_checked_once(tmp_path: Path, cli: Any) -> None:
 def test_exclude_flag_leaves_out_what_the_walk_finds_not_named_files(tmp_path: Path, cli: Any) -> None:
     for name in ("keep.pt", "old/a.pt", "old/b.pt", "x.tmp.pt", "sub/old/c.pt"):
         _write(tmp_path / "w" / name)
-    _, paths, _ = _checked(cli, "w", "--exclude", "old", "--exclude", "*.tmp.pt", cwd=tmp_path)
+    _, paths, _ = _checked(cli, "w", "--exclude", "old/", "--exclude", "*.tmp.pt", cwd=tmp_path)
     assert paths == ["w/keep.pt"]
     _, paths, _ = _checked(cli, "w", "--exclude", "w/old/*", cwd=tmp_path)
     assert paths == ["w/keep.pt", "w/sub/old/c.pt", "w/x.tmp.pt"]

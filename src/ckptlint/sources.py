@@ -147,13 +147,13 @@ class _Exclude:
     """The ``--exclude`` globs (working directory) and the walked folder's configured ``exclude``."""
 
     def __init__(self, flag_globs: Sequence[str], root: str, config: str | None, use_config: bool) -> None:
-        self.rules: list[tuple[str, tuple[str, ...]]] = [(os.getcwd(), tuple(flag_globs))] if flag_globs else []
+        self.rules: list[tuple[str, tuple[str, ...]]] = [(os.getcwd(), _globs(flag_globs))] if flag_globs else []
         if use_config:
             from .config import config_for
 
             cfg = config_for(root, config)
             if cfg.exclude:
-                self.rules.append((cfg.base, cfg.exclude))
+                self.rules.append((cfg.base, _globs(cfg.exclude)))
 
     def __call__(self, path: str) -> bool:
         """A glob matches the path relative to its base (``*`` crosses ``/``) or any one part of it."""
@@ -164,6 +164,11 @@ class _Exclude:
             if any(fnmatch.fnmatchcase(rel, g) or any(fnmatch.fnmatchcase(p, g) for p in parts) for g in globs):
                 return True
         return False
+
+
+def _globs(globs: Iterable[str]) -> tuple[str, ...]:
+    """``old/`` means the folder ``old`` (as in .gitignore)."""
+    return tuple(g.rstrip("/") or g for g in globs)
 
 
 def _once(found: Iterable[Source], seen: set[str]) -> Iterator[Source]:
