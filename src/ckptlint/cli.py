@@ -18,45 +18,18 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NoReturn, TextIO
+from typing import Any
 
-from .errors import CkptlintError, OutputError, PluginError, UsageError
+from .cli_support import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK
+from .cli_support import Parser as _Parser
+from .cli_support import one_line as _one_line
+from .cli_support import output_dir_exists as _output_dir_exists
+from .cli_support import printable as _printable
+from .cli_support import report_error as _report_error
+from .cli_support import write_output as _write
+from .errors import CkptlintError, PluginError, UsageError
 from .version import __version__
 from .vocab import SEVERITIES, TARGETS_MODES
-
-EXIT_OK = 0
-EXIT_FINDINGS = 1
-EXIT_ERROR = 2
-
-
-def _one_line(text: str) -> str:
-    """Whitespace folded to single spaces, and control characters (an escape sequence from a file name,
-    a key or a flag value) shown escaped, so an error line cannot colour the terminal or forge lines."""
-    return _printable(" ".join(str(text).split()) or "unknown error")
-
-
-def _printable(text: str) -> str:
-    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-def _report_error(path: str, reason: str, stream: TextIO | None = None) -> None:
-    print(f"ckptlint: {_printable(path)}: {_one_line(reason)}", file=stream or sys.stderr, flush=True)
-
-
-def _write(path: str, text: str, mode: str = "w") -> None:
-    try:
-        with open(path, mode, encoding="utf-8") as f:
-            f.write(text)
-    except OSError as e:
-        raise OutputError(path, e.strerror or str(e)) from None
-
-
-def _output_dir_exists(path: str | None) -> None:
-    """Fail before the work, not after it: an output file whose folder does not exist."""
-    if path:
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            raise OutputError(path, f"no such directory: {os.path.dirname(path) or folder}")
 
 
 def _read(path: str) -> tuple[Any, str | None, str | None]:
@@ -422,17 +395,6 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 SUBCOMMANDS: list[Callable[[Any], None]] = [_add_inspect, _add_check, _add_snapshot, _add_diff, _add_rules]
 """Each adds one subcommand; later: check, snapshot, diff, rules."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (``ckptlint: check: argument --fail-on: invalid choice …``)
-    and exit 2, like every other error; ``--help`` shows the usage."""
-
-    def error(self, message: str) -> NoReturn:
-        command = self.prog.split(" ", 1)[1] if " " in self.prog else None
-        where = f"{command}: " if command else ""
-        hint = f"ckptlint {command} --help" if command else "ckptlint --help"
-        self.exit(EXIT_ERROR, f"ckptlint: {where}{_one_line(message)} (see {hint})\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

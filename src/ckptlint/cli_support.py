@@ -1,0 +1,56 @@
+"""Small pieces of the command line shared by its subcommands: exit codes, the one-line error format,
+output files, and an argument parser whose usage errors are one line too (cli.py stays small)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import NoReturn, TextIO
+
+from .errors import OutputError
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_ERROR = 2
+
+
+def one_line(text: str) -> str:
+    """Whitespace folded to single spaces, and control characters (an escape sequence from a file name,
+    a key or a flag value) shown escaped, so an error line cannot colour the terminal or forge lines."""
+    return printable(" ".join(str(text).split()) or "unknown error")
+
+
+def printable(text: str) -> str:
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def report_error(path: str, reason: str, stream: TextIO | None = None) -> None:
+    print(f"ckptlint: {printable(path)}: {one_line(reason)}", file=stream or sys.stderr, flush=True)
+
+
+def write_output(path: str, text: str, mode: str = "w") -> None:
+    try:
+        with open(path, mode, encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        raise OutputError(path, e.strerror or str(e)) from None
+
+
+def output_dir_exists(path: str | None) -> None:
+    """Fail before the work, not after it: an output file whose folder does not exist."""
+    if path:
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise OutputError(path, f"no such directory: {os.path.dirname(path) or folder}")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``ckptlint: check: argument --fail-on: invalid choice …``)
+    and exit 2, like every other error; ``--help`` shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.split(" ", 1)[1] if " " in self.prog else None
+        where = f"{command}: " if command else ""
+        hint = f"ckptlint {command} --help" if command else "ckptlint --help"
+        self.exit(EXIT_ERROR, f"ckptlint: {where}{one_line(message)} (see {hint})\n")
