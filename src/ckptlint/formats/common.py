@@ -125,6 +125,7 @@ class Assembler:
         elif self.protocol is None:
             self.protocol = up.protocol
         self.anomalies.extend(f"{stream}: {a}" for a in up.anomalies)
+        self.notes.extend(f"{stream}: {n}" for n in up.notes)
         if err is not None:
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
             if not isinstance(err, FormatError):

@@ -13,6 +13,7 @@ import base64
 import binascii
 import bz2
 import lzma
+import re
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -349,3 +350,24 @@ def storage_from_pid(pid: Any, *, legacy: bool = False) -> Storage:
         st.view_of = str(view_key)
         st.view_offset = offset if type(offset) is int else 0
     return st
+
+
+_BACKEND_TAG = re.compile(r"(cuda|hpu|xpu|mtia|privateuseone)(:|[0-9]+|$)")
+
+
+def restorable(location: str) -> bool:
+    """Whether a stock torch restores a storage tagged ``location`` on some machine
+    (``default_restore_location`` in torch/serialization.py): ``cpu`` and ``meta`` exactly, ``mps…``,
+    and the ``cuda``/``hpu``/``xpu``/``mtia``/``privateuseone`` tags (which raise where the device is
+    missing). Any other tag raises "don't know how to restore data location" unless the caller
+    passes ``map_location`` (or an extension registers the device)."""
+    return location in ("cpu", "meta") or location.startswith("mps") or _BACKEND_TAG.match(location) is not None
+
+
+def unrestorable_note(st: Storage, offset: int) -> str | None:
+    """A note for a storage torch.load cannot restore without ``map_location`` (see :func:`restorable`)."""
+    if restorable(st.location):
+        return None
+    return (f"storage {st.key[:40]!r} at byte {offset} is tagged {st.location[:40]!r}, a location no torch "
+            "backend restores: torch.load raises there (\"don't know how to restore data location\") unless "
+            "it is given map_location; ckptlint reads on, as that load does")

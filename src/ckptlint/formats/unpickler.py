@@ -33,7 +33,7 @@ from .pickleitems import BUILTIN_VALUES as _BUILTIN_VALUES
 from .pickleitems import ItemOps
 from .pickleops import I32, OPCODE_NAMES, OPCODES, U16, U32, U64
 from .stubs import Call, Global, ODict, Storage, TensorStub, describe, known_protocols
-from .torchcalls import NESTED_LOADERS, interpret_call, nested_payloads, storage_from_pid
+from .torchcalls import NESTED_LOADERS, interpret_call, nested_payloads, storage_from_pid, unrestorable_note
 
 __all__ = [
     "Call", "FormatError", "Global", "ODict", "PersistentLoad", "StaticUnpickler", "Storage", "TensorStub",
@@ -100,6 +100,8 @@ class StaticUnpickler(ItemOps):
         self.proto = 0
         """The protocol in force (the last PROTO), which decides fix_imports name mapping."""
         self.anomalies: list[str] = []
+        self.notes: list[str] = []
+        self._restored: set[str] = set()
         self.end = start
         self.max_memo_index = -1
         self._stack: list[Any] = []
@@ -464,7 +466,13 @@ class StaticUnpickler(ItemOps):
     def _persistent(self, pid: Any) -> None:
         if self.persistent_load is None:
             raise self._fail("persistent id without a persistent_load function")
-        self._stack.append(self.persistent_load(pid))
+        value = self.persistent_load(pid)
+        if isinstance(value, Storage) and value.key not in self._restored:
+            self._restored.add(value.key)  # torch restores a storage's location once, when its key first loads
+            note = unrestorable_note(value, self._op_start)
+            if note:
+                self.notes.append(note)
+        self._stack.append(value)
 
 
 def _known_not(obj: Any, protocol: str) -> bool:
