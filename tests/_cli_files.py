@@ -57,11 +57,23 @@ def broken(path: Path) -> Path:
     return path
 
 
+def snapshot(path: Path) -> Path:
+    """A target snapshot (what ``ckptlint snapshot`` writes) of a model with one parameter ``w``: float32 [2],
+    which the clean safetensors file matches. Checking against it needs no torch."""
+    module = {"prefix": "", "cls": "netmod.Net", "version": None, "children": [], "none_children": [],
+              "local": {"w": {"shape": [2], "dtype": "float32", "kind": "parameter"}},
+              "extra_state": False, "load_rule": None, "unversioned_error": None}
+    path.write_text(json.dumps({"snapshot_version": 1, "target": "netmod:Net", "kwargs": {}, "torch_version": "2.4",
+                                "built_on": "meta", "notes": [], "shared": {}, "modules": [module]}))
+    return path
+
+
 def write_files(d: Path) -> dict[str, Path]:
-    """One of each: clean, findings (CK101), unreadable (a broken checkpoint)."""
+    """One of each: clean, findings (CK101), unreadable (a broken checkpoint), and a snapshot target."""
     d.mkdir(parents=True, exist_ok=True)
     return {
         "clean": safetensors(d / "clean.safetensors"),
         "evil": torch_zip(d / "evil.pt", system_call()),
         "unreadable": broken(d / "broken.safetensors"),
+        "snapshot": snapshot(d / "snap.json"),
     }

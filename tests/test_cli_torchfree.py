@@ -134,6 +134,8 @@ def _positionals(command: str, files: dict[str, str]) -> list[list[str]]:
     if command == "diff":
         clean = files["clean"]
         return [[clean, clean], [clean, files["evil"]], [files["unreadable"], clean]]
+    if command == "check":  # with a target too, so --key and friends reach the compat analysis
+        return [[c] for c in ckpts] + [[files["clean"], "--snapshot", files["snapshot"]]]
     return [[c] for c in ckpts]
 
 
