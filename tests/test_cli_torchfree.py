@@ -140,6 +140,10 @@ def _positionals(command: str, files: dict[str, str]) -> list[list[str]]:
 
 
 def _runs(files: dict[str, str]) -> Iterator[tuple[str, list[str]]]:
+    for action in build_parser()._actions:  # ckptlint's own flags (--help, --version), and none at all
+        if action.option_strings:
+            yield "", [action.option_strings[-1]]
+    yield "", []
     for command, parser in _subcommands().items():
         exclusive = {a for g in parser._mutually_exclusive_groups if g.required for a in g._group_actions}
         base = [] if not exclusive else [sorted(exclusive, key=lambda a: a.dest)[0].option_strings[-1], "out.json"]
@@ -173,9 +177,10 @@ def test_every_command_with_every_flag(tmp_path: Path, cli: CliRunner, no_torch:
             assert r.returncode == 2, (argv, r)  # an unreadable input is exit 2, whatever the flags
     assert count > 150
     # the matrix is generated from the parser: every flag of every subcommand was driven
-    seen = {(argv[0], word) for _, argv in _runs(names) for word in argv if word.startswith("-")}
+    seen = {(command, word) for command, argv in _runs(names) for word in argv if word.startswith("-")}
+    assert ("", "--version") in seen and ("", "--help") in seen
     for command, parser in _subcommands().items():
         for action in parser._actions:
             if action.option_strings and not isinstance(action, argparse._HelpAction):
                 assert (command, action.option_strings[-1]) in seen
-    assert {c for c, _ in _runs(names)} == {"inspect", "check", "snapshot", "diff", "rules"}
+    assert {c for c, _ in _runs(names)} == {"", "inspect", "check", "snapshot", "diff", "rules"}
