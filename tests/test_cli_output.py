@@ -148,3 +148,13 @@ def test_inspect_summary_counts_unknown_storages_in_words() -> None:
 
     assert total([4, None]) == "4 B (1 storage of unknown size)"
     assert total([4, None, None]) == "4 B (2 storages of unknown size)"
+
+
+def test_diff_escapes_keys_and_counts_in_words(tmp_path: Path, cli: CliRunner) -> None:
+    a = safetensors(tmp_path / "a.safetensors", ("w", "x\x1b[31m\n+      forged"))
+    b = safetensors(tmp_path / "b.safetensors", ("w", "v"))
+    r = cli("diff", a, b)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "\x1b" not in r.stdout and "'x\\x1b[31m\\n+      forged'" in r.stdout
+    assert not any(line.startswith("+      forged") for line in r.stdout.splitlines())  # no forged row
+    assert r.stdout.endswith("\n1 removed, 1 added, 0 shape changes, 0 dtype changes, 0 renames\n")
