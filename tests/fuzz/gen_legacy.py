@@ -53,7 +53,7 @@ def split_pickles(data: bytes, count: int = 5) -> tuple[list[bytes], bytes]:
 
 def _pickle(rng: random.Random) -> bytes:
     if rng.random() < 0.5:
-        mod, name = rng.choice(gen_pickle.CALLEES)
+        mod, name = gen_pickle.pick_callee(rng)
         return gen_pickle.payload(mod, name)
     return gen_pickle.generate(rng)[0]
 

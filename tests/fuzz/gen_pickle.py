@@ -31,6 +31,27 @@ GLOBALS: tuple[tuple[str, str], ...] = (
 VALUE_FEATURES = {0: "int-text", 1: "long-text", 2: "float-text", 3: "string", 4: "unicode-text", 7: "long-bin",
                   9: "unicode", 10: "bytes", 11: "short-string", 14: "buffer"}
 CALLEES = tuple(g for g in GLOBALS if "Storage" not in g[1])
+REAL_GLOBALS = frozenset({
+    ("torch._utils", "_rebuild_tensor_v2"), ("collections", "OrderedDict"), ("torch._utils", "_rebuild_parameter"),
+    ("torch", "Size"), ("torch", "device"), ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "bytearray"),
+    ("_codecs", "encode"), ("__builtin__", "set"), ("__builtin__", "xrange"), ("exceptions", "ValueError"),
+    ("builtins", "len"), ("__future__", "annotations"),
+})
+"""The names of the pool the oracle resolves to the real object (tests/fuzz/inert.py ``allowed_global``; the
+Python 2 spellings below protocol 3). A call or opcode such an object rejects stops CPython where a stand-in
+would read on. Picking one is the feature ``pickle:real-global``."""
+
+
+def pick(rng: random.Random, pool: tuple[tuple[str, str], ...]) -> tuple[str, str]:
+    """A name from ``pool``; one of :data:`REAL_GLOBALS` only while ``pickle:real-global`` is on."""
+    g = rng.choice(pool)
+    if g in REAL_GLOBALS and not on("pickle:real-global"):
+        g = rng.choice([x for x in pool if x not in REAL_GLOBALS])
+    return g
+
+
+def pick_callee(rng: random.Random) -> tuple[str, str]:
+    return pick(rng, CALLEES)
 INT_LINES = (b"0", b"1", b"00", b"01", b"017", b"0x1F", b"-5", b"+3", b" 7", b"1_000", b"-0", b"",
              b"99999999999999999999", b"12L", b"0o17", b"1 ", b"08")
 FLOAT_LINES = (b"1.5", b"nan", b"-inf", b"1e400", b" 2", b"1_0.5", b"0x10", b"", b"3")
@@ -85,11 +106,11 @@ class Walk:
         APPENDS on one runs torch's code, not a stand-in's."""
         r = self.rng
         if callee:
-            return r.choice(CALLEES)
+            return pick(r, CALLEES)
         if r.random() < 0.05:
             return (r.choice(["os", "torch", "x"]) + "." * r.randint(0, 1) + r.choice(["a", "Storage", "sys"]),
                     r.choice(["system", "FloatStorage", "run"]))
-        return r.choice(GLOBALS)
+        return pick(r, GLOBALS)
 
     # ---- values --------------------------------------------------------------
     def value(self) -> None:

@@ -58,7 +58,7 @@ def pickle_member(rng: random.Random, tensor_keys: list[int]) -> bytes:
     for i, k in enumerate(tensor_keys):
         body += _str(b"w%d" % i) + _str(str(k).encode()) + b"Qs"
     if rng.random() < 0.4 and on("tar:payload"):
-        mod, name = rng.choice(gen_pickle.CALLEES)
+        mod, name = gen_pickle.pick_callee(rng)
         body += _str(b"payload") + b"c" + mod.encode() + b"\n" + name.encode() + b"\n)Rs"
     return _p(body)
 
@@ -142,7 +142,7 @@ def generate(rng: random.Random) -> tuple[bytes, str]:
         order.remove(rng.choice(order))
         tricks.append("missing")
     if rng.random() < 0.05 and on("tar:pickle-polyglot"):
-        mod, name = rng.choice(gen_pickle.CALLEES)
+        mod, name = gen_pickle.pick_callee(rng)
         members[f"c{mod}\n{name}\n(S'x'\ntR."] = b""
         order.insert(0, f"c{mod}\n{name}\n(S'x'\ntR.")
         tricks.append("pickle-polyglot")

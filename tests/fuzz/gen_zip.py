@@ -29,7 +29,7 @@ def _case(rng: random.Random, name: str) -> str:
 
 def _pickle(rng: random.Random) -> bytes:
     if rng.random() < 0.5:
-        mod, name = rng.choice(gen_pickle.CALLEES)
+        mod, name = gen_pickle.pick_callee(rng)
         return gen_pickle.payload(mod, name)
     return gen_pickle.generate(rng)[0]
 

@@ -14,11 +14,19 @@ One exception, documented: while torch.load drives it, ``torch.<X>Storage`` (and
 already imported; no code from the file runs), because torch's own ``persistent_load`` and
 tar reader read their dtype: a placeholder there would stop torch where the real loader
 goes on. The generators never call a storage class (that would run torch's constructor).
+
+The names torch's own weights_only unpickler allows (``torch._weights_only_unpickler._get_allowed_globals``:
+``collections.OrderedDict``, ``builtins.set``, ``torch._utils._rebuild_tensor_v2``, ``torch.Size``,
+dtypes, tensor types …) come back as the real objects, read from the table torch already built (no import):
+torch deems them safe to call on untrusted data, and a stand-in there would accept what the real
+object rejects (``OrderedDict()`` has no ``.add``; ``_rebuild_tensor_v2`` checks its arity; the tar
+reader assigns a real tensor type). Every other name is a placeholder.
 """
 
 from __future__ import annotations
 
 import _compat_pickle
+import builtins
 import contextlib
 import pickle
 import sys
@@ -31,12 +39,16 @@ REAL_STORAGE_CLASSES = [False]
 """Whether ``find_class`` returns torch's storage classes themselves (only while torch.load drives it)."""
 
 
+PLACEHOLDER_NAMES: set[str] = set()
+"""The class names of the placeholders made since :func:`reset` (to recognise them in error messages)."""
+
 STAND_IN_RESULTS = [0]
 """How many :func:`load` calls returned a stand-in (a global or a call of one) since :func:`reset`."""
 
 
 def reset(*, real_storage_classes: bool = False) -> None:
     REQUESTS.clear()
+    PLACEHOLDER_NAMES.clear()
     REAL_STORAGE_CLASSES[0] = real_storage_classes
     STAND_IN_RESULTS[0] = 0
 
@@ -101,6 +113,7 @@ def placeholder(module: str, name: str) -> type:
     short = name.rsplit(".", 1)[-1]
     if "\x00" in short or not short.isprintable() or any(0xD800 <= ord(c) < 0xE000 for c in short):
         short = "placeholder"
+    PLACEHOLDER_NAMES.add(short)
     cls = type(short, (Placeholder,), {"__module__": module})
     with contextlib.suppress(TypeError, ValueError):
         cls.__qualname__ = name
@@ -118,6 +131,55 @@ def _torch_storage_class(module: str, name: str) -> Any:
     if isinstance(obj, type) and issubclass(obj, (storage.TypedStorage, storage.UntypedStorage)):
         return obj
     return None
+
+
+_ALLOWED: dict[str, Any] = {}
+
+
+def allowed_global(module: str, name: str) -> Any:
+    """The real object torch's weights_only unpickler would hand out for ``module.name``, or None.
+
+    Read from the table torch builds from objects it has already imported; storage names are left
+    to :func:`_torch_storage_class` (the weights_only table wraps them in a dummy type).
+    """
+    if not _ALLOWED:
+        wou = sys.modules.get("torch._weights_only_unpickler")
+        if wou is not None:
+            _ALLOWED.update((k, v) for k, v in wou._get_allowed_globals().items() if not k.endswith("Storage"))
+    real = _ALLOWED.get(f"{module}.{name}")
+    if real is None and module == "builtins" and name in HARMLESS_BUILTINS:
+        real = getattr(builtins, name)
+    if real is None and module == "__future__":
+        future = sys.modules.get("__future__")
+        real = getattr(future, name, None) if future is not None and name in future.all_feature_names else None
+    return real
+
+
+HARMLESS_BUILTINS = frozenset({
+    "frozenset", "set", "list", "dict", "tuple", "bytes", "bytearray", "str", "int", "float", "complex", "bool",
+    "range", "slice", "len", "ValueError",
+})
+"""Standard types and functions that only build or measure data (no I/O, no attribute access, no code):
+returned as themselves, because CPython's opcodes treat them by what they are (BUILD on a ``frozenset()``
+has no ``__dict__``, APPENDS on ``set()`` has no ``extend``). ``__future__`` features are real too
+(``_Feature`` objects, not callable)."""
+
+
+def stopped_on_a_stand_in(outcome: str) -> bool:
+    """Whether an error message says CPython or torch stopped at an operation on a placeholder.
+
+    What the real object behind a placeholder would have done there (been a tuple of arguments,
+    a buffer, iterable, a class torch may assign) is unknown, so that stop is only a lower bound on
+    how far a real load goes (docs/fuzzing.md). Recognised: the placeholder's own type in the
+    message, and the argument-tuple checks of REDUCE/NEWOBJ/NEWOBJ_EX, whose operand the message
+    does not name.
+    """
+    if "_PlaceholderMeta" in outcome or any(
+            m in outcome for m in ("argument list must be a tuple", "NEWOBJ expected an arg tuple",
+                                   "NEWOBJ_EX args argument must be a tuple",
+                                   "NEWOBJ_EX kwargs argument must be a dict")):
+        return True
+    return any(f"'{n}'" in outcome for n in PLACEHOLDER_NAMES)
 
 
 class Unpickler(pickle.Unpickler):
@@ -147,6 +209,8 @@ class Unpickler(pickle.Unpickler):
         if self._records_here:
             REQUESTS.append((module, name))
         real = _torch_storage_class(module, name) if REAL_STORAGE_CLASSES[0] else None
+        if real is None:
+            real = allowed_global(module, name)
         return real if real is not None else placeholder(module, name)
 
 

@@ -25,9 +25,12 @@ class Reading:
     globals: list[tuple[str, str]] = field(default_factory=list)
     outcome: str = "ok"
     undecided: bool = False
-    """torch compared a stand-in with the legacy magic number or protocol version: a real global there
-    (``torch.serialization.MAGIC_NUMBER``, ``builtins.int(...)``) could pass, so the oracle cannot tell
-    whether torch reads on."""
+    """The stop depends on what a stand-in really is, so a real load may go further: torch compared a
+    stand-in with the legacy magic number or protocol version (``torch.serialization.MAGIC_NUMBER`` or
+    ``builtins.int(...)`` there could pass), or the loader stopped at an operation on a placeholder
+    (:func:`inert.stopped_on_a_stand_in`). The reading is then a lower bound."""
+    map_location: str | None = None
+    """``"cpu"`` where torch.load was re-run with it (see ``_LOCATION_ERRORS``)."""
 
 
 @dataclass
@@ -60,6 +63,8 @@ class CkptlintResult:
     seconds: float
     rss_kib: int
     """Peak resident memory ckptlint added during the call (VmHWM, reset just before it)."""
+    codes: list[str] = field(default_factory=list)
+    """The rule codes of ckptlint's findings (CK107 is checked on oracle-nondeterministic inputs)."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,18 +86,34 @@ def install_torchscript_guard() -> None:
 
 
 def _torch_reading(path: str) -> tuple[Reading, bool]:
+    out = _torch_load_inert(path, None)
+    if out.outcome.startswith(_LOCATION_ERRORS):
+        out = _torch_load_inert(path, "cpu")
+    script = _TORCHSCRIPT in out.outcome
+    return out, script
+
+
+_LOCATION_ERRORS = ("RuntimeError: don't know how to restore data location",
+                    "RuntimeError: Attempting to deserialize object on a CUDA device")
+"""torch.load without ``map_location`` stops at a storage whose location tag no backend of this machine
+restores; ``map_location="cpu"`` (the common call) reads on. ckptlint reports what a load reaches either
+way, so for those files the oracle's reading is the one with ``map_location="cpu"``."""
+
+
+def _torch_load_inert(path: str, map_location: str | None) -> Reading:
     import torch
 
     inert.reset(real_storage_classes=True)
-    out = Reading()
+    out = Reading(map_location=map_location)
     try:
-        torch.load(path, pickle_module=inert, weights_only=False)
+        torch.load(path, pickle_module=inert, weights_only=False, map_location=map_location)
     except Exception as e:  # noqa: BLE001 - every failure is a reading to compare, never fatal
         out.outcome = _outcome(e)
     out.globals = list(inert.REQUESTS)
-    out.undecided = inert.STAND_IN_RESULTS[0] > 0 and out.outcome.startswith(
-        ("RuntimeError: Invalid magic number", "RuntimeError: Invalid protocol version"))
-    return out, _TORCHSCRIPT in out.outcome
+    out.undecided = (inert.STAND_IN_RESULTS[0] > 0 and out.outcome.startswith(
+        ("RuntimeError: Invalid magic number", "RuntimeError: Invalid protocol version"))) or \
+        inert.stopped_on_a_stand_in(out.outcome)
+    return out
 
 
 def _pickle_reading(path: str) -> Reading:
@@ -104,6 +125,7 @@ def _pickle_reading(path: str) -> Reading:
     except Exception as e:  # noqa: BLE001 - as above
         out.outcome = _outcome(e)
     out.globals = list(inert.REQUESTS)
+    out.undecided = inert.stopped_on_a_stand_in(out.outcome)
     return out
 
 
@@ -170,8 +192,9 @@ def read_with_ckptlint(path: str) -> CkptlintResult:
         streams = list(inv.facts.streams)
     verdict = fr.verdict.loads if fr.verdict is not None else None
     first = "pickle#0" if "pickle#0" in streams or any(s == "pickle#0" for _, _, s in globals_) else None
+    codes = sorted({str(f.code) for f in fr.findings})
     return CkptlintResult(str(fr.format) if fr.format else None, fr.error, globals_, loaded, first, verdict,
-                          None, seconds, max(rss, 0))
+                          None, seconds, max(rss, 0), codes)
 
 
 def pickle_protocol_of(data: bytes) -> int | None:

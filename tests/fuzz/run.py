@@ -60,6 +60,9 @@ def run(n: int, seed: int, jobs: int = 2, families: Sequence[str] | None = None,
     slowest = -1
     slow: list[tuple[float, int, int, str]] = []
     done = 0
+    nondet: collections.Counter[str] = collections.Counter(
+        {"inputs": 0, "readings_differed": 0, "ckptlint_reported_ck107": 0, "differed_with_ck107": 0})
+    nondet_examples: list[dict[str, Any]] = []
     base = {"seed": seed, "families": list(families) if families else None, "exclude": list(exclude)}
     reqs = (dict(base, index=i) for i in range(start, start + n))
     try:
@@ -83,6 +86,15 @@ def run(n: int, seed: int, jobs: int = 2, families: Sequence[str] | None = None,
             oracle_max_s = max(oracle_max_s, reply["oracle_seconds"])
             ck_max_rss = max(ck_max_rss, reply["ck_rss_kib"])
             worker_max_rss = max(worker_max_rss, reply["maxrss_kib"])
+            nd = reply.get("nondeterministic")
+            if nd is not None:
+                nondet["inputs"] += 1
+                nondet["readings_differed"] += bool(nd["differed"])
+                nondet["ckptlint_reported_ck107"] += bool(nd["ck107"])
+                nondet["differed_with_ck107"] += bool(nd["differed"] and nd["ck107"])
+                if nd["differed"] and len(nondet_examples) < 10:
+                    nondet_examples.append({"index": req["index"], "members": nd["members"],
+                                            "differed": nd["differed"], "ck107": nd["ck107"]})
             found = reply["disagreements"]
             with_dis += bool(found)
             for d in found:
@@ -115,6 +127,7 @@ def run(n: int, seed: int, jobs: int = 2, families: Sequence[str] | None = None,
         "disagreements": sum(by_family.values()), "inputs_with_disagreement": with_dis,
         "by_family": dict(by_family), "by_check": dict(by_check), "crashes": crashes,
         "worker_failures": failed, "oracle_limited": limited, "seen": dict(seen),
+        "oracle_nondeterministic": dict(nondet, examples=nondet_examples),
         "ckptlint_max_seconds": round(ck_max_s, 3), "ckptlint_slowest_index": slowest,
         "ckptlint_slowest": [{"seconds": round(t, 3), "index": i, "size": n, "desc": d} for t, i, n, d in slow],
         "ckptlint_max_rss_mib": round(ck_max_rss / 1024, 1), "worker_max_rss_mib": round(worker_max_rss / 1024, 1),

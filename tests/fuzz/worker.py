@@ -65,6 +65,7 @@ def handle(req: dict[str, Any], work: str) -> dict[str, Any]:
     from . import features
     from .compare import compare
     from .generate import generate
+    from .nondet import set_aside, short_deflate_members
     from .oracle import read_with_ckptlint, read_with_oracle
 
     if "data" in req:
@@ -82,6 +83,10 @@ def handle(req: dict[str, Any], work: str) -> dict[str, Any]:
     limited = oracle is not None and any(
         o.startswith("MemoryError") for o in (oracle.torch.outcome, oracle.pickle.outcome, oracle.weights_only_outcome))
     found = compare(family, ck, None if limited else oracle)  # ckptlint's own conduct is checked either way
+    nondet = None
+    short = short_deflate_members(data)
+    if short and oracle is not None and not limited:
+        found, nondet = set_aside(family, found, ck, short)
     for name in os.listdir(work):  # whatever torch's tar reader extracted
         if name != "input.pt":
             p = os.path.join(work, name)
@@ -95,6 +100,7 @@ def handle(req: dict[str, Any], work: str) -> dict[str, Any]:
         "torch_globals": len(oracle.torch.globals) if oracle else 0,
         "pickle_globals": len(oracle.pickle.globals) if oracle else 0,
         "ck_unreadable": ck.error is not None,
+        "nondeterministic": nondet,
     }
     if found or req.get("full"):
         reply["input"] = data.hex()
