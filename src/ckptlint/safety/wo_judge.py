@@ -179,7 +179,7 @@ def zip_record_blockers(inv: Inventory) -> list[Blocker]:
     refuses = extra.get("torch_refuses")
     if refuses:
         # the zip reader drove miniz as torch.load does and it refused the archive
-        return [Blocker("format", f"torch.load cannot open the archive: {refuses}")]
+        return [Blocker("format", f"torch.load raises: {refuses}")]
     raw = extra.get("byteorder_record")
     value = raw if isinstance(raw, str) else inv.facts.byteorder
     if value is not None and value not in BYTEORDER_VALUES:
