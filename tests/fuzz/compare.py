@@ -67,6 +67,15 @@ def _set_diff(family: str, check: str, ck: set[str], oracle: set[str], ck_res: C
                         oracle_outcome)
 
 
+def past_a_lower_bound(ck: CkptlintResult, oracle: OracleResult) -> bool:
+    """Whether ckptlint reported strictly more than a lower-bound reading (counted in the summary, not judged)."""
+    loaded = set(ck.loaded_streams)
+    ck_torch = {f"{m}.{n}" for m, n, s in ck.globals if s in loaded}
+    ck_pickle = {f"{m}.{n}" for m, n, s in ck.globals if s == "pickle#0"}
+    return (oracle.torch.undecided and _names(oracle.torch.globals) < ck_torch) or (
+        oracle.pickle.undecided and _names(oracle.pickle.globals) < ck_pickle)
+
+
 def compare(family: str, ck: CkptlintResult, oracle: OracleResult | None) -> list[Disagreement]:
     out: list[Disagreement] = []
     if ck.crash is not None:

@@ -7,28 +7,26 @@ from typing import Any
 
 SECTIONS = ("zip", "tar", "legacy", "pickle", "verdict")
 NOTES = """
-Notes on recurring classes (H8):
+Notes (F1, issue #11; the judgements behind the oracle are in benchmarks/fuzz/decisions.md):
 
-- *Verdict classes with `ckptlint=True/torch=False` are the dangerous direction* (ckptlint promises a load
-  torch refuses). Seen at 13:20: a legacy-looking file that torch refuses after its tar attempt ("is a zip
-  archive") gets `loads=True` with `os.system` in `pickle#0` and no loaded streams: a file torch refuses
-  before unpickling must still be `loads: false`.
-
-- *Stand-ins versus modelled objects*: the oracle's stand-ins accept calls, SETITEM(S), APPENDS,
-  ADDITEMS and BUILD on anything a global produced, and on the global itself (the brief's inert
-  semantics). Where ckptlint models the real object instead (SETITEMS on a `builtins.set` result
-  stops, as it would in CPython), the readings differ; agreeing means keeping going as a stand-in
-  would. Operations on values the pickle built itself (SETITEM on a tuple, REDUCE with a non-tuple
-  argument, READONLY_BUFFER on a non-buffer) stop CPython exactly as in a real load.
-- *Slow inputs*: nested TUPLE2/DUP pickles of ~300 bytes take ckptlint 2-5 s under load (seed 12
-  index 5068); the limit is 10 s per input.
+- *Real objects, not stand-ins, for harmless names*: torch's weights_only allowlist (OrderedDict, set,
+  `_rebuild_tensor_v2`, torch.Size, torch.device, dtypes, tensor types …), a few pure builtins (frozenset,
+  list, dict, tuple, bytes, str, int, float, bool, range, slice, len, ValueError) and `__future__` features
+  are the real objects in the oracle: what CPython or torch rejects on them (ADDITEMS on an OrderedDict,
+  BUILD on a frozenset, `len()`, `_rebuild_parameter(1)`) stops the oracle where a real load stops.
+- *Lower bounds*: a stop at an operation on a placeholder (the message names the placeholder's type, or
+  REDUCE/NEWOBJ's "must be a tuple") depends on what the real object is; ckptlint may report more there,
+  never less. Counted in the summary (`ckptlint_reported_more_past_a_lower_bound`), not as agreement
+  with an exact reading.
+- *Location tags*: torch.load without `map_location` stops at a storage tag no backend restores;
+  the oracle then reads the file again with `map_location="cpu"` and compares with that reading.
+- *Oracle-nondeterministic inputs*: a zip whose deflated member zlib cannot inflate to its declared size
+  makes miniz leave part of torch's buffer uninitialised; those inputs are counted apart, and where the
+  readings differ ckptlint must report CK107 (else a `…/nondeterministic/no-CK107` disagreement).
 - *`input.pt is a zip archive (did you mean to use torch.jit.load()?)`*: for a file that does not start
   with `PK\\x03\\x04`, torch tries `tarfile` first; when that fails, torch checks the 4 bytes at the
   position tarfile left the file (offset 512 for files of 512 bytes or more) and raises if they are
   a zip local header, before unpickling anything (torch/serialization.py `_legacy_load`).
-- *pickle.load globals on tar files (`tar:pickle-polyglot`)*: a tar member name can be a pickle
-  (`cos\\nsystem\\n…`); `pickle.load(f)` on the tar file runs it. ckptlint names no `pickle#0` stream
-  for tar files yet.
 """
 LITERAL_LIMIT = 1500
 
@@ -38,6 +36,7 @@ def print_summary(s: dict[str, Any]) -> None:
           f"{s['disagreements']} disagreements on {s['inputs_with_disagreement']} inputs, {s['crashes']} crashes, "
           f"{len(s['worker_failures'])} worker failures, {s['oracle_limited']} oracle-limited")
     print(f"  families {s['families']}; {s.get('seen')}")
+    print(f"  oracle-nondeterministic: {_nondet_cell(s.get('oracle_nondeterministic'))}")
     print(f"  by family {s['by_family']}; by check {s['by_check']}")
     print(f"  ckptlint: max {s['ckptlint_max_seconds']} s (input {s['ckptlint_slowest_index']}), "
           f"max +{s['ckptlint_max_rss_mib']} MiB; worker peak RSS {s['worker_max_rss_mib']} MiB")
@@ -70,14 +69,14 @@ def _literal(c: dict[str, Any], s: dict[str, Any]) -> str:
 
 def render(s: dict[str, Any]) -> str:
     out = [
-        "# Fuzzer disagreements (H8, issue #11)\n",
+        "# Fuzzer disagreements (issue #11)\n",
         (f"Run: {s['inputs']} inputs, seed {s['seed']}, ckptlint {s['ckptlint']}, torch {s['torch']}, "
          f"{s['started']}. {s['disagreements']} disagreements on {s['inputs_with_disagreement']} inputs; "
          f"{s['crashes']} ckptlint crashes; {len(s['worker_failures'])} worker failures.\n"),
         ("Each class: what ckptlint said, what the oracle (torch.load / pickle.load driven through an inert "
          "unpickler, or torch.load(weights_only=True)) said, and a repro. Re-run one with "
-         "`python -m tests.fuzz show --seed SEED --index N` or `--file PATH`. Owners: zip H3, tar/legacy H4, "
-         "pickle H5, verdict H6.\n"),
+         "`python -m tests.fuzz show --seed SEED --index N` or `--file PATH`. Owners: pickle VM F2; "
+         "zip, tar, legacy and the verdict F3.\n"),
         ("\nHow each side is read (tests/fuzz/compare.py, oracle.py):\n\n"
          "- ckptlint: `ckptlint.checker.check_file(path)`. Globals are `FileReport.inventory.globals` "
          "(module, name, stream); for a file ckptlint cannot finish, the fuzzer reads `FileReport.inventory` if it is "
@@ -86,7 +85,8 @@ def render(s: dict[str, Any]) -> str:
          "is the globals of the stream named `pickle#0` (the pickle at byte 0, whatever the container). "
          "The verdict is `FileReport.verdict.loads` (None counts as a disagreement).\n"
          "- oracle: the C unpickler with `find_class` recording `(module, name)` (Python 2 names mapped as CPython "
-         "maps them below protocol 3) and returning a placeholder class whose calls, BUILD, SETITEMS, APPENDS and "
+         "maps them below protocol 3) and returning the real object for torch's weights_only allowlist, a few pure "
+         "builtins and `__future__` features, else a placeholder class whose calls, BUILD, SETITEMS, APPENDS and "
          "ADDITEMS accept anything. torch.load passes `encoding='utf-8'`; pickle.load uses the default (ASCII). "
          "EXT codes go through the process's copyreg registry (empty). While torch.load drives it, "
          "`torch.<X>Storage` / `torch.storage.UntypedStorage` are torch's real classes (torch reads their dtype).\n"),
@@ -132,6 +132,13 @@ def _cell(text: object) -> str:
     return _clean(text).replace("|", "\\|")
 
 
+def _nondet_cell(nd: dict[str, Any] | None) -> str:
+    if not nd:
+        return "?"
+    return (f"{nd['inputs']} inputs; readings differed on {nd['readings_differed']}, ckptlint reported CK107 on "
+            f"{nd['differed_with_ck107']} of those (on {nd['ckptlint_reported_ck107']} of all {nd['inputs']})")
+
+
 def render_record(s: dict[str, Any]) -> str:
     """The recorded-run section of docs/fuzzing.md, from a summary JSON."""
     seen = s.get("seen", {})
@@ -150,6 +157,10 @@ def render_record(s: dict[str, Any]) -> str:
         ("torch.load reached at least one global", str(seen.get("torch_load_reached_a_global", "?"))),
         ("pickle.load reached at least one global", str(seen.get("pickle_load_reached_a_global", "?"))),
         ("ckptlint could not finish (compared on what it saw)", str(seen.get("ckptlint_unreadable", "?"))),
+        ("oracle-nondeterministic (a deflated zip member zlib cannot inflate fully; not compared)",
+         _nondet_cell(s.get("oracle_nondeterministic"))),
+        ("lower-bound readings where ckptlint reported more (a stop on a placeholder; not a disagreement)",
+         str(seen.get("ckptlint_reported_more_past_a_lower_bound", "?"))),
         ("environment", (f"ckptlint {s['ckptlint']}, torch {s['torch']}, Python {s['python']}, "
                          f"{s['jobs']} workers, {s['elapsed_s']} s, started {s['started']}")),
     ]

@@ -80,6 +80,7 @@ def run(n: int, seed: int, jobs: int = 2, families: Sequence[str] | None = None,
             seen["torch_load_reached_a_global"] += reply.get("torch_globals", 0) > 0
             seen["pickle_load_reached_a_global"] += reply.get("pickle_globals", 0) > 0
             seen["ckptlint_unreadable"] += reply.get("ck_unreadable", False)
+            seen["ckptlint_reported_more_past_a_lower_bound"] += reply.get("past_lower_bound", False)
             slow = sorted([*slow, (reply["ck_seconds"], req["index"], reply["size"], reply["desc"])], reverse=True)[:5]
             if reply["ck_seconds"] > ck_max_s:
                 ck_max_s, slowest = reply["ck_seconds"], req["index"]
