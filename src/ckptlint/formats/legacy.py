@@ -23,7 +23,7 @@ from ..limits import DEFAULT_LIMITS, Budget, Limits
 from .common import Assembler, CountingFile, record_pid
 from .dtypes import ITEMSIZE, STORAGE_DTYPES
 from .tar import is_tar
-from .unpickler import Call, Global, StaticUnpickler, TensorStub
+from .unpickler import Call, Global, StaticUnpickler, TensorStub, storage_from_pid
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 LEGACY_STORAGE_NAMES = frozenset(n for n in STORAGE_DTYPES if n != "UntypedStorage")
@@ -262,7 +262,10 @@ def _scan_alternate(f: CountingFile, asm: Assembler, index: int, offset: int) ->
     while index <= 4 and offset < f.size:
         before = len(asm.stops)
         name = f"pickle#{index}@{offset}"
-        _, end = asm.parse_file_stream(f, offset, name, persistent_load=record_pid)
+        if index == 3:  # the object, read through torch's UnpicklerWrapper and its persistent_load
+            asm.wrapper_streams.add(name)
+        loader = _legacy_loader(asm, register=False) if index == 3 else record_pid
+        _, end = asm.parse_file_stream(f, offset, name, persistent_load=loader)
         names.append(name)
         if len(asm.stops) > before:
             asm.stops.pop()  # a stream torch may never load: its stop is not torch's
@@ -382,8 +385,10 @@ def _scan_trailing_pickles(f: CountingFile, asm: Assembler, offset: int) -> None
         i += 1
 
 
-def _legacy_loader(asm: Assembler) -> Any:
-    storage = asm.storage_loader(legacy=True)
+def _legacy_loader(asm: Assembler, register: bool = True) -> Any:
+    """torch's legacy ``persistent_load``; ``register=False`` checks each id the same way without adding its
+    storage to the file's (a reading torch may not take: a FRAME's other end)."""
+    storage = asm.storage_loader(legacy=True) if register else (lambda pid: storage_from_pid(pid, legacy=True))
 
     def load(pid: Any) -> Any:
         """``_legacy_load.persistent_load``: a tuple whose first item names its kind."""
