@@ -128,6 +128,18 @@ def test_a_checkpoint_named_on_the_command_line_runs_its_items_only(project: pyt
     assert _ran(result) == ["checkpoints/good.pt::compat[torch.nn:Linear] PASSED"]
 
 
+def test_an_id_from_a_report_reruns_without_ckpt(project: pytest.Pytester) -> None:
+    result = _run(project, "-v", *MODEL, "checkpoints/wide.pt::compat[torch.nn:Linear]", "checkpoints/good.pt")
+    assert _ran(result) == [
+        "checkpoints/wide.pt::compat[torch.nn:Linear] FAILED",
+        "checkpoints/good.pt::safety PASSED",
+        "checkpoints/good.pt::compat[torch.nn:Linear] PASSED",
+    ]
+    # Only a file named so: a folder argument, or checkpoints beside the tests, add nothing without --ckpt.
+    result = _run(project, "-v", "checkpoints", "test_plain.py")
+    assert _ran(result) == ["test_plain.py::test_one PASSED"]
+
+
 def test_last_failed_reruns_compat_and_safety_failures(project: pytest.Pytester) -> None:
     args = ("-rA", *MODEL, "--ckpt", "checkpoints/full.pt", "--ckpt", "checkpoints/good.pt",
             "--ckpt", "checkpoints/wide.pt", "test_plain.py")

@@ -1,10 +1,11 @@
 """pytest plugin: ``pytest --ckpt PATH`` turns checkpoints into test items, plus a ``ckpt_check`` fixture.
 
 Registered through the ``pytest11`` entry point ``ckptlint``. Loading it is cheap:
-this module imports only pytest and the standard library; ckptlint's checker (and
+this module imports only pytest, the standard library and ``ckptlint.filenames``; ckptlint's checker (and
 torch, for live model targets) is imported when an item runs.
 
-Without ``--ckpt`` the plugin adds nothing. With it, each checkpoint (a folder's are found
+Without ``--ckpt`` the plugin adds nothing, except for a checkpoint file named as a pytest
+argument (``pytest weights/a.pt::safety``). With it, each checkpoint (a folder's are found
 by ckptlint's walker, as ``ckptlint check DIR`` finds them) becomes
 
 - ``PATH::safety`` — fails on findings other than CK2xx at or above the fail level
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .filenames import is_checkpoint_name
 from .vocab import SEVERITIES
 
 if TYPE_CHECKING:
@@ -89,6 +91,40 @@ def ckpt_check() -> Any:
 # -- collection ----------------------------------------------------------------
 
 
+def _option(config: pytest.Config, name: str) -> str | None:
+    value = config.getoption(name, None)
+    if value:
+        return str(value)
+    ini = str(config.getini(name) or "")
+    if ini and name == "ckpt_snapshot" and config.inipath is not None:
+        ini = str(config.inipath.parent / ini)
+    return ini or None
+
+
+def item_options(config: pytest.Config) -> dict[str, Any]:
+    """The items' settings: command line over ini options (``[tool.ckptlint]`` targets come later)."""
+    fail_on = _option(config, "ckpt_fail_on") or "error"
+    if fail_on not in FAIL_LEVELS:
+        raise pytest.UsageError(f"ckpt_fail_on = {fail_on!r}: expected one of {', '.join(FAIL_LEVELS)}")
+    snapshot = config.getoption("ckpt_snapshot", None)
+    if snapshot:
+        snapshot = str(config.invocation_params.dir / snapshot)
+    else:
+        snapshot = _option(config, "ckpt_snapshot")
+    return {"model": _option(config, "ckpt_model"), "model_kwargs": _option(config, "ckpt_model_kwargs"),
+            "snapshot": snapshot, "key": _option(config, "ckpt_key"), "fail_on": fail_on}
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CkptFile | None:
+    """Without ``--ckpt``, a checkpoint file named as an argument (``pytest weights/a.pt::safety``, an
+    id copied from a report) is collected, as pytest collects any ``.py`` file named so."""
+    if parent.config.getoption("ckpt", None) is not None or not is_checkpoint_name(file_path.name):
+        return None  # with --ckpt, CkptCollection decides
+    if not parent.session.isinitpath(file_path):
+        return None
+    return CkptFile.create(parent, file_path, None, item_options(parent.config))
+
+
 class CkptCollection:
     """Registered only when ``--ckpt`` was given (the pytest-mypy pattern).
 
@@ -104,26 +140,8 @@ class CkptCollection:
         self.named: set[Path] = set()
         """Checkpoints the command line named (collected by pytest's walk)."""
 
-    def _option(self, name: str) -> str | None:
-        value = self.config.getoption(name, None)
-        if value:
-            return str(value)
-        ini = str(self.config.getini(name) or "")
-        if ini and name == "ckpt_snapshot" and self.config.inipath is not None:
-            ini = str(self.config.inipath.parent / ini)
-        return ini or None
-
     def options(self) -> dict[str, Any]:
-        fail_on = self._option("ckpt_fail_on") or "error"
-        if fail_on not in FAIL_LEVELS:
-            raise pytest.UsageError(f"ckpt_fail_on = {fail_on!r}: expected one of {', '.join(FAIL_LEVELS)}")
-        snapshot = self.config.getoption("ckpt_snapshot", None)
-        if snapshot:
-            snapshot = str(self.config.invocation_params.dir / snapshot)
-        else:
-            snapshot = self._option("ckpt_snapshot")
-        return {"model": self._option("ckpt_model"), "model_kwargs": self._option("ckpt_model_kwargs"),
-                "snapshot": snapshot, "key": self._option("ckpt_key"), "fail_on": fail_on}
+        return item_options(self.config)
 
     def paths(self) -> dict[Path, str | None]:
         """Every checkpoint (absolute path -> why it cannot be read, or None), folders walked,
