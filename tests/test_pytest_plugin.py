@@ -88,9 +88,12 @@ def pytest_sessionfinish(session):
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["PLUGIN True COLLECTION False", "TORCH False CHECKER False"])
 
-    # A safety check needs no torch either: the whole run stays torch-free.
+    # A safety check needs no torch either, nor walking a folder: the whole run stays torch-free.
     result = _run(pytester, "-s", "--ckpt", "good.pt", process=True)
     result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["PLUGIN True COLLECTION True", "TORCH False CHECKER True"])
+    result = _run(pytester, "-s", "-rA", "--ckpt", ".", process=True)
+    result.stdout.fnmatch_lines_random(["PASSED good.pt::safety", "PASSED test_plain.py::test_one"])
     result.stdout.fnmatch_lines(["PLUGIN True COLLECTION True", "TORCH False CHECKER True"])
 
 
