@@ -194,3 +194,29 @@ def test_a_folder_that_cannot_be_listed_is_one_line(tmp_path: Path, cli: Any) ->
     assert [f["path"] for f in files][-1] == "w/top.pt" and files[-1]["error"] is None
     (line,) = result.stderr.splitlines()
     assert line.startswith("ckptlint: w/aaaa") and line.endswith(": cannot list the directory: File name too long")
+
+
+@pytest.mark.parametrize("command", ["check", "inspect"])
+def test_files_a_walk_finds_that_are_plainly_not_checkpoints_are_notes(tmp_path: Path, cli: Any,
+                                                                        command: str) -> None:
+    _write(tmp_path / "w" / "a.pt")
+    _write(tmp_path / "w" / "tokenizer.bin", bytes(range(256)) * 4)   # unrecognised binary
+    _write(tmp_path / "w" / "notes.pkl", b"just some text\n")
+    _write(tmp_path / "w" / "empty.pt", b"")
+    result = cli(command, "w", "--format", "json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [f["path"] for f in json.loads(result.stdout)["files"]] == ["w/a.pt"]
+    notes = result.stderr.splitlines()
+    assert [line.split(": skipped: ")[0] for line in notes] == [
+        "ckptlint: w/empty.pt", "ckptlint: w/notes.pkl", "ckptlint: w/tokenizer.bin"], notes
+    named = cli(command, "w/tokenizer.bin", "--format", "json", cwd=tmp_path)  # named: still a failure
+    assert named.returncode == 2 and "skipped" not in named.stderr
+
+
+def test_the_api_lists_what_a_walk_skipped(tmp_path: Path) -> None:
+    _write(tmp_path / "w" / "a.pt")
+    _write(tmp_path / "w" / "b.bin", b"plain text, not a checkpoint\n")
+    report = ckptlint.check(str(tmp_path / "w"))
+    assert [Path(fr.path).name for fr in report.files] == ["a.pt"]
+    assert [(Path(fr.path).name, fr.format) for fr in report.skipped] == [("b.bin", "text")]
+    assert report.exit_code() == 0 and all(p != str(tmp_path / "w" / "b.bin") for p, _ in report.findings())

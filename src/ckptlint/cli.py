@@ -81,6 +81,7 @@ def _inputs(files: Sequence[str], exclude: Sequence[str]) -> Iterator[tuple[str,
     """``(name, inventory, reason, format)`` per input: folders walked, ``-`` read, each file once."""
     from dataclasses import replace
 
+    from .rules.input import NOTE_KINDS
     from .sources import resolve
 
     with resolve(files, exclude=exclude, stdin=True) as sources:
@@ -89,6 +90,9 @@ def _inputs(files: Sequence[str], exclude: Sequence[str]) -> Iterator[tuple[str,
                 yield src.name, None, src.error, src.kind
                 continue
             inv, reason, fmt = _read(src.path)
+            if inv is None and src.walked and fmt in NOTE_KINDS:  # a walk's tokenizer .bin: a note, not a failure
+                _report_error(src.name, f"skipped: {reason}")
+                continue
             yield src.name, replace(inv, path=src.name) if inv is not None and src.spooled else inv, reason, fmt
 
 
@@ -240,6 +244,8 @@ def cmd_check(args: argparse.Namespace) -> int:
                    snapshot=args.snapshot, key=args.key, overrides=overrides,
                    apply_baseline=not args.write_baseline, targets=args.targets, exclude=args.exclude,
                    stdin=True)
+    for fr in report.skipped:  # found by a folder walk, plainly not a checkpoint (rules/input.NOTE_KINDS)
+        _report_error(fr.path, f"skipped: {fr.error}")
     if args.skip_non_checkpoints:  # a note, not a failure (the pre-commit hooks): rules/input.NOTE_KINDS
         from .rules.input import skip_not_checkpoints
 

@@ -102,6 +102,9 @@ class Report:
     """What ``ckptlint.check`` returns."""
 
     files: Sequence[FileReport]
+    skipped: Sequence[FileReport] = ()
+    """Files a folder walk found that are plainly not checkpoints (``error`` says what they are): left out
+    of ``files``, the findings and the exit code; the command line prints one note line for each."""
 
     def worst(self) -> int:
         """Highest severity rank among findings, -1 when clean."""

@@ -56,6 +56,8 @@ class Source:
     """The format kind reported with ``error`` (``unreadable``, ``directory``)."""
     spooled: bool = False
     """``path`` is a temporary copy: configuration is looked up from the working directory."""
+    walked: bool = False
+    """Found by a folder walk (not named): plainly not a checkpoint is then a note, not an error."""
 
 
 @contextlib.contextmanager
@@ -182,7 +184,7 @@ def _once(found: Iterable[Source], seen: set[str]) -> Iterator[Source]:
             continue
         seen.add(key)
         reason = special_file(src.path)
-        yield Source(src.name, None, reason, "unreadable") if reason else src
+        yield Source(src.name, None, reason, "unreadable", walked=src.walked) if reason else src
 
 
 def _collect(root: str, excluded: _Exclude, depth: int) -> list[tuple[str, Source]]:
@@ -193,8 +195,9 @@ def _collect(root: str, excluded: _Exclude, depth: int) -> list[tuple[str, Sourc
     nested_set = set(nested)
     files = [r for r in files if not r.endswith("/") and r not in nested_set]
     covered, folders = _checkpoint_folders(root, files)
-    found += [(d, Source(_join(root, d), _join(root, d))) for d in folders]
-    found += [(r, Source(_join(root, r), _join(root, r))) for r in files if r not in covered and is_checkpoint_name(r)]
+    found += [(d, Source(_join(root, d), _join(root, d), walked=True)) for d in folders]
+    found += [(r, Source(_join(root, r), _join(root, r), walked=True)) for r in files
+              if r not in covered and is_checkpoint_name(r)]
     if depth < _MAX_DEPTH:
         for r in nested:
             found += [(f"{r}/{rel}", src) for rel, src in _collect(_join(root, r), excluded, depth + 1)]
