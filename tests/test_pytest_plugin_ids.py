@@ -123,6 +123,9 @@ def test_a_checkpoint_named_on_the_command_line_runs_its_items_only(project: pyt
         "checkpoints/wide.pt::compat[torch.nn:Linear] FAILED",
         "test_plain.py::test_one PASSED",
     ]
+    # A checkpoint outside the --ckpt folders, named so: it alone.
+    result = _run(project, "-v", "--ckpt", "checkpoints/old", "checkpoints/full.pt")
+    assert _ran(result) == ["checkpoints/full.pt::safety FAILED"]
     # `PATH::compat` without the target selects the compat item, as a parametrized test's name does.
     result = _run(project, "-v", *MODEL, "--ckpt", "checkpoints", "checkpoints/good.pt::compat")
     assert _ran(result) == ["checkpoints/good.pt::compat[torch.nn:Linear] PASSED"]

@@ -159,10 +159,12 @@ class CkptCollection:
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> CkptFile | None:
         """A checkpoint named on the command line: collected in place, so ``PATH::ITEM`` selects."""
-        if parent.session.isinitpath(file_path) and file_path in self.paths():
-            self.named.add(file_path)
-            return CkptFile.create(parent, file_path, self.paths()[file_path], self.options())
-        return None
+        if not parent.session.isinitpath(file_path):
+            return None
+        if file_path not in self.paths() and not is_checkpoint_name(file_path.name):
+            return None
+        self.named.add(file_path)
+        return CkptFile.create(parent, file_path, self.paths().get(file_path), self.options())
 
     @pytest.hookimpl(tryfirst=True)  # before -k/-m deselection, so they apply to our items too
     def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config,
