@@ -108,6 +108,14 @@ def test_ckpt_folder_is_walked(project: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*5 tests collected*"])
 
 
+def test_a_broken_configuration_under_a_ckpt_folder_is_one_line(project: pytest.Pytester) -> None:
+    project.makepyprojecttoml("[tool.ckptlint]\nselect = 3\n")
+    result = _run(project, "--ckpt", "checkpoints")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --ckpt: *pyproject.toml: [[]tool.ckptlint[]].select must be a list of*"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
 @pytest.mark.parametrize("item", ["checkpoints/wide.pt::compat[torch.nn:Linear]", "checkpoints/old/good.pt::safety"])
 def test_an_item_named_by_its_id_runs_alone(project: pytest.Pytester, item: str) -> None:
     result = _run(project, "-v", *MODEL, "--ckpt", "checkpoints", item)

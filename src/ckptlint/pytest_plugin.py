@@ -147,10 +147,15 @@ class CkptCollection:
         """Every checkpoint (absolute path -> why it cannot be read, or None), folders walked,
         in a stable order, each once."""
         if self._checkpoints is None:
+            from .errors import CkptlintError
+
             given: list[str] = self.config.getoption("ckpt")
-            out = expand(self.config.invocation_params.dir, [g for g in given if g != CONFIGURED])
-            if CONFIGURED in given:
-                out += [(p, None) for p in configured_checkpoints(self.config.rootpath)]
+            try:
+                out = expand(self.config.invocation_params.dir, [g for g in given if g != CONFIGURED])
+                if CONFIGURED in given:
+                    out += [(p, None) for p in configured_checkpoints(self.config.rootpath)]
+            except CkptlintError as e:  # a configuration the walk reads (exclude) is broken: one line
+                raise pytest.UsageError(f"--ckpt: {' '.join(str(e).split())}") from None
             found: dict[Path, str | None] = {}
             for path, error in out:
                 found.setdefault(path, error)
