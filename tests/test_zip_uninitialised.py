@@ -88,3 +88,17 @@ def test_byteorder_followed_by_uninitialised_memory_is_refused(tmp_path: Path) -
     assert fr.inventory is not None and fr.inventory.facts.loaded_streams == ()
     assert "Unknown endianness type" in fr.inventory.facts.extra["torch_refuses"]
     assert fr.verdict is not None and fr.verdict.loads is False
+
+
+def test_data_pkl_with_nothing_inflated_is_a_possible_disagreement(torch: ModuleType, tmp_path: Path) -> None:
+    """fuzz seed 11 index 25003: the deflate stream of data.pkl stops before its first byte. torch unpickles 538
+    bytes of memory nothing wrote (recycled memory may hold an earlier pickle): CK107, and a definite no."""
+    body = b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01."
+    rest = [e for e in entries_of(torch_members()) if not e.name.endswith(b"/data.pkl")]
+    p = tmp_path / "empty.pt"
+    p.write_bytes(build([Entry(b"archive/data.pkl", body, method=8, raw=_cut_deflate(body, 0), size=len(body)),
+                         *rest]))
+    fr = check_file(p)
+    assert fr.error is None and fr.inventory is not None and fr.inventory.facts.loaded_streams == ()
+    assert any(f.code == "CK107" and "uninitialised memory" in f.message for f in fr.findings)  # was a note only
+    assert fr.verdict is not None and fr.verdict.loads is False

@@ -62,8 +62,10 @@ def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArch
         if reading.script:
             structure = _torchscript(z, reading, asm, parsed, storage_entries)
         elif reading.data_pkl is not None and reading.data_pkl.uninitialized and not reading.data_pkl.data:
+            # torch unpickles memory nothing wrote: it fails, unless by luck (recycled memory may even hold an
+            # earlier pickle), so the readers may disagree (CK107) and no stream is torch's
             m = reading.read["data.pkl"]
-            reading.refuses = f"{m.name}: {reading.data_pkl.note}"
+            reading.fails_after = f"{m.name}: {reading.data_pkl.note}"
             parsed.add(m.index)
         elif reading.data_pkl is not None:
             m = reading.read["data.pkl"]
