@@ -1,7 +1,7 @@
 """What a global is, where CPython's checks depend on it: REDUCE and NEWOBJ need a tuple of arguments,
 NEWOBJ_EX a dict of keywords, READONLY_BUFFER a buffer. Most globals could be anything (``pickle.PROTO``
 is bytes, ``sys.flags`` a tuple), so the machine reads on past them; a builtin class or function, or
-another name in ``stubs._FUNCTIONS_AND_CLASSES``, never is, and CPython stops there (fuzz seed 1
+another name known in ``formats/knowncalls.py``, never is, and CPython stops there (fuzz seed 1
 index 92888: ``len`` called with ``builtins.bytearray`` as its argument list).
 
 The oracle is CPython's C unpickler handing out the real, harmless objects named in ``_REAL`` and

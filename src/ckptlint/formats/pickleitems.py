@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from .knowncalls import PLAIN, items_error
 from .pickleops import ValueOps
 from .stubs import Call, Global, Storage, TensorStub
 
-BUILTIN_VALUES = (list, dict, set, frozenset, tuple, str, bytes, bytearray, memoryview, int, float, bool,
-                  type(None))
+BUILTIN_VALUES = PLAIN
 """Values the machine holds for real (not stand-ins): their behaviour is CPython's own."""
 
 
@@ -23,6 +23,11 @@ class ItemOps(ValueOps):
 
     def _op(self, opcode: str, obj: Any, detail: str = "") -> None:
         raise NotImplementedError  # StaticUnpickler records the operation
+
+    def _on_global(self, target: Any, opcode: str) -> None:
+        why = items_error(target, opcode) if isinstance(target, Global) else None
+        if why:
+            raise self._fail(why)
 
     # -- containers that take items (the target is an object the stream built)
     def op_DICT(self) -> None:
@@ -48,6 +53,7 @@ class ItemOps(ValueOps):
             target.extend(items)
             return
         self._op(opcode, target)
+        self._on_global(target, opcode)
         if isinstance(target, (Call, Global)):
             # a global may be any object: sys.path is a list (an attacker's favourite), so read on
             if isinstance(target, Call):
@@ -79,6 +85,7 @@ class ItemOps(ValueOps):
             raise self._fail("odd number of dict items")
         if type(target) is not dict and opcode != "DICT":
             self._op(opcode, target)
+            self._on_global(target, opcode)
         if isinstance(target, dict):
             try:
                 for i in range(0, len(items), 2):
@@ -104,6 +111,7 @@ class ItemOps(ValueOps):
             return  # load_additems: nothing to add is a no-op whatever the target
         if type(target) is not set:
             self._op("ADDITEMS", target)
+            self._on_global(target, "ADDITEMS")
         if isinstance(target, set):
             target.update(self._hashable(items))
         elif isinstance(target, Call):

@@ -13,7 +13,8 @@ import struct
 from typing import Any
 
 from ..errors import FormatError, TruncatedPickle
-from .stubs import describe, known_protocols
+from .knowncalls import known_protocols
+from .stubs import describe
 
 U16 = struct.Struct("<H")
 I32 = struct.Struct("<i")

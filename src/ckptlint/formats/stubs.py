@@ -7,11 +7,7 @@ record (never made), and the torch pieces a checkpoint is made of become
 
 from __future__ import annotations
 
-import builtins
-import types
 from typing import Any
-
-from .dtypes import ITEMSIZE, STORAGE_DTYPES, TORCH_DTYPE_ALIASES
 
 
 class Global:
@@ -137,85 +133,3 @@ def describe(obj: Any) -> str:
     if isinstance(obj, Storage):
         return "object:torch.storage.TypedStorage" if obj.typed else "object:torch.storage.UntypedStorage"
     return type(obj).__name__
-
-
-# ---- what some stand-ins are known to be ---------------------------------------------------
-# CPython checks a few protocols of the objects an opcode gets: REDUCE and NEWOBJ need a tuple of
-# arguments (PyTuple_Check), NEWOBJ_EX a dict of keywords, READONLY_BUFFER the buffer protocol.
-# For most globals the real object is unknown (``sys.version_info`` is a tuple, ``pickle.PROTO``
-# bytes), so the machine reads on; for the names below it is known in every Python and torch.
-
-_FUNCTIONS_AND_CLASSES = frozenset({
-    "os.system", "posix.system", "nt.system", "os.popen", "os.execv", "os.execvp", "os.spawnv", "os.remove",
-    "os.path.join", "posixpath.join", "ntpath.join", "subprocess.Popen", "subprocess.run", "subprocess.call",
-    "subprocess.check_call", "subprocess.check_output", "subprocess.getoutput", "runpy._run_code",
-    "runpy.run_path", "runpy.run_module", "webbrowser.open", "pickle.loads", "pickle.load", "_pickle.loads",
-    "_pickle.load", "marshal.loads", "_codecs.encode", "codecs.encode", "copyreg._reconstructor",
-    "copyreg.__newobj__", "functools.partial", "operator.attrgetter", "operator.itemgetter",
-    "operator.methodcaller", "importlib.import_module", "collections.OrderedDict", "collections.Counter",
-    "collections.defaultdict", "collections.UserDict", "collections.deque", "argparse.Namespace", "queue.Queue",
-    "numpy.dtype", "numpy.ndarray", "numpy.savetxt", "numpy.load", "numpy.core.multiarray._reconstruct",
-    "numpy.core.multiarray.scalar", "numpy._core.multiarray._reconstruct", "numpy._core.multiarray.scalar",
-    "torch.load", "torch.save", "torch.Size", "torch.device", "torch.Tensor", "torch._tensor.Tensor",
-    "torch.nn.parameter.Parameter", "torch.storage.UntypedStorage", "torch.storage.TypedStorage",
-    "torch.storage._load_from_bytes", "torch._utils._rebuild_tensor", "torch._utils._rebuild_tensor_v2",
-    "torch._utils._rebuild_tensor_v3", "torch._utils._rebuild_parameter",
-    "torch._utils._rebuild_parameter_with_state", "torch._utils._rebuild_qtensor",
-    "torch._utils._rebuild_sparse_tensor", "torch._utils._rebuild_meta_tensor_no_storage",
-    "torch._utils._rebuild_wrapper_subclass", "torch._utils._rebuild_device_tensor_from_numpy",
-    "torch._tensor._rebuild_from_type_v2", "torch.nn.modules.linear.Linear", "torch.serialization._get_layout",
-    *(f"torch.{n}" for n in STORAGE_DTYPES),
-    *(f"torch.{n}" for n in (*ITEMSIZE, *TORCH_DTYPE_ALIASES)),  # torch.float32 …: torch.dtype objects
-    *(f"__future__.{n}" for n in ("nested_scopes", "generators", "division", "absolute_import", "with_statement",
-                                  "print_function", "unicode_literals", "barry_as_FLUFL", "generator_stop",
-                                  "annotations")),  # __future__._Feature objects
-})
-"""Exact globals that are functions, classes or other plain objects: never a tuple, dict or buffer."""
-
-_INSTANCES: dict[str, frozenset[str]] = {
-    "collections.OrderedDict": frozenset({"dict"}), "collections.Counter": frozenset({"dict"}),
-    "collections.defaultdict": frozenset({"dict"}), "collections.UserDict": frozenset(),
-    "collections.deque": frozenset(), "argparse.Namespace": frozenset(), "queue.Queue": frozenset(),
-    "subprocess.Popen": frozenset(), "numpy.dtype": frozenset(), "numpy.ndarray": frozenset({"buffer"}),
-    "torch.Size": frozenset({"tuple"}), "torch.device": frozenset(), "functools.partial": frozenset(),
-    "torch.nn.modules.linear.Linear": frozenset(),
-}
-"""Classes whose call (REDUCE, NEWOBJ, INST, OBJ) builds an instance of the class, with the protocols
-(of tuple, dict, buffer) those instances have."""
-
-_BUFFER_TYPES = (bytes, bytearray, memoryview)
-
-
-def _builtin(name: str) -> Any:
-    """The ``builtins`` object of that name where it is a class, a builtin function or a constant
-    (``Ellipsis``), read from this interpreter's module dict (no lookup code runs); else None."""
-    v = vars(builtins).get(name)
-    if isinstance(v, (type, types.BuiltinFunctionType)) or v is Ellipsis or v is NotImplemented:
-        return v
-    return None
-
-
-def _protocols_of_type(cls: type) -> frozenset[str]:
-    return frozenset(p for p, t in (("tuple", tuple), ("dict", dict), ("buffer", _BUFFER_TYPES))
-                     if issubclass(cls, t))
-
-
-def known_protocols(obj: Any) -> frozenset[str] | None:
-    """Which of ``tuple``, ``dict`` and ``buffer`` the real object behind ``obj`` is (``isinstance``
-    for dict and tuple, the buffer protocol), or None when only running the file could tell."""
-    if isinstance(obj, Global):
-        return frozenset() if obj.qualname in _FUNCTIONS_AND_CLASSES or (
-            obj.module == "builtins" and _builtin(obj.name) is not None) else None
-    if isinstance(obj, Call):
-        f = obj.func
-        if not isinstance(f, Global):
-            return None
-        if f.qualname in _INSTANCES:
-            return _INSTANCES[f.qualname]
-        cls = _builtin(f.name) if f.module == "builtins" else None
-        return _protocols_of_type(cls) if isinstance(cls, type) else None
-    if isinstance(obj, (TensorStub, Storage)):
-        return frozenset()
-    if obj is None or isinstance(obj, (list, set, frozenset, str, int, float, dict, tuple, *_BUFFER_TYPES)):
-        return _protocols_of_type(type(obj))
-    return None

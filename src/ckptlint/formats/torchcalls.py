@@ -21,6 +21,7 @@ from typing import Any
 from ..errors import FormatError
 from ..limits import Budget
 from .dtypes import ITEMSIZE, STORAGE_DTYPES, torch_dtype_name
+from .knowncalls import UNKNOWN, known_call
 from .stubs import Call, Global, ODict, Storage, TensorStub
 
 
@@ -262,8 +263,13 @@ def _npy_pickle(data: bytes) -> bytes:
     return data[start:]
 
 
-def interpret_call(func: Any, args: Any, opcode: str, budget: Budget | None = None) -> Any:
-    """What a REDUCE/NEWOBJ of ``func(*args)`` stands for, without calling anything."""
+def interpret_call(func: Any, args: Any, opcode: str, budget: Budget | None = None, kwargs: Any = None) -> Any:
+    """What a REDUCE/NEWOBJ of ``func(*args)`` stands for, without calling the file's code (see
+    ``knowncalls`` for the pure builtins made on our own values); FormatError where the real call raises."""
+    if isinstance(func, Global):
+        known = known_call(func, args, opcode, kwargs)
+        if known is not UNKNOWN:
+            return known
     if not isinstance(args, tuple):
         args = tuple(args) if isinstance(args, list) else (args,)
     if isinstance(func, Global):

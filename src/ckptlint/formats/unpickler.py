@@ -29,10 +29,11 @@ from typing import Any
 from ..errors import FormatError, LimitExceeded, TruncatedPickle
 from ..inventory import GlobalRef
 from ..limits import DEFAULT_LIMITS, Budget, Limits
+from .knowncalls import build_error, known_protocols
 from .pickleitems import BUILTIN_VALUES as _BUILTIN_VALUES
 from .pickleitems import ItemOps
 from .pickleops import I32, OPCODE_NAMES, OPCODES, U16, U32, U64
-from .stubs import Call, Global, ODict, Storage, TensorStub, describe, known_protocols
+from .stubs import Call, Global, ODict, Storage, TensorStub, describe
 from .torchcalls import NESTED_LOADERS, interpret_call, nested_payloads, storage_from_pid, unrestorable_note
 
 __all__ = [
@@ -379,7 +380,7 @@ class StaticUnpickler(ItemOps):
             raise self._fail("NEWOBJ_EX args are not a tuple")
         if _known_not(kwargs, "dict"):
             raise self._fail("NEWOBJ_EX kwargs are not a dict")
-        call = interpret_call(cls, args, "NEWOBJ_EX", self.budget)
+        call = interpret_call(cls, args, "NEWOBJ_EX", self.budget, kwargs)
         if isinstance(call, Call):
             call.kwargs = kwargs
         self._stack.append(call)
@@ -415,8 +416,10 @@ class StaticUnpickler(ItemOps):
         elif isinstance(target, TensorStub):
             if target.subclass is None:  # a subclass may define its own __setstate__
                 self._tensor_setstate(state)
-        elif isinstance(target, _BUILTIN_VALUES):
-            self._default_setstate(target, state)
+        else:
+            why = build_error(target, state)
+            if why:
+                raise self._fail(why)
 
     def _tensor_setstate(self, state: Any) -> None:
         """``Tensor.__setstate__`` (a real tensor: torch rebuilt it): ``len(state)`` is 4 (``set_``),
@@ -429,24 +432,6 @@ class StaticUnpickler(ItemOps):
         n = len(state)
         if n not in (3, 4, 5):
             raise self._fail(f"BUILD on a tensor: Tensor.__setstate__ cannot unpack {n} items")
-
-    def _default_setstate(self, target: Any, state: Any) -> None:
-        """load_build without ``__setstate__``: a None state (with an empty slot-state dict, if a
-        2-tuple) is a no-op; anything else needs an instance ``__dict__`` or attributes, which
-        builtin values lack."""
-        slotstate: Any = None
-        has_slots = isinstance(state, tuple) and len(state) == 2
-        if has_slots:
-            state, slotstate = state
-        if state is not None:
-            if not isinstance(state, dict):
-                raise self._fail("BUILD state is not a dictionary")
-            raise self._fail(f"BUILD on a {type(target).__name__} (no __dict__)")
-        if has_slots:
-            if not isinstance(slotstate, dict):
-                raise self._fail("BUILD slot state is not a dictionary")
-            if slotstate:
-                raise self._fail(f"BUILD sets attributes on a {type(target).__name__}")
 
     # -- persistent ids
     def op_PERSID(self) -> None:

@@ -1,0 +1,358 @@
+"""What some globals are, and what calling them does, where that is known without running the file.
+
+CPython checks what an opcode gets: REDUCE and NEWOBJ need a tuple of arguments (``PyTuple_Check``),
+NEWOBJ_EX a dict of keywords, NEWOBJ a class, REDUCE something callable, READONLY_BUFFER a buffer.
+For most globals the real object is unknown (``sys.version_info`` is a tuple, ``pickle.PROTO`` bytes),
+so the machine reads on past them. For the names here it is known in every Python and torch:
+
+- builtin classes and functions (read from this interpreter's ``builtins`` dict, no lookup code
+  runs), ``__future__`` features and torch's dtypes and qschemes (plain objects, not callable), the
+  classes and functions torch's weights_only unpickler allows, and a few well-known callables;
+- the pure builtins in :data:`PURE_BUILTINS` called on plain values: the call is made, on our
+  values, with bounded sizes, and its result (or its exception: the real load raises there) is what
+  the file gets;
+- torch's rebuild functions, ``torch.Size``, ``torch.device`` and ``_codecs.encode``: arity and
+  argument types that make the real call raise.
+"""
+
+from __future__ import annotations
+
+import builtins
+import collections
+import types
+from typing import Any
+
+from ..errors import FormatError
+from .dtypes import ITEMSIZE, STORAGE_DTYPES, TORCH_DTYPE_ALIASES
+from .stubs import Call, Global, Storage, TensorStub
+
+PLAIN = (list, dict, set, frozenset, tuple, str, bytes, bytearray, memoryview, int, float, bool, type(None),
+         complex, range, slice)
+"""Values the machine holds for real: their behaviour under every opcode is CPython's own."""
+
+PURE_BUILTINS = frozenset({"frozenset", "set", "list", "dict", "tuple", "bytes", "bytearray", "str", "int",
+                           "float", "complex", "bool", "range", "slice", "len"})
+"""Builtins that only build or measure data (no I/O, no attribute access, no code of the file)."""
+
+_TORCH_CLASSES = frozenset({
+    "torch.Size", "torch.device", "torch.Tensor", "torch._tensor.Tensor", "torch.nn.parameter.Parameter",
+    "torch.storage.UntypedStorage", "torch.storage.TypedStorage", "collections.OrderedDict",
+    "collections.Counter", *(f"torch.{n}" for n in STORAGE_DTYPES),
+    *(f"torch{d}.{t}Tensor" for d in ("", ".cuda", ".sparse", ".cuda.sparse")
+      for t in ("BFloat16", "Bool", "Byte", "Char", "Double", "Float", "Half", "Int", "Long", "Short")),
+})
+_TORCH_FUNCTIONS: dict[str, tuple[int, int]] = {
+    "_codecs.encode": (1, 3), "torch._tensor._rebuild_from_type_v2": (4, 4),
+    "torch._utils._rebuild_device_tensor_from_cpu_tensor": (4, 4),
+    "torch._utils._rebuild_device_tensor_from_numpy": (4, 4),
+    "torch._utils._rebuild_meta_tensor_no_storage": (4, 4), "torch._utils._rebuild_nested_tensor": (4, 4),
+    "torch._utils._rebuild_parameter": (3, 3), "torch._utils._rebuild_parameter_with_state": (4, 4),
+    "torch._utils._rebuild_qtensor": (7, 7), "torch._utils._rebuild_sparse_tensor": (2, 2),
+    "torch._utils._rebuild_tensor": (4, 4), "torch._utils._rebuild_tensor_v2": (6, 7),
+    "torch._utils._rebuild_tensor_v3": (7, 8), "torch._utils._rebuild_wrapper_subclass": (8, 8),
+    "torch.serialization._get_layout": (1, 1),
+}
+"""The functions torch's weights_only unpickler allows, with their positional arity (torch 2.x)."""
+
+_OBJECTS = frozenset({
+    *(f"torch.{n}" for n in (*ITEMSIZE, *TORCH_DTYPE_ALIASES)),  # torch.dtype objects
+    *(f"torch.{q}" for q in ("per_tensor_affine", "per_channel_affine", "per_tensor_symmetric",
+                             "per_channel_symmetric", "per_channel_affine_float_qparams")),  # torch.qscheme
+    *(f"__future__.{n}" for n in ("nested_scopes", "generators", "division", "absolute_import", "with_statement",
+                                  "print_function", "unicode_literals", "barry_as_FLUFL", "generator_stop",
+                                  "annotations")),  # __future__._Feature
+})
+"""Exact globals that are plain objects: not callable, not a class."""
+
+_OPAQUE = frozenset({
+    "os.system", "posix.system", "nt.system", "os.popen", "os.execv", "os.execvp", "os.spawnv", "os.remove",
+    "os.path.join", "posixpath.join", "ntpath.join", "subprocess.Popen", "subprocess.run", "subprocess.call",
+    "subprocess.check_call", "subprocess.check_output", "subprocess.getoutput", "runpy._run_code",
+    "runpy.run_path", "runpy.run_module", "webbrowser.open", "pickle.loads", "pickle.load", "_pickle.loads",
+    "_pickle.load", "marshal.loads", "codecs.encode", "copyreg._reconstructor", "copyreg.__newobj__",
+    "functools.partial", "operator.attrgetter", "operator.itemgetter", "operator.methodcaller",
+    "importlib.import_module", "collections.defaultdict", "collections.UserDict", "collections.deque",
+    "argparse.Namespace", "queue.Queue", "numpy.dtype", "numpy.ndarray", "numpy.savetxt", "numpy.load",
+    "numpy.core.multiarray._reconstruct", "numpy.core.multiarray.scalar", "numpy._core.multiarray._reconstruct",
+    "numpy._core.multiarray.scalar", "torch.load", "torch.save", "torch.storage._load_from_bytes",
+    "torch.nn.modules.linear.Linear",
+})
+"""Well-known functions and classes: never a tuple, dict or buffer. Whether each is a class is not
+tracked (NEWOBJ on them reads on: a superset)."""
+
+_INSTANCES: dict[str, frozenset[str]] = {
+    "collections.OrderedDict": frozenset({"dict"}), "collections.Counter": frozenset({"dict"}),
+    "collections.defaultdict": frozenset({"dict"}), "collections.UserDict": frozenset(),
+    "collections.deque": frozenset(), "argparse.Namespace": frozenset(), "queue.Queue": frozenset(),
+    "subprocess.Popen": frozenset(), "numpy.dtype": frozenset(), "numpy.ndarray": frozenset({"buffer"}),
+    "torch.Size": frozenset({"tuple"}), "torch.device": frozenset(), "functools.partial": frozenset(),
+    "torch.nn.modules.linear.Linear": frozenset(),
+}
+"""Classes whose call builds an instance of the class, with the protocols (of tuple, dict, buffer)
+those instances have."""
+
+_BUFFER_TYPES = (bytes, bytearray, memoryview)
+UNKNOWN = object()
+"""What :func:`known_call` returns when only running the file could tell."""
+
+
+def _builtin(name: str) -> Any:
+    """The ``builtins`` object of that name where it is a class, a builtin function or a constant
+    (``Ellipsis``), read from this interpreter's module dict; else None."""
+    v = vars(builtins).get(name)
+    if isinstance(v, (type, types.BuiltinFunctionType)) or v is Ellipsis or v is NotImplemented:
+        return v
+    return None
+
+
+def global_kind(g: Global) -> str | None:
+    """``class``, ``function`` or ``object`` (neither) for the globals above; None when unknown."""
+    q = g.qualname
+    if g.module == "builtins":
+        v = _builtin(g.name)
+        if v is None:
+            return None
+        if isinstance(v, type) or g.name in PURE_BUILTINS:
+            return "class" if isinstance(v, type) else "function"
+        # eval, getattr …: NEWOBJ on them raises in CPython, but the machine reads on (a superset)
+        return "opaque" if callable(v) else "object"
+    if q in _TORCH_CLASSES:
+        return "class"
+    if q in _TORCH_FUNCTIONS:
+        return "function"
+    if q in _OBJECTS:
+        return "object"
+    return "opaque" if q in _OPAQUE else None
+
+
+def _protocols_of_type(cls: type) -> frozenset[str]:
+    return frozenset(p for p, t in (("tuple", tuple), ("dict", dict), ("buffer", _BUFFER_TYPES))
+                     if issubclass(cls, t))
+
+
+def known_protocols(obj: Any) -> frozenset[str] | None:
+    """Which of ``tuple``, ``dict`` and ``buffer`` the real object behind ``obj`` is (``isinstance``
+    for dict and tuple, the buffer protocol), or None when only running the file could tell."""
+    if isinstance(obj, Global):
+        return None if global_kind(obj) is None else frozenset()
+    if isinstance(obj, Call):
+        f = obj.func
+        if not isinstance(f, Global):
+            return None
+        if f.qualname in _INSTANCES:
+            return _INSTANCES[f.qualname]
+        cls = _builtin(f.name) if f.module == "builtins" else None
+        return _protocols_of_type(cls) if isinstance(cls, type) else None
+    if isinstance(obj, (TensorStub, Storage)):
+        return frozenset()
+    if isinstance(obj, PLAIN):
+        return _protocols_of_type(type(obj))
+    return None
+
+
+def known_call(func: Global, args: Any, opcode: str, kwargs: Any = None) -> Any:
+    """What calling ``func`` (REDUCE, INST, OBJ) or ``func.__new__`` (NEWOBJ, NEWOBJ_EX) gives, where
+    known: raises FormatError where the real call raises; UNKNOWN where only running it could tell."""
+    kind = global_kind(func)
+    if kind == "object":
+        raise FormatError(f"{func.qualname} is not callable (TypeError)")
+    if kind == "function" and opcode in ("NEWOBJ", "NEWOBJ_EX"):
+        raise FormatError(f"{opcode} class argument {func.qualname} isn't a type")
+    if type(args) is not tuple:
+        return UNKNOWN  # arguments only running the file could give (a global, a call's result)
+    if func.module == "builtins" and func.name in PURE_BUILTINS:
+        return _pure(func, args, opcode, kwargs)
+    if not kwargs:
+        _check_torch_call(func.qualname, args, opcode)
+    return UNKNOWN
+
+
+def _plain(v: Any, seen: set[int], budget: list[int]) -> bool:
+    """A value the machine holds for real all the way down (no stand-in inside), within a node budget."""
+    budget[0] -= 1
+    if budget[0] < 0 or not isinstance(v, PLAIN):
+        return False
+    if isinstance(v, (list, tuple, set, frozenset, dict)) and id(v) not in seen:
+        seen.add(id(v))
+        items = [*v.keys(), *v.values()] if isinstance(v, dict) else v
+        return all(_plain(x, seen, budget) for x in items)
+    return True
+
+
+_SCALARS = (str, bytes, bytearray, memoryview, int, float, bool, type(None), complex)
+
+
+def _pure(func: Global, args: tuple[Any, ...], opcode: str, kwargs: Any) -> Any:
+    """Make the call on our own values where that is bounded: sizes (``bytes(10**12)``), repr-like
+    conversions of containers (``str`` of a nested tuple can be exponentially long), unknown codecs."""
+    if opcode == "NEWOBJ_EX" and not isinstance(kwargs, dict):
+        return UNKNOWN
+    kw = kwargs if isinstance(kwargs, dict) else {}
+    if not _plain((args, kw), set(), [4096]) or not all(isinstance(k, str) for k in kw):
+        return UNKNOWN
+    name = func.name
+    values = [*args, *kw.values()]
+    if name == "str" and values and not isinstance(values[0], _SCALARS):
+        return UNKNOWN
+    if any(type(a) is int and a > 1 << 20 for a in values) and name in ("bytes", "bytearray"):
+        return UNKNOWN
+    if any(isinstance(a, str) for a in values[1:]) and name in ("str", "bytes", "bytearray"):
+        enc = values[1] if len(values) > 1 else ""
+        if isinstance(enc, str) and enc.lower().replace("_", "-") not in ("utf-8", "utf8", "ascii", "latin-1",
+                                                                           "latin1"):
+            return UNKNOWN  # an unknown codec name makes codecs import a module
+    if any(isinstance(a, range) and len(a) > 1 << 16 for a in values):
+        return UNKNOWN
+    cls: Any = getattr(builtins, name)
+    try:
+        if opcode in ("NEWOBJ", "NEWOBJ_EX"):
+            return cls.__new__(cls, *args, **kw)
+        if opcode in ("INST", "OBJ") and not args and name != "len":
+            return cls.__new__(cls)  # instantiate(): no arguments, a class: cls.__new__(cls)
+        return cls(*args)
+    except Exception as e:  # noqa: BLE001 - the real load raises the same error at this opcode
+        raise FormatError(f"builtins.{name}(...) raises {type(e).__name__}: {str(e)[:80]}") from None
+
+
+def _check_torch_call(qualname: str, args: tuple[Any, ...], opcode: str) -> None:
+    """Argument checks of torch's allowlisted callables that make a real call raise."""
+    if opcode in ("NEWOBJ", "NEWOBJ_EX") and qualname not in ("torch.Size", "torch.device"):
+        return  # cls.__new__ (torch.Size's and torch.device's are their constructors): not the checks below
+    arity = _TORCH_FUNCTIONS.get(qualname)
+    if arity and not arity[0] <= len(args) <= arity[1]:
+        raise FormatError(f"{qualname}() takes {arity[0]}-{arity[1]} arguments, not {len(args)} (TypeError)")
+    if qualname.startswith("torch._utils._rebuild_tensor") or qualname == "torch._utils._rebuild_qtensor":
+        if isinstance(args[0], PLAIN):  # _rebuild_tensor reads storage.dtype first
+            raise FormatError(f"{qualname}: the storage is a {type(args[0]).__name__} (AttributeError)")
+    elif qualname == "_codecs.encode":
+        _check_encode(args)
+    elif qualname == "torch.Size":
+        _check_size(args)
+    elif qualname == "torch.device":
+        _check_device(args)
+    elif qualname in ("collections.OrderedDict", "collections.Counter") and _plain(args, set(), [4096]):
+        try:
+            getattr(collections, qualname.rsplit(".", 1)[1])(*args)
+        except Exception as e:  # noqa: BLE001 - the real load raises the same error here
+            raise FormatError(f"{qualname}(...) raises {type(e).__name__}: {str(e)[:80]}") from None
+
+
+def _check_encode(args: tuple[Any, ...]) -> None:
+    """``_codecs.encode(obj, encoding='utf-8', errors='strict')``: encoding and errors must be str; a text
+    encoding needs a str to encode (bytes-to-bytes codecs such as ``zlib`` take bytes)."""
+    for a in args[1:]:
+        if isinstance(a, PLAIN) and not isinstance(a, str):
+            raise FormatError(f"_codecs.encode: argument is a {type(a).__name__}, not str (TypeError)")
+    enc = args[1] if len(args) > 1 else "utf-8"
+    text = isinstance(enc, str) and enc.lower().replace("_", "-") in ("utf-8", "utf8", "ascii", "latin-1", "latin1")
+    if text and isinstance(args[0], PLAIN) and not isinstance(args[0], str):
+        raise FormatError(f"_codecs.encode of a {type(args[0]).__name__} with {enc} (TypeError)")
+
+
+def _check_size(args: tuple[Any, ...]) -> None:
+    """``torch.Size(x)``: at most one argument, an iterable of ints that fit in 64 bits."""
+    if len(args) > 1:
+        raise FormatError("torch.Size takes at most 1 argument (TypeError)")
+    if not args or not _plain(args, set(), [4096]):
+        return
+    try:
+        items = tuple(args[0])
+    except TypeError as e:
+        raise FormatError(f"torch.Size: {e} (TypeError)") from None
+    for x in items:
+        if not isinstance(x, int) or not -(1 << 63) <= x < 1 << 63:
+            raise FormatError(f"torch.Size takes an iterable of int, not {type(x).__name__}")
+
+
+def _check_device(args: tuple[Any, ...]) -> None:
+    """``torch.device(type_or_index[, index])``: a str/bytes type or a non-negative int, then an int or None."""
+    if not 1 <= len(args) <= 2:
+        raise FormatError(f"torch.device takes 1 or 2 arguments, not {len(args)} (TypeError)")
+    first = args[0]
+    if isinstance(first, PLAIN) and (isinstance(first, bool) or not isinstance(first, (str, bytes, int))):
+        raise FormatError(f"torch.device of a {type(first).__name__} (TypeError)")
+    if isinstance(first, (str, bytes)):
+        _check_device_string(first.decode("ascii", "replace") if isinstance(first, bytes) else first)
+    if type(first) is int and (first < 0 or len(args) > 1):
+        raise FormatError("torch.device: a negative index, or an index after an index (RuntimeError)")
+    if len(args) == 2 and isinstance(args[1], PLAIN) and not (args[1] is None or type(args[1]) is int):
+        raise FormatError(f"torch.device: the index is a {type(args[1]).__name__} (TypeError)")
+
+
+def _real_global(target: Global) -> Any:
+    """The real object behind a builtin class or pure builtin function, ``collections.OrderedDict`` or
+    ``Counter`` (their metaclass is ``type``); None for every other global."""
+    if target.module == "builtins" and global_kind(target) in ("class", "function"):
+        return _builtin(target.name)
+    if target.qualname in ("collections.OrderedDict", "collections.Counter"):
+        return getattr(collections, target.name)
+    return None
+
+
+def items_error(target: Global, opcode: str) -> str | None:
+    """Why APPEND(S), SETITEM(S) or ADDITEMS with something to add raises on the global itself: a class
+    or builtin function takes no item assignment (``type`` has no ``__setitem__``) and has no
+    ``extend``/``append``/``add`` of its own, or only an unbound one that needs an instance."""
+    real = _real_global(target)
+    if real is None:
+        return None
+    return f"{opcode} on {target.qualname} itself (a {'class' if isinstance(real, type) else 'function'})"
+
+
+def build_error(target: Any, state: Any) -> str | None:
+    """Why BUILD of ``state`` on ``target`` raises in CPython (``load_build``), for targets whose
+    ``__setstate__``, ``__dict__`` and attribute rules are known: plain values, builtin classes and pure
+    builtin functions, ``collections.OrderedDict``/``Counter``. None where CPython goes on, or where the
+    state or the target is something only running the file could tell (``print()`` is None)."""
+    if isinstance(target, PLAIN):
+        return _default_setstate(state, type(target).__name__, has_dict=False, settable=False)
+    real = _real_global(target) if isinstance(target, Global) else None
+    if real is None:
+        return None
+    if getattr(real, "__setstate__", None) is not None:
+        # an unbound method of the class: called with the state alone, it raises (unless the state is one
+        # of its own instances, which only running the file could make)
+        return f"BUILD calls {target.qualname}.__setstate__ unbound" if isinstance(state, PLAIN) else None
+    is_type = isinstance(real, type)
+    settable = is_type and not real.__flags__ & (1 << 8)  # Py_TPFLAGS_IMMUTABLETYPE: builtin classes
+    return _default_setstate(state, target.qualname, has_dict=is_type, settable=settable)
+
+
+def _default_setstate(state: Any, what: str, *, has_dict: bool, settable: bool) -> str | None:
+    """load_build without ``__setstate__``: a 2-tuple is (state, slot state); a None state is a no-op;
+    a dict state updates ``__dict__`` (a class's is a read-only mappingproxy: only an empty dict passes);
+    a slot-state dict sets attributes."""
+    slotstate: Any = None
+    has_slots = isinstance(state, tuple) and len(state) == 2
+    if has_slots:
+        state, slotstate = state
+    if state is not None:
+        if not isinstance(state, PLAIN):
+            return None
+        if not isinstance(state, dict):
+            return "BUILD state is not a dictionary"
+        if not has_dict:
+            return f"BUILD on a {what} (no __dict__)"
+        if state:
+            return f"BUILD on {what}: its __dict__ is a read-only mappingproxy"
+    if has_slots and isinstance(slotstate, PLAIN):
+        if not isinstance(slotstate, dict):
+            return "BUILD slot state is not a dictionary"
+        if slotstate and not settable:
+            return f"BUILD sets attributes on a {what}"
+    return None
+
+
+_DEVICE_TYPES = frozenset({"cpu", "cuda", "ipu", "xpu", "mkldnn", "opengl", "opencl", "ideep", "hip", "ve", "fpga",
+                           "maia", "xla", "lazy", "vulkan", "mps", "meta", "hpu", "mtia", "privateuseone"})
+"""The device types ``torch.device`` parses (its error message lists them); an extension may rename
+``privateuseone`` (``npu``), so another type name is not known to fail."""
+
+
+def _check_device_string(text: str) -> None:
+    """``torch.device("type[:index]")``: empty, or a known type with an index that is not a plain decimal
+    (``cpu:x``, ``cpu:01``, ``cpu:``), raises RuntimeError."""
+    kind, colon, index = text.partition(":")
+    if not text or (kind in _DEVICE_TYPES and colon and not (index == "0" or (index[:1] in "123456789" and
+                                                                              index.isdigit() and index.isascii()))):
+        raise FormatError(f"torch.device: invalid device string {text[:40]!r} (RuntimeError)")
