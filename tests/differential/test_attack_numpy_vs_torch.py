@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
+import sys
 import textwrap
 import zipfile
 from pathlib import Path
@@ -25,8 +27,6 @@ from pathlib import Path
 import pytest
 
 from ckptlint.checker import FileReport, check_file
-
-from conftest import python_process
 
 
 def g(module: str, name: str) -> bytes:
@@ -115,7 +115,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, tu
 def torch_did(corpus: tuple[Path, dict[str, tuple[str, Path]]]) -> dict[str, list[object]]:
     lib, files = corpus
     args = [f"{p}={q}" for q, p in files.values()]
-    proc = python_process("-c", PROOF, lib, *args, timeout=600)
+    proc = subprocess.run([sys.executable, "-c", PROOF, str(lib), *args], capture_output=True, text=True,
+                          timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result: dict[str, list[object]] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
