@@ -107,6 +107,10 @@ def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArch
         if py.error is None and any(p.name.endswith("data.pkl") for p in py.members):
             asm.notes.append(f"torch.load refuses this archive ({reading.refuses}); Python's zipfile reads it")
         asm.notes.extend(f"(torch.load refuses the archive) {a}" for a in anomalies)
+        if "uninitialised memory" in reading.refuses:
+            # refused unless memory nothing wrote happens to hold the right bytes: then torch goes on to
+            # unpickle data.pkl, so the readers may disagree after all
+            asm.anomalies[:0] = [a for a in reading.notes if "uninitialised memory" in a]
 
     extra: dict[str, Any] = {k: reading.records[k].decode("utf-8", "replace").strip()
                              for k in _SMALL_RECORDS if k in reading.records}
