@@ -11,6 +11,7 @@ callables are checked against torch in tests/differential/test_pickle_vs_cpython
 from __future__ import annotations
 import __future__
 
+import _codecs
 import builtins
 import collections
 import io
@@ -25,7 +26,8 @@ import ckptlint
 _REAL = {("builtins", n): getattr(builtins, n) for n in ("frozenset", "set", "list", "dict", "tuple", "bytes",
                                                          "bytearray", "str", "int", "complex", "range", "len")}
 _REAL |= {("collections", "OrderedDict"): collections.OrderedDict, ("collections", "Counter"): collections.Counter,
-          ("__future__", "annotations"): __future__.annotations, ("time", "sleep"): time.sleep}
+          ("__future__", "annotations"): __future__.annotations, ("time", "sleep"): time.sleep,
+          ("builtins", "ValueError"): ValueError, ("_codecs", "encode"): _codecs.encode}
 _PAYLOAD = b"0cos\nsystem\n\x8c\x04echo\x85R."
 
 
@@ -62,6 +64,10 @@ STOPS = {
     "additems_on_a_class": _g("builtins", "set") + b"(K\x01\x90",
     "slot_state_on_an_immutable_class": _g("collections", "OrderedDict") + b"N}X\x01\x00\x00\x00xK\x01s\x86b",
     "ordereddict_of_bad_pairs": _g("collections", "OrderedDict") + b"]K\x01a\x85R",
+    "setitem_on_an_exception_instance": _g("builtins", "ValueError") + b")RK\x01K\x02s",
+    "calling_an_exception_instance": _g("builtins", "ValueError") + b")R)R",
+    "build_list_on_an_exception_instance": _g("builtins", "ValueError") + b")R]b",
+    "build_list_on_a_builtin_function": _g("_codecs", "encode") + b"]b",
     "append_to_a_readonly_view": _g("builtins", "len") + b"0\x96\x01\x00\x00\x00\x00\x00\x00\x00a\x98K\x01a",
 }
 READS_ON = {
@@ -72,6 +78,7 @@ READS_ON = {
     "slot_state_on_a_python_class": _g("collections", "Counter") + b"N}X\x01\x00\x00\x00xK\x01s\x86b",
     # BUILD whose state is what a call returned: time.sleep(0) is None, so BUILD is a no-op
     "build_with_a_call_result_as_state": b"]" + _g("time", "sleep") + b"K\x00\x85Rb",
+    "build_attributes_on_an_exception_instance": _g("builtins", "ValueError") + b")R}X\x01\x00\x00\x00aK\x01sb",
     "len_of_bytes": _g("builtins", "len") + b"C\x02ab\x85R",
 }
 

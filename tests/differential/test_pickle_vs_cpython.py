@@ -5,7 +5,8 @@ the loading process's copyreg registry, which ckptlint deliberately treats as un
 framed (FRAME at opcode boundaries, straddling them, nested, past the end), memoised (PUT, BINPUT,
 LONG_BINPUT, MEMOIZE and the GETs), BUILT (on calls, on sets, with slot state) and broken (truncated,
 tail bytes replaced, a byte flipped). The oracle is an inert ``pickle.Unpickler`` whose ``find_class``
-returns placeholder classes and imports nothing: it records which globals CPython requests, in order.
+returns placeholder classes and imports nothing (``builtins.set`` aside: the real class): it records which
+globals CPython requests, in order.
 
 For every stream: when CPython loads it, ckptlint reports exactly those globals and no stop; when
 CPython raises, ckptlint reports every global CPython requested before raising (in order) and stops.
@@ -59,6 +60,10 @@ def _placeholder() -> Any:
     return _Meta("Placeholder", (), {"__new__": staticmethod(lambda c, *a, **k: _placeholder())})
 
 
+_REAL_NAMES = {("__builtin__", "set"), ("builtins", "set")}
+"""Harmless classes the oracle hands out for real (the static machine models them as they are)."""
+
+
 class InertUnpickler(pickle.Unpickler):
     """CPython's C unpickler with find_class replaced: records (module, name), imports nothing."""
 
@@ -68,7 +73,20 @@ class InertUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         self.requested.append(f"{module}.{name}")
+        if (module, name) in _REAL_NAMES and (module == "builtins" or self._maps_python2_names()):
+            # the real class (a set has no __dict__ for BUILD and no append, whatever a stand-in would
+            # accept); ``__builtin__`` is only renamed below protocol 3, else it is a module to import, which
+            # ckptlint does not model (the loading process may have one)
+            return set
         return _placeholder()
+
+    def _maps_python2_names(self) -> bool:
+        """Whether CPython's find_class renames Python 2 names here (protocol < 3; ``copyreg`` is loaded)."""
+        try:
+            pickle.Unpickler.find_class(self, "copy_reg", "_reconstructor")
+        except ImportError:
+            return False
+        return True
 
 
 class _WholePeek(io.BytesIO):
@@ -544,6 +562,10 @@ _TORCH_CALLS = {
     "device_of_none": (b"ctorch\ndevice\nN\x85R", False),
     "device_bad_index": (b"ctorch\ndevice\nX\x05\x00\x00\x00cpu:x\x85R", False),
     "device_cpu": (b"ctorch\ndevice\nX\x03\x00\x00\x00cpu\x85R", True),
+    "device_unknown_type": (b"ctorch\ndevice\nX\x04\x00\x00\x00true\x85R", False),
+    "build_list_on_a_rebuild_function": (b"ctorch._utils\n_rebuild_tensor\n]b", False),
+    "build_attributes_on_a_rebuild_function": (b"ctorch._utils\n_rebuild_tensor\n}X\x01\x00\x00\x00aK\x01sb", True),
+    "setitem_on_a_dtype": (b"ctorch\nfloat32\nK\x01K\x01s", False),
     "newobj_ex_device_of_none": (b"ctorch\ndevice\nN\x85}\x92", False),
     "encode_none": (b"c_codecs\nencode\nN\x85R", False),
     "encode_str": (b"c_codecs\nencode\nX\x01\x00\x00\x00a\x85R", True),

@@ -41,7 +41,7 @@ _TORCH_CLASSES = frozenset({
     *(f"torch{d}.{t}Tensor" for d in ("", ".cuda", ".sparse", ".cuda.sparse")
       for t in ("BFloat16", "Bool", "Byte", "Char", "Double", "Float", "Half", "Int", "Long", "Short")),
 })
-_TORCH_FUNCTIONS: dict[str, tuple[int, int]] = {
+TORCH_FUNCTIONS: dict[str, tuple[int, int]] = {
     "_codecs.encode": (1, 3), "torch._tensor._rebuild_from_type_v2": (4, 4),
     "torch._utils._rebuild_device_tensor_from_cpu_tensor": (4, 4),
     "torch._utils._rebuild_device_tensor_from_numpy": (4, 4),
@@ -54,7 +54,7 @@ _TORCH_FUNCTIONS: dict[str, tuple[int, int]] = {
 }
 """The functions torch's weights_only unpickler allows, with their positional arity (torch 2.x)."""
 
-_OBJECTS = frozenset({
+OBJECTS = frozenset({
     *(f"torch.{n}" for n in (*ITEMSIZE, *TORCH_DTYPE_ALIASES)),  # torch.dtype objects
     *(f"torch.{q}" for q in ("per_tensor_affine", "per_channel_affine", "per_tensor_symmetric",
                              "per_channel_symmetric", "per_channel_affine_float_qparams")),  # torch.qscheme
@@ -96,7 +96,7 @@ UNKNOWN = object()
 """What :func:`known_call` returns when only running the file could tell."""
 
 
-def _builtin(name: str) -> Any:
+def builtin_object(name: str) -> Any:
     """The ``builtins`` object of that name where it is a class, a builtin function or a constant
     (``Ellipsis``), read from this interpreter's module dict; else None."""
     v = vars(builtins).get(name)
@@ -109,7 +109,7 @@ def global_kind(g: Global) -> str | None:
     """``class``, ``function`` or ``object`` (neither) for the globals above; None when unknown."""
     q = g.qualname
     if g.module == "builtins":
-        v = _builtin(g.name)
+        v = builtin_object(g.name)
         if v is None:
             return None
         if isinstance(v, type) or g.name in PURE_BUILTINS:
@@ -118,9 +118,9 @@ def global_kind(g: Global) -> str | None:
         return "opaque" if callable(v) else "object"
     if q in _TORCH_CLASSES:
         return "class"
-    if q in _TORCH_FUNCTIONS:
+    if q in TORCH_FUNCTIONS:
         return "function"
-    if q in _OBJECTS:
+    if q in OBJECTS:
         return "object"
     return "opaque" if q in _OPAQUE else None
 
@@ -141,7 +141,7 @@ def known_protocols(obj: Any) -> frozenset[str] | None:
             return None
         if f.qualname in _INSTANCES:
             return _INSTANCES[f.qualname]
-        cls = _builtin(f.name) if f.module == "builtins" else None
+        cls = builtin_object(f.name) if f.module == "builtins" else None
         return _protocols_of_type(cls) if isinstance(cls, type) else None
     if isinstance(obj, (TensorStub, Storage)):
         return frozenset()
@@ -218,7 +218,7 @@ def _check_torch_call(qualname: str, args: tuple[Any, ...], opcode: str) -> None
     """Argument checks of torch's allowlisted callables that make a real call raise."""
     if opcode in ("NEWOBJ", "NEWOBJ_EX") and qualname not in ("torch.Size", "torch.device"):
         return  # cls.__new__ (torch.Size's and torch.device's are their constructors): not the checks below
-    arity = _TORCH_FUNCTIONS.get(qualname)
+    arity = TORCH_FUNCTIONS.get(qualname)
     if arity and not arity[0] <= len(args) <= arity[1]:
         raise FormatError(f"{qualname}() takes {arity[0]}-{arity[1]} arguments, not {len(args)} (TypeError)")
     if qualname.startswith("torch._utils._rebuild_tensor") or qualname == "torch._utils._rebuild_qtensor":
@@ -279,80 +279,22 @@ def _check_device(args: tuple[Any, ...]) -> None:
         raise FormatError(f"torch.device: the index is a {type(args[1]).__name__} (TypeError)")
 
 
-def _real_global(target: Global) -> Any:
-    """The real object behind a builtin class or pure builtin function, ``collections.OrderedDict`` or
-    ``Counter`` (their metaclass is ``type``); None for every other global."""
-    if target.module == "builtins" and global_kind(target) in ("class", "function"):
-        return _builtin(target.name)
-    if target.qualname in ("collections.OrderedDict", "collections.Counter"):
-        return getattr(collections, target.name)
-    return None
-
-
-def items_error(target: Global, opcode: str) -> str | None:
-    """Why APPEND(S), SETITEM(S) or ADDITEMS with something to add raises on the global itself: a class
-    or builtin function takes no item assignment (``type`` has no ``__setitem__``) and has no
-    ``extend``/``append``/``add`` of its own, or only an unbound one that needs an instance."""
-    real = _real_global(target)
-    if real is None:
-        return None
-    return f"{opcode} on {target.qualname} itself (a {'class' if isinstance(real, type) else 'function'})"
-
-
-def build_error(target: Any, state: Any) -> str | None:
-    """Why BUILD of ``state`` on ``target`` raises in CPython (``load_build``), for targets whose
-    ``__setstate__``, ``__dict__`` and attribute rules are known: plain values, builtin classes and pure
-    builtin functions, ``collections.OrderedDict``/``Counter``. None where CPython goes on, or where the
-    state or the target is something only running the file could tell (``print()`` is None)."""
-    if isinstance(target, PLAIN):
-        return _default_setstate(state, type(target).__name__, has_dict=False, settable=False)
-    real = _real_global(target) if isinstance(target, Global) else None
-    if real is None:
-        return None
-    if getattr(real, "__setstate__", None) is not None:
-        # an unbound method of the class: called with the state alone, it raises (unless the state is one
-        # of its own instances, which only running the file could make)
-        return f"BUILD calls {target.qualname}.__setstate__ unbound" if isinstance(state, PLAIN) else None
-    is_type = isinstance(real, type)
-    settable = is_type and not real.__flags__ & (1 << 8)  # Py_TPFLAGS_IMMUTABLETYPE: builtin classes
-    return _default_setstate(state, target.qualname, has_dict=is_type, settable=settable)
-
-
-def _default_setstate(state: Any, what: str, *, has_dict: bool, settable: bool) -> str | None:
-    """load_build without ``__setstate__``: a 2-tuple is (state, slot state); a None state is a no-op;
-    a dict state updates ``__dict__`` (a class's is a read-only mappingproxy: only an empty dict passes);
-    a slot-state dict sets attributes."""
-    slotstate: Any = None
-    has_slots = isinstance(state, tuple) and len(state) == 2
-    if has_slots:
-        state, slotstate = state
-    if state is not None:
-        if not isinstance(state, PLAIN):
-            return None
-        if not isinstance(state, dict):
-            return "BUILD state is not a dictionary"
-        if not has_dict:
-            return f"BUILD on a {what} (no __dict__)"
-        if state:
-            return f"BUILD on {what}: its __dict__ is a read-only mappingproxy"
-    if has_slots and isinstance(slotstate, PLAIN):
-        if not isinstance(slotstate, dict):
-            return "BUILD slot state is not a dictionary"
-        if slotstate and not settable:
-            return f"BUILD sets attributes on a {what}"
-    return None
-
-
 _DEVICE_TYPES = frozenset({"cpu", "cuda", "ipu", "xpu", "mkldnn", "opengl", "opencl", "ideep", "hip", "ve", "fpga",
                            "maia", "xla", "lazy", "vulkan", "mps", "meta", "hpu", "mtia", "privateuseone"})
-"""The device types ``torch.device`` parses (its error message lists them); an extension may rename
-``privateuseone`` (``npu``), so another type name is not known to fail."""
+"""The device types ``torch.device`` parses (its error message lists them)."""
+
+_EXTENSION_DEVICE_TYPES = frozenset({"npu", "mlu", "musa", "gcu", "dipu", "sdaa", "tpu", "ixpu", "cnrt", "aiu",
+                                     "openreg", "foo"})
+"""Names extensions give the ``privateuseone`` backend (``torch.utils.rename_privateuse1_backend``:
+``npu`` for Ascend, ``mlu`` for Cambricon …): in a process that imported one, such a device parses."""
 
 
 def _check_device_string(text: str) -> None:
-    """``torch.device("type[:index]")``: empty, or a known type with an index that is not a plain decimal
-    (``cpu:x``, ``cpu:01``, ``cpu:``), raises RuntimeError."""
+    """``torch.device("type[:index]")``: empty, a type no stock torch or known extension has, or a known
+    type with an index that is not a plain decimal (``cpu:x``, ``cpu:01``, ``cpu:``) raises RuntimeError."""
     kind, colon, index = text.partition(":")
-    if not text or (kind in _DEVICE_TYPES and colon and not (index == "0" or (index[:1] in "123456789" and
-                                                                              index.isdigit() and index.isascii()))):
+    if kind in _EXTENSION_DEVICE_TYPES:
+        return
+    if not text or kind not in _DEVICE_TYPES or (colon and not (index == "0" or (
+            index[:1] in "123456789" and index.isdigit() and index.isascii()))):
         raise FormatError(f"torch.device: invalid device string {text[:40]!r} (RuntimeError)")

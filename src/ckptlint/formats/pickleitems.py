@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .knowncalls import PLAIN, items_error
+from .knownbuild import items_error
+from .knowncalls import PLAIN
 from .pickleops import ValueOps
 from .stubs import Call, Global, Storage, TensorStub
 
@@ -25,7 +26,7 @@ class ItemOps(ValueOps):
         raise NotImplementedError  # StaticUnpickler records the operation
 
     def _on_global(self, target: Any, opcode: str) -> None:
-        why = items_error(target, opcode) if isinstance(target, Global) else None
+        why = items_error(target, opcode)
         if why:
             raise self._fail(why)
 

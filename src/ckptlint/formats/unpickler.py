@@ -29,7 +29,8 @@ from typing import Any
 from ..errors import FormatError, LimitExceeded, TruncatedPickle
 from ..inventory import GlobalRef
 from ..limits import DEFAULT_LIMITS, Budget, Limits
-from .knowncalls import build_error, known_protocols
+from .knownbuild import build_error, call_error
+from .knowncalls import known_protocols
 from .pickleitems import BUILTIN_VALUES as _BUILTIN_VALUES
 from .pickleitems import ItemOps
 from .pickleops import I32, OPCODE_NAMES, OPCODES, U16, U32, U64
@@ -355,6 +356,8 @@ class StaticUnpickler(ItemOps):
             raise self._fail("REDUCE arguments are not a tuple")  # PyObject_CallObject refuses
         if type(func) is not Global and isinstance(func, _BUILTIN_VALUES):
             raise self._fail(f"REDUCE calls a {type(func).__name__}")
+        if call_error(func):
+            raise self._fail(f"REDUCE: {call_error(func)}")
         if isinstance(func, Global) and func.qualname in NESTED_LOADERS and isinstance(args, tuple):
             self.nested.extend((self._op_start, p) for p in nested_payloads(func, args))
         self._stack.append(interpret_call(func, args, "REDUCE", self.budget))
@@ -398,8 +401,8 @@ class StaticUnpickler(ItemOps):
         if not items:
             raise self._fail("pickle stack underflow (OBJ without a class)")
         self._op("OBJ", items[0])
-        if isinstance(items[0], (*_BUILTIN_VALUES, TensorStub, Storage)):
-            raise self._fail(f"OBJ calls a {type(items[0]).__name__}")  # instantiate(): not callable
+        if isinstance(items[0], (*_BUILTIN_VALUES, TensorStub, Storage)) or call_error(items[0]):
+            raise self._fail(f"OBJ calls a {describe(items[0])}")  # instantiate(): not callable
         self._stack.append(interpret_call(items[0], tuple(items[1:]), "OBJ", self.budget))
 
     def op_BUILD(self) -> None:
@@ -411,8 +414,6 @@ class StaticUnpickler(ItemOps):
                 target.metadata = state["_metadata"]
             elif isinstance(state, tuple) and state and isinstance(state[0], dict):
                 target.metadata = state[0].get("_metadata")
-        elif isinstance(target, Call):
-            target.state = state
         elif isinstance(target, TensorStub):
             if target.subclass is None:  # a subclass may define its own __setstate__
                 self._tensor_setstate(state)
@@ -420,6 +421,8 @@ class StaticUnpickler(ItemOps):
             why = build_error(target, state)
             if why:
                 raise self._fail(why)
+            if isinstance(target, Call):
+                target.state = state
 
     def _tensor_setstate(self, state: Any) -> None:
         """``Tensor.__setstate__`` (a real tensor: torch rebuilt it): ``len(state)`` is 4 (``set_``),
