@@ -253,6 +253,7 @@ def _weights_only_on(asm: Assembler, f: CountingFile, offset: int, stream: str,
         return None
     finally:
         asm.budget.opcodes -= up.count  # read once already, as the recorded reading
+        asm.budget.memo -= len(up._memo)
     return value, offset + end, False
 
 
