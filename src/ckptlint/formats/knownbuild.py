@@ -15,7 +15,7 @@ import _codecs
 import collections
 from typing import Any
 
-from .knowncalls import OBJECTS, PLAIN, TORCH_FUNCTIONS, builtin_object, global_kind
+from .knowncalls import OBJECTS, PLAIN, TORCH_CLASSES, TORCH_FUNCTIONS, builtin_object, global_kind
 from .stubs import Call, Global
 
 _IMMUTABLE_TYPE = 1 << 8
@@ -58,6 +58,10 @@ def _model(obj: Any) -> _Model | None:
         real = getattr(collections, obj.name)
     elif q == "_codecs.encode":
         real = _codecs.encode
+    elif q in ("torch.Size", "torch.device"):  # C classes: no __setstate__, immutable
+        return _Model(q, dict_mode="readonly")
+    elif q in TORCH_CLASSES and "Storage" not in q:  # tensor classes: Tensor.__setstate__, unbound here
+        return _Model(q, setstate="unbound", dict_mode="readonly")
     elif q in TORCH_FUNCTIONS:  # Python functions: a writable __dict__, attributes can be set
         return _Model(q, dict_mode="writable", settable=True)
     elif q in OBJECTS:

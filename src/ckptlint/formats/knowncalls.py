@@ -34,7 +34,7 @@ PURE_BUILTINS = frozenset({"frozenset", "set", "list", "dict", "tuple", "bytes",
                            "float", "complex", "bool", "range", "slice", "len"})
 """Builtins that only build or measure data (no I/O, no attribute access, no code of the file)."""
 
-_TORCH_CLASSES = frozenset({
+TORCH_CLASSES = frozenset({
     "torch.Size", "torch.device", "torch.Tensor", "torch._tensor.Tensor", "torch.nn.parameter.Parameter",
     "torch.storage.UntypedStorage", "torch.storage.TypedStorage", "collections.OrderedDict",
     "collections.Counter", *(f"torch.{n}" for n in STORAGE_DTYPES),
@@ -116,7 +116,7 @@ def global_kind(g: Global) -> str | None:
             return "class" if isinstance(v, type) else "function"
         # eval, getattr …: NEWOBJ on them raises in CPython, but the machine reads on (a superset)
         return "opaque" if callable(v) else "object"
-    if q in _TORCH_CLASSES:
+    if q in TORCH_CLASSES:
         return "class"
     if q in TORCH_FUNCTIONS:
         return "function"
