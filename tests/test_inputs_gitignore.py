@@ -71,3 +71,17 @@ def test_untracked_files_count_and_deleted_tracked_ones_do_not(repo: Path, cli: 
     (repo / "new.pt").write_bytes(PICKLE)
     assert _walked(cli, repo.parent, "repo") == ["repo/forced.tmp.pt", "repo/keep.tmp.pt", "repo/new.pt",
                                                  "repo/sub/d.pt"]
+
+
+def test_a_nested_repository_is_walked_with_its_own_rules(repo: Path, cli: Any) -> None:
+    nested = repo / "vendor"
+    nested.mkdir()
+    assert _git(nested, "init", "-q").returncode == 0
+    (nested / ".gitignore").write_text("x.pt\n")
+    for name in ("x.pt", "y.pt", "z.tmp.pt"):
+        (nested / name).write_bytes(PICKLE)
+    assert _git(repo, "ls-files", "--others", "--exclude-standard", "vendor").stdout.splitlines() == ["vendor/"]
+    walked = [p for p in _walked(cli, repo.parent, "repo") if p.startswith("repo/vendor/")]
+    oracle = sorted(f"repo/vendor/{n}" for n in ("x.pt", "y.pt", "z.tmp.pt")
+                    if _git(nested, "check-ignore", "-q", n).returncode)
+    assert walked == oracle == ["repo/vendor/y.pt", "repo/vendor/z.tmp.pt"]
