@@ -26,7 +26,7 @@ pytestmark = pytest.mark.differential
 
 SHORT_RUN = {"zip": 250, "pickle": 250, "legacy": 150, "tar": 150}
 """Inputs per family in the short run (seed 20261130; about 25 s on one worker)."""
-SHORT_EXCLUDE: tuple[str, ...] = ("pickle:real-global",)
+SHORT_EXCLUDE: tuple[str, ...] = ()
 """Generator features left out of the short run because a named open disagreement class still
 fails on them (see /work/fuzz-disagreements.md and docs/fuzzing.md)."""
 
