@@ -142,3 +142,16 @@ def test_a_97_mb_safetensors_header_with_1_4_m_entries_is_bounded(tmp_path: Path
     text = json.dumps(report)
     assert "max_tensors" in text, report
     assert code in (1, 2)
+
+
+def test_the_worst_memo_and_opcode_mix_stays_under_1_gib(tmp_path: Path) -> None:
+    # 15 M Nones appended to one list, then 4.9 M memo entries: just under the opcode (20 M) and memo
+    # (5 M) bounds, from a 20 kB file. The bar for any input is 1 GiB.
+    data = b"\x80\x04](" + b"N" * 15_000_000 + b"e" + b"\x94" * 4_900_000 + b"."
+    p = tmp_path / "mix.pt"
+    p.write_bytes(build([Entry(b"archive/data.pkl", data, method=8), *RECORDS]))
+    del data
+    assert p.stat().st_size < 100_000
+    report, code, peak = check_in_child(p)
+    assert peak < 1024, f"peak memory {peak:.0f} MB"
+    assert code in (0, 1, 2) and report["files"]
