@@ -114,3 +114,41 @@ def test_nested_inflation_is_charged_to_the_file_budget(tmp_path: Path) -> None:
     inv = ckptlint.inspect(p, limits=Limits(max_inflated_bytes=100_000))
     assert [s.limit for s in inv.stops] == ["max_inflated_bytes"]
     assert {"pickle.loads", "zlib.decompress"} <= {r.qualname for r in inv.globals}
+
+
+def _stack_global(module: str, name: str) -> bytes:
+    return su(module) + su(name) + b"\x93"
+
+
+DECODERS: dict[str, Callable[[bytes], bytes]] = {
+    # codecs.decode with a bytes-to-bytes codec (aliases as codecs.lookup resolves them)
+    "_codecs.decode base64": lambda inner: _call("_codecs", "decode", binbytes(base64.b64encode(inner)),
+                                                 su("base64")),
+    "codecs.decode zlib": lambda inner: _call("codecs", "decode", binbytes(zlib.compress(inner)), su("zlib")),
+    "_codecs.decode hex of a str": lambda inner: _call("_codecs", "decode", su(inner.hex()), su("hex")),
+    "bytes.fromhex": lambda inner: _stack_global("builtins", "bytes.fromhex") + su(inner.hex()) + b"\x85R",
+    # an alias of latin-1 only the codec registry knows
+    "_codecs.encode cp819": lambda inner: _call("_codecs", "encode", su(inner.decode("latin-1")), su("cp819")),
+}
+
+
+@pytest.mark.parametrize("how", sorted(DECODERS))
+def test_decoders_the_file_applies(tmp_path: Path, how: str) -> None:
+    marker = tmp_path / "ran.marker"
+    outer = b"\x80\x04" + _call("pickle", "loads", DECODERS[how](_inner(marker))) + b"."
+    p = write(tmp_path, "decoded.pkl", outer)
+    assert reaches(p, marker)
+    inv, _ = inspect_and_check(p, marker)
+    assert _nested_globals(inv) & SYSTEM, sorted((r.qualname, r.stream) for r in inv.globals)
+
+
+def test_zlib_wbits_argument(tmp_path: Path) -> None:
+    # zlib.decompress(data, -15): raw deflate, no zlib header; the default wbits would refuse it
+    marker = tmp_path / "ran.marker"
+    co = zlib.compressobj(9, zlib.DEFLATED, -15)
+    raw = co.compress(_inner(marker)) + co.flush()
+    outer = b"\x80\x03" + _call("pickle", "loads", _call("zlib", "decompress", binbytes(raw), b"J\xf1\xff\xff\xff"))
+    p = write(tmp_path, "raw.pkl", outer + b".")
+    assert reaches(p, marker)
+    inv, _ = inspect_and_check(p, marker)
+    assert _nested_globals(inv) & SYSTEM

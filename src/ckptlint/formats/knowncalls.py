@@ -24,6 +24,7 @@ from typing import Any
 
 from ..errors import FormatError
 from .dtypes import ITEMSIZE, STORAGE_DTYPES, TORCH_DTYPE_ALIASES
+from .nestedbytes import codec
 from .stubs import Call, Global, Storage, TensorStub
 
 PLAIN = (list, dict, set, frozenset, tuple, str, bytes, bytearray, memoryview, int, float, bool, type(None),
@@ -31,7 +32,7 @@ PLAIN = (list, dict, set, frozenset, tuple, str, bytes, bytearray, memoryview, i
 """Values the machine holds for real: their behaviour under every opcode is CPython's own."""
 
 PURE_BUILTINS = frozenset({"frozenset", "set", "list", "dict", "tuple", "bytes", "bytearray", "str", "int",
-                           "float", "complex", "bool", "range", "slice", "len"})
+                           "float", "complex", "bool", "range", "slice", "len", "memoryview"})
 """Builtins that only build or measure data (no I/O, no attribute access, no code of the file)."""
 
 TORCH_CLASSES = frozenset({
@@ -239,14 +240,14 @@ def _check_torch_call(qualname: str, args: tuple[Any, ...], opcode: str) -> None
 
 def _check_encode(args: tuple[Any, ...]) -> None:
     """``_codecs.encode(obj, encoding='utf-8', errors='strict')``: encoding and errors must be str; a text
-    encoding needs a str to encode (bytes-to-bytes codecs such as ``zlib`` take bytes)."""
+    codec needs a str to encode (bytes-to-bytes codecs such as ``zlib`` take bytes)."""
     for a in args[1:]:
         if isinstance(a, PLAIN) and not isinstance(a, str):
             raise FormatError(f"_codecs.encode: argument is a {type(a).__name__}, not str (TypeError)")
-    enc = args[1] if len(args) > 1 else "utf-8"
-    text = isinstance(enc, str) and enc.lower().replace("_", "-") in ("utf-8", "utf8", "ascii", "latin-1", "latin1")
-    if text and isinstance(args[0], PLAIN) and not isinstance(args[0], str):
-        raise FormatError(f"_codecs.encode of a {type(args[0]).__name__} with {enc} (TypeError)")
+    info = codec(args[1] if len(args) > 1 else "utf-8")
+    if info is not None and getattr(info, "_is_text_encoding", True) and isinstance(args[0], PLAIN) \
+            and not isinstance(args[0], str):
+        raise FormatError(f"_codecs.encode of a {type(args[0]).__name__} with {info.name} (TypeError)")
 
 
 def _check_size(args: tuple[Any, ...]) -> None:

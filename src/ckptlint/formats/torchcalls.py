@@ -9,10 +9,6 @@ Everything else stays a :class:`Call` record.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import bz2
-import lzma
 import re
 import zlib
 from collections.abc import Callable
@@ -22,6 +18,7 @@ from ..errors import FormatError
 from ..limits import Budget
 from .dtypes import ITEMSIZE, STORAGE_DTYPES, torch_dtype_name
 from .knowncalls import UNKNOWN, known_call
+from .nestedbytes import DECODERS, decoded
 from .stubs import Call, Global, ODict, Storage, TensorStub
 
 
@@ -167,102 +164,6 @@ _JIT_LIST_BUILDERS = {"build_intlist", "build_tensorlist", "build_doublelist", "
                       "build_genericlist"}
 
 
-# ---- byte strings: the decodings a file may apply before handing them to a loader ----
-
-# Callables that unpickle (or wrap for unpickling) a byte string they are given.
-NESTED_LOADERS = frozenset({
-    "pickle.loads", "_pickle.loads", "pickle._loads", "dill.loads", "dill._dill.loads",
-    "cloudpickle.loads", "io.BytesIO", "_io.BytesIO", "torch.load", "torch.serialization.load",
-    "joblib.load", "numpy.load", "numpy.loads", "marshal.loads", "pickle.load", "_pickle.load",
-})
-
-# Text encodings ``_codecs.encode(str, encoding)`` may name, normalised as codecs does.
-_TEXT_ENCODINGS = {
-    "latin-1": "latin-1", "latin1": "latin-1", "iso-8859-1": "latin-1", "iso8859-1": "latin-1", "l1": "latin-1",
-    "utf-8": "utf-8", "utf8": "utf-8", "u8": "utf-8", "ascii": "ascii", "us-ascii": "ascii",
-    "utf-16": "utf-16", "utf-16-le": "utf-16-le", "utf-16-be": "utf-16-be", "utf-32": "utf-32",
-    "raw-unicode-escape": "raw-unicode-escape", "unicode-escape": "unicode-escape",
-}
-
-_B64 = {"base64.b64decode", "base64.decodebytes", "base64.decodestring", "binascii.a2b_base64",
-        "base64.standard_b64decode", "base64.urlsafe_b64decode", "base64.b32decode", "base64.b16decode",
-        "base64.b85decode", "base64.a85decode", "binascii.unhexlify", "binascii.a2b_hex"}
-_INFLATERS = {"zlib.decompress", "gzip.decompress", "bz2.decompress", "lzma.decompress"}
-
-
-def _encode(args: tuple[Any, ...]) -> bytes | None:
-    """``_codecs.encode(s, encoding='utf-8', errors='strict')`` for a text encoding."""
-    if not args or not isinstance(args[0], str):
-        return None
-    enc = args[1] if len(args) > 1 else "utf-8"
-    errors = args[2] if len(args) > 2 else "strict"
-    if not isinstance(enc, str) or not isinstance(errors, str):
-        return None
-    name = _TEXT_ENCODINGS.get(enc.strip().lower().replace("_", "-").replace(" ", "-"))
-    if name is None or errors not in ("strict", "ignore", "replace", "surrogatepass", "surrogateescape",
-                                      "backslashreplace", "xmlcharrefreplace"):
-        return None
-    try:
-        return args[0].encode(name, errors)
-    except UnicodeError:
-        return None
-
-
-def _inflate(qualname: str, data: bytes, budget: Budget) -> bytes | None:
-    """Decompress as the named function would, never past what the budget has left."""
-    room = max(0, min(budget.limits.max_pickle_bytes, budget.limits.max_inflated_bytes - budget.inflated_bytes))
-    try:
-        if qualname == "zlib.decompress":
-            d: Any = zlib.decompressobj()
-        elif qualname == "gzip.decompress":
-            d = zlib.decompressobj(wbits=31)
-        elif qualname == "bz2.decompress":
-            d = bz2.BZ2Decompressor()
-        else:
-            d = lzma.LZMADecompressor()
-        out: bytes = d.decompress(data, room + 1)
-    except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError):
-        return None
-    budget.charge_bytes(len(out), f"bytes {qualname} inflates")
-    return out
-
-
-def _decode_b64(qualname: str, data: Any) -> bytes | None:
-    if not isinstance(data, (bytes, bytearray, str)):
-        return None
-    name = qualname.rsplit(".", 1)[1]
-    fn: Any = getattr(binascii if qualname.startswith("binascii.") else base64, name, None)
-    if fn is None:
-        return None
-    try:
-        out: bytes = fn(data)
-    except (ValueError, TypeError, binascii.Error):
-        return None
-    return out
-
-
-def nested_payloads(func: Global, args: tuple[Any, ...]) -> list[bytes]:
-    """The byte strings a loader call would unpickle (``io.BytesIO`` wrappers looked through)."""
-    out: list[bytes] = []
-    for a in args[:2]:
-        if isinstance(a, Call) and a.qualname in ("io.BytesIO", "_io.BytesIO") and a.args:
-            a = a.args[0]
-        if isinstance(a, (bytes, bytearray, memoryview)):
-            out.append(_npy_pickle(bytes(a)) if func.module == "numpy" else bytes(a))
-    return out
-
-
-def _npy_pickle(data: bytes) -> bytes:
-    """``numpy.load`` of an .npy of objects unpickles what follows its header."""
-    if data[:6] != b"\x93NUMPY" or len(data) < 10:
-        return data
-    if data[6] == 1:
-        start = 10 + int.from_bytes(data[8:10], "little")
-    else:
-        start = 12 + int.from_bytes(data[8:12], "little")
-    return data[start:]
-
-
 def interpret_call(func: Any, args: Any, opcode: str, budget: Budget | None = None, kwargs: Any = None) -> Any:
     """What a REDUCE/NEWOBJ of ``func(*args)`` stands for, without calling the file's code (see
     ``knowncalls`` for the pure builtins made on our own values); FormatError where the real call raises."""
@@ -311,15 +212,8 @@ def interpret_call(func: Any, args: Any, opcode: str, budget: Budget | None = No
                     return set(items) if name == "set" else frozenset(items)
                 except TypeError:
                     return Call(func, args, opcode)
-        if mod == "_codecs" and name == "encode":
-            raw = _encode(args)
-            return Call(func, args, opcode) if raw is None else raw
-        qual = func.qualname
-        if budget is not None and qual in _INFLATERS and args and isinstance(args[0], (bytes, bytearray)):
-            raw = _inflate(qual, bytes(args[0]), budget)
-            return Call(func, args, opcode) if raw is None else raw
-        if qual in _B64 and args:
-            raw = _decode_b64(qual, args[0])
+        if func.qualname in DECODERS:
+            raw = decoded(func.qualname, args, budget)
             return Call(func, args, opcode) if raw is None else raw
         if mod == "torch" and name == "Size" and args and isinstance(args[0], (list, tuple)):
             return tuple(args[0])

@@ -31,11 +31,12 @@ from ..inventory import GlobalRef
 from ..limits import DEFAULT_LIMITS, Budget, Limits
 from .knownbuild import build_error, call_error
 from .knowncalls import known_protocols
+from .nestedbytes import NESTED_LOADERS, nested_payloads
 from .pickleitems import BUILTIN_VALUES as _BUILTIN_VALUES
 from .pickleitems import ItemOps
 from .pickleops import I32, OPCODE_NAMES, OPCODES, U16, U32, U64
 from .stubs import Call, Global, ODict, Storage, TensorStub, describe
-from .torchcalls import NESTED_LOADERS, interpret_call, nested_payloads, storage_from_pid, unrestorable_note
+from .torchcalls import interpret_call, storage_from_pid, unrestorable_note
 
 __all__ = [
     "Call", "FormatError", "Global", "ODict", "PersistentLoad", "StaticUnpickler", "Storage", "TensorStub",
