@@ -56,18 +56,6 @@ NEWOBJ_ALWAYS = frozenset({"torch.nn.parameter.Parameter"})
 SETITEM_TYPES = frozenset({"builtins.dict", "collections.OrderedDict", "collections.Counter"})
 # _check_append_target: a plain list, or a list subclass the *user* allowlisted.
 APPEND_TYPES = frozenset({"builtins.list"})
-# REDUCE: `self.stack[-1] = func(*args)`: how many positional arguments each allowlisted function takes
-# (min, max); a count outside raises TypeError. tests/differential compares it with inspect.signature.
-REDUCE_ARITY: dict[str, tuple[int, int]] = {
-    "_codecs.encode": (1, 3), "torch._tensor._rebuild_from_type_v2": (4, 4),
-    "torch._utils._rebuild_device_tensor_from_cpu_tensor": (4, 4),
-    "torch._utils._rebuild_device_tensor_from_numpy": (4, 4), "torch._utils._rebuild_meta_tensor_no_storage": (4, 4),
-    "torch._utils._rebuild_nested_tensor": (4, 4), "torch._utils._rebuild_parameter": (3, 3),
-    "torch._utils._rebuild_parameter_with_state": (4, 4), "torch._utils._rebuild_qtensor": (7, 7),
-    "torch._utils._rebuild_sparse_tensor": (2, 2), "torch._utils._rebuild_tensor": (4, 4),
-    "torch._utils._rebuild_tensor_v2": (6, 7), "torch._utils._rebuild_tensor_v3": (7, 8),
-    "torch._utils._rebuild_wrapper_subclass": (8, 8), "torch.serialization._get_layout": (1, 1),
-}
 # _load: the byteorder record must be exactly one of these (no strip).
 BYTEORDER_VALUES = ("little", "big")
 # torch.load passes encoding="utf-8" by default: SHORT_BINSTRING bytes are decoded strictly.

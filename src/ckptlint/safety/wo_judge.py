@@ -23,7 +23,6 @@ from .torch_rules import (
     BUILD_ALWAYS,
     BYTEORDER_VALUES,
     NEWOBJ_ALWAYS,
-    REDUCE_ARITY,
     SETITEM_TYPES,
     WEIGHTS_ONLY_OPCODES,
     allowed_kind,
@@ -122,7 +121,7 @@ def judge_operation(opcode: str, target: str, detail: Any, stream: str, offset: 
         if kind == "global":
             if name in allowed and allowed_kind(name) == "value":
                 return Blocker("structure", f"REDUCE calls {name}, which is not callable", stream, offset)
-            return _arity_blocker(name, str(detail), stream, offset)
+            return None
         return Blocker("structure", f"REDUCE calls a {target}, not an allowlisted function", stream, offset)
     if opcode == "NEWOBJ":
         # NEWOBJ: nn.Parameter, or a class in the allowlist values.
@@ -158,18 +157,6 @@ def judge_operation(opcode: str, target: str, detail: Any, stream: str, offset: 
         # torch.load decodes SHORT_BINSTRING with encoding="utf-8", strictly.
         return Blocker("structure", "SHORT_BINSTRING that is not UTF-8", stream, offset)
     return None  # other opcodes are refused as opcodes
-
-
-def _arity_blocker(name: str, detail: str, stream: str, offset: int) -> Blocker | None:
-    """``func(*args)`` with a count the function does not take raises TypeError (the reader records
-    ``"<n> args"`` for a REDUCE of a global with a tuple of arguments)."""
-    count, _, unit = detail.partition(" ")
-    bounds = REDUCE_ARITY.get(name)
-    if bounds is None or unit != "args" or not count.isdigit() or bounds[0] <= int(count) <= bounds[1]:
-        return None
-    takes = str(bounds[0]) if bounds[0] == bounds[1] else f"{bounds[0]} to {bounds[1]}"
-    return Blocker("structure", f"REDUCE calls {name} with {count} arguments; it takes {takes} "
-                                "(torch raises TypeError)", stream, offset)
 
 
 def zip_record_blockers(inv: Inventory) -> list[Blocker]:
