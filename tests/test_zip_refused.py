@@ -45,3 +45,23 @@ def test_proto6_data_pkl_is_a_report_judged_by_the_weights_only_reading(torch: M
     assert "archive/data.pkl#weights_only" in inv.facts.streams
     fr = check_file(p)
     assert fr.verdict is not None and fr.verdict.loads is True
+
+
+def test_bound_met_in_a_pickle_torch_never_loads_keeps_torchs_reading(torch: ModuleType, tmp_path: Path) -> None:
+    """fuzz seed 21 index 10085: torch refuses the archive (an entry outside its ``archive/`` folder); scanning that
+    entry, a LONG_BINPUT index past ``max_memo_index`` stops ckptlint. What torch.load does was known before the
+    scan: the report keeps it (nothing loaded, torch's refusal) and names the bound, instead of a partial report
+    that counted every stream as loaded."""
+    rest = [e for e in entries_of(torch_members()) if not e.name.endswith(b"/data.pkl")]
+    p = tmp_path / "bound.pt"
+    p.write_bytes(build([Entry(b"archive/data.pkl", b"\x80\x02ccollections\nOrderedDict\n)R."), *rest,
+                         Entry(b"ARCHIVE/DATA.PKL", b"\x80\x02}r\x00\x00\x00\x95.")]))
+    with pytest.raises(RuntimeError, match="not in a subdirectory"):
+        torch.load(p, weights_only=True)
+    fr = check_file(p)
+    assert fr.inventory is not None  # was only FileReport.partial
+    assert fr.inventory.facts.loaded_streams == ()
+    assert "not in a subdirectory" in fr.inventory.facts.extra["torch_refuses"]
+    assert any(s.limit == "max_memo_index" for s in fr.inventory.stops)
+    assert any(f.code == "CK903" for f in fr.findings)
+    assert fr.verdict is not None and fr.verdict.loads is False
