@@ -286,6 +286,7 @@ class Assembler:
     def storage_loader(self, legacy: bool = False) -> PersistentLoad:
         def load(pid: Any) -> Any:
             st = storage_from_pid(pid, legacy=legacy)
+            st.resizable = legacy  # a zip record's bytes cannot grow; the legacy reader allocates anew
             self.storages.setdefault(st.key, st)
             return st
         return load

@@ -64,7 +64,7 @@ class ODict(dict):  # type: ignore[type-arg]
 class Storage:
     """A storage persistent id, decoded."""
 
-    __slots__ = ("dtype", "key", "location", "nbytes", "typed", "view_of", "view_offset")
+    __slots__ = ("dtype", "key", "location", "nbytes", "resizable", "typed", "view_of", "view_offset")
 
     def __init__(self, key: str, dtype: str, nbytes: int | None, location: str, typed: bool) -> None:
         self.key = key
@@ -74,6 +74,8 @@ class Storage:
         self.typed = typed
         self.view_of: str | None = None
         self.view_offset = 0
+        self.resizable = True
+        """False for a zip record's storage (``get_storage_from_record``): ``set_`` cannot grow it."""
 
 
 class TensorStub:

@@ -22,6 +22,10 @@ from .nestedbytes import DECODERS, decoded
 from .stubs import Call, Global, ODict, Storage, TensorStub
 
 
+class CallRaises(FormatError):
+    """The real call raises here: the stream stops (not merely a shape ckptlint does not interpret)."""
+
+
 def _int_tuple(v: Any, what: str) -> tuple[int, ...]:
     """Sizes and strides as torch accepts them: ints, none negative."""
     if isinstance(v, (tuple, list)):
@@ -74,8 +78,22 @@ def _rebuild_tensor_v2(args: tuple[Any, ...], fname: str) -> TensorStub:
             raise FormatError(f"{fname}: malformed arguments")
         dtype = _dtype_of(args[6])
     requires_grad = _bool(args[4]) if len(args) > 4 else False
-    return TensorStub(fname, st, _as_int(args[1], "offset"), _int_tuple(args[2], "size"),
-                      _int_tuple(args[3], "stride"), requires_grad, dtype, st.location)
+    t = TensorStub(fname, st, _as_int(args[1], "offset"), _int_tuple(args[2], "size"),
+                   _int_tuple(args[3], "stride"), requires_grad, dtype, st.location)
+    _check_fits(t, st)
+    return t
+
+
+def _check_fits(t: TensorStub, st: Storage) -> None:
+    """``Tensor.set_`` grows a storage too small for the view (``computeStorageNbytes``); a zip record's
+    storage is not resizable: "Trying to resize storage that is not resizable" (RuntimeError)."""
+    if st.resizable or st.nbytes is None or t.stride is None or len(t.stride) != len(t.shape) \
+            or t.dtype not in ITEMSIZE or 0 in t.shape:
+        return
+    need = ITEMSIZE[t.dtype] * (t.offset + 1 + sum(s * (n - 1) for n, s in zip(t.shape, t.stride, strict=True)))
+    if need > st.nbytes:
+        raise CallRaises(f"{t.rebuild}: the view needs {need} bytes, storage {st.key!r} holds {st.nbytes} "
+                         "and a zip record's storage is not resizable (RuntimeError)")
 
 
 def _rebuild_qtensor(args: tuple[Any, ...], fname: str) -> TensorStub:
@@ -178,6 +196,8 @@ def interpret_call(func: Any, args: Any, opcode: str, budget: Budget | None = No
         if mod == "torch._utils" and name in _REBUILDERS:
             try:
                 return _REBUILDERS[name](args, name)
+            except CallRaises:
+                raise
             except FormatError:
                 return Call(func, args, opcode)  # not a shape we know: keep it as a plain call
         if mod == "torch.storage" and name == "_load_from_bytes" and args and isinstance(args[0], bytes):

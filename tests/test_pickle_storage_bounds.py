@@ -1,0 +1,45 @@
+"""A tensor view larger than its zip storage: torch's ``_rebuild_tensor_v2`` calls ``Tensor.set_``, which must
+grow the storage to ``computeStorageNbytes(size, stride, offset)``; a zip record's storage is not resizable, so
+the load raises "Trying to resize storage that is not resizable" there and nothing after it runs (fuzz seed 21
+index 5835). A legacy file's storages are allocated anew and grow (formats/legacy.py checks those)."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import ckptlint
+
+
+def torch_zip(path: Path, offset: int, shape: tuple[int, ...], payload: bytes = b"") -> Path:
+    """One LongStorage of one element (8 bytes) and a view of it; ``payload`` after the tensor."""
+    def tup(xs: tuple[int, ...]) -> bytes:
+        return b"(" + b"".join(b"K" + bytes([x]) for x in xs) + b"t"
+    strides = tuple(1 for _ in shape)
+    data = (b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nLongStorage\n"
+            b"X\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x01tQK" + bytes([offset]) + tup(shape) + tup(strides)
+            + b"\x89ccollections\nOrderedDict\n)RtR" + payload + b".")
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("archive/data.pkl", data)
+        z.writestr("archive/data/0", b"\x00" * 8)
+        z.writestr("archive/byteorder", "little")
+        z.writestr("archive/version", "3\n")
+    return path
+
+
+PAYLOAD = b"0cos\nsystem\nX\x04\x00\x00\x00echo\x85R"
+
+
+@pytest.mark.parametrize(("offset", "shape", "fits"), [
+    (0, (1,), True), (1, (1,), False), (0, (2,), False), (0, (0,), True), (5, (0, 3), True), (0, (1, 1), True),
+])
+def test_a_view_past_a_zip_storage_stops_the_load(tmp_path: Path, offset: int, shape: tuple[int, ...],
+                                                  fits: bool) -> None:
+    inv = ckptlint.inspect(torch_zip(tmp_path / "t.pt", offset, shape, PAYLOAD))
+    assert ("os.system" in {g.qualname for g in inv.globals}) is fits
+    stops = [s for s in inv.stops if s.stream == "archive/data.pkl"]
+    assert bool(stops) is not fits
+    if stops:
+        assert "not resizable" in stops[0].reason
