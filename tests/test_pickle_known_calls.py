@@ -35,6 +35,8 @@ class _HarmlessOnly(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> object:
         if (module, name) in _REAL:
             return _REAL[(module, name)]
+        if module == "m":
+            return object  # a harmless stand-in for a global only running the file could resolve
         raise pickle.UnpicklingError(f"reached {module}.{name}")
 
 
@@ -68,6 +70,10 @@ STOPS = {
     "calling_an_exception_instance": _g("builtins", "ValueError") + b")R)R",
     "build_list_on_an_exception_instance": _g("builtins", "ValueError") + b")R]b",
     "build_list_on_a_builtin_function": _g("_codecs", "encode") + b"]b",
+    # arity, whatever the arguments are (here globals only running the file could resolve)
+    "inst_ordereddict_with_3_arguments": b"(" + _g("m", "a") + _g("m", "b") + _g("m", "c")
+                                         + b"icollections\nOrderedDict\n",
+    "inst_set_with_2_arguments": b"(" + _g("m", "a") + _g("m", "b") + b"ibuiltins\nset\n",
     "append_to_a_readonly_view": _g("builtins", "len") + b"0\x96\x01\x00\x00\x00\x00\x00\x00\x00a\x98K\x01a",
 }
 READS_ON = {

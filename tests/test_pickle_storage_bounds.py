@@ -13,13 +13,18 @@ import pytest
 import ckptlint
 
 
-def torch_zip(path: Path, offset: int, shape: tuple[int, ...], payload: bytes = b"") -> Path:
-    """One LongStorage of one element (8 bytes) and a view of it; ``payload`` after the tensor."""
-    def tup(xs: tuple[int, ...]) -> bytes:
-        return b"(" + b"".join(b"K" + bytes([x]) for x in xs) + b"t"
+def tup(xs: tuple[int, ...]) -> bytes:
+    return b"(" + b"".join(b"K" + bytes([x]) for x in xs) + b"t"
+
+
+def torch_zip(path: Path, offset: int, shape: tuple[int, ...], payload: bytes = b"", *,
+              view: bytes | None = None) -> Path:
+    """One LongStorage of one element (8 bytes) and a view of it; ``payload`` after the tensor. ``view``:
+    the pickled (offset, size, stride) arguments as given, instead of ``offset`` and ``shape``."""
     strides = tuple(1 for _ in shape)
+    view = view if view is not None else b"K" + bytes([offset]) + tup(shape) + tup(strides)
     data = (b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nLongStorage\n"
-            b"X\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x01tQK" + bytes([offset]) + tup(shape) + tup(strides)
+            b"X\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x01tQ" + view
             + b"\x89ccollections\nOrderedDict\n)RtR" + payload + b".")
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("archive/data.pkl", data)
@@ -43,3 +48,19 @@ def test_a_view_past_a_zip_storage_stops_the_load(tmp_path: Path, offset: int, s
     assert bool(stops) is not fits
     if stops:
         assert "not resizable" in stops[0].reason
+
+
+SET_ARGS = {  # (offset, size, stride) that Tensor.set_ refuses: "invalid combination of arguments" and the like
+    "stride_is_an_int": b"K\x00" + tup((1,)) + b"K\x01",
+    "size_is_an_int": b"K\x00K\x01" + tup((1,)),
+    "offset_is_none": b"N" + tup((1,)) + tup((1,)),
+    "size_holds_a_float": b"K\x00(G?\xf0\x00\x00\x00\x00\x00\x00t" + tup((1,)),
+    "size_and_stride_lengths_differ": b"K\x00" + tup((1, 1)) + tup((1,)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SET_ARGS))
+def test_view_arguments_set_refuses_stop_the_load(tmp_path: Path, case: str) -> None:
+    inv = ckptlint.inspect(torch_zip(tmp_path / "t.pt", 0, (), PAYLOAD, view=SET_ARGS[case]))
+    assert "os.system" not in {g.qualname for g in inv.globals}
+    assert [s for s in inv.stops if s.stream == "archive/data.pkl"]

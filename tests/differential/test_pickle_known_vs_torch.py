@@ -42,6 +42,9 @@ _TORCH_CALLS = {
     "build_none_on_the_size_class": (b"ctorch\nSize\nNb", True),
     "setitems_on_the_device_class": (b"ctorch\ndevice\n(K\x01K\x01u", False),
     "build_on_a_tensor_class": (b"ctorch\nFloatTensor\nNb", False),
+    "appends_on_an_empty_size": (b"ctorch\nSize\n)R(K\x01e", False),
+    "build_list_on_an_empty_size": (b"ctorch\nSize\n)R]b", False),
+    "append_on_a_device": (b"ctorch\ndevice\nX\x03\x00\x00\x00cpu\x85RK\x01a", False),
     "newobj_ex_device_of_none": (b"ctorch\ndevice\nN\x85}\x92", False),
     "encode_none": (b"c_codecs\nencode\nN\x85R", False),
     "encode_str": (b"c_codecs\nencode\nX\x01\x00\x00\x00a\x85R", True),
@@ -82,7 +85,7 @@ def test_torch_allowlisted_calls_stop_like_torch(tmp_path: Path, name: str) -> N
 def test_zip_storage_bounds_match_torch(tmp_path: Path, offset: int, shape: tuple[int, ...], fits: bool) -> None:
     import torch
 
-    from test_pickle_storage_bounds import torch_zip  # type: ignore[import-not-found]  # tests/ is on sys.path
+    from test_pickle_storage_bounds import torch_zip  # type: ignore[import-not-found, unused-ignore]  # tests/ is on sys.path
 
     path = torch_zip(tmp_path / "t.pt", offset, shape)
     try:
@@ -112,3 +115,23 @@ def test_fuzz_repros_stop_like_cpython(tmp_path: Path, name: str) -> None:
     got, read = ours(data, tmp_path, "raw")
     assert not ok and "m0.f0" not in want
     assert got == want and not read
+
+
+@pytest.mark.parametrize("case", ["stride_is_an_int", "size_is_an_int", "offset_is_none", "size_holds_a_float",
+                                  "size_and_stride_lengths_differ"])
+def test_view_arguments_match_torch(tmp_path: Path, case: str) -> None:
+    import torch
+
+    from test_pickle_storage_bounds import SET_ARGS  # type: ignore[import-not-found, unused-ignore]
+
+    path = torch_zip_view(tmp_path, SET_ARGS[case])
+    with pytest.raises((TypeError, RuntimeError)):
+        torch.load(path, weights_only=True)
+    assert [s for s in ckptlint.inspect(path).stops if s.stream == "archive/data.pkl"]
+
+
+def torch_zip_view(tmp_path: Path, view: bytes) -> Path:
+    from test_pickle_storage_bounds import torch_zip  # type: ignore[import-not-found, unused-ignore]
+
+    path: Path = torch_zip(tmp_path / "t.pt", 0, (), view=view)
+    return path

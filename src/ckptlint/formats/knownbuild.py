@@ -80,8 +80,11 @@ def _instance(call: Call) -> _Model | None:
     """A builtin class's instance the file has not BUILT or filled since it was made (``type(...)``,
     whose result is a class, aside)."""
     f = call.func
-    if not isinstance(f, Global) or f.module != "builtins" or call.state is not None or call.items \
-            or call.dictitems:
+    if not isinstance(f, Global) or call.state is not None or call.items or call.dictitems:
+        return None
+    if f.qualname in ("torch.Size", "torch.device"):  # C classes (Size: a tuple) with no state of their own
+        return _Model(f"{f.qualname} instance", callable_=False)
+    if f.module != "builtins":
         return None
     cls = builtin_object(f.name)
     if not isinstance(cls, type) or issubclass(cls, type):

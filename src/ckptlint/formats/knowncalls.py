@@ -92,6 +92,14 @@ _INSTANCES: dict[str, frozenset[str]] = {
 """Classes whose call builds an instance of the class, with the protocols (of tuple, dict, buffer)
 those instances have."""
 
+_ARITY: dict[str, tuple[int, int]] = {
+    **{f"builtins.{n}": (0, 1) for n in ("frozenset", "set", "list", "tuple", "float", "bool", "dict")},
+    **{f"builtins.{n}": (0, 3) for n in ("bytes", "bytearray", "str")}, "builtins.int": (0, 2),
+    "builtins.complex": (0, 2), "builtins.range": (1, 3), "builtins.slice": (1, 3), "builtins.len": (1, 1),
+    "builtins.memoryview": (1, 1), "collections.OrderedDict": (0, 1), "collections.Counter": (0, 1),
+}
+"""Positional arity of the pure builtins and the dict classes, whatever their arguments are."""
+
 _BUFFER_TYPES = (bytes, bytearray, memoryview)
 UNKNOWN = object()
 """What :func:`known_call` returns when only running the file could tell."""
@@ -161,6 +169,10 @@ def known_call(func: Global, args: Any, opcode: str, kwargs: Any = None) -> Any:
         raise FormatError(f"{opcode} class argument {func.qualname} isn't a type")
     if type(args) is not tuple:
         return UNKNOWN  # arguments only running the file could give (a global, a call's result)
+    arity = _ARITY.get(func.qualname)
+    if arity and opcode not in ("NEWOBJ", "NEWOBJ_EX") and args and not arity[0] <= len(args) <= arity[1]:
+        raise FormatError(f"{func.qualname}() takes {arity[0]}-{arity[1]} positional arguments, not {len(args)} "
+                          "(TypeError)")  # INST/OBJ without arguments make cls.__new__(cls): no arity
     if func.module == "builtins" and func.name in PURE_BUILTINS:
         return _pure(func, args, opcode, kwargs)
     if not kwargs:

@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import FormatError
 from ..limits import Budget
 from .dtypes import ITEMSIZE, STORAGE_DTYPES, torch_dtype_name
-from .knowncalls import UNKNOWN, known_call
+from .knowncalls import PLAIN, UNKNOWN, known_call
 from .nestedbytes import DECODERS, decoded
 from .stubs import Call, Global, ODict, Storage, TensorStub
 
@@ -71,6 +71,7 @@ def _bool(v: Any) -> bool:
 def _rebuild_tensor_v2(args: tuple[Any, ...], fname: str) -> TensorStub:
     if len(args) < 4 or not isinstance(args[0], Storage):
         raise FormatError(f"{fname}: malformed arguments")
+    _check_set_args(fname, args[1], args[2], args[3])
     st: Storage = args[0]
     dtype = st.dtype
     if fname == "_rebuild_tensor_v3":
@@ -82,6 +83,25 @@ def _rebuild_tensor_v2(args: tuple[Any, ...], fname: str) -> TensorStub:
                    _int_tuple(args[3], "stride"), requires_grad, dtype, st.location)
     _check_fits(t, st)
     return t
+
+
+def _check_set_args(fname: str, offset: Any, size: Any, stride: Any) -> None:
+    """``Tensor.set_(storage, offset, size, stride)``'s argument parsing on plain values: an int offset of at
+    least 0, size a list or tuple of non-negative ints, stride one of ints (or None), as long as size."""
+    def bad(v: Any) -> bool:  # a plain value that is not an int (bool and float are refused too)
+        return isinstance(v, PLAIN) and (type(v) is not int)
+    if bad(offset) or (type(offset) is int and offset < 0):
+        raise CallRaises(f"{fname}: Tensor.set_ refuses the storage offset {offset!r:.40}")
+    for what, seq in (("size", size), ("stride", stride)):
+        if seq is None and what == "stride":
+            continue
+        if isinstance(seq, PLAIN) and not isinstance(seq, (list, tuple)):
+            raise CallRaises(f"{fname}: Tensor.set_ refuses a {type(seq).__name__} {what}")
+        if isinstance(seq, (list, tuple)) and any(bad(x) or (what == "size" and type(x) is int and x < 0)
+                                                  for x in seq):
+            raise CallRaises(f"{fname}: Tensor.set_ refuses the {what} {seq!r:.40}")
+    if isinstance(size, (list, tuple)) and isinstance(stride, (list, tuple)) and len(size) != len(stride):
+        raise CallRaises(f"{fname}: Tensor.set_: unequal size length ({len(size)}) and stride length ({len(stride)})")
 
 
 def _check_fits(t: TensorStub, st: Storage) -> None:
@@ -235,8 +255,8 @@ def interpret_call(func: Any, args: Any, opcode: str, budget: Budget | None = No
         if func.qualname in DECODERS:
             raw = decoded(func.qualname, args, budget)
             return Call(func, args, opcode) if raw is None else raw
-        if mod == "torch" and name == "Size" and args and isinstance(args[0], (list, tuple)):
-            return tuple(args[0])
+        if mod == "torch" and name == "Size" and (not args or isinstance(args[0], PLAIN)):
+            return tuple(args[0]) if args else ()  # a tuple of ints (knowncalls checked them)
         if mod == "torch.jit._pickle":
             if name in _JIT_LIST_BUILDERS and args and isinstance(args[0], list):
                 return args[0]
