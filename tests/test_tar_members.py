@@ -115,3 +115,17 @@ def test_module_persistent_ids_follow_torchs_source_check(tmp_path: Path, case: 
     inv = read_inventory(_tar(tmp_path, module_pid_tar(pid)))
     assert ("mod_after.f" in [g.qualname for g in inv.globals]) is ok
     assert bool(inv.stops) is not ok
+
+
+def test_a_bound_met_in_a_shadowed_copy_keeps_torchs_reading(tmp_path: Path) -> None:
+    """fuzz seed 23 index 24309: a shadowed ``pickle`` names a global, then a LONG_BINPUT index past
+    ``max_memo_index``. torch reads the last copy, which ckptlint had read completely: that stays the report
+    (loaded streams are torch's), and the bound is a stop in the shadowed copy, not a partial report."""
+    t = tc.TorchTar()
+    shadowed = tc.p2(tc.payload("m") + b"r\x00\x00\x00\x95.")
+    inv = read_inventory(_tar(tmp_path, tc.tar_bytes([("pickle", shadowed), *t.members()])))
+    assert inv.format == "torch-tar"
+    assert inv.facts.loaded_streams == ("storages#0", "storages#1", "storages#2", "tensors#0", "tensors#1", "pickle")
+    [hit] = [g for g in inv.globals if g.qualname in ("os.system", "posix.system")]
+    assert hit.stream == "pickle#shadowed0"
+    assert [(s.stream, s.limit) for s in inv.stops] == [("pickle#shadowed0", "max_memo_index")]
