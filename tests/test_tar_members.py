@@ -129,3 +129,16 @@ def test_a_bound_met_in_a_shadowed_copy_keeps_torchs_reading(tmp_path: Path) -> 
     [hit] = [g for g in inv.globals if g.qualname in ("os.system", "posix.system")]
     assert hit.stream == "pickle#shadowed0"
     assert [(s.stream, s.limit) for s in inv.stops] == [("pickle#shadowed0", "max_memo_index")]
+
+
+def test_a_bound_met_in_the_pickle_member_keeps_torchs_streams(tmp_path: Path) -> None:
+    """fuzz seed 2 index 1464: the first header's name is itself a pickle (``pickle#0``, what pickle.load runs; torch
+    reads it only when it falls back) and the loaded ``pickle`` member meets ``max_memo_index``. The report keeps
+    torch's loaded streams (the tar members), not every stream as a partial report did."""
+    t = tc.TorchTar(pickle_extra=tc.payload("m") + b"r\x00\x00\x00\x950")
+    polyglot = "cbuiltins\nprint\n(S'x'\ntR."
+    inv = read_inventory(_tar(tmp_path, tc.tar_bytes([(polyglot, b"x"), *t.members()], fmt=tarfile.GNU_FORMAT)))
+    assert "pickle#0" in inv.facts.streams
+    assert inv.facts.loaded_streams == ("storages#0", "storages#1", "storages#2", "tensors#0", "tensors#1", "pickle")
+    assert [(s.stream, s.limit) for s in inv.stops if s.limit] == [("pickle", "max_memo_index")]
+    assert {g.qualname for g in inv.globals if g.stream == "pickle"} & {"os.system", "posix.system"}
