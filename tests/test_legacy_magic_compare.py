@@ -30,3 +30,22 @@ def test_an_unknown_class_stays_undecided(tmp_path: Path) -> None:
     assert inv.facts.extra["magic_compared_with"] == ["mypkg.Thing"]
     assert any("whether it passes is known only by running it" in a for a in inv.anomalies)
     assert "CK107" in {f.code for f in check_file(p).findings}
+
+
+def test_a_known_global_as_the_magic_number_is_decided(tmp_path: Path) -> None:
+    """fuzz seed 2 index 56280: the first pickle's value is the class ``ValueError`` (``exceptions.ValueError``
+    below protocol 3). A builtin class is never the magic number: torch raises "Invalid magic number" before the
+    next pickle, so the ``os.system`` after it is a stream torch never loads (a raw pickle with trailing bytes)."""
+    p = tmp_path / "magic.pt"
+    p.write_bytes(b"\x8f0cexceptions\nValueError\n.\x80\x02cos\nsystem\n.")
+    inv = ckptlint.inspect(p)
+    assert inv.format == "pickle"  # was torch-legacy, reading on into pickle#1 as torch.load's
+    assert inv.facts.loaded_streams == ("pickle#0",)
+    assert [g.stream for g in inv.globals if g.qualname in ("os.system", "posix.system")] == ["pickle#1"]
+
+
+def test_an_unknown_global_as_the_magic_number_stays_undecided(tmp_path: Path) -> None:
+    p = tmp_path / "magic.pt"
+    p.write_bytes(b"cmypkg\nMAGIC\n.\x80\x02M\xe9\x03.")
+    inv = ckptlint.inspect(p)
+    assert inv.format == "torch-legacy" and "pickle#1" in inv.facts.loaded_streams

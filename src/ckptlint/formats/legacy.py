@@ -22,6 +22,7 @@ from ..inventory import FormatFacts, Inventory, StorageRecord, StreamStop
 from ..limits import DEFAULT_LIMITS, Budget, Limits
 from .common import Assembler, CountingFile, record_pid
 from .dtypes import ITEMSIZE, STORAGE_DTYPES
+from .knowncalls import global_kind
 from .tar import is_tar
 from .unpickler import Call, Global, StaticUnpickler, TensorStub, storage_from_pid
 
@@ -339,8 +340,13 @@ def _grown_nbytes(asm: Assembler) -> dict[str, int]:
 
 
 def _differs(value: Any, expected: int) -> bool | None:
-    """``value != expected`` as torch evaluates it; None when only running the file could tell."""
-    if isinstance(value, (Global, Call, TensorStub)):
+    """``value != expected`` as torch evaluates it; None when only running the file could tell.
+
+    A global whose real object is known (a builtin class or function, a dtype, an allowlisted torch
+    function: formats/knowncalls.py) is never an int, so it differs (fuzz seed 2 index 56280)."""
+    if isinstance(value, Global):
+        return True if global_kind(value) is not None else None
+    if isinstance(value, (Call, TensorStub)):
         return None
     try:
         return bool(value != expected)
