@@ -107,3 +107,21 @@ def test_stream_count_is_per_file(tmp_path: Path) -> None:
     assert inv.structure == 1
     assert 1 <= len(inv.pickles) <= 10
     assert len(ckptlint.inspect(p).pickles) == 50
+
+
+def test_a_name_repeated_a_million_times_is_recorded_a_few_times(tmp_path: Path) -> None:
+    # GLOBAL os.system, POP, over and over: every occurrence used to be a GlobalRef (a 120 kB zip took 3 GB)
+    p = tmp_path / "repeat.pkl"
+    p.write_bytes(b"\x80\x02" + b"cos\nsystem\n0" * 200_000 + b"cos\nsystem\n.")
+    inv = ckptlint.inspect(p)
+    refs = [g for g in inv.globals if g.qualname == "os.system" and g.stream == "pickle#0"]
+    assert 1 <= len(refs) <= 8 and refs[0].offset == 2
+    assert not [s for s in inv.stops if s.stream == "pickle#0"]
+
+
+def test_distinct_globals_are_bounded_for_the_whole_file(tmp_path: Path) -> None:
+    p = tmp_path / "distinct.pkl"
+    p.write_bytes(b"\x80\x02" + b"".join(b"cm%d\nf\n0" % i for i in range(50)) + b"N.")
+    inv = ckptlint.inspect(p, limits=Limits(max_globals=20))
+    assert [s.limit for s in inv.stops] == ["max_globals"]
+    assert len([g for g in inv.globals if g.stream == "pickle#0"]) == 20

@@ -44,6 +44,8 @@ class Limits:
     max_text_sniff: int = 1 << 20
     max_nested: int = 64
     """Byte strings followed into ``pickle.loads``-style loaders, whole file."""
+    max_globals: int = 200_000
+    """Global references recorded, whole file (a name repeated in one stream is recorded 8 times at most)."""
     max_spool_bytes: int = 64 << 30
     """Bytes copied from standard input, bytes or a file object to a temporary file (readers need a path)."""
 
@@ -59,7 +61,8 @@ class Budget:
     which bound was hit and how to raise it.
     """
 
-    __slots__ = ("inflated_bytes", "limits", "members", "memo", "nested", "opcodes", "readers", "streams", "tensors")
+    __slots__ = ("globals", "inflated_bytes", "limits", "members", "memo", "nested", "opcodes", "readers", "streams",
+                 "tensors")
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
         self.limits = limits
@@ -70,6 +73,7 @@ class Budget:
         self.members = 0
         self.tensors = 0
         self.nested = 0
+        self.globals = 0
         self.readers: list[object] = []
         """Readers holding partial results for this file (so a stop never throws them away)."""
 
@@ -116,3 +120,8 @@ class Budget:
         self.nested += 1
         if self.nested > self.limits.max_nested:
             raise self._over("max_nested", "nested pickles followed")
+
+    def charge_globals(self) -> None:
+        self.globals += 1
+        if self.globals > self.limits.max_globals:
+            raise self._over("max_globals", "global references recorded in the whole file")

@@ -190,6 +190,7 @@ class Assembler:
         else:
             self.budget.opcodes -= other.count
             self.budget.memo -= len(other._memo)
+            self.budget.globals -= len(other.globals)
         if isinstance(err2, LimitExceeded):
             raise err2
         return name if differs else None
@@ -258,6 +259,7 @@ class Assembler:
             if isinstance(err, TruncatedPickle) and offset + n < f.size:
                 self.budget.opcodes -= up.count  # read again from the start with more bytes
                 self.budget.memo -= len(up._memo)
+                self.budget.globals -= len(up.globals)
                 if not charged:
                     self.budget.inflated_bytes -= n
                 if n >= self.limits.max_pickle_bytes:

@@ -47,6 +47,8 @@ PersistentLoad = Callable[[Any], Any]
 
 _STOP = object()
 _U32_FROM = U32.unpack_from
+_REFS_PER_NAME = 8
+"""GlobalRefs recorded per (name, opcode) in one stream; later repeats are counted, not kept."""
 _MEMO_ALLOC_WARN = 1 << 24
 """C memo indexes above this make CPython allocate a pointer array of 2*index slots."""
 
@@ -94,6 +96,7 @@ class StaticUnpickler(ItemOps):
         self.budget = budget if budget is not None else Budget(limits)
         self.persistent_load = persistent_load
         self.globals: list[GlobalRef] = []
+        self._global_counts: dict[tuple[str, str, str, str | None], int] = {}
         self._first: dict[int, int] = {}
         self.operations: list[tuple[int, str, str, str]] = []
         """(offset, opcode, target, detail), first of each kind; see ``inventory.Operation``."""
@@ -306,7 +309,12 @@ class StaticUnpickler(ItemOps):
             if (m2, n2) != (module, name):
                 written = f"{module}.{name}"
                 module, name = m2, n2
-        self.globals.append(GlobalRef(module, name, self.stream, self._op_start, opcode, written=written))
+        key = (module, name, opcode, written)
+        seen = self._global_counts.get(key, 0)
+        self._global_counts[key] = seen + 1
+        if seen < _REFS_PER_NAME:  # a name repeated millions of times is recorded a few times (memory)
+            self.budget.charge_globals()
+            self.globals.append(GlobalRef(module, name, self.stream, self._op_start, opcode, written=written))
         return Global(module, name, self.stream, self._op_start)
 
     def _name_line(self, encoding: str) -> str:
