@@ -30,7 +30,9 @@ class Reading:
     ``builtins.int(...)`` there could pass), or the loader stopped at an operation on a placeholder
     (:func:`inert.stopped_on_a_stand_in`). The reading is then a lower bound."""
     map_location: str | None = None
-    """``"cpu"`` where torch.load was re-run with it (see ``_LOCATION_ERRORS``)."""
+    """``"cpu"`` where torch.load was re-run with it (see ``_RESTORE``)."""
+    at_location: bool = False
+    """torch.load stopped inside ``default_restore_location`` (only for the reading without ``map_location``)."""
 
 
 @dataclass
@@ -87,17 +89,17 @@ def install_torchscript_guard() -> None:
 
 def _torch_reading(path: str) -> tuple[Reading, bool]:
     out = _torch_load_inert(path, None)
-    if out.outcome.startswith(_LOCATION_ERRORS):
+    if out.at_location:
         out = _torch_load_inert(path, "cpu")
     script = _TORCHSCRIPT in out.outcome
     return out, script
 
 
-_LOCATION_ERRORS = ("RuntimeError: don't know how to restore data location",
-                    "RuntimeError: Attempting to deserialize object on a CUDA device")
+_RESTORE = "default_restore_location"
 """torch.load without ``map_location`` stops at a storage whose location tag no backend of this machine
-restores; ``map_location="cpu"`` (the common call) reads on. ckptlint reports what a load reaches either
-way, so for those files the oracle's reading is the one with ``map_location="cpu"``."""
+restores (an unknown tag, a CUDA tag on a CPU machine, a tag that is no string); ``map_location="cpu"``
+(the common call) reads on. ckptlint reports what a load reaches either way, so where the error came out
+of torch's ``default_restore_location`` the oracle's reading is the one with ``map_location="cpu"``."""
 
 
 def _torch_load_inert(path: str, map_location: str | None) -> Reading:
@@ -109,6 +111,8 @@ def _torch_load_inert(path: str, map_location: str | None) -> Reading:
         torch.load(path, pickle_module=inert, weights_only=False, map_location=map_location)
     except Exception as e:  # noqa: BLE001 - every failure is a reading to compare, never fatal
         out.outcome = _outcome(e)
+        frames = traceback.extract_tb(e.__traceback__)
+        out.at_location = map_location is None and any(f.name == _RESTORE for f in frames)
     out.globals = list(inert.REQUESTS)
     out.undecided = (inert.STAND_IN_RESULTS[0] > 0 and out.outcome.startswith(
         ("RuntimeError: Invalid magic number", "RuntimeError: Invalid protocol version"))) or \

@@ -18,6 +18,7 @@ from . import inert
 from .compare import compare
 from .nondet import short_deflate_members
 from .oracle import CkptlintResult, OracleResult, Reading
+from .pool import Pool
 
 pytestmark = pytest.mark.differential
 
@@ -107,3 +108,27 @@ def test_a_deflated_member_zlib_cannot_inflate_fully_is_found() -> None:
     cut[start + 2:start + info.compress_size] = b"\xff" * (info.compress_size - 2)  # corrupt after two bytes
     assert short_deflate_members(bytes(cut)) == ["archive/data.pkl"]
     assert short_deflate_members(b"\x80\x02}.") == []
+
+
+def test_a_stop_at_a_location_tag_is_compared_with_map_location_cpu() -> None:
+    """A legacy file whose storage is tagged 'cpt': plain torch.load raises in default_restore_location,
+    torch.load(map_location="cpu") reads on to the next pickle's global; the oracle keeps the second reading."""
+    import io as _io
+
+    import torch
+
+    from .gen_legacy import split_pickles
+
+    buf = _io.BytesIO()
+    torch.save({"w": torch.zeros(2)}, buf, _use_new_zipfile_serialization=False)
+    parts, rest = split_pickles(buf.getvalue())
+    main = parts[3].replace(b"X\x03\x00\x00\x00cpu", b"X\x03\x00\x00\x00cpt")
+    data = b"".join(parts[:3]) + main + b"\x80\x02cbuiltins\nlen\n." + parts[4] + rest
+    pool = Pool(1, 120.0)
+    try:
+        reply = pool.one({"data": data.hex(), "family": "legacy", "full": True})
+    finally:
+        pool.close()
+    reading = reply["oracle"]["torch"]
+    assert reading["map_location"] == "cpu"
+    assert ["builtins", "len"] in reading["globals"]
