@@ -17,15 +17,18 @@ def tup(xs: tuple[int, ...]) -> bytes:
     return b"(" + b"".join(b"K" + bytes([x]) for x in xs) + b"t"
 
 
+HOOKS = b"ccollections\nOrderedDict\n)R"
+"""backward_hooks as torch.save writes them: an empty OrderedDict."""
+
+
 def torch_zip(path: Path, offset: int, shape: tuple[int, ...], payload: bytes = b"", *,
               view: bytes | None = None) -> Path:
     """One LongStorage of one element (8 bytes) and a view of it; ``payload`` after the tensor. ``view``:
-    the pickled (offset, size, stride) arguments as given, instead of ``offset`` and ``shape``."""
+    the pickled arguments after the storage as given (offset, size, stride, requires_grad, hooks …)."""
     strides = tuple(1 for _ in shape)
-    view = view if view is not None else b"K" + bytes([offset]) + tup(shape) + tup(strides)
+    view = view if view is not None else b"K" + bytes([offset]) + tup(shape) + tup(strides) + b"\x89" + HOOKS
     data = (b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nLongStorage\n"
-            b"X\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x01tQ" + view
-            + b"\x89ccollections\nOrderedDict\n)RtR" + payload + b".")
+            b"X\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x01tQ" + view + b"tR" + payload + b".")
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("archive/data.pkl", data)
         z.writestr("archive/data/0", b"\x00" * 8)
@@ -50,12 +53,16 @@ def test_a_view_past_a_zip_storage_stops_the_load(tmp_path: Path, offset: int, s
         assert "not resizable" in stops[0].reason
 
 
-SET_ARGS = {  # (offset, size, stride) that Tensor.set_ refuses: "invalid combination of arguments" and the like
-    "stride_is_an_int": b"K\x00" + tup((1,)) + b"K\x01",
-    "size_is_an_int": b"K\x00K\x01" + tup((1,)),
-    "offset_is_none": b"N" + tup((1,)) + tup((1,)),
-    "size_holds_a_float": b"K\x00(G?\xf0\x00\x00\x00\x00\x00\x00t" + tup((1,)),
-    "size_and_stride_lengths_differ": b"K\x00" + tup((1, 1)) + tup((1,)),
+SET_ARGS = {  # arguments that Tensor.set_ refuses ("invalid combination of arguments" and the like)
+    "stride_is_an_int": b"K\x00" + tup((1,)) + b"K\x01\x89" + HOOKS,
+    "size_is_an_int": b"K\x00K\x01" + tup((1,)) + b"\x89" + HOOKS,
+    "offset_is_none": b"N" + tup((1,)) + tup((1,)) + b"\x89" + HOOKS,
+    "size_holds_a_float": b"K\x00(G?\xf0\x00\x00\x00\x00\x00\x00t" + tup((1,)) + b"\x89" + HOOKS,
+    "size_and_stride_lengths_differ": b"K\x00" + tup((1, 1)) + tup((1,)) + b"\x89" + HOOKS,
+    # then tensor.requires_grad = <a bool, True only for floating dtypes> and set_tensor_metadata(<a dict>)
+    "requires_grad_is_an_int": b"K\x00" + tup((1,)) + tup((1,)) + b"K\x01" + HOOKS,
+    "an_int_tensor_requires_grad": b"K\x00" + tup((1,)) + tup((1,)) + b"\x88" + HOOKS,
+    "metadata_is_a_list": b"K\x00" + tup((1,)) + tup((1,)) + b"\x89" + HOOKS + b"]K\x01a",
 }
 
 

@@ -237,6 +237,8 @@ def _check_torch_call(qualname: str, args: tuple[Any, ...], opcode: str) -> None
     if qualname.startswith("torch._utils._rebuild_tensor") or qualname == "torch._utils._rebuild_qtensor":
         if isinstance(args[0], PLAIN):  # _rebuild_tensor reads storage.dtype first
             raise FormatError(f"{qualname}: the storage is a {type(args[0]).__name__} (AttributeError)")
+    elif qualname in ("torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state"):
+        _check_parameter(args[0], args[1])
     elif qualname == "_codecs.encode":
         _check_encode(args)
     elif qualname == "torch.Size":
@@ -260,6 +262,16 @@ def _check_encode(args: tuple[Any, ...]) -> None:
     if info is not None and getattr(info, "_is_text_encoding", True) and isinstance(args[0], PLAIN) \
             and not isinstance(args[0], str):
         raise FormatError(f"_codecs.encode of a {type(args[0]).__name__} with {info.name} (TypeError)")
+
+
+def _check_parameter(data: Any, requires_grad: Any) -> None:
+    """``torch.nn.Parameter(data, requires_grad)``: None or a plain tensor goes to ``_make_subclass``, which
+    needs a bool; any other plain value has no ``detach`` (AttributeError)."""
+    if isinstance(data, PLAIN) and data is not None:
+        raise FormatError(f"torch.nn.Parameter of a {type(data).__name__} (AttributeError: no detach)")
+    plain_tensor = data is None or (isinstance(data, TensorStub) and data.subclass is None)
+    if plain_tensor and isinstance(requires_grad, PLAIN) and type(requires_grad) is not bool:
+        raise FormatError("torch.nn.Parameter: requires_grad must be a bool (TypeError)")
 
 
 def _check_size(args: tuple[Any, ...]) -> None:

@@ -82,7 +82,21 @@ def _rebuild_tensor_v2(args: tuple[Any, ...], fname: str) -> TensorStub:
     t = TensorStub(fname, st, _as_int(args[1], "offset"), _int_tuple(args[2], "size"),
                    _int_tuple(args[3], "stride"), requires_grad, dtype, st.location)
     _check_fits(t, st)
+    if fname != "_rebuild_tensor" and len(args) > 4:
+        _check_tensor_extras(fname, args[4], args[7 if fname == "_rebuild_tensor_v3" else 6]
+                             if len(args) > (7 if fname == "_rebuild_tensor_v3" else 6) else None, dtype)
     return t
+
+
+def _check_tensor_extras(fname: str, requires_grad: Any, metadata: Any, dtype: str) -> None:
+    """``tensor.requires_grad = requires_grad`` (a bool; True only for floating and complex dtypes),
+    then ``set_tensor_metadata`` of a truthy metadata (asserts a dict)."""
+    if isinstance(requires_grad, PLAIN) and type(requires_grad) is not bool:
+        raise CallRaises(f"{fname}: requires_grad must be a bool (RuntimeError)")
+    if requires_grad is True and (dtype == "bool" or dtype.startswith(("int", "uint", "qint", "quint"))):
+        raise CallRaises(f"{fname}: a {dtype} tensor cannot require gradients (RuntimeError)")
+    if isinstance(metadata, PLAIN) and metadata and not isinstance(metadata, dict):
+        raise CallRaises(f"{fname}: metadata is a {type(metadata).__name__}, not a dict (AssertionError)")
 
 
 def _check_set_args(fname: str, offset: Any, size: Any, stride: Any) -> None:
