@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import _codecs
 import collections
+import functools
 from typing import Any
 
 from .knowncalls import OBJECTS, PLAIN, TORCH_CLASSES, TORCH_FUNCTIONS, builtin_object, global_kind
@@ -50,6 +51,13 @@ def _model(obj: Any) -> _Model | None:
         return _instance(obj)
     if not isinstance(obj, Global):
         return None
+    return _global_model(obj.module, obj.name)
+
+
+@functools.lru_cache(maxsize=1024)
+def _global_model(module: str, name: str) -> _Model | None:
+    """The model of a global: it depends on the name only (cached: a file may name one global millions of times)."""
+    obj = Global(module, name)
     q = obj.qualname
     real: Any = None
     if obj.module == "builtins" and global_kind(obj) in ("class", "function"):

@@ -139,9 +139,14 @@ def _protocols_of_type(cls: type) -> frozenset[str]:
                      if issubclass(cls, t))
 
 
+_TUPLE = frozenset({"tuple"})
+
+
 def known_protocols(obj: Any) -> frozenset[str] | None:
     """Which of ``tuple``, ``dict`` and ``buffer`` the real object behind ``obj`` is (``isinstance``
     for dict and tuple, the buffer protocol), or None when only running the file could tell."""
+    if type(obj) is tuple:
+        return _TUPLE
     if isinstance(obj, Global):
         return None if global_kind(obj) is None else frozenset()
     if isinstance(obj, Call):
@@ -245,7 +250,7 @@ def _check_torch_call(qualname: str, args: tuple[Any, ...], opcode: str) -> None
         _check_size(args)
     elif qualname == "torch.device":
         _check_device(args)
-    elif qualname in ("collections.OrderedDict", "collections.Counter") and _plain(args, set(), [4096]):
+    elif qualname in ("collections.OrderedDict", "collections.Counter") and args and _plain(args, set(), [4096]):
         try:
             getattr(collections, qualname.rsplit(".", 1)[1])(*args)
         except Exception as e:  # noqa: BLE001 - the real load raises the same error here

@@ -13,17 +13,14 @@ from typing import Any
 class Global:
     """Stand-in for ``module.name``: never the real object."""
 
-    __slots__ = ("module", "name", "offset", "stream")
+    __slots__ = ("module", "name", "offset", "qualname", "stream")
 
     def __init__(self, module: str, name: str, stream: str = "", offset: int = -1) -> None:
         self.module = module
         self.name = name
         self.stream = stream
         self.offset = offset
-
-    @property
-    def qualname(self) -> str:
-        return f"{self.module}.{self.name}"
+        self.qualname = f"{module}.{name}"
 
     def __repr__(self) -> str:
         return f"<global {self.qualname}>"

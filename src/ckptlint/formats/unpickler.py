@@ -365,8 +365,9 @@ class StaticUnpickler(ItemOps):
             raise self._fail("REDUCE arguments are not a tuple")  # PyObject_CallObject refuses
         if type(func) is not Global and isinstance(func, _BUILTIN_VALUES):
             raise self._fail(f"REDUCE calls a {type(func).__name__}")
-        if call_error(func):
-            raise self._fail(f"REDUCE: {call_error(func)}")
+        why = call_error(func)
+        if why:
+            raise self._fail(f"REDUCE: {why}")
         if isinstance(func, Global) and func.qualname in NESTED_LOADERS and isinstance(args, tuple):
             self.nested.extend((self._op_start, p) for p in nested_payloads(func, args))
         self._stack.append(interpret_call(func, args, "REDUCE", self.budget))
