@@ -34,6 +34,8 @@ SMALL_KEEP = 64 << 10
 MAX_FILE_FORMAT_VERSION = 10
 """``kMaxSupportedFileFormatVersion`` (caffe2/serialize/versions.h) of the torch releases ckptlint targets."""
 _STOULL = re.compile(rb"\s*[+-]?\d+")
+_INT_PREFIX = re.compile(rb"[+-]?(?:\d(?:_?\d)*_?)?\s*")
+"""What can still begin an ``int()`` literal once leading whitespace is gone (the rest may complete it)."""
 
 
 @dataclass
@@ -193,22 +195,25 @@ def _load(z: ZipArchive, r: TorchZipReading) -> None:
         rec = _get(z, r, "byteorder")
         mark = rec.data
         r.records["byteorder"] = mark
-        if rec.uninitialized:
+        size = r.read["byteorder"].size
+        if rec.uninitialized and any(w.startswith(mark) and len(w) == size for w in (b"little", b"big")):
             # `byteorderdata not in [b"little", b"big"]` over the whole buffer: memory nothing wrote follows
             raise _Refused(f"Unknown endianness type, unless uninitialised memory happens to complete "
                            f"{mark[:40]!r}: {rec.note}")
-        if mark not in (b"little", b"big"):
+        if rec.uninitialized or mark not in (b"little", b"big"):
             raise _Refused(f"Unknown endianness type: {mark[:40].decode('utf-8', 'replace')}")
     if _lookup(z, r, ".storage_alignment") is not None:
         rec = _get(z, r, ".storage_alignment")
         align = rec.data
         r.records[".storage_alignment"] = align
-        if rec.uninitialized:
+        if rec.uninitialized and _INT_PREFIX.fullmatch(align.lstrip()):
             # `int(zip_file.get_record(".storage_alignment"))`: int() of the inflated bytes and the memory after
             # them, which holds digits or whitespace only by luck (fuzz seed 1 index 5861: b'7&')
             raise _Refused(f"ValueError: invalid literal for int(), unless uninitialised memory after "
                            f"{align[:40]!r} happens to be digits: {rec.note}")
         try:
+            if rec.uninitialized:
+                raise ValueError  # no bytes after this prefix make an int literal
             int(align)
         except ValueError:
             raise _Refused(f"invalid literal for int() with base 10: {align[:40]!r}") from None
