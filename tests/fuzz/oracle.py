@@ -6,6 +6,7 @@ dropped privileges and limited its address space.
 
 from __future__ import annotations
 
+import io
 import pickle
 import time
 import traceback
@@ -31,6 +32,11 @@ class Reading:
     (:func:`inert.stopped_on_a_stand_in`). The reading is then a lower bound."""
     map_location: str | None = None
     """``"cpu"`` where torch.load was re-run with it (see ``_RESTORE``)."""
+    file_object: str | None = None
+    """Set where ``torch.load(io.BytesIO(data))`` requested globals ``torch.load(path)`` did not: the C unpickler
+    consumes a FRAME that outlasts its STOP from a file without ``peek`` (BytesIO) but only up to the STOP from a
+    buffered file (the path), so the next legacy pickle starts elsewhere. Both are torch.load; the reading is the
+    union of the two."""
     at_location: bool = False
     """torch.load stopped inside ``default_restore_location`` (only for the reading without ``map_location``)."""
 
@@ -92,6 +98,13 @@ def _torch_reading(path: str) -> tuple[Reading, bool]:
     if out.at_location:
         out = _torch_load_inert(path, "cpu")
     script = _TORCHSCRIPT in out.outcome
+    with open(path, "rb") as f:
+        buffer = io.BytesIO(f.read())
+    other = _torch_load_inert(buffer, out.map_location)
+    extra = [g for g in other.globals if g not in out.globals]
+    if extra:
+        out.globals += extra
+        out.file_object = f"io.BytesIO also requested {len(extra)}: {other.outcome}"
     return out, script
 
 
@@ -102,7 +115,7 @@ restores (an unknown tag, a CUDA tag on a CPU machine, a tag that is no string);
 of torch's ``default_restore_location`` the oracle's reading is the one with ``map_location="cpu"``."""
 
 
-def _torch_load_inert(path: str, map_location: str | None) -> Reading:
+def _torch_load_inert(path: str | io.BytesIO, map_location: str | None) -> Reading:
     import torch
 
     inert.reset(real_storage_classes=True)
