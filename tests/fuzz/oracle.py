@@ -32,11 +32,13 @@ class Reading:
     (:func:`inert.stopped_on_a_stand_in`). The reading is then a lower bound."""
     map_location: str | None = None
     """``"cpu"`` where torch.load was re-run with it (see ``_RESTORE``)."""
+    bytes_io_globals: list[tuple[str, str]] = field(default_factory=list)
+    """Globals ``torch.load(io.BytesIO(data))`` requested that ``torch.load(path)`` did not. torch reads a file
+    object differently: no tar attempt without a ``fileno`` (``_should_read_directly``), and the C unpickler
+    consumes a FRAME that outlasts its STOP from a file without ``peek``, so the next legacy pickle starts
+    elsewhere. ckptlint may report these (a torch.load reaches them), never globals no torch.load reaches."""
     file_object: str | None = None
-    """Set where ``torch.load(io.BytesIO(data))`` requested globals ``torch.load(path)`` did not: the C unpickler
-    consumes a FRAME that outlasts its STOP from a file without ``peek`` (BytesIO) but only up to the STOP from a
-    buffered file (the path), so the next legacy pickle starts elsewhere. Both are torch.load; the reading is the
-    union of the two."""
+    """How the BytesIO reading ended, where it requested more."""
     at_location: bool = False
     """torch.load stopped inside ``default_restore_location`` (only for the reading without ``map_location``)."""
 
@@ -101,10 +103,9 @@ def _torch_reading(path: str) -> tuple[Reading, bool]:
     with open(path, "rb") as f:
         buffer = io.BytesIO(f.read())
     other = _torch_load_inert(buffer, out.map_location)
-    extra = [g for g in other.globals if g not in out.globals]
-    if extra:
-        out.globals += extra
-        out.file_object = f"io.BytesIO also requested {len(extra)}: {other.outcome}"
+    out.bytes_io_globals = [g for g in other.globals if g not in out.globals]
+    if out.bytes_io_globals:
+        out.file_object = f"io.BytesIO: {other.outcome}"
     return out, script
 
 

@@ -64,6 +64,7 @@ def run(n: int, seed: int, jobs: int = 2, families: Sequence[str] | None = None,
         {"inputs": 0, "readings_differed": 0, "ckptlint_reported_ck107": 0, "differed_with_ck107": 0})
     nondet_examples: list[dict[str, Any]] = []
     lower_bound_examples: list[int] = []
+    bytes_io_examples: list[int] = []
     base = {"seed": seed, "families": list(families) if families else None, "exclude": list(exclude)}
     reqs = (dict(base, index=i) for i in range(start, start + n))
     try:
@@ -84,6 +85,9 @@ def run(n: int, seed: int, jobs: int = 2, families: Sequence[str] | None = None,
             seen["ckptlint_reported_more_past_a_lower_bound"] += reply.get("past_lower_bound", False)
             if reply.get("past_lower_bound") and len(lower_bound_examples) < 10:
                 lower_bound_examples.append(req["index"])
+            seen["bytes_io_reached_globals_ckptlint_does_not_report"] += reply.get("bytes_io_unreported", False)
+            if reply.get("bytes_io_unreported") and len(bytes_io_examples) < 10:
+                bytes_io_examples.append(req["index"])
             slow = sorted([*slow, (reply["ck_seconds"], req["index"], reply["size"], reply["desc"])], reverse=True)[:5]
             if reply["ck_seconds"] > ck_max_s:
                 ck_max_s, slowest = reply["ck_seconds"], req["index"]
@@ -132,7 +136,7 @@ def run(n: int, seed: int, jobs: int = 2, families: Sequence[str] | None = None,
         "by_family": dict(by_family), "by_check": dict(by_check), "crashes": crashes,
         "worker_failures": failed, "oracle_limited": limited, "seen": dict(seen),
         "oracle_nondeterministic": dict(nondet, examples=nondet_examples),
-        "lower_bound_examples": lower_bound_examples,
+        "lower_bound_examples": lower_bound_examples, "bytes_io_examples": bytes_io_examples,
         "ckptlint_max_seconds": round(ck_max_s, 3), "ckptlint_slowest_index": slowest,
         "ckptlint_slowest": [{"seconds": round(t, 3), "index": i, "size": n, "desc": d} for t, i, n, d in slow],
         "ckptlint_max_rss_mib": round(ck_max_rss / 1024, 1), "worker_max_rss_mib": round(worker_max_rss / 1024, 1),

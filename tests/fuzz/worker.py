@@ -63,7 +63,7 @@ def _no_special_files() -> None:
 
 def handle(req: dict[str, Any], work: str) -> dict[str, Any]:
     from . import features
-    from .compare import compare, past_a_lower_bound
+    from .compare import compare, misses_bytes_io_globals, past_a_lower_bound
     from .generate import generate
     from .nondet import set_aside, short_deflate_members
     from .oracle import read_with_ckptlint, read_with_oracle
@@ -102,6 +102,7 @@ def handle(req: dict[str, Any], work: str) -> dict[str, Any]:
         "ck_unreadable": ck.error is not None,
         "nondeterministic": nondet,
         "past_lower_bound": bool(oracle and not limited and not nondet and past_a_lower_bound(ck, oracle)),
+        "bytes_io_unreported": bool(oracle and not limited and not nondet and misses_bytes_io_globals(ck, oracle)),
     }
     if found or req.get("full"):
         reply["input"] = data.hex()
