@@ -125,3 +125,45 @@ def test_distinct_globals_are_bounded_for_the_whole_file(tmp_path: Path) -> None
     inv = ckptlint.inspect(p, limits=Limits(max_globals=20))
     assert [s.limit for s in inv.stops] == ["max_globals"]
     assert len([g for g in inv.globals if g.stream == "pickle#0"]) == 20
+
+
+_DAG = b")" + b"2\x86" * 45
+"""A tuple of 45 DUP'd TUPLE2s: 91 bytes whose hash (and repr) visit 2**45 nodes: hours in CPython."""
+
+
+@pytest.mark.parametrize("tail", [b"(" + _DAG + b"\x91",  # FROZENSET of it
+                                  b"}" + _DAG + b"Ns",  # a dict key
+                                  b"\x8f(" + _DAG + b"\x90"])  # ADDITEMS
+def test_hashing_a_tuple_dag_is_bounded(tmp_path: Path, tail: bytes) -> None:
+    p = tmp_path / "dag.pkl"
+    p.write_bytes(b"\x80\x04cos\nsystem\n0" + tail + b".")
+    start = time.perf_counter()
+    inv = ckptlint.inspect(p)
+    assert time.perf_counter() - start < 10
+    assert [s.limit for s in inv.stops if s.stream == "pickle#0"] == ["max_hash_nodes"]
+    assert "os.system" in {g.qualname for g in inv.globals}
+
+
+@pytest.mark.parametrize("call", [b"cbuiltins\nset\n]" + _DAG + b"a\x85R",
+                                  b"ccollections\nOrderedDict\n]" + _DAG + b"N\x86a\x85R"])
+def test_calls_that_would_hash_a_tuple_dag_stay_records(tmp_path: Path, call: bytes) -> None:
+    p = tmp_path / "dag_call.pkl"
+    p.write_bytes(b"\x80\x04" + call + b"0cos\nsystem\n.")
+    start = time.perf_counter()
+    inv = ckptlint.inspect(p)
+    assert time.perf_counter() - start < 10
+    assert "os.system" in {g.qualname for g in inv.globals}  # read on, as a superset
+
+
+def test_a_tuple_dag_in_a_persistent_id_is_printed_briefly(tmp_path: Path) -> None:
+    data = (b"\x80\x02(X\x07\x00\x00\x00storagectorch\nFloatStorage\n" + _DAG
+            + b"X\x03\x00\x00\x00cpuK\x01tQcos\nsystem\n.")
+    p = tmp_path / "pid.pt"
+    with zipfile.ZipFile(p, "w") as z:
+        z.writestr("archive/data.pkl", data)
+        z.writestr("archive/byteorder", "little")
+        z.writestr("archive/version", "3\n")
+    start = time.perf_counter()
+    inv = ckptlint.inspect(p)
+    assert time.perf_counter() - start < 10
+    assert all(len(s.reason) < 500 for s in inv.stops)

@@ -44,6 +44,9 @@ class Limits:
     max_text_sniff: int = 1 << 20
     max_nested: int = 64
     """Byte strings followed into ``pickle.loads``-style loaders, whole file."""
+    max_hash_nodes: int = 5_000_000
+    """Tuple nodes hashed for set items and dict keys, whole file: Python's tuple hash recurses into the items
+    every time (no cache), so 40 DUP'd TUPLE2s make a tuple whose hash visits 2**40 nodes."""
     max_globals: int = 200_000
     """Global references recorded, whole file (a name repeated in one stream is recorded 8 times at most)."""
     max_spool_bytes: int = 64 << 30
@@ -61,8 +64,8 @@ class Budget:
     which bound was hit and how to raise it.
     """
 
-    __slots__ = ("globals", "inflated_bytes", "limits", "members", "memo", "nested", "opcodes", "readers", "streams",
-                 "tensors")
+    __slots__ = ("globals", "hashed", "inflated_bytes", "limits", "members", "memo", "nested", "opcodes", "readers",
+                 "streams", "tensors")
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
         self.limits = limits
@@ -74,6 +77,7 @@ class Budget:
         self.tensors = 0
         self.nested = 0
         self.globals = 0
+        self.hashed = 0
         self.readers: list[object] = []
         """Readers holding partial results for this file (so a stop never throws them away)."""
 
@@ -125,3 +129,11 @@ class Budget:
         self.globals += 1
         if self.globals > self.limits.max_globals:
             raise self._over("max_globals", "global references recorded in the whole file")
+
+    def hash_room(self) -> int:
+        return self.limits.max_hash_nodes - self.hashed
+
+    def charge_hash(self, n: int) -> None:
+        self.hashed += n
+        if self.hashed > self.limits.max_hash_nodes:
+            raise self._over("max_hash_nodes", "tuple nodes hashed for set items and dict keys")

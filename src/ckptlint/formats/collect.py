@@ -13,7 +13,7 @@ from typing import Any
 
 from ..inventory import KeyPath, TensorRecord
 from ..limits import DEFAULT_LIMITS, Budget, Limits
-from .stubs import Call, Global, ODict, Storage, TensorStub
+from .stubs import Call, Global, ODict, Storage, TensorStub, short_repr
 
 _MAX_STR = 1000
 
@@ -140,8 +140,8 @@ def _label(k: Any) -> str:
     if isinstance(k, (Global, Call)):
         return f"<{k.qualname}>"
     if isinstance(k, tuple):
-        return "(" + ", ".join(_label(x) if not isinstance(x, (str, int)) else repr(x) for x in k) + ")"
-    return repr(k) if not isinstance(k, TensorStub) else "<tensor>"
+        return short_repr(tuple(_label(x) if isinstance(x, (Global, Call, TensorStub)) else x for x in k[:8]), 200)
+    return short_repr(k, 200) if not isinstance(k, TensorStub) else "<tensor>"
 
 
 def collect(obj: Any, stream: str, out: Collected, *, limits: Limits = DEFAULT_LIMITS,

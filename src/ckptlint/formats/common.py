@@ -21,6 +21,7 @@ from ..inventory import (
 from ..limits import DEFAULT_LIMITS, Budget, Limits
 from .collect import Collected, collect
 from .dtypes import TORCH_STORAGE_TYPES
+from .stubs import short_repr
 from .unpickler import PersistentLoad, StaticUnpickler, Storage, storage_from_pid
 
 _PROTO_OF = {op.name: op.proto for op in pickletools.opcodes}
@@ -59,7 +60,7 @@ class CountingFile:
 
 def record_pid(pid: Any) -> Any:
     """Persistent ids in streams torch never loads (or nested ones) are recorded, never resolved."""
-    return {"__persistent_id__": repr(pid)[:200]}
+    return {"__persistent_id__": short_repr(pid, 200)}
 
 
 class Assembler:

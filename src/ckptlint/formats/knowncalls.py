@@ -219,8 +219,12 @@ def _pure(func: Global, args: tuple[Any, ...], opcode: str, kwargs: Any) -> Any:
         if isinstance(enc, str) and enc.lower().replace("_", "-") not in ("utf-8", "utf8", "ascii", "latin-1",
                                                                            "latin1"):
             return UNKNOWN  # an unknown codec name makes codecs import a module
-    if any(isinstance(a, range) and len(a) > 1 << 16 for a in values):
-        return UNKNOWN
+    if any(isinstance(a, range) and len(a) > 1 << 16 for a in values) \
+            or any(isinstance(a, (str, bytes, bytearray, list, tuple, dict, set, frozenset)) and len(a) > 1 << 20
+                   for a in values) \
+            or hash_cost([x for a in values if isinstance(a, (list, tuple, set, frozenset, dict)) for x in a],
+                         1 << 20) > 1 << 20:
+        return UNKNOWN  # bounded: no list('x' * 10**8), no hashing a tuple DAG of 2**40 nodes
     cls: Any = getattr(builtins, name)
     try:
         if opcode in ("NEWOBJ", "NEWOBJ_EX"):
@@ -250,7 +254,10 @@ def _check_torch_call(qualname: str, args: tuple[Any, ...], opcode: str) -> None
         _check_size(args)
     elif qualname == "torch.device":
         _check_device(args)
-    elif qualname in ("collections.OrderedDict", "collections.Counter") and args and _plain(args, set(), [4096]):
+    elif qualname in ("collections.OrderedDict", "collections.Counter") and args and _plain(args, set(), [4096]) \
+            and all(len(a) <= 1 << 20 for a in args if hasattr(a, "__len__")) \
+            and hash_cost([x for a in args if isinstance(a, (list, tuple, set, frozenset, dict)) for x in a],
+                          1 << 20) <= 1 << 20:
         try:
             getattr(collections, qualname.rsplit(".", 1)[1])(*args)
         except Exception as e:  # noqa: BLE001 - the real load raises the same error here
@@ -328,3 +335,29 @@ def _check_device_string(text: str) -> None:
     if not text or kind not in _DEVICE_TYPES or (colon and not (index == "0" or (
             index[:1] in "123456789" and index.isdigit() and index.isascii()))):
         raise FormatError(f"torch.device: invalid device string {text[:40]!r} (RuntimeError)")
+
+
+def hash_cost(values: Any, cap: int) -> int:
+    """How many nodes Python's ``hash`` visits for each of ``values``: a tuple's hash recurses into its items
+    every time (no cache; strings, numbers and frozensets cache theirs or are flat), so a DAG of n shared
+    tuples costs 2**n. Counted over the tuple tree with a memo per tuple, stopping soon after ``cap``."""
+    memo: dict[int, int] = {}
+    total = 0
+    for v in values:
+        if type(v) is not tuple:
+            total += 1
+            continue
+        stack: list[tuple[tuple[Any, ...], bool]] = [(v, False)]
+        while stack:
+            node, done = stack.pop()
+            if id(node) in memo:
+                continue
+            if done:
+                memo[id(node)] = min(cap + 1, 1 + sum(memo.get(id(c), 1) if type(c) is tuple else 1 for c in node))
+            else:
+                stack.append((node, True))
+                stack.extend((c, False) for c in node if type(c) is tuple and id(c) not in memo)
+        total += memo[id(v)]
+        if total > cap:
+            break
+    return total

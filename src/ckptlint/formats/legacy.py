@@ -23,6 +23,7 @@ from ..limits import DEFAULT_LIMITS, Budget, Limits
 from .common import Assembler, CountingFile, record_pid
 from .dtypes import ITEMSIZE, STORAGE_DTYPES
 from .knowncalls import global_kind
+from .stubs import short_repr
 from .tar import is_tar
 from .unpickler import Call, Global, StaticUnpickler, TensorStub, storage_from_pid
 
@@ -375,7 +376,7 @@ def _check(asm: Assembler, value: Any, expected: int, stream: str, offset: int, 
 
 
 def _short(v: Any) -> str:
-    return repr(v)[:60]
+    return short_repr(v, 60)  # bounded: a tuple of DUP'd tuples has a repr of 2**n items
 
 
 def _scan_trailing_pickles(f: CountingFile, asm: Assembler, offset: int) -> None:

@@ -88,6 +88,7 @@ class ItemOps(ValueOps):
             self._op(opcode, target)
             self._on_global(target, opcode)
         if isinstance(target, dict):
+            self._charge_hash(items[::2])
             try:
                 for i in range(0, len(items), 2):
                     target[items[i]] = items[i + 1]

@@ -13,7 +13,8 @@ import struct
 from typing import Any
 
 from ..errors import FormatError, TruncatedPickle
-from .knowncalls import known_protocols
+from ..limits import Budget
+from .knowncalls import hash_cost, known_protocols
 from .stubs import describe
 
 U16 = struct.Struct("<H")
@@ -84,6 +85,7 @@ class ValueOps:
     _framed: bool
     frame_irregular: bool
     non_ascii_strings: bool
+    budget: Budget
     encoding: str
     """How STRING, BINSTRING and SHORT_BINSTRING are decoded: ``ASCII`` (pickle.load's default)
     or ``utf-8`` (what torch.load passes); bytes that do not decode make CPython raise there."""
@@ -384,7 +386,13 @@ class ValueOps:
         items = frozenset(self._hashable(self._pop_mark()))
         self._stack.append(items)
 
+    def _charge_hash(self, keys: Any) -> None:
+        """Charge what hashing ``keys`` costs to the file's budget before hashing them (see ``hash_cost``)."""
+        room = self.budget.hash_room()
+        self.budget.charge_hash(hash_cost(keys, max(room, 0)))
+
     def _hashable(self, items: list[Any]) -> list[Any]:
+        self._charge_hash(items)
         for it in items:
             try:
                 hash(it)

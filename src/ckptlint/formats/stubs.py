@@ -7,6 +7,7 @@ record (never made), and the torch pieces a checkpoint is made of become
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 
@@ -132,3 +133,13 @@ def describe(obj: Any) -> str:
     if isinstance(obj, Storage):
         return "object:torch.storage.TypedStorage" if obj.typed else "object:torch.storage.UntypedStorage"
     return type(obj).__name__
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxstring = _REPR.maxother = 60
+
+
+def short_repr(v: Any, n: int = 60) -> str:
+    """``repr(v)[:n]`` without building the whole repr first: a tuple of 40 DUP'd tuples prints 2**40 items."""
+    return _REPR.repr(v)[:n]

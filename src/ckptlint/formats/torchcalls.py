@@ -17,9 +17,9 @@ from typing import Any
 from ..errors import FormatError
 from ..limits import Budget
 from .dtypes import ITEMSIZE, STORAGE_DTYPES, torch_dtype_name
-from .knowncalls import PLAIN, UNKNOWN, known_call
+from .knowncalls import PLAIN, UNKNOWN, hash_cost, known_call
 from .nestedbytes import DECODERS, decoded
-from .stubs import Call, Global, ODict, Storage, TensorStub
+from .stubs import Call, Global, ODict, Storage, TensorStub, short_repr
 
 
 class CallRaises(FormatError):
@@ -105,7 +105,7 @@ def _check_set_args(fname: str, offset: Any, size: Any, stride: Any) -> None:
     def bad(v: Any) -> bool:  # a plain value that is not an int (bool and float are refused too)
         return isinstance(v, PLAIN) and (type(v) is not int)
     if bad(offset) or (type(offset) is int and offset < 0):
-        raise CallRaises(f"{fname}: Tensor.set_ refuses the storage offset {offset!r:.40}")
+        raise CallRaises(f"{fname}: Tensor.set_ refuses the storage offset {short_repr(offset, 40)}")
     for what, seq in (("size", size), ("stride", stride)):
         if seq is None and what == "stride":
             continue
@@ -113,7 +113,7 @@ def _check_set_args(fname: str, offset: Any, size: Any, stride: Any) -> None:
             raise CallRaises(f"{fname}: Tensor.set_ refuses a {type(seq).__name__} {what}")
         if isinstance(seq, (list, tuple)) and any(bad(x) or (what == "size" and type(x) is int and x < 0)
                                                   for x in seq):
-            raise CallRaises(f"{fname}: Tensor.set_ refuses the {what} {seq!r:.40}")
+            raise CallRaises(f"{fname}: Tensor.set_ refuses the {what} {short_repr(seq, 40)}")
     if isinstance(size, (list, tuple)) and isinstance(stride, (list, tuple)) and len(size) != len(stride):
         raise CallRaises(f"{fname}: Tensor.set_: unequal size length ({len(size)}) and stride length ({len(stride)})")
 
@@ -249,6 +249,9 @@ def interpret_call(func: Any, args: Any, opcode: str, budget: Budget | None = No
             return ODict(func.qualname)  # cls.__new__(cls): an empty one, filled by SETITEMS
         if mod == "collections" and name in ("OrderedDict", "Counter") and opcode == "REDUCE":
             d = ODict(func.qualname)
+            if args and isinstance(args[0], (list, tuple)) and hash_cost(
+                    [p[0] for p in args[0] if isinstance(p, (list, tuple)) and p], 1 << 20) > 1 << 20:
+                return Call(func, args, opcode)  # bounded: keys whose hash would take forever stay unread
             if args and isinstance(args[0], (list, tuple)):
                 for pair in args[0]:
                     if isinstance(pair, (list, tuple)) and len(pair) == 2:
@@ -261,7 +264,7 @@ def interpret_call(func: Any, args: Any, opcode: str, budget: Budget | None = No
             return d
         if mod == "builtins" and name in ("set", "frozenset") and len(args) <= 1:
             items = args[0] if args else ()
-            if isinstance(items, (list, tuple, set, frozenset)):
+            if isinstance(items, (list, tuple, set, frozenset)) and hash_cost(items, 1 << 20) <= 1 << 20:
                 try:
                     return set(items) if name == "set" else frozenset(items)
                 except TypeError:
@@ -298,7 +301,8 @@ def storage_from_pid(pid: Any, *, legacy: bool = False) -> Storage:
         raise FormatError(f"unknown storage type {stype.qualname}")
     typed = stype.name != "UntypedStorage"
     nbytes = numel * ITEMSIZE.get(dtype, 1) if typed else numel
-    st = Storage(str(key), dtype, nbytes, str(location), typed)
+    st = Storage(key if isinstance(key, str) else short_repr(key, 200), dtype, nbytes,
+                 location if isinstance(location, str) else short_repr(location, 200), typed)
     if legacy and len(pid) > 5 and isinstance(pid[5], tuple) and len(pid[5]) == 3:
         view_key, offset, _size = pid[5]
         st.view_of = str(view_key)

@@ -35,7 +35,7 @@ from .nestedbytes import NESTED_LOADERS, nested_payloads
 from .pickleitems import BUILTIN_VALUES as _BUILTIN_VALUES
 from .pickleitems import ItemOps
 from .pickleops import I32, OPCODE_NAMES, OPCODES, U16, U32, U64
-from .stubs import Call, Global, ODict, Storage, TensorStub, describe
+from .stubs import Call, Global, ODict, Storage, TensorStub, describe, short_repr
 from .torchcalls import interpret_call, storage_from_pid, unrestorable_note
 
 __all__ = [
@@ -458,7 +458,7 @@ class StaticUnpickler(ItemOps):
     def op_BINPERSID(self) -> None:
         pid = self._pop()
         first = pid[0] if type(pid) is tuple and pid else None
-        self._op("BINPERSID", pid, first if type(first) is str else "" if first is None else repr(first)[:40])
+        self._op("BINPERSID", pid, first if type(first) is str else "" if first is None else short_repr(first, 40))
         self._persistent(pid)
 
     def _persistent(self, pid: Any) -> None:
