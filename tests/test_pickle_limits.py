@@ -167,3 +167,13 @@ def test_a_tuple_dag_in_a_persistent_id_is_printed_briefly(tmp_path: Path) -> No
     inv = ckptlint.inspect(p)
     assert time.perf_counter() - start < 10
     assert all(len(s.reason) < 500 for s in inv.stops)
+
+
+def test_hashing_a_deeply_nested_tuple_does_not_crash(tmp_path: Path) -> None:
+    # 1 M TUPLE1s nest a tuple a million deep: CPython's tuple hash recurses in C without a guard and
+    # overflows the stack (a segfault); the machine refuses to hash past 10,000 levels
+    p = tmp_path / "deep.pkl"
+    p.write_bytes(b"\x80\x04cos\nsystem\n0(" + b")" + b"\x85" * 1_000_000 + b"\x91.")
+    inv = ckptlint.inspect(p)
+    assert [s.limit for s in inv.stops if s.stream == "pickle#0"] == ["max_hash_nodes"]
+    assert "os.system" in {g.qualname for g in inv.globals}

@@ -186,14 +186,19 @@ def known_call(func: Global, args: Any, opcode: str, kwargs: Any = None) -> Any:
 
 
 def _plain(v: Any, seen: set[int], budget: list[int]) -> bool:
-    """A value the machine holds for real all the way down (no stand-in inside), within a node budget."""
-    budget[0] -= 1
-    if budget[0] < 0 or not isinstance(v, PLAIN):
-        return False
-    if isinstance(v, (list, tuple, set, frozenset, dict)) and id(v) not in seen:
-        seen.add(id(v))
-        items = [*v.keys(), *v.values()] if isinstance(v, dict) else v
-        return all(_plain(x, seen, budget) for x in items)
+    """A value the machine holds for real all the way down (no stand-in inside), within a node budget and
+    64 levels of nesting (iterative: a file may nest lists thousands deep)."""
+    stack = [(v, 0)]
+    while stack:
+        x, depth = stack.pop()
+        budget[0] -= 1
+        if budget[0] < 0 or depth > 64 or not isinstance(x, PLAIN):
+            return False
+        if isinstance(x, (list, tuple, set, frozenset, dict)) and id(x) not in seen:
+            if len(x) > budget[0]:
+                return False
+            seen.add(id(x))
+            stack.extend((y, depth + 1) for y in ([*x.keys(), *x.values()] if isinstance(x, dict) else x))
     return True
 
 
@@ -337,11 +342,16 @@ def _check_device_string(text: str) -> None:
         raise FormatError(f"torch.device: invalid device string {text[:40]!r} (RuntimeError)")
 
 
+_HASH_DEPTH = 10_000
+"""Nesting beyond which CPython's recursive tuple hash (no recursion guard in C) may overflow the C stack."""
+
+
 def hash_cost(values: Any, cap: int) -> int:
     """How many nodes Python's ``hash`` visits for each of ``values``: a tuple's hash recurses into its items
     every time (no cache; strings, numbers and frozensets cache theirs or are flat), so a DAG of n shared
-    tuples costs 2**n. Counted over the tuple tree with a memo per tuple, stopping soon after ``cap``."""
-    memo: dict[int, int] = {}
+    tuples costs 2**n. Counted over the tuple tree with a memo per tuple, stopping soon after ``cap``; a tuple
+    nested deeper than ``_HASH_DEPTH`` costs more than any cap (hashing it can crash the interpreter)."""
+    memo: dict[int, tuple[int, int]] = {}
     total = 0
     for v in values:
         if type(v) is not tuple:
@@ -353,11 +363,16 @@ def hash_cost(values: Any, cap: int) -> int:
             if id(node) in memo:
                 continue
             if done:
-                memo[id(node)] = min(cap + 1, 1 + sum(memo.get(id(c), 1) if type(c) is tuple else 1 for c in node))
+                kids = [memo[id(c)] for c in node if type(c) is tuple]
+                size = 1 + len(node) - len(kids) + sum(k[0] for k in kids)
+                depth = 1 + max((k[1] for k in kids), default=0)
+                memo[id(node)] = (min(cap + 1, size), depth)
+                if depth > _HASH_DEPTH:
+                    return cap + 1
             else:
                 stack.append((node, True))
                 stack.extend((c, False) for c in node if type(c) is tuple and id(c) not in memo)
-        total += memo[id(v)]
+        total += memo[id(v)][0]
         if total > cap:
             break
     return total
