@@ -47,7 +47,7 @@ class Limits:
     max_hash_nodes: int = 5_000_000
     """Tuple nodes hashed for set items and dict keys, whole file: Python's tuple hash recurses into the items
     every time (no cache), so 40 DUP'd TUPLE2s make a tuple whose hash visits 2**40 nodes."""
-    max_globals: int = 200_000
+    max_globals: int = 50_000
     """Global references recorded, whole file (a name repeated in one stream is recorded 8 times at most)."""
     max_spool_bytes: int = 64 << 30
     """Bytes copied from standard input, bytes or a file object to a temporary file (readers need a path)."""
