@@ -59,6 +59,7 @@ SET_ARGS = {  # arguments that Tensor.set_ refuses ("invalid combination of argu
     "offset_is_none": b"N" + tup((1,)) + tup((1,)) + b"\x89" + HOOKS,
     "size_holds_a_float": b"K\x00(G?\xf0\x00\x00\x00\x00\x00\x00t" + tup((1,)) + b"\x89" + HOOKS,
     "size_and_stride_lengths_differ": b"K\x00" + tup((1, 1)) + tup((1,)) + b"\x89" + HOOKS,
+    "negative_stride": b"K\x00" + tup((2,)) + b"(J\xff\xff\xff\xfft\x89" + HOOKS,
     # then tensor.requires_grad = <a bool, True only for floating dtypes> and set_tensor_metadata(<a dict>)
     "requires_grad_is_an_int": b"K\x00" + tup((1,)) + tup((1,)) + b"K\x01" + HOOKS,
     "an_int_tensor_requires_grad": b"K\x00" + tup((1,)) + tup((1,)) + b"\x88" + HOOKS,

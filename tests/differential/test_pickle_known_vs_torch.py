@@ -121,7 +121,7 @@ def test_fuzz_repros_stop_like_cpython(tmp_path: Path, name: str) -> None:
 
 
 @pytest.mark.parametrize("case", ["stride_is_an_int", "size_is_an_int", "offset_is_none", "size_holds_a_float",
-                                  "size_and_stride_lengths_differ", "requires_grad_is_an_int",
+                                  "size_and_stride_lengths_differ", "negative_stride", "requires_grad_is_an_int",
                                   "an_int_tensor_requires_grad", "metadata_is_a_list"])
 def test_view_arguments_match_torch(tmp_path: Path, case: str) -> None:
     import torch

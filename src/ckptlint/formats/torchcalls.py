@@ -114,8 +114,13 @@ def _check_set_args(fname: str, offset: Any, size: Any, stride: Any) -> None:
         if isinstance(seq, (list, tuple)) and any(bad(x) or (what == "size" and type(x) is int and x < 0)
                                                   for x in seq):
             raise CallRaises(f"{fname}: Tensor.set_ refuses the {what} {short_repr(seq, 40)}")
-    if isinstance(size, (list, tuple)) and isinstance(stride, (list, tuple)) and len(size) != len(stride):
-        raise CallRaises(f"{fname}: Tensor.set_: unequal size length ({len(size)}) and stride length ({len(stride)})")
+    if isinstance(size, (list, tuple)) and isinstance(stride, (list, tuple)):
+        if len(size) != len(stride):
+            raise CallRaises(f"{fname}: Tensor.set_: unequal size length ({len(size)}) and stride length "
+                             f"({len(stride)})")
+        if any(type(n) is int and type(st) is int and n > 1 and st < 0 for n, st in zip(size, stride, strict=True)):
+            raise CallRaises(f"{fname}: Tensor.set_: a negative stride over a dimension longer than 1 "
+                             "(storage size calculation overflowed)")
 
 
 def _check_fits(t: TensorStub, st: Storage) -> None:
