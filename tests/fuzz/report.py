@@ -23,6 +23,10 @@ Notes (F1, issue #11; the judgements behind the oracle are in benchmarks/fuzz/de
 - *Oracle-nondeterministic inputs*: a zip whose deflated member zlib cannot inflate to its declared size
   makes miniz leave part of torch's buffer uninitialised; those inputs are counted apart, and where the
   readings differ ckptlint must report CK107 (else a `…/nondeterministic/no-CK107` disagreement).
+- *File objects (a known gap, counted, not judged)*: torch.load(io.BytesIO(data)) never tries the tar
+  reader (no `fileno`) and unpickles byte 0 as the legacy magic number; a tar whose first member name is a
+  pickle (`tar:pickle-polyglot`) then runs it. ckptlint may report what that reading reaches; the summary
+  counts inputs where it reached globals ckptlint does not report (`bytes_io_examples` lists some).
 - *`input.pt is a zip archive (did you mean to use torch.jit.load()?)`*: for a file that does not start
   with `PK\\x03\\x04`, torch tries `tarfile` first; when that fails, torch checks the 4 bytes at the
   position tarfile left the file (offset 512 for files of 512 bytes or more) and raises if they are
