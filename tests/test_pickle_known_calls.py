@@ -118,3 +118,13 @@ def test_pure_builtin_results_are_real_values(tmp_path: Path) -> None:
     p.write_bytes(data)
     inv = ckptlint.inspect(p)
     assert "a.b" in {g.qualname for g in inv.globals}  # str('a') is the str 'a': a STACK_GLOBAL operand
+
+
+def test_conversions_python_versions_disagree_on_stay_records(tmp_path: Path) -> None:
+    # int() of 5,000 digits: Python 3.10 converts it, 3.11 raises (int_max_str_digits): the machine cannot
+    # know the loader's Python, so it reads on (the call stays a record)
+    data = b"\x80\x04" + _g("builtins", "int") + b"X" + (5000).to_bytes(4, "little") + b"9" * 5000 + b"\x85R" + _PAYLOAD
+    p = tmp_path / "digits.pkl"
+    p.write_bytes(data)
+    inv = ckptlint.inspect(p)
+    assert "os.system" in {g.qualname for g in inv.globals}

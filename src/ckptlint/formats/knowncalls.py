@@ -32,8 +32,9 @@ PLAIN = (list, dict, set, frozenset, tuple, str, bytes, bytearray, memoryview, i
 """Values the machine holds for real: their behaviour under every opcode is CPython's own."""
 
 PURE_BUILTINS = frozenset({"frozenset", "set", "list", "dict", "tuple", "bytes", "bytearray", "str", "int",
-                           "float", "complex", "bool", "range", "slice", "len", "memoryview"})
-"""Builtins that only build or measure data (no I/O, no attribute access, no code of the file)."""
+                           "float", "complex", "bool", "range", "len", "memoryview"})
+"""Builtins that only build or measure data (no I/O, no attribute access, no code of the file), with the same
+result in every Python ckptlint supports (``slice`` is not here: slices are hashable from 3.12 on)."""
 
 TORCH_CLASSES = frozenset({
     "torch.Size", "torch.device", "torch.Tensor", "torch._tensor.Tensor", "torch.nn.parameter.Parameter",
@@ -224,6 +225,10 @@ def _pure(func: Global, args: tuple[Any, ...], opcode: str, kwargs: Any) -> Any:
         if isinstance(enc, str) and enc.lower().replace("_", "-") not in ("utf-8", "utf8", "ascii", "latin-1",
                                                                            "latin1"):
             return UNKNOWN  # an unknown codec name makes codecs import a module
+    if name in ("int", "str", "float", "complex") and any(
+            (isinstance(a, (str, bytes, bytearray)) and len(a) > 4000) or (type(a) is int and a.bit_length() > 13_000)
+            for a in values):
+        return UNKNOWN  # Python 3.11 refuses int <-> str conversions past 4,300 digits, 3.10 does not
     if any(isinstance(a, range) and len(a) > 1 << 16 for a in values) \
             or any(isinstance(a, (str, bytes, bytearray, list, tuple, dict, set, frozenset)) and len(a) > 1 << 20
                    for a in values) \
