@@ -28,7 +28,7 @@ CEILING_MB = 600
 RUN = """
 import resource, sys
 from ckptlint.cli import main
-code = main(["check", "--format", "json", sys.argv[1]])  # the command line's own entry (never exits)
+code = main(["check", "--format", sys.argv[2], sys.argv[1]])  # the command line's own entry (never exits)
 sys.stdout.flush()
 peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:  # Linux: ru_maxrss keeps the forking parent's peak across exec; VmHWM is this process's own
@@ -42,9 +42,9 @@ sys.stderr.write("\\nA11 %d %r\\n" % (peak_kb, code))
 RECORDS = [Entry(b"archive/byteorder", b"little"), Entry(b"archive/version", b"3\n")]
 
 
-def check_in_child(path: Path) -> tuple[dict[str, Any], int, float]:
-    """``ckptlint check --format json PATH`` in a new interpreter: (report, exit code, its own peak MB)."""
-    proc = python_process("-c", RUN, path, timeout=600)
+def check_in_child(path: Path, fmt: str = "json") -> tuple[dict[str, Any], int, float]:
+    """``ckptlint check --format FMT PATH`` in a new interpreter: (report, exit code, its own peak MB)."""
+    proc = python_process("-c", RUN, path, fmt, timeout=600)
     last = proc.stderr.strip().splitlines()[-1].split()
     assert last[0] == "A11" and proc.stdout, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
