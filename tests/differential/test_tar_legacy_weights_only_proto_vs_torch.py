@@ -15,6 +15,7 @@ import torch
 from ckptlint.checker import check_file
 
 VERSION = b"\x80\x02M\xe9\x03."
+MAGIC = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19."
 SYS_INFO = b"\x80\x02}q\x00(X\x10\x00\x00\x00protocol_version"
 
 
@@ -36,6 +37,10 @@ CASES = {
     "sys-info-proto9": ({"w": torch.ones(3)}, [(SYS_INFO, b"\x80\x09" + SYS_INFO[2:])]),
     "sys-info-proto9-payload": ({"f": len}, [(SYS_INFO, b"\x80\x09" + SYS_INFO[2:])]),
     "both-proto6": ({"w": torch.ones(3)}, [(VERSION, b"\x80\x06M\xe9\x03."), (SYS_INFO, b"\x80\x06" + SYS_INFO[2:])]),
+    # the magic number pickle itself (fuzz seed 41 index 190): CPython stops at byte 0, torch's weights_only reads on
+    "magic-proto18": ({"w": torch.ones(3)}, [(MAGIC, b"\x80\x12" + MAGIC[2:])]),
+    "magic-proto18-payload": ({"w": torch.ones(3), "f": print}, [(MAGIC, b"\x80\x12" + MAGIC[2:])]),
+    "magic-proto18-untyped": ({"w": torch.ones(3, dtype=torch.uint16)}, [(MAGIC, b"\x80\x12" + MAGIC[2:])]),
 }
 
 

@@ -210,7 +210,7 @@ def legacy_storage_blockers(inv: Inventory) -> list[Blocker]:
     (what torch.save writes for uint16/32/64 storages in the legacy format), so loading fails."""
     if inv.format != "torch-legacy":
         return []
-    loaded = set(inv.facts.loaded_streams)
+    loaded = set(inv.facts.loaded_streams) | set((inv.facts.extra or {}).get("weights_only_streams") or [])
     return [Blocker("structure", "an UntypedStorage in a legacy-format file (torch: UntypedStorage has no dtype)",
                     g.stream, g.offset) for g in inv.globals
             if g.stream in loaded and g.qualname in ("torch.UntypedStorage", "torch.storage.UntypedStorage")][:1]
