@@ -354,3 +354,31 @@ def test_overlapping_sparse_chunks_the_last_written_wins(tmp_path: Path, later: 
     torch_requests = torch_reading(p)[0]
     assert (later, "f") in torch_requests
     assert ckptlint_reading(p)[0] == torch_requests
+
+
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
+def test_torch_storage_is_the_float_storage(tmp_path: Path, zip_format: bool) -> None:
+    """fuzz seed 41 index 25090: a persistent id naming ``torch.Storage``. ``StorageType("Storage")`` fails, so
+    torch's UnpicklerWrapper imports the real ``torch.Storage``, which is ``torch.FloatStorage`` (dtype float32):
+    torch goes on past it (ckptlint stopped: "has no dtype"), and the globals after it are reached."""
+    p = tmp_path / "alias.pt"
+    torch.save({"w": torch.ones(3), "later": torch.zeros(2, dtype=torch.int64)}, p,
+               _use_new_zipfile_serialization=zip_format)
+    data = p.read_bytes()
+    if zip_format:
+        import io
+        import zipfile
+        src = zipfile.ZipFile(io.BytesIO(data))
+        with zipfile.ZipFile(p, "w") as out:
+            for info in src.infolist():
+                body = src.read(info)
+                if info.filename.endswith("/data.pkl"):
+                    body = body.replace(b"ctorch\nFloatStorage\n", b"ctorch\nStorage\n")
+                out.writestr(info, body)
+    else:
+        p.write_bytes(data.replace(b"ctorch\nFloatStorage\n", b"ctorch\nStorage\n"))
+    torch_globals, outcome = torch_reading(p)
+    assert outcome == "loaded" and ("torch", "Storage") in torch_globals
+    ck_globals, inv, reason = ckptlint_reading(p)
+    assert reason == "" and inv is not None and not inv.stops  # was: stop at "torch.Storage has no dtype"
+    assert ck_globals == torch_globals

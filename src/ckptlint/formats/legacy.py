@@ -416,6 +416,7 @@ def _legacy_loader(asm: Assembler, register: bool = True) -> Any:
             raise FormatError(f"Unknown saved id type: {_short(pid[0])} (torch raises RuntimeError)")
         if len(pid) != 6:
             raise FormatError(f"storage persistent id of {len(pid)} items: torch unpacks 6 (ValueError)")
+        pid = storage_alias(pid)
         stype = pid[1]
         # UnpicklerWrapper hands back a StorageType for the legacy typed storage names only; any other
         # class (UntypedStorage included) has no ``dtype`` and torch raises AttributeError
@@ -423,6 +424,15 @@ def _legacy_loader(asm: Assembler, register: bool = True) -> Any:
             raise FormatError(f"{stype.qualname} has no dtype (torch raises AttributeError)")
         return storage(pid)
     return load
+
+
+def storage_alias(pid: Any) -> Any:
+    """``torch.Storage`` is ``torch.FloatStorage`` (``StorageType("Storage")`` fails, so torch's UnpicklerWrapper
+    imports the real name, whose ``dtype`` is float32): the persistent id as the float storage it is."""
+    if isinstance(pid, tuple) and len(pid) > 1 and isinstance(pid[1], Global) and pid[1].qualname == "torch.Storage":
+        g = pid[1]
+        return (pid[0], Global("torch", "FloatStorage", g.stream, g.offset), *pid[2:])
+    return pid
 
 
 def all_truthy(items: Any) -> bool:

@@ -23,6 +23,7 @@ from ..errors import FormatError, LimitExceeded
 from ..inventory import FormatFacts, Inventory, StorageRecord, StreamStop
 from ..limits import DEFAULT_LIMITS, Budget, Limits
 from .common import Assembler, CountingFile, record_pid
+from .legacy import storage_alias
 from .pyzip import PyZipView, py_zip_view
 from .torchload_zip import KEEP, TorchZipReading, read_like_torch
 from .torchscript_code import torchscript_code_facts
@@ -178,7 +179,7 @@ def _checked(z: ZipArchive, asm: Assembler, load: PersistentLoad, folder: bytes)
     seen: dict[str, str | None] = {}
 
     def checked(pid: Any) -> Any:
-        st = load(pid)
+        st = load(storage_alias(pid))
         key = getattr(st, "key", None)
         if isinstance(key, str):
             if key not in seen:
