@@ -382,3 +382,17 @@ def test_torch_storage_is_the_float_storage(tmp_path: Path, zip_format: bool) ->
     ck_globals, inv, reason = ckptlint_reading(p)
     assert reason == "" and inv is not None and not inv.stops  # was: stop at "torch.Storage has no dtype"
     assert ck_globals == torch_globals
+
+
+def test_torch_storage_in_a_tar_storages_member(tmp_path: Path) -> None:
+    """The tar reader's ``storage_type._dtype`` of ``torch.Storage`` (plain pickle.load imports it): FloatStorage's."""
+    t = tc.TorchTar()
+    members = [(n, d.replace(tc.glob("torch", "FloatStorage"), tc.glob("torch", "Storage")) if n == "storages" else d)
+               for n, d in t.members()]
+    p = tmp_path / "alias.tar.pt"
+    p.write_bytes(tc.tar_bytes(members))
+    torch_globals, outcome = torch_reading(p)
+    assert outcome == "loaded" and ("torch", "Storage") in torch_globals
+    ck_globals, inv, reason = ckptlint_reading(p)
+    assert reason == "" and inv is not None and not inv.stops  # was: "static reading stops" at torch.Storage
+    assert ck_globals == torch_globals

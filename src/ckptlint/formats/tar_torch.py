@@ -298,7 +298,10 @@ def _unpack(v: Any, n: int, stream: str) -> tuple[Any, ...]:
 
 
 def _storage_dtype(stype: Any, stream: str) -> str:
-    """``storage_type._dtype``: the legacy typed storage classes (``torch.FloatStorage`` …)."""
+    """``storage_type._dtype``: the legacy typed storage classes (``torch.FloatStorage`` …; ``torch.Storage`` is
+    ``torch.FloatStorage``)."""
+    if isinstance(stype, Global) and stype.qualname == "torch.Storage":
+        return STORAGE_DTYPES["FloatStorage"]
     if isinstance(stype, Global) and stype.module in ("torch", "torch.cuda") and stype.name in STORAGE_DTYPES \
             and stype.name != "UntypedStorage":
         return STORAGE_DTYPES[stype.name]
