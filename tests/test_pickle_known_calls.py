@@ -70,6 +70,7 @@ STOPS = {
     "calling_an_exception_instance": _g("builtins", "ValueError") + b")R)R",
     "build_list_on_an_exception_instance": _g("builtins", "ValueError") + b")R]b",
     "build_list_on_a_builtin_function": _g("_codecs", "encode") + b"]b",
+    "setitem_on_a_built_exception_instance": _g("builtins", "ValueError") + b")R}X\x01\x00\x00\x00aK\x01sbK\x01K\x02s",
     # arity, whatever the arguments are (here globals only running the file could resolve)
     "inst_ordereddict_with_3_arguments": b"(" + _g("m", "a") + _g("m", "b") + _g("m", "c")
                                          + b"icollections\nOrderedDict\n",
@@ -85,6 +86,9 @@ READS_ON = {
     # BUILD whose state is what a call returned: time.sleep(0) is None, so BUILD is a no-op
     "build_with_a_call_result_as_state": b"]" + _g("time", "sleep") + b"K\x00\x85Rb",
     "build_attributes_on_an_exception_instance": _g("builtins", "ValueError") + b")R}X\x01\x00\x00\x00aK\x01sb",
+    # BUILD gave the instance an ``append`` attribute (str): do_append finds it on the instance and calls it
+    "append_through_an_attribute_build_gave": _g("builtins", "ValueError") + b")R}X\x06\x00\x00\x00append"
+                                              + _g("builtins", "str") + b"sbK\x01a",
     "len_of_bytes": _g("builtins", "len") + b"C\x02ab\x85R",
 }
 

@@ -72,3 +72,11 @@ def test_view_arguments_set_refuses_stop_the_load(tmp_path: Path, case: str) -> 
     inv = ckptlint.inspect(torch_zip(tmp_path / "t.pt", 0, (), PAYLOAD, view=SET_ARGS[case]))
     assert "os.system" not in {g.qualname for g in inv.globals}
     assert [s for s in inv.stops if s.stream == "archive/data.pkl"]
+
+
+def test_calling_a_rebuilt_tensor_stops_the_load(tmp_path: Path) -> None:
+    # REDUCE with the tensor _rebuild_tensor_v2 returned as the callable: "'Tensor' object is not callable"
+    inv = ckptlint.inspect(torch_zip(tmp_path / "t.pt", 0, (1,), b")R" + PAYLOAD))
+    assert "os.system" not in {g.qualname for g in inv.globals}
+    (stop,) = [s for s in inv.stops if s.stream == "archive/data.pkl"]
+    assert "not callable" in stop.reason

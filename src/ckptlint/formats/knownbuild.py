@@ -17,7 +17,7 @@ import functools
 from typing import Any
 
 from .knowncalls import OBJECTS, PLAIN, TORCH_CLASSES, TORCH_FUNCTIONS, builtin_object, global_kind
-from .stubs import Call, Global
+from .stubs import Call, Global, Storage, TensorStub
 
 _IMMUTABLE_TYPE = 1 << 8
 """Py_TPFLAGS_IMMUTABLETYPE: builtin classes take no new attributes."""
@@ -85,10 +85,11 @@ def _global_model(module: str, name: str) -> _Model | None:
 
 
 def _instance(call: Call) -> _Model | None:
-    """A builtin class's instance the file has not BUILT or filled since it was made (``type(...)``,
-    whose result is a class, aside)."""
+    """A builtin class's instance (``type(...)``, whose result is a class, aside). BUILD may have given it
+    attributes: ``extend``, ``append`` and ``add`` are looked up on the instance, so a state that may name
+    them leaves those unknown (item assignment and calls go through the class)."""
     f = call.func
-    if not isinstance(f, Global) or call.state is not None or call.items or call.dictitems:
+    if not isinstance(f, Global) or call.items or call.dictitems:
         return None
     if f.qualname in ("torch.Size", "torch.device"):  # C classes (Size: a tuple) with no state of their own
         return _Model(f"{f.qualname} instance", callable_=False)
@@ -100,9 +101,26 @@ def _instance(call: Call) -> _Model | None:
     setstate = getattr(cls, "__setstate__", None)
     kind = "" if setstate is None else "exception" if setstate is BaseException.__setstate__ else "other"
     has_dict = cls.__dictoffset__ != 0
+    methods = _methods(cls)
+    if has_dict and not _names_plainly(call.state):
+        methods |= {"extend", "append", "add"}  # a state only running the file could give: maybe
+    elif has_dict:
+        methods |= _state_names(call.state) & {"extend", "append", "add"}
     return _Model(f"{f.qualname} instance", setstate=kind, dict_mode="writable" if has_dict else "none",
-                  settable=has_dict, methods=_methods(cls),
+                  settable=has_dict, methods=frozenset(methods),
                   callable_=any("__call__" in vars(k) for k in cls.__mro__ if k is not object))
+
+
+def _state_names(state: Any) -> set[str]:
+    """The attribute names a BUILD state (dict, or (dict, slot-state dict)) sets."""
+    parts = state if isinstance(state, tuple) and len(state) == 2 else (state,)
+    return {k for p in parts if isinstance(p, dict) for k in p if isinstance(k, str)}
+
+
+def _names_plainly(state: Any) -> bool:
+    """Whether the attribute names a state sets are all known (None, or plain dicts)."""
+    parts = state if isinstance(state, tuple) and len(state) == 2 else (state,)
+    return all(p is None or isinstance(p, dict) for p in parts)
 
 
 def build_error(target: Any, state: Any) -> str | None:
@@ -163,7 +181,9 @@ def items_error(target: Any, opcode: str) -> str | None:
 
 def call_error(func: Any) -> str | None:
     """Why REDUCE/OBJ calling ``func`` raises: an object that is not callable (a builtin class's instance
-    without ``__call__``, a dtype, a ``__future__`` feature)."""
+    without ``__call__``, a dtype, a ``__future__`` feature, a tensor or storage torch rebuilt)."""
+    if isinstance(func, (TensorStub, Storage)):
+        return f"a {'tensor' if isinstance(func, TensorStub) else 'storage'} is not callable (TypeError)"
     if isinstance(func, (Call, Global)):
         m = _model(func)
         if m is not None and not m.callable:
