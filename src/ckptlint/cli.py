@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from .cli_support import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK
+from .cli_support import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, input_files
 from .cli_support import Parser as _Parser
 from .cli_support import one_line as _one_line
 from .cli_support import output_dir_exists as _output_dir_exists
@@ -227,6 +227,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     overrides = Overrides(_codes(args.select, "--select"), _codes(args.extend_select, "--extend-select") or (),
                           _codes(args.ignore, "--ignore"), args.baseline)
     check_overrides(overrides, rules)
+    input_files(("--config", args.config), ("--baseline", args.baseline), ("--snapshot", args.snapshot),
+                ("--model-config", args.model_config))
     _output_dir_exists(args.output)
     _output_dir_exists(args.write_baseline)
     if args.skip_site_pth:
@@ -320,6 +322,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     from .targets.spec import parse_kwargs
 
     _output_dir_exists(args.output)
+    input_files(("--verify", args.verify))
     library = library_target(spec=args.spec, kwargs=parse_kwargs(args.model_kwargs))  # transformers + config
     sig = library[0] if library is not None else live_signature(args.spec, args.model_kwargs, cached=False)[0]
     if args.verify:

@@ -8,7 +8,8 @@ import os
 import sys
 from typing import NoReturn, TextIO
 
-from .errors import OutputError
+from .errors import OutputError, UsageError
+from .filenames import special_kind
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -43,6 +44,16 @@ def output_dir_exists(path: str | None) -> None:
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
             raise OutputError(path, f"no such directory: {os.path.dirname(path) or folder}")
+
+
+def input_files(*flags: tuple[str, str | None]) -> None:
+    """Refuse a FIFO or a device given to a flag that names a file to read (``--config``, ``--baseline``,
+    ``--snapshot``, ``--model-config``, ``--verify``) before any work: opening a FIFO blocks until a writer
+    comes and ``/dev/zero`` never ends, so either would hang the command instead of failing it."""
+    for flag, path in flags:
+        what = special_kind(path) if path else None
+        if what is not None:
+            raise UsageError(f"{flag} {path}: not a regular file ({what}): nothing was read")
 
 
 class Parser(argparse.ArgumentParser):

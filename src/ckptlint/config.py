@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 from .errors import ConfigError
+from .filenames import special_kind
 from .vocab import SEVERITIES, Severity
 
 if sys.version_info >= (3, 11):
@@ -134,6 +135,9 @@ def _has_tool_table(path: str) -> bool:
 
 
 def _read_toml(path: str) -> dict[str, Any]:
+    what = special_kind(path)
+    if what is not None:  # a FIFO would block the open, /dev/zero never ends
+        raise ConfigError(f"{path}: not a regular file ({what}): give a pyproject.toml or ckptlint.toml", path=path)
     try:
         with open(path, "rb") as f:
             data: dict[str, Any] = tomllib.load(f)

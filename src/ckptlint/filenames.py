@@ -2,12 +2,14 @@
 
 Defined once so ``ckptlint check DIR`` and the hooks' ``files:`` pattern cannot drift
 apart. The name only decides what a walk picks up; the content decides the format.
-Imports nothing, so every layer may use it.
+Imports nothing of ckptlint, so every layer may use it.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from typing import Final
 
 CHECKPOINT_SUFFIXES: Final[tuple[str, ...]] = (
@@ -31,4 +33,16 @@ def is_checkpoint_name(name: str) -> bool:
     return name.lower().endswith(CHECKPOINT_SUFFIXES)
 
 
-__all__ = ["CHECKPOINT_SUFFIXES", "HOOK_FILES_PATTERN", "is_checkpoint_name"]
+def special_kind(path: str) -> str | None:
+    """``"a FIFO"``, ``"a character device"``, ``"a block device"``, ``"a socket"`` or None, from ``stat``
+    alone: opening a FIFO for reading blocks until a writer comes and ``/dev/zero`` never ends, so every
+    file ckptlint reads (checkpoints, configs, baselines, snapshots) is asked this first."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None  # the reader says what is wrong (missing, unreadable, a link loop)
+    return ("a FIFO" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
+            else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else None)
+
+
+__all__ = ["CHECKPOINT_SUFFIXES", "HOOK_FILES_PATTERN", "is_checkpoint_name", "special_kind"]

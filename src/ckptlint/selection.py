@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 from .config import Config
 from .errors import ConfigError, OutputError, UsageError
+from .filenames import special_kind
 from .findings import Finding
 from .rule import Rule
 from .vocab import SEVERITIES, Severity
@@ -129,6 +130,9 @@ def _baseline_path(path: str, baseline_dir: str | None) -> str:
 
 def read_baseline(path: str) -> frozenset[tuple[str, str, str]]:
     """Accepted findings as (path relative to the baseline's folder, code, key)."""
+    what = special_kind(path)
+    if what is not None:  # a FIFO would block the open, /dev/zero never ends
+        raise ConfigError(f"baseline {path}: not a regular file ({what}): give the file --write-baseline wrote")
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)

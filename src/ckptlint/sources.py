@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias, cast
 
-from .filenames import CHECKPOINT_SUFFIXES, is_checkpoint_name
+from .filenames import CHECKPOINT_SUFFIXES, is_checkpoint_name, special_kind
 from .limits import DEFAULT_LIMITS, Limits
 
 
@@ -90,12 +90,7 @@ def expand(paths: Iterable[str | os.PathLike[str]], *, exclude: Sequence[str] = 
 
 def special_file(path: str) -> str | None:
     """Why ``path`` must not be opened (a FIFO, a device, a socket), or None. Never opens it."""
-    try:
-        mode = os.stat(path).st_mode
-    except (OSError, ValueError):
-        return None  # the reader says what is wrong (missing, unreadable, a link loop)
-    what = ("a FIFO" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
-            else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else None)
+    what = special_kind(path)
     if what is None:
         return None
     return f"not a regular file ({what}): nothing was read; give the checkpoint file, or `-` to read standard input"

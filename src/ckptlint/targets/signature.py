@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..filenames import special_kind
 from .spec import TargetError, TargetSpec
 
 SNAPSHOT_VERSION = 1
@@ -113,6 +114,9 @@ class Signature:
 
 
 def load_snapshot(path: str) -> Signature:
+    what = special_kind(path)
+    if what is not None:  # a FIFO would block the open, /dev/zero never ends
+        raise TargetError(f"snapshot {path}: not a regular file ({what}): give the file `ckptlint snapshot` wrote")
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
