@@ -206,6 +206,11 @@ def _plain(v: Any, seen: set[int], budget: list[int]) -> bool:
 _SCALARS = (str, bytes, bytearray, memoryview, int, float, bool, type(None), complex)
 
 
+def _range_len(r: range) -> int:
+    """``len(r)``, which raises OverflowError past a C ssize_t (``range(10**30)``)."""
+    return (r.stop - r.start) // r.step if r.step > 0 else (r.start - r.stop) // -r.step
+
+
 def _pure(func: Global, args: tuple[Any, ...], opcode: str, kwargs: Any) -> Any:
     """Make the call on our own values where that is bounded: sizes (``bytes(10**12)``), repr-like
     conversions of containers (``str`` of a nested tuple can be exponentially long), unknown codecs."""
@@ -229,7 +234,7 @@ def _pure(func: Global, args: tuple[Any, ...], opcode: str, kwargs: Any) -> Any:
             (isinstance(a, (str, bytes, bytearray)) and len(a) > 4000) or (type(a) is int and a.bit_length() > 13_000)
             for a in values):
         return UNKNOWN  # Python 3.11 refuses int <-> str conversions past 4,300 digits, 3.10 does not
-    if any(isinstance(a, range) and len(a) > 1 << 16 for a in values) \
+    if any(isinstance(a, range) and _range_len(a) > 1 << 16 for a in values) \
             or any(isinstance(a, (str, bytes, bytearray, list, tuple, dict, set, frozenset)) and len(a) > 1 << 20
                    for a in values) \
             or hash_cost([x for a in values if isinstance(a, (list, tuple, set, frozenset, dict)) for x in a],
