@@ -75,9 +75,19 @@ def file_dict(fr: FileReport) -> dict[str, Any]:
     }
 
 
+def skipped_dict(fr: FileReport) -> dict[str, Any]:
+    """One entry of ``skipped``: a file a folder walk found that is plainly not a checkpoint."""
+    return {"path": fr.path, "format": fr.format, "reason": fr.error}
+
+
 def report_dict(report: Report) -> dict[str, Any]:
-    """The whole document: ``{"version": 1, "files": [...]}``."""
-    return {"version": VERSION, "files": [file_dict(fr) for fr in report.files]}
+    """The whole document: ``{"version": 1, "files": [...]}``, plus ``skipped`` (optional, added in
+    version 1) when a folder walk passed over files that are not checkpoints: a consumer that counts
+    the files it expected sees where the others went, and a document without skips is unchanged."""
+    doc: dict[str, Any] = {"version": VERSION, "files": [file_dict(fr) for fr in report.files]}
+    if report.skipped:
+        doc["skipped"] = [skipped_dict(fr) for fr in report.skipped]
+    return doc
 
 
 def render_json(report: Report, options: dict[str, Any]) -> str:

@@ -149,6 +149,14 @@ def render_markdown(report: Report, options: dict[str, Any]) -> str:
                 break
             clean_shown += 1
         out.force("", "</details>")
+    skipped_shown = 0
+    if report.skipped and out.add("", f"<details><summary>{_plural(len(report.skipped), 'file')} skipped "
+                                      "(found in a folder, not checkpoints)</summary>", ""):
+        for fr in report.skipped:
+            if not out.add(f"- {_code(fr.path)}: {_cell(fr.error)}"):
+                break
+            skipped_shown += 1
+        out.force("", "</details>")
     total_findings = sum(len(fr.findings) for fr in attention)
     if out.full:
         cut = [c for c in (
@@ -157,6 +165,8 @@ def render_markdown(report: Report, options: dict[str, Any]) -> str:
             else "",
             _plural(len(attention) - sections_shown, "file section") if sections_shown < len(attention) else "",
             f"{len(clean) - clean_shown} clean file names" if clean_shown < len(clean) else "",
+            f"{len(report.skipped) - skipped_shown} skipped file names"
+            if skipped_shown < len(report.skipped) else "",
         ) if c]
         out.force("", f"**Cut at {limit:,} characters** (a GitHub comment holds {GITHUB_COMMENT_LIMIT:,}): "
                       f"{'; '.join(cut) or 'the end of the report'} not shown. "

@@ -135,6 +135,9 @@ def render_sarif(report: Report, options: dict[str, Any]) -> str:
     notifications = [{"level": "error", "message": {"text": f"{fr.path}: {fr.error}"},
                       "locations": [{"physicalLocation": {"artifactLocation": where.get(id(fr), loc)}}]}
                      for fr, loc in files if fr.error is not None]
+    notifications += [{"level": "note", "message": {"text": f"{fr.path}: skipped: {fr.error}"},
+                       "locations": [{"physicalLocation": {"artifactLocation": artifact_location(fr.path, root)}}]}
+                      for fr in report.skipped]  # a folder walk's non-checkpoints: not results, not failures
     log = {
         "$schema": SCHEMA,
         "version": "2.1.0",
