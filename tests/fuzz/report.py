@@ -117,6 +117,17 @@ def render(s: dict[str, Any]) -> str:
             if ex.get("only_oracle"):
                 out.append(f"- only the oracle requested: {_clean(', '.join(ex['only_oracle'][:12]))}\n")
             out.append("\n" + _literal(c, s))
+    nd = s.get("oracle_nondeterministic")
+    if nd:
+        out.append(f"\n## oracle-nondeterministic inputs (not compared; docs/fuzzing.md)\n\n{_nondet_cell(nd)}.\n")
+        out.extend(f"- `{show_command(s, e['index'])}`: short members {e['members']}, readings differed on "
+                   f"{e['differed']}, CK107 {'reported' if e['ck107'] else 'MISSING'}\n"
+                   for e in nd.get("examples", []))
+    for key, title in (("lower_bound_examples", "lower-bound readings where ckptlint reported more"),
+                       ("bytes_io_examples", "torch.load(io.BytesIO) reached globals ckptlint does not report")):
+        if s.get(key):
+            out.append(f"\n## {title} (first {len(s[key])}; not judged)\n\n")
+            out.extend(f"- `{show_command(s, i)}`\n" for i in s[key])
     if s.get("ckptlint_slowest"):
         out.append("\n## ckptlint's slowest inputs (limit 10 s; times include the machine's load)\n\n")
         out.extend(f"- {x['seconds']} s: `{show_command(s, x['index'])}` ({x['size']} bytes, {x['desc']})\n"
