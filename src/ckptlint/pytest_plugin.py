@@ -137,6 +137,8 @@ class CkptCollection:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self._checkpoints: dict[Path, str | None] | None = None
+        self.walked: set[Path] = set()
+        """Checkpoints a folder walk found (not named): plainly-not-a-checkpoint ones are skipped, not failed."""
         self.named: set[Path] = set()
         """Checkpoints the command line named (collected by pytest's walk)."""
 
@@ -153,12 +155,14 @@ class CkptCollection:
             try:
                 out = expand(self.config.invocation_params.dir, [g for g in given if g != CONFIGURED])
                 if CONFIGURED in given:
-                    out += [(p, None) for p in configured_checkpoints(self.config.rootpath)]
+                    out += [(p, None, False) for p in configured_checkpoints(self.config.rootpath)]
             except CkptlintError as e:  # a configuration the walk reads (exclude) is broken: one line
                 raise pytest.UsageError(f"--ckpt: {' '.join(str(e).split())}") from None
             found: dict[Path, str | None] = {}
-            for path, error in out:
+            for path, error, walked in out:
                 found.setdefault(path, error)
+                if walked:
+                    self.walked.add(path)
             self._checkpoints = found
         return self._checkpoints
 
@@ -169,7 +173,8 @@ class CkptCollection:
         if file_path not in self.paths() and not is_checkpoint_name(file_path.name):
             return None
         self.named.add(file_path)
-        return CkptFile.create(parent, file_path, self.paths().get(file_path), self.options())
+        return CkptFile.create(parent, file_path, self.paths().get(file_path), self.options(),
+                               walked=file_path in self.walked)
 
     @pytest.hookimpl(tryfirst=True)  # before -k/-m deselection, so they apply to our items too
     def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config,
@@ -179,17 +184,17 @@ class CkptCollection:
         opts = self.options()
         for path, error in self.paths().items():
             # genitems reports the collection like any file's (counts, --co, --lf, collection errors)
-            items.extend(session.genitems(CkptFile.create(session, path, error, opts)))
+            items.extend(session.genitems(CkptFile.create(session, path, error, opts, walked=path in self.walked)))
 
 
-def expand(base: Path, given: list[str]) -> list[tuple[Path, str | None]]:
-    """``--ckpt`` values as ``(absolute path, why it cannot be read or None)``: folders walked by
+def expand(base: Path, given: list[str]) -> list[tuple[Path, str | None, bool]]:
+    """``--ckpt`` values as ``(absolute path, why it cannot be read or None, found by a walk)``: folders walked by
     ckptlint's one walker (``.gitignore``, ``exclude``, checkpoint file names), as ``ckptlint check``
     walks them; a missing file stays, and fails with one line when its items run."""
     from .sources import resolve
 
     with resolve([str(base / g) for g in given]) as sources:
-        return [(Path(os.path.abspath(src.path or src.name)), src.error) for src in sources]
+        return [(Path(os.path.abspath(src.path or src.name)), src.error, src.walked) for src in sources]
 
 
 def configured_checkpoints(rootdir: Path) -> list[Path]:
@@ -222,9 +227,12 @@ def node_path(config: pytest.Config, path: Path) -> str:
 class CkptFile(pytest.File):
     """One checkpoint; its items share one ``ckptlint.check`` report."""
 
-    def __init__(self, *, options: dict[str, Any], error: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, options: dict[str, Any], error: str | None = None, walked: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.options = options
+        self.walked = walked
+        """Found by walking a --ckpt folder: a file there that is plainly not a checkpoint is skipped."""
         self.error = error
         """Why the walk could not take it (a FIFO, a folder with no checkpoints): its items fail so."""
         self.display = node_path(self.config, self.path)
@@ -252,9 +260,9 @@ class CkptFile(pytest.File):
 
     @classmethod
     def create(cls, parent: pytest.Collector, path: Path, error: str | None,
-               options: dict[str, Any]) -> CkptFile:
+               options: dict[str, Any], walked: bool = False) -> CkptFile:
         """The node for ``path`` under ``parent`` (a folder, or the session), with a path-based id."""
-        file: CkptFile = cls.from_parent(parent, path=path, error=error, options=options,
+        file: CkptFile = cls.from_parent(parent, path=path, error=error, options=options, walked=walked,
                                          nodeid=node_path(parent.config, path))
         return file
 
@@ -329,6 +337,10 @@ class CkptItem(pytest.Item):
         if fr is None:
             raise CkptFailure(reason)
         if fr.error is not None:
+            from .rules.input import NOTE_KINDS
+
+            if self.ckpt.walked and fr.format in NOTE_KINDS:  # a tokenizer .bin in a --ckpt folder: as `check`
+                pytest.skip(f"{self.ckpt.display}: skipped: {' '.join(fr.error.split())}")
             raise CkptFailure(f"{self.ckpt.display}: unreadable: {' '.join(fr.error.split())}")
         failure = safety_failure(fr, self.ckpt.options["fail_on"]) if self.kind == "safety" \
             else compat_failure(fr, self.ckpt.options["fail_on"])
