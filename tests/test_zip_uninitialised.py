@@ -104,3 +104,21 @@ def test_data_pkl_with_nothing_inflated_is_a_possible_disagreement(torch: Module
     assert fr.error is None and fr.inventory is not None and fr.inventory.facts.loaded_streams == ()
     assert any(f.code == "CK107" and "uninitialised memory" in f.message for f in fr.findings)  # was a note only
     assert fr.verdict is not None and fr.verdict.loads is False
+
+
+def test_cut_data_pkl_among_duplicates_names_its_stream(torch: ModuleType, tmp_path: Path) -> None:
+    """fuzz seed 1 index 48425: two ``archive/data.pkl`` entries; the one miniz reads is a cut deflate stream whose
+    pickle stops inside memory nothing wrote. Its stream is labelled ``archive/data.pkl@0``; the note about the
+    uninitialised read must carry that label, so the file is a report with CK107, not unreadable."""
+    body = b"\x80\x02}q\x00(X\x01\x00\x00\x00aq\x01K\x01X\x01\x00\x00\x00bq\x02K\x02u."
+    rest = [e for e in entries_of(torch_members()) if not e.name.endswith(b"/data.pkl")]
+    p = tmp_path / "dup.pt"
+    p.write_bytes(build([Entry(b"archive/data.pkl", b"\x80\x02}q\x00."), *rest,
+                         Entry(b"archive/data.pkl", body, method=8, raw=_cut_deflate(body, 20), size=len(body))]))
+    fr = check_file(p)
+    assert fr.error is None and fr.inventory is not None  # was unreadable: "pickle truncated at byte 20"
+    [label] = fr.inventory.facts.loaded_streams
+    assert label.startswith("archive/data.pkl@") and label != "archive/data.pkl@0"  # miniz's pick: the cut one
+    assert any(f.code == "CK107" and f.message.startswith(f"readers may disagree about this file: {label} ")
+               and "uninitialised memory" in f.message for f in fr.findings)
+    assert fr.verdict is not None and fr.verdict.loads is False

@@ -59,6 +59,10 @@ def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArch
     structure: Any = None
     storage_entries: dict[str, str] = {}
     labels = _labels(z)
+    for m in reading.read.values():  # a record's note names its stream (`<name>@<offset>` among duplicates)
+        said = f"{m.name} (read by torch.load)"
+        reading.notes = [f"{labels[m.index]} (read by torch.load){n[len(said):]}" if n.startswith(said) else n
+                         for n in reading.notes]
     if reading.refuses is None:
         if reading.script:
             structure = _torchscript(z, reading, asm, parsed, storage_entries)
