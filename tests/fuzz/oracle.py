@@ -200,7 +200,7 @@ def read_with_ckptlint(path: str) -> CkptlintResult:
                               _status_kib("VmHWM") - before)
     seconds = time.perf_counter() - start
     rss = _status_kib("VmHWM") - before
-    inv = fr.inventory if fr.inventory is not None else getattr(fr, "partial", None)
+    inv = fr.inventory
     globals_: list[tuple[str, str, str]] = []
     loaded: list[str] = []
     streams: list[str] = []

@@ -83,8 +83,8 @@ def render(s: dict[str, Any]) -> str:
          "zip, tar, legacy and the verdict F3.\n"),
         ("\nHow each side is read (tests/fuzz/compare.py, oracle.py):\n\n"
          "- ckptlint: `ckptlint.checker.check_file(path)`. Globals are `FileReport.inventory.globals` "
-         "(module, name, stream); for a file ckptlint cannot finish, the fuzzer reads `FileReport.inventory` if it is "
-         "set, else `FileReport.partial` (an Inventory) — the globals seen before the stop must be there. "
+         "(module, name, stream); a file ckptlint reads only up to a stop keeps its inventory (the stop in "
+         "`inventory.stops`) — the globals seen before the stop must be there. "
          "The torch.load set is the globals whose stream is in `inventory.facts.loaded_streams`; the pickle.load set "
          "is the globals of the stream named `pickle#0` (the pickle at byte 0, whatever the container). "
          "The verdict is `FileReport.verdict.loads` (None counts as a disagreement).\n"
