@@ -75,6 +75,8 @@ STOPS = {
     "inst_ordereddict_with_3_arguments": b"(" + _g("m", "a") + _g("m", "b") + _g("m", "c")
                                          + b"icollections\nOrderedDict\n",
     "inst_set_with_2_arguments": b"(" + _g("m", "a") + _g("m", "b") + b"ibuiltins\nset\n",
+    "len_of_a_class": _g("builtins", "len") + _g("builtins", "set") + b"\x85R",
+    "encode_with_an_unknown_codec": _g("_codecs", "encode") + b"X\x01\x00\x00\x00aX\x06\x00\x00\x00lati.1\x86R",
     "append_to_a_readonly_view": _g("builtins", "len") + b"0\x96\x01\x00\x00\x00\x00\x00\x00\x00a\x98K\x01a",
 }
 READS_ON = {

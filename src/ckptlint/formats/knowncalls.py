@@ -25,7 +25,7 @@ from typing import Any
 from ..errors import FormatError
 from .dtypes import ITEMSIZE, STORAGE_DTYPES, TORCH_DTYPE_ALIASES
 from .nestedbytes import codec
-from .stubs import Call, Global, Storage, TensorStub
+from .stubs import Call, Global, Storage, TensorStub, short_repr
 
 PLAIN = (list, dict, set, frozenset, tuple, str, bytes, bytearray, memoryview, int, float, bool, type(None),
          complex, range, slice)
@@ -92,6 +92,10 @@ _INSTANCES: dict[str, frozenset[str]] = {
 }
 """Classes whose call builds an instance of the class, with the protocols (of tuple, dict, buffer)
 those instances have."""
+
+_NEEDS_DATA = frozenset({"len", "list", "tuple", "set", "frozenset", "dict", "bytes", "bytearray", "int", "float",
+                         "complex"})
+"""Pure builtins whose first argument must be data (sized, iterable, a number or a buffer)."""
 
 _ARITY: dict[str, tuple[int, int]] = {
     **{f"builtins.{n}": (0, 1) for n in ("frozenset", "set", "list", "tuple", "float", "bool", "dict")},
@@ -179,6 +183,10 @@ def known_call(func: Global, args: Any, opcode: str, kwargs: Any = None) -> Any:
     if arity and opcode not in ("NEWOBJ", "NEWOBJ_EX") and args and not arity[0] <= len(args) <= arity[1]:
         raise FormatError(f"{func.qualname}() takes {arity[0]}-{arity[1]} positional arguments, not {len(args)} "
                           "(TypeError)")  # INST/OBJ without arguments make cls.__new__(cls): no arity
+    if func.module == "builtins" and func.name in _NEEDS_DATA and args and isinstance(args[0], Global) \
+            and global_kind(args[0]) in ("class", "function", "object") and opcode not in ("NEWOBJ", "NEWOBJ_EX"):
+        # a class (metaclass type), a function or a dtype has no len, no items, no number
+        raise FormatError(f"builtins.{func.name}() of {args[0].qualname} (TypeError)")
     if func.module == "builtins" and func.name in PURE_BUILTINS:
         return _pure(func, args, opcode, kwargs)
     if not kwargs:
@@ -286,6 +294,10 @@ def _check_encode(args: tuple[Any, ...]) -> None:
         if isinstance(a, PLAIN) and not isinstance(a, str):
             raise FormatError(f"_codecs.encode: argument is a {type(a).__name__}, not str (TypeError)")
     info = codec(args[1] if len(args) > 1 else "utf-8")
+    if info is None and isinstance(args[1] if len(args) > 1 else "utf-8", str):
+        # codecs.lookup raises LookupError: no standard-library codec has this name (a process could register
+        # one with codecs.register; torch and CPython do not)
+        raise FormatError(f"_codecs.encode: unknown encoding {short_repr(args[1], 40)} (LookupError)")
     if info is not None and getattr(info, "_is_text_encoding", True) and isinstance(args[0], PLAIN) \
             and not isinstance(args[0], str):
         raise FormatError(f"_codecs.encode of a {type(args[0]).__name__} with {info.name} (TypeError)")
