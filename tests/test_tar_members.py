@@ -142,3 +142,14 @@ def test_a_bound_met_in_the_pickle_member_keeps_torchs_streams(tmp_path: Path) -
     assert inv.facts.loaded_streams == ("storages#0", "storages#1", "storages#2", "tensors#0", "tensors#1", "pickle")
     assert [(s.stream, s.limit) for s in inv.stops if s.limit] == [("pickle", "max_memo_index")]
     assert {g.qualname for g in inv.globals if g.stream == "pickle"} & {"os.system", "posix.system"}
+
+
+def test_a_header_that_is_a_pickle_is_what_torch_load_of_a_file_object_runs(tmp_path: Path) -> None:
+    """torch.load(io.BytesIO(data)) has no fileno, never tries tarfile and unpickles byte 0 as a legacy file:
+    for a tar whose first member name is a pickle, that payload runs (torch.load(path) reads the members)."""
+    t = tc.TorchTar()
+    inv = read_inventory(_tar(tmp_path, tc.tar_bytes([("cos\nsystem\n(S'x'\ntR.", b"x"), *t.members()],
+                                                     fmt=tarfile.GNU_FORMAT)))
+    assert "pickle#0" not in inv.facts.loaded_streams
+    assert inv.facts.extra["file_object_streams"] == ["pickle#0"]
+    assert [g.stream for g in inv.globals if g.qualname in ("os.system", "posix.system")] == ["pickle#0"]

@@ -103,6 +103,10 @@ def read_tar(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> Inv
         storages = legacy.storages
         loaded += legacy.loaded_streams
         facts_extra.update(legacy.extra)
+    elif "pickle#0" in asm.streams:
+        # torch.load of a file object without fileno (io.BytesIO, a stream) never tries tarfile: it unpickles
+        # byte 0 as a legacy file, so the header that is a pickle is what that call runs
+        facts_extra["file_object_streams"] = ["pickle#0"]
     facts = FormatFacts(
         format="torch-tar", file_size=f.size, bytes_read=f.bytes_read, pickle_protocol=asm.protocol,
         zip_entries=tuple(names), streams=tuple(asm.streams), loaded_streams=tuple(loaded),
