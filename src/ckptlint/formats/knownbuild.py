@@ -99,14 +99,14 @@ def _instance(call: Call) -> _Model | None:
     if not isinstance(cls, type) or issubclass(cls, type):
         return None
     setstate = getattr(cls, "__setstate__", None)
-    kind = "" if setstate is None else "exception" if setstate is BaseException.__setstate__ else "other"
+    setstate_kind = "" if setstate is None else "exception" if setstate is BaseException.__setstate__ else "other"
     has_dict = cls.__dictoffset__ != 0
     methods = _methods(cls)
     if has_dict and not _names_plainly(call.state):
         methods |= {"extend", "append", "add"}  # a state only running the file could give: maybe
     elif has_dict:
         methods |= _state_names(call.state) & {"extend", "append", "add"}
-    return _Model(f"{f.qualname} instance", setstate=kind, dict_mode="writable" if has_dict else "none",
+    return _Model(f"{f.qualname} instance", setstate=setstate_kind, dict_mode="writable" if has_dict else "none",
                   settable=has_dict, methods=frozenset(methods),
                   callable_=any("__call__" in vars(k) for k in cls.__mro__ if k is not object))
 
