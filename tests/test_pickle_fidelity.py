@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pickle
 import struct
-import time
 import tracemalloc
 import zipfile
 from pathlib import Path
@@ -156,12 +155,11 @@ def test_huge_memo_index_allocates_nothing(tmp_path: Path) -> None:
     # CPython would size its memo array by this index (tens of GB); the dict memo costs one entry.
     p = write(tmp_path, "memo.pkl", b"\x80\x02]r\xfe\xff\xff\x7fj\xfe\xff\xff\x7f\x86.")
     tracemalloc.start()
-    t0 = time.perf_counter()
     inv = ckptlint.inspect(p)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert inv.structure == [[], {"__ref__": "0"}]
-    assert peak < 20 << 20 and time.perf_counter() - t0 < 5
+    assert peak < 20 << 20
     assert any("memo index 2147483646" in a for a in inv.anomalies)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import pickle
 import struct
-import time
 import tracemalloc
 import zipfile
 from pathlib import Path
@@ -31,13 +30,10 @@ def _many_member_zip(path: Path, members: int, ops_each: int) -> None:
 def test_opcodes_split_across_members_share_one_budget(tmp_path: Path) -> None:
     p = tmp_path / "split.pt"
     _many_member_zip(p, 8, 200_000)  # 1.6 M opcodes in all, each member far under the bound
-    t0 = time.perf_counter()
     inv = ckptlint.inspect(p, limits=Limits(max_opcodes=500_000))
-    elapsed = time.perf_counter() - t0
     limited = [s for s in inv.stops if s.limit == "max_opcodes"]
     assert limited, inv.stops
     assert sum(ps.opcodes for ps in inv.pickles) <= 500_000
-    assert elapsed < 60
     # the same file under the default bounds is read completely
     assert not ckptlint.inspect(p).stops
 
@@ -137,9 +133,7 @@ _DAG = b")" + b"2\x86" * 45
 def test_hashing_a_tuple_dag_is_bounded(tmp_path: Path, tail: bytes) -> None:
     p = tmp_path / "dag.pkl"
     p.write_bytes(b"\x80\x04cos\nsystem\n0" + tail + b".")
-    start = time.perf_counter()
     inv = ckptlint.inspect(p)
-    assert time.perf_counter() - start < 10
     assert [s.limit for s in inv.stops if s.stream == "pickle#0"] == ["max_hash_nodes"]
     assert "os.system" in {g.qualname for g in inv.globals}
 
@@ -149,9 +143,7 @@ def test_hashing_a_tuple_dag_is_bounded(tmp_path: Path, tail: bytes) -> None:
 def test_calls_that_would_hash_a_tuple_dag_stay_records(tmp_path: Path, call: bytes) -> None:
     p = tmp_path / "dag_call.pkl"
     p.write_bytes(b"\x80\x04" + call + b"0cos\nsystem\n.")
-    start = time.perf_counter()
     inv = ckptlint.inspect(p)
-    assert time.perf_counter() - start < 10
     assert "os.system" in {g.qualname for g in inv.globals}  # read on, as a superset
 
 
@@ -163,9 +155,7 @@ def test_a_tuple_dag_in_a_persistent_id_is_printed_briefly(tmp_path: Path) -> No
         z.writestr("archive/data.pkl", data)
         z.writestr("archive/byteorder", "little")
         z.writestr("archive/version", "3\n")
-    start = time.perf_counter()
     inv = ckptlint.inspect(p)
-    assert time.perf_counter() - start < 10
     assert all(len(s.reason) < 500 for s in inv.stops)
 
 

@@ -7,7 +7,6 @@ report names the ``Limits`` field instead of hanging or growing.
 from __future__ import annotations
 
 import struct
-import time
 from pathlib import Path
 
 import pytest
@@ -54,9 +53,7 @@ def test_storage_count_cannot_run_streams_forever(tmp_path: Path) -> None:
     t = tc.TorchTar(tensors={})
     p = tmp_path / "count.tar"
     p.write_bytes(tc.tar_bytes([(n, storages if n == "storages" else d) for n, d in t.members()]))
-    start = time.monotonic()
     assert _limit_named(p, Limits(max_streams=100), "max_streams") == "partial"
-    assert time.monotonic() - start < 10
 
 
 def test_sparse_map_entries_are_charged(tmp_path: Path) -> None:
@@ -77,9 +74,7 @@ def test_sparse_hole_is_not_materialised(tmp_path: Path, hole: int) -> None:
     body = t.pickle()
     p.write_bytes(tc.tar_bytes(members, end=False) + tc.pax_sparse_member("pickle", [(0, body)], len(body) + hole)
                   + tc.end_blocks())
-    start = time.monotonic()
     inv = read_inventory(p)
-    assert time.monotonic() - start < 5
     assert inv.facts.bytes_read < 1_000_000
     assert [tuple(r.path) for r in inv.tensors] == [("w",)]
 
