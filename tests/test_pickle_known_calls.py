@@ -134,3 +134,13 @@ def test_conversions_python_versions_disagree_on_stay_records(tmp_path: Path) ->
     p.write_bytes(data)
     inv = ckptlint.inspect(p)
     assert "os.system" in {g.qualname for g in inv.globals}
+
+
+@pytest.mark.parametrize("call", [b"ctorch._utils\n_rebuild_tensor\n)R",  # no storage argument at all
+                                  b"ctorch._utils\n_rebuild_parameter\n(I1\ntR"])  # one argument of two
+def test_torch_calls_with_too_few_arguments_are_read_not_crashed(tmp_path: Path, call: bytes) -> None:
+    """Fuzz seed 41 index 15721: a rebuild call with fewer arguments than its checks read was an IndexError."""
+    p = tmp_path / "few.pkl"
+    p.write_bytes(call + b"0cos\nsystem\n(S'true'\ntR.")
+    inv = ckptlint.inspect(p)
+    assert any(g.qualname.startswith("torch._utils._rebuild") for g in inv.globals)

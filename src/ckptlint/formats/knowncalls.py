@@ -267,9 +267,10 @@ def _check_torch_call(qualname: str, args: tuple[Any, ...], opcode: str) -> None
     if arity and not arity[0] <= len(args) <= arity[1]:
         raise FormatError(f"{qualname}() takes {arity[0]}-{arity[1]} arguments, not {len(args)} (TypeError)")
     if qualname.startswith("torch._utils._rebuild_tensor") or qualname == "torch._utils._rebuild_qtensor":
-        if isinstance(args[0], PLAIN):  # _rebuild_tensor reads storage.dtype first
+        if args and isinstance(args[0], PLAIN):  # _rebuild_tensor reads storage.dtype first
             raise FormatError(f"{qualname}: the storage is a {type(args[0]).__name__} (AttributeError)")
-    elif qualname in ("torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state"):
+    elif qualname in ("torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state") \
+            and len(args) >= 2:
         _check_parameter(args[0], args[1])
     elif qualname == "_codecs.encode":
         _check_encode(args)
