@@ -136,7 +136,8 @@ def test_conversions_python_versions_disagree_on_stay_records(tmp_path: Path) ->
     assert "os.system" in {g.qualname for g in inv.globals}
 
 
-@pytest.mark.parametrize("call", [b"ctorch._utils\n_rebuild_tensor\n)R",  # no storage argument at all
+@pytest.mark.parametrize("call", [b"ctorch._utils\n_rebuild_tensorg0\n)R",  # a name only sharing the prefix
+                                  b"ctorch._utils\n_rebuild_tensor\n)R",  # no storage argument at all
                                   b"ctorch._utils\n_rebuild_parameter\n(I1\ntR"])  # one argument of two
 def test_torch_calls_with_too_few_arguments_are_read_not_crashed(tmp_path: Path, call: bytes) -> None:
     """Fuzz seed 41 index 15721: a rebuild call with fewer arguments than its checks read was an IndexError."""
