@@ -75,6 +75,9 @@ class CkptlintResult:
     """Peak resident memory ckptlint added during the call (VmHWM, reset just before it)."""
     codes: list[str] = field(default_factory=list)
     """The rule codes of ckptlint's findings (CK107 is checked on oracle-nondeterministic inputs)."""
+    file_object_streams: list[str] = field(default_factory=list)
+    """The streams ckptlint says ``torch.load`` of a file object without ``fileno`` reads besides
+    ``loaded_streams`` (``facts.extra["file_object_streams"]``: a tar's byte-0 legacy reading)."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -204,15 +207,17 @@ def read_with_ckptlint(path: str) -> CkptlintResult:
     globals_: list[tuple[str, str, str]] = []
     loaded: list[str] = []
     streams: list[str] = []
+    file_object: list[str] = []
     if inv is not None:
         globals_ = [(g.module, g.name, g.stream) for g in inv.globals]
         loaded = list(inv.facts.loaded_streams)
         streams = list(inv.facts.streams)
+        file_object = [str(x) for x in (inv.facts.extra or {}).get("file_object_streams") or []]
     verdict = fr.verdict.loads if fr.verdict is not None else None
     first = "pickle#0" if "pickle#0" in streams or any(s == "pickle#0" for _, _, s in globals_) else None
     codes = sorted({str(f.code) for f in fr.findings})
     return CkptlintResult(str(fr.format) if fr.format else None, fr.error, globals_, loaded, first, verdict,
-                          None, seconds, max(rss, 0), codes)
+                          None, seconds, max(rss, 0), codes, file_object)
 
 
 def pickle_protocol_of(data: bytes) -> int | None:

@@ -57,6 +57,7 @@ def read_tar(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> Inv
     structure: Any = None
     legacy: LegacyRead | None = None
     head: tuple[Any, int, bool] | None = None
+    file_object: list[str] | None = None
     try:
         head = _scan_head(f, asm)
         tar = open_torch_tar(f, budget)
@@ -84,6 +85,7 @@ def read_tar(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> Inv
         stop(asm, "tar", 0, str(e))  # not a pickle stream: the report stands, with this error in it
     except (TorchFails, KeyError) as e:
         reason = f"torch.load raises {'KeyError: ' if isinstance(e, KeyError) else ''}{e}"
+        file_object = _file_object_reading(f, asm, head)
         if not asm.globals:  # nothing ran: a tar file torch cannot read, and nothing more to say
             raise FormatError(f"tar archive: {reason}") from None
         stop(asm, loaded[-1] if loaded else "tar", 0, reason)
@@ -103,16 +105,44 @@ def read_tar(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> Inv
         storages = legacy.storages
         loaded += legacy.loaded_streams
         facts_extra.update(legacy.extra)
-    elif "pickle#0" in asm.streams:
+    else:
         # torch.load of a file object without fileno (io.BytesIO, a stream) never tries tarfile: it unpickles
-        # byte 0 as a legacy file, so the header that is a pickle is what that call runs
-        facts_extra["file_object_streams"] = ["pickle#0"]
+        # byte 0 as a legacy file, so the header that is a pickle, and the legacy file that may follow it,
+        # is what that call runs
+        if file_object is None:
+            file_object = _file_object_reading(f, asm, head)
+        streams = (["pickle#0"] if "pickle#0" in asm.streams else []) + file_object
+        if streams:
+            facts_extra["file_object_streams"] = list(dict.fromkeys(streams))
     facts = FormatFacts(
         format="torch-tar", file_size=f.size, bytes_read=f.bytes_read, pickle_protocol=asm.protocol,
         zip_entries=tuple(names), streams=tuple(asm.streams), loaded_streams=tuple(loaded),
         opcodes=tuple(sorted(asm.opcodes)), extra=facts_extra,
     )
     return asm.inventory(facts, structure, storages)
+
+
+def _file_object_reading(f: CountingFile, asm: Assembler, head: tuple[Any, int, bool] | None) -> list[str]:
+    """The legacy streams ``torch.load`` of a file object without ``fileno`` reads from byte 0
+    (``_should_read_directly`` is False, so torch never tries tarfile): a legacy file whose first
+    512 bytes also make a tar header is a tar to ``torch.load(path)`` and a legacy file to
+    ``torch.load(io.BytesIO(data))``. Scanned into a probe; merged, and its streams returned, only
+    when the walk got past the magic number and named a global."""
+    probe = Assembler(asm.path, asm.limits, budget=asm.budget)
+    asm.budget.readers.remove(probe)  # a trial read, as _scan_head's
+    try:
+        read = read_legacy_streams(f, probe, first=head)
+    except (FormatError, LimitExceeded):
+        return []
+    streams = [s for s in [*read.loaded_streams, *read.weights_only_streams] if s != "pickle#0"]
+    if not streams or not probe.globals:
+        return []  # the magic number did not match (every tar): nothing more than pickle#0 is read
+    asm.torch_reading.update(probe.torch_reading)
+    asm.absorb(probe)
+    asm.streams.extend(s for s in probe.streams if s not in asm.streams)
+    asm.anomalies.append("the file's first 512 bytes are a tar header and a legacy torch file: torch.load(path) "
+                         f"reads the tar, torch.load of a file object (io.BytesIO) reads {', '.join(streams)}")
+    return streams
 
 
 def _scan_head(f: CountingFile, asm: Assembler) -> tuple[Any, int, bool] | None:

@@ -132,6 +132,7 @@ def _decided_magic_check(inv: Inventory, anomaly: str, cats: Mapping[str, str]) 
 def _hidden_streams(inv: Inventory, cats: Mapping[str, str]) -> list[Finding]:
     """Pickles torch.load itself never reads, yet the file carries (polyglots, smuggled members)."""
     loaded = set(inv.facts.loaded_streams)
+    file_object = set((inv.facts.extra or {}).get("file_object_streams") or ())
     out = []
     for stream in inv.facts.streams:
         if stream in loaded:
@@ -139,9 +140,14 @@ def _hidden_streams(inv: Inventory, cats: Mapping[str, str]) -> list[Finding]:
         if inv.format == "torchscript" and stream.endswith(_TORCHSCRIPT_STREAMS):
             continue
         refs = [g for g in inv.globals if g.stream == stream and cats.get(g.qualname) != "allowed"]
+        if stream in file_object and not refs:
+            continue  # the legacy file a file-object load reads: CK107 names the two readings
+        reader = ("is not read by torch.load(path), but torch.load of a file object (io.BytesIO) reads it"
+                  if stream in file_object else "is not read by torch.load")
         out.append(HIDDEN_PICKLE.finding(
-            f"pickle stream {stream} is not read by torch.load"
-            + (f" but references {', '.join(dict.fromkeys(g.qualname for g in refs[:4]))}" if refs else ""),
+            f"pickle stream {stream} {reader}"
+            + (f"{' and' if stream in file_object else ' but'} references "
+               f"{', '.join(dict.fromkeys(g.qualname for g in refs[:4]))}" if refs else ""),
             location=stream, fix="remove it: a checkpoint has no reason to carry another pickle",
             severity="error" if refs else "warning"))
     return out
