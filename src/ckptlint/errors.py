@@ -47,6 +47,11 @@ class FormatError(CkptlintError):
     """Malformed or hostile content inside a file; the reader adds the path."""
 
 
+class CallRaises(FormatError):
+    """A call the real load makes raises there (torch's argument checks): the stream stops, which is
+    not the same as a call whose shape ckptlint does not interpret."""
+
+
 class TruncatedPickle(FormatError):
     """A pickle stream ended early; a reader holding only part of a file may read more."""
 

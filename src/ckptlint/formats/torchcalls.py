@@ -14,16 +14,12 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import FormatError
+from ..errors import CallRaises, FormatError
 from ..limits import Budget
 from .dtypes import ITEMSIZE, STORAGE_DTYPES, torch_dtype_name
 from .knowncalls import PLAIN, UNKNOWN, hash_cost, known_call
 from .nestedbytes import DECODERS, decoded
 from .stubs import Call, Global, ODict, Storage, TensorStub, short_repr
-
-
-class CallRaises(FormatError):
-    """The real call raises here: the stream stops (not merely a shape ckptlint does not interpret)."""
 
 
 def _int_tuple(v: Any, what: str) -> tuple[int, ...]:
