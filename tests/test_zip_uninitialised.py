@@ -58,7 +58,8 @@ def test_serialization_id_of_uninitialised_memory_is_a_definite_no(torch: Module
     assert fr.verdict is not None and fr.verdict.loads is False  # was True
 
 
-def test_serialization_id_whose_inflated_part_is_not_utf8_fails_deterministically(tmp_path: Path) -> None:
+def test_serialization_id_whose_inflated_part_is_not_utf8_fails_deterministically(torch: ModuleType,
+                                                                                  tmp_path: Path) -> None:
     p = tmp_path / "sid.pt"
     p.write_bytes(_with_record(b".data/serialization_id", b"\xff\xfe" + b"1" * 38, 2))
     fr = check_file(p)
@@ -68,7 +69,7 @@ def test_serialization_id_whose_inflated_part_is_not_utf8_fails_deterministicall
     assert fr.verdict is not None and fr.verdict.loads is False
 
 
-def test_storage_alignment_followed_by_uninitialised_memory_is_refused(tmp_path: Path) -> None:
+def test_storage_alignment_followed_by_uninitialised_memory_is_refused(torch: ModuleType, tmp_path: Path) -> None:
     """fuzz seed 1 index 5861: ``int(b"7" + <memory>)`` raises unless that memory is digits or whitespace;
     torch raises before unpickling, so no stream is loaded."""
     p = tmp_path / "align.pt"
@@ -81,7 +82,7 @@ def test_storage_alignment_followed_by_uninitialised_memory_is_refused(tmp_path:
     assert any(f.code == "CK107" and ".storage_alignment" in f.message for f in fr.findings)
 
 
-def test_byteorder_followed_by_uninitialised_memory_is_refused(tmp_path: Path) -> None:
+def test_byteorder_followed_by_uninitialised_memory_is_refused(torch: ModuleType, tmp_path: Path) -> None:
     """A 7-byte byteorder record whose deflate stream stops after ``little``: the 7 bytes torch compares
     are never ``little`` or ``big``."""
     p = tmp_path / "order.pt"
