@@ -8,8 +8,10 @@ Globals are named, never executed.
 from __future__ import annotations
 
 import json
+import math
 import struct
 import zipfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
@@ -27,11 +29,26 @@ def torch_zip(path: Path, pickle: bytes) -> Path:
     return path
 
 
-def safetensors(path: Path, names: tuple[str, ...] = ("w",)) -> Path:
-    header = {n: {"dtype": "F32", "shape": [2], "data_offsets": [8 * i, 8 * i + 8]} for i, n in enumerate(names)}
+def safetensors_bytes(shapes: Mapping[str, Sequence[int]]) -> bytes:
+    """A safetensors file of float32 zeros with these tensor shapes, in this order."""
+    header: dict[str, object] = {}
+    offset = 0
+    for name, shape in shapes.items():
+        n = 4 * math.prod(shape)
+        header[name] = {"dtype": "F32", "shape": list(shape), "data_offsets": [offset, offset + n]}
+        offset += n
     raw = json.dumps(header).encode()
-    path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"\0" * (8 * len(names)))
+    return struct.pack("<Q", len(raw)) + raw + b"\0" * offset
+
+
+def safetensors_file(path: Path, shapes: Mapping[str, Sequence[int]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(safetensors_bytes(shapes))
     return path
+
+
+def safetensors(path: Path, names: tuple[str, ...] = ("w",)) -> Path:
+    return safetensors_file(path, {n: [2] for n in names})
 
 
 LINEAR = b"ctorch.nn.modules.linear\nLinear\n)\x81}b"

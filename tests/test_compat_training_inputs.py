@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 import ckptlint
+from _cli_files import safetensors_file
 from ckptlint.compat.loaders import with_loader
 from ckptlint.compat.optimizer import optimizer_state
 from ckptlint.errors import CheckpointError
@@ -153,21 +154,8 @@ def test_pt2_bad_config_is_one_line(config: bytes, tmp_path: Path) -> None:
 # -- folders ---------------------------------------------------------------------------------------
 
 
-def _safetensors(path: Path, tensors: dict[str, list[int]]) -> None:
-    header: dict[str, object] = {}
-    offset = 0
-    for name, shape in tensors.items():
-        n = 4
-        for d in shape:
-            n *= d
-        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + n]}
-        offset += n
-    raw = json.dumps(header).encode()
-    path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"\x00" * offset)
-
-
 def test_accelerate_folder_is_its_model_file(tmp_path: Path) -> None:
-    _safetensors(tmp_path / "model.safetensors", {"fc.weight": [2, 3], "fc.bias": [2]})
+    safetensors_file(tmp_path / "model.safetensors", {"fc.weight": [2, 3], "fc.bias": [2]})
     (tmp_path / "optimizer.bin").write_bytes(b"not read")
     (tmp_path / "random_states_0.pkl").write_bytes(b"not read")
     inv = ckptlint.inspect(str(tmp_path))

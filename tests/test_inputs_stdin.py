@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 import sys
 import tempfile
 from pathlib import Path
@@ -14,23 +13,10 @@ from typing import Any
 import pytest
 
 import ckptlint
+from _cli_files import safetensors_bytes
 from ckptlint import Limits
 
-
-def _safetensors(tensors: dict[str, list[int]]) -> bytes:
-    header: dict[str, Any] = {}
-    offset = 0
-    for name, shape in tensors.items():
-        n = 4
-        for d in shape:
-            n *= d
-        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + n]}
-        offset += n
-    raw = json.dumps(header).encode()
-    return struct.pack("<Q", len(raw)) + raw + b"\x00" * offset
-
-
-DATA = _safetensors({"fc.weight": [2, 3], "fc.bias": [2]})
+DATA = safetensors_bytes({"fc.weight": [2, 3], "fc.bias": [2]})
 
 
 @pytest.fixture

@@ -10,30 +10,16 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import struct
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import ckptlint
+from _cli_files import safetensors_file
 from ckptlint.filenames import CHECKPOINT_SUFFIXES, HOOK_FILES_PATTERN, is_checkpoint_name
 
 PICKLE = pickle.dumps({"a": 1}, protocol=2)
-
-
-def _safetensors(path: Path, tensors: dict[str, list[int]]) -> None:
-    header: dict[str, Any] = {}
-    offset = 0
-    for name, shape in tensors.items():
-        n = 4
-        for d in shape:
-            n *= d
-        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + n]}
-        offset += n
-    raw = json.dumps(header).encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"\x00" * offset)
 
 
 def _write(path: Path, data: bytes = PICKLE) -> Path:
@@ -114,12 +100,12 @@ def test_symlink_loops_are_bounded_and_one_line(tmp_path: Path, cli: Any) -> Non
 
 
 def test_library_folder_is_one_checkpoint_and_the_files_beside_it_are_checked(tmp_path: Path, cli: Any) -> None:
-    _safetensors(tmp_path / "runs" / "hf" / "model.safetensors", {"fc.weight": [2, 3]})
+    safetensors_file(tmp_path / "runs" / "hf" / "model.safetensors", {"fc.weight": [2, 3]})
     _write(tmp_path / "runs" / "hf" / "optimizer.pt")
     _write(tmp_path / "runs" / "hf" / "random_states_0.pkl")
     shards = tmp_path / "runs" / "sharded"
-    _safetensors(shards / "model-00001-of-00002.safetensors", {"a": [2]})
-    _safetensors(shards / "model-00002-of-00002.safetensors", {"b": [2]})
+    safetensors_file(shards / "model-00001-of-00002.safetensors", {"a": [2]})
+    safetensors_file(shards / "model-00002-of-00002.safetensors", {"b": [2]})
     (shards / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {
         "a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}))
     _, paths, _ = _checked(cli, "runs", cwd=tmp_path)
