@@ -1,4 +1,5 @@
-"""Which file names are checkpoints: one list for directory walks and the pre-commit hooks.
+"""Which file names are checkpoints: one list for directory walks and the pre-commit hooks; and
+where the repository a path lies in begins.
 
 Defined once so ``ckptlint check DIR`` and the hooks' ``files:`` pattern cannot drift
 apart. The name only decides what a walk picks up; the content decides the format.
@@ -46,3 +47,16 @@ def special_kind(path: str) -> str | None:
 
 
 __all__ = ["CHECKPOINT_SUFFIXES", "HOOK_FILES_PATTERN", "is_checkpoint_name", "special_kind"]
+
+
+def repository_root(start: str | os.PathLike[str]) -> str | None:
+    """The nearest folder at or above ``start`` with a ``.git`` entry (a folder, or a worktree's file):
+    the git work tree a walk asks git about and the root SARIF paths are relative to; None outside one."""
+    d = os.path.abspath(start)
+    while True:
+        if os.path.exists(os.path.join(d, ".git")):
+            return d
+        parent = os.path.dirname(d)
+        if parent == d:
+            return None
+        d = parent

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias, cast
 
-from .filenames import CHECKPOINT_SUFFIXES, is_checkpoint_name, special_kind
+from .filenames import CHECKPOINT_SUFFIXES, is_checkpoint_name, repository_root, special_kind
 from .limits import DEFAULT_LIMITS, Limits
 
 
@@ -276,7 +276,7 @@ def _shards(root: str, d: str, index: str) -> set[str]:
 
 def _listing(root: str, excluded: _Exclude) -> tuple[list[str], list[tuple[str, str]]]:
     """Files under ``root`` (``/``-separated, relative), and folders that could not be listed."""
-    if _in_git_work_tree(root):
+    if repository_root(root) is not None:
         listed = _git_listing(root)
         if listed is not None:
             return listed
@@ -293,18 +293,6 @@ def _listing(root: str, excluded: _Exclude) -> tuple[list[str], list[tuple[str, 
         dirnames[:] = sorted(n for n in dirnames if n != ".git" and not excluded(os.path.join(dirpath, n)))
         files += [rel + n for n in filenames]
     return files, errors
-
-
-def _in_git_work_tree(root: str) -> bool:
-    d = os.path.abspath(root)
-    for _ in range(256):
-        if os.path.exists(os.path.join(d, ".git")):
-            return True
-        parent = os.path.dirname(d)
-        if parent == d:
-            return False
-        d = parent
-    return False
 
 
 _GIT_UNREADABLE = re.compile(r"could not open directory '(.*)': (.*)")

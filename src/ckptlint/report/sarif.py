@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ..filenames import repository_root
 from ..results import FileReport, Report
 from ..rule import Rule
 from ..version import __version__
@@ -36,11 +37,8 @@ an allowlist."""
 def source_root(cwd: str | os.PathLike[str] | None = None) -> Path:
     """The repository root above ``cwd`` (the nearest folder with a ``.git`` entry, a folder or a
     worktree's file), else ``cwd`` itself: what code scanning resolves result paths against."""
-    start = Path(os.path.abspath(cwd if cwd is not None else os.getcwd()))
-    for d in (start, *start.parents):
-        if (d / ".git").exists():
-            return d
-    return start
+    start = os.path.abspath(cwd if cwd is not None else os.getcwd())
+    return Path(repository_root(start) or start)
 
 
 def is_pseudo(path: str) -> bool:
