@@ -122,14 +122,27 @@ def read_tar(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> Inv
     return asm.inventory(facts, structure, storages)
 
 
+def _trial(asm: Assembler) -> Assembler:
+    """A reader for a trial read of the same file: it charges the file's budget, but is merged into the
+    report (``_keep``) only when it names a global."""
+    probe = Assembler(asm.path, asm.limits, budget=asm.budget)
+    asm.budget.readers.remove(probe)
+    return probe
+
+
+def _keep(asm: Assembler, probe: Assembler) -> None:
+    asm.torch_reading.update(probe.torch_reading)
+    asm.absorb(probe)
+    asm.streams.extend(s for s in probe.streams if s not in asm.streams)
+
+
 def _file_object_reading(f: CountingFile, asm: Assembler, head: tuple[Any, int, bool] | None) -> list[str]:
     """The legacy streams ``torch.load`` of a file object without ``fileno`` reads from byte 0
     (``_should_read_directly`` is False, so torch never tries tarfile): a legacy file whose first
     512 bytes also make a tar header is a tar to ``torch.load(path)`` and a legacy file to
     ``torch.load(io.BytesIO(data))``. Scanned into a probe; merged, and its streams returned, only
     when the walk got past the magic number and named a global."""
-    probe = Assembler(asm.path, asm.limits, budget=asm.budget)
-    asm.budget.readers.remove(probe)  # a trial read, as _scan_head's
+    probe = _trial(asm)
     try:
         read = read_legacy_streams(f, probe, first=head)
     except (FormatError, LimitExceeded):
@@ -137,9 +150,7 @@ def _file_object_reading(f: CountingFile, asm: Assembler, head: tuple[Any, int, 
     streams = [s for s in [*read.loaded_streams, *read.weights_only_streams] if s != "pickle#0"]
     if not streams or not probe.globals:
         return []  # the magic number did not match (every tar): nothing more than pickle#0 is read
-    asm.torch_reading.update(probe.torch_reading)
-    asm.absorb(probe)
-    asm.streams.extend(s for s in probe.streams if s not in asm.streams)
+    _keep(asm, probe)
     asm.anomalies.append("the file's first 512 bytes are a tar header and a legacy torch file: torch.load(path) "
                          f"reads the tar, torch.load of a file object (io.BytesIO) reads {', '.join(streams)}")
     return streams
@@ -148,14 +159,11 @@ def _file_object_reading(f: CountingFile, asm: Assembler, head: tuple[Any, int, 
 def _scan_head(f: CountingFile, asm: Assembler) -> tuple[Any, int, bool] | None:
     """``pickle.load`` on the file reads its first header as a pickle: when that names a global (a
     polyglot), it is scanned as ``pickle#0``, a stream torch loads only if it falls back."""
-    probe = Assembler(asm.path, asm.limits, budget=asm.budget)
-    asm.budget.readers.remove(probe)  # a trial read: only merged into the file's report if it names a global
+    probe = _trial(asm)
     value, end, stopped = first_pickle(f, probe)
     if not probe.globals:
         return None
-    asm.torch_reading.update(probe.torch_reading)
-    asm.absorb(probe)
-    asm.streams.extend(probe.streams)
+    _keep(asm, probe)
     return value, end, stopped
 
 
