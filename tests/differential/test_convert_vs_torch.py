@@ -1,0 +1,218 @@
+"""``ckptlint convert`` of real checkpoints against torch (issue #15): torchvision state_dicts (zip and legacy),
+full-model pickles of torchvision and custom modules, training dictionaries with optimizer state and
+``argparse.Namespace``. Converted in one process where torch cannot be imported; every output tensor equals,
+bit for bit, what ``torch.load`` gives (a full model: its ``state_dict()``), and ``load_state_dict(strict=True)``
+into the real class succeeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import torch
+from _convert_oracle import Converted, assert_output_equals, convert_torchfree, state_dict_of, trusted_load
+from safetensors.torch import load_file
+from torch import nn
+from torchvision import models as M
+
+MODELS: dict[str, Callable[[], nn.Module]] = {
+    "resnet18": lambda: M.resnet18(),
+    "mobilenet_v3_small": lambda: M.mobilenet_v3_small(),
+    "squeezenet1_0": lambda: M.squeezenet1_0(),
+    "shufflenet_v2_x0_5": lambda: M.shufflenet_v2_x0_5(),
+    "mnasnet0_5": lambda: M.mnasnet0_5(),
+    "googlenet": lambda: M.googlenet(aux_logits=False, init_weights=True),
+    "regnet_y_400mf": lambda: M.regnet_y_400mf(),
+    "efficientnet_b0": lambda: M.efficientnet_b0(),
+    "densenet121": lambda: M.densenet121(),
+    "swin_t": lambda: M.swin_t(),
+    "lraspp_mobilenet_v3_large":
+        lambda: M.segmentation.lraspp_mobilenet_v3_large(weights=None, weights_backbone=None),
+    "fasterrcnn_mobilenet_v3_large_320_fpn":
+        lambda: M.detection.fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None),
+}
+LEGACY = ["resnet18", "squeezenet1_0", "mnasnet0_5"]
+FULL = ["resnet18", "mobilenet_v3_small", "densenet121", "googlenet"]
+
+CUSTOM_MODULE = "ckptlint_convert_custom_mod"
+CUSTOM_SOURCE = '''
+"""A custom model for the convert tests: importing it leaves a marker (convert must never import it)."""
+import os
+import pathlib
+
+if os.environ.get("CKPT_CONVERT_MARKER"):
+    pathlib.Path(os.environ["CKPT_CONVERT_MARKER"]).write_text("imported")
+
+import torch
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.norm = nn.LayerNorm(4)
+        self.proj = nn.Linear(4, 4)
+
+    def __setstate__(self, state):
+        if os.environ.get("CKPT_CONVERT_MARKER"):
+            pathlib.Path(os.environ["CKPT_CONVERT_MARKER"]).write_text("setstate ran")
+        super().__setstate__(state)
+
+
+class Custom(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(10, 4)
+        self.blocks = nn.ModuleList([Block() for _ in range(2)])
+        self.heads = nn.ModuleDict({"a": nn.Linear(4, 3), "b": nn.Linear(4, 2, bias=False)})
+        self.seq = nn.Sequential(nn.Conv1d(4, 4, 1), nn.BatchNorm1d(4), nn.ReLU())
+        self.out = nn.Linear(4, 10, bias=False)
+        self.out.weight = self.emb.weight  # tied: state_dict() has both keys
+        self.register_buffer("positions", torch.arange(6, dtype=torch.int64))
+        self.register_buffer("scratch", torch.zeros(2), persistent=False)  # not in state_dict()
+        self.register_parameter("unused", None)  # not in state_dict()
+        self.scale = nn.Parameter(torch.tensor(2.0))
+        self.config = {"hidden": 4, "name": "custom"}
+'''
+
+
+@dataclass
+class Case:
+    """A source file, the convert arguments, and torch's answer."""
+
+    src: Path
+    expected: dict[str, torch.Tensor]
+    fresh: Callable[[], nn.Module] | None = None
+    args: list[str] = field(default_factory=list)
+    left_out: tuple[str, ...] = ()
+
+
+def _net() -> nn.Module:
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 4))
+
+
+def _training_dict() -> dict[str, object]:
+    """What a training script saves: model, optimizer state (Adam after steps), scheduler, args, counters."""
+    model = _net()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1)
+    for _ in range(2):
+        opt.zero_grad()
+        model(torch.randn(4, 8)).sum().backward()
+        opt.step()
+        sched.step()
+    return {"epoch": 3, "global_step": 200, "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "args": argparse.Namespace(lr=1e-3, arch="net", tags=["a"]),
+            "best_acc": 0.91}
+
+
+def _cases(tmp: Path, custom: Callable[[], nn.Module]) -> Iterator[tuple[str, Case]]:
+    for name, build in MODELS.items():
+        torch.manual_seed(0)
+        model = build()
+        sd = model.state_dict()
+        for fmt in ("zip", "legacy") if name in LEGACY else ("zip",):
+            src = tmp / f"{name}.{fmt}.pt"
+            torch.save(sd, src, _use_new_zipfile_serialization=(fmt == "zip"))
+            yield f"state_dict-{fmt}-{name}", Case(src, state_dict_of(trusted_load(src)), build)
+        if name in FULL:
+            src = tmp / f"{name}.full.pt"
+            torch.save(model, src)
+            yield f"full-model-{name}", Case(src, state_dict_of(trusted_load(src)), build)
+    for fmt in ("zip", "legacy"):
+        src = tmp / f"custom.full.{fmt}.pt"
+        torch.save(custom(), src, _use_new_zipfile_serialization=(fmt == "zip"))
+        yield f"full-model-custom-{fmt}", Case(src, state_dict_of(trusted_load(src)), custom)
+        src = tmp / f"training.{fmt}.pt"
+        torch.save(_training_dict(), src, _use_new_zipfile_serialization=(fmt == "zip"))
+        expected = trusted_load(src)["model"]
+        left_out = ("epoch", "global_step", "optimizer", "scheduler", "args", "best_acc")
+        yield f"training-{fmt}", Case(src, dict(expected), _net, left_out=left_out)
+        yield f"training-{fmt}-key", Case(src, dict(expected), _net, args=["--key", "model"], left_out=left_out)
+    src = tmp / "lightning_like.pt"
+    sd = _net().state_dict()
+    torch.save({"state_dict": {f"model.{k}": v for k, v in sd.items()}, "epoch": 1, "optimizer_states": [],
+                "hyper_parameters": {"lr": 0.1, "ns": argparse.Namespace(x=1)}, "callbacks": {}}, src)
+    yield "training-lightning-like", Case(src, {f"model.{k}": v for k, v in sd.items()},
+                                          left_out=("epoch", "hyper_parameters"))
+    src = tmp / "mixed_values.pt"
+    sd = _net().state_dict()
+    torch.save({**sd, "note": "trained on x", "n_classes": 4, "hparams": argparse.Namespace(depth=2)}, src)
+    yield "state_dict-with-non-tensor-values", Case(src, dict(sd), left_out=("note", "n_classes", "hparams"))
+
+
+CASES: dict[str, Case] = {}
+RESULTS: dict[str, Converted] = {}
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, Case], dict[str, Converted],
+                                                                          Path]]:
+    """Every case built with torch here, then converted in one torch-less process (the custom model's module
+    is on that process's path, with a marker that its import or ``__setstate__`` would write)."""
+    tmp = tmp_path_factory.mktemp("convert")
+    moddir = tmp / "mods"
+    moddir.mkdir()
+    (moddir / f"{CUSTOM_MODULE}.py").write_text(CUSTOM_SOURCE)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(moddir))
+        custom_cls = importlib.import_module(CUSTOM_MODULE).Custom
+
+        def custom() -> nn.Module:
+            torch.manual_seed(2)
+            return custom_cls()
+
+        cases = dict(_cases(tmp, custom))
+        marker = tmp / "marker"
+        jobs: list[list[str | Path]] = [["convert", c.src, tmp / "out" / f"{name}.safetensors", *c.args]
+                                        for name, c in cases.items()]
+        (tmp / "out").mkdir()
+        results = convert_torchfree(jobs, tmp / "run", env={"CKPT_CONVERT_MARKER": str(marker)},
+                                    pythonpath=[moddir])
+        assert not marker.exists(), "the converting process imported the custom module or ran its code"
+        yield cases, dict(zip(cases, results, strict=True)), tmp / "out"
+        sys.modules.pop(CUSTOM_MODULE, None)
+
+
+def _names() -> list[str]:
+    names = [f"state_dict-zip-{n}" for n in MODELS] + [f"state_dict-legacy-{n}" for n in LEGACY]
+    names += [f"full-model-{n}" for n in FULL] + ["full-model-custom-zip", "full-model-custom-legacy"]
+    names += ["training-zip", "training-legacy", "training-zip-key", "training-legacy-key", "training-lightning-like",
+              "state_dict-with-non-tensor-values"]
+    return names
+
+
+def test_every_case_is_run(converted: tuple[dict[str, Case], dict[str, Converted], Path]) -> None:
+    assert sorted(converted[0]) == sorted(_names())
+
+
+@pytest.mark.parametrize("name", _names())
+def test_convert_equals_torch_load_bit_for_bit(name: str,
+                                               converted: tuple[dict[str, Case], dict[str, Converted], Path]) -> None:
+    cases, results, out = converted
+    case, r = cases[name], results[name]
+    assert r.code == 0, (r.code, r.text[-3000:])
+    assert "Traceback" not in r.text
+    metadata = assert_output_equals(out / f"{name}.safetensors", case.expected)
+    for word in case.left_out:  # non-tensor entries are left out and listed
+        assert word in r.text, (word, r.text)
+    assert case.src.name in "".join(metadata.values()), metadata  # the source is recorded
+
+
+@pytest.mark.parametrize("name", [n for n in _names() if not n.startswith(("training-lightning", "state_dict-with"))])
+def test_strict_load_into_the_real_class(name: str,
+                                         converted: tuple[dict[str, Case], dict[str, Converted], Path]) -> None:
+    cases, results, out = converted
+    assert results[name].code == 0, results[name].text[-3000:]
+    fresh = cases[name].fresh
+    assert fresh is not None
+    model = fresh()
+    result = model.load_state_dict(load_file(str(out / f"{name}.safetensors")), strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
