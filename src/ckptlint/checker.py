@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import replace
+from contextlib import closing
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .config import Config
 from .errors import CheckpointError, CkptlintError
 from .limits import DEFAULT_LIMITS, Limits
+from .parallel import Done, Raise, default_jobs, run_in_order
 from .results import FileReport, Report
 from .selection import Overrides
-from .sources import CheckInput, resolve
+from .sources import CheckInput, Source, resolve
 from .targets.resolve import Target
 from .targets.signature import Signature
 from .vocab import TARGETS_MODES, TargetsMode, format_kind
@@ -76,7 +78,7 @@ def check(paths: CheckInput | Iterable[CheckInput], *,
           model: Any = None, model_kwargs: Any = None, snapshot: str | None = None,
           key: str | None = None, overrides: Overrides | None = None,
           apply_baseline: bool = True, targets: TargetsMode = "all", exclude: Iterable[str] = (),
-          stdin: bool = False) -> Report:
+          stdin: bool = False, jobs: int | None = 1) -> Report:
     """Check checkpoints: files, folders (walked), bytes or binary file objects; see :class:`Report`.
 
     Inputs become files to check in :mod:`ckptlint.sources` (each once; ``exclude`` globs and the
@@ -89,10 +91,11 @@ def check(paths: CheckInput | Iterable[CheckInput], *,
     targets apply: ``all``, ``snapshots`` (only those with a snapshot, used without the
     live class: never imports torch) or ``none``. Raises ConfigError / TargetError for
     unusable settings — never for unreadable checkpoints, which become file errors.
+    ``jobs``: worker processes (:mod:`ckptlint.parallel`; None or 0: one per core, at most 8); the
+    report is the same as a serial run's, in the same order.
     """
     if targets not in TARGETS_MODES:
         raise ValueError(f"targets must be all, snapshots or none, not {targets!r}")
-    from .config import config_for
     from .plugin.manager import all_rules
     from .rules.input import NOTE_KINDS
     from .selection import apply_policy, read_baseline
@@ -104,31 +107,75 @@ def check(paths: CheckInput | Iterable[CheckInput], *,
     baselines: dict[str, frozenset[tuple[str, str, str]]] = {}
     with resolve(paths, exclude=tuple(exclude), config=config, use_config=use_config, stdin=stdin,
                  limits=limits) as sources:
-        for src in sources:
-            p = src.name
+        entries, items = _jobs(sources, trusted, limits, config, use_config, target, model, model_kwargs,
+                               snapshot, key, targets)
+        live = any(isinstance(i, _Job) and i.target is not None and i.target.model is not None for i in items)
+        n = 1 if live else default_jobs(len(items)) if jobs is None or jobs <= 0 else jobs
+        with closing(run_in_order(_check_job, items, n, _crashed)) as reports:
+            for fr, (src, cfg) in zip(reports, entries, strict=True):  # a Raise ends both
+                p = src.name
+                if src.path is not None:
+                    if src.spooled:
+                        fr = _named(fr, p)
+                    if src.walked and fr.error is not None and fr.format in NOTE_KINDS:
+                        skipped.append(fr)  # a tokenizer .bin a walk found is a note, not a failure
+                        continue
+                baseline_path = overrides.baseline or cfg.baseline
+                accepted: frozenset[tuple[str, str, str]] = frozenset()
+                if baseline_path and apply_baseline:
+                    if baseline_path not in baselines:
+                        baselines[baseline_path] = read_baseline(baseline_path)
+                    accepted = baselines[baseline_path]
+                fr = replace(fr, findings=apply_policy(list(fr.findings), p, cfg, rules, overrides, accepted,
+                                                       os.path.dirname(os.path.abspath(baseline_path))
+                                                       if baseline_path else None))
+                files.append(fr)
+    return Report(tuple(files), tuple(skipped))
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One file to check: what :func:`check_file` needs, sent to a worker under ``--jobs``."""
+
+    path: str
+    trusted: tuple[str, ...]
+    limits: Limits
+    target: Target | None
+    config: Config
+
+
+def _check_job(job: _Job) -> FileReport:
+    return check_file(job.path, trusted=job.trusted, limits=job.limits, target=job.target, config=job.config)
+
+
+def _crashed(job: _Job, reason: str) -> FileReport:
+    return unreadable_report(job.path, reason, None)
+
+
+def _jobs(sources: list[Source], trusted: Iterable[str], limits: Limits, config: str | None, use_config: bool,
+          target: Target | None, model: Any, model_kwargs: Any, snapshot: str | None, key: str | None,
+          which: TargetsMode) -> tuple[list[tuple[Source, Config]], list[_Job | Done[FileReport] | Raise]]:
+    """Each source's configuration and job, in order; what fails first (a target that cannot be
+    built) ends the list as a :class:`Raise`, raised where a serial run would raise it."""
+    from .config import config_for
+
+    trusted = tuple(trusted)
+    entries: list[tuple[Source, Config]] = []
+    items: list[_Job | Done[FileReport] | Raise] = []
+    for src in sources:
+        p = src.name
+        try:
             cfg = config_for(p if src.spooled else src.path or p, config) if use_config else Config()
             if src.path is None:
-                fr = unreadable_report(p, src.error or "cannot be read", src.kind)
+                items.append(Done(unreadable_report(p, src.error or "cannot be read", src.kind)))
             else:
-                t = target if target is not None else _target_for(p, cfg, model, model_kwargs, snapshot, key, targets)
-                fr = check_file(src.path, trusted=(*trusted, *cfg.trusted_globals), limits=limits, target=t,
-                                config=cfg)
-                if src.spooled:
-                    fr = _named(fr, p)
-                if src.walked and fr.error is not None and fr.format in NOTE_KINDS:
-                    skipped.append(fr)  # a tokenizer .bin a walk found is a note, not a failure
-                    continue
-            baseline_path = overrides.baseline or cfg.baseline
-            accepted: frozenset[tuple[str, str, str]] = frozenset()
-            if baseline_path and apply_baseline:
-                if baseline_path not in baselines:
-                    baselines[baseline_path] = read_baseline(baseline_path)
-                accepted = baselines[baseline_path]
-            fr = replace(fr, findings=apply_policy(list(fr.findings), p, cfg, rules, overrides, accepted,
-                                                   os.path.dirname(os.path.abspath(baseline_path))
-                                                   if baseline_path else None))
-            files.append(fr)
-    return Report(tuple(files), tuple(skipped))
+                t = target if target is not None else _target_for(p, cfg, model, model_kwargs, snapshot, key, which)
+                items.append(_Job(src.path, (*trusted, *cfg.trusted_globals), limits, t, cfg))
+        except Exception as e:  # noqa: BLE001 - raised in order, after the files before it are checked
+            items.append(Raise(e))
+            break
+        entries.append((src, cfg))
+    return entries, items
 
 
 def _named(fr: FileReport, name: str) -> FileReport:

@@ -177,6 +177,9 @@ def _add_check(sub: Any) -> None:
     p.add_argument("--config", metavar="FILE",
                    help="use this pyproject.toml/ckptlint.toml instead of the nearest one above each file")
     p.add_argument("--isolated", action="store_true", help="ignore all configuration files")
+    p.add_argument("-j", "--jobs", type=_jobs, default=0, metavar="N",
+                   help="check files in N worker processes (default 0: one per core, at most 8); the "
+                        "output is the same as with -j 1, in the same order")
     p.add_argument("--skip-site-pth", action="store_true",
                    help="skip Python site-packages .pth path files with a note instead of failing "
                         "(they share the .pth extension; the pre-commit hooks use this)")
@@ -245,7 +248,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                    use_config=not args.isolated, model=args.model, model_kwargs=args.model_kwargs,
                    snapshot=args.snapshot, key=args.key, overrides=overrides,
                    apply_baseline=not args.write_baseline, targets=args.targets, exclude=args.exclude,
-                   stdin=True)
+                   stdin=True, jobs=args.jobs)
     for fr in report.skipped:  # found by a folder walk, plainly not a checkpoint (rules/input.NOTE_KINDS)
         _report_error(fr.path, f"skipped: {fr.error}")
     if args.skip_non_checkpoints:  # a note, not a failure (the pre-commit hooks): rules/input.NOTE_KINDS
@@ -279,6 +282,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         _write(summary, formats["markdown"](report, {"rules": rules, "color": False}), mode="a")
     code = report.exit_code(args.fail_on)
     return EXIT_OK if args.exit_zero and code == EXIT_FINDINGS else code
+
+
+def _jobs(text: str) -> int:
+    """``--jobs``: a whole number, 0 for one per core (ckptlint.parallel.default_jobs)."""
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number of processes (0: one per core), not {text!r}")
+    return int(text)
 
 
 def _without_site_pth(paths: Sequence[str]) -> list[str]:

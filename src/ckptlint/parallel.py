@@ -1,0 +1,227 @@
+"""Checking many files on the machine's cores (``check --jobs``): a process pool, results in order.
+
+Why processes: the readers are pure Python, so threads would share one core (the GIL).
+Why ``fork`` where it is safe (Linux, no other thread in the parent, torch not imported): a
+worker starts in milliseconds with ckptlint, its plugins and the parent's configuration
+already loaded, so the registry a worker uses is the parent's own, runtime-registered plugins
+included; ``spawn`` starts a fresh interpreter that imports ckptlint again (about the cost of
+a whole small check per worker) and finds plugins through their entry points only. ``spawn``
+is used where ``fork`` is not safe (macOS, Windows, a threaded parent, torch's thread pools).
+
+The engine (``checker``) hands :func:`run_in_order` a sequence of jobs and the function that
+checks one; the results come back as that function returns them (typed: ``FileReport``), in
+the order of the jobs, whatever order the workers finish in. An exception a job raises is
+raised when its position is reached, exactly where a serial run raises it; a worker that dies
+(killed, out of memory) becomes that file's result through ``crashed``, never a hang.
+With one worker, or one job, nothing is started: the jobs run here, one after another.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:  # the pool's modules load only when a pool starts (startup time of a serial check)
+    from concurrent.futures import Future, ProcessPoolExecutor
+
+J = TypeVar("J")
+R = TypeVar("R")
+
+MAX_DEFAULT_JOBS = 8
+"""The default never starts more workers than this (memory: each holds one file's inventory)."""
+IN_FLIGHT_PER_WORKER = 4
+"""Jobs submitted ahead per worker: enough to keep each busy, few enough to bound queued results."""
+
+
+@dataclass(frozen=True)
+class Done(Generic[R]):
+    """A position whose result is already known (an input that could not even be opened)."""
+
+    value: R
+
+
+@dataclass(frozen=True)
+class Raise:
+    """The position where a serial run would raise ``error`` (e.g. its target cannot be built)."""
+
+    error: BaseException
+
+
+def available_cpus() -> int:
+    """The cores this process may run on (the affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def default_jobs(n_files: int) -> int:
+    """``--jobs`` unset (or 0): one worker per file, per core, and at most :data:`MAX_DEFAULT_JOBS`."""
+    return max(1, min(n_files, available_cpus(), MAX_DEFAULT_JOBS))
+
+
+def start_method() -> str:
+    """``fork`` where a forked worker is safe and cheap, else ``spawn`` (see the module docstring)."""
+    import threading
+
+    if sys.platform.startswith("linux") and threading.active_count() == 1 and "torch" not in sys.modules:
+        return "fork"
+    return "spawn"
+
+
+def run_in_order(fn: Callable[[J], R], items: Sequence[J | Done[R] | Raise], workers: int,
+                 crashed: Callable[[J, str], R]) -> Generator[R, None, None]:
+    """``fn(job)`` for every job, yielded in the order of ``items``; ``Done`` values as they are.
+
+    ``fn`` must be a module-level function (workers receive it by name) and jobs and results
+    must pickle. Close the iterator (``contextlib.closing``) to stop the workers early."""
+    jobs = sum(1 for item in items if not isinstance(item, (Done, Raise)))
+    if workers <= 1 or jobs <= 1:
+        return _serial(fn, items)
+    return _pooled(fn, items, min(workers, jobs), crashed)
+
+
+def _serial(fn: Callable[[J], R], items: Sequence[J | Done[R] | Raise]) -> Generator[R, None, None]:
+    for item in items:
+        if isinstance(item, Raise):
+            raise item.error
+        yield item.value if isinstance(item, Done) else fn(item)
+
+
+def _pooled(fn: Callable[[J], R], items: Sequence[J | Done[R] | Raise], workers: int,
+            crashed: Callable[[J, str], R]) -> Generator[R, None, None]:
+    from collections import deque
+    from concurrent.futures.process import BrokenProcessPool
+
+    pool = _new_pool(workers)
+    pending: deque[tuple[Any, Future[tuple[bool, Any]] | None]] = deque()
+    following = iter(items)
+    interrupted = False
+
+    def fill() -> None:
+        while len(pending) < workers * IN_FLIGHT_PER_WORKER:
+            item: Any = next(following, _END)
+            if item is _END:
+                return
+            plain = isinstance(item, (Done, Raise))
+            pending.append((item, None if plain else pool.submit(_call, fn, item)))
+
+    try:
+        fill()
+        while pending:
+            item, future = pending.popleft()
+            if isinstance(item, Raise):
+                raise item.error
+            if future is None:
+                yield item.value
+                fill()
+                continue
+            try:
+                ok, value = future.result()
+            except BrokenProcessPool:  # a worker died: find out whether this job killed it
+                _shutdown(pool, terminate=True)
+                ok, value = _alone(fn, item, crashed)
+                pool = _new_pool(workers)
+                pending = deque((i, None if f is None else pool.submit(_call, fn, i)) for i, f in pending)
+            if not ok:
+                raise _error(value)
+            yield value
+            fill()
+    except BaseException:
+        interrupted = True
+        raise
+    finally:
+        _shutdown(pool, terminate=interrupted or bool(pending))
+
+
+_END: Any = object()
+
+
+def _alone(fn: Callable[[J], R], item: J, crashed: Callable[[J, str], R]) -> tuple[bool, Any]:
+    """One job in a worker of its own: its result, or ``crashed`` when that worker dies too."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    pool = _new_pool(1)
+    try:
+        return pool.submit(_call, fn, item).result()
+    except BrokenProcessPool:
+        return True, crashed(item, "internal error: the worker process checking it ended abruptly "
+                                   "(killed, or out of memory)")
+    finally:
+        _shutdown(pool, terminate=True)
+
+
+def _new_pool(workers: int) -> ProcessPoolExecutor:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(start_method()),
+                               initializer=_ignore_interrupts)
+
+
+def _shutdown(pool: ProcessPoolExecutor, terminate: bool) -> None:
+    """Stop the pool; with ``terminate`` (Ctrl-C, an error, an early close) without waiting for
+    jobs still running."""
+    if terminate:
+        processes = dict(getattr(pool, "_processes", None) or {})
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in processes.values():
+            proc.terminate()
+        for proc in processes.values():
+            proc.join()
+    else:
+        pool.shutdown(wait=True)
+
+
+def _ignore_interrupts() -> None:
+    """Ctrl-C reaches the whole process group: the parent stops the workers, which stay quiet."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _call(fn: Callable[[J], R], item: J) -> tuple[bool, Any]:
+    """In a worker: ``(True, result)`` or ``(False, exception)``; an exception that does not pickle
+    back as itself travels as a :class:`_Remote` (its type name and message: what front ends print)."""
+    try:
+        return True, fn(item)
+    except Exception as e:  # noqa: BLE001 - raised again in the parent, at this job's position
+        import pickle
+
+        try:
+            back = pickle.loads(pickle.dumps(e))  # noqa: S301 - our own object, just pickled
+            if type(back) is type(e) and str(back) == str(e):
+                return False, e
+        except Exception:  # noqa: BLE001 - e.g. an __init__ with required keyword arguments
+            pass
+        from .errors import CkptlintError
+
+        return False, _Remote(type(e).__name__, type(e).__module__, isinstance(e, CkptlintError), str(e))
+
+
+@dataclass(frozen=True)
+class _Remote:
+    """An exception from a worker that cannot pickle itself."""
+
+    name: str
+    module: str
+    ckptlint: bool
+    message: str
+
+    def error(self) -> Exception:
+        """A stand-in of the same name, base (CkptlintError or Exception) and message."""
+        from .errors import CkptlintError
+
+        base: type[Exception] = CkptlintError if self.ckptlint else Exception
+        stand_in: type[Exception] = type(self.name, (base,), {"__module__": self.module})
+        return stand_in(self.message)
+
+
+def _error(value: Any) -> BaseException:
+    return value.error() if isinstance(value, _Remote) else value
+
+
+__all__ = ["MAX_DEFAULT_JOBS", "Done", "Raise", "available_cpus", "default_jobs", "run_in_order", "start_method"]
