@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from ..errors import PluginError, TargetError
+from ..installed import declares_entry_points
 from ..rule import CODE_RE, Rule
 from ..vocab import SEVERITIES
 from . import spec
@@ -46,7 +47,8 @@ def plugin_manager() -> pluggy.PluginManager:
     for name in BUILTIN_PLUGINS:
         pm.register(importlib.import_module(name), name=name)
     try:
-        pm.load_setuptools_entrypoints(spec.PROJECT)
+        if declares_entry_points(spec.PROJECT):  # importlib.metadata only where a plugin may be installed
+            pm.load_setuptools_entrypoints(spec.PROJECT)
         pm.check_pending()
     except Exception as e:  # noqa: BLE001 - a broken third-party plugin is one line, not a traceback
         raise PluginError(f"loading plugins failed: {type(e).__name__}: {e}") from None

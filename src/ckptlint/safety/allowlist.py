@@ -98,12 +98,13 @@ def registered_on_import(version: tuple[int, int] = NEWEST_SUPPORTED_TORCH) -> f
 
 def installed_torch_version() -> tuple[int, int] | None:
     """The installed torch's (major, minor), read from its metadata: no import."""
-    from importlib.metadata import PackageNotFoundError, version
+    from ..installed import version
 
+    text = version("torch")
     try:
-        parts = version("torch").split("+")[0].split(".")
+        parts = (text or "").split("+")[0].split(".")
         return int(parts[0]), int(parts[1])
-    except (PackageNotFoundError, ValueError, IndexError):
+    except (ValueError, IndexError):
         return None
 
 
