@@ -1,0 +1,294 @@
+"""``ckptlint convert`` of tensor layouts against torch (issue #15): views, transposes, slices and strided
+windows of shared storages (zip and legacy), every dtype safetensors holds with arbitrary bit patterns (NaN
+payloads included), a big-endian file, tied weights, and tensors safetensors cannot hold (an error naming the
+keys, or skipped and listed with ``--skip-unsupported``). Plus a hypothesis generator of random views over
+random storages, each compared with torch. Conversions run where torch cannot be imported.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import torch
+from _convert_oracle import Converted, assert_output_equals, bitwise_equal, convert_torchfree, trusted_load
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from safetensors.torch import load_file
+from torch import nn
+
+SAFETENSORS_DTYPES = (torch.bfloat16, torch.float16, torch.float32, torch.float64, torch.float8_e4m3fn,
+                      torch.float8_e5m2, torch.float8_e4m3fnuz, torch.float8_e5m2fnuz, torch.bool, torch.int8,
+                      torch.uint8, torch.int16, torch.int32, torch.int64, torch.uint16, torch.uint32, torch.uint64)
+"""What ``safetensors.torch`` reads back (complex64 aside: see test_complex64)."""
+LEGACY_DTYPES = tuple(d for d in SAFETENSORS_DTYPES if (d.is_floating_point and d.itemsize > 1) or d in (
+    torch.bool, torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64))
+"""What torch reads back from a legacy file it wrote (it writes fp8 and uint16-64 there, but cannot load them)."""
+
+
+def random_bits(numel: int, dtype: torch.dtype, seed: int) -> torch.Tensor:
+    """``numel`` elements of ``dtype`` with random bytes (bool: 0/1): NaN payloads, subnormals, negative zeros."""
+    g = torch.Generator().manual_seed(seed)
+    if dtype == torch.bool:
+        return torch.randint(0, 2, (numel,), generator=g, dtype=torch.uint8).bool()
+    size = torch.empty((), dtype=dtype).element_size()
+    return torch.randint(0, 256, (numel * size,), generator=g, dtype=torch.uint8).view(dtype)
+
+
+def _views() -> dict[str, torch.Tensor]:
+    """Views of two shared storages: slices, transposes, strided windows, a stride-0 expand, 0-dim, empty."""
+    base = random_bits(48, torch.float32, 1).reshape(6, 8)
+    half = random_bits(40, torch.bfloat16, 2)
+    return {
+        "base": base, "rows": base[2:5], "t": base.t(), "every_other_col": base[:, 1::2],
+        "window_t": base[1:, 2:].t(), "flat_tail": base.view(-1)[13:40], "strided":
+        base.as_strided((3, 3), (1, 8), 5), "row": base[3], "scalar": base[4, 5], "empty": base[2:2],
+        "expand": base[0:1].expand(4, 8), "bf16_all": half, "bf16_matrix_t": half[4:].view(6, 6).t(),
+        "bf16_steps": half[::7], "bf16_overlap": half.as_strided((4, 4), (2, 1), 3),
+    }
+
+
+def _dtypes(dtypes: tuple[torch.dtype, ...] = SAFETENSORS_DTYPES) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    for i, dt in enumerate(dtypes):
+        name = str(dt).removeprefix("torch.")
+        t = random_bits(24, dt, 10 + i)
+        out[name] = t.reshape(2, 3, 4)
+        out[f"{name}.view"] = t.reshape(4, 6)[1:, ::2].t()
+        out[f"{name}.scalar"] = random_bits(1, dt, 100 + i).reshape(())
+    out["param"] = nn.Parameter(random_bits(5, torch.float32, 7))
+    out["nan_payloads"] = torch.tensor([0x7FC00001, 0x7F800001, 0xFFC00000, 0x80000000],
+                                       dtype=torch.int64).to(torch.int32).view(torch.float32)
+    return out
+
+
+def _swap_to_big_endian(src: bytes, dest: Path) -> None:
+    """Rewrite a little-endian zip checkpoint as a big-endian machine writes it: byteorder ``big``, each storage's
+    elements byte-swapped (complex: per real component)."""
+    with zipfile.ZipFile(io.BytesIO(src)) as zin, zipfile.ZipFile(dest, "w") as zout:
+        sizes = _storage_item_sizes(src)
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename.endswith("/byteorder"):
+                data = b"big"
+            elif "/data/" in info.filename and info.filename.rsplit("/", 1)[1].isdigit():
+                size = sizes[info.filename.rsplit("/", 1)[1]]
+                if size > 1:
+                    data = bytes(torch.frombuffer(bytearray(data), dtype=torch.uint8).view(-1, size).flip(1)
+                                 .reshape(-1).tolist())
+            zout.writestr(info, data)
+
+
+def _storage_item_sizes(src: bytes) -> dict[str, int]:
+    """Storage key -> byte-swap unit, from what torch itself loads (the test's own file)."""
+    loaded = torch.load(io.BytesIO(src), weights_only=True)
+    seen: dict[int, int] = {}
+    for t in loaded.values():
+        size = t.element_size() // (2 if t.is_complex() else 1)
+        seen[t.untyped_storage().data_ptr()] = size
+    # torch.save numbers storages in first-seen order of the dict's tensors
+    order: list[int] = []
+    for t in loaded.values():
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in order:
+            order.append(ptr)
+    return {str(i): seen[p] for i, p in enumerate(order)}
+
+
+def _big_endian_tensors() -> dict[str, torch.Tensor]:
+    out = {str(dt).removeprefix("torch."): random_bits(12, dt, 50 + i).reshape(3, 4)
+           for i, dt in enumerate(SAFETENSORS_DTYPES)}
+    out["float32.t"] = out["float32"].t()
+    out["int64.slice"] = out["int64"][1:, 1::2]
+    return out
+
+
+class Tied(nn.Module):  # type: ignore[misc]
+    """Embedding and head sharing one Parameter, as language models tie them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(16, 8)
+        self.body = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 16, bias=False)
+        self.head.weight = self.emb.weight
+
+
+@dataclass
+class Case:
+    src: Path
+    expected: dict[str, torch.Tensor]
+    args: list[str] = field(default_factory=list)
+    fresh: Callable[[], nn.Module] | None = None
+
+
+def _cases(tmp: Path) -> Iterator[tuple[str, Case]]:
+    for name, build in (("views", _views), ("dtypes", _dtypes)):
+        for fmt in ("zip", "legacy"):
+            tensors = build() if fmt == "zip" or name == "views" else _dtypes(LEGACY_DTYPES)
+            src = tmp / f"{name}.{fmt}.pt"
+            torch.save(tensors, src, _use_new_zipfile_serialization=(fmt == "zip"))
+            yield f"{name}-{fmt}", Case(src, dict(trusted_load(src)))
+    buf = io.BytesIO()
+    torch.save(_big_endian_tensors(), buf)
+    src = tmp / "big_endian.pt"
+    _swap_to_big_endian(buf.getvalue(), src)
+    loaded = trusted_load(src)
+    # The file is right: torch swaps every storage back, except those it pickles as UntypedStorage (uint16-64,
+    # no typed storage class), which its loader swaps as bytes (not at all). The oracle is what torch gives.
+    for k, v in _big_endian_tensors().items():
+        assert bitwise_equal(loaded[k], v) != k.startswith(("uint16", "uint32", "uint64")), k
+    yield "big-endian", Case(src, dict(loaded))
+    torch.manual_seed(0)
+    for fmt in ("zip", "legacy"):
+        src = tmp / f"tied.{fmt}.pt"
+        torch.save(Tied().state_dict(), src, _use_new_zipfile_serialization=(fmt == "zip"))
+        yield f"tied-{fmt}", Case(src, dict(trusted_load(src)), fresh=Tied)
+
+
+TIED = ("emb.weight", "head.weight")
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Case], dict[str, Converted], Path]:
+    tmp = tmp_path_factory.mktemp("convert_tensors")
+    cases = dict(_cases(tmp))
+    (tmp / "out").mkdir()
+    jobs: list[list[str | Path]] = [["convert", c.src, tmp / "out" / f"{n}.safetensors", *c.args]
+                                    for n, c in cases.items()]
+    results = convert_torchfree(jobs, tmp / "run")
+    return cases, dict(zip(cases, results, strict=True)), tmp / "out"
+
+
+NAMES = ["views-zip", "views-legacy", "dtypes-zip", "dtypes-legacy", "big-endian", "tied-zip", "tied-legacy"]
+
+
+def test_every_case_is_run(converted: tuple[dict[str, Case], dict[str, Converted], Path]) -> None:
+    assert sorted(converted[0]) == sorted(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_convert_equals_torch_load_bit_for_bit(name: str,
+                                               converted: tuple[dict[str, Case], dict[str, Converted], Path]) -> None:
+    cases, results, out = converted
+    r = results[name]
+    assert r.code == 0, (r.code, r.text[-3000:])
+    assert_output_equals(out / f"{name}.safetensors", cases[name].expected)
+
+
+@pytest.mark.parametrize("fmt", ["zip", "legacy"])
+def test_tied_weights_both_keys_and_the_tie_recorded(
+        fmt: str, converted: tuple[dict[str, Case], dict[str, Converted], Path]) -> None:
+    cases, results, out = converted
+    name = f"tied-{fmt}"
+    assert results[name].code == 0, results[name].text[-3000:]
+    sd = load_file(str(out / f"{name}.safetensors"))
+    assert bitwise_equal(sd[TIED[0]], sd[TIED[1]])
+    model = Tied()
+    model.load_state_dict(sd, strict=True)
+    assert torch.equal(model.emb.weight, cases[name].expected[TIED[0]])
+    from safetensors import safe_open
+
+    with safe_open(str(out / f"{name}.safetensors"), framework="pt") as f:
+        metadata = f.metadata() or {}
+    assert any(TIED[0] in k + v and TIED[1] in k + v for k, v in metadata.items()), metadata
+
+
+# -- tensors safetensors cannot hold ------------------------------------------------------------------------------
+
+
+def _quantized() -> torch.Tensor:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # quantized tensors are deprecated, not gone: old files hold them
+        return torch.quantize_per_tensor(torch.ones(4), 0.1, 0, torch.qint8)
+
+
+def _unsupported(tmp: Path) -> tuple[Path, dict[str, torch.Tensor], tuple[str, ...]]:
+    ok = {"ok.weight": random_bits(6, torch.float32, 3).reshape(2, 3), "ok.bias": random_bits(2, torch.bfloat16, 4)}
+    bad = {
+        "weird.complex128": torch.complex(torch.ones(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)),
+        "weird.quantized": _quantized(),
+        "weird.sparse": torch.eye(3).to_sparse(),
+    }
+    src = tmp / "unsupported.pt"
+    torch.save({**ok, **bad}, src)
+    return src, ok, tuple(bad)
+
+
+def test_unsupported_tensors_error_naming_the_keys_or_skipped_and_listed(tmp_path: Path) -> None:
+    src, ok, bad = _unsupported(tmp_path)
+    plain, skipped = tmp_path / "plain.safetensors", tmp_path / "skipped.safetensors"
+    r_plain, r_skip = convert_torchfree([["convert", src, plain], ["convert", src, skipped, "--skip-unsupported"]],
+                                        tmp_path / "run")
+    assert r_plain.code == 2, r_plain.text
+    assert "Traceback" not in r_plain.text
+    assert all(k in r_plain.stderr for k in bad), r_plain.stderr
+    assert not plain.exists(), "a refused conversion left an output file"
+    assert r_skip.code == 0, r_skip.text
+    assert all(k in r_skip.text for k in bad), r_skip.text
+    assert_output_equals(skipped, ok)
+
+
+def test_complex64_is_written_exactly_or_refused_by_name(tmp_path: Path) -> None:
+    """safetensors has C64 (0.6+); either the bytes are right or the key is named."""
+    t = torch.complex(random_bits(4, torch.float32, 8), random_bits(4, torch.float32, 9))
+    src, dest = tmp_path / "c64.pt", tmp_path / "c64.safetensors"
+    torch.save({"phase.z_complex": t, "w": t.real.clone()}, src)
+    (r,) = convert_torchfree([["convert", src, dest]], tmp_path / "run")
+    if r.code == 0:
+        assert_output_equals(dest, dict(trusted_load(src)))
+    else:
+        assert (r.code == 2 and "'z'" in r.stderr) or " z" in r.stderr, r.text
+
+
+# -- random views over shared storages (hypothesis) ---------------------------------------------------------------
+
+
+@st.composite
+def view_of(draw: st.DrawFn, base: torch.Tensor) -> torch.Tensor:
+    """A random in-bounds view of a 1-D storage tensor: 0-3 dims, sizes 0-5, strides 0-9, any offset."""
+    n = base.numel()
+    ndim = draw(st.integers(0, 3))
+    shape = [draw(st.integers(0, 5)) for _ in range(ndim)]
+    strides = [draw(st.integers(0, 9)) for _ in range(ndim)]
+    span = 0 if 0 in shape else sum((s - 1) * d for s, d in zip(shape, strides, strict=True))
+    if span >= n:
+        strides = [0] * ndim
+        span = 0
+    offset = draw(st.integers(0, n - 1 - span))
+    return base.as_strided(shape, strides, offset)
+
+
+@st.composite
+def checkpoints(draw: st.DrawFn) -> dict[str, torch.Tensor]:
+    """1-3 storages of random dtypes and bytes, each with the whole tensor and 0-6 random views of it."""
+    out: dict[str, torch.Tensor] = {}
+    for s in range(draw(st.integers(1, 3))):
+        dtype = draw(st.sampled_from(SAFETENSORS_DTYPES))
+        base = random_bits(draw(st.integers(1, 64)), dtype, draw(st.integers(0, 2**31)))
+        if draw(st.booleans()):
+            out[f"s{s}.base"] = base
+        for v in range(draw(st.integers(0 if f"s{s}.base" in out else 1, 6))):
+            out[f"s{s}.v{v}"] = draw(view_of(base))
+    return out
+
+
+@settings(max_examples=20, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(tensors=checkpoints())
+def test_random_views_of_shared_storages_equal_torch(tensors: dict[str, torch.Tensor],
+                                                     tmp_path_factory: pytest.TempPathFactory) -> None:
+    tmp = tmp_path_factory.mktemp("views")
+    jobs: list[list[str | Path]] = []
+    fmts = ("zip", "legacy") if all(t.dtype in LEGACY_DTYPES for t in tensors.values()) else ("zip",)
+    for fmt in fmts:
+        torch.save(tensors, tmp / f"{fmt}.pt", _use_new_zipfile_serialization=(fmt == "zip"))
+        jobs.append(["convert", tmp / f"{fmt}.pt", tmp / f"{fmt}.safetensors"])
+    for fmt, r in zip(fmts, convert_torchfree(jobs, tmp / "run"), strict=True):
+        assert r.code == 0, (fmt, r.text[-3000:])
+        assert_output_equals(tmp / f"{fmt}.safetensors", dict(trusted_load(tmp / f"{fmt}.pt")))
