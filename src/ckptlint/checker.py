@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable
 from contextlib import closing
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import Config
 from .errors import CheckpointError, CkptlintError
@@ -15,9 +15,11 @@ from .parallel import Done, Raise, default_jobs, run_in_order
 from .results import FileReport, Report
 from .selection import Overrides
 from .sources import CheckInput, Source, resolve
-from .targets.resolve import Target
-from .targets.signature import Signature
 from .vocab import TARGETS_MODES, TargetsMode, format_kind
+
+if TYPE_CHECKING:  # targets and compat load only for a check that has one (startup: docs/development.md)
+    from .targets.resolve import Target
+    from .targets.signature import Signature
 
 __all__ = ["CheckInput", "FileReport", "Report", "check", "check_file", "unreadable_report"]
 
@@ -187,16 +189,19 @@ def _named(fr: FileReport, name: str) -> FileReport:
 def _target_for(path: str, cfg: Config | None, model: Any, model_kwargs: Any, snapshot: str | None,
                 key: str | None, which: TargetsMode = "all") -> Target | None:
     """Explicit options win; otherwise the first configured target whose glob matches the file."""
-    from .compat.unwrap import parse_key
-    from .targets.resolve import resolve_target
-
     if model is not None or snapshot is not None:
+        from .compat.unwrap import parse_key
+        from .targets.resolve import resolve_target
+
         spec = _resolve_spec(model, model_kwargs) if isinstance(model, str) else None
         return resolve_target(resolved=spec, model=None if isinstance(model, str) else model, snapshot=snapshot,
                               key=parse_key(key) if key else None)
     entry = cfg.target_for(path) if cfg is not None and which != "none" else None
     if entry is None or (which == "snapshots" and not entry.snapshot):
         return None
+    from .compat.unwrap import parse_key
+    from .targets.resolve import resolve_target
+
     live = entry.model if which == "all" else None
     return resolve_target(resolved=_resolve_spec(live, entry.model_kwargs) if live else None,
                           snapshot=entry.snapshot, key=parse_key(entry.key) if entry.key else None,

@@ -20,17 +20,33 @@ rules, reporters and the target resolver use this very marker.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ..context import FileContext
 from ..errors import PluginError
 from ..findings import Finding
 from ..inventory import Inventory
 from ..results import CompatReport, FileReport, Report, Verdict
 from ..rule import Rule
-from ..targets.signature import ModuleSig, Signature, TensorSig
 from ..vocab import Severity
 from .spec import PROJECT, Reporter, hookimpl, hookspec
+
+if TYPE_CHECKING:
+    from ..targets.signature import ModuleSig, Signature, TensorSig
+
+_TARGET_NAMES = frozenset({"ModuleSig", "Signature", "TensorSig"})
 
 __all__ = [
     "PROJECT", "CompatReport", "FileContext", "FileReport", "Finding", "Inventory", "ModuleSig", "PluginError",
     "Report", "Reporter", "Rule", "Severity", "Signature", "TensorSig", "Verdict", "hookimpl", "hookspec",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The target-signature types, imported on first use: a check without a target never needs them
+    (the built-in rules import this package at startup)."""
+    if name in _TARGET_NAMES:
+        from ..targets import signature
+
+        return getattr(signature, name)
+    raise AttributeError(f"module 'ckptlint.plugin' has no attribute {name!r}")

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING
 
-from ..compat.analyze import CompatAnalysis
-from ..compat.compare import META
-from ..compat.training import dequantizing
 from ..findings import Finding
 from ..plugin import FileContext, hookimpl
 from ..rule import Rule
-from ..targets.resolve import Target
+
+if TYPE_CHECKING:  # the compat analyses load only for a check with a target (startup: docs/development.md)
+    from ..compat.analyze import CompatAnalysis
+    from ..targets.resolve import Target
 
 MISSING = Rule("CK201", "missing-keys", "error", "keys the target model expects are not in the checkpoint")
 UNEXPECTED = Rule("CK202", "unexpected-keys", "error", "checkpoint keys the target model does not expect")
@@ -89,6 +90,8 @@ def compat_findings(rep: CompatAnalysis, target: Target) -> list[Finding]:
         keys = list(r.non_tensor)
         holds = "holds a non-tensor value" if len(keys) == 1 else "hold non-tensor values"
         fix = "save tensors under these keys"
+        from ..compat.compare import META
+
         if all(v == META for v in r.non_tensor.values()):  # torch's copy from a meta tensor raises
             holds = "holds a meta tensor (no data)" if len(keys) == 1 else "hold meta tensors (no data)"
             fix = "save real values (materialise the model first), or load without these keys (the fix drops them)"
@@ -134,6 +137,8 @@ def _ties(rep: CompatAnalysis, where: str | None) -> list[Finding]:
 def _dtype_fix(rep: CompatAnalysis) -> str:
     """fp8 codes the fix dequantizes with their scales must not be cast (a cast drops the scales)."""
     cast = "cast deliberately (model.half()/.to(dtype)) or use load_state_dict(..., assign=True)"
+    from ..compat.training import dequantizing
+
     if rep.fix is None or not dequantizing(rep.fix.diagnosis):
         return cast
     fp8 = [k for k, (a, _) in rep.result.dtype_mismatch.items() if "float8" in a]
@@ -159,6 +164,8 @@ def _fix_line(rep: CompatAnalysis) -> str | None:
     parts = []
     if fix.renames:
         parts.append("rename " + ", ".join(f"s/{p}/{r}/" for p, r in fix.renames))
+    from ..compat.training import dequantizing
+
     if dequantizing(fix.diagnosis):  # compat.training: fp8 codes with their scales
         parts.append("dequantize the fp8 weights with their scales (code * scale, as the snippet does)")
     if fix.drop:

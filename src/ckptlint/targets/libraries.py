@@ -10,15 +10,19 @@ source-file cache does not track.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import TargetError
 from ..plugin import hookimpl
-from .signature import Signature, _skip_init, signature_of
+
+if TYPE_CHECKING:  # loaded when a target is resolved, not by every check (startup)
+    from .signature import Signature
 
 
 @hookimpl(tryfirst=True)
 def ckptlint_resolve_target(spec: str, kwargs: dict[str, Any]) -> tuple[Signature, Any] | None:
+    from .signature import signature_of
+
     module, _, attr = spec.partition(":")
     if spec == "peft:PeftModel":
         model = build_peft_model(kwargs)
@@ -50,6 +54,8 @@ def build_from_config(attr: str, kwargs: dict[str, Any]) -> Any:
         config = transformers.AutoConfig.from_pretrained(config_path, **overrides)
     except Exception as e:  # noqa: BLE001 - transformers' own message says what is wrong with the config
         raise TargetError(f"transformers config {config_path}: {type(e).__name__}: {e}".splitlines()[0]) from None
+    from .signature import _skip_init
+
     try:
         with torch.device("meta"), _skip_init(torch):
             if hasattr(cls, "from_config") and not hasattr(cls, "_from_config"):
@@ -86,6 +92,8 @@ def build_peft_model(kwargs: dict[str, Any]) -> Any:
         from .spec import parse_spec
 
         base = build_model(parse_spec(base_spec, rest))[0]
+    from .signature import _skip_init
+
     try:
         config = peft.PeftConfig.from_pretrained(adapter)
         with torch.device("meta"), _skip_init(torch):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..plugin import hookimpl
-from .signature import Signature
+
+if TYPE_CHECKING:  # loaded when a target is resolved, not by every check (startup)
+    from .signature import Signature
 
 
 @hookimpl(trylast=True)
