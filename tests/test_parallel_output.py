@@ -1,0 +1,187 @@
+"""``check -j 2`` prints what ``check -j 1`` prints (text, concise, JSON, SARIF), byte for byte, in the
+same order, with the same exit code; plugins run in the workers; a plugin's error and a dead worker
+stay where a serial run has them. The files are written byte by byte (no torch)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from _cli_files import broken, full_model, safetensors, safetensors_file, su, system_call, torch_zip
+from ckptlint import parallel
+
+from conftest import CliRunner
+from plugin_example.make_dist import install
+
+pytestmark = pytest.mark.integration  # starts worker processes
+
+
+def _mixed(d: Path) -> list[str]:
+    """Clean, failing, unreadable and hostile files, interleaved, under names that do not sort like this."""
+    d.mkdir(parents=True, exist_ok=True)
+    nested = b"\x80\x02" + b"(" * 5000 + b"."  # a deep mark stack: a bound, never a crash
+    made = [
+        safetensors(d / "z_clean.safetensors", ("w", "b")),
+        torch_zip(d / "a_evil.pt", system_call()),
+        broken(d / "m_broken.safetensors"),
+        torch_zip(d / "b_model.pt", full_model()),
+        d / "y_empty.pt",
+        torch_zip(d / "c_clean.pt", b"\x80\x02}(" + su("w") + b"K\x01u."),
+        d / "x_text.bin",
+        d / "d_proto0.pkl",
+        d / "n_nested.pkl",
+        safetensors_file(d / "e_big.safetensors", {f"layer{i}.w": [i + 1] for i in range(50)}),
+        d / "f_truncated.pt",
+    ]
+    (d / "y_empty.pt").write_bytes(b"")
+    (d / "x_text.bin").write_text("hello\n")
+    (d / "d_proto0.pkl").write_bytes(b"cos\nsystem\n(S'true'\ntR.")
+    (d / "n_nested.pkl").write_bytes(nested)
+    (d / "f_truncated.pt").write_bytes((d / "a_evil.pt").read_bytes()[:-40])
+    return [str(p.relative_to(d)) for p in made]
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> list[str]:
+    return _mixed(tmp_path)
+
+
+@pytest.fixture(params=["fork", "spawn"])
+def method(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setattr(parallel, "start_method", lambda: request.param)
+    return str(request.param)
+
+
+@pytest.fixture
+def pooled(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many pools ``check`` started, and with how many workers (so -j 2 is not quietly serial)."""
+    started: list[int] = []
+    real = parallel._pooled
+
+    def spy(fn: Callable[..., object], items: object, workers: int, crashed: object) -> object:
+        started.append(workers)
+        return real(fn, items, workers, crashed)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(parallel, "_pooled", spy)
+    return started
+
+
+@pytest.mark.parametrize("fmt", ["text", "concise", "json", "sarif"])
+def test_two_jobs_print_what_one_prints(fmt: str, files: list[str], tmp_path: Path, cli: CliRunner,
+                                        method: str, pooled: list[int]) -> None:
+    one = cli("check", "-j", "1", "--format", fmt, *files, cwd=tmp_path)
+    assert pooled == []
+    two = cli("check", "-j", "2", "--format", fmt, *files, cwd=tmp_path)
+    assert pooled == [2]
+    assert (two.returncode, two.stdout, two.stderr) == (one.returncode, one.stdout, one.stderr)
+    assert one.returncode == 2 and "Traceback" not in one.stderr
+    if fmt == "json":
+        assert [f["path"] for f in json.loads(two.stdout)["files"]] == files  # the order given, not sorted
+        codes = {f["path"]: {x["code"] for x in f["findings"]} for f in json.loads(two.stdout)["files"]}
+        assert "CK101" in codes["a_evil.pt"] and "CK101" in codes["d_proto0.pkl"]
+        assert codes["z_clean.safetensors"] == set() and codes["m_broken.safetensors"] & {"CK901", "CK902"}
+
+
+def test_the_default_uses_a_pool_and_prints_the_same(files: list[str], tmp_path: Path, cli: CliRunner,
+                                                     pooled: list[int]) -> None:
+    one = cli("check", "-j", "1", "--format", "json", *files, cwd=tmp_path)
+    default = cli("check", "--format", "json", *files, cwd=tmp_path)
+    assert pooled == ([parallel.default_jobs(len(files))] if parallel.available_cpus() > 1 else [])
+    assert (default.returncode, default.stdout, default.stderr) == (one.returncode, one.stdout, one.stderr)
+
+
+def test_a_walked_folder_and_quiet_output_are_the_same(files: list[str], tmp_path: Path, cli: CliRunner,
+                                                       pooled: list[int]) -> None:
+    for args in (["."], ["-q", "."], ["-qq", "."], ["--skip-non-checkpoints", *files]):
+        one = cli("check", "-j", "1", *args, cwd=tmp_path)
+        three = cli("check", "-j", "3", *args, cwd=tmp_path)
+        assert (three.returncode, three.stdout, three.stderr) == (one.returncode, one.stdout, one.stderr), args
+    assert pooled and set(pooled) == {3}
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("site")
+    install(d)
+    return d
+
+
+def test_plugins_run_in_the_workers(site: Path, tmp_path: Path, cli: CliRunner, method: str,
+                                    pooled: list[int]) -> None:
+    names = [str(safetensors(tmp_path / f"s{i}.safetensors", ("w", f"debug_{i}")).name) for i in range(4)]
+    one = cli("check", "-j", "1", "--format", "json", *names, cwd=tmp_path, pythonpath=[site])
+    two = cli("check", "-j", "2", "--format", "json", *names, cwd=tmp_path, pythonpath=[site])
+    assert pooled == [2]
+    found = [[x["code"] for x in f["findings"]] for f in json.loads(two.stdout)["files"]]
+    assert found == [["EX001"]] * 4  # the example plugin's rule, found by each worker
+    assert (two.returncode, two.stdout, two.stderr) == (one.returncode, one.stdout, one.stderr)
+
+
+def _plugin_site(tmp_path: Path, name: str, body: str) -> Path:
+    site = tmp_path / f"site_{name}"
+    pkg = site / f"ckptlint_{name}"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(
+        "import os\nfrom ckptlint.hookspecs import hookimpl\nfrom ckptlint.rule import Rule\n\n"
+        f"@hookimpl\ndef ckptlint_rules():\n    return [Rule('ZZ001', '{name}', 'error', 'test')]\n\n"
+        f"@hookimpl\ndef ckptlint_check_file(context):\n{body}")
+    info = site / f"ckptlint_{name}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: ckptlint-{name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[ckptlint]\n{name} = ckptlint_{name}\n")
+    return site
+
+
+def test_a_plugin_error_is_the_line_a_serial_run_prints(tmp_path: Path, cli: CliRunner, method: str,
+                                                        pooled: list[int]) -> None:
+    site = _plugin_site(tmp_path, "picky", "    if 'boom' in context.path:\n"
+                                           "        raise RuntimeError('boom ' + context.path)\n    return []\n")
+    names = [safetensors(tmp_path / n).name for n in ("a.safetensors", "boom1.safetensors", "c.safetensors",
+                                                     "boom2.safetensors")]
+    one = cli("check", "-j", "1", *names, cwd=tmp_path, pythonpath=[site])
+    two = cli("check", "-j", "2", *names, cwd=tmp_path, pythonpath=[site])
+    assert pooled == [2]
+    assert one.stderr.strip() == ("ckptlint: plugin picky: ckptlint_check_file failed on boom1.safetensors: "
+                                  "RuntimeError: boom boom1.safetensors")
+    assert (two.returncode, two.stdout, two.stderr) == (one.returncode, one.stdout, one.stderr) == (2, "", one.stderr)
+
+
+def test_a_worker_that_dies_is_that_files_line(tmp_path: Path, cli: CliRunner, method: str,
+                                               pooled: list[int]) -> None:
+    """Only a pool can survive this (a serial run would die with the worker): the file is unreadable,
+    one line, and every other file is checked and reported in its place."""
+    site = _plugin_site(tmp_path, "killer", "    if 'die' in context.path:\n        os._exit(9)\n    return []\n")
+    names = [safetensors(tmp_path / n).name for n in ("a.safetensors", "die.safetensors", "c.safetensors")]
+    names.append(torch_zip(tmp_path / "evil.pt", system_call()).name)
+    two = cli("check", "-j", "2", "--format", "json", *names, cwd=tmp_path, pythonpath=[site])
+    assert pooled == [2]
+    report = json.loads(two.stdout)["files"]
+    assert [f["path"] for f in report] == names
+    assert report[1]["error"].startswith("internal error: the worker process checking it ended abruptly")
+    assert [f["error"] for f in report[:1] + report[2:]] == [None, None, None]
+    assert "CK101" in {x["code"] for x in report[3]["findings"]}
+    assert two.returncode == 2
+    assert two.stderr.splitlines() == [f"ckptlint: die.safetensors: {report[1]['error']}"]
+
+
+def test_jobs_must_be_a_whole_number(tmp_path: Path, cli: CliRunner) -> None:
+    path = safetensors(tmp_path / "a.safetensors").name
+    for bad in ("-1", "two", "1.5", ""):
+        proc = cli("check", "-j", bad, path, cwd=tmp_path)
+        assert proc.returncode == 2 and "whole number" in proc.stderr and proc.stderr.count("\n") == 1, bad
+
+
+def test_bytes_in_the_pickle_never_reach_a_worker_as_code(tmp_path: Path, cli: CliRunner) -> None:
+    """A hostile pickle checked in a worker runs nothing there either: its marker file never appears."""
+    marker = tmp_path / "ran.marker"
+    payload = b"\x80\x02cos\nsystem\n" + su(f"touch {marker}") + b"\x85R."
+    names = []
+    for i in range(4):
+        (tmp_path / f"p{i}.pkl").write_bytes(payload)
+        names.append(f"p{i}.pkl")
+    proc = cli("check", "-j", "2", *names, cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stdout.count("CK101") >= 4
+    assert not marker.exists()

@@ -1,0 +1,139 @@
+"""ckptlint.parallel: results in the jobs' order from other processes, errors at their position,
+a dead worker is its job's result, and no pool at all where one would not help."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from ckptlint import parallel
+from ckptlint.errors import CkptlintError, OutputError
+from ckptlint.parallel import Done, Raise, default_jobs, run_in_order
+
+pytestmark = pytest.mark.integration  # starts worker processes
+
+
+def pid_after(n: int) -> tuple[int, int]:
+    """Job ``n``: later jobs finish first (the earlier ones are busier), and say which process ran them."""
+    sum(range((8 - n) * 20_000))
+    return n, os.getpid()
+
+
+def fails_on_three(n: int) -> int:
+    if n == 3:
+        raise OutputError(f"/x/{n}", "no space left")  # two positional arguments: does not pickle back as itself
+    if n == 5:
+        raise ValueError("five")
+    return n
+
+
+def dies_on_two(n: int) -> int:
+    if n == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return n * 10
+
+
+def crashed(n: int, reason: str) -> int:
+    assert "ended abruptly" in reason
+    return -n
+
+
+def lost(n: int, reason: str) -> tuple[int, int]:
+    raise AssertionError(f"job {n}: {reason}")
+
+
+@pytest.fixture(params=["fork", "spawn"])
+def method(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both start methods ckptlint uses (fork where safe, spawn elsewhere), whatever this machine picks."""
+    monkeypatch.setattr(parallel, "start_method", lambda: request.param)
+    return str(request.param)
+
+
+def test_results_in_order_from_worker_processes(method: str) -> None:
+    results = list(run_in_order(pid_after, list(range(8)), 2, lost))
+    assert [n for n, _ in results] == list(range(8))
+    assert os.getpid() not in {pid for _, pid in results}
+    assert len({pid for _, pid in results}) <= 2
+
+
+def test_done_values_keep_their_place(method: str) -> None:
+    items: list[int | Done[tuple[int, int]] | Raise] = [0, Done((-1, 0)), 2, Done((-3, 0)), 4]
+    assert [n for n, _ in run_in_order(pid_after, items, 2, lost)] == [0, -1, 2, -3, 4]
+
+
+def test_an_error_is_raised_at_its_position(method: str) -> None:
+    seen = []
+    with pytest.raises(CkptlintError) as e:
+        for n in run_in_order(fails_on_three, list(range(8)), 2, crashed):
+            seen.append(n)
+    assert seen == [0, 1, 2]  # what a serial run yields before raising
+    assert str(e.value) == "/x/3: cannot write: no space left"  # the line cli.main prints, unchanged
+    serial = []
+    with pytest.raises(OutputError):
+        for n in run_in_order(fails_on_three, list(range(8)), 1, crashed):
+            serial.append(n)
+    assert seen == serial
+
+
+def test_an_exception_that_does_not_pickle_back_keeps_its_name_base_and_message(method: str) -> None:
+    with pytest.raises(CkptlintError) as e:
+        list(run_in_order(fails_on_three, [3, 4], 2, crashed))
+    assert type(e.value).__name__ == "OutputError" and str(e.value) == "/x/3: cannot write: no space left"
+    with pytest.raises(ValueError, match=r"^five$"):  # pickles back as itself: the very type
+        list(run_in_order(fails_on_three, [4, 5, 6], 2, crashed))
+
+
+def test_raise_marks_where_a_serial_run_stops(method: str) -> None:
+    items: list[int | Done[int] | Raise] = [0, 1, Raise(KeyError("target"))]
+    seen = []
+    with pytest.raises(KeyError):
+        for n in run_in_order(fails_on_three, items, 2, crashed):
+            seen.append(n)
+    assert seen == [0, 1]
+
+
+def test_a_worker_that_dies_is_that_jobs_result_and_the_rest_are_checked(method: str) -> None:
+    assert list(run_in_order(dies_on_two, list(range(6)), 2, crashed)) == [0, 10, -2, 30, 40, 50]
+
+
+def test_no_pool_for_one_job_or_one_worker() -> None:
+    assert [pid for _, pid in run_in_order(pid_after, [0], 4, lost)] == [os.getpid()]
+    assert {pid for _, pid in run_in_order(pid_after, [0, 1, 2], 1, lost)} == {os.getpid()}
+    items: list[int | Done[tuple[int, int]] | Raise] = [Done((9, 9)), 0, Done((8, 8))]  # one real job
+    assert [n for n, _ in run_in_order(pid_after, items, 4, lost)] == [9, 0, 8]
+
+
+def test_closing_early_stops_the_workers(method: str) -> None:
+    gen = run_in_order(pid_after, list(range(8)), 2, lost)
+    n, pid = next(gen)
+    assert n == 0 and pid != os.getpid()
+    gen.close()
+    with pytest.raises(ProcessLookupError):  # terminated and reaped, not left running its queue
+        os.kill(pid, 0)
+
+
+def test_default_jobs_is_bounded_by_files_cores_and_the_cap() -> None:
+    assert default_jobs(1) == 1
+    assert default_jobs(0) == 1
+    assert default_jobs(10_000) == min(parallel.available_cpus(), parallel.MAX_DEFAULT_JOBS)
+    assert 1 <= default_jobs(3) <= 3
+
+
+def test_fork_only_where_it_is_safe(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import threading
+
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    assert parallel.start_method() == "fork"
+    monkeypatch.setattr(threading, "active_count", lambda: 2)  # a threaded parent
+    assert parallel.start_method() == "spawn"
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    monkeypatch.setitem(sys.modules, "torch", sys)  # torch's thread pools
+    assert parallel.start_method() == "spawn"
+    monkeypatch.delitem(sys.modules, "torch")
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert parallel.start_method() == "spawn"
