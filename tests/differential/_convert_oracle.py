@@ -50,7 +50,13 @@ for argv in jobs:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
-            code = main(argv)
+            if argv[0] == "--api":  # ckptlint.convert(SRC, DEST, **KWARGS_JSON): the Python API
+                import dataclasses, ckptlint
+                result = ckptlint.convert(argv[1], argv[2], **json.loads(argv[3]))
+                print(json.dumps(dataclasses.asdict(result), default=list))
+                code = 0
+            else:
+                code = main(argv)
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else 2
         except BaseException:
@@ -81,6 +87,9 @@ def convert_torchfree(jobs: Sequence[Sequence[str | os.PathLike[str]]], workdir:
                       env: Mapping[str, str] | None = None,
                       pythonpath: Sequence[Path] = ()) -> list[Converted]:
     """Run ``ckptlint ARGV`` for each job, in one fresh process where torch & co. cannot be imported.
+
+    A job ``["--api", SRC, DEST, KWARGS_JSON]`` calls ``ckptlint.convert(SRC, DEST, **KWARGS)`` instead and
+    prints its result as JSON (an exception: code -1, the traceback on stderr).
 
     Asserts that no blocked module was imported (or even asked for) there.
     """

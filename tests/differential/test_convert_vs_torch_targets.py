@@ -1,0 +1,239 @@
+"""``ckptlint convert`` with a target, shards, hostile files and the Python API, against torch (issue #15).
+
+* A DDP-prefixed state_dict and a pickled ``nn.DataParallel``: ``--snapshot SNAP --apply-fix`` (torch-less) and
+  ``--model SPEC --apply-fix`` (torch in-process) write the keys resnet18 expects; ``load_state_dict(strict=True)``
+  succeeds and every tensor equals torch's bit for bit.
+* A sharded ``pytorch_model.bin.index.json`` (zip and legacy shards) converts to one file, and to shards again.
+* A file whose pickle calls ``os.system`` is refused, naming the global; with ``--force`` it converts; the payload
+  never runs (marker file).
+* ``ckptlint.convert(...)`` in the torch-less process.
+* Files saved by transformers and timm convert and load back into their classes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from _convert_oracle import Converted, assert_output_equals, convert_torchfree, state_dict_of, trusted_load
+from safetensors.torch import load_file
+from torch import nn
+from torchvision import models as M
+
+from conftest import CliRunner
+
+RESNET = "torchvision.models:resnet18"
+
+
+class Payload:
+    """Pickles as ``os.system("touch MARKER")``: what a hostile checkpoint runs on torch.load."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return os.system, (f"touch {self.marker}",)
+
+
+def _resnet() -> nn.Module:
+    torch.manual_seed(0)
+    return M.resnet18()
+
+
+def _shards(tmp: Path, fmt: str) -> tuple[Path, dict[str, torch.Tensor]]:
+    """mobilenet_v3_small's state_dict in two torch shards with an index; tied keys inside the second shard."""
+    torch.manual_seed(0)
+    sd = M.mobilenet_v3_small().state_dict()
+    keys = list(sd)
+    w = torch.randn(5, 5)
+    parts = {f"pytorch_model-00001-of-00002.{fmt}.bin": {k: sd[k] for k in keys[: len(keys) // 2]},
+             f"pytorch_model-00002-of-00002.{fmt}.bin": {**{k: sd[k] for k in keys[len(keys) // 2:]},
+                                                         "tied.a": w, "tied.b": w, "tied.view": w[1:, ::2]}}
+    folder = tmp / f"shards-{fmt}"
+    folder.mkdir()
+    expected: dict[str, torch.Tensor] = {}
+    for name, part in parts.items():
+        torch.save(part, folder / name, _use_new_zipfile_serialization=(fmt == "zip"))
+        expected.update(trusted_load(folder / name))
+    index = folder / "pytorch_model.bin.index.json"
+    index.write_text(json.dumps({"metadata": {"total_size": sum(t.nbytes for t in expected.values())},
+                                 "weight_map": {k: name for name, part in parts.items() for k in part}}))
+    return index, expected
+
+
+def _sharded_output(folder: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a sharded safetensors set, found through its index (as transformers reads it)."""
+    (index,) = folder.glob("*.index.json")
+    weight_map = json.loads(index.read_text())["weight_map"]
+    out: dict[str, torch.Tensor] = {}
+    for shard in sorted(set(weight_map.values())):
+        tensors = load_file(str(folder / shard))
+        assert all(weight_map[k] == shard for k in tensors)
+        out.update(tensors)
+    assert set(out) == set(weight_map)
+    return out
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Converted], dict[str, Any]]:
+    """Every torch-less conversion of this module, in one process."""
+    tmp = tmp_path_factory.mktemp("convert_targets")
+    snap = tmp / "resnet18.json"
+    r = CliRunner()("snapshot", RESNET, "-o", snap)
+    assert r.returncode == 0, r.stderr
+    sd = _resnet().state_dict()
+    torch.save({f"module.{k}": v for k, v in sd.items()}, tmp / "ddp.pt")
+    torch.save(nn.DataParallel(_resnet()), tmp / "ddp_full.pt")
+    marker = tmp / "marker"
+    torch.save({"model": sd, "hook": Payload(marker), "epoch": 1}, tmp / "evil.pt")
+    zip_index, zip_expected = _shards(tmp, "zip")
+    legacy_index, legacy_expected = _shards(tmp, "legacy")
+    (tmp / "resharded").mkdir()
+    out = tmp / "out"
+    out.mkdir()
+    jobs: dict[str, list[str | Path]] = {
+        "ddp-fix": ["convert", tmp / "ddp.pt", out / "ddp-fix.safetensors", "--snapshot", snap, "--apply-fix"],
+        "ddp-nofix": ["convert", tmp / "ddp.pt", out / "ddp-nofix.safetensors", "--snapshot", snap],
+        "ddp-full-fix": ["convert", tmp / "ddp_full.pt", out / "ddp-full-fix.safetensors", "--snapshot", snap,
+                         "--apply-fix"],
+        "evil": ["convert", tmp / "evil.pt", out / "evil.safetensors"],
+        "evil-force": ["convert", tmp / "evil.pt", out / "evil-force.safetensors", "--force"],
+        "shards-zip": ["convert", zip_index, out / "shards-zip.safetensors"],
+        "shards-legacy": ["convert", legacy_index, out / "shards-legacy.safetensors"],
+        "reshard": ["convert", zip_index, tmp / "resharded" / "model.safetensors", "--max-shard-size", "1MB"],
+        "api": ["--api", tmp / "ddp.pt", out / "api.safetensors", json.dumps({"snapshot": str(snap),
+                                                                              "apply_fix": True})],
+    }
+    results = convert_torchfree(list(jobs.values()), tmp / "run")
+    assert not marker.exists(), "the payload ran"
+    expected = {"sd": sd, "shards-zip": zip_expected, "shards-legacy": legacy_expected, "marker": marker,
+                "snap": snap}
+    return tmp, dict(zip(jobs, results, strict=True)), expected
+
+
+def _ok(r: Converted) -> None:
+    assert r.code == 0, (r.code, r.text[-3000:])
+    assert "Traceback" not in r.text
+
+
+@pytest.mark.parametrize("name", ["ddp-fix", "ddp-full-fix", "api"])
+def test_ddp_prefix_apply_fix_loads_strictly(name: str, work: tuple[Path, dict[str, Converted], dict[str, Any]]
+                                             ) -> None:
+    tmp, results, expected = work
+    _ok(results[name])
+    out = tmp / "out" / f"{name}.safetensors"
+    want = state_dict_of(trusted_load(tmp / "ddp_full.pt").module) if name == "ddp-full-fix" else expected["sd"]
+    metadata = assert_output_equals(out, want)
+    model = M.resnet18()
+    result = model.load_state_dict(load_file(str(out)), strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    assert any("module." in v for v in metadata.values()), metadata  # the key mapping applied is recorded
+
+
+def test_ddp_prefix_without_fix_keeps_the_keys(work: tuple[Path, dict[str, Converted], dict[str, Any]]) -> None:
+    tmp, results, expected = work
+    _ok(results["ddp-nofix"])
+    assert_output_equals(tmp / "out" / "ddp-nofix.safetensors", {f"module.{k}": v for k, v in expected["sd"].items()})
+    assert "strict=False" in results["ddp-nofix"].text or "module." in results["ddp-nofix"].text
+
+
+def test_api_result_says_what_was_written(work: tuple[Path, dict[str, Converted], dict[str, Any]]) -> None:
+    _, results, expected = work
+    _ok(results["api"])
+    result = json.loads(results["api"].stdout)
+    assert set(result["tensors"]) == set(expected["sd"])
+    assert result["strict"] is True
+
+
+def test_model_apply_fix_in_process_matches(work: tuple[Path, dict[str, Converted], dict[str, Any]], cli: CliRunner,
+                                             tmp_path: Path) -> None:
+    """With a live ``--model`` (torch here), the same file as the snapshot gives."""
+    tmp, _, expected = work
+    dest = tmp_path / "model-fix.safetensors"
+    r = cli("convert", tmp / "ddp.pt", dest, "--model", RESNET, "--apply-fix")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert_output_equals(dest, expected["sd"])
+    assert load_file(str(dest)).keys() == load_file(str(tmp / "out" / "ddp-fix.safetensors")).keys()
+
+
+def test_hostile_file_refused_naming_the_global_and_never_run(
+        work: tuple[Path, dict[str, Converted], dict[str, Any]]) -> None:
+    tmp, results, expected = work
+    r = results["evil"]
+    assert r.code == 2, r.text
+    assert "system" in r.stderr and "--force" in r.stderr, r.stderr
+    assert not (tmp / "out" / "evil.safetensors").exists()
+    _ok(results["evil-force"])
+    assert "system" in results["evil-force"].text
+    assert_output_equals(tmp / "out" / "evil-force.safetensors", expected["sd"])
+    assert not expected["marker"].exists()
+
+
+@pytest.mark.parametrize("fmt", ["zip", "legacy"])
+def test_sharded_checkpoint_to_one_file(fmt: str, work: tuple[Path, dict[str, Converted], dict[str, Any]]) -> None:
+    tmp, results, expected = work
+    _ok(results[f"shards-{fmt}"])
+    metadata = assert_output_equals(tmp / "out" / f"shards-{fmt}.safetensors", expected[f"shards-{fmt}"])
+    assert any("tied.a" in k + v and "tied.b" in k + v for k, v in metadata.items()), metadata
+
+
+def test_sharded_checkpoint_to_shards(work: tuple[Path, dict[str, Converted], dict[str, Any]]) -> None:
+    tmp, results, expected = work
+    _ok(results["reshard"])
+    files = list((tmp / "resharded").glob("*.safetensors"))
+    assert len(files) > 1, files
+    got = _sharded_output(tmp / "resharded")
+    want = expected["shards-zip"]
+    assert set(got) == set(want)
+    for k, t in want.items():
+        assert got[k].dtype == t.dtype and got[k].shape == t.shape
+        assert torch.equal(got[k].contiguous().view(-1).view(torch.uint8), t.contiguous().view(-1).view(torch.uint8))
+
+
+# -- files the libraries save themselves -----------------------------------------------------------------------
+
+
+def test_transformers_and_timm_files(tmp_path: Path) -> None:
+    import timm
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=50, n_embd=8, n_layer=2, n_head=2, n_positions=16)
+    gpt2 = transformers.GPT2LMHeadModel(config)
+    hf = tmp_path / "gpt2"
+    gpt2.save_pretrained(hf, safe_serialization=False)
+    bert_config = transformers.BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                          intermediate_size=16, max_position_embeddings=16)
+    bert = transformers.BertForSequenceClassification(bert_config)
+    bert_dir = tmp_path / "bert"
+    bert.save_pretrained(bert_dir, safe_serialization=False)
+    timm_model = timm.create_model("resnet10t", pretrained=False, num_classes=7)
+    torch.save(timm_model.state_dict(), tmp_path / "timm.pth")
+    jobs: list[list[str | Path]] = [
+        ["convert", hf / "pytorch_model.bin", tmp_path / "gpt2.safetensors"],
+        ["convert", bert_dir / "pytorch_model.bin", tmp_path / "bert.safetensors"],
+        ["convert", tmp_path / "timm.pth", tmp_path / "timm.safetensors"],
+    ]
+    for r in convert_torchfree(jobs, tmp_path / "run"):
+        _ok(r)
+    for src, dest in ((hf / "pytorch_model.bin", "gpt2"), (bert_dir / "pytorch_model.bin", "bert"),
+                      (tmp_path / "timm.pth", "timm")):
+        assert_output_equals(tmp_path / f"{dest}.safetensors", dict(trusted_load(src)))
+    # each library loads the converted file into its own class
+    for model_dir, cls, original in ((hf, transformers.GPT2LMHeadModel, gpt2),
+                                     (bert_dir, transformers.BertForSequenceClassification, bert)):
+        name = "gpt2" if model_dir == hf else "bert"
+        (model_dir / "pytorch_model.bin").unlink()
+        os.replace(tmp_path / f"{name}.safetensors", model_dir / "model.safetensors")
+        loaded, info = cls.from_pretrained(str(model_dir), output_loading_info=True)
+        assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
+        for (k, a), (_, b) in zip(original.state_dict().items(), loaded.state_dict().items(), strict=True):
+            assert torch.equal(a, b), k
+    fresh = timm.create_model("resnet10t", pretrained=False, num_classes=7)
+    fresh.load_state_dict(load_file(str(tmp_path / "timm.safetensors")), strict=True)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), timm_model.state_dict().values(),
+                                                 strict=True))
