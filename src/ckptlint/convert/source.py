@@ -1,0 +1,284 @@
+"""Each tensor's bytes as ``torch.load`` gives them, read from the file without unpickling anything.
+
+The Inventory already says, per tensor, its dtype, shape, strides, storage offset and storage key, and per
+storage where its bytes are (``StorageRecord.entry``). :func:`open_source` turns that into byte streams:
+
+- torch zip and TorchScript archives: the storage's zip member, found with miniz's lookup (the entry torch
+  reads among duplicates); stored members are read in place, deflated ones inflated once to a temporary file
+  (miniz semantics: a stream longer than declared is cut, a shorter or corrupt one is torch's error);
+  a torch zip whose ``byteorder`` record says ``big`` is byte-swapped per storage element as
+  ``Storage.byteswap(dtype)`` does (so an untyped ``uint8`` storage, as torch >= 2.1 writes for uint16/fp8
+  tensors, is not swapped: torch does not swap it either);
+- legacy files (and a tar that falls back to one): the ``bytes S-E`` range after each storage's count;
+- old torch tar files: the storage's bytes inside the ``storages`` member, found by walking its headers with
+  the reader's own static unpickler (the Inventory records keys, not these offsets);
+- shard indexes: each shard opened as its own source; safetensors files: the header's byte ranges.
+
+Views are materialised through their strides (:mod:`ckptlint.convert.materialize`), so peak memory is
+bounded by the chunk size, never by a storage's or the file's size. Torch is never imported.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from types import TracebackType
+from typing import Any, BinaryIO, Protocol
+
+from ..errors import CkptlintError, FormatError
+from ..inventory import Inventory, StorageRecord, TensorRecord
+from ..limits import DEFAULT_LIMITS, Limits
+from .dtypes import itemsize, safetensors_code
+from .materialize import DEFAULT_WINDOW, byteswapped, coalesce, span_elements, strided_chunks
+
+DEFAULT_CHUNK = 16 << 20
+"""Bytes per piece :meth:`TensorSource.tensor_chunks` yields by default."""
+
+_ZIP_FORMATS = ("torch-zip", "torchscript")
+
+
+class TensorBytesError(CkptlintError):
+    """A tensor whose bytes cannot be written; ``key`` is its state_dict key, ``reason`` one plain line."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"tensor {key!r}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+class UnsupportedTensor(TensorBytesError):
+    """A tensor safetensors cannot hold or ckptlint cannot read statically (complex128, quantized, sparse,
+    meta, a storage only running the file would build): ``--skip-unsupported`` may leave it out."""
+
+
+class TensorDataError(TensorBytesError):
+    """The file does not hold the bytes the tensor needs (missing or short record, a deflate stream torch
+    cannot read, a view past its storage): ``torch.load`` fails on it too, so nothing is written."""
+
+
+@dataclass(frozen=True)
+class FileSpan:
+    """A contiguous tensor whose bytes lie as-is in a file: ``length`` bytes at ``offset`` of ``path``
+    (a writer may copy them with ``os.copy_file_range``/``sendfile`` instead of through Python)."""
+
+    path: str
+    offset: int
+    length: int
+
+
+class _Data(Protocol):
+    """A storage's bytes: ``size`` of them, read with ``read(offset, n)``."""
+
+    size: int
+    swap: int
+
+    def read(self, offset: int, n: int) -> bytes: ...
+
+
+class _FileData:
+    """A byte range of an open file (stored zip member, legacy/safetensors range, inflated temp file)."""
+
+    def __init__(self, f: BinaryIO, path: str | None, start: int, size: int, swap: int) -> None:
+        self.f, self.path, self.start, self.size, self.swap = f, path, start, size, swap
+
+    def read(self, offset: int, n: int) -> bytes:
+        if offset < 0 or offset + n > self.size:
+            raise FormatError(f"read of {n} bytes at {offset} past the storage's {self.size}")
+        self.f.seek(self.start + offset)
+        data = self.f.read(n)
+        if len(data) != n:
+            raise FormatError(f"the file ends inside the storage ({len(data)} of {n} bytes at {offset})")
+        return data
+
+
+class _PreadData:
+    """A storage inside something with ``pread`` (a tar member, sparse maps included)."""
+
+    def __init__(self, src: Any, start: int, size: int) -> None:
+        self.src, self.start, self.size, self.swap = src, start, size, 1
+
+    def read(self, offset: int, n: int) -> bytes:
+        data: bytes = self.src.pread(self.start + offset, n)
+        if offset < 0 or len(data) != n:
+            raise FormatError(f"the tar member ends inside the storage ({len(data)} of {n} bytes at {offset})")
+        return data
+
+
+def open_source(path: str | os.PathLike[str], inventory: Inventory, limits: Limits = DEFAULT_LIMITS) -> TensorSource:
+    """A :class:`TensorSource` for the file ``inventory`` was read from (``path`` may be the folder the
+    Inventory's file was found in: the Inventory's own path is read then). Close it (or use ``with``)."""
+    p = os.fspath(path)
+    return TensorSource(inventory.path if os.path.isdir(p) else p, inventory, limits)
+
+
+class TensorSource:
+    """Reads tensors' bytes out of one checkpoint; ``check``/``nbytes`` are cheap, ``tensor_chunks`` reads."""
+
+    def __init__(self, path: str, inventory: Inventory, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.path = path
+        self.inventory = inventory
+        self.limits = limits
+        self.window = DEFAULT_WINDOW
+        self._storages: dict[str, StorageRecord] = {s.key: s for s in inventory.storages}
+        self._data: dict[str, _Data] = {}
+        self._files: list[BinaryIO] = []
+        self._file: BinaryIO | None = None
+        self._zip: Any = None
+        self._tar: dict[str, tuple[int, int]] | None = None
+        self._tar_member: Any = None
+        self._shards: dict[str, TensorSource] = {}
+
+    # -- public ------------------------------------------------------------------------------------
+
+    def check(self, rec: TensorRecord) -> None:
+        """Raise :class:`UnsupportedTensor` when ``rec`` cannot be written as a safetensors tensor, without
+        reading its bytes (a missing or short record is found by :meth:`tensor_chunks`)."""
+        key = _name(rec)
+        if rec.layout != "strided":
+            raise UnsupportedTensor(key, f"{rec.layout} layout (safetensors holds dense tensors only)")
+        if safetensors_code(rec.dtype) is None:
+            raise UnsupportedTensor(key, f"dtype {rec.dtype} has no safetensors equivalent")
+        if rec.device == "meta":
+            raise UnsupportedTensor(key, "a meta tensor has no data")
+        if rec.storage_key is None or rec.stride is None:
+            raise UnsupportedTensor(key, f"its storage is not in the file's records ({rec.rebuild or 'unknown'})")
+        if rec.storage_offset < 0 or any(s < 0 for s in rec.stride) or any(n < 0 for n in rec.shape) \
+                or len(rec.stride) != len(rec.shape):
+            raise UnsupportedTensor(key, "negative or mismatched sizes, strides or offset")
+        shard = self._shard_of(rec)
+        if shard is not None:
+            return
+        st = self._storages.get(rec.storage_key)
+        if st is None or (st.entry is None and self.inventory.format != "torch-tar"):
+            raise UnsupportedTensor(key, f"storage {rec.storage_key!r} has no byte location ckptlint can read "
+                                    "(a storage only running the file would build)")
+
+    def safetensors_dtype(self, rec: TensorRecord) -> str:
+        """The safetensors dtype code of ``rec`` (``F32``, ``BF16`` …); UnsupportedTensor when there is none."""
+        code = safetensors_code(rec.dtype)
+        if code is None:
+            raise UnsupportedTensor(_name(rec), f"dtype {rec.dtype} has no safetensors equivalent")
+        return code
+
+    def nbytes(self, rec: TensorRecord) -> int:
+        """Bytes of the tensor written contiguously (numel times the element size)."""
+        size = itemsize(rec.dtype)
+        if size is None:
+            raise UnsupportedTensor(_name(rec), f"unknown dtype {rec.dtype}")
+        return rec.numel * size
+
+    def tensor_chunks(self, rec: TensorRecord, chunk_bytes: int = DEFAULT_CHUNK) -> Iterator[bytes]:
+        """The tensor's bytes as ``torch.load(...).contiguous()`` holds them, little-endian, C order, in pieces
+        of at most ``chunk_bytes``. Raises UnsupportedTensor / TensorDataError (before yielding anything
+        when the view does not fit its storage)."""
+        self.check(rec)
+        assert rec.storage_key is not None and rec.stride is not None
+        shard = self._shard_of(rec)
+        if shard is not None:
+            sub, key = shard
+            yield from sub.tensor_chunks(replace(rec, storage_key=key), chunk_bytes)
+            return
+        data = self._located(rec)
+        size = self.nbytes(rec) // max(rec.numel, 1) if rec.numel else itemsize(rec.dtype) or 1
+        if rec.numel == 0:
+            return
+        end = (rec.storage_offset + span_elements(list(zip(rec.shape, rec.stride, strict=True)))) * size
+        if end > data.size:
+            raise TensorDataError(_name(rec), f"its view ends at byte {end} of a storage of {data.size} bytes")
+        if data.swap > 1 and (size % data.swap or (rec.storage_offset * size) % data.swap):
+            raise UnsupportedTensor(_name(rec), f"a {rec.dtype} view of a big-endian storage of {data.swap}-byte "
+                                    "elements that does not line up with them")
+        try:
+            for piece in strided_chunks(data.read, rec.shape, rec.stride, rec.storage_offset, size,
+                                        chunk_bytes, self.window):
+                yield byteswapped(piece, data.swap) if data.swap > 1 else piece
+        except (FormatError, OSError) as e:
+            raise TensorDataError(_name(rec), str(e)) from None
+
+    def file_span(self, rec: TensorRecord) -> FileSpan | None:
+        """Where a contiguous, unswapped tensor's bytes lie as-is in a file, for a zero-copy writer; None
+        otherwise (read it with :meth:`tensor_chunks`)."""
+        self.check(rec)
+        assert rec.storage_key is not None and rec.stride is not None
+        shard = self._shard_of(rec)
+        if shard is not None:
+            sub, key = shard
+            return sub.file_span(replace(rec, storage_key=key))
+        size = itemsize(rec.dtype) or 1
+        merged = coalesce(rec.shape, rec.stride)
+        if rec.numel == 0 or (merged and (len(merged) > 1 or merged[0][1] != 1)):
+            return None
+        data = self._located(rec)
+        length = rec.numel * size
+        if not isinstance(data, _FileData) or data.path is None or data.swap > 1 \
+                or (rec.storage_offset * size) + length > data.size:
+            return None
+        return FileSpan(data.path, data.start + rec.storage_offset * size, length)
+
+    def close(self) -> None:
+        for sub in self._shards.values():
+            sub.close()
+        for f in self._files:
+            f.close()
+        self._files.clear()
+        if self._tar_member is not None:
+            self._tar_member = None
+
+    def __enter__(self) -> TensorSource:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- locating storages ------------------------------------------------------------------------
+
+    def _open(self) -> BinaryIO:
+        if self._file is None:
+            self._file = open(self.path, "rb")  # noqa: SIM115 - closed by close()
+            self._files.append(self._file)
+        return self._file
+
+    def _located(self, rec: TensorRecord) -> _Data:
+        key = rec.storage_key
+        assert key is not None
+        if key not in self._data:
+            st = self._storages.get(key)
+            try:
+                self._data[key] = self._locate(key, st)
+            except (FormatError, OSError) as e:
+                raise TensorDataError(_name(rec), f"storage {key!r}: {e}") from None
+        return self._data[key]
+
+    def _locate(self, key: str, st: StorageRecord | None) -> _Data:
+        entry = st.entry if st is not None else None
+        if entry is not None and entry.startswith("bytes "):
+            lo, _, hi = entry[6:].partition("-")
+            start, end = int(lo), int(hi)
+            return _FileData(self._open(), self.path, start, end - start, 1)
+        if self.inventory.format in _ZIP_FORMATS and entry is not None and st is not None:
+            from .locate import zip_storage
+            return zip_storage(self, entry, st)
+        if self.inventory.format == "torch-tar":
+            from .locate import tar_storage
+            return tar_storage(self, key)
+        raise FormatError("no byte location for it in the file")
+
+    def _shard_of(self, rec: TensorRecord) -> tuple[TensorSource, str] | None:
+        """For a shard index: the shard's own source and the storage key inside it."""
+        if self.inventory.format != "sharded-index" or rec.storage_key is None:
+            return None
+        from .locate import shard_source
+        try:
+            return shard_source(self, rec.storage_key)
+        except (FormatError, OSError) as e:
+            raise TensorDataError(_name(rec), str(e)) from None
+
+
+def _name(rec: TensorRecord) -> str:
+    """The state_dict key (the last key on the tensor's path)."""
+    return rec.key
+
+
+__all__ = ["DEFAULT_CHUNK", "FileSpan", "TensorBytesError", "TensorDataError", "TensorSource", "UnsupportedTensor",
+           "open_source"]
