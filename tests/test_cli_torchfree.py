@@ -134,6 +134,8 @@ def _positionals(command: str, files: dict[str, str]) -> list[list[str]]:
     if command == "diff":
         clean = files["clean"]
         return [[clean, clean], [clean, files["evil"]], [files["unreadable"], clean]]
+    if command == "convert":  # SRC DEST; the matrix's --snapshot/--model values need no torch to fail cleanly
+        return [[c, "out.safetensors"] for c in ckpts]
     if command == "check":  # with a target too, so --key and friends reach the compat analysis
         return [[c] for c in ckpts] + [[files["clean"], "--snapshot", files["snapshot"]]]
     return [[c] for c in ckpts]
@@ -183,4 +185,4 @@ def test_every_command_with_every_flag(tmp_path: Path, cli: CliRunner, no_torch:
         for action in parser._actions:
             if action.option_strings and not isinstance(action, argparse._HelpAction):
                 assert (command, action.option_strings[-1]) in seen
-    assert {c for c, _ in _runs(names)} == {"", "inspect", "check", "snapshot", "diff", "rules"}
+    assert {c for c, _ in _runs(names)} == {"", "inspect", "check", "snapshot", "diff", "rules", "convert"}

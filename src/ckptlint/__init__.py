@@ -19,6 +19,7 @@ from .version import __version__
 
 if TYPE_CHECKING:
     from .checker import check
+    from .convert.api import convert
 
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "Verdict",
     "__version__",
     "check",
+    "convert",
     "inspect",
 ]
 
@@ -68,4 +70,8 @@ def __getattr__(name: str) -> Any:
         from .checker import check
 
         return check
+    if name == "convert":  # the package is callable: ckptlint.convert(src, dest, ...) (convert/__init__.py)
+        import importlib
+
+        return importlib.import_module(".convert", __name__)
     raise AttributeError(f"module 'ckptlint' has no attribute {name!r}")

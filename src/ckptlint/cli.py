@@ -410,9 +410,19 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- convert -------------------------------------------------------------------
+
+
+def _add_convert(sub: Any) -> None:
+    from .convert.command import add_convert  # argparse only; the conversion loads when it runs
+
+    add_convert(sub)
+
+
 # -- parser --------------------------------------------------------------------
 
-SUBCOMMANDS: list[Callable[[Any], None]] = [_add_inspect, _add_check, _add_snapshot, _add_diff, _add_rules]
+SUBCOMMANDS: list[Callable[[Any], None]] = [_add_inspect, _add_check, _add_snapshot, _add_diff, _add_rules,
+                                             _add_convert]
 """Each adds one subcommand; later: check, snapshot, diff, rules."""
 
 

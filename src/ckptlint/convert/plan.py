@@ -1,0 +1,178 @@
+"""Which tensors go out under which names: the state_dict ``check`` finds, the compat fix, ties, what is left out.
+
+Nothing here reads tensor bytes: a :class:`Plan` is decided from the Inventory (and a target's signature)
+alone, before DEST is opened, so every refusal comes before any output exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..compat.unwrap import NonTensor, StateDict, find_state_dict
+from ..inventory import Inventory, TensorRecord
+from .result import ConvertError
+
+Supported = Callable[[TensorRecord], str | None]
+"""None when safetensors can hold the tensor, else why not (one short phrase)."""
+
+
+@dataclass
+class Plan:
+    """The keys to write, in the state_dict's order, and every decision that shaped them."""
+
+    entries: list[tuple[str, TensorRecord]]
+    state_dict: StateDict
+    left_out: list[tuple[str, str]] = field(default_factory=list)
+    unsupported: list[tuple[str, str]] = field(default_factory=list)
+    tied: dict[str, str] = field(default_factory=dict)
+    tied_dropped: bool = False
+    mapping: dict[str, str] = field(default_factory=dict)
+    dropped: list[str] = field(default_factory=list)
+    transposed: list[str] = field(default_factory=list)
+    target: str | None = None
+    strict: bool | None = None
+    random_init: list[str] = field(default_factory=list)
+    diagnosis: list[str] = field(default_factory=list)
+
+
+def make_plan(inv: Inventory, supported: Supported, *, key: tuple[Any, ...] | None = None, target: Any = None,
+              apply_fix: bool = False, skip_unsupported: bool = False, drop_tied: bool = False) -> Plan:
+    """The plan for ``inv``; ``target`` is a resolved :class:`~ckptlint.targets.resolve.Target` or None.
+
+    Raises :class:`ConvertError` for unsupported tensors (unless ``skip_unsupported``), a target the
+    checkpoint cannot be made to load into (with ``apply_fix``), or a key safetensors cannot name."""
+    plan = _with_target(inv, target, key, apply_fix) if target is not None else \
+        Plan([], find_state_dict(inv, key))
+    sd = plan.state_dict
+    originals = plan.mapping
+    for name, value in sd.entries.items():
+        if isinstance(value, NonTensor):
+            plan.left_out.append((originals.get(name, name), value.summary))
+            continue
+        why = supported(value)
+        if why is not None:
+            plan.unsupported.append((originals.get(name, name), why))
+            continue
+        plan.entries.append((name, value))
+    if plan.unsupported and not skip_unsupported:
+        keys = ", ".join(f"{k} ({why})" for k, why in plan.unsupported[:8])
+        more = f", …and {len(plan.unsupported) - 8} more" if len(plan.unsupported) > 8 else ""
+        raise ConvertError(f"{len(plan.unsupported)} tensor{'s' if len(plan.unsupported) != 1 else ''} safetensors "
+                           f"cannot hold: {keys}{more} (--skip-unsupported leaves them out)")
+    plan.left_out.extend(_around(inv.structure, tuple(sd.path)))
+    if "__metadata__" in dict(plan.entries):
+        raise ConvertError("a tensor is named '__metadata__', which safetensors reserves for its metadata")
+    plan.tied = _ties(plan.entries)
+    if drop_tied and plan.tied:
+        plan.entries = [(k, v) for k, v in plan.entries if k not in plan.tied]
+        plan.tied_dropped = True
+    return plan
+
+
+def _with_target(inv: Inventory, target: Any, key: tuple[Any, ...] | None, apply_fix: bool) -> Plan:
+    """``check``'s compat analysis (compat.analyze) of ``inv`` against the target; with ``apply_fix``, its
+    verified fix applied (compat.fixes.apply_fix) to the state_dict that gets written."""
+    from ..compat.analyze import analyze
+    from ..compat.fixes import apply_fix as fixed_state_dict
+    from ..compat.fixes import rename_key
+    from ..errors import UnwrapError
+
+    try:
+        analysis = analyze(inv, target.signature, model=target.model, key=key if key is not None else target.key)
+    except UnwrapError as e:
+        raise ConvertError(str(e)) from None
+    sd, result, fix = analysis.state_dict, analysis.result, analysis.fix
+    plan = Plan([], sd, target=analysis.target)
+    if not apply_fix or result.strict_ok:
+        plan.strict = result.strict_ok
+        plan.random_init = sorted(result.missing)
+        if not result.strict_ok:
+            plan.diagnosis.append(f"does not load strictly: {len(result.missing)} missing, {len(result.unexpected)} "
+                                  f"unexpected, {len(result.shape_mismatch)} shape-mismatched key(s); "
+                                  "--apply-fix writes the keys the target expects")
+        return plan
+    if fix is None:
+        raise ConvertError(f"no verified fix makes this checkpoint load into {analysis.target}: "
+                           f"{len(result.missing)} missing, {len(result.unexpected)} unexpected, "
+                           f"{len(result.shape_mismatch)} shape-mismatched key(s) (see ckptlint check --model)")
+    plan.state_dict = fixed_state_dict(sd, fix.renames, fix.drop, fix.transpose)
+    plan.strict = fix.strict
+    plan.random_init = list(fix.random_init)
+    plan.diagnosis = list(fix.diagnosis)
+    plan.transposed = list(fix.transpose)
+    dropped = set(fix.drop)
+    for old in sd.entries:
+        new = rename_key(old, fix.renames)
+        if new in dropped:
+            plan.dropped.append(old)
+        elif new != old:
+            plan.mapping[new] = old
+    return plan
+
+
+def _ties(entries: list[tuple[str, TensorRecord]]) -> dict[str, str]:
+    """key -> the first key that is the same tensor: same storage, offset, shape, strides and dtype (a tied
+    weight, or one tensor saved under two names). Views of a shared storage that differ are not tied."""
+    first: dict[tuple[Any, ...], str] = {}
+    tied: dict[str, str] = {}
+    for name, rec in entries:
+        if rec.storage_key is None:
+            continue
+        ident = (rec.stream, rec.storage_key, rec.storage_offset, rec.shape, rec.stride, rec.dtype)
+        if ident in first:
+            tied[name] = first[ident]
+        else:
+            first[ident] = name
+    return tied
+
+
+def _around(structure: Any, path: tuple[Any, ...]) -> list[tuple[str, str]]:
+    """What the checkpoint holds besides the state_dict at ``path``: the other entries of each dict on the
+    way down (a training dictionary's optimizer, epoch, args …), summarised."""
+    out: list[tuple[str, str]] = []
+    node = structure
+    prefix: list[str] = []
+    for p in path:
+        if isinstance(node, dict) and "__object__" in node and isinstance(node.get("items"), dict):
+            node = node["items"]
+        if not isinstance(node, dict) or "__object__" in node:
+            break
+        for k, v in node.items():
+            if str(k) != str(p):
+                out.append(("/".join([*prefix, str(k)]), _what(v)))
+        node = node.get(str(p))
+        prefix.append(str(p))
+    return out
+
+
+def _what(node: Any, depth: int = 0) -> str:
+    """``dict, 120 tensors``, ``argparse.Namespace``, ``int`` …: enough to recognise what was left out."""
+    if isinstance(node, dict):
+        if "__tensor__" in node and len(node) == 1:
+            return "tensor"
+        for marker in ("__object__", "__global__"):
+            if marker in node:
+                return str(node[marker])
+        n = _count_tensors(node)
+        return f"dict, {n} tensor{'' if n == 1 else 's'}" if n else "dict"
+    if isinstance(node, list):
+        n = _count_tensors(node)
+        return f"list, {n} tensor{'' if n == 1 else 's'}" if n else "list"
+    return type(node).__name__
+
+
+def _count_tensors(node: Any, budget: int = 100_000) -> int:
+    stack, n, seen = [node], 0, 0
+    while stack and seen < budget:
+        cur = stack.pop()
+        seen += 1
+        if isinstance(cur, dict):
+            if "__tensor__" in cur and len(cur) == 1:
+                n += 1
+            else:
+                stack.extend(cur.values())
+        elif isinstance(cur, list):
+            stack.extend(cur)
+    return n
