@@ -49,11 +49,11 @@ def span_elements(dims: Dims) -> int:
 def strided_chunks(read: Read, shape: tuple[int, ...], stride: tuple[int, ...], offset: int, itemsize: int,
                    chunk_bytes: int, window: int = DEFAULT_WINDOW) -> Iterator[bytes]:
     """The C-order bytes of the view ``(shape, stride, offset)`` (in elements of ``itemsize`` bytes) over
-    the storage ``read`` gives, as pieces of at most ``max(chunk_bytes, itemsize)`` bytes.
+    the storage ``read`` gives, as pieces of whole elements, at most ``max(chunk_bytes, itemsize)`` bytes.
     Negative strides or offsets are the caller's to refuse (torch has neither)."""
     if any(n == 0 for n in shape):
         return
-    chunk_bytes = max(chunk_bytes, itemsize)
+    chunk_bytes = max(chunk_bytes // itemsize * itemsize, itemsize)  # whole elements (byte swapping needs them)
     window = max(window, itemsize)
     dims = coalesce(shape, stride)
     if not dims or (len(dims) == 1 and dims[0][1] == 1):
