@@ -18,11 +18,6 @@ from .errors import ConfigError
 from .filenames import special_kind
 from .vocab import SEVERITIES, Severity
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10
-    import tomli as tomllib
-
 
 @dataclass(frozen=True)
 class TargetEntry:
@@ -138,6 +133,10 @@ def _read_toml(path: str) -> dict[str, Any]:
     what = special_kind(path)
     if what is not None:  # a FIFO would block the open, /dev/zero never ends
         raise ConfigError(f"{path}: not a regular file ({what}): give a pyproject.toml or ckptlint.toml", path=path)
+    if sys.version_info >= (3, 11):  # imported here: only a check that finds a config file parses TOML (startup)
+        import tomllib
+    else:  # Python 3.10
+        import tomli as tomllib
     try:
         with open(path, "rb") as f:
             data: dict[str, Any] = tomllib.load(f)

@@ -6,7 +6,6 @@ command line, which wins) to what the rules found.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -133,6 +132,8 @@ def read_baseline(path: str) -> frozenset[tuple[str, str, str]]:
     what = special_kind(path)
     if what is not None:  # a FIFO would block the open, /dev/zero never ends
         raise ConfigError(f"baseline {path}: not a regular file ({what}): give the file --write-baseline wrote")
+    import json
+
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
@@ -144,6 +145,8 @@ def read_baseline(path: str) -> frozenset[tuple[str, str, str]]:
 
 
 def write_baseline(path: str, entries: Iterable[tuple[str, Finding]]) -> int:
+    import json
+
     base = os.path.dirname(os.path.abspath(path))
     rows = sorted({(_baseline_path(p, base), f.code, f.key or "", f.message) for p, f in entries})
     data = {"version": 1, "tool": "ckptlint",

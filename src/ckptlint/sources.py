@@ -17,7 +17,6 @@ import posixpath
 import re
 import stat
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias, cast
@@ -337,6 +336,8 @@ def _stdin(limits: Limits, temporary: list[str]) -> Source:
 
 
 def _temporary(temporary: list[str]) -> tuple[int, str]:
+    import tempfile  # only standard input, bytes and streams are spooled (startup)
+
     fd, path = tempfile.mkstemp(prefix="ckptlint-")
     temporary.append(path)
     return fd, path

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import json
 import os
 import struct
 
@@ -11,15 +10,7 @@ from ..errors import CheckpointError, FormatError, LimitExceeded
 from ..inventory import FormatFacts, Inventory, StreamStop
 from ..limits import DEFAULT_LIMITS, Limits
 from .common import CountingFile, assemblers_of
-from .directory import read_directory
-from .legacy import read_pickle_file
-from .npy import is_npz, read_npy, read_npz
-from .pt2 import open_pt2, read_pt2
-from .safetensors import read_safetensors
-from .sharded import parse_index, read_sharded
 from .sniff import NOT_CHECKPOINT_REASONS, classify_text, not_checkpoint_archive, sniff
-from .tar_torch import read_tar
-from .torchzip import read_torch_zip
 
 __all__ = ["NOT_CHECKPOINT_REASONS", "read_inventory", "sniff_kind"]
 
@@ -53,6 +44,8 @@ def read_inventory(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS
     """Read ``path`` statically; raises CheckpointError with a one-line reason."""
     path = os.fspath(path)
     if os.path.isdir(path):  # a DCP checkpoint, a save_pretrained / accelerate folder (formats.directory)
+        from .directory import read_directory
+
         return read_directory(path, limits, read_inventory)
     try:
         f = CountingFile(path, limits)
@@ -92,11 +85,18 @@ def read_inventory(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS
 
 
 def _read(f: CountingFile, path: str, kind: str, limits: Limits) -> Inventory:
+    """The reader of ``kind``, imported here: a check loads only the readers its files need (startup)."""
     if kind in NOT_CHECKPOINT_REASONS:
         raise CheckpointError(path, NOT_CHECKPOINT_REASONS[kind], kind)
     if kind == "npy":  # an object array's pickle, else kind numpy (not a checkpoint)
+        from .npy import read_npy
+
         return read_npy(f, path, limits)
     if kind == "zip":
+        from .npy import is_npz, read_npz
+        from .pt2 import open_pt2, read_pt2
+        from .torchzip import read_torch_zip
+
         if is_npz(f):
             npz = read_npz(f, path, limits)
             if npz is not None:
@@ -106,14 +106,22 @@ def _read(f: CountingFile, path: str, kind: str, limits: Limits) -> Inventory:
     if kind == "torch-preview":
         raise CheckpointError(path, "PyTorch preview archive (PYTORCH1), which torch no longer reads", kind)
     if kind == "torch-tar":
+        from .tar_torch import read_tar
+
         return read_tar(f, path, limits)
     if kind == "safetensors":
+        from .safetensors import read_safetensors
+
         return read_safetensors(f, path, limits)
     if kind == "sharded-index":
+        from .sharded import parse_index, read_sharded
+
         index = parse_index(f.pread(0, f.size))
         assert index is not None
         return read_sharded(f, path, index, read_inventory, limits)
     # "pickle" or "maybe-text": a protocol-0 pickle is text too, so the pickle reader decides
+    from .legacy import read_pickle_file
+
     return read_pickle_file(f, path, limits)
 
 
@@ -122,6 +130,8 @@ def _text_reason(path: str, text_kind: str, f: CountingFile, limits: Limits) -> 
     (it has a ``weight_map``) or is not JSON at all: a broken shard index is an error, not a note."""
     if text_kind != "text" or not os.path.basename(path).lower().endswith(".index.json"):
         return NOT_CHECKPOINT_REASONS[text_kind], text_kind
+    import json
+
     raw = f.pread(0, min(f.size, limits.max_header_bytes))
     try:
         obj = json.loads(raw.decode("utf-8"))

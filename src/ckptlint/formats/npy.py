@@ -7,7 +7,6 @@ checkpoint either (a not-a-checkpoint kind, ``numpy``)."""
 
 from __future__ import annotations
 
-import ast
 import struct
 from typing import Any
 
@@ -47,6 +46,8 @@ def npy_header(head: bytes, max_header: int) -> tuple[bool, int]:
     raw = head[start:start + n]
     if len(raw) < n:
         raise FormatError("numpy .npy header cut short")
+    import ast  # what numpy's own header parser uses; only for .npy files (startup)
+
     try:
         d = ast.literal_eval(raw.decode("utf-8" if major == 3 else "latin-1"))
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError, UnicodeDecodeError):

@@ -11,7 +11,6 @@ the static machine, so their globals are reported like any checkpoint's.
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from typing import Any
 
@@ -42,6 +41,8 @@ def pt2_prefix(z: ZipArchive) -> str | None:
 
 
 def read_pt2(f: CountingFile, path: str, z: ZipArchive, prefix: str, limits: Limits = DEFAULT_LIMITS) -> Inventory:
+    import json
+
     try:
         config = json.loads(z.read(f"{prefix}/{CONFIG}", limits.max_header_bytes))
     except (ValueError, UnicodeDecodeError) as e:
@@ -82,6 +83,8 @@ def _embedded_pickles(z: ZipArchive, prefix: str, weights: dict[str, Any], asm: 
     """Parse every payload torch.export.load unpickles."""
     payloads = [f"data/weights/{spec.get('path_name')}" for spec in weights.values()
                 if isinstance(spec, dict) and spec.get("use_pickle")]
+    import json
+
     try:
         constants = json.loads(z.read(f"{prefix}/{CONSTANTS}", limits.max_header_bytes))
     except (FormatError, ValueError, UnicodeDecodeError):

@@ -9,10 +9,6 @@ from ..errors import FormatError
 from ..filenames import is_checkpoint_name
 from ..limits import DEFAULT_LIMITS, Budget, Limits
 from .common import CountingFile
-from .legacy import is_tar
-from .npy import NPY_MAGIC
-from .safetensors import looks_like_safetensors
-from .sharded import parse_index
 
 ZIP_MAGIC = b"PK\x03\x04"
 
@@ -34,6 +30,11 @@ def sniff(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> str:
     head = f.pread(0, 16)
     if head[:4] == ZIP_MAGIC:
         return "zip"
+    from .legacy import is_tar  # the other formats' readers load only for a file that is not a zip (startup)
+    from .npy import NPY_MAGIC
+    from .safetensors import looks_like_safetensors
+    from .sharded import parse_index
+
     if is_tar(f):  # before PYTORCH1: torch tries tarfile on every non-zip file, whatever its first bytes
         return "torch-tar"
     if head[:6] == NPY_MAGIC:
