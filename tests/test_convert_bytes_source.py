@@ -1,0 +1,223 @@
+"""convert.source: each tensor's bytes found in the file as torch.load finds them (torch-free unit tier).
+
+Files are written byte by byte (tests/_convert_files.py for zips, tests/tarcraft.py for legacy and tar files);
+the expected bytes are the view's elements gathered through its strides, little-endian.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import tarcraft as tc
+from _convert_files import OD, T, expected_bytes, tensor, torch_zip
+from ckptlint.convert.source import FileSpan, TensorDataError, UnsupportedTensor, open_source
+from ckptlint.formats import read_inventory
+from ckptlint.inventory import Inventory, TensorRecord
+
+
+def _base() -> T:
+    return tensor("0", [float(i) for i in range(24)], (4, 6))
+
+
+def _views() -> dict[str, T]:
+    b = _base()
+    st = b.storage
+    return {
+        "a": b,
+        "t": T(st, (6, 4), (1, 6)),
+        "slice": T(st, (2, 3), (6, 2), 6),
+        "expand": T(st, (3, 6), (0, 1), 12),
+        "scalar": T(st, (), (), 23),
+        "empty": T(st, (0, 4), (4, 1), 3),
+        "tail": T(st, (5,), (1,), 19),
+        "bf16": tensor("1", [0x3F80, 0x4000, 0xC040, 0x7F80, 1, 2], (3, 2), "bfloat16"),
+        "i64": T(tensor("2", list(range(-3, 9)), (12,), "int64").storage, (3, 2), (1, 3), 1),
+        "c64": tensor("3", [1.0, -1.0, 2.5, 0.5], (2,), "complex64"),
+        "b": tensor("4", [1, 0, 1], (3,), "bool"),
+        "i8": T(tensor("5", [-1, 2, -3, 4], (4,), "int8").storage, (2, 2), (1, 2)),
+    }
+
+
+def _chunks(path: Path, inv: Inventory | None = None, chunk: int = 7) -> dict[str, bytes]:
+    inv = inv or read_inventory(path)
+    with open_source(path, inv) as src:
+        return {t.key: b"".join(src.tensor_chunks(t, chunk)) for t in inv.tensors}
+
+
+def _by_key(inv: Inventory, key: str) -> TensorRecord:
+    return next(t for t in inv.tensors if t.key == key)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 20])
+def test_views_of_a_zip_are_their_strided_elements(tmp_path: Path, chunk: int) -> None:
+    views = _views()
+    path = torch_zip(tmp_path / "v.pt", OD(views))
+    got = _chunks(path, chunk=chunk)
+    assert got == {k: expected_bytes(t) for k, t in views.items()}
+
+
+def test_a_big_endian_zip_is_swapped_per_storage_element(tmp_path: Path) -> None:
+    views = _views()
+    path = torch_zip(tmp_path / "big.pt", OD(views), big_endian=True)
+    assert read_inventory(path).facts.byteorder == "big"
+    assert _chunks(path) == {k: expected_bytes(t) for k, t in views.items()}
+    # the little-endian file's bytes differ where an element has more than one byte
+    little = _chunks(torch_zip(tmp_path / "little.pt", OD(views)))
+    assert little == _chunks(path)
+    raw = zipfile.ZipFile(path).read("archive/data/0")
+    assert raw[:4] == struct.pack(">f", 0.0) and raw[4:8] == struct.pack(">f", 1.0)
+
+
+def test_deflated_members_are_inflated(tmp_path: Path) -> None:
+    views = _views()
+    stored = torch_zip(tmp_path / "s.pt", OD(views))
+    deflated = _deflated(stored, tmp_path / "d.pt")
+    assert zipfile.ZipFile(deflated).getinfo("archive/data/0").compress_type == zipfile.ZIP_DEFLATED
+    inv = read_inventory(deflated)
+    assert _chunks(deflated, inv) == {k: expected_bytes(t) for k, t in views.items()}
+    with open_source(deflated, inv) as src:
+        assert src.file_span(_by_key(inv, "a")) is None  # not as-is in the file
+
+
+def _deflated(path: Path, out: Path, keep: int | None = None) -> Path:
+    """``path`` with every member deflated; ``data/0`` cut to its first ``keep`` bytes."""
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(out, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if keep is not None and info.filename.endswith("data/0"):
+                data = data[:keep]
+            zout.writestr(info.filename, data, zipfile.ZIP_DEFLATED)
+    return out
+
+
+def test_a_deflate_stream_shorter_than_declared_is_torchs_error(tmp_path: Path) -> None:
+    path = torch_zip(tmp_path / "s.pt", OD({"a": _base()}))
+    out = _deflated(path, tmp_path / "short.pt")
+    inv = read_inventory(out)  # read while whole; the record is then swapped for a short stream (the reader,
+    _deflated(path, out, keep=40)  # reading the short one, stops at it as torch does)
+    blob = bytearray(out.read_bytes())
+    at = blob.find(b"PK\x01\x02")
+    while at >= 0:  # the central header declares 96 bytes: torch (miniz) inflates 40 and fails
+        name_len = struct.unpack_from("<H", blob, at + 28)[0]
+        if blob[at + 46:at + 46 + name_len].endswith(b"data/0"):
+            struct.pack_into("<I", blob, at + 24, 96)
+        at = blob.find(b"PK\x01\x02", at + 4)
+    out.write_bytes(bytes(blob))
+    assert read_inventory(out).stops[0].reason.endswith("unexpected decompressed size")
+    with open_source(out, inv) as src, pytest.raises(TensorDataError, match=r"'a'.*gives 40 of 96 bytes"):
+        b"".join(src.tensor_chunks(_by_key(inv, "a")))
+
+
+def test_file_span_is_where_a_contiguous_tensor_lies(tmp_path: Path) -> None:
+    views = _views()
+    path = torch_zip(tmp_path / "v.pt", OD(views))
+    inv = read_inventory(path)
+    raw = path.read_bytes()
+    with open_source(path, inv) as src:
+        span = src.file_span(_by_key(inv, "tail"))
+        assert isinstance(span, FileSpan)
+        assert raw[span.offset:span.offset + span.length] == expected_bytes(views["tail"])
+        assert src.file_span(_by_key(inv, "t")) is None
+        assert src.file_span(_by_key(inv, "expand")) is None
+    big = torch_zip(tmp_path / "big.pt", OD(views), big_endian=True)
+    with open_source(big, read_inventory(big)) as src:
+        assert src.file_span(_by_key(read_inventory(big), "tail")) is None  # needs a swap
+
+
+@pytest.mark.parametrize(("dtype", "reason"), [("complex128", "complex128 has no safetensors"),
+                                                ("qint8", "qint8 has no safetensors")])
+def test_dtypes_safetensors_lacks_are_refused_by_key(tmp_path: Path, dtype: str, reason: str) -> None:
+    path = torch_zip(tmp_path / "u.pt", OD({"ok": _base(), "odd": tensor("9", [1, 2], (1,) if dtype == "complex128"
+                                                                           else (2,), dtype)}))
+    inv = read_inventory(path)
+    with open_source(path, inv) as src:
+        src.check(_by_key(inv, "ok"))
+        with pytest.raises(UnsupportedTensor, match=f"'odd'.*{reason}") as e:
+            src.check(_by_key(inv, "odd"))
+        assert e.value.key == "odd"
+        with pytest.raises(UnsupportedTensor):
+            list(src.tensor_chunks(_by_key(inv, "odd")))
+
+
+def _legacy(storages: list[tuple[str, str, list[float]]], tensors: dict[str, tuple[str, tuple[int, ...],
+                                                                                  tuple[int, ...], int]]) -> bytes:
+    """A legacy torch.save file: tensors ``key -> (storage key, shape, stride, offset)`` of float32 storages."""
+    body = tc.glob("collections", "OrderedDict") + b")R("
+    numel = {k: len(v) for k, _, v in storages}
+    for name, (skey, shape, stride, off) in tensors.items():
+        pid = (b"(" + tc.uni("storage") + tc.glob("torch", "FloatStorage") + tc.uni(skey) + tc.uni("cpu")
+               + tc.pint(numel[skey]) + b"Nt")
+        body += (tc.uni(name) + tc.glob("torch._utils", "_rebuild_tensor_v2") + b"(" + pid + b"Q" + tc.pint(off)
+                 + b"(" + b"".join(tc.pint(n) for n in shape) + b"t(" + b"".join(tc.pint(s) for s in stride)
+                 + b"t\x89" + tc.glob("collections", "OrderedDict") + b")RtR")
+    body += b"u"
+    keys = tc.p2(b"](" + b"".join(tc.uni(k) for k, _, _ in storages) + b"e")
+    tail = b"".join(struct.pack("<q", len(v)) + struct.pack(f"<{len(v)}f", *v) for _, _, v in storages)
+    return tc.legacy_file(body, keys=keys, tail=tail)
+
+
+def test_legacy_storages_after_the_pickles(tmp_path: Path) -> None:
+    path = tmp_path / "legacy.pt"
+    views = {"w": ("10", (3, 4), (4, 1), 0), "wt": ("10", (4, 2), (1, 4), 1), "v": ("11", (2,), (1,), 0)}
+    path.write_bytes(_legacy([("10", "f", [float(i) for i in range(12)]), ("11", "f", [7.0, 8.0])], views))
+    inv = read_inventory(path)
+    assert inv.format == "torch-legacy" and not inv.stops
+    got = _chunks(path, inv, chunk=4)
+    f = [float(i) for i in range(12)]
+    assert got["w"] == struct.pack("<12f", *f)
+    assert got["wt"] == struct.pack("<8f", *[f[1 + i + 4 * j] for i in range(4) for j in range(2)])
+    assert got["v"] == struct.pack("<2f", 7.0, 8.0)
+
+
+def test_tar_storages_inside_the_storages_member(tmp_path: Path) -> None:
+    tt = tc.TorchTar(tensors={"w": [1.0, 2.0, 3.0], "v": [4.0, 5.0]})
+    path = tmp_path / "old.tar"
+    path.write_bytes(tc.tar_bytes(tt.members()))
+    inv = read_inventory(path)
+    assert inv.format == "torch-tar"
+    assert _chunks(path, inv, chunk=4) == {"w": struct.pack("<3f", 1, 2, 3), "v": struct.pack("<2f", 4, 5)}
+
+
+def test_a_shard_index_reads_each_shard(tmp_path: Path) -> None:
+    views = _views()
+    torch_zip(tmp_path / "p1.bin", OD({"a": views["a"], "t": views["t"]}))
+    torch_zip(tmp_path / "p2.bin", OD({"slice": views["slice"]}))
+    index = tmp_path / "pytorch_model.bin.index.json"
+    index.write_text(json.dumps({"metadata": {}, "weight_map": {"a": "p1.bin", "t": "p1.bin", "slice": "p2.bin"}}))
+    inv = read_inventory(index)
+    assert inv.format == "sharded-index"
+    assert _chunks(index, inv) == {k: expected_bytes(views[k]) for k in ("a", "t", "slice")}
+
+
+def test_a_missing_shard_is_a_data_error_naming_the_tensor(tmp_path: Path) -> None:
+    torch_zip(tmp_path / "p1.bin", OD({"a": _base()}))
+    index = tmp_path / "m.index.json"
+    index.write_text(json.dumps({"weight_map": {"a": "p1.bin"}}))
+    inv = read_inventory(index)
+    (tmp_path / "p1.bin").unlink()
+    with open_source(index, inv) as src, pytest.raises(TensorDataError, match=r"'a'.*p1\.bin"):
+        src.check(inv.tensors[0])
+
+
+def test_a_truncated_legacy_range_is_a_data_error(tmp_path: Path) -> None:
+    path = tmp_path / "legacy.pt"
+    path.write_bytes(_legacy([("10", "f", [1.0, 2.0, 3.0, 4.0])], {"w": ("10", (4,), (1,), 0)}))
+    inv = read_inventory(path)
+    path.write_bytes(path.read_bytes()[:-6])  # the file changed after it was read
+    with open_source(path, inv) as src, pytest.raises(TensorDataError, match="'w'"):
+        b"".join(src.tensor_chunks(inv.tensors[0]))
+
+
+def test_nothing_is_read_before_the_first_piece_is_asked_for(tmp_path: Path) -> None:
+    path = torch_zip(tmp_path / "v.pt", OD({"a": _base()}))
+    inv = read_inventory(path)
+    with open_source(path, inv) as src:
+        it = src.tensor_chunks(inv.tensors[0], 16)
+        first = next(it)
+        assert first == expected_bytes(_base())[:16]
+        assert len(b"".join(it)) == 96 - 16
