@@ -56,6 +56,7 @@ def convert(src: str | os.PathLike[str], dest: str | os.PathLike[str], *, key: s
         raise Refused(f"{src}: refused: it references dangerous globals ({', '.join(dangerous[:6])}"
                       f"{', …' if len(dangerous) > 6 else ''}): the file is hostile; nothing in it was run. "
                       "--force converts its tensors anyway (still without running anything)", tuple(dangerous))
+    _loads(src, inv)
     target = _target(model, model_kwargs, snapshot, key)
     with open_source(src, inv, limits) as source:
         def supported(rec: TensorRecord) -> str | None:
@@ -103,6 +104,19 @@ def _same_file(src: str, dest: str, inv: Inventory) -> None:
         same = False
     if same:
         raise ConvertError(f"{dest}: is the source file itself: write the conversion somewhere else")
+
+
+def _loads(src: str, inv: Inventory) -> None:
+    """A stream torch.load reads that stopped (torch raises there, or a reading bound was hit): what was read
+    is not the checkpoint, so nothing is written."""
+    from .result import ConvertError
+
+    loaded = set(inv.facts.loaded_streams)
+    for stop in inv.stops:
+        if stop.stream in loaded or not loaded:
+            why = f"limit {stop.limit}: " if stop.limit else ""
+            raise ConvertError(f"{src}: torch.load fails on this file ({stop.stream}@{stop.offset}: {why}"
+                               f"{stop.reason}): there is no checkpoint to convert")
 
 
 def dangerous_globals(inv: Inventory) -> list[str]:

@@ -1,0 +1,265 @@
+"""``ckptlint.convert()``: what goes out under which names, with which bytes, and what is refused.
+
+Checkpoints are written byte by byte (tests/_convert_files.py, no torch); expected bytes are computed from
+the same element values through the views' strides. tests/differential/ checks the same against torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import ckptlint
+from _convert_files import (
+    LINEAR,
+    OD,
+    Obj,
+    P,
+    Storage,
+    T,
+    call,
+    expected_bytes,
+    module,
+    pickle_of,
+    read_safetensors,
+    tensor,
+    tensor_bytes,
+    torch_zip,
+)
+from ckptlint.convert.result import ConvertError, Refused
+from ckptlint.errors import CheckpointError, OutputError, UnwrapError
+
+W = tensor("0", [float(i) for i in range(12)], (3, 4))
+
+
+def _views() -> dict[str, T]:
+    st = W.storage
+    return {"w": W,
+            "w_t": T(st, (4, 3), (1, 4)),  # a transpose
+            "row": T(st, (4,), (1,), 8),  # a slice at an offset of the shared storage
+            "col": T(st, (3,), (4,), 1),  # a strided column
+            "expanded": T(Storage("1", "float32", (5.0,)), (2, 3), (0, 0)),  # expand(): stride 0
+            "n": tensor("2", [1, -2, 3], dtype="int64")}
+
+
+def test_every_view_is_written_as_its_contiguous_bytes(tmp_path: Path) -> None:
+    views = _views()
+    src = torch_zip(tmp_path / "v.pt", OD(views))
+    r = ckptlint.convert(src, tmp_path / "v.safetensors")
+    header, _ = read_safetensors(tmp_path / "v.safetensors")
+    assert r.tensors == tuple(views)
+    for name, t in views.items():
+        assert tensor_bytes(tmp_path / "v.safetensors", name) == expected_bytes(t), name
+        assert header[name]["shape"] == list(t.shape)
+    assert header["n"]["dtype"] == "I64" and header["w"]["dtype"] == "F32"
+    assert r.nbytes == sum(len(expected_bytes(t)) for t in views.values())
+    assert r.tied == {}  # views of one storage that differ are not tied
+
+
+def test_big_endian_files_are_written_little_endian(tmp_path: Path) -> None:
+    views = _views()
+    src = torch_zip(tmp_path / "be.pt", OD(views), big_endian=True)
+    ckptlint.convert(src, tmp_path / "be.safetensors")
+    for name, t in views.items():
+        assert tensor_bytes(tmp_path / "be.safetensors", name) == expected_bytes(t), name
+
+
+def test_metadata_names_the_source_its_sha256_and_the_version(tmp_path: Path) -> None:
+    src = torch_zip(tmp_path / "m.pt", {"state_dict": OD({"w": W})})
+    r = ckptlint.convert(src, tmp_path / "m.safetensors")
+    md = read_safetensors(tmp_path / "m.safetensors")[0]["__metadata__"]
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    assert md == {"format": "pt", "ckptlint.version": ckptlint.__version__, "ckptlint.source": "m.pt",
+                  "ckptlint.source_sha256": digest, "ckptlint.state_dict": "state_dict"}
+    assert r.sha256 == digest and r.metadata == md
+
+
+def test_tied_keys_are_each_written_and_recorded_as_safetensors_records_them(tmp_path: Path) -> None:
+    emb = tensor("0", [1.0, 2.0, 3.0, 4.0], (2, 2))
+    src = torch_zip(tmp_path / "t.pt", OD({"embed.weight": emb, "head.weight": emb, "x": tensor("1", [9.0])}))
+    r = ckptlint.convert(src, tmp_path / "t.safetensors")
+    header, _ = read_safetensors(tmp_path / "t.safetensors")
+    assert r.tied == {"head.weight": "embed.weight"}
+    assert header["__metadata__"]["head.weight"] == "embed.weight"  # save_model's {removed: kept}
+    assert tensor_bytes(tmp_path / "t.safetensors", "head.weight") == expected_bytes(emb)
+    r = ckptlint.convert(src, tmp_path / "d.safetensors", drop_tied=True)
+    header, _ = read_safetensors(tmp_path / "d.safetensors")
+    assert "head.weight" not in header and header["__metadata__"]["head.weight"] == "embed.weight"
+    assert r.tensors == ("embed.weight", "x") and r.tied_dropped
+
+
+def test_a_training_dictionary_writes_its_model_and_lists_the_rest(tmp_path: Path) -> None:
+    ckpt = {"epoch": 7, "model_state_dict": OD({"w": W, "step": 3}),
+            "optimizer": {"state": {0: {"exp_avg": tensor("5", [0.5])}}, "param_groups": [{"lr": 0.1}]},
+            "args": Obj("argparse", "Namespace", {"lr": 0.1})}
+    src = torch_zip(tmp_path / "train.pt", ckpt)
+    r = ckptlint.convert(src, tmp_path / "train.safetensors")
+    assert r.tensors == ("w",)
+    assert r.state_dict_path == ("model_state_dict",) and r.state_dict_found_by == "well-known key"
+    assert dict(r.left_out) == {"step": "int", "epoch": "int", "optimizer": "dict, 1 tensor",
+                                "args": "argparse.Namespace"}
+    assert r.dangerous == ()  # argparse.Namespace is data, not a reason to refuse
+
+
+def test_key_chooses_the_state_dict(tmp_path: Path) -> None:
+    src = torch_zip(tmp_path / "k.pt", {"model": OD({"w": W}), "ema": OD({"w": tensor("1", [1.0]),
+                                                                           "v": tensor("2", [2.0])})})
+    assert ckptlint.convert(src, tmp_path / "a.safetensors").tensors == ("w",)
+    r = ckptlint.convert(src, tmp_path / "b.safetensors", key="ema")
+    assert r.tensors == ("w", "v") and r.state_dict_path == ("ema",)
+    assert tensor_bytes(tmp_path / "b.safetensors", "v") == expected_bytes(tensor("2", [2.0]))
+    with pytest.raises(UnwrapError, match="no dict at key path nope"):
+        ckptlint.convert(src, tmp_path / "c.safetensors", key="nope")
+    assert not (tmp_path / "c.safetensors").exists()
+
+
+def test_a_full_model_pickle_writes_its_state_dict_keys(tmp_path: Path) -> None:
+    w, b, mean = tensor("0", [1.0, 2.0], (1, 2)), tensor("1", [0.5]), tensor("2", [3.0])
+    net = module(("mynet", "Net"), {"scale": P(tensor("3", [4.0]))}, children={
+        "fc": module(LINEAR, {"weight": P(w), "bias": P(b)}),
+        "bn": module(("torch.nn.modules.batchnorm", "BatchNorm1d"), {"weight": None},
+                     buffers={"running_mean": mean}),
+        "drop": None})
+    src = torch_zip(tmp_path / "full.pt", net)
+    r = ckptlint.convert(src, tmp_path / "full.safetensors")
+    assert r.state_dict_found_by == "module object"
+    assert r.tensors == ("scale", "fc.weight", "fc.bias", "bn.running_mean")  # state_dict()'s keys and order
+    assert tensor_bytes(tmp_path / "full.safetensors", "fc.weight") == expected_bytes(w)
+    assert r.dangerous == ()
+
+
+def test_dangerous_globals_are_refused_by_name_and_nothing_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    src = torch_zip(tmp_path / "evil.pt", {"w": W, "x": call("os", "system", f"touch {marker}")})
+    with pytest.raises(Refused, match=r"refused: it references dangerous globals \(os\.system\)") as e:
+        ckptlint.convert(src, tmp_path / "evil.safetensors")
+    assert e.value.globals == ("os.system",)
+    assert not (tmp_path / "evil.safetensors").exists()
+    r = ckptlint.convert(src, tmp_path / "evil.safetensors", force=True)
+    assert r.dangerous == ("os.system",) and r.tensors == ("w",)
+    assert tensor_bytes(tmp_path / "evil.safetensors", "w") == expected_bytes(W)
+    assert not marker.exists()
+
+
+def test_unsupported_tensors_are_named_or_skipped_and_listed(tmp_path: Path) -> None:
+    c = tensor("1", [1.0, 2.0], (1,), "complex128")
+    q = tensor("2", [1, 2], (2,), "qint8")
+    src = torch_zip(tmp_path / "u.pt", OD({"w": W, "c": c, "q": q}))
+    with pytest.raises(ConvertError, match=r"2 tensors safetensors cannot hold: c \(dtype complex128 .*\), q \("):
+        ckptlint.convert(src, tmp_path / "u.safetensors")
+    assert not (tmp_path / "u.safetensors").exists()
+    r = ckptlint.convert(src, tmp_path / "u.safetensors", skip_unsupported=True)
+    assert r.tensors == ("w",) and [k for k, _ in r.unsupported] == ["c", "q"]
+    assert list(read_safetensors(tmp_path / "u.safetensors")[0]) == ["__metadata__", "w"]
+
+
+def test_complex64_is_a_dtype_safetensors_holds(tmp_path: Path) -> None:
+    c = tensor("1", [1.0, 2.0, 3.0, 4.0], (2,), "complex64")
+    ckptlint.convert(torch_zip(tmp_path / "c.pt", OD({"c": c})), tmp_path / "c.safetensors")
+    header, _ = read_safetensors(tmp_path / "c.safetensors")
+    assert header["c"]["dtype"] == "C64" and tensor_bytes(tmp_path / "c.safetensors", "c") == expected_bytes(c)
+
+
+def test_existing_output_is_kept_unless_overwrite(tmp_path: Path) -> None:
+    src = torch_zip(tmp_path / "o.pt", OD({"w": W}))
+    dest = tmp_path / "o.safetensors"
+    dest.write_bytes(b"keep me")
+    with pytest.raises(OutputError, match="exists"):
+        ckptlint.convert(src, dest)
+    assert dest.read_bytes() == b"keep me"
+    ckptlint.convert(src, dest, overwrite=True)
+    assert tensor_bytes(dest, "w") == expected_bytes(W)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.pt", "o.safetensors"]  # no temporary left
+
+
+def test_the_source_itself_is_never_the_destination(tmp_path: Path) -> None:
+    src = tmp_path / "s.safetensors"
+    ckptlint.convert(torch_zip(tmp_path / "s.pt", OD({"w": W})), src)
+    before = src.read_bytes()
+    with pytest.raises(ConvertError, match="is the source file itself"):
+        ckptlint.convert(src, src, overwrite=True)
+    assert src.read_bytes() == before
+
+
+def test_a_file_torch_fails_to_load_is_refused(tmp_path: Path) -> None:
+    # the storage record is shorter than the pickle declares: torch.load stops there, and so does the reader
+    src = torch_zip(tmp_path / "short.pt", OD({"a": tensor("9", [1.0]), "w": W}))
+    with zipfile.ZipFile(src) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    members["archive/data/0"] = members["archive/data/0"][:8]
+    with zipfile.ZipFile(src, "w") as z:
+        for n, d in members.items():
+            z.writestr(n, d)
+    with pytest.raises(ConvertError, match=r"torch\.load fails on this file \(archive/data\.pkl@\d+: record size"):
+        ckptlint.convert(src, tmp_path / "short.safetensors")
+    assert not (tmp_path / "short.safetensors").exists()
+
+
+def test_a_failure_while_writing_leaves_nothing(tmp_path: Path) -> None:
+    # a deflated storage whose stream is corrupt: found only when its bytes are read, after "a" was written
+    w = tensor("0", [float(i) for i in range(1000)], (10, 100))
+    src = tmp_path / "bad.pt"
+    with zipfile.ZipFile(src, "w") as z:
+        z.writestr("archive/data.pkl", pickle_of(OD({"a": tensor("9", [1.0]), "w": w})))
+        z.writestr("archive/byteorder", "little")
+        z.writestr("archive/data/9", tensor("9", [1.0]).storage.data())
+        z.writestr("archive/data/0", w.storage.data(), compress_type=zipfile.ZIP_DEFLATED)
+        z.writestr("archive/version", "3\n")
+        info = z.getinfo("archive/data/0")
+    raw = bytearray(src.read_bytes())
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    raw[start:start + info.compress_size] = b"\xff" * info.compress_size
+    src.write_bytes(bytes(raw))
+    dest = tmp_path / "bad.safetensors"
+    dest.write_bytes(b"old")
+    with pytest.raises(ConvertError, match=r"tensor 'w': .*corrupt deflate stream"):
+        ckptlint.convert(src, dest, overwrite=True)
+    assert dest.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt", "bad.safetensors"]  # no temporary left
+
+
+def test_shards_and_their_index_as_transformers_writes_them(tmp_path: Path) -> None:
+    ts = {f"t{i}": tensor(str(i), [float(i)] * n) for i, n in enumerate([6, 6, 2, 6, 2, 2])}  # 4-byte floats
+    src = torch_zip(tmp_path / "s.pt", OD(ts))
+    r = ckptlint.convert(src, tmp_path / "model.safetensors", max_shard_size="40")
+    names = [f"model-0000{i}-of-00003.safetensors" for i in (1, 2, 3)]
+    assert [os.path.basename(f) for f in r.files] == names and r.index == str(tmp_path / "model.safetensors.index.json")
+    index = json.loads((tmp_path / "model.safetensors.index.json").read_text())
+    assert index["metadata"] == {"total_size": 96}
+    assert index["weight_map"] == {"t0": names[0], "t1": names[1], "t2": names[1], "t3": names[2],
+                                   "t4": names[2], "t5": names[2]}  # 24 | 24+8 | 24+8+8 bytes
+    assert (tmp_path / "model.safetensors.index.json").read_text().startswith('{\n  "metadata"')
+    for name, t in ts.items():
+        assert tensor_bytes(tmp_path / index["weight_map"][name], name) == expected_bytes(t)
+    assert not (tmp_path / "model.safetensors").exists()
+    one = ckptlint.convert(src, tmp_path / "one.safetensors", max_shard_size="1KB")  # fits: one file, no index
+    assert one.files == (str(tmp_path / "one.safetensors"),) and one.index is None
+
+
+def test_a_shard_that_exists_stops_the_set_before_any_is_written(tmp_path: Path) -> None:
+    src = torch_zip(tmp_path / "s.pt", OD({"a": tensor("0", [1.0] * 4), "b": tensor("1", [2.0] * 4)}))
+    (tmp_path / "m-00002-of-00002.safetensors").write_bytes(b"x")
+    with pytest.raises(OutputError, match=r"m-00002-of-00002\.safetensors: cannot write: exists"):
+        ckptlint.convert(src, tmp_path / "m.safetensors", max_shard_size=16)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m-00002-of-00002.safetensors", "s.pt"]
+
+
+def test_an_unreadable_source_is_a_checkpoint_error(tmp_path: Path) -> None:
+    (tmp_path / "x.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError):
+        ckptlint.convert(tmp_path / "x.pt", tmp_path / "x.safetensors")
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_the_package_and_the_function_are_one_callable(tmp_path: Path) -> None:
+    import ckptlint.convert.api as api
+
+    src = torch_zip(tmp_path / "f.pt", OD({"w": W}))
+    assert callable(ckptlint.convert)
+    assert ckptlint.convert(src, tmp_path / "f.safetensors").tensors == ("w",)
+    assert api.convert(src, tmp_path / "g.safetensors").tensors == ("w",)
