@@ -8,7 +8,7 @@ from dataclasses import replace
 from ..findings import Finding
 from ..inventory import GlobalRef, Inventory
 from ..plugin import FileContext, hookimpl
-from ..results import Verdict
+from ..results import Blocker, Verdict
 from ..rule import Rule
 from ..safety.classify import import_effect
 from ..safety.names import DATA as DATA_NAMES
@@ -90,10 +90,11 @@ def safety_findings(inv: Inventory, verdict: Verdict, trusted: frozenset[str] = 
             f"{', …' if len(names) > 4 else ''}); loading imports and runs their code",
             key=_key(first), location=_where(first),
             fix="ask for a state_dict instead: torch.save(model.state_dict(), path) where the model was made; "
+            f"or convert it without running it: {CONVERT} writes its state_dict() tensors (docs/convert.md); "
             "check --model CLASS prints loading code that allowlists only its model classes where that is safe"))
     if data:
         # add_safe_globals advice only ever names entries of the exact data list (safety/names.py)
-        fix = safe_globals_line([q for q in dict.fromkeys(data) if q in DATA_NAMES])
+        fix = safe_globals_line([q for q in dict.fromkeys(data) if q in DATA_NAMES]) + f"; {KEEP_TENSORS}"
         out = [f if f.code != DATA.code else replace(f, fix=fix) for f in out]
     out.extend(_hidden_streams(inv, cats))
     out.extend(ANOMALY.finding(f"readers may disagree about this file: {a}",
@@ -111,8 +112,19 @@ def safety_findings(inv: Inventory, verdict: Verdict, trusted: frozenset[str] = 
             f"torch.load(weights_only=True) fails (torch {verdict.torch_version}): "
             + "; ".join(b.detail for b in blocking[:3])
             + (f" (+{len(blocking) - 3} more)" if len(blocking) > 3 else ""),
-            location=where, fix=verdict.advice))
+            location=where, fix=verdict.advice + (f"; {KEEP_TENSORS}" if _only_contents(blocking) else "")))
     return out
+
+
+CONVERT = "ckptlint convert FILE OUT.safetensors"
+KEEP_TENSORS = f"or keep only its tensors, without loading it: {CONVERT} (docs/convert.md)"
+
+
+def _only_contents(blocking: list[Blocker]) -> bool:
+    """weights_only refuses the file only for what it holds besides tensors (data or unknown classes, no code,
+    no model classes, no format problem): ``ckptlint convert`` writes the tensors without them."""
+    return bool(blocking) and all(b.kind in ("global", "structure") and b.category in ("data", "unknown")
+                                  for b in blocking)
 
 
 _MAGIC_UNDECIDED = "torch compares an object the file builds with"
