@@ -119,7 +119,10 @@ def trusted_load(path: Path | str) -> Any:
 
 def raw(t: torch.Tensor) -> torch.Tensor:
     """The tensor's bytes, as torch lays them out contiguously (native byte order)."""
-    return t.detach().contiguous().reshape(-1).view(torch.uint8)
+    if t.numel() == 0:
+        return torch.empty(0, dtype=torch.uint8)
+    dense = torch.empty(tuple(t.shape), dtype=t.dtype).copy_(t.detach())  # standard strides (a (1,) view may be 0)
+    return dense.reshape(-1).view(torch.uint8)
 
 
 def bitwise_equal(a: torch.Tensor, b: torch.Tensor) -> bool:

@@ -206,7 +206,12 @@ def test_convert_equals_torch_load_bit_for_bit(name: str,
     assert case.src.name in "".join(metadata.values()), metadata  # the source is recorded
 
 
-@pytest.mark.parametrize("name", [n for n in _names() if not n.startswith(("training-lightning", "state_dict-with"))])
+NOT_LOADABLE = ("training-lightning", "state_dict-with", "state_dict-zip-mnasnet", "state_dict-legacy-mnasnet")
+"""No class to load into; or MNASNet, whose _load_from_state_dict needs the state_dict's ``_metadata`` version,
+which no safetensors file carries (safetensors.torch.save_file's output fails the same way)."""
+
+
+@pytest.mark.parametrize("name", [n for n in _names() if not n.startswith(NOT_LOADABLE)])
 def test_strict_load_into_the_real_class(name: str,
                                          converted: tuple[dict[str, Case], dict[str, Converted], Path]) -> None:
     cases, results, out = converted

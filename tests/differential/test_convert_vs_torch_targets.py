@@ -197,6 +197,14 @@ def test_sharded_checkpoint_to_shards(work: tuple[Path, dict[str, Converted], di
 # -- files the libraries save themselves -----------------------------------------------------------------------
 
 
+def _save_pretrained_bin(model: Any, folder: Path) -> None:
+    """A folder as transformers < 5 saved it: config.json + pytorch_model.bin (torch.save of the state_dict,
+    tied keys sharing one storage). transformers 5 writes only safetensors, so the .bin is torch.save's."""
+    model.save_pretrained(folder)
+    (folder / "model.safetensors").unlink()
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+
+
 def test_transformers_and_timm_files(tmp_path: Path) -> None:
     import timm
     import transformers
@@ -205,12 +213,12 @@ def test_transformers_and_timm_files(tmp_path: Path) -> None:
     config = transformers.GPT2Config(vocab_size=50, n_embd=8, n_layer=2, n_head=2, n_positions=16)
     gpt2 = transformers.GPT2LMHeadModel(config)
     hf = tmp_path / "gpt2"
-    gpt2.save_pretrained(hf, safe_serialization=False)
+    _save_pretrained_bin(gpt2, hf)
     bert_config = transformers.BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
                                           intermediate_size=16, max_position_embeddings=16)
     bert = transformers.BertForSequenceClassification(bert_config)
     bert_dir = tmp_path / "bert"
-    bert.save_pretrained(bert_dir, safe_serialization=False)
+    _save_pretrained_bin(bert, bert_dir)
     timm_model = timm.create_model("resnet10t", pretrained=False, num_classes=7)
     torch.save(timm_model.state_dict(), tmp_path / "timm.pth")
     jobs: list[list[str | Path]] = [
