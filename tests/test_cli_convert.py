@@ -6,8 +6,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from _convert_files import LINEAR, OD, Obj, P, call, expected_bytes, module, read_safetensors, tensor, \
-    tensor_bytes, torch_zip
+from _convert_files import (
+    LINEAR,
+    OD,
+    Obj,
+    P,
+    call,
+    expected_bytes,
+    module,
+    read_safetensors,
+    tensor,
+    tensor_bytes,
+    torch_zip,
+)
 
 from conftest import CliResult, CliRunner
 
@@ -70,7 +81,8 @@ def test_unsupported_tensors_fail_by_name_or_are_skipped_and_listed(tmp_path: Pa
     assert "1 tensor safetensors cannot hold: q (dtype qint8" in line and "--skip-unsupported" in line, line
     r = cli("convert", "q.pt", "q.safetensors", "--skip-unsupported", cwd=tmp_path)
     assert r.returncode == 0, r
-    assert any(x.startswith("  skipped, safetensors cannot hold them (1): q (dtype qint8") for x in r.stdout.splitlines())
+    lines = r.stdout.splitlines()
+    assert any(x.startswith("  skipped, safetensors cannot hold them (1): q (dtype qint8") for x in lines), lines
     assert list(read_safetensors(tmp_path / "q.safetensors")[0]) == ["__metadata__", "w"]
 
 
