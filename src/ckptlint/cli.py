@@ -423,10 +423,12 @@ def _add_convert(sub: Any) -> None:
 
 SUBCOMMANDS: list[Callable[[Any], None]] = [_add_inspect, _add_check, _add_snapshot, _add_diff, _add_rules,
                                              _add_convert]
-"""Each adds one subcommand; later: check, snapshot, diff, rules."""
+"""Each adds one subcommand; ``_add_<name>`` declares the subcommand ``<name>`` (build_parser relies on it)."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with ``command`` (a subcommand's name), only that subcommand is declared:
+    parsing its arguments goes the same, and the others' declarations (and what they import) are skipped."""
     parser = _Parser(
         prog="ckptlint",
         description="Static checks for PyTorch checkpoints: compatibility, safety and device "
@@ -435,8 +437,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in SUBCOMMANDS:
-        add(sub)
+        if command is None or add.__name__ == f"_add_{command}":
+            add(sub)
     return parser
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` names, when it is one (the top-level options take no value, so it is
+    the first argument that is not an option); None otherwise (the full parser then reports it)."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return first if first is not None and any(add.__name__ == f"_add_{first}" for add in SUBCOMMANDS) else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -446,9 +456,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if reconfigure is not None:
             with contextlib.suppress(ValueError, OSError):  # detached or odd streams
                 reconfigure(errors="backslashreplace")
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_of(argv))
     try:
-        args = parser.parse_args(None if argv is None else list(argv))
+        args = parser.parse_args(argv)
     except SystemExit as e:  # usage errors (2), --help/--version (0)
         return e.code if isinstance(e.code, int) else EXIT_ERROR
     try:
