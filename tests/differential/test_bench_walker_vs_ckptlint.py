@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -58,7 +59,7 @@ def _optimizer() -> dict[str, Any]:
     return {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 3}
 
 
-CASES = {
+CASES: dict[str, Callable[[], Any]] = {
     "linear_state_dict": lambda: nn.Linear(4, 4).state_dict(),
     "resnet_like": lambda: nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Linear(8, 2)).state_dict(),
     "mixed": _mixed,
