@@ -1,0 +1,159 @@
+"""``ckptlint convert`` of the other formats ckptlint reads, against torch (issue #15): TorchScript archives,
+raw pickles of tensors, torch 0.1 tar files, zips whose members were re-compressed (torch reads deflate),
+every pickle protocol torch.save writes, safetensors itself, ``--key`` into nested and EMA dictionaries, and a
+Lightning-style ``state_dict`` with ``--snapshot --apply-fix``. Converted where torch cannot be imported.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import torch
+from _convert_oracle import Converted, assert_output_equals, convert_torchfree, state_dict_of, trusted_load
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torchvision import models as M
+
+from conftest import TESTS, CliRunner
+
+sys.path.insert(0, str(TESTS))
+import tarcraft as tc
+
+
+def _net() -> nn.Module:
+    torch.manual_seed(3)
+    return nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 4))
+
+
+@dataclass
+class Case:
+    src: Path
+    expected: dict[str, torch.Tensor]
+    args: list[str] = field(default_factory=list)
+    fresh: Callable[[], nn.Module] | None = None
+
+
+def _deflated(src: Path, dest: Path) -> None:
+    """The same archive with every member deflate-compressed (what re-zipping a checkpoint does)."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, zin.read(info.filename))
+
+
+def _cases(tmp: Path, snap: Path) -> Iterator[tuple[str, Case]]:
+    torch.manual_seed(0)
+    resnet = M.resnet18().eval()
+    src = tmp / "resnet18.torchscript.pt"
+    torch.jit.save(torch.jit.script(resnet), src)
+    yield "torchscript-resnet18", Case(src, state_dict_of(torch.jit.load(src)), fresh=M.resnet18)
+    src = tmp / "net.traced.pt"
+    torch.jit.save(torch.jit.trace(_net().eval(), torch.randn(2, 8)), src)
+    yield "torchscript-traced", Case(src, state_dict_of(torch.jit.load(src)), fresh=_net)
+
+    w = torch.randn(6, 4)
+    raw = {"w": w, "w.t": w.t(), "w.rows": w[2:], "b": torch.arange(5, dtype=torch.int16)}
+    for proto in (2, 4, 5):
+        src = tmp / f"raw.p{proto}.pkl"
+        src.write_bytes(pickle.dumps(raw, protocol=proto))
+        # the test's own file, just written: unpickling it runs nothing but torch's storage rebuild
+        loaded = pickle.loads(src.read_bytes())  # noqa: S301
+        # storages pickle as torch.storage._load_from_bytes (torch.load of nested bytes, weights_only=False):
+        # refused as dangerous (test below), converted with --force, still without running anything
+        yield f"raw-pickle-p{proto}", Case(src, dict(loaded), args=["--force"])
+
+    sd = _net().state_dict()
+    for proto in (2, 3, 4, 5):
+        src = tmp / f"sd.p{proto}.pt"
+        torch.save(sd, src, pickle_protocol=proto)
+        yield f"torch-save-protocol-{proto}", Case(src, dict(trusted_load(src)), fresh=_net)
+    for proto in (2, 4):
+        src = tmp / f"sd.legacy.p{proto}.pt"
+        torch.save(sd, src, pickle_protocol=proto, _use_new_zipfile_serialization=False)
+        yield f"legacy-protocol-{proto}", Case(src, dict(trusted_load(src)), fresh=_net)
+
+    plain = tmp / "sd.plain.pt"
+    torch.save({"a": w, "a.t": w.t(), **sd}, plain)
+    src = tmp / "sd.deflated.pt"
+    _deflated(plain, src)
+    yield "zip-deflated", Case(src, dict(trusted_load(src)))
+
+    tar = tc.TorchTar(tensors={"w": [1.5, -2.0, 3.25, float("inf")], "b": [0.0, -0.0]})
+    src = tmp / "torch01.tar"
+    src.write_bytes(tc.tar_bytes(tar.members()))
+    yield "tar-torch-0.1", Case(src, dict(trusted_load(src)))
+
+    src = tmp / "in.safetensors"
+    save_file({"x": w.contiguous(), "y": torch.arange(7, dtype=torch.uint8)}, str(src), metadata={"k": "v"})
+    yield "safetensors", Case(src, load_file(str(src)))
+
+    ema = _net().state_dict()
+    src = tmp / "ema.pt"
+    torch.save({"model": sd, "ema": {"model": ema, "decay": 0.999}, "step": 10}, src)
+    loaded = trusted_load(src)
+    yield "key-ema", Case(src, dict(loaded["ema"]["model"]), args=["--key", "ema/model"], fresh=_net)
+    yield "key-model", Case(src, dict(loaded["model"]), args=["--key", "model"], fresh=_net)
+
+    src = tmp / "lightning.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in sd.items()}, "epoch": 2, "global_step": 9,
+                "pytorch-lightning_version": "2.4.0", "hyper_parameters": {"lr": 0.1}}, src)
+    yield "lightning-apply-fix", Case(src, dict(sd), args=["--snapshot", str(snap), "--apply-fix"], fresh=_net)
+
+
+NAMES = ["torchscript-resnet18", "torchscript-traced", "raw-pickle-p2", "raw-pickle-p4", "raw-pickle-p5",
+         "torch-save-protocol-2", "torch-save-protocol-3", "torch-save-protocol-4", "torch-save-protocol-5",
+         "legacy-protocol-2", "legacy-protocol-4", "zip-deflated", "tar-torch-0.1", "safetensors", "key-ema",
+         "key-model", "lightning-apply-fix"]
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Case], dict[str, Converted], Path]:
+    tmp = tmp_path_factory.mktemp("convert_formats")
+    (tmp / "netmod.py").write_text(
+        "from torch import nn\n\n\ndef Net():\n"
+        "    return nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 4))\n")
+    snap = tmp / "net.json"
+    r = CliRunner()("snapshot", "netmod:Net", "-o", snap, pythonpath=[tmp])
+    assert r.returncode == 0, r.stderr
+    cases = dict(_cases(tmp, snap))
+    (tmp / "out").mkdir()
+    jobs: list[list[str | Path]] = [["convert", c.src, tmp / "out" / f"{n}.safetensors", *c.args]
+                                    for n, c in cases.items()]
+    results = convert_torchfree(jobs, tmp / "run")
+    return cases, dict(zip(cases, results, strict=True)), tmp / "out"
+
+
+def test_every_case_is_run(converted: tuple[dict[str, Case], dict[str, Converted], Path]) -> None:
+    assert sorted(converted[0]) == sorted(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_convert_equals_torch_bit_for_bit(name: str,
+                                          converted: tuple[dict[str, Case], dict[str, Converted], Path]) -> None:
+    cases, results, out = converted
+    r = results[name]
+    assert r.code == 0, (r.code, r.text[-3000:])
+    assert "Traceback" not in r.text
+    assert_output_equals(out / f"{name}.safetensors", cases[name].expected)
+    fresh = cases[name].fresh
+    if fresh is not None:
+        result = fresh().load_state_dict(load_file(str(out / f"{name}.safetensors")), strict=True)
+        assert not result.missing_keys and not result.unexpected_keys
+
+
+def test_deflated_members_really_are_compressed(converted: tuple[dict[str, Case], dict[str, Converted], Path]) -> None:
+    with zipfile.ZipFile(converted[0]["zip-deflated"].src) as z:
+        assert {i.compress_type for i in z.infolist() if "/data/" in i.filename} == {zipfile.ZIP_DEFLATED}
+
+
+def test_raw_pickle_without_force_is_refused_naming_the_loader(
+        converted: tuple[dict[str, Case], dict[str, Converted], Path], tmp_path: Path) -> None:
+    (r,) = convert_torchfree([["convert", converted[0]["raw-pickle-p2"].src, tmp_path / "o.safetensors"]],
+                             tmp_path / "run")
+    assert r.code == 2 and "torch.storage._load_from_bytes" in r.stderr and "--force" in r.stderr, r.text
+    assert not (tmp_path / "o.safetensors").exists()
