@@ -112,6 +112,8 @@ def _loads(src: str, inv: Inventory) -> None:
     from .result import ConvertError
 
     loaded = set(inv.facts.loaded_streams)
+    if not loaded and inv.format == "torchscript":  # torch.jit.load unpickles these; traced_inputs.pkl its own way
+        loaded = {s for s in inv.facts.streams if s.endswith(("/data.pkl", "/constants.pkl"))}
     for stop in inv.stops:
         if stop.stream in loaded or not loaded:
             why = f"limit {stop.limit}: " if stop.limit else ""
