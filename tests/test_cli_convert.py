@@ -128,7 +128,8 @@ def test_apply_fix_writes_the_keys_the_target_expects(tmp_path: Path, cli: CliRu
                                        "module.extra": tensor("2", [0.0])}))
     snap = _snapshot(tmp_path / "snap.json")
     r = cli("convert", "ddp.pt", "plain.safetensors", "--snapshot", snap, cwd=tmp_path)
-    assert r.returncode == 0 and "loads into netmod:Net only with load_state_dict(strict=False)" in r.stdout, r
+    assert r.returncode == 0, r
+    assert "  netmod:Net refuses it with load_state_dict(strict=True): 2 missing, 3 unexpected" in r.stdout, r.stdout
     assert set(read_safetensors(tmp_path / "plain.safetensors")[0]) == {"__metadata__", "module.fc.weight",
                                                                          "module.fc.bias", "module.extra"}
     r = cli("convert", "ddp.pt", "fixed.safetensors", "--snapshot", snap, "--apply-fix", "--format", "json",

@@ -94,11 +94,10 @@ def _listing(items: list[str]) -> str:
 def render_text(r: ConvertResult) -> str:
     from ..cli_support import printable
 
-    where = "/".join(map(str, r.state_dict_path)) or "(top level)"
     files = r.files[0] if len(r.files) == 1 else f"{len(r.files)} shards + {r.index}"
     n = len(r.tensors)
     lines = [(f"{printable(r.source)} -> {printable(files)}: {n} tensor{'' if n == 1 else 's'}, "
-              f"{r.nbytes:,} bytes (state_dict at {printable(where)}, {r.state_dict_found_by})")]
+              f"{r.nbytes:,} bytes ({printable(_found(r))})")]
     if r.dangerous:
         lines.append(f"  forced: the source references dangerous globals ({', '.join(r.dangerous)}); "
                      "none of them ran")
@@ -122,11 +121,26 @@ def render_text(r: ConvertResult) -> str:
     if r.target is not None:
         if r.strict:
             lines.append(f"  loads into {r.target} with load_state_dict(strict=True)")
+        elif not (r.mapping or r.dropped or r.transposed):
+            lines.extend(printable(f"  {r.target} {d}") for d in r.diagnosis)
         else:
             stay = f": {len(r.random_init)} key(s) stay initialised: " + _listing(list(r.random_init)) \
                 if r.random_init else ""
             lines.append(printable(f"  loads into {r.target} only with load_state_dict(strict=False){stay}"))
     return "\n".join(lines)
+
+
+def _found(r: ConvertResult) -> str:
+    """Where the written state_dict came from, in words."""
+    where = "/".join(map(str, r.state_dict_path))
+    at = f" at {where}" if where else ""
+    if r.state_dict_found_by == "top-level":
+        return "the file is the state_dict"
+    if r.state_dict_found_by == "module object":
+        return f"state_dict() of the pickled module{at}"
+    if r.state_dict_found_by == "torchscript module":
+        return "state_dict() of the TorchScript module"
+    return f"state_dict at {where or 'the top level'}, {r.state_dict_found_by}"
 
 
 def render_json(r: ConvertResult) -> str:

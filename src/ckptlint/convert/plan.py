@@ -87,11 +87,10 @@ def _with_target(inv: Inventory, target: Any, key: tuple[Any, ...] | None, apply
     plan = Plan([], sd, target=analysis.target)
     if not apply_fix or result.strict_ok:
         plan.strict = result.strict_ok
-        plan.random_init = sorted(result.missing)
         if not result.strict_ok:
-            plan.diagnosis.append(f"does not load strictly: {len(result.missing)} missing, {len(result.unexpected)} "
-                                  f"unexpected, {len(result.shape_mismatch)} shape-mismatched key(s); "
-                                  "--apply-fix writes the keys the target expects")
+            plan.diagnosis.append(f"refuses it with load_state_dict(strict=True): {len(result.missing)} missing, "
+                                  f"{len(result.unexpected)} unexpected, {len(result.shape_mismatch)} shape-mismatched "
+                                  "key(s); --apply-fix writes the keys it expects")
         return plan
     if fix is None:
         raise ConvertError(f"no verified fix makes this checkpoint load into {analysis.target}: "
