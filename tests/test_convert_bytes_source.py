@@ -221,3 +221,37 @@ def test_nothing_is_read_before_the_first_piece_is_asked_for(tmp_path: Path) -> 
         first = next(it)
         assert first == expected_bytes(_base())[:16]
         assert len(b"".join(it)) == 96 - 16
+
+
+def _raw_pickle(values: list[float], shape: tuple[int, ...], stride: tuple[int, ...], text: bool) -> bytes:
+    """``pickle.dump({"w": tensor})`` as torch pickles a tensor: ``_rebuild_tensor_v2(_load_from_bytes(b), ...)``,
+    ``b`` a legacy torch.save of the storage (protocol 3+: a BINBYTES; protocol 2: ``_codecs.encode(text)``)."""
+    pid = (b"(" + tc.uni("storage") + tc.glob("torch", "FloatStorage") + tc.uni("7") + tc.uni("cpu")
+           + tc.pint(len(values)) + b"Nt")
+    nested = tc.legacy_file(pid + b"Q", keys=tc.p2(b"]" + tc.uni("7") + b"a"),
+                            tail=struct.pack("<q", len(values)) + struct.pack(f"<{len(values)}f", *values))
+    if text:
+        blob = tc.glob("_codecs", "encode") + tc.uni(nested.decode("latin-1")) + tc.uni("latin1") + b"\x86R"
+    else:
+        blob = b"B" + struct.pack("<I", len(nested)) + nested
+    storage = tc.glob("torch.storage", "_load_from_bytes") + blob + b"\x85R"
+    t = (tc.glob("torch._utils", "_rebuild_tensor_v2") + b"(" + storage + tc.pint(0)
+         + b"(" + b"".join(tc.pint(n) for n in shape) + b"t(" + b"".join(tc.pint(s) for s in stride) + b"t\x89"
+         + tc.glob("collections", "OrderedDict") + b")RtR")
+    return b"\x80\x03}" + tc.uni("w") + t + b"s."
+
+
+@pytest.mark.parametrize("text", [False, True])
+def test_a_raw_pickles_storage_is_its_nested_torch_save(tmp_path: Path, text: bool) -> None:
+    values = [0.5, 1.0, 200.0, -3.0, 4.0, 5.0]  # 200.0 = 0x43480000: a byte past 0x7f, two bytes of UTF-8 as text
+    path = tmp_path / "raw.pkl"
+    path.write_bytes(_raw_pickle(values, (3, 2), (1, 3), text))
+    inv = read_inventory(path)
+    assert inv.format == "pickle"
+    (rec,) = inv.tensors
+    assert rec.dtype == "unknown" and rec.storage_key is not None and rec.storage_key.startswith("inline:")
+    with open_source(path, inv) as src:
+        assert src.resolve(rec).dtype == "float32"
+        assert src.safetensors_dtype(rec) == "F32" and src.nbytes(rec) == 24
+        got = b"".join(src.tensor_chunks(rec, 8))
+    assert got == struct.pack("<6f", *[values[i + 3 * j] for i in range(3) for j in range(2)])

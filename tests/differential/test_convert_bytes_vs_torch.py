@@ -238,3 +238,18 @@ def test_a_storage_record_cut_after_reading_is_a_data_error(tmp_path: Path) -> N
     path.write_bytes(buf.getvalue())
     with open_source(path, inv) as src, pytest.raises(TensorDataError, match="'w'"):
         b"".join(src.tensor_chunks(inv.tensors[0]))
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_raw_pickle_of_tensors(tmp_path: Path, protocol: int) -> None:
+    """``pickle.dump`` of tensors (each storage a nested ``torch.save``; protocol 2 holds it as text): the
+    bytes are the dumped tensors' (a pickle round trip gives them back exactly; nothing is unpickled here)."""
+    import pickle
+
+    views = _views((torch.float32, torch.bfloat16, torch.int64, torch.bool, torch.complex64))
+    path = tmp_path / "raw.pkl"
+    with path.open("wb") as f:
+        pickle.dump(views, f, protocol=protocol)
+    inv = read_inventory(path)
+    assert inv.format == "pickle"
+    assert _compare(path, _lookup(views), inv=inv) == len(views)

@@ -128,6 +128,8 @@ class TensorSource:
         self._tar: dict[str, tuple[int, int]] | None = None
         self._tar_member: Any = None
         self._shards: dict[str, TensorSource] = {}
+        self._inline: dict[str, tuple[str, int, int]] = {}
+        self._inline_args: list[tuple[int, int, bool]] | None = None
 
     # -- public ------------------------------------------------------------------------------------
 
@@ -137,6 +139,7 @@ class TensorSource:
         key = _name(rec)
         if rec.layout != "strided":
             raise UnsupportedTensor(key, f"{rec.layout} layout (safetensors holds dense tensors only)")
+        rec = self.resolve(rec)
         if safetensors_code(rec.dtype) is None:
             raise UnsupportedTensor(key, f"dtype {rec.dtype} has no safetensors equivalent")
         if rec.device == "meta":
@@ -150,12 +153,15 @@ class TensorSource:
         if shard is not None:
             return
         st = self._storages.get(rec.storage_key)
+        if rec.storage_key in self._inline:
+            return
         if st is None or (st.entry is None and self.inventory.format != "torch-tar"):
             raise UnsupportedTensor(key, f"storage {rec.storage_key!r} has no byte location ckptlint can read "
                                     "(a storage only running the file would build)")
 
     def safetensors_dtype(self, rec: TensorRecord) -> str:
         """The safetensors dtype code of ``rec`` (``F32``, ``BF16`` …); UnsupportedTensor when there is none."""
+        rec = self.resolve(rec)
         code = safetensors_code(rec.dtype)
         if code is None:
             raise UnsupportedTensor(_name(rec), f"dtype {rec.dtype} has no safetensors equivalent")
@@ -163,6 +169,7 @@ class TensorSource:
 
     def nbytes(self, rec: TensorRecord) -> int:
         """Bytes of the tensor written contiguously (numel times the element size)."""
+        rec = self.resolve(rec)
         size = itemsize(rec.dtype)
         if size is None:
             raise UnsupportedTensor(_name(rec), f"unknown dtype {rec.dtype}")
@@ -173,6 +180,7 @@ class TensorSource:
         of at most ``chunk_bytes``. Raises UnsupportedTensor / TensorDataError (before yielding anything
         when the view does not fit its storage)."""
         self.check(rec)
+        rec = self.resolve(rec)
         assert rec.storage_key is not None and rec.stride is not None
         shard = self._shard_of(rec)
         if shard is not None:
@@ -200,6 +208,7 @@ class TensorSource:
         """Where a contiguous, unswapped tensor's bytes lie as-is in a file, for a zero-copy writer; None
         otherwise (read it with :meth:`tensor_chunks`)."""
         self.check(rec)
+        rec = self.resolve(rec)
         assert rec.storage_key is not None and rec.stride is not None
         shard = self._shard_of(rec)
         if shard is not None:
@@ -215,6 +224,27 @@ class TensorSource:
                 or (rec.storage_offset * size) + length > data.size:
             return None
         return FileSpan(data.path, data.start + rec.storage_offset * size, length)
+
+    def resolve(self, rec: TensorRecord) -> TensorRecord:
+        """``rec`` with what only the file's bytes say filled in: the dtype of a raw pickle's tensor, whose
+        storage is a nested ``torch.save`` (``inline:`` keys; the Inventory records its dtype as unknown)."""
+        key = rec.storage_key
+        if key is None or not key.startswith("inline:") or self._shard_of(rec) is not None:
+            return rec
+        if key not in self._inline:
+            from .inline import arguments, inline_storage
+            try:
+                if self._inline_args is None:
+                    self._inline_args = arguments(self.path)
+                dtype, held, start, nbytes = inline_storage(self.path, key, self.limits, self._inline_args)
+            except (FormatError, OSError) as e:
+                raise TensorDataError(_name(rec), f"its pickled storage: {e}") from None
+            if held is not None:
+                self._files.append(held)
+            self._inline[key] = (dtype, start, nbytes)
+            self._data[key] = _FileData(held or self._open(), None if held else self.path, start, nbytes, 1)
+        dtype = self._inline[key][0]
+        return rec if rec.dtype != "unknown" else replace(rec, dtype=dtype)
 
     def close(self) -> None:
         for sub in self._shards.values():
