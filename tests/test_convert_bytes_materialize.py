@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ckptlint.convert import materialize
 from ckptlint.convert.materialize import byteswapped, coalesce, strided_chunks
 
 
@@ -57,7 +58,10 @@ def test_every_view_is_numpys_contiguous_copy(view: tuple[tuple[int, ...], tuple
     assert all(n <= max(window, chunk, itemsize) for n in store.reads)
 
 
-def test_a_transposed_matrix_wider_than_the_window_is_read_in_small_pieces() -> None:
+@pytest.mark.parametrize("tile", [256 << 10, 100, 4])
+def test_a_transposed_matrix_wider_than_the_window_is_read_in_small_pieces(monkeypatch: pytest.MonkeyPatch,
+                                                                           tile: int) -> None:
+    monkeypatch.setattr(materialize, "_TILE", tile)  # the transpose assembled in one tile, in several, in columns
     rows, cols, itemsize = 64, 48, 4
     store = _Store(random.Random(1).randbytes(rows * cols * itemsize))
     window = 1024  # the whole storage is 12 KiB

@@ -23,6 +23,9 @@ Dims = list[tuple[int, int]]
 _FORMATS: dict[int, Literal["B", "H", "I", "Q"]] = {1: "B", 2: "H", 4: "I", 8: "Q"}
 """memoryview formats for strided slicing by element size (native order: the bytes are only moved)."""
 
+_TILE = 256 << 10
+"""Bytes of the tile a transpose is assembled in (fits a CPU cache)."""
+
 DEFAULT_WINDOW = 32 << 20
 """Largest single storage read a gather makes (bytes)."""
 
@@ -112,21 +115,37 @@ def _gather(read: Read, dims: Dims, base: int, itemsize: int, window: int) -> by
 
 
 def _interleave(pieces: list[bytes], dims: Dims, d: int, itemsize: int) -> bytes:
-    """Put ``pieces[j]`` (the block with index ``j`` fixed along dimension ``d``) back in C order."""
+    """Put ``pieces[j]`` (the block with index ``j`` fixed along dimension ``d``) back in C order.
+
+    The output is ``(outer, n_d)`` cells of ``unit`` bytes, piece ``j`` being column ``j``. Columns are
+    written into a tile of a few hundred KiB first (strided writes that stay in cache), then each tile row
+    is copied into place: a transpose written straight into a large buffer is several times slower."""
     n_d = len(pieces)
     unit = itemsize
     for n, _ in dims[d + 1:]:
         unit *= n  # bytes of one index of dimension d
     outer = len(pieces[0]) // unit if unit else 0
+    if outer <= 1:
+        return b"".join(pieces)
     out = bytearray(outer * n_d * unit)
-    if unit in _FORMATS and unit == itemsize:
-        view = memoryview(out).cast(_FORMATS[unit])
-        for j, p in enumerate(pieces):
-            view[j::n_d] = memoryview(p).cast(_FORMATS[unit])
+    row = n_d * unit
+    if unit in _FORMATS:
+        fmt = _FORMATS[unit]
+        width = max(1, min(n_d, _TILE // (outer * unit)))
+        tile = bytearray(outer * width * unit)
+        for j0 in range(0, n_d, width):
+            w = min(width, n_d - j0)
+            tv = memoryview(tile)[:outer * w * unit].cast(fmt)
+            for t in range(w):
+                tv[t::w] = memoryview(pieces[j0 + t]).cast(fmt)
+            span = w * unit
+            for a in range(outer):
+                at = a * row + j0 * unit
+                out[at:at + span] = tile[a * span:(a + 1) * span]
         return bytes(out)
     for j, p in enumerate(pieces):
         for a in range(outer):
-            at = (a * n_d + j) * unit
+            at = a * row + j * unit
             out[at:at + unit] = p[a * unit:(a + 1) * unit]
     return bytes(out)
 
