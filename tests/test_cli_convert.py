@@ -140,8 +140,8 @@ def test_apply_fix_writes_the_keys_the_target_expects(tmp_path: Path, cli: CliRu
     assert doc["mapping"] == {"fc.weight": "module.fc.weight", "fc.bias": "module.fc.bias"}
     assert doc["dropped"] == ["module.extra"]
     header, _ = read_safetensors(tmp_path / "fixed.safetensors")
-    assert json.loads(header["__metadata__"]["ckptlint.key_mapping"]) == doc["mapping"]
-    assert json.loads(header["__metadata__"]["ckptlint.dropped"]) == ["module.extra"]
+    assert json.loads(header["__metadata__"]["ckptlint_key_mapping"]) == doc["mapping"]
+    assert json.loads(header["__metadata__"]["ckptlint_dropped"]) == ["module.extra"]
     assert tensor_bytes(tmp_path / "fixed.safetensors", "fc.bias") == expected_bytes(bias)
 
 

@@ -74,8 +74,8 @@ def test_metadata_names_the_source_its_sha256_and_the_version(tmp_path: Path) ->
     r = ckptlint.convert(src, tmp_path / "m.safetensors")
     md = read_safetensors(tmp_path / "m.safetensors")[0]["__metadata__"]
     digest = hashlib.sha256(src.read_bytes()).hexdigest()
-    assert md == {"format": "pt", "ckptlint.version": ckptlint.__version__, "ckptlint.source": "m.pt",
-                  "ckptlint.source_sha256": digest, "ckptlint.state_dict": "state_dict"}
+    assert md == {"format": "pt", "ckptlint_version": ckptlint.__version__, "ckptlint_source": "m.pt",
+                  "ckptlint_source_sha256": digest, "ckptlint_state_dict": "state_dict"}
     assert r.sha256 == digest and r.metadata == md
 
 

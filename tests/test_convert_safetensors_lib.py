@@ -68,7 +68,7 @@ def test_the_same_tensors_give_the_bytes_safetensors_writes(tmp_path: Path) -> N
     head, ordered = header_bytes(tensors, {})
     assert head + b"".join(arrays[t.name].tobytes() for t in ordered) == save(arrays)
     # with metadata: safetensors orders its entries as its hash map does (varies by process), the rest is equal
-    metadata = {"format": "pt", "ckptlint.source": "x.pt", "tied": "b.weight"}
+    metadata = {"format": "pt", "ckptlint_source": "x.pt", "tied": "b.weight"}
     head, ordered = header_bytes(tensors, metadata)
     theirs = save(arrays, metadata=metadata)
     assert len(head) == struct.unpack("<Q", theirs[:8])[0] + 8

@@ -19,7 +19,7 @@ from ..inventory import Inventory, TensorRecord
 from ..limits import DEFAULT_LIMITS, Limits
 from .result import ConvertResult, Refused
 
-DIGEST_FIELD = "ckptlint.source_sha256"
+DIGEST_FIELD = "ckptlint_source_sha256"
 _HASH_CHUNK = 8 << 20
 
 
@@ -154,17 +154,17 @@ def _metadata(src: str, inv: Inventory, plan: Any) -> dict[str, str]:
 
     from ..version import __version__
 
-    md: dict[str, str] = {"format": "pt", "ckptlint.version": __version__,
-                          "ckptlint.source": os.path.basename(_hashed_file(src, inv)),
+    md: dict[str, str] = {"format": "pt", "ckptlint_version": __version__,
+                          "ckptlint_source": os.path.basename(_hashed_file(src, inv)),
                           DIGEST_FIELD: "0" * 64}
     if plan.state_dict.path:
-        md["ckptlint.state_dict"] = "/".join(str(p) for p in plan.state_dict.path)
+        md["ckptlint_state_dict"] = "/".join(str(p) for p in plan.state_dict.path)
     if plan.mapping:
-        md["ckptlint.key_mapping"] = json.dumps(plan.mapping, ensure_ascii=False)
+        md["ckptlint_key_mapping"] = json.dumps(plan.mapping, ensure_ascii=False)
     if plan.dropped:
-        md["ckptlint.dropped"] = json.dumps(plan.dropped, ensure_ascii=False)
+        md["ckptlint_dropped"] = json.dumps(plan.dropped, ensure_ascii=False)
     if plan.transposed:
-        md["ckptlint.transposed"] = json.dumps(plan.transposed, ensure_ascii=False)
+        md["ckptlint_transposed"] = json.dumps(plan.transposed, ensure_ascii=False)
     for alias, kept in plan.tied.items():  # safetensors.torch.save_model: {removed name: kept name}
         md.setdefault(alias, kept)
     return md
