@@ -9,7 +9,8 @@ Builds (once, cached in ``--workdir``) with torch:
 - ``linear10k.pt`` / ``linear50k.pt``: ``nn.Sequential`` of 10,000 / 50,000 ``nn.Linear(4, 4)``,
   ``state_dict()``: 20,000 / 100,000 tensors (each its own storage, so as many zip records);
 - ``two.pt``: ``nn.Linear(4, 4).state_dict()``: 2 tensors;
-- ``small/``: 200 small checkpoints (a conv net of 8 blocks, 58 tensors, ~100 KB each).
+- ``small/``: 200 small checkpoints, each the state_dict of a resnet18-sized key set at small width
+  (a stem conv, 16 conv + batch-norm blocks of 16 channels, a linear head: 99 tensors, ~170 KB).
 
 Then times, as separate processes, paired and interleaved (each round runs every command once, the
 order rotating; median of ``--runs`` rounds after one warm-up round), peak RSS from ``/usr/bin/time``:
@@ -96,14 +97,15 @@ def build(workdir: Path, sizes: Sizes) -> None:
     if not (workdir / "two.pt").exists():
         _save(torch, nn.Linear(4, 4).state_dict(), workdir / "two.pt")
     small = workdir / "small"
-    if len(list(small.glob("*.pt"))) != sizes.small_files:
+    if len(list(small.glob("*.pt"))) != sizes.small_files or not (small / "v2").exists():
         shutil.rmtree(small, ignore_errors=True)
         small.mkdir()
         for i in range(sizes.small_files):
             torch.manual_seed(i)
-            blocks = [m for _ in range(8) for m in (nn.Conv2d(16, 16, 3), nn.BatchNorm2d(16))]
-            net = nn.Sequential(nn.Conv2d(3, 16, 3), *blocks, nn.Flatten(), nn.Linear(16, 10))
+            blocks = [m for _ in range(16) for m in (nn.Conv2d(16, 16, 3, bias=False), nn.BatchNorm2d(16))]
+            net = nn.Sequential(nn.Conv2d(3, 16, 7, bias=False), *blocks, nn.Flatten(), nn.Linear(16, 10))
             _save(torch, net.state_dict(), small / f"net{i:03d}.pt")
+        (small / "v2").write_text("99-tensor nets\n")
 
 
 def _save(torch: object, obj: object, path: Path) -> None:

@@ -61,9 +61,9 @@ def pooled(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     started: list[int] = []
     real = parallel._pooled
 
-    def spy(fn: Callable[..., object], items: object, workers: int, crashed: object) -> object:
+    def spy(fn: Callable[..., object], items: object, workers: int, *rest: object) -> object:
         started.append(workers)
-        return real(fn, items, workers, crashed)  # type: ignore[arg-type]
+        return real(fn, items, workers, *rest)  # type: ignore[arg-type]
 
     monkeypatch.setattr(parallel, "_pooled", spy)
     return started
@@ -185,3 +185,19 @@ def test_bytes_in_the_pickle_never_reach_a_worker_as_code(tmp_path: Path, cli: C
     proc = cli("check", "-j", "2", *names, cwd=tmp_path)
     assert proc.returncode == 1 and proc.stdout.count("CK101") >= 4
     assert not marker.exists()
+
+
+def test_the_api_returns_equal_typed_reports(files: list[str], tmp_path: Path, method: str, pooled: list[int],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """``check(jobs=2)``: FileReport objects equal to a serial run's, inventories (tensors, storages) included."""
+    import ckptlint
+    from ckptlint.inventory import StorageRecord, TensorRecord
+
+    monkeypatch.chdir(tmp_path)
+    serial = ckptlint.check(files, jobs=1)
+    pooled_report = ckptlint.check(files, jobs=2)
+    assert pooled == [2]
+    assert pooled_report == serial
+    tensors = [t for fr in pooled_report.files if fr.inventory for t in fr.inventory.tensors]
+    assert len(tensors) >= 52 and all(type(t) is TensorRecord for t in tensors)
+    assert all(type(s) is StorageRecord for fr in pooled_report.files if fr.inventory for s in fr.inventory.storages)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import Config
 from .errors import CheckpointError, CkptlintError
+from .inventory import StorageRecord, TensorRecord
 from .limits import DEFAULT_LIMITS, Limits
 from .parallel import Done, Raise, default_jobs, run_in_order
 from .results import FileReport, Report
@@ -113,7 +114,7 @@ def check(paths: CheckInput | Iterable[CheckInput], *,
                                snapshot, key, targets)
         live = any(isinstance(i, _Job) and i.target is not None and i.target.model is not None for i in items)
         n = 1 if live else default_jobs(len(items)) if jobs is None or jobs <= 0 else jobs
-        with closing(run_in_order(_check_job, items, n, _crashed)) as reports:
+        with closing(run_in_order(_check_job, items, n, _crashed, _COMPACT)) as reports:
             for fr, (src, cfg) in zip(reports, entries, strict=True):  # a Raise ends both
                 p = src.name
                 if src.path is not None:
@@ -144,6 +145,10 @@ class _Job:
     limits: Limits
     target: Target | None
     config: Config
+
+
+_COMPACT = (TensorRecord, StorageRecord)
+"""Many per report: sent back from workers by their field values (ckptlint.parallel)."""
 
 
 def _check_job(job: _Job) -> FileReport:
