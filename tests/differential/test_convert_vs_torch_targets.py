@@ -88,6 +88,8 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Conv
     sd = _resnet().state_dict()
     torch.save({f"module.{k}": v for k, v in sd.items()}, tmp / "ddp.pt")
     torch.save(nn.DataParallel(_resnet()), tmp / "ddp_full.pt")
+    head = M.resnet18(num_classes=100).state_dict()  # a fine-tuned head: fc differs in shape from the target's
+    torch.save(head, tmp / "head100.pt")
     marker = tmp / "marker"
     torch.save({"model": sd, "hook": Payload(marker), "epoch": 1}, tmp / "evil.pt")
     zip_index, zip_expected = _shards(tmp, "zip")
@@ -100,6 +102,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Conv
         "ddp-nofix": ["convert", tmp / "ddp.pt", out / "ddp-nofix.safetensors", "--snapshot", snap],
         "ddp-full-fix": ["convert", tmp / "ddp_full.pt", out / "ddp-full-fix.safetensors", "--snapshot", snap,
                          "--apply-fix"],
+        "head-fix": ["convert", tmp / "head100.pt", out / "head-fix.safetensors", "--snapshot", snap, "--apply-fix"],
         "evil": ["convert", tmp / "evil.pt", out / "evil.safetensors"],
         "evil-force": ["convert", tmp / "evil.pt", out / "evil-force.safetensors", "--force"],
         "shards-zip": ["convert", zip_index, out / "shards-zip.safetensors"],
@@ -110,7 +113,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Conv
     }
     results = convert_torchfree(list(jobs.values()), tmp / "run")
     assert not marker.exists(), "the payload ran"
-    expected = {"sd": sd, "shards-zip": zip_expected, "shards-legacy": legacy_expected, "marker": marker,
+    expected = {"sd": sd, "head": head, "shards-zip": zip_expected, "shards-legacy": legacy_expected, "marker": marker,
                 "snap": snap}
     return tmp, dict(zip(jobs, results, strict=True)), expected
 
@@ -138,7 +141,25 @@ def test_ddp_prefix_without_fix_keeps_the_keys(work: tuple[Path, dict[str, Conve
     tmp, results, expected = work
     _ok(results["ddp-nofix"])
     assert_output_equals(tmp / "out" / "ddp-nofix.safetensors", {f"module.{k}": v for k, v in expected["sd"].items()})
-    assert "strict=False" in results["ddp-nofix"].text or "module." in results["ddp-nofix"].text
+    oracle = M.resnet18().load_state_dict(load_file(str(tmp / "out" / "ddp-nofix.safetensors")), strict=False)
+    counts = f"{len(oracle.missing_keys)} missing, {len(oracle.unexpected_keys)} unexpected"  # torch's own count
+    assert counts in results["ddp-nofix"].stdout and "--apply-fix" in results["ddp-nofix"].stdout, \
+        (counts, results["ddp-nofix"].stdout)
+
+
+def test_resized_head_apply_fix_drops_it_and_says_it_stays_initialised(
+        work: tuple[Path, dict[str, Converted], dict[str, Any]]) -> None:
+    """The fix drops the mismatched head: the rest equals torch's bytes, strict=False loads it, and the keys the
+    output does not fill are exactly the ones torch reports missing."""
+    tmp, results, expected = work
+    r = results["head-fix"]
+    _ok(r)
+    head = expected["head"]
+    assert_output_equals(tmp / "out" / "head-fix.safetensors", {k: v for k, v in head.items()
+                                                                if not k.startswith("fc.")})
+    result = M.resnet18().load_state_dict(load_file(str(tmp / "out" / "head-fix.safetensors")), strict=False)
+    assert sorted(result.missing_keys) == ["fc.bias", "fc.weight"] and not result.unexpected_keys
+    assert "fc.weight" in r.stdout and "fc.bias" in r.stdout and "strict=False" in r.stdout, r.stdout
 
 
 def test_api_result_says_what_was_written(work: tuple[Path, dict[str, Converted], dict[str, Any]]) -> None:
