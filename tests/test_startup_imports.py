@@ -1,0 +1,97 @@
+"""Startup: ``ckptlint check`` imports only what the command uses (docs/development.md, "Startup").
+
+Each test runs the command in a new interpreter and reads its ``sys.modules`` at the end: what a
+small check imports is its startup cost. Never a time: which modules, and that each one named here
+does load when the command needs it (so every assertion can fail).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from _cli_files import snapshot
+
+from plugin_example.make_dist import install
+
+RunPython = Callable[..., Any]
+
+# main() with the arguments given, then the names of every loaded module as one line (repr: no json import).
+PROBE = ("import sys\n"
+         "from ckptlint.cli import main\n"
+         "code = main(sys.argv[1:])\n"
+         "print(repr([code, sorted(sys.modules)]))\n")
+
+NOT_FOR_A_ZIP = {"ckptlint.formats.safetensors", "ckptlint.formats.sharded", "ckptlint.formats.directory",
+                 "ckptlint.formats.dcp", "ckptlint.formats.tar_torch", "ckptlint.formats.torchscript_code",
+                 "ckptlint.formats.torchscript_index"}
+"""Readers of other formats than the torch zip being checked."""
+
+RENDERERS = {"ckptlint.report.check_text", "ckptlint.report.check_json", "ckptlint.report.sarif",
+             "ckptlint.report.github", "ckptlint.report.markdown", "ckptlint.report.inventory_text",
+             "ckptlint.report.inventory_json", "ckptlint.report.rules", "ckptlint.report.diff_text"}
+
+TARGET_MODULES = {"ckptlint.compat.analyze", "ckptlint.compat.unwrap", "ckptlint.targets.resolve",
+                  "ckptlint.targets.signature", "ckptlint.targets.spec"}
+
+ONLY_WHEN_NEEDED = {"torch", "importlib.metadata", "email", "tomllib", "tempfile", "json.decoder",
+                    "ckptlint.convert", "ckptlint.convert.command"}
+"""Entry points (no plugin installed), a config file's TOML (none here), spooling, a baseline, convert."""
+
+
+@pytest.fixture(scope="module")
+def two(tmp_path_factory: pytest.TempPathFactory, torch: ModuleType) -> Path:
+    """A 2-tensor ``torch.save`` file, alone in a folder with no configuration above it but /tmp's."""
+    path = tmp_path_factory.mktemp("startup") / "two.pth"
+    torch.save({"w": torch.zeros(2), "b": torch.ones(3)}, path)
+    return path
+
+
+def _modules(run_python: RunPython, *args: str | Path, cwd: Path, pythonpath: tuple[Path, ...] = ()) -> set[str]:
+    proc = run_python("-c", PROBE, *args, cwd=cwd, pythonpath=pythonpath)
+    assert proc.returncode == 0, proc.stderr
+    code, modules = ast.literal_eval(proc.stdout.strip().splitlines()[-1])
+    assert code == 0, proc.stderr
+    return set(modules)
+
+
+def test_a_small_check_imports_only_what_it_uses(two: Path, run_python: RunPython) -> None:
+    loaded = _modules(run_python, "check", two, "-qq", cwd=two.parent)
+    assert {"ckptlint.checker", "ckptlint.formats.torchzip", "ckptlint.rules.safety"} <= loaded  # it did check
+    assert loaded & ONLY_WHEN_NEEDED == set()
+    assert loaded & NOT_FOR_A_ZIP == set()
+    assert loaded & RENDERERS == set()  # -qq prints no report
+    assert loaded & TARGET_MODULES == set()  # no --model, --snapshot or configured target
+
+
+def test_a_report_loads_its_own_renderer_only(two: Path, run_python: RunPython) -> None:
+    loaded = _modules(run_python, "check", two, "--format", "json", cwd=two.parent)
+    assert loaded & RENDERERS == {"ckptlint.report.check_json", "ckptlint.report.inventory_json"}  # it embeds one
+    assert "json.decoder" in loaded  # the renderer's own import: what the check above did without
+    assert loaded & TARGET_MODULES == set()
+
+
+def test_a_target_loads_the_compat_analyses(two: Path, tmp_path: Path, run_python: RunPython) -> None:
+    snap = snapshot(tmp_path / "snap.json")
+    proc = run_python("-c", PROBE, "check", two, "--snapshot", snap, "-qq", cwd=two.parent)
+    _, modules = ast.literal_eval(proc.stdout.strip().splitlines()[-1])
+    assert set(modules) >= TARGET_MODULES, proc.stderr
+    assert "torch" not in modules
+
+
+def test_entry_points_are_scanned_when_a_plugin_is_installed(two: Path, tmp_path: Path,
+                                                             run_python: RunPython) -> None:
+    install(tmp_path)
+    loaded = _modules(run_python, "check", two, "-qq", cwd=two.parent, pythonpath=(tmp_path,))
+    assert {"importlib.metadata", "ckptlint_example"} <= loaded
+
+
+def test_only_the_subcommand_that_runs_is_declared(two: Path, run_python: RunPython) -> None:
+    assert "ckptlint.convert.command" not in _modules(run_python, "check", two, "-qq", cwd=two.parent)
+    proc = run_python("-c", PROBE, "--help", cwd=two.parent)
+    assert "convert" in proc.stdout and "check" in proc.stdout  # the full parser still lists every subcommand
