@@ -263,3 +263,18 @@ def test_the_package_and_the_function_are_one_callable(tmp_path: Path) -> None:
     assert callable(ckptlint.convert)
     assert ckptlint.convert(src, tmp_path / "f.safetensors").tensors == ("w",)
     assert api.convert(src, tmp_path / "g.safetensors").tensors == ("w",)
+
+
+def test_names_safetensors_cannot_hold_are_errors_and_odd_file_names_are_escaped(tmp_path: Path) -> None:
+    src = torch_zip(tmp_path / "s.pt", OD({"ok": W, "bad\udc80": tensor("1", [1.0])}))
+    with pytest.raises(ConvertError, match=r"tensor key 'bad\\udc80' is not valid Unicode text"):
+        ckptlint.convert(src, tmp_path / "s.safetensors")
+    reserved = torch_zip(tmp_path / "r.pt", OD({"__metadata__": W}))
+    with pytest.raises(ConvertError, match="reserves for its metadata"):
+        ckptlint.convert(reserved, tmp_path / "r.safetensors")
+    odd = tmp_path / os.fsdecode(b"caf\xe9.pt")  # a Latin-1 file name: not UTF-8
+    torch_zip(odd, OD({"w": W}))
+    r = ckptlint.convert(odd, tmp_path / "c.safetensors")
+    assert r.metadata["ckptlint_source"] == "caf\\udce9.pt"
+    assert read_safetensors(tmp_path / "c.safetensors")[0]["__metadata__"]["ckptlint_source"] == "caf\\udce9.pt"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".safetensors") == ["c.safetensors"]

@@ -155,7 +155,7 @@ def _metadata(src: str, inv: Inventory, plan: Any) -> dict[str, str]:
     from ..version import __version__
 
     md: dict[str, str] = {"format": "pt", "ckptlint_version": __version__,
-                          "ckptlint_source": os.path.basename(_hashed_file(src, inv)),
+                          "ckptlint_source": _text(os.path.basename(_hashed_file(src, inv))),
                           DIGEST_FIELD: "0" * 64}
     if plan.state_dict.path:
         md["ckptlint_state_dict"] = "/".join(str(p) for p in plan.state_dict.path)
@@ -168,6 +168,11 @@ def _metadata(src: str, inv: Inventory, plan: Any) -> dict[str, str]:
     for alias, kept in plan.tied.items():  # safetensors.torch.save_model: {removed name: kept name}
         md.setdefault(alias, kept)
     return md
+
+
+def _text(name: str) -> str:
+    """A file name as UTF-8 text: undecodable bytes (``surrogateescape``) shown escaped, ``\\udcNN``."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _hashed_file(src: str, inv: Inventory) -> str:

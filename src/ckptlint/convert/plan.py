@@ -62,8 +62,14 @@ def make_plan(inv: Inventory, supported: Supported, *, key: tuple[Any, ...] | No
         raise ConvertError(f"{len(plan.unsupported)} tensor{'s' if len(plan.unsupported) != 1 else ''} safetensors "
                            f"cannot hold: {keys}{more} (--skip-unsupported leaves them out)")
     plan.left_out.extend(_around(inv.structure, tuple(sd.path)))
-    if "__metadata__" in dict(plan.entries):
-        raise ConvertError("a tensor is named '__metadata__', which safetensors reserves for its metadata")
+    for name, _ in plan.entries:
+        if name == "__metadata__":
+            raise ConvertError("a tensor is named '__metadata__', which safetensors reserves for its metadata")
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConvertError(f"tensor key {name!r} is not valid Unicode text (a lone surrogate): safetensors "
+                               "names are UTF-8") from None
     plan.tied = _ties(plan.entries)
     if drop_tied and plan.tied:
         plan.entries = [(k, v) for k, v in plan.entries if k not in plan.tied]
