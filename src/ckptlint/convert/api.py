@@ -68,8 +68,9 @@ def convert(src: str | os.PathLike[str], dest: str | os.PathLike[str], *, key: s
 
         plan = make_plan(inv, supported, key=parse_key(key) if key else None, target=target, apply_fix=apply_fix,
                          skip_unsupported=skip_unsupported, drop_tied=drop_tied)
+        opened: dict[str, BinaryIO] = {}  # source files a kernel copy reads, each opened once
         out = [OutTensor(name, source.safetensors_dtype(rec), _shape(rec), source.nbytes(rec),
-                         _copier(source, name, rec)) for name, rec in plan.entries]
+                         _copier(source, name, rec, opened)) for name, rec in plan.entries]
         metadata = _metadata(src, inv, plan)
         hasher = _Hasher(_hashed_file(src, inv))
         try:
@@ -77,6 +78,8 @@ def convert(src: str | os.PathLike[str], dest: str | os.PathLike[str], *, key: s
                                 digest=hasher.result, digest_field=DIGEST_FIELD)
         finally:
             hasher.stop()
+            for f in opened.values():
+                f.close()
     metadata[DIGEST_FIELD] = hasher.result()
     return ConvertResult(
         source=src, dest=dest, files=written.files, index=written.index, sha256=metadata[DIGEST_FIELD],
@@ -222,7 +225,7 @@ class _Hasher:
         self._thread.join()
 
 
-def _copier(source: Any, name: str, rec: TensorRecord) -> Callable[[BinaryIO], int]:
+def _copier(source: Any, name: str, rec: TensorRecord, opened: dict[str, BinaryIO]) -> Callable[[BinaryIO], int]:
     """How ``rec``'s bytes get into the output: a kernel copy where they lie as-is in the source, else the
     source's bounded chunks (strided views gathered, big-endian swapped). Errors name the written key."""
     from .result import ConvertError
@@ -232,7 +235,9 @@ def _copier(source: Any, name: str, rec: TensorRecord) -> Callable[[BinaryIO], i
         try:
             span = source.file_span(rec)
             if span is not None:
-                return _copy_span(span.path, span.offset, span.length, out)
+                if span.path not in opened:
+                    opened[span.path] = open(span.path, "rb")  # noqa: SIM115 - closed when the conversion ends
+                return _copy_span(opened[span.path], span.offset, span.length, out)
             n = 0
             for piece in source.tensor_chunks(rec):
                 out.write(piece)
@@ -244,29 +249,28 @@ def _copier(source: Any, name: str, rec: TensorRecord) -> Callable[[BinaryIO], i
     return write
 
 
-def _copy_span(path: str, offset: int, length: int, out: BinaryIO) -> int:
-    """``length`` bytes at ``offset`` of ``path`` appended to ``out``: ``os.copy_file_range`` (no copy through
+def _copy_span(f: BinaryIO, offset: int, length: int, out: BinaryIO) -> int:
+    """``length`` bytes at ``offset`` of ``f`` appended to ``out``: ``os.copy_file_range`` (no copy through
     Python) where the system has it, else chunked reads."""
     out.flush()
     pos = out.tell()
     done = 0
-    with open(path, "rb") as f:
-        copy = getattr(os, "copy_file_range", None)
-        if copy is not None:
-            try:
-                while done < length:
-                    n = copy(f.fileno(), out.fileno(), min(length - done, 1 << 30), offset + done, pos + done)
-                    if n <= 0:
-                        break
-                    done += n
-            except OSError:
-                pass  # e.g. EXDEV/ENOSYS/EINVAL on some file systems: the plain copy below
-        out.seek(pos + done)
-        f.seek(offset + done)
-        while done < length:
-            piece = f.read(min(_HASH_CHUNK, length - done))
-            if not piece:
-                break
-            out.write(piece)
-            done += len(piece)
+    copy = getattr(os, "copy_file_range", None)
+    if copy is not None:
+        try:
+            while done < length:
+                n = copy(f.fileno(), out.fileno(), min(length - done, 1 << 30), offset + done, pos + done)
+                if n <= 0:
+                    break
+                done += n
+        except OSError:
+            pass  # e.g. EXDEV/ENOSYS/EINVAL on some file systems: the plain copy below
+    out.seek(pos + done)
+    f.seek(offset + done)
+    while done < length:
+        piece = f.read(min(_HASH_CHUNK, length - done))
+        if not piece:
+            break
+        out.write(piece)
+        done += len(piece)
     return done
