@@ -253,3 +253,35 @@ def test_raw_pickle_of_tensors(tmp_path: Path, protocol: int) -> None:
     inv = read_inventory(path)
     assert inv.format == "pickle"
     assert _compare(path, _lookup(views), inv=inv) == len(views)
+
+
+class _Exported(torch.nn.Module):  # type: ignore[misc]
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 3)
+        self.register_buffer("table", torch.arange(12.0).reshape(3, 4).t())
+        self.bf = torch.nn.Parameter(torch.randn(5, dtype=torch.bfloat16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x) + self.table.sum() + self.bf.float().sum()
+
+
+def test_torch_export_archive_weights(tmp_path: Path) -> None:
+    path = tmp_path / "model.pt2"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.export.save(torch.export.export(_Exported(), (torch.randn(2, 4),)), path)
+        state = dict(torch.export.load(path).state_dict)
+    inv = read_inventory(path)
+    assert inv.format == "torch-export"
+    assert _compare(path, _lookup(state), inv=inv) == len(state) == 4
+
+
+def test_an_expand_to_a_huge_shape_is_refused_not_written(tmp_path: Path) -> None:
+    path = tmp_path / "expand.pt"
+    torch.save({"small": torch.ones(1).expand(1000), "huge": torch.ones(1).expand(1 << 20, 1 << 12)}, path)
+    inv = read_inventory(path)
+    with open_source(path, inv) as src:
+        src.check(next(r for r in inv.tensors if r.key == "small"))
+        with pytest.raises(UnsupportedTensor, match=r"'huge'.*expanded view"):
+            src.check(next(r for r in inv.tensors if r.key == "huge"))

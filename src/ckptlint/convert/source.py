@@ -12,7 +12,9 @@ storage where its bytes are (``StorageRecord.entry``). :func:`open_source` turns
 - legacy files (and a tar that falls back to one): the ``bytes S-E`` range after each storage's count;
 - old torch tar files: the storage's bytes inside the ``storages`` member, found by walking its headers with
   the reader's own static unpickler (the Inventory records keys, not these offsets);
-- shard indexes: each shard opened as its own source; safetensors files: the header's byte ranges.
+- shard indexes: each shard opened as its own source; safetensors files: the header's byte ranges;
+  torch.export archives (``.pt2``): each weight's raw member (a weight kept as a pickle is refused);
+- raw pickles (``pickle.dump`` of tensors): each storage's nested ``torch.save`` (:mod:`.inline`).
 
 Views are materialised through their strides (:mod:`ckptlint.convert.materialize`), so peak memory is
 bounded by the chunk size, never by a storage's or the file's size. Torch is never imported.
@@ -35,7 +37,11 @@ from .materialize import DEFAULT_WINDOW, byteswapped, coalesce, span_elements, s
 DEFAULT_CHUNK = 16 << 20
 """Bytes per piece :meth:`TensorSource.tensor_chunks` yields by default."""
 
-_ZIP_FORMATS = ("torch-zip", "torchscript")
+_EXPANDED_BYTES = 1 << 30
+"""A view repeating its storage (stride 0) whose copy would be larger than this and than 64 times the
+storage bytes it reads is refused: a few bytes of file must not turn into terabytes of output."""
+
+_ZIP_FORMATS = ("torch-zip", "torchscript", "torch-export")
 
 
 class TensorBytesError(CkptlintError):
@@ -149,12 +155,21 @@ class TensorSource:
         if rec.storage_offset < 0 or any(s < 0 for s in rec.stride) or any(n < 0 for n in rec.shape) \
                 or len(rec.stride) != len(rec.shape):
             raise UnsupportedTensor(key, "negative or mismatched sizes, strides or offset")
+        size = itemsize(rec.dtype) or 1
+        touched = span_elements(coalesce(rec.shape, rec.stride)) * size if rec.numel else 0
+        if rec.numel * size > max(_EXPANDED_BYTES, 64 * touched):
+            raise UnsupportedTensor(key, f"an expanded view: its copy takes {rec.numel * size} bytes, from "
+                                    f"{touched} bytes of storage")
         shard = self._shard_of(rec)
         if shard is not None:
             return
         st = self._storages.get(rec.storage_key)
         if rec.storage_key in self._inline:
             return
+        if self.inventory.format == "torch-export" and any(
+                f"({rec.storage_key})" in n and "torch.save pickle" in n for n in self.inventory.notes):
+            raise UnsupportedTensor(key, "torch.export keeps it as a torch.save pickle (use_pickle), which only "
+                                    "unpickling rebuilds")
         if st is None or (st.entry is None and self.inventory.format != "torch-tar"):
             raise UnsupportedTensor(key, f"storage {rec.storage_key!r} has no byte location ckptlint can read "
                                     "(a storage only running the file would build)")
