@@ -7,6 +7,7 @@ the expected bytes are the view's elements gathered through its strides, little-
 from __future__ import annotations
 
 import json
+import random
 import struct
 import zipfile
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 
 import tarcraft as tc
 from _convert_files import OD, T, expected_bytes, tensor, torch_zip
-from ckptlint.convert.source import FileSpan, TensorDataError, UnsupportedTensor, open_source
+from ckptlint.convert.source import FileSpan, TensorBytesError, TensorDataError, UnsupportedTensor, open_source
 from ckptlint.formats import read_inventory
 from ckptlint.inventory import Inventory, TensorRecord
 
@@ -255,3 +256,44 @@ def test_a_raw_pickles_storage_is_its_nested_torch_save(tmp_path: Path, text: bo
         assert src.safetensors_dtype(rec) == "F32" and src.nbytes(rec) == 24
         got = b"".join(src.tensor_chunks(rec, 8))
     assert got == struct.pack("<6f", *[values[i + 3 * j] for i in range(3) for j in range(2)])
+
+
+def _samples(tmp_path: Path) -> list[Path]:
+    zip_path = torch_zip(tmp_path / "v.pt", OD(_views()))
+    deflated = _deflated(zip_path, tmp_path / "d.pt")
+    legacy = tmp_path / "legacy.pt"
+    legacy.write_bytes(_legacy([("10", "f", [float(i) for i in range(12)])], {"w": ("10", (4, 3), (1, 4), 0)}))
+    tar = tmp_path / "old.tar"
+    tar.write_bytes(tc.tar_bytes(tc.TorchTar(tensors={"w": [1.0, 2.0, 3.0], "v": [4.0]}).members()))
+    raw = tmp_path / "raw.pkl"
+    raw.write_bytes(_raw_pickle([1.0, 2.0, 3.0, 4.0], (2, 2), (1, 2), False))
+    return [zip_path, deflated, legacy, tar, raw]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_file_changed_after_reading_gives_tensor_errors_only(tmp_path: Path, seed: int) -> None:
+    """Whatever the bytes turn into after the Inventory was read (cut short, bytes overwritten), reading the
+    tensors gives their bytes or a one-line TensorBytesError naming them, never another exception."""
+    rng = random.Random(seed)
+    outcomes: set[str] = set()
+    for path in _samples(tmp_path):
+        inv = read_inventory(path)
+        good = path.read_bytes()
+        for _ in range(25):
+            data = bytearray(good)
+            if rng.random() < 0.4:
+                data = data[:rng.randrange(len(data))]
+            for _ in range(rng.randrange(1, 20)):
+                if data:
+                    data[rng.randrange(len(data))] = rng.randrange(256)
+            path.write_bytes(bytes(data))
+            with open_source(path, inv) as src:
+                for rec in inv.tensors:
+                    try:
+                        b"".join(src.tensor_chunks(rec, 5))
+                        outcomes.add("read")
+                    except TensorBytesError as e:
+                        assert "\n" not in str(e) and e.key == rec.key
+                        outcomes.add(type(e).__name__)
+        path.write_bytes(good)
+    assert {"read", "TensorDataError"} <= outcomes

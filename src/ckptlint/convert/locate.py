@@ -8,6 +8,7 @@ bytes found are the ones ``torch.load`` reads.
 from __future__ import annotations
 
 import os
+import tarfile
 import tempfile
 import zlib
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -16,7 +17,7 @@ from ..errors import CheckpointError, FormatError
 from ..formats.common import Assembler, CountingFile
 from ..formats.dtypes import ITEMSIZE
 from ..formats.legacy import parse_stream
-from ..formats.tar import TorchTar, extracted, load_members, open_torch_tar
+from ..formats.tar import TarFallback, TorchFails, TorchTar, extracted, load_members, open_torch_tar
 from ..formats.zipextract import data_offset, stat_error
 from ..formats.zipreader import ZipArchive
 from ..inventory import StorageRecord
@@ -109,11 +110,14 @@ def _tar_offsets(src: TensorSource) -> dict[str, tuple[int, int]]:
     int64 element count, the bytes), with the reader's static unpickler: key -> (offset, nbytes)."""
     f = CountingFile(src.path, src.limits)
     src._files.append(f.f)
-    tar = open_torch_tar(f, f.budget)
-    if tar is None:
-        raise FormatError("tarfile cannot open the file")
-    tt = TorchTar(tar, load_members(tar, f.budget), f.budget)
-    sf = extracted(tt, f, f.budget, "storages", {})
+    try:
+        tar = open_torch_tar(f, f.budget)
+        if tar is None:
+            raise FormatError("tarfile cannot open the file")
+        tt = TorchTar(tar, load_members(tar, f.budget), f.budget)
+        sf = extracted(tt, f, f.budget, "storages", {})
+    except (TorchFails, TarFallback, KeyError, tarfile.TarError) as e:
+        raise FormatError(f"the tar's storages member cannot be read as torch reads it ({e})") from None
     src._tar_member = sf
     asm = Assembler(src.path, src.limits, budget=f.budget)
     count, off, stopped = parse_stream(asm, sf, 0, "storages#0", None, peek=False)

@@ -23,6 +23,7 @@ bounded by the chunk size, never by a storage's or the file's size. Torch is nev
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from types import TracebackType
@@ -36,6 +37,9 @@ from .materialize import DEFAULT_WINDOW, byteswapped, coalesce, span_elements, s
 
 DEFAULT_CHUNK = 16 << 20
 """Bytes per piece :meth:`TensorSource.tensor_chunks` yields by default."""
+
+_CONTENT_ERRORS = (ValueError, OverflowError, struct.error, RecursionError, EOFError, UnicodeError)
+"""What hostile bytes can make the standard library raise while a storage is located (as formats/ lists)."""
 
 _EXPANDED_BYTES = 1 << 30
 """A view repeating its storage (stride 0) whose copy would be larger than this and than 64 times the
@@ -216,7 +220,7 @@ class TensorSource:
             for piece in strided_chunks(data.read, rec.shape, rec.stride, rec.storage_offset, size,
                                         chunk_bytes, self.window):
                 yield byteswapped(piece, data.swap) if data.swap > 1 else piece
-        except (FormatError, OSError) as e:
+        except (FormatError, OSError, *_CONTENT_ERRORS) as e:
             raise TensorDataError(_name(rec), str(e)) from None
 
     def file_span(self, rec: TensorRecord) -> FileSpan | None:
@@ -252,7 +256,7 @@ class TensorSource:
                 if self._inline_args is None:
                     self._inline_args = arguments(self.path)
                 dtype, held, start, nbytes = inline_storage(self.path, key, self.limits, self._inline_args)
-            except (FormatError, OSError) as e:
+            except (FormatError, OSError, *_CONTENT_ERRORS) as e:
                 raise TensorDataError(_name(rec), f"its pickled storage: {e}") from None
             if held is not None:
                 self._files.append(held)
@@ -291,7 +295,7 @@ class TensorSource:
             st = self._storages.get(key)
             try:
                 self._data[key] = self._locate(key, st)
-            except (FormatError, OSError) as e:
+            except (FormatError, OSError, *_CONTENT_ERRORS) as e:
                 raise TensorDataError(_name(rec), f"storage {key!r}: {e}") from None
         return self._data[key]
 
@@ -316,7 +320,7 @@ class TensorSource:
         from .locate import shard_source
         try:
             return shard_source(self, rec.storage_key)
-        except (FormatError, OSError) as e:
+        except (FormatError, OSError, *_CONTENT_ERRORS) as e:
             raise TensorDataError(_name(rec), str(e)) from None
 
 
