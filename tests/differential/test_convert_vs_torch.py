@@ -79,6 +79,35 @@ class Custom(nn.Module):
         self.register_parameter("unused", None)  # not in state_dict()
         self.scale = nn.Parameter(torch.tensor(2.0))
         self.config = {"hidden": 4, "name": "custom"}
+
+
+class SharedParts(nn.Module):
+    """One Linear under two names (state_dict() lists both), an absent submodule, parameter containers, a buffer
+    viewing a parameter's storage."""
+
+    def __init__(self):
+        super().__init__()
+        lin = nn.Linear(3, 3)
+        self.a = lin
+        self.b = lin
+        self.register_module("nothing", None)
+        self.plist = nn.ParameterList([nn.Parameter(torch.ones(2)), nn.Parameter(torch.zeros(3))])
+        self.pdict = nn.ParameterDict({"x": nn.Parameter(torch.ones(1))})
+        self.register_buffer("first_row", self.a.weight.data[0])
+        self.seq = nn.Sequential(nn.Identity(), nn.Linear(3, 2))
+
+
+def add_key(module, state_dict, prefix, local_metadata):
+    state_dict[prefix + "extra"] = torch.ones(1)
+
+
+class Hooked(nn.Module):
+    """A state_dict hook adds a key: state_dict() is not the module tree's tensors."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 2)
+        self.lin._register_state_dict_hook(add_key)
 '''
 
 
@@ -113,7 +142,8 @@ def _training_dict() -> dict[str, object]:
             "best_acc": 0.91}
 
 
-def _cases(tmp: Path, custom: Callable[[], nn.Module]) -> Iterator[tuple[str, Case]]:
+def _cases(tmp: Path, custom: Callable[[], nn.Module], shared: Callable[[], nn.Module]
+           ) -> Iterator[tuple[str, Case]]:
     for name, build in MODELS.items():
         torch.manual_seed(0)
         model = build()
@@ -136,6 +166,9 @@ def _cases(tmp: Path, custom: Callable[[], nn.Module]) -> Iterator[tuple[str, Ca
         left_out = ("epoch", "global_step", "optimizer", "scheduler", "args", "best_acc")
         yield f"training-{fmt}", Case(src, dict(expected), _net, left_out=left_out)
         yield f"training-{fmt}-key", Case(src, dict(expected), _net, args=["--key", "model"], left_out=left_out)
+    src = tmp / "shared_parts.full.pt"
+    torch.save(shared(), src)
+    yield "full-model-shared-parts", Case(src, state_dict_of(trusted_load(src)), shared)
     src = tmp / "lightning_like.pt"
     sd = _net().state_dict()
     torch.save({"state_dict": {f"model.{k}": v for k, v in sd.items()}, "epoch": 1, "optimizer_states": [],
@@ -148,8 +181,8 @@ def _cases(tmp: Path, custom: Callable[[], nn.Module]) -> Iterator[tuple[str, Ca
     yield "state_dict-with-non-tensor-values", Case(src, dict(sd), left_out=("note", "n_classes", "hparams"))
 
 
-CASES: dict[str, Case] = {}
-RESULTS: dict[str, Converted] = {}
+HOOKED: dict[str, torch.Tensor] = {}
+"""torch's state_dict() of the pickled Hooked module (its hook ran, in the test's trusted load)."""
 
 
 @pytest.fixture(scope="module")
@@ -163,27 +196,35 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[s
     (moddir / f"{CUSTOM_MODULE}.py").write_text(CUSTOM_SOURCE)
     with pytest.MonkeyPatch.context() as mp:
         mp.syspath_prepend(str(moddir))
-        custom_cls = importlib.import_module(CUSTOM_MODULE).Custom
+        mod = importlib.import_module(CUSTOM_MODULE)
 
         def custom() -> nn.Module:
             torch.manual_seed(2)
-            return custom_cls()
+            return mod.Custom()
 
-        cases = dict(_cases(tmp, custom))
+        def shared() -> nn.Module:
+            torch.manual_seed(2)
+            return mod.SharedParts()
+
+        cases = dict(_cases(tmp, custom, shared))
+        torch.save(mod.Hooked(), tmp / "hooked.full.pt")
+        HOOKED.update(trusted_load(tmp / "hooked.full.pt").state_dict())
         marker = tmp / "marker"
         jobs: list[list[str | Path]] = [["convert", c.src, tmp / "out" / f"{name}.safetensors", *c.args]
                                         for name, c in cases.items()]
+        jobs.append(["convert", tmp / "hooked.full.pt", tmp / "out" / "hooked.safetensors"])
         (tmp / "out").mkdir()
         results = convert_torchfree(jobs, tmp / "run", env={"CKPT_CONVERT_MARKER": str(marker)},
                                     pythonpath=[moddir])
         assert not marker.exists(), "the converting process imported the custom module or ran its code"
-        yield cases, dict(zip(cases, results, strict=True)), tmp / "out"
+        yield cases, dict(zip([*cases, "hooked"], results, strict=True)), tmp / "out"
         sys.modules.pop(CUSTOM_MODULE, None)
 
 
 def _names() -> list[str]:
     names = [f"state_dict-zip-{n}" for n in MODELS] + [f"state_dict-legacy-{n}" for n in LEGACY]
-    names += [f"full-model-{n}" for n in FULL] + ["full-model-custom-zip", "full-model-custom-legacy"]
+    names += [f"full-model-{n}" for n in FULL] + ["full-model-custom-zip", "full-model-custom-legacy",
+                                                  "full-model-shared-parts"]
     names += ["training-zip", "training-legacy", "training-zip-key", "training-legacy-key", "training-lightning-like",
               "state_dict-with-non-tensor-values"]
     return names
@@ -221,3 +262,18 @@ def test_strict_load_into_the_real_class(name: str,
     model = fresh()
     result = model.load_state_dict(load_file(str(out / f"{name}.safetensors")), strict=True)
     assert not result.missing_keys and not result.unexpected_keys
+
+
+def test_state_dict_hooks_are_not_silently_skipped(converted: tuple[dict[str, Case], dict[str, Converted], Path]
+                                                   ) -> None:
+    """A pickled module with a state_dict hook: convert cannot run it, so either the output still equals torch's
+    state_dict() or the conversion is refused naming the hook; never a file quietly missing the hook's keys."""
+    _, results, out = converted
+    r = results["hooked"]
+    assert "Traceback" not in r.text
+    assert "lin.extra" in HOOKED  # the hook ran in torch's state_dict()
+    if r.code == 0:
+        assert_output_equals(out / "hooked.safetensors", HOOKED)
+    else:
+        assert r.code == 2 and "add_key" in r.stderr, r.text
+        assert not (out / "hooked.safetensors").exists()
