@@ -84,6 +84,39 @@ def _rebuild_tensor_v2(args: tuple[Any, ...], fname: str) -> TensorStub:
     return t
 
 
+_NO_GRAD_DTYPES = ("bool", "int", "uint", "qint", "quint")
+
+
+def rebuild_tensor_v2_plain(args: tuple[Any, ...]) -> TensorStub | None:
+    """``_rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks)`` as ``torch.save``
+    writes it (ints, tuples of ints, a bool): what :func:`interpret_call` gives, without its general
+    checks (none of which can fire on this shape). None for any other shape (the general path's)."""
+    if len(args) != 6:
+        return None
+    st, offset, size, stride, requires_grad, _ = args
+    if type(st) is not Storage or type(offset) is not int or offset < 0 or type(size) is not tuple \
+            or type(stride) is not tuple or len(size) != len(stride) or type(requires_grad) is not bool:
+        return None
+    for x in size:
+        if type(x) is not int or x < 0:
+            return None
+    for x in stride:
+        if type(x) is not int or x < 0:
+            return None
+    dtype = st.dtype
+    if requires_grad and dtype.startswith(_NO_GRAD_DTYPES):
+        return None  # the general path raises
+    t = TensorStub("_rebuild_tensor_v2", st, offset, size, stride, requires_grad, dtype, st.location)
+    nbytes = st.nbytes
+    if not st.resizable and nbytes is not None:
+        extent = offset + 1
+        for n, s in zip(size, stride, strict=True):
+            extent += s * (n - 1)
+        if ITEMSIZE.get(dtype, 1 << 62) * extent > nbytes:
+            _check_fits(t, st)  # raises where the view does not fit (and decides the cases it skips)
+    return t
+
+
 def _check_tensor_extras(fname: str, requires_grad: Any, metadata: Any, dtype: str) -> None:
     """``tensor.requires_grad = requires_grad`` (a bool; True only for floating and complex dtypes),
     then ``set_tensor_metadata`` of a truthy metadata (asserts a dict)."""

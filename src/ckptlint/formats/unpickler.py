@@ -34,6 +34,7 @@ from .knowncalls import known_protocols
 from .nestedbytes import NESTED_LOADERS, nested_payloads
 from .pickleitems import BUILTIN_VALUES as _BUILTIN_VALUES
 from .pickleitems import ItemOps
+from .pickleloop import run
 from .pickleops import I32, OPCODE_NAMES, OPCODES, U16, U32, U64
 from .stubs import Call, Global, ODict, Storage, TensorStub, describe, short_repr
 from .torchcalls import interpret_call, storage_from_pid, unrestorable_note
@@ -46,7 +47,6 @@ __all__ = [
 PersistentLoad = Callable[[Any], Any]
 
 _STOP = object()
-_U32_FROM = U32.unpack_from
 _REFS_PER_NAME = 8
 """GlobalRefs recorded per (name, opcode) in one stream; later repeats are counted, not kept."""
 _MEMO_ALLOC_WARN = 1 << 24
@@ -112,8 +112,11 @@ class StaticUnpickler(ItemOps):
         self.max_memo_index = -1
         self._stack: list[Any] = []
         self._metastack: list[list[Any]] = []
-        self._memo: dict[int, Any] = {}
+        self._memo: list[Any] | dict[int, Any] = []
+        """A list while the stream writes each next index (what pickle writes), else a dict."""
         self._memo_left = self.budget.limits.max_memo - self.budget.memo
+        self._memo_cap = min(self._memo_left, self.limits.max_memo_index + 1, _MEMO_ALLOC_WARN + 1)
+        """The list memo grows only below this (past it, ``_memo_put``'s checks apply)."""
         self._op_start = start
         self._frame_end: int | None = None
         self.count = 0
@@ -156,42 +159,10 @@ class StaticUnpickler(ItemOps):
 
     # -- the loop
     def load(self) -> Any:
-        data = self.data
-        n = len(data)
-        dispatch = _DISPATCH
-        first = self._first
-        left = self.budget.opcodes_left()
-        count = 0
         try:
-            while True:
-                if self.pos >= self._buf_end:
-                    if self.pos >= n or not self._framed:
-                        raise TruncatedPickle(f"pickle ended without STOP ({self.stream})")
-                    self._op_start = self.pos
-                    self.pos = self._refill()
-                count += 1
-                if count > left:
-                    count -= 1
-                    lim = self.budget.limits.max_opcodes
-                    raise LimitExceeded("max_opcodes", lim, f"pickle opcodes in the whole file, {self.stream}")
-                start = self._op_start = self.pos
-                code = data[start]
-                handler = dispatch[code]
-                if handler is None:
-                    raise FormatError(f"invalid pickle opcode 0x{code:02x} at byte {start} ({self.stream})")
-                self.pos = start + 1
-                if code not in first:
-                    first[code] = start
-                if handler(self) is _STOP:
-                    self.end = self.pos
-                    return self._stack[-1]
-                fe = self._frame_end
-                if fe is not None and start < fe < self.pos:
-                    self.frame_irregular = True
-                    self.anomalies.append(f"opcode at byte {start} crosses the FRAME boundary at byte {fe}")
+            return run(self, _DISPATCH, _STOP)
         finally:
-            self.count = count
-            self.budget.opcodes += count
+            self.budget.opcodes += self.count
             self.budget.memo += len(self._memo)
 
     # -- protocol, framing, marks
@@ -244,25 +215,37 @@ class StaticUnpickler(ItemOps):
 
     # -- memo
     def _memo_put(self, idx: int, value: Any) -> None:
+        memo = self._memo
+        if type(memo) is list:
+            if idx < len(memo):
+                memo[idx] = value
+                return
+            if idx == len(memo) and idx < self._memo_cap:
+                memo.append(value)
+                return
+            # any other index: the dict, with the list's entries counted as the dict counts them
+            self._memo_left -= len(memo)
+            self.max_memo_index = len(memo) - 1
+            memo = self._memo = dict(enumerate(memo))
         if idx > self.limits.max_memo_index:
             raise LimitExceeded("max_memo_index", self.limits.max_memo_index,
                                 f"pickle memo index {idx} at byte {self._op_start}, {self.stream}")
-        if idx not in self._memo:
+        if idx not in memo:
             self._memo_left -= 1
             if self._memo_left < 0:
-                self.budget.charge_memo(len(self._memo) + 1)
+                self.budget.charge_memo(len(memo) + 1)
             if idx > self.max_memo_index:
                 self.max_memo_index = idx
                 if idx > _MEMO_ALLOC_WARN:
                     self.anomalies.append(
                         f"memo index {idx} at byte {self._op_start}: CPython's C unpickler allocates "
                         f"{idx * 16 >> 20} MiB for its memo here and may fail")
-        self._memo[idx] = value
+        memo[idx] = value
 
     def _memo_get(self, idx: int) -> Any:
         try:
             return self._memo[idx]
-        except KeyError:
+        except LookupError:
             raise self._fail(f"pickle memo key {idx} missing") from None
 
     def op_PUT(self) -> None:
@@ -274,20 +257,8 @@ class StaticUnpickler(ItemOps):
         self._memo_put(idx, self._top())
 
     def op_LONG_BINPUT(self) -> None:
-        p = self.pos
-        e = p + 4
-        if e > self._buf_end:
-            idx = U32.unpack(self._read(4))[0]
-        else:
-            self.pos = e
-            idx = _U32_FROM(self.data, p)[0]
-        stack = self._stack
-        if not stack:
-            raise self._fail("pickle stack underflow")
-        if idx not in self._memo:
-            self._memo_put(idx, stack[-1])
-        else:
-            self._memo[idx] = stack[-1]
+        idx = U32.unpack(self._read(4))[0]
+        self._memo_put(idx, self._top())
 
     def op_MEMOIZE(self) -> None:
         self._memo_put(len(self._memo), self._top())
@@ -466,11 +437,15 @@ class StaticUnpickler(ItemOps):
             raise self._fail("persistent id without a persistent_load function")
         value = self.persistent_load(pid)
         if isinstance(value, Storage) and value.key not in self._restored:
-            self._restored.add(value.key)  # torch restores a storage's location once, when its key first loads
-            note = unrestorable_note(value, self._op_start)
-            if note:
-                self.notes.append(note)
+            self._restore(value)
         self._stack.append(value)
+
+    def _restore(self, st: Storage) -> None:
+        """torch restores a storage's location once, when its key first loads: note where it cannot."""
+        self._restored.add(st.key)
+        note = unrestorable_note(st, self._op_start)
+        if note:
+            self.notes.append(note)
 
 
 def _known_not(obj: Any, protocol: str) -> bool:
