@@ -130,6 +130,7 @@ class TensorSource:
         self.inventory = inventory
         self.limits = limits
         self.window = DEFAULT_WINDOW
+        """The largest single read a strided gather makes (bytes); tests make it small."""
         self._storages: dict[str, StorageRecord] = {s.key: s for s in inventory.storages}
         self._data: dict[str, _Data] = {}
         self._files: list[BinaryIO] = []
@@ -145,7 +146,8 @@ class TensorSource:
 
     def check(self, rec: TensorRecord) -> None:
         """Raise :class:`UnsupportedTensor` when ``rec`` cannot be written as a safetensors tensor, without
-        reading its bytes (a missing or short record is found by :meth:`tensor_chunks`)."""
+        reading tensor bytes (a raw pickle's storages are located, a shard's index read; a missing or short
+        record is found by :meth:`tensor_chunks`)."""
         key = _name(rec)
         if rec.layout != "strided":
             raise UnsupportedTensor(key, f"{rec.layout} layout (safetensors holds dense tensors only)")
