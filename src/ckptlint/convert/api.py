@@ -93,9 +93,15 @@ def convert(src: str | os.PathLike[str], dest: str | os.PathLike[str], *, key: s
 
 
 def _read(src: str, limits: Limits) -> Inventory:
-    from .. import inspect
+    """``ckptlint.inspect``: FIFOs and devices refused unopened, then the static reader."""
+    from ..errors import CheckpointError
+    from ..formats import read_inventory
+    from ..sources import special_file
 
-    return inspect(src, limits=limits)
+    special = special_file(src)
+    if special is not None:
+        raise CheckpointError(src, special, "unreadable")
+    return read_inventory(src, limits)
 
 
 def _same_file(src: str, dest: str, inv: Inventory) -> None:
