@@ -278,3 +278,11 @@ def test_names_safetensors_cannot_hold_are_errors_and_odd_file_names_are_escaped
     assert r.metadata["ckptlint_source"] == "caf\\udce9.pt"
     assert read_safetensors(tmp_path / "c.safetensors")[0]["__metadata__"]["ckptlint_source"] == "caf\\udce9.pt"
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".safetensors") == ["c.safetensors"]
+
+
+def test_a_fifo_source_is_refused_unopened(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.pt"
+    os.mkfifo(fifo)  # opening it would block until a writer came
+    with pytest.raises(CheckpointError, match=r"pipe\.pt: not a regular file \(a FIFO\)"):
+        ckptlint.convert(fifo, tmp_path / "p.safetensors")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe.pt"]
