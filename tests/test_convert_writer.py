@@ -120,3 +120,15 @@ def test_an_existing_index_is_not_replaced_without_overwrite(tmp_path: Path) -> 
     assert json.loads((tmp_path / "m.safetensors.index.json").read_text())["weight_map"] == {
         "a": "m-00001-of-00002.safetensors", "b": "m-00002-of-00002.safetensors"}
     assert len(w.files) == 2
+
+
+def test_a_destination_that_is_not_a_regular_file_is_never_replaced(tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "pipe.safetensors")
+    (tmp_path / "dir.safetensors").mkdir()
+    for name, kind in (("pipe.safetensors", "a FIFO"), ("dir.safetensors", "a folder")):
+        with pytest.raises(OutputError, match=rf"not a regular file \({kind}\)"):
+            write_set(str(tmp_path / name), [out("a", "U8", 4)], {}, max_shard_size=None, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.safetensors", "pipe.safetensors"]
+    assert (tmp_path / "dir.safetensors").is_dir() and list((tmp_path / "dir.safetensors").iterdir()) == []

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from ..errors import OutputError, UsageError
+from ..filenames import special_kind
 from .result import ConvertError
 
 DTYPE_ORDER = ("BOOL", "F4", "F6_E2M3", "F6_E3M2", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0", "F8_E4M3FNUZ",
@@ -191,6 +192,9 @@ def write_set(dest: str, tensors: Sequence[OutTensor], metadata: dict[str, str],
     index = index_name(dest) if len(shards) > 1 else None
     targets = [*names, *([index] if index else [])]
     for name in targets:
+        kind = special_kind(name) or ("a folder" if os.path.isdir(name) else None)
+        if kind is not None:  # --overwrite must never put a file in the place of /dev/null or a folder
+            raise OutputError(name, f"not a regular file ({kind}): give a file name to write")
         if not overwrite and os.path.lexists(name):
             raise OutputError(name, "exists (use --overwrite to replace it)")
     temps: list[str] = []
