@@ -216,11 +216,21 @@ class Inventory:
 
     def shared_storages(self) -> dict[str, list[KeyPath]]:
         """Storage keys referenced by more than one tensor path (views, tied weights)."""
-        by_key: dict[str, list[KeyPath]] = {}
+        seen: set[str] = set()
+        shared: set[str] = set()
         for t in self.tensors:
-            if t.storage_key is not None:
-                by_key.setdefault(t.storage_key, []).append(t.path)
-        return {k: v for k, v in by_key.items() if len(v) > 1}
+            key = t.storage_key
+            if key is not None:
+                if key in seen:
+                    shared.add(key)
+                else:
+                    seen.add(key)
+        by_key: dict[str, list[KeyPath]] = {}
+        if shared:  # one list per shared storage only (files hold 100,000s of storages, few shared)
+            for t in self.tensors:
+                if t.storage_key in shared:
+                    by_key.setdefault(t.storage_key, []).append(t.path)
+        return by_key
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form documented in docs/inventory-json.md."""

@@ -36,6 +36,8 @@ class CountingFile:
         self.bytes_read = 0
         self.budget = Budget(limits)
         """The file's one budget: every reader of this file charges it."""
+        self.cache: dict[str, Any] = {}
+        """What several readers of this file would otherwise parse again (the zip directory)."""
 
     def pread(self, offset: int, n: int) -> bytes:
         self.f.seek(offset)

@@ -150,10 +150,11 @@ def _init(z: ZipArchive, r: TorchZipReading) -> None:
 
 def _all_records(z: ZipArchive, r: TorchZipReading) -> None:
     want = r.prefix + b"/"
+    plain = b"\x00" not in want  # then strncmp is startswith (the C string ends at its NUL)
     records = []
     for m in z.members:
         c_name = m.raw_name[:511].split(b"\x00", 1)[0]
-        if not _strncmp_equal(c_name, want):
+        if not (c_name.startswith(want) if plain else _strncmp_equal(c_name, want)):
             raise _Refused(f"file in archive is not in a subdirectory {want.decode('utf-8', 'replace')}: "
                            f"{c_name.decode('utf-8', 'replace')}")
         rest = c_name[len(want):]

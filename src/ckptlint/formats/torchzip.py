@@ -24,12 +24,11 @@ from ..inventory import FormatFacts, Inventory, StorageRecord, StreamStop
 from ..limits import DEFAULT_LIMITS, Budget, Limits
 from .common import Assembler, CountingFile, record_pid
 from .legacy import storage_alias
-from .pyzip import PyZipView, py_zip_view
+from .pyzip import Listed, PyZipView, py_zip_view
 from .torchload_zip import KEEP, TorchZipReading, read_like_torch
-from .torchscript_code import torchscript_code_facts
 from .unpickler import PersistentLoad, storage_from_pid
-from .zipextract import Extracted, MemberReader, extract, head, inflated_prefix, local_header, record_error
-from .zipreader import ZipArchive, ZipMember, ZipStructureError, zipfile_names
+from .zipextract import Extracted, MemberReader, extract, head, inflated_prefix, record_error
+from .zipreader import ZipArchive, ZipMember, ZipStructureError, open_archive, parsed_archive, zipfile_names
 
 _SMALL_RECORDS = ("version", ".data/version", ".format_version", ".storage_alignment")
 _PICKLE_SUFFIXES = (".pkl", ".debug_pkl", ".pickle")
@@ -38,10 +37,10 @@ _PAD = 16 << 20
 
 def read_torch_zip(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> Inventory:
     budget: Budget = getattr(f, "budget", None) or Budget(limits)
-    py = py_zip_view(f.f, f.size, budget)
+    py = py_zip_view(f.f, f.size, budget, parsed_archive(f, limits))  # zipfile's listing, where it differs
     try:
         try:
-            z = ZipArchive(f.pread, f.size, limits, budget)
+            z = open_archive(f, limits, budget)  # the directory other readers of this file parsed already
         except ZipStructureError as e:
             return _only_zipfile_reads(f, path, limits, budget, py, str(e))
         return _read(f, path, limits, budget, z, py)
@@ -51,6 +50,7 @@ def read_torch_zip(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) 
 
 def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArchive,
           py: PyZipView) -> Inventory:
+    z.local_headers()  # every local header, read once in file order: torch reads each record's
     reading = read_like_torch(z, limits.max_pickle_bytes)
     asm = Assembler(path, limits, budget=budget)
     prefix = reading.prefix.decode("utf-8", "replace")
@@ -58,14 +58,16 @@ def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArch
     loaded: list[str] = []
     structure: Any = None
     storage_entries: dict[str, str] = {}
-    labels = _labels(z)
+    located: dict[bytes, ZipMember | None] = {}
+    """Storage record name -> the entry torch's lookup found for it (while unpickling)."""
+    labels = _Labels(z)
     for m in reading.read.values():  # a record's note names its stream (`<name>@<offset>` among duplicates)
         said = f"{m.name} (read by torch.load)"
-        reading.notes = [f"{labels[m.index]} (read by torch.load){n[len(said):]}" if n.startswith(said) else n
+        reading.notes = [f"{labels[m]} (read by torch.load){n[len(said):]}" if n.startswith(said) else n
                          for n in reading.notes]
     if reading.refuses is None:
         if reading.script:
-            structure = _torchscript(z, reading, asm, parsed, storage_entries)
+            structure = _torchscript(z, reading, asm, parsed, storage_entries, located)
         elif reading.data_pkl is not None and reading.data_pkl.uninitialized and not reading.data_pkl.data:
             # torch unpickles memory nothing wrote: it fails, unless by luck (recycled memory may even hold an
             # earlier pickle), so the readers may disagree (CK107) and no stream is torch's
@@ -80,13 +82,13 @@ def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArch
                 # what follows is memory nothing wrote: zeros stand in (an invalid opcode: the parse stops there)
                 data = rec.data if rec.complete else inflated_prefix(z, m, rec.produced)
                 rec = Extracted(data + b"\0" * min(m.size - rec.produced, _PAD), produced=0)
-            loader = _checked(z, asm, asm.storage_loader(), reading.prefix + b"/data/")
-            asm.wrapper_streams.add(labels[m.index])  # torch's UnpicklerWrapper reads it
-            value = _parse(asm, z, m, rec, labels[m.index], loader)
-            structure = asm.collect(value, labels[m.index])
+            loader = _checked(z, asm, asm.storage_loader(), reading.prefix + b"/data/", located)
+            asm.wrapper_streams.add(labels[m])  # torch's UnpicklerWrapper reads it
+            value = _parse(asm, z, m, rec, labels[m], loader)
+            structure = asm.collect(value, labels[m])
             parsed.add(m.index)
             storage_entries.update({key: f"{prefix}/data/{key}" for key in asm.storages})
-            loaded.append(labels[m.index])
+            loaded.append(labels[m])
             if reading.data_pkl.uninitialized and len(asm.stops) > stops:
                 # torch unpickles what was inflated (its globals are reached), then memory nothing
                 # wrote: it fails there (unless by luck)
@@ -97,13 +99,15 @@ def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArch
                               f"(torch.load: {reading.refuses})")
         raise FormatError(f"torch.load refuses it: {reading.refuses}")
 
-    storages, storage_idx = _storages(z, reading, asm, storage_entries)
+    storages, storage_names = _storages(z, asm, storage_entries, located)
+    storage_idx = set(storage_names)
     anomalies = list(z.anomalies) + reading.notes + _header_mismatches(z) + _duplicates(z, py)
+    skip = parsed | storage_idx
     try:
         for m in z.members:
-            if m.index in parsed or m.index in storage_idx or not _looks_like_pickle(z, m):
+            if m.index in skip or not _looks_like_pickle(z, m):
                 continue
-            _scan(asm, z, m, labels[m.index])
+            _scan(asm, z, m, labels[m])
         anomalies += _compare_with_zipfile(z, py, reading, asm, budget, limits)
     except LimitExceeded as e:
         # a bound met while scanning pickles torch never loads: what torch.load does is already known (seed 21
@@ -136,19 +140,21 @@ def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArch
         pickle_protocol=asm.protocol,
         byteorder=reading.records.get("byteorder", b"little").decode("utf-8", "replace"),
         zip_prefix=prefix,
-        zip_entries=tuple(m.name for m in z.members),
+        zip_entries=tuple(storage_names.get(m.index) or m.name for m in z.members),  # one str per name
         streams=tuple(asm.streams),
         loaded_streams=tuple(loaded),
         opcodes=tuple(sorted(asm.opcodes)),
         extra=extra,
     )
     if reading.script and reading.refuses is None:
+        from .torchscript_code import torchscript_code_facts  # TorchScript archives only (startup)
+
         facts.extra.update(torchscript_code_facts(z, prefix, limits))
     return asm.inventory(facts, structure, storages)
 
 
 def _torchscript(z: ZipArchive, reading: TorchZipReading, asm: Assembler, parsed: set[int],
-                 storage_entries: dict[str, str]) -> Any:
+                 storage_entries: dict[str, str], located: dict[bytes, ZipMember | None]) -> Any:
     """``torch.jit.load`` reads ``data.pkl`` and ``constants.pkl`` through the same lookup; the
     constants keep their own storage namespace (``constants/<key>``)."""
     prefix = reading.prefix.decode("utf-8", "replace")
@@ -156,7 +162,8 @@ def _torchscript(z: ZipArchive, reading: TorchZipReading, asm: Assembler, parsed
     m = z.locate(reading.prefix + b"/data.pkl")
     if m is not None:
         rec = extract(z, m, asm.limits.max_pickle_bytes, KEEP)
-        value = _parse(asm, z, m, rec, m.name, _checked(z, asm, asm.storage_loader(), reading.prefix + b"/data/"))
+        value = _parse(asm, z, m, rec, m.name, _checked(z, asm, asm.storage_loader(), reading.prefix + b"/data/",
+                                                         located))
         structure = asm.collect(value, m.name)
         parsed.add(m.index)
         storage_entries.update({key: f"{prefix}/data/{key}" for key in asm.storages})
@@ -171,62 +178,79 @@ def _torchscript(z: ZipArchive, reading: TorchZipReading, asm: Assembler, parsed
             storage_entries[st.key] = f"{prefix}/{st.key}"
             return st
 
-        value = _parse(asm, z, c, rec, c.name, _checked(z, asm, constants_loader, reading.prefix + b"/"))
+        value = _parse(asm, z, c, rec, c.name, _checked(z, asm, constants_loader, reading.prefix + b"/", located))
         asm.collect(value, c.name, root=("__constants__",))
         parsed.add(c.index)
     return structure
 
 
-def _checked(z: ZipArchive, asm: Assembler, load: PersistentLoad, folder: bytes) -> PersistentLoad:
+def _checked(z: ZipArchive, asm: Assembler, load: PersistentLoad, folder: bytes,
+             located: dict[bytes, ZipMember | None]) -> PersistentLoad:
     """torch reads each storage's record when the pickle first names it (``persistent_load``):
-    where ``getRecord`` raises, unpickling stops at that opcode, so globals after it never load."""
+    where ``getRecord`` raises, unpickling stops at that opcode, so globals after it never load.
+    ``located`` keeps the entry found for each record, for the storage list."""
     seen: dict[str, str | None] = {}
+    tail = folder.decode("utf-8", "replace").split("/", 1)[-1]  # the record name: what follows the prefix
+    cap = asm.limits.max_pickle_bytes
 
     def checked(pid: Any) -> Any:
         st = load(storage_alias(pid))
         key = getattr(st, "key", None)
         if isinstance(key, str):
-            if key not in seen:
+            if key in seen:
+                problem = seen[key]
+            else:
                 entry = folder + key.encode("utf-8")
-                record = entry.decode("utf-8", "replace").split("/", 1)[-1]
-                m = z.locate(entry)
-                seen[key] = record_error(z, m, record, asm.limits.max_pickle_bytes)
+                m = located[entry] = z.locate(entry)
+                problem = seen[key] = record_error(z, m, tail + key, cap)
                 nbytes = getattr(st, "nbytes", None)
-                if seen[key] is None and m is not None and isinstance(nbytes, int) and m.size != nbytes:
+                if problem is None and m is not None and isinstance(nbytes, int) and m.size != nbytes:
                     # get_storage_from_record: TORCH_CHECK(record size == numel * element size)
-                    seen[key] = f"record size ({m.size} bytes) does not match expected size ({nbytes} bytes)"
-            problem = seen[key]
+                    problem = seen[key] = (f"record size ({m.size} bytes) does not match expected size "
+                                           f"({nbytes} bytes)")
             if problem is not None:
                 raise FormatError(problem)
         return st
     return checked
 
 
-def _storages(z: ZipArchive, reading: TorchZipReading, asm: Assembler,
-              entries: dict[str, str]) -> tuple[list[StorageRecord], set[int]]:
-    """Storage records as torch finds them (the same case-insensitive lookup as every record)."""
+def _storages(z: ZipArchive, asm: Assembler, entries: dict[str, str],
+              located: dict[bytes, ZipMember | None]) -> tuple[list[StorageRecord], dict[int, str]]:
+    """Storage records as torch finds them (the same case-insensitive lookup as every record);
+    and entry index -> its name (the StorageRecord's string, shared with the entry list)."""
     out: list[StorageRecord] = []
-    idx: set[int] = set()
+    names: dict[int, str] = {}
     for key, st in asm.storages.items():
         entry = entries.get(key)
-        m = z.locate(entry.encode("utf-8")) if entry else None
-        if m is None:
+        raw = entry.encode("utf-8") if entry else b""
+        m = (located[raw] if raw in located else z.locate(raw)) if entry else None
+        if m is None or entry is None:
             asm.notes.append(f"storage {key!r} has no {entry} record")
-        else:
-            idx.add(m.index)
-            if st.nbytes is not None and m.size < st.nbytes:
-                asm.notes.append(f"storage record {m.name} holds {m.size} bytes, the pickle declares {st.nbytes}")
-        out.append(StorageRecord(key, st.dtype, st.nbytes, st.location, m.name if m else entry,
-                                 m.size if m else None))
-    return out, idx
+            out.append(StorageRecord(key, st.dtype, st.nbytes, st.location, entry, None))
+            continue
+        name = entry if m.raw_name == raw else m.name
+        names[m.index] = name
+        if st.nbytes is not None and m.size < st.nbytes:
+            asm.notes.append(f"storage record {name} holds {m.size} bytes, the pickle declares {st.nbytes}")
+        out.append(StorageRecord(key, st.dtype, st.nbytes, st.location, name, m.size))
+    return out, names
 
 
-def _labels(z: ZipArchive) -> dict[int, str]:
-    """Stream names: the entry name, plus ``@<offset>`` where several entries share it."""
-    counts: dict[bytes, int] = {}
-    for m in z.members:
-        counts[m.folded] = counts.get(m.folded, 0) + 1
-    return {m.index: m.name if counts[m.folded] == 1 else f"{m.name}@{m.header_offset}" for m in z.members}
+class _Labels:
+    """Stream names: the entry name, plus ``@<offset>`` where several entries share it (ASCII case
+    ignored); computed per entry asked, not for all of them."""
+
+    def __init__(self, z: ZipArchive) -> None:
+        self.counts: dict[bytes, int] | None = None
+        if z.has_duplicates:
+            self.counts = {}
+            for m in z.members:
+                self.counts[m.folded] = self.counts.get(m.folded, 0) + 1
+
+    def __getitem__(self, m: ZipMember) -> str:
+        if self.counts is None or self.counts[m.folded] == 1:
+            return m.name
+        return f"{m.name}@{m.header_offset}"
 
 
 def _looks_like_pickle(z: ZipArchive, m: ZipMember) -> bool:
@@ -266,11 +290,10 @@ def _any_pickle(z: ZipArchive, py: PyZipView) -> bool:
 
 def _header_mismatches(z: ZipArchive) -> list[str]:
     out = []
-    for m in z.members:
-        local = local_header(z, m)
-        if local is None:
-            continue
-        name, flags, method = local
+    local = z.local_headers()
+    for i in sorted(local.differs):
+        m = z.members[i]
+        name, flags, method = local.differs[i]
         if name != m.raw_name:
             out.append(f"zip member {m.name!r}: local header names it {name.decode('utf-8', 'replace')!r} "
                        "(Python's zipfile refuses to read it, torch reads it)")
@@ -281,6 +304,8 @@ def _header_mismatches(z: ZipArchive) -> list[str]:
 
 
 def _duplicates(z: ZipArchive, py: PyZipView) -> list[str]:
+    if not z.has_duplicates:
+        return []
     groups: dict[bytes, list[ZipMember]] = {}
     for m in z.members:
         groups.setdefault(m.folded, []).append(m)
@@ -293,7 +318,7 @@ def _duplicates(z: ZipArchive, py: PyZipView) -> list[str]:
         msg = (f"{len(ms)} zip entries named {' / '.join(repr(n) for n in names[:3])} (miniz ignores case): "
                f"torch.load reads the one at offset {torch_pick.header_offset if torch_pick else '?'}")
         py_names = {m.py_name for m in ms}
-        py_offsets = sorted({py.by_name[n].header_offset for n in py_names if n in py.by_name})
+        py_offsets = sorted({p.header_offset for p in map(py.get, py_names) if p is not None})
         if py.error is None and py_offsets:
             msg += f", Python's zipfile the one(s) at offset {', '.join(map(str, py_offsets))}"
         out.append(msg)
@@ -305,10 +330,14 @@ def _compare_with_zipfile(z: ZipArchive, py: PyZipView, reading: TorchZipReading
     if py.error is not None:
         return [f"Python's zipfile cannot open this archive ({py.error}); torch.load reads it"]
     out = []
-    mz = {m.header_offset for m in z.members}
-    pz = {p.header_offset for p in py.members}
-    only_py = [p for p in py.members if p.header_offset not in mz]
-    only_mz = [m for m in z.members if m.header_offset not in pz]
+    if py.same_as is not None:  # zipfile lists exactly miniz's entries
+        only_py: list[Listed] = []
+        only_mz: list[ZipMember] = []
+    else:
+        mz = {m.header_offset for m in z.members}
+        pz = {p.header_offset for p in py.members}
+        only_py = [p for p in py.members if p.header_offset not in mz]
+        only_mz = [m for m in z.members if m.header_offset not in pz]
     if only_py:
         out.append(f"{len(only_py)} zip entries only Python's zipfile lists (torch.load never sees them): "
                    + ", ".join(repr(p.name) for p in only_py[:5]))
@@ -326,7 +355,7 @@ def _compare_with_zipfile(z: ZipArchive, py: PyZipView, reading: TorchZipReading
     for record, m in reading.read.items():
         name = reading.name(record)
         asked = reading.prefix + b"/" + record.encode()
-        pm = next((py.by_name[n] for n in zipfile_names(asked) if n in py.by_name), None)
+        pm = next((p for p in map(py.get, zipfile_names(asked)) if p is not None), None)
         if pm is None:
             out.append(f"{name}: torch.load reads {m.name!r} (offset {m.header_offset}), "
                        "Python's zipfile has no entry of that name")

@@ -29,6 +29,8 @@ from ..errors import LimitExceeded
 from . import zipmember as zr
 
 _CHUNK = 1 << 16
+_LFH = struct.Struct("<HH16xHH")
+"""Local header fields after the signature and version: flags, method, name and extra lengths."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,12 @@ def stat_error(m: zr.ZipMember) -> str | None:
 
 def data_offset(z: zr.Archive, m: zr.ZipMember) -> int:
     """Local header offset + 30 + the local name and extra lengths; ZipStructureError where miniz fails."""
+    known = z.known_data_offset(m)
+    if known is not None:  # the local headers were scanned (ZipArchive.local_headers): no read
+        if known >= 0:
+            return known
+        raise zr.ZipStructureError(zr.READ_FAILED if known == zr.LocalHeaders.READ_FAILED else zr.CORRUPTED,
+                                   f"reading file {m.name}")
     lfh = z._read(m.header_offset, 30)
     if len(lfh) != 30:
         raise zr.ZipStructureError(zr.READ_FAILED, f"reading file {m.name}")
@@ -78,6 +86,9 @@ def data_offset(z: zr.Archive, m: zr.ZipMember) -> int:
 
 def local_header(z: zr.Archive, m: zr.ZipMember) -> tuple[bytes, int, int] | None:
     """(local name, local flags, local method), or None when there is no local header there."""
+    known = z.known_local_header(m)
+    if known is not False:
+        return known  # type: ignore[return-value]  # not False: a header or None
     lfh = z._read(m.header_offset, 30)
     if len(lfh) != 30 or lfh[:4] != b"PK\x03\x04":
         return None
@@ -255,3 +266,51 @@ def record_error(z: zr.Archive, m: zr.ZipMember | None, record: str, cap: int) -
     else:
         problem = extract(z, m, cap, keep=0).error
     return None if problem is None else f"PytorchStreamReader failed reading file {record}: {problem}"
+
+
+_GAP = 4096
+"""Headers at most this far apart are read in one read (the bytes between are cheaper than a call)."""
+_WINDOW = 1 << 20
+"""Most bytes one read of nearby headers spans (memory stays bounded, whatever the file's size)."""
+
+
+def scan_local_headers(z: zr.Archive) -> zr.LocalHeaders:
+    """Every entry's local header, in file order, with as few reads as nearby headers allow."""
+    members = z.members
+    size = z.file_size
+    out = zr.LocalHeaders(len(members))
+    offsets = [m.header_offset for m in members]
+    order = sorted(range(len(members)), key=offsets.__getitem__)
+    buf, start = b"", 0
+    for k, i in enumerate(order):
+        m = members[i]
+        off = m.header_offset
+        if off >= size:
+            out.data_offsets[i] = zr.LocalHeaders.READ_FAILED
+            continue
+        if not (start <= off and (off + 30 + len(m.raw_name) <= start + len(buf) or start + len(buf) >= size)):
+            end = off + 30 + len(m.raw_name)
+            for j in order[k + 1:]:  # stretch the read over the next headers while they are close
+                nxt = members[j]
+                e = nxt.header_offset + 30 + len(nxt.raw_name)
+                if e - end > _GAP or e - off > _WINDOW:
+                    break
+                end = max(end, e)
+            buf, start = z._read(off, end - off), off
+        have = start + len(buf)
+        lfh = buf[off - start:off - start + 30]
+        if len(lfh) != 30:
+            out.data_offsets[i] = zr.LocalHeaders.READ_FAILED
+            continue
+        if lfh[:4] != b"PK\x03\x04":
+            out.data_offsets[i] = zr.LocalHeaders.BAD_SIGNATURE
+            continue
+        lflags, lmethod, nlen, xlen = _LFH.unpack_from(lfh, 6)
+        out.data_offsets[i] = off + 30 + nlen + xlen
+        if off + 30 + nlen <= have or have >= size:
+            name = buf[off + 30 - start:off + 30 + nlen - start]
+        else:
+            name = z._read(off + 30, nlen)
+        if name != m.raw_name or lflags != m.flags or lmethod != m.method:
+            out.differs[i] = (name, lflags, lmethod)
+    return out

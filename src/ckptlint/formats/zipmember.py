@@ -6,9 +6,9 @@ miniz reports, one directory entry, and the few archive fields extraction reads.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from ..errors import ZipStructureError as ZipStructureError  # re-exported for zipextract and torchzip
 from ..limits import Budget
@@ -31,11 +31,13 @@ Reader = Callable[[int, int], bytes]
 """``read(offset, n)``: up to ``n`` bytes at ``offset`` (fewer at the end of the file)."""
 
 
-@dataclass(frozen=True)
-class ZipMember:
-    """One central directory entry, with the fields ``mz_zip_reader_file_stat`` reports."""
+class ZipMember(NamedTuple):
+    """One central directory entry, with the fields ``mz_zip_reader_file_stat`` reports.
 
-    index: int
+    A named tuple, not a dataclass: archives hold one per tensor (100,000+), so each costs one
+    small tuple, built in C; the decoded ``name`` is computed when asked, never stored."""
+
+    index: int  # type: ignore[assignment]  # shadows tuple.index: the entry's index is what callers mean
     """Position in the central directory (what ``mz_zip_reader_get_filename(i)`` returns)."""
     raw_name: bytes
     flags: int
@@ -47,13 +49,12 @@ class ZipMember:
     external_attr: int
     stat_error: str | None = None
     """``mz_zip_reader_file_stat`` fails on this entry (a malformed ZIP64 extra field)."""
+    folded: bytes = b""
+    """The name as miniz compares it (ASCII case folded; the same object as ``raw_name`` when equal)."""
 
     @property
     def name(self) -> str:
         return self.raw_name.decode("utf-8", "replace")
-
-    folded: bytes = b""
-    """The name as miniz compares it (ASCII case folded)."""
 
     @property
     def py_name(self) -> str:
@@ -66,14 +67,67 @@ class ZipMember:
         return self.raw_name.endswith(b"/") or bool(self.external_attr & 0x10)
 
 
+class LocalHeaders:
+    """Each entry's local header as miniz meets it: where its data starts, and where it differs."""
+
+    READ_FAILED = -1
+    """Fewer than 30 bytes at the header offset."""
+    BAD_SIGNATURE = -2
+    """No ``PK\\x03\\x04`` there."""
+
+    def __init__(self, n: int) -> None:
+        self.data_offsets = array("q", bytes(8 * n))
+        """Per entry index: local header offset + 30 + local name and extra lengths, or a code above."""
+        self.differs: dict[int, tuple[bytes, int, int]] = {}
+        """Entry index -> (local name, flags, method), for the entries whose local header differs."""
+
+
+
 class Archive(Protocol):
     """What extraction reads of an open archive (zipreader.ZipArchive is the one implementation)."""
 
     file_size: int
     budget: Budget
+    members: list[ZipMember]
 
     def _read(self, offset: int, n: int) -> bytes: ...
+
+    def known_data_offset(self, m: ZipMember) -> int | None: ...
+
+    def known_local_header(self, m: ZipMember) -> tuple[bytes, int, int] | bool | None: ...
 
 
 def _py_decode(raw: bytes, flags: int) -> str:
     return raw.decode("utf-8" if flags & 0x800 else "cp437", "replace").split("\x00", 1)[0]
+
+
+def miniz_sort(keys: list[bytes]) -> list[int]:
+    """miniz's heap sort of entry indices by case-folded name (not stable: equal names end up
+    wherever the heap puts them, which decides the copy the binary search finds)."""
+    n = len(keys)
+    if n <= 1:
+        return list(range(n))
+    if len(set(keys)) == n:
+        return sorted(range(n), key=keys.__getitem__)  # no ties: any correct sort gives the same order
+    rank = {k: r for r, k in enumerate(sorted(set(keys)))}
+    r = [rank[k] for k in keys]
+    idx = list(range(n))
+
+    def sift(root: int, end: int) -> None:
+        while True:
+            child = 2 * root + 1
+            if child >= end:
+                return
+            if child + 1 < end and r[idx[child]] < r[idx[child + 1]]:
+                child += 1
+            if not r[idx[root]] < r[idx[child]]:
+                return
+            idx[root], idx[child] = idx[child], idx[root]
+            root = child
+
+    for start in range((n - 2) >> 1, -1, -1):
+        sift(start, n)
+    for end in range(n - 1, 0, -1):
+        idx[end], idx[0] = idx[0], idx[end]
+        sift(0, end)
+    return idx

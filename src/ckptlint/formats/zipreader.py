@@ -25,11 +25,13 @@ behaves, including its silent failures) lives in zipextract.py.
 
 from __future__ import annotations
 
+import copy
 import struct
+from typing import Any, Protocol
 
 from ..errors import FormatError
 from ..limits import DEFAULT_LIMITS, Budget, Limits
-from .zipextract import data_offset, extract
+from .zipextract import data_offset, extract, scan_local_headers
 from .zipmember import (
     CDIR_SIZE,
     CORRUPTED,
@@ -43,16 +45,19 @@ from .zipmember import (
     NOT_FOUND,
     READ_FAILED,
     TOO_MANY_FILES,
+    LocalHeaders,
     Reader,
     ZipMember,
     ZipStructureError,
     _py_decode,
+    miniz_sort,
 )
 
 __all__ = [
     "CDIR_SIZE", "CORRUPTED", "DECOMPRESSED_SIZE", "ENCRYPTION", "FEATURE", "METHOD", "MULTIDISK",
     "NOT_AN_ARCHIVE", "NOT_FOUND", "NO_CENTRAL_DIR", "READ_FAILED", "TOO_MANY_FILES", "Reader",
-    "ZipArchive", "ZipMember", "ZipStructureError", "zipfile_names",
+    "ZipArchive", "ZipMember", "ZipStructureError", "open_archive", "parsed_archive",
+    "zipfile_names",
 ]
 
 _EOCD = struct.Struct("<4sHHHHIIH")
@@ -60,6 +65,7 @@ _LOC64 = struct.Struct("<4sIQI")
 _EOCD64 = struct.Struct("<4sQHHIIQQQQ")
 _CDH = struct.Struct("<4sHHHHHHIIIHHHHHII")
 _U32 = 0xFFFFFFFF
+_miniz_sort = miniz_sort  # its old name here (tests compare it with miniz's heap sort)
 _LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
 
 class ZipArchive:
@@ -76,15 +82,35 @@ class ZipArchive:
         self.eocd_offset = -1
         self.cd_offset = 0
         self.cd_size = 0
+        self._charged = (0, 0)
+        """(entries, directory bytes) charged to the budget while parsing (``view`` replays them)."""
+        self.max_extract_version = 0
+        """The highest "version needed to extract" among the entries (Python's zipfile refuses some)."""
+        self.plain = True
+        """Every entry has an ASCII name without NUL or backslash and no extra field, and the entries
+        fill the directory exactly: Python's zipfile lists these entries as they are (pyzip.py)."""
         self.members: list[ZipMember] = self._central_directory()
-        keys = [m.folded for m in self.members]
-        self.sorted_index: list[int] = _miniz_sort(keys)
-        self._sorted_keys = [keys[i] for i in self.sorted_index]
-        unique = {m.folded: m for m in self.members}
-        self._unique = unique if len(unique) == len(self.members) else None
-        """Without duplicate names the binary search can only find the one match: a dict finds it too."""
-        self.by_name: dict[str, ZipMember] = {m.name: m for m in self.members}
+        self._shared = _Shared(self.members)
+        """Lookup tables and the local-header scan, built once and shared by every view."""
+
+    def view(self, budget: Budget) -> ZipArchive:
+        """This archive charged to ``budget`` instead: the directory is not parsed again, its charges are
+        replayed (the caller's budget ends up exactly where parsing the archive anew would leave it)."""
+        _replay(self._charged, budget)
+        v = copy.copy(self)
+        v.budget = budget
+        v.anomalies = list(self.anomalies)
+        return v
+
+    @property
+    def sorted_index(self) -> list[int]:
+        """miniz's heap-sorted entry order (by case-folded name)."""
+        return self._shared.sorted()[0]
+
+    @property
+    def by_name(self) -> dict[str, ZipMember]:
         """Every name, the last entry of each (for callers that only list names)."""
+        return self._shared.by_name()
 
     # -- mz_zip_reader_read_central_dir ---------------------------------------------------------
 
@@ -155,19 +181,29 @@ class ZipArchive:
             raise ZipStructureError(CORRUPTED)
         self.cd_offset, self.cd_size = cd_off, cd_size
         if total == 0:
+            self.plain = cd_size == 0
             return []
-        self.budget.charge_members(total)
-        self.budget.charge_bytes(cd_size, "zip central directory bytes")
+        self._charged = (total, cd_size)
+        _replay(self._charged, self.budget)
         cd = self._read(cd_off, cd_size)
         if len(cd) != cd_size:
             raise ZipStructureError(READ_FAILED)
-        return [self._entry(cd, p, i, this_disk) for i, p in enumerate(_entry_offsets(cd, total))]
+        offsets = _entry_offsets(cd, total)
+        entry = self._entry
+        members = [entry(cd, p, i, this_disk) for i, p in enumerate(offsets)]
+        if offsets and offsets[-1] + _entry_size(cd, offsets[-1]) != cd_size:
+            self.plain = False  # Python's zipfile reads entries while bytes of the directory are left
+        return members
 
     def _entry(self, cd: bytes, p: int, index: int, this_disk: int) -> ZipMember:
-        (_, _, _, flags, method, _, _, crc, csize, size, nlen, xlen, _clen, disk, _, ext_attr,
+        (_, _, needed, flags, method, _, _, crc, csize, size, nlen, xlen, _clen, disk, _, ext_attr,
          hoff) = _CDH.unpack_from(cd, p)
-        name = cd[p + _CDH.size:p + _CDH.size + nlen]
-        extra = cd[p + _CDH.size + nlen:p + _CDH.size + nlen + xlen]
+        name = cd[p + 46:p + 46 + nlen]
+        extra = cd[p + 46 + nlen:p + 46 + nlen + xlen] if xlen else b""
+        if needed > self.max_extract_version:
+            self.max_extract_version = needed
+        if self.plain and (xlen or not name.isascii() or b"\x00" in name or b"\\" in name):
+            self.plain = False
         # The directory-wide sanity checks use PyTorch's patched ZIP64 parse ...
         c, d, o = csize, size, hoff
         if xlen and max(c, d, o) == _U32:
@@ -190,8 +226,10 @@ class ZipArchive:
         if b"\x00" in name:
             self.anomalies.append(f"zip member name with a NUL byte: {name.decode('utf-8', 'replace')!r} "
                                   "(C strings end there: torch and Python's zipfile see different names)")
+        if csize == size:
+            csize = size  # one int object for both (stored members)
         return ZipMember(index, name, flags, method, crc, csize, size, hoff, ext_attr, stat_error,
-                         name.translate(_LOWER))
+                         name.translate(_LOWER))  # the same object as name when nothing folds
 
     # -- lookup ---------------------------------------------------------------------------------
 
@@ -199,15 +237,16 @@ class ZipArchive:
         """``mz_zip_reader_locate_file(name, flags=0)``: the entry torch reads for ``name``."""
         raw = name.encode("utf-8") if isinstance(name, str) else name
         key = raw.split(b"\x00", 1)[0].translate(_LOWER)  # torch passes a C string
-        if self._unique is not None:
-            return self._unique.get(key)
-        keys = self._sorted_keys
+        unique = self._shared.unique
+        if unique is not None:
+            return unique.get(key)
+        index, keys = self._shared.sorted()
         lo, hi = 0, len(keys) - 1
         while lo <= hi:
             mid = lo + ((hi - lo) >> 1)
             folded = keys[mid]
             if folded == key:
-                return self.members[self.sorted_index[mid]]
+                return self.members[index[mid]]
             if folded < key:
                 lo = mid + 1
             else:
@@ -216,8 +255,35 @@ class ZipArchive:
 
     def same_name(self, m: ZipMember) -> list[ZipMember]:
         """Every entry miniz cannot tell apart from ``m`` (equal names, ASCII case ignored)."""
+        if self._shared.unique is not None:
+            return [m]
         key = m.folded
         return [o for o in self.members if o.folded == key]
+
+    @property
+    def has_duplicates(self) -> bool:
+        """Some entries share a name (ASCII case ignored)."""
+        return self._shared.unique is None
+
+    def known_data_offset(self, m: ZipMember) -> int | None:
+        """``m``'s data offset (or a LocalHeaders code) once the local headers were scanned, else None."""
+        local = self._shared.local
+        return None if local is None else local.data_offsets[m.index]
+
+    def known_local_header(self, m: ZipMember) -> tuple[bytes, int, int] | bool | None:
+        """What ``local_header`` returns for ``m``, once the local headers were scanned; else False."""
+        local = self._shared.local
+        if local is None:
+            return False
+        if local.data_offsets[m.index] < 0:
+            return None
+        return local.differs.get(m.index) or (m.raw_name, m.flags, m.method)
+
+    def local_headers(self) -> LocalHeaders:
+        """Every entry's local header, read once in file order (few reads: nearby headers share one)."""
+        if self._shared.local is None:
+            self._shared.local = scan_local_headers(self)
+        return self._shared.local
 
     def data_offset(self, m: ZipMember) -> int:
         """Where torch reads the member's bytes: after the *local* header's name and extra field."""
@@ -238,6 +304,87 @@ class ZipArchive:
             raise FormatError(f"zip member {name!r} not found")
         return self.read_member(m, limit)
 
+
+
+class Source(Protocol):
+    """An open file the readers share (``common.CountingFile``)."""
+
+    size: int
+    cache: dict[str, Any]
+
+    def pread(self, offset: int, n: int) -> bytes: ...
+
+
+def open_archive(f: Source, limits: Limits, budget: Budget) -> ZipArchive:
+    """``ZipArchive(f.pread, f.size, limits, budget)``, with the directory parsed once per open file:
+    every reader of the file (npz, torch.export, torch's zip reading, the not-a-checkpoint listing)
+    gets a view of one parse, charged to its own budget as a parse of its own would charge it.
+    A refusal is remembered too and raised again, after the same charges."""
+    _, archive, error, charges = _parsed(f, limits)
+    if archive is not None:
+        return archive.view(budget)
+    _replay(charges, budget)
+    assert error is not None
+    raise error
+
+
+def parsed_archive(f: Source, limits: Limits) -> ZipArchive | None:
+    """The file's one parse of its directory, to look at (None where miniz refuses it); charges nothing."""
+    return _parsed(f, limits)[1]
+
+
+_Parsed = tuple[Limits, ZipArchive | None, FormatError | None, tuple[int, int]]
+
+
+def _parsed(f: Source, limits: Limits) -> _Parsed:
+    cached: _Parsed | None = f.cache.get("zip")
+    if cached is None or cached[0] is not limits:
+        scratch = Budget(limits)
+        try:
+            cached = (limits, ZipArchive(f.pread, f.size, limits, scratch), None, (0, 0))
+        except FormatError as e:  # ZipStructureError, or a bound the directory alone exceeds
+            cached = (limits, None, e, (scratch.members, scratch.inflated_bytes))
+        f.cache["zip"] = cached
+    return cached
+
+
+def _replay(charges: tuple[int, int], budget: Budget) -> None:
+    """The directory's charges (entries, then its bytes), as parsing it charges them."""
+    entries, nbytes = charges
+    if entries:
+        budget.charge_members(entries)
+    if nbytes:
+        budget.charge_bytes(nbytes, "zip central directory bytes")
+
+
+class _Shared:
+    """What every view of one parsed directory shares, built on first use."""
+
+    def __init__(self, members: list[ZipMember]) -> None:
+        self.members = members
+        unique = {m.folded: m for m in members}
+        self.unique: dict[bytes, ZipMember] | None = unique if len(unique) == len(members) else None
+        """Without duplicate names the binary search can only find the one match: a dict finds it too."""
+        self._sorted: tuple[list[int], list[bytes]] | None = None
+        self._by_name: dict[str, ZipMember] | None = None
+        self.local: LocalHeaders | None = None
+
+    def sorted(self) -> tuple[list[int], list[bytes]]:
+        if self._sorted is None:
+            keys = [m.folded for m in self.members]
+            index = miniz_sort(keys)
+            self._sorted = index, [keys[i] for i in index]
+        return self._sorted
+
+    def by_name(self) -> dict[str, ZipMember]:
+        if self._by_name is None:
+            self._by_name = {m.name: m for m in self.members}
+        return self._by_name
+
+
+def _entry_size(cd: bytes, p: int) -> int:
+    nlen, xlen, clen = struct.unpack_from("<HHH", cd, p + 28)
+    return int(_CDH.size + nlen + xlen + clen)
 
 def zipfile_names(raw: bytes) -> tuple[str, ...]:
     """The spellings under which Python's zipfile may list ``raw`` (it depends on the entry's flag)."""
@@ -317,35 +464,3 @@ def _stat_zip64(extra: bytes, size: int, csize: int, hoff: int) -> tuple[int, in
         p += 4 + fsize
         left -= 4 + fsize
     return size, csize, hoff
-
-
-def _miniz_sort(keys: list[bytes]) -> list[int]:
-    """miniz's heap sort of entry indices by case-folded name (not stable: equal names end up
-    wherever the heap puts them, which decides the copy the binary search finds)."""
-    n = len(keys)
-    if n <= 1:
-        return list(range(n))
-    if len(set(keys)) == n:
-        return sorted(range(n), key=keys.__getitem__)  # no ties: any correct sort gives the same order
-    rank = {k: r for r, k in enumerate(sorted(set(keys)))}
-    r = [rank[k] for k in keys]
-    idx = list(range(n))
-
-    def sift(root: int, end: int) -> None:
-        while True:
-            child = 2 * root + 1
-            if child >= end:
-                return
-            if child + 1 < end and r[idx[child]] < r[idx[child + 1]]:
-                child += 1
-            if not r[idx[root]] < r[idx[child]]:
-                return
-            idx[root], idx[child] = idx[child], idx[root]
-            root = child
-
-    for start in range((n - 2) >> 1, -1, -1):
-        sift(start, n)
-    for end in range(n - 1, 0, -1):
-        idx[end], idx[0] = idx[0], idx[end]
-        sift(0, end)
-    return idx

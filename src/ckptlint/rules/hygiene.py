@@ -68,10 +68,17 @@ def _span(t: TensorRecord) -> tuple[int, int] | None:
 
 
 def storage_bloat(inv: Inventory) -> list[Finding]:
-    by_storage: dict[str, list[TensorRecord]] = {}
+    total_of: dict[str, int] = {}  # a storage's size is its first tensor's storage_bytes
     for t in inv.tensors:
-        if t.storage_key is not None and t.storage_bytes:
-            by_storage.setdefault(t.storage_key, []).append(t)
+        if t.storage_bytes and t.storage_key is not None and t.storage_key not in total_of:
+            total_of[t.storage_key] = t.storage_bytes
+    # under BLOAT_MIN_BYTES nothing can be wasted enough: only the big storages are grouped and measured
+    big = {k for k, n in total_of.items() if n >= BLOAT_MIN_BYTES}
+    by_storage: dict[str, list[TensorRecord]] = {}
+    if big:
+        for t in inv.tensors:
+            if t.storage_key in big and t.storage_bytes:
+                by_storage.setdefault(t.storage_key, []).append(t)
     out = []
     for key, ts in by_storage.items():
         spans = [_span(t) for t in ts]
