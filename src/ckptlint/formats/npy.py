@@ -15,7 +15,7 @@ from ..inventory import FormatFacts, Inventory
 from ..limits import DEFAULT_LIMITS, Limits
 from .common import Assembler, CountingFile
 from .zipextract import inflated_prefix
-from .zipreader import ZipArchive
+from .zipreader import open_archive
 
 NPY_MAGIC = b"\x93NUMPY"
 PLAIN_NPY = "a numpy array of plain values (no pickled Python objects), not a checkpoint"
@@ -101,7 +101,7 @@ def is_npz(f: CountingFile) -> bool:
 def read_npz(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> Inventory | None:
     """Each ``.npy`` member holding objects is a pickle ``np.load(...)[key]`` runs. None when a
     member is not ``*.npy`` (``np.savez`` writes nothing else): the zip is read as torch's then."""
-    z = ZipArchive(f.pread, f.size, limits, f.budget)
+    z = open_archive(f, limits, f.budget)  # the file's one parse of its directory
     if not all(m.name.lower().endswith(".npy") for m in z.members):
         return None
     asm = Assembler(path, limits, budget=f.budget)

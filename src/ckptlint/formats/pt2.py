@@ -16,9 +16,9 @@ from typing import Any
 
 from ..errors import FormatError
 from ..inventory import FormatFacts, Inventory, StorageRecord, TensorRecord
-from ..limits import DEFAULT_LIMITS, Limits
+from ..limits import DEFAULT_LIMITS, Budget, Limits
 from .common import Assembler, CountingFile, record_pid
-from .zipreader import Reader, ZipArchive
+from .zipreader import Reader, ZipArchive, open_archive
 
 # torch/_export/serde/schema.py ScalarType
 SCALAR_TYPES = {1: "uint8", 2: "int8", 3: "int16", 4: "int32", 5: "int64", 6: "float16", 7: "float32",
@@ -139,7 +139,7 @@ def open_pt2(f: CountingFile, limits: Limits = DEFAULT_LIMITS) -> tuple[ZipArchi
     """(archive, prefix) when the zip is a torch.export archive; None for anything else (the torch zip
     reader then reads it and reports its own errors)."""
     try:
-        z = ZipArchive(f.pread, f.size, limits)
+        z = open_archive(f, limits, Budget(limits))  # the file's one parse of its directory
         prefix = pt2_prefix(z)
     except (FormatError, ValueError, OverflowError):
         return None

@@ -106,12 +106,12 @@ def not_checkpoint_archive(f: CountingFile, kind: str, reason: str, limits: Limi
 
 def _members(f: CountingFile, kind: str, limits: Limits) -> list[str] | None:
     from .tar import TarFallback, TorchFails, load_members, open_torch_tar
-    from .zipreader import ZipArchive
+    from .zipreader import open_archive
 
     budget = Budget(limits)  # a listing of its own: the failed read may have spent the file's budget
     try:
         if kind == "zip":
-            return [m.name for m in ZipArchive(f.pread, f.size, limits, budget).members]
+            return [m.name for m in open_archive(f, limits, budget).members]
         tar = open_torch_tar(f, budget)
         return None if tar is None else [m.name for m in load_members(tar, budget)]
     except (FormatError, TarFallback, TorchFails, OSError, ValueError, EOFError):
