@@ -286,3 +286,17 @@ def test_a_fifo_source_is_refused_unopened(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"pipe\.pt: not a regular file \(a FIFO\)"):
         ckptlint.convert(fifo, tmp_path / "p.safetensors")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe.pt"]
+
+
+def test_a_sharded_set_converts_back_into_one_file(tmp_path: Path) -> None:
+    ts = {f"t{i}": tensor(str(i), [float(i * 10 + j) for j in range(6)], (2, 3)) for i in range(4)}
+    ts["v"] = T(ts["t1"].storage, (3, 2), (1, 3))  # a transpose, written contiguous into its shard
+    src = torch_zip(tmp_path / "s.pt", OD(ts))
+    sharded = ckptlint.convert(src, tmp_path / "model.safetensors", max_shard_size=50)
+    assert len(sharded.files) == 3 and sharded.index is not None
+    whole = ckptlint.convert(sharded.index, tmp_path / "whole.safetensors")
+    assert sorted(whole.tensors) == sorted(ts)
+    assert whole.sha256 == hashlib.sha256(Path(sharded.index).read_bytes()).hexdigest()
+    assert whole.metadata["ckptlint_source"] == "model.safetensors.index.json"
+    for name, t in ts.items():
+        assert tensor_bytes(tmp_path / "whole.safetensors", name) == expected_bytes(t), name
