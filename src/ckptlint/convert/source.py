@@ -27,12 +27,13 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any, BinaryIO, Protocol
+from typing import Any
 
-from ..errors import CkptlintError, FormatError
-from ..inventory import Inventory, StorageRecord, TensorRecord
+from ..errors import CheckpointError, CkptlintError, FormatError
+from ..inventory import Inventory, TensorRecord
 from ..limits import DEFAULT_LIMITS, Limits
 from .dtypes import itemsize, safetensors_code
+from .locate import Data, FileData, Opened, locate
 from .materialize import DEFAULT_WINDOW, byteswapped, coalesce, span_elements, strided_chunks
 
 DEFAULT_CHUNK = 16 << 20
@@ -45,7 +46,6 @@ _EXPANDED_BYTES = 1 << 30
 """A view repeating its storage (stride 0) whose copy would be larger than this and than 64 times the
 storage bytes it reads is refused: a few bytes of file must not turn into terabytes of output."""
 
-_ZIP_FORMATS = ("torch-zip", "torchscript", "torch-export")
 
 
 class TensorBytesError(CkptlintError):
@@ -77,44 +77,6 @@ class FileSpan:
     length: int
 
 
-class _Data(Protocol):
-    """A storage's bytes: ``size`` of them, read with ``read(offset, n)``."""
-
-    size: int
-    swap: int
-
-    def read(self, offset: int, n: int) -> bytes: ...
-
-
-class _FileData:
-    """A byte range of an open file (stored zip member, legacy/safetensors range, inflated temp file)."""
-
-    def __init__(self, f: BinaryIO, path: str | None, start: int, size: int, swap: int) -> None:
-        self.f, self.path, self.start, self.size, self.swap = f, path, start, size, swap
-
-    def read(self, offset: int, n: int) -> bytes:
-        if offset < 0 or offset + n > self.size:
-            raise FormatError(f"read of {n} bytes at {offset} past the storage's {self.size}")
-        self.f.seek(self.start + offset)
-        data = self.f.read(n)
-        if len(data) != n:
-            raise FormatError(f"the file ends inside the storage ({len(data)} of {n} bytes at {offset})")
-        return data
-
-
-class _PreadData:
-    """A storage inside something with ``pread`` (a tar member, sparse maps included)."""
-
-    def __init__(self, src: Any, start: int, size: int) -> None:
-        self.src, self.start, self.size, self.swap = src, start, size, 1
-
-    def read(self, offset: int, n: int) -> bytes:
-        data: bytes = self.src.pread(self.start + offset, n)
-        if offset < 0 or len(data) != n:
-            raise FormatError(f"the tar member ends inside the storage ({len(data)} of {n} bytes at {offset})")
-        return data
-
-
 def open_source(path: str | os.PathLike[str], inventory: Inventory, limits: Limits = DEFAULT_LIMITS) -> TensorSource:
     """A :class:`TensorSource` for the file ``inventory`` was read from (``path`` may be the folder the
     Inventory's file was found in: the Inventory's own path is read then). Close it (or use ``with``)."""
@@ -131,13 +93,8 @@ class TensorSource:
         self.limits = limits
         self.window = DEFAULT_WINDOW
         """The largest single read a strided gather makes (bytes); tests make it small."""
-        self._storages: dict[str, StorageRecord] = {s.key: s for s in inventory.storages}
-        self._data: dict[str, _Data] = {}
-        self._files: list[BinaryIO] = []
-        self._file: BinaryIO | None = None
-        self._zip: Any = None
-        self._tar: dict[str, tuple[int, int]] | None = None
-        self._tar_member: Any = None
+        self._opened = Opened(path, inventory, limits)
+        self._data: dict[str, Data] = {}
         self._shards: dict[str, TensorSource] = {}
         self._inline: dict[str, tuple[str, int, int]] = {}
         self._inline_args: list[tuple[int, int, bool]] | None = None
@@ -169,7 +126,7 @@ class TensorSource:
         shard = self._shard_of(rec)
         if shard is not None:
             return
-        st = self._storages.get(rec.storage_key)
+        st = self._opened.storages.get(rec.storage_key)
         if rec.storage_key in self._inline:
             return
         if self.inventory.format == "torch-export" and any(
@@ -241,7 +198,7 @@ class TensorSource:
             return None
         data = self._located(rec)
         length = rec.numel * size
-        if not isinstance(data, _FileData) or data.path is None or data.swap > 1 \
+        if not isinstance(data, FileData) or data.path is None or data.swap > 1 \
                 or (rec.storage_offset * size) + length > data.size:
             return None
         return FileSpan(data.path, data.start + rec.storage_offset * size, length)
@@ -261,20 +218,17 @@ class TensorSource:
             except (FormatError, OSError, *_CONTENT_ERRORS) as e:
                 raise TensorDataError(_name(rec), f"its pickled storage: {e}") from None
             if held is not None:
-                self._files.append(held)
+                self._opened.files.append(held)
             self._inline[key] = (dtype, start, nbytes)
-            self._data[key] = _FileData(held or self._open(), None if held else self.path, start, nbytes, 1)
+            self._data[key] = FileData(held or self._opened.file(), None if held else self.path, start, nbytes, 1)
         dtype = self._inline[key][0]
         return rec if rec.dtype != "unknown" else replace(rec, dtype=dtype)
 
     def close(self) -> None:
+        """Close every file opened for reading (shards' too); a closed source opens them again if asked."""
         for sub in self._shards.values():
             sub.close()
-        for f in self._files:
-            f.close()
-        self._files.clear()
-        if self._tar_member is not None:
-            self._tar_member = None
+        self._opened.close()
 
     def __enter__(self) -> TensorSource:
         return self
@@ -284,46 +238,44 @@ class TensorSource:
 
     # -- locating storages ------------------------------------------------------------------------
 
-    def _open(self) -> BinaryIO:
-        if self._file is None:
-            self._file = open(self.path, "rb")  # noqa: SIM115 - closed by close()
-            self._files.append(self._file)
-        return self._file
-
-    def _located(self, rec: TensorRecord) -> _Data:
+    def _located(self, rec: TensorRecord) -> Data:
         key = rec.storage_key
         assert key is not None
         if key not in self._data:
-            st = self._storages.get(key)
             try:
-                self._data[key] = self._locate(key, st)
+                self._data[key] = locate(self._opened, key)
             except (FormatError, OSError, *_CONTENT_ERRORS) as e:
                 raise TensorDataError(_name(rec), f"storage {key!r}: {e}") from None
         return self._data[key]
-
-    def _locate(self, key: str, st: StorageRecord | None) -> _Data:
-        entry = st.entry if st is not None else None
-        if entry is not None and entry.startswith("bytes "):
-            lo, _, hi = entry[6:].partition("-")
-            start, end = int(lo), int(hi)
-            return _FileData(self._open(), self.path, start, end - start, 1)
-        if self.inventory.format in _ZIP_FORMATS and entry is not None and st is not None:
-            from .locate import zip_storage
-            return zip_storage(self, entry, st)
-        if self.inventory.format == "torch-tar":
-            from .locate import tar_storage
-            return tar_storage(self, key)
-        raise FormatError("no byte location for it in the file")
 
     def _shard_of(self, rec: TensorRecord) -> tuple[TensorSource, str] | None:
         """For a shard index: the shard's own source and the storage key inside it."""
         if self.inventory.format != "sharded-index" or rec.storage_key is None:
             return None
-        from .locate import shard_source
         try:
-            return shard_source(self, rec.storage_key)
+            return self._shard(rec.storage_key)
         except (FormatError, OSError, *_CONTENT_ERRORS) as e:
             raise TensorDataError(_name(rec), str(e)) from None
+
+
+    def _shard(self, storage_key: str) -> tuple[TensorSource, str]:
+        """The source of the shard a sharded Inventory's ``<shard>:<key>`` storage key names, and ``key``."""
+        from ..formats import read_inventory
+
+        shards: Any = self.inventory.facts.extra.get("shards") or {}
+        for shard in sorted(shards, key=len, reverse=True):
+            if not storage_key.startswith(f"{shard}:"):
+                continue
+            sub = self._shards.get(shard)
+            if sub is None:
+                path = os.path.join(os.path.dirname(os.path.abspath(self.path)), shard)
+                try:
+                    inv = read_inventory(path, self.limits)
+                except CheckpointError as e:
+                    raise FormatError(f"shard {shard}: {e.reason}") from None
+                sub = self._shards[shard] = TensorSource(path, inv, self.limits)
+            return sub, storage_key[len(shard) + 1:]
+        raise FormatError(f"storage {storage_key!r} names no shard of the index")
 
 
 def _name(rec: TensorRecord) -> str:
