@@ -53,6 +53,16 @@ def _views() -> dict[str, torch.Tensor]:
     }
 
 
+def _large() -> dict[str, torch.Tensor]:
+    """Views bigger than convert's 16 MiB chunks and 32 MiB read window (source.DEFAULT_CHUNK,
+    materialize.DEFAULT_WINDOW), so blocks and windows are cut mid-row, mid-column and mid-element-run."""
+    base = random_bits(10_000_000, torch.float32, 21).reshape(4000, 2500)  # 40 MB
+    half = random_bits(20_000_003, torch.bfloat16, 22)  # 40 MB, odd length
+    return {"t": base.t(), "cols": base[:, ::7], "rows": base[::3], "corner": base[1000:3500, 100:2400].t(),
+            "far_apart": base[:, ::1249], "bf16_overlap": half.as_strided((2000, 4000), (1000, 1), 5),
+            "bf16_tail": half[3:]}
+
+
 def _dtypes(dtypes: tuple[torch.dtype, ...] = SAFETENSORS_DTYPES) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for i, dt in enumerate(dtypes):
@@ -79,8 +89,8 @@ def _swap_to_big_endian(src: bytes, dest: Path) -> None:
             elif "/data/" in info.filename and info.filename.rsplit("/", 1)[1].isdigit():
                 size = sizes[info.filename.rsplit("/", 1)[1]]
                 if size > 1:
-                    data = bytes(torch.frombuffer(bytearray(data), dtype=torch.uint8).view(-1, size).flip(1)
-                                 .reshape(-1).tolist())
+                    data = torch.frombuffer(bytearray(data), dtype=torch.uint8).view(-1, size).flip(1) \
+                        .contiguous().numpy().tobytes()
             zout.writestr(info, data)
 
 
@@ -134,6 +144,15 @@ def _cases(tmp: Path) -> Iterator[tuple[str, Case]]:
             src = tmp / f"{name}.{fmt}.pt"
             torch.save(tensors, src, _use_new_zipfile_serialization=(fmt == "zip"))
             yield f"{name}-{fmt}", Case(src, dict(trusted_load(src)))
+    large = _large()
+    src = tmp / "large.pt"
+    torch.save(large, src)
+    yield "large-views", Case(src, dict(trusted_load(src)))
+    buf = io.BytesIO()
+    torch.save({"t": large["t"], "bf16_overlap": large["bf16_overlap"]}, buf)
+    src = tmp / "large_big_endian.pt"
+    _swap_to_big_endian(buf.getvalue(), src)
+    yield "large-big-endian", Case(src, dict(trusted_load(src)))
     buf = io.BytesIO()
     torch.save(_big_endian_tensors(), buf)
     src = tmp / "big_endian.pt"
@@ -165,7 +184,8 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Case]
     return cases, dict(zip(cases, results, strict=True)), tmp / "out"
 
 
-NAMES = ["views-zip", "views-legacy", "dtypes-zip", "dtypes-legacy", "big-endian", "tied-zip", "tied-legacy"]
+NAMES = ["views-zip", "views-legacy", "dtypes-zip", "dtypes-legacy", "big-endian", "tied-zip", "tied-legacy",
+         "large-views", "large-big-endian"]
 
 
 def test_every_case_is_run(converted: tuple[dict[str, Case], dict[str, Converted], Path]) -> None:
@@ -266,7 +286,9 @@ def view_of(draw: st.DrawFn, base: torch.Tensor) -> torch.Tensor:
 
 @st.composite
 def checkpoints(draw: st.DrawFn) -> dict[str, torch.Tensor]:
-    """1-3 storages of random dtypes and bytes, each with the whole tensor and 0-6 random views of it."""
+    """1-3 storages of random dtypes and bytes, each with the whole tensor and 0-6 random views of it (each
+    example is converted as a zip, as the same zip from a big-endian machine, and as a legacy file where torch
+    can read its dtypes back)."""
     out: dict[str, torch.Tensor] = {}
     for s in range(draw(st.integers(1, 3))):
         dtype = draw(st.sampled_from(SAFETENSORS_DTYPES))
@@ -278,16 +300,21 @@ def checkpoints(draw: st.DrawFn) -> dict[str, torch.Tensor]:
     return out
 
 
-@settings(max_examples=20, deadline=None, derandomize=True, database=None,
+@settings(max_examples=40, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(tensors=checkpoints())
 def test_random_views_of_shared_storages_equal_torch(tensors: dict[str, torch.Tensor],
                                                      tmp_path_factory: pytest.TempPathFactory) -> None:
     tmp = tmp_path_factory.mktemp("views")
     jobs: list[list[str | Path]] = []
-    fmts = ("zip", "legacy") if all(t.dtype in LEGACY_DTYPES for t in tensors.values()) else ("zip",)
+    fmts: tuple[str, ...] = ("zip", "big")
+    if all(t.dtype in LEGACY_DTYPES for t in tensors.values()):
+        fmts += ("legacy",)
     for fmt in fmts:
-        torch.save(tensors, tmp / f"{fmt}.pt", _use_new_zipfile_serialization=(fmt == "zip"))
+        if fmt == "big":  # the zip as a big-endian machine writes it
+            _swap_to_big_endian((tmp / "zip.pt").read_bytes(), tmp / "big.pt")
+        else:
+            torch.save(tensors, tmp / f"{fmt}.pt", _use_new_zipfile_serialization=(fmt == "zip"))
         jobs.append(["convert", tmp / f"{fmt}.pt", tmp / f"{fmt}.safetensors"])
     for fmt, r in zip(fmts, convert_torchfree(jobs, tmp / "run"), strict=True):
         assert r.code == 0, (fmt, r.text[-3000:])
