@@ -285,3 +285,23 @@ def test_an_expand_to_a_huge_shape_is_refused_not_written(tmp_path: Path) -> Non
         src.check(next(r for r in inv.tensors if r.key == "small"))
         with pytest.raises(UnsupportedTensor, match=r"'huge'.*expanded view"):
             src.check(next(r for r in inv.tensors if r.key == "huge"))
+
+
+def test_torchscript_ignores_a_big_endian_record_as_jit_load_does(tmp_path: Path) -> None:
+    """torch.jit.load never byte-swaps (only torch.load's zip reader reads ``byteorder``): neither does convert."""
+    src = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.script(_Net()), src)
+    big = tmp_path / "scripted_big.pt"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(big, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename.endswith("/byteorder"):
+                data = b"big"
+            elif "/data/" in info.filename and len(data) % 4 == 0:
+                data = np.frombuffer(data, dtype="<u4").astype(">u4").tobytes()
+            zout.writestr(info, data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        state = dict(torch.jit.load(big).state_dict())
+    assert not torch.equal(state["lin.weight"], dict(torch.jit.load(src).state_dict())["lin.weight"])
+    assert _compare(big, _lookup(state)) == len(state)
