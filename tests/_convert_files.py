@@ -76,6 +76,8 @@ class Obj:
     module: str
     name: str
     state: Any = field(default_factory=dict)
+    memo: int | None = None
+    """Memoise the instance as this index (BINPUT right after NEWOBJ), so :class:`Get` can name it."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,13 @@ class Raw:
 def call(module: str, name: str, *args: Any) -> Raw:
     """``module.name(*args)`` as GLOBAL + arguments + REDUCE."""
     return Raw(_global(module, name) + _tuple([_emit(a) for a in args]) + b"R")
+
+
+@dataclass(frozen=True)
+class Get:
+    """The object memoised as ``index`` (BINGET): the same object again, as pickle writes a second reference."""
+
+    index: int
 
 
 class OD(dict):  # type: ignore[type-arg]
@@ -125,6 +134,8 @@ def _emit(obj: Any) -> bytes:
         return b"N"
     if isinstance(obj, Raw):
         return obj.opcodes
+    if isinstance(obj, Get):
+        return b"h" + bytes([obj.index])
     if obj is True or obj is False:
         return b"\x88" if obj else b"\x89"
     if isinstance(obj, int):
@@ -155,7 +166,8 @@ def _emit(obj: Any) -> bytes:
         args = [_emit(obj.tensor), _emit(obj.requires_grad), _global("collections", "OrderedDict") + b")R"]
         return _global("torch._utils", "_rebuild_parameter") + _tuple(args) + b"R"
     if isinstance(obj, Obj):
-        return _global(obj.module, obj.name) + b")\x81" + _emit(obj.state) + b"b"
+        put = b"" if obj.memo is None else b"q" + bytes([obj.memo])
+        return _global(obj.module, obj.name) + b")\x81" + put + _emit(obj.state) + b"b"
     raise TypeError(f"cannot emit {type(obj).__name__}")
 
 
@@ -236,8 +248,8 @@ LINEAR = ("torch.nn.modules.linear", "Linear")
 
 
 def module(cls: tuple[str, str], params: dict[str, Any], buffers: dict[str, Any] | None = None,
-           children: dict[str, Any] | None = None) -> Obj:
+           children: dict[str, Any] | None = None, memo: int | None = None) -> Obj:
     """A pickled ``nn.Module`` the way torch pickles one: its ``__dict__`` with the parameter/buffer/child dicts."""
     state = {"training": True, "_parameters": OD(params), "_buffers": OD(buffers or {}),
              "_non_persistent_buffers_set": set(), "_modules": OD(children or {})}
-    return Obj(*cls, state)
+    return Obj(*cls, state, memo)

@@ -18,6 +18,7 @@ import ckptlint
 from _convert_files import (
     LINEAR,
     OD,
+    Get,
     Obj,
     P,
     Storage,
@@ -300,3 +301,21 @@ def test_a_sharded_set_converts_back_into_one_file(tmp_path: Path) -> None:
     assert whole.metadata["ckptlint_source"] == "model.safetensors.index.json"
     for name, t in ts.items():
         assert tensor_bytes(tmp_path / "whole.safetensors", name) == expected_bytes(t), name
+
+
+def test_a_submodule_under_two_names_is_written_under_both(tmp_path: Path) -> None:
+    # self.a = lin; self.b = lin: pickle writes lin once and a memo reference; state_dict() lists a.* and b.*
+    w, b = tensor("0", [1.0, 2.0], (1, 2)), tensor("1", [0.5])
+    net = module(("mynet", "Net"), {}, children={"a": module(LINEAR, {"weight": P(w), "bias": P(b)}, memo=7),
+                                                 "b": Get(7)})
+    r = ckptlint.convert(torch_zip(tmp_path / "shared.pt", net), tmp_path / "shared.safetensors")
+    assert r.tensors == ("a.weight", "a.bias", "b.weight", "b.bias")
+    assert r.tied == {"b.weight": "a.weight", "b.bias": "a.bias"}
+    assert tensor_bytes(tmp_path / "shared.safetensors", "b.weight") == expected_bytes(w)
+
+
+def test_a_module_that_contains_itself_is_an_error(tmp_path: Path) -> None:
+    net = module(("mynet", "Net"), {"w": P(W)}, children={"me": Get(3)}, memo=3)
+    with pytest.raises(UnwrapError, match=r"the pickled module contains itself at me: state_dict\(\) never ends"):
+        ckptlint.convert(torch_zip(tmp_path / "loop.pt", net), tmp_path / "loop.safetensors")
+    assert not (tmp_path / "loop.safetensors").exists()

@@ -177,18 +177,28 @@ def _metadata(inv: Inventory, path: tuple[Any, ...]) -> dict[str, dict[str, Any]
 
 
 def _from_module(inv: Inventory, node: dict[str, Any], path: tuple[Any, ...]) -> StateDict:
-    """A pickled nn.Module: its state_dict keys, as ``module.state_dict()`` would produce them."""
+    """A pickled nn.Module: its state_dict keys, as ``module.state_dict()`` would produce them. A submodule
+    reached under two names (a pickle memo reference, ``{"__ref__": ...}``) is listed under both, as
+    ``state_dict()`` lists it; a module that contains itself is torch's RecursionError, an error here."""
     entries: dict[str, TensorRecord | NonTensor] = {}
     metadata: dict[str, dict[str, Any]] = {}
-    stack: list[tuple[str, dict[str, Any], int]] = [("", node, 0)]
+    stack: list[tuple[str, Any, tuple[int, ...]]] = [("", node, ())]
+    visits = 0
     while stack:  # depth first, children in order: the order ``state_dict()`` lists keys in
-        prefix, mod, depth = stack.pop()
+        prefix, mod, chain = stack.pop()
+        mod = _deref(inv.structure, mod)
         state = mod.get("state") if isinstance(mod, dict) else None
-        if not isinstance(state, dict) or depth > 1000:
+        visits += 1
+        if not isinstance(state, dict) or len(chain) > 1000:
             continue
-        params = state.get("_parameters") or {}
-        buffers = state.get("_buffers") or {}
-        nonpersistent = set((state.get("_non_persistent_buffers_set") or {}).get("__set__", []))
+        if id(mod) in chain:
+            raise UnwrapError(f"the pickled module contains itself at {prefix[:-1] or '(top level)'}: "
+                              "state_dict() never ends (torch raises RecursionError)")
+        if visits > _MAX_MODULE_VISITS:
+            raise UnwrapError(f"the pickled module's tree has more than {_MAX_MODULE_VISITS:,} submodule entries")
+        params = _deref(inv.structure, state.get("_parameters")) or {}
+        buffers = _deref(inv.structure, state.get("_buffers")) or {}
+        nonpersistent = set((_deref(inv.structure, state.get("_non_persistent_buffers_set")) or {}).get("__set__", []))
         for group in (params, {k: v for k, v in buffers.items() if k not in nonpersistent}):
             if isinstance(group, dict):
                 for name, v in group.items():
@@ -196,8 +206,40 @@ def _from_module(inv: Inventory, node: dict[str, Any], path: tuple[Any, ...]) ->
                         entries[prefix + name] = inv.tensors[v["__tensor__"]]
         version = state.get("_version")
         metadata[prefix[:-1]] = {"version": version} if isinstance(version, int) else {}
-        children = state.get("_modules") or {}
+        children = _deref(inv.structure, state.get("_modules")) or {}
         if isinstance(children, dict):
-            stack.extend(reversed([(f"{prefix}{name}.", child, depth + 1) for name, child in children.items()
+            inner = chain + (id(mod),)
+            stack.extend(reversed([(f"{prefix}{name}.", child, inner) for name, child in children.items()
                                    if isinstance(child, dict)]))
     return StateDict(path, entries, None, "module object")
+
+
+_MAX_MODULE_VISITS = 1_000_000
+
+
+def _deref(root: Any, node: Any) -> Any:
+    """The node a ``{"__ref__": "a/b"}`` marker names (formats.collect: a container met again is shown once,
+    at the key path of its first occurrence, from the stream's root); other nodes as they are."""
+    if not (isinstance(node, dict) and set(node) == {"__ref__"}):
+        return node
+    cur: Any = root
+    ref = str(node["__ref__"])
+    for part in ref.split("/") if ref else ():  # "": the root itself
+        nxt: Any = None
+        if isinstance(cur, dict) and "__object__" in cur:
+            if part == "__state__":
+                nxt = cur.get("state")
+            for field in ("state", "items", "dictitems"):
+                box = cur.get(field)
+                if nxt is None and isinstance(box, dict) and part in box:
+                    nxt = box[part]
+                elif nxt is None and isinstance(box, list) and part.isdigit() and int(part) < len(box):
+                    nxt = box[int(part)]
+        elif isinstance(cur, dict):
+            nxt = cur.get(part)
+        elif isinstance(cur, list) and part.isdigit() and int(part) < len(cur):
+            nxt = cur[int(part)]
+        if nxt is None:
+            return None
+        cur = nxt
+    return None if isinstance(cur, dict) and set(cur) == {"__ref__"} else cur
