@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:  # the pool's modules load only when a pool starts (startup time of a serial check)
+    from collections import deque
     from concurrent.futures import Future, ProcessPoolExecutor
 
 J = TypeVar("J")
@@ -33,7 +34,9 @@ R = TypeVar("R")
 MAX_DEFAULT_JOBS = 8
 """The default never starts more workers than this (memory: each holds one file's inventory)."""
 IN_FLIGHT_PER_WORKER = 4
-"""Jobs submitted ahead per worker: enough to keep each busy, few enough to bound queued results."""
+"""Chunks submitted ahead per worker: enough to keep each busy, few enough to bound queued results."""
+MAX_CHUNK = 16
+"""Jobs per message at most: small files share one round trip; a slow file holds up few others."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,9 @@ def _serial(fn: Callable[[J], R], items: Sequence[J | Done[R] | Raise]) -> Gener
 
 def _pooled(fn: Callable[[J], R], items: Sequence[J | Done[R] | Raise], workers: int,
             crashed: Callable[[J, str], R], compact: tuple[type, ...]) -> Generator[R, None, None]:
+    """This process is one of the ``workers``: it checks every ``workers``-th chunk itself (in
+    order, while the pool's ``workers - 1`` processes check theirs ahead), so ``-j 2`` on two
+    cores runs two checks at a time, not three processes on two cores."""
     from collections import deque
     from concurrent.futures.process import BrokenProcessPool
 
@@ -109,44 +115,81 @@ def _pooled(fn: Callable[[J], R], items: Sequence[J | Done[R] | Raise], workers:
             continue
         yield fn(first)
         break
-    pool = _new_pool(workers, compact)
-    pending: deque[tuple[Any, Future[tuple[bool, Any]] | None]] = deque()
+    units = _units(list(following), workers)
+    pool = _new_pool(workers - 1, compact)
+    pending: deque[tuple[Any, Future[list[tuple[bool, Any]]] | None]] = deque()
+    submitted = chunks = 0
     interrupted = False
 
     def fill() -> None:
-        while len(pending) < workers * IN_FLIGHT_PER_WORKER:
-            item: Any = next(following, _END)
-            if item is _END:
-                return
-            plain = isinstance(item, (Done, Raise))
-            pending.append((item, None if plain else pool.submit(_call, fn, item)))
+        nonlocal submitted, chunks
+        while units and submitted < (workers - 1) * IN_FLIGHT_PER_WORKER:
+            unit = units.popleft()
+            future = None
+            if isinstance(unit, list):
+                chunks += 1
+                if chunks % workers:  # this process takes every workers-th chunk
+                    future = pool.submit(_call_all, fn, unit)
+                    submitted += 1
+            pending.append((unit, future))
 
     try:
         fill()
         while pending:
-            item, future = pending.popleft()
-            if isinstance(item, Raise):
-                raise item.error
-            if future is None:
-                yield item.value
+            unit, future = pending.popleft()
+            if isinstance(unit, Raise):
+                raise unit.error
+            if isinstance(unit, Done):
+                yield unit.value
+                continue
+            if future is None:  # this process's own chunk
+                for job in unit:
+                    yield fn(job)
                 fill()
                 continue
+            submitted -= 1
             try:
-                ok, value = future.result()
-            except BrokenProcessPool:  # a worker died: find out whether this job killed it
+                results = future.result()
+            except BrokenProcessPool:  # a worker died: find out which of these jobs killed it
                 _shutdown(pool, terminate=True)
-                ok, value = _alone(fn, item, crashed, compact)
-                pool = _new_pool(workers, compact)
-                pending = deque((i, None if f is None else pool.submit(_call, fn, i)) for i, f in pending)
-            if not ok:
-                raise _error(value)
-            yield value
+                results = [_alone(fn, job, crashed, compact) for job in unit]
+                pool = _new_pool(workers - 1, compact)
+                pending = deque((u, None if f is None else pool.submit(_call_all, fn, u)) for u, f in pending)
+            for ok, value in results:
+                if not ok:
+                    raise _error(value)
+                yield value
             fill()
     except BaseException:
         interrupted = True
         raise
     finally:
         _shutdown(pool, terminate=interrupted or bool(pending))
+
+
+def _units(items: list[Any], workers: int) -> deque[Any]:
+    """Runs of consecutive jobs as lists (a few per worker, at most :data:`MAX_CHUNK`: one message
+    each way per run instead of per file), ``Done`` and ``Raise`` on their own, in order."""
+    from collections import deque
+
+    jobs = sum(1 for item in items if not isinstance(item, (Done, Raise)))
+    size = max(1, min(MAX_CHUNK, -(-jobs // (workers * IN_FLIGHT_PER_WORKER))))
+    units: deque[Any] = deque()
+    run: list[Any] = []
+    for item in items:
+        if isinstance(item, (Done, Raise)):
+            if run:
+                units.append(run)
+                run = []
+            units.append(item)
+            continue
+        run.append(item)
+        if len(run) == size:
+            units.append(run)
+            run = []
+    if run:
+        units.append(run)
+    return units
 
 
 _END: Any = object()
@@ -168,8 +211,11 @@ def _alone(fn: Callable[[J], R], item: J, crashed: Callable[[J, str], R],
 
 
 def _new_pool(workers: int, compact: tuple[type, ...]) -> ProcessPoolExecutor:
+    import gc
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+
+    gc.freeze()  # forked workers' collections then skip the parent's objects (no copy-on-write of them)
 
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(start_method()),
                                initializer=_start_worker, initargs=(compact,))
@@ -214,6 +260,11 @@ def _by_fields(obj: Any) -> tuple[type, tuple[Any, ...]]:
 
 
 _GETTERS: dict[type, Callable[[Any], Any]] = {}
+
+
+def _call_all(fn: Callable[[J], R], jobs: list[J]) -> list[tuple[bool, Any]]:
+    """In a worker: :func:`_call` for each job of a chunk (each its own result or error)."""
+    return [_call(fn, job) for job in jobs]
 
 
 def _call(fn: Callable[[J], R], item: J) -> tuple[bool, Any]:
