@@ -154,8 +154,8 @@ def test_a_worker_that_dies_is_that_files_line(tmp_path: Path, cli: CliRunner, m
                                                pooled: list[int]) -> None:
     """Only a pool can survive this (a serial run would die with the worker): the file is unreadable,
     one line, and every other file is checked and reported in its place."""
-    site = _plugin_site(tmp_path, "killer", "    if 'die' in context.path and os.getpid() != int(os.environ['PARENT']):\n"
-                                            "        os._exit(9)\n    return []\n")
+    body = "    if 'die' in context.path and os.getpid() != int(os.environ['PARENT']):\n        os._exit(9)\n"
+    site = _plugin_site(tmp_path, "killer", body + "    return []\n")
     names = [safetensors(tmp_path / n).name for n in ("a.safetensors", "die.safetensors", "c.safetensors")]
     names.append(torch_zip(tmp_path / "evil.pt", system_call()).name)
     two = cli("check", "-j", "2", "--format", "json", *names, cwd=tmp_path, pythonpath=[site],
