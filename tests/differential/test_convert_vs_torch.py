@@ -8,6 +8,7 @@ into the real class succeeds.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib
 import sys
 from collections.abc import Callable, Iterator
@@ -244,7 +245,8 @@ def test_convert_equals_torch_load_bit_for_bit(name: str,
     metadata = assert_output_equals(out / f"{name}.safetensors", case.expected)
     for word in case.left_out:  # non-tensor entries are left out and listed
         assert word in r.text, (word, r.text)
-    assert case.src.name in "".join(metadata.values()), metadata  # the source is recorded
+    assert case.src.name in "".join(metadata.values()), metadata  # the source is recorded, with its sha256
+    assert hashlib.sha256(case.src.read_bytes()).hexdigest() in metadata.values(), metadata
 
 
 NOT_LOADABLE = ("training-lightning", "state_dict-with", "state_dict-zip-mnasnet", "state_dict-legacy-mnasnet")

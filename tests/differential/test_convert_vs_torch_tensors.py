@@ -219,6 +219,33 @@ def test_tied_weights_both_keys_and_the_tie_recorded(
     assert any(TIED[0] in k + v and TIED[1] in k + v for k, v in metadata.items()), metadata
 
 
+def test_drop_tied_writes_what_safetensors_save_model_writes(tmp_path: Path) -> None:
+    """``--drop-tied``: the keys and the tie metadata of ``safetensors.torch.save_model`` on the same model, and
+    ``load_model(strict=True)`` restores every weight."""
+    from safetensors import safe_open
+    from safetensors.torch import load_model, save_model
+
+    torch.manual_seed(4)
+    model = Tied()
+    torch.save(model.state_dict(), tmp_path / "tied.pt")
+    save_model(model, str(tmp_path / "ref.safetensors"))
+    (r,) = convert_torchfree([["convert", tmp_path / "tied.pt", tmp_path / "out.safetensors", "--drop-tied"]],
+                             tmp_path / "run")
+    assert r.code == 0, r.text
+    with safe_open(str(tmp_path / "ref.safetensors"), "pt") as ref, \
+            safe_open(str(tmp_path / "out.safetensors"), "pt") as out:
+        ref_keys = sorted(ref.keys())
+        assert sorted(out.keys()) == ref_keys
+        ties = {k: v for k, v in (ref.metadata() or {}).items() if k != "format"}
+        assert ties and ties.items() <= (out.metadata() or {}).items(), (ties, out.metadata())
+        assert all(bitwise_equal(out.get_tensor(k), ref.get_tensor(k)) for k in ref_keys)
+    fresh = Tied()
+    missing, unexpected = load_model(fresh, str(tmp_path / "out.safetensors"), strict=True)
+    assert not missing and not unexpected
+    assert all(bitwise_equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values(),
+                                                   strict=True))
+
+
 # -- tensors safetensors cannot hold ------------------------------------------------------------------------------
 
 
