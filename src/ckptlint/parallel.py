@@ -211,11 +211,8 @@ def _alone(fn: Callable[[J], R], item: J, crashed: Callable[[J, str], R],
 
 
 def _new_pool(workers: int, compact: tuple[type, ...]) -> ProcessPoolExecutor:
-    import gc
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
-
-    gc.freeze()  # forked workers' collections then skip the parent's objects (no copy-on-write of them)
 
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(start_method()),
                                initializer=_start_worker, initargs=(compact,))
