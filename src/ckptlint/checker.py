@@ -94,7 +94,7 @@ def check(paths: CheckInput | Iterable[CheckInput], *,
     targets apply: ``all``, ``snapshots`` (only those with a snapshot, used without the
     live class: never imports torch) or ``none``. Raises ConfigError / TargetError for
     unusable settings — never for unreadable checkpoints, which become file errors.
-    ``jobs``: worker processes (:mod:`ckptlint.parallel`; None or 0: one per core, at most 8); the
+    ``jobs``: files checked at a time (:mod:`ckptlint.parallel`; None or 0: one per core, at most 8); the
     report is the same as a serial run's, in the same order.
     """
     if targets not in TARGETS_MODES:

@@ -178,8 +178,8 @@ def _add_check(sub: Any) -> None:
                    help="use this pyproject.toml/ckptlint.toml instead of the nearest one above each file")
     p.add_argument("--isolated", action="store_true", help="ignore all configuration files")
     p.add_argument("-j", "--jobs", type=_jobs, default=0, metavar="N",
-                   help="check files in N worker processes (default 0: one per core, at most 8); the "
-                        "output is the same as with -j 1, in the same order")
+                   help="check N files at a time: this process and N-1 workers (default 0: one per core, at "
+                        "most 8); the output is the same as with -j 1, in the same order")
     p.add_argument("--skip-site-pth", action="store_true",
                    help="skip Python site-packages .pth path files with a note instead of failing "
                         "(they share the .pth extension; the pre-commit hooks use this)")
