@@ -13,7 +13,9 @@ checks one; the results come back as that function returns them (typed: ``FileRe
 the order of the jobs, whatever order the workers finish in. An exception a job raises is
 raised when its position is reached, exactly where a serial run raises it; a worker that dies
 (killed, out of memory) becomes that file's result through ``crashed``, never a hang.
-With one worker, or one job, nothing is started: the jobs run here, one after another.
+``workers`` counts this process: it checks the first file (before forking, so the workers inherit
+what that imported) and then every ``workers``-th chunk of files, while ``workers - 1`` pool
+processes check the others ahead of it. With one worker, or one job, nothing is started.
 """
 
 from __future__ import annotations
