@@ -266,3 +266,24 @@ def test_transformers_and_timm_files(tmp_path: Path) -> None:
     fresh.load_state_dict(load_file(str(tmp_path / "timm.safetensors")), strict=True)
     assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), timm_model.state_dict().values(),
                                                  strict=True))
+
+
+def test_sharded_output_loads_with_from_pretrained(tmp_path: Path) -> None:
+    """``--max-shard-size`` into a save_pretrained folder: transformers finds the index and the shards itself."""
+    import transformers
+
+    torch.manual_seed(1)
+    config = transformers.GPT2Config(vocab_size=64, n_embd=16, n_layer=2, n_head=2, n_positions=16)
+    gpt2 = transformers.GPT2LMHeadModel(config)
+    folder = tmp_path / "gpt2"
+    _save_pretrained_bin(gpt2, folder)
+    (r,) = convert_torchfree([["convert", folder / "pytorch_model.bin", folder / "model.safetensors",
+                               "--max-shard-size", "8KB"]], tmp_path / "run")
+    _ok(r)
+    (folder / "pytorch_model.bin").unlink()
+    assert len(list(folder.glob("model-*.safetensors"))) > 1
+    assert _sharded_output(folder).keys() == gpt2.state_dict().keys()
+    loaded, info = transformers.GPT2LMHeadModel.from_pretrained(str(folder), output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
+    for (k, a), b in zip(gpt2.state_dict().items(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
