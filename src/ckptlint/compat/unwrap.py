@@ -186,7 +186,7 @@ def _from_module(inv: Inventory, node: dict[str, Any], path: tuple[Any, ...]) ->
     visits = 0
     while stack:  # depth first, children in order: the order ``state_dict()`` lists keys in
         prefix, mod, chain = stack.pop()
-        mod = _deref(inv.structure, mod)
+        mod = resolve_ref(inv.structure, mod)
         state = mod.get("state") if isinstance(mod, dict) else None
         visits += 1
         if not isinstance(state, dict) or len(chain) > 1000:
@@ -196,9 +196,10 @@ def _from_module(inv: Inventory, node: dict[str, Any], path: tuple[Any, ...]) ->
                               "state_dict() never ends (torch raises RecursionError)")
         if visits > _MAX_MODULE_VISITS:
             raise UnwrapError(f"the pickled module's tree has more than {_MAX_MODULE_VISITS:,} submodule entries")
-        params = _deref(inv.structure, state.get("_parameters")) or {}
-        buffers = _deref(inv.structure, state.get("_buffers")) or {}
-        nonpersistent = set((_deref(inv.structure, state.get("_non_persistent_buffers_set")) or {}).get("__set__", []))
+        params = resolve_ref(inv.structure, state.get("_parameters")) or {}
+        buffers = resolve_ref(inv.structure, state.get("_buffers")) or {}
+        skipped = resolve_ref(inv.structure, state.get("_non_persistent_buffers_set")) or {}
+        nonpersistent = set(skipped.get("__set__", []))
         for group in (params, {k: v for k, v in buffers.items() if k not in nonpersistent}):
             if isinstance(group, dict):
                 for name, v in group.items():
@@ -206,7 +207,7 @@ def _from_module(inv: Inventory, node: dict[str, Any], path: tuple[Any, ...]) ->
                         entries[prefix + name] = inv.tensors[v["__tensor__"]]
         version = state.get("_version")
         metadata[prefix[:-1]] = {"version": version} if isinstance(version, int) else {}
-        children = _deref(inv.structure, state.get("_modules")) or {}
+        children = resolve_ref(inv.structure, state.get("_modules")) or {}
         if isinstance(children, dict):
             inner = chain + (id(mod),)
             stack.extend(reversed([(f"{prefix}{name}.", child, inner) for name, child in children.items()
@@ -217,7 +218,7 @@ def _from_module(inv: Inventory, node: dict[str, Any], path: tuple[Any, ...]) ->
 _MAX_MODULE_VISITS = 1_000_000
 
 
-def _deref(root: Any, node: Any) -> Any:
+def resolve_ref(root: Any, node: Any) -> Any:
     """The node a ``{"__ref__": "a/b"}`` marker names (formats.collect: a container met again is shown once,
     at the key path of its first occurrence, from the stream's root); other nodes as they are."""
     if not (isinstance(node, dict) and set(node) == {"__ref__"}):
