@@ -21,6 +21,7 @@ from _convert_files import (
     Get,
     Obj,
     P,
+    Raw,
     Storage,
     T,
     call,
@@ -319,3 +320,14 @@ def test_a_module_that_contains_itself_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(UnwrapError, match=r"the pickled module contains itself at me: state_dict\(\) never ends"):
         ckptlint.convert(torch_zip(tmp_path / "loop.pt", net), tmp_path / "loop.safetensors")
     assert not (tmp_path / "loop.safetensors").exists()
+
+
+def test_state_dict_hooks_are_refused_by_name_unless_forced(tmp_path: Path) -> None:
+    lin = module(LINEAR, {"weight": P(W)})
+    lin.state["_state_dict_hooks"] = OD({0: Raw(b"cmymod\nadd_key\n")})  # state_dict() would run it
+    src = torch_zip(tmp_path / "hooked.pt", module(("mynet", "Net"), {}, children={"lin": lin}))
+    with pytest.raises(ConvertError, match=r"state_dict hooks \(lin: mymod\.add_key\)"):
+        ckptlint.convert(src, tmp_path / "hooked.safetensors")
+    assert not (tmp_path / "hooked.safetensors").exists()
+    r = ckptlint.convert(src, tmp_path / "hooked.safetensors", force=True)
+    assert r.hooks_not_run == (("lin", "mymod.add_key"),) and r.tensors == ("lin.weight",)

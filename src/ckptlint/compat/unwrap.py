@@ -199,7 +199,7 @@ def _from_module(inv: Inventory, node: dict[str, Any], path: tuple[Any, ...]) ->
         params = resolve_ref(inv.structure, state.get("_parameters")) or {}
         buffers = resolve_ref(inv.structure, state.get("_buffers")) or {}
         skipped = resolve_ref(inv.structure, state.get("_non_persistent_buffers_set")) or {}
-        nonpersistent = set(skipped.get("__set__", []))
+        nonpersistent = set(skipped.get("__set__", []) if isinstance(skipped, dict) else [])
         for group in (params, {k: v for k, v in buffers.items() if k not in nonpersistent}):
             if isinstance(group, dict):
                 for name, v in group.items():

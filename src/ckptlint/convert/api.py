@@ -67,7 +67,7 @@ def convert(src: str | os.PathLike[str], dest: str | os.PathLike[str], *, key: s
                 return e.reason
 
         plan = make_plan(inv, supported, key=parse_key(key) if key else None, target=target, apply_fix=apply_fix,
-                         skip_unsupported=skip_unsupported, drop_tied=drop_tied)
+                         skip_unsupported=skip_unsupported, drop_tied=drop_tied, force=force)
         opened: dict[str, BinaryIO] = {}  # source files a kernel copy reads, each opened once
         out = [OutTensor(name, source.safetensors_dtype(rec), _shape(rec), source.nbytes(rec),
                          _copier(source, name, rec, opened)) for name, rec in plan.entries]
@@ -89,6 +89,7 @@ def convert(src: str | os.PathLike[str], dest: str | os.PathLike[str], *, key: s
         tied_dropped=plan.tied_dropped, mapping=dict(plan.mapping), dropped=tuple(plan.dropped),
         transposed=tuple(plan.transposed), target=plan.target, strict=plan.strict,
         random_init=tuple(plan.random_init), diagnosis=tuple(plan.diagnosis), dangerous=tuple(dangerous),
+        hooks_not_run=tuple(plan.hooks),
         metadata=dict(metadata))
 
 

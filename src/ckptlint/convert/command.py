@@ -35,8 +35,8 @@ def add_convert(sub: Any) -> None:
                         "(default: found automatically, as check does)")
     p.add_argument("--overwrite", action="store_true", help="replace DEST (and its shards) if they exist")
     p.add_argument("--force", action="store_true",
-                   help="convert a file that references dangerous globals (refused otherwise; nothing in it "
-                        "runs either way)")
+                   help="convert a file that references dangerous globals, or a pickled module with state_dict "
+                        "hooks (refused otherwise; nothing in the file runs either way)")
     p.add_argument("--skip-unsupported", action="store_true",
                    help="leave out tensors safetensors cannot hold (complex128, quantized, sparse …) and list "
                         "them, instead of failing")
@@ -101,6 +101,9 @@ def render_text(r: ConvertResult) -> str:
     if r.dangerous:
         lines.append(f"  forced: the source references dangerous globals ({', '.join(r.dangerous)}); "
                      "none of them ran")
+    if r.hooks_not_run:
+        lines.append(f"  forced: state_dict hooks not run ({len(r.hooks_not_run)}): "
+                     + printable(_listing([f"{m or '(the model)'}: {h}" for m, h in r.hooks_not_run])))
     if r.left_out:
         lines.append(f"  left out, not tensors ({len(r.left_out)}): "
                      + printable(_listing([f"{k} ({what})" for k, what in r.left_out])))

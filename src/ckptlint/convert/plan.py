@@ -35,10 +35,12 @@ class Plan:
     strict: bool | None = None
     random_init: list[str] = field(default_factory=list)
     diagnosis: list[str] = field(default_factory=list)
+    hooks: list[tuple[str, str]] = field(default_factory=list)
 
 
 def make_plan(inv: Inventory, supported: Supported, *, key: tuple[Any, ...] | None = None, target: Any = None,
-              apply_fix: bool = False, skip_unsupported: bool = False, drop_tied: bool = False) -> Plan:
+              apply_fix: bool = False, skip_unsupported: bool = False, drop_tied: bool = False,
+              force: bool = False) -> Plan:
     """The plan for ``inv``; ``target`` is a resolved :class:`~ckptlint.targets.resolve.Target` or None.
 
     Raises :class:`ConvertError` for unsupported tensors (unless ``skip_unsupported``), a target the
@@ -62,6 +64,12 @@ def make_plan(inv: Inventory, supported: Supported, *, key: tuple[Any, ...] | No
         raise ConvertError(f"{len(plan.unsupported)} tensor{'s' if len(plan.unsupported) != 1 else ''} safetensors "
                            f"cannot hold: {keys}{more} (--skip-unsupported leaves them out)")
     plan.left_out.extend(_around(inv.structure, tuple(sd.path)))
+    if plan.state_dict.how == "module object":
+        plan.hooks = state_dict_hooks(inv.structure, tuple(plan.state_dict.path))
+        if plan.hooks and not force:
+            listed = ", ".join(f"{m or '(the model)'}: {h}" for m, h in plan.hooks[:6])
+            raise ConvertError(f"the pickled module has state_dict hooks ({listed}) that change what state_dict() "
+                               "returns; convert cannot run them (--force writes the state_dict without them)")
     for name, _ in plan.entries:
         if name == "__metadata__":
             raise ConvertError("a tensor is named '__metadata__', which safetensors reserves for its metadata")
@@ -115,6 +123,37 @@ def _with_target(inv: Inventory, target: Any, key: tuple[Any, ...] | None, apply
         elif new != old:
             plan.mapping[new] = old
     return plan
+
+
+_HOOKS = ("_state_dict_pre_hooks", "_state_dict_hooks")
+
+
+def state_dict_hooks(structure: Any, path: tuple[Any, ...], limit: int = 1_000_000) -> list[tuple[str, str]]:
+    """(module name, hook) for every state_dict hook registered on the pickled module at ``path`` or its
+    submodules: ``state_dict()`` runs them, a static conversion cannot."""
+    from ..compat.unwrap import resolve_ref
+
+    root: Any = structure
+    for p in path:
+        root = root.get(str(p)) if isinstance(root, dict) else None
+    out: list[tuple[str, str]] = []
+    stack: list[tuple[str, Any]] = [("", root)]
+    seen: set[int] = set()
+    while stack and len(seen) < limit:
+        name, mod = stack.pop()
+        mod = resolve_ref(structure, mod)
+        state = mod.get("state") if isinstance(mod, dict) else None
+        if not isinstance(state, dict) or id(mod) in seen:
+            continue
+        seen.add(id(mod))
+        for field_name in _HOOKS:
+            hooks = resolve_ref(structure, state.get(field_name))
+            if isinstance(hooks, dict):
+                out.extend((name, _what(h)) for k, h in hooks.items() if k != "__object__")
+        children = resolve_ref(structure, state.get("_modules"))
+        if isinstance(children, dict):
+            stack.extend(reversed([(f"{name}.{k}" if name else str(k), v) for k, v in children.items()]))
+    return out
 
 
 def _ties(entries: list[tuple[str, TensorRecord]]) -> dict[str, str]:

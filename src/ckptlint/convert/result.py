@@ -66,3 +66,5 @@ class ConvertResult:
     """Dangerous globals the source references (converted anyway with ``force``; none of them ran)."""
     metadata: Mapping[str, str] = field(default_factory=dict)
     """The ``__metadata__`` written into every file."""
+    hooks_not_run: tuple[tuple[str, str], ...] = ()
+    """(module, hook) state_dict hooks of a pickled module, left unrun with ``force`` (else ConvertError)."""
