@@ -121,6 +121,8 @@ class Case:
     fresh: Callable[[], nn.Module] | None = None
     args: list[str] = field(default_factory=list)
     left_out: tuple[str, ...] = ()
+    state_dict_at: str | None = None
+    """``__metadata__["ckptlint_state_dict"]``: where the state_dict sat, when not the top level."""
 
 
 def _net() -> nn.Module:
@@ -165,8 +167,9 @@ def _cases(tmp: Path, custom: Callable[[], nn.Module], shared: Callable[[], nn.M
         torch.save(_training_dict(), src, _use_new_zipfile_serialization=(fmt == "zip"))
         expected = trusted_load(src)["model"]
         left_out = ("epoch", "global_step", "optimizer", "scheduler", "args", "best_acc")
-        yield f"training-{fmt}", Case(src, dict(expected), _net, left_out=left_out)
-        yield f"training-{fmt}-key", Case(src, dict(expected), _net, args=["--key", "model"], left_out=left_out)
+        yield f"training-{fmt}", Case(src, dict(expected), _net, left_out=left_out, state_dict_at="model")
+        yield f"training-{fmt}-key", Case(src, dict(expected), _net, args=["--key", "model"], left_out=left_out,
+                                          state_dict_at="model")
     src = tmp / "shared_parts.full.pt"
     torch.save(shared(), src)
     yield "full-model-shared-parts", Case(src, state_dict_of(trusted_load(src)), shared)
@@ -175,7 +178,7 @@ def _cases(tmp: Path, custom: Callable[[], nn.Module], shared: Callable[[], nn.M
     torch.save({"state_dict": {f"model.{k}": v for k, v in sd.items()}, "epoch": 1, "optimizer_states": [],
                 "hyper_parameters": {"lr": 0.1, "ns": argparse.Namespace(x=1)}, "callbacks": {}}, src)
     yield "training-lightning-like", Case(src, {f"model.{k}": v for k, v in sd.items()},
-                                          left_out=("epoch", "hyper_parameters"))
+                                          left_out=("epoch", "hyper_parameters"), state_dict_at="state_dict")
     src = tmp / "mixed_values.pt"
     sd = _net().state_dict()
     torch.save({**sd, "note": "trained on x", "n_classes": 4, "hparams": argparse.Namespace(depth=2)}, src)
@@ -245,8 +248,10 @@ def test_convert_equals_torch_load_bit_for_bit(name: str,
     metadata = assert_output_equals(out / f"{name}.safetensors", case.expected)
     for word in case.left_out:  # non-tensor entries are left out and listed
         assert word in r.text, (word, r.text)
-    assert case.src.name in "".join(metadata.values()), metadata  # the source is recorded, with its sha256
-    assert hashlib.sha256(case.src.read_bytes()).hexdigest() in metadata.values(), metadata
+    assert metadata["ckptlint_source"] == case.src.name, metadata  # the source is recorded, with its sha256
+    assert metadata["ckptlint_source_sha256"] == hashlib.sha256(case.src.read_bytes()).hexdigest(), metadata
+    assert metadata["format"] == "pt"  # what transformers checks before loading
+    assert metadata.get("ckptlint_state_dict") == case.state_dict_at, metadata
 
 
 NOT_LOADABLE = ("training-lightning", "state_dict-with", "state_dict-zip-mnasnet", "state_dict-legacy-mnasnet")

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import torch
 from _convert_oracle import Converted, assert_output_equals, convert_torchfree, state_dict_of, trusted_load
+from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 from torchvision import models as M
@@ -88,6 +89,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Conv
     sd = _resnet().state_dict()
     torch.save({f"module.{k}": v for k, v in sd.items()}, tmp / "ddp.pt")
     torch.save(nn.DataParallel(_resnet()), tmp / "ddp_full.pt")
+    torch.save({f"_orig_mod.{k}": v for k, v in sd.items()}, tmp / "compiled.pt")  # torch.compile's wrapper
     head = M.resnet18(num_classes=100).state_dict()  # a fine-tuned head: fc differs in shape from the target's
     torch.save(head, tmp / "head100.pt")
     marker = tmp / "marker"
@@ -99,6 +101,8 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Conv
     out.mkdir()
     jobs: dict[str, list[str | Path]] = {
         "ddp-fix": ["convert", tmp / "ddp.pt", out / "ddp-fix.safetensors", "--snapshot", snap, "--apply-fix"],
+        "compile-fix": ["convert", tmp / "compiled.pt", out / "compile-fix.safetensors", "--snapshot", snap,
+                        "--apply-fix"],
         "ddp-nofix": ["convert", tmp / "ddp.pt", out / "ddp-nofix.safetensors", "--snapshot", snap],
         "ddp-full-fix": ["convert", tmp / "ddp_full.pt", out / "ddp-full-fix.safetensors", "--snapshot", snap,
                          "--apply-fix"],
@@ -123,7 +127,7 @@ def _ok(r: Converted) -> None:
     assert "Traceback" not in r.text
 
 
-@pytest.mark.parametrize("name", ["ddp-fix", "ddp-full-fix", "api"])
+@pytest.mark.parametrize("name", ["ddp-fix", "ddp-full-fix", "api", "compile-fix"])
 def test_ddp_prefix_apply_fix_loads_strictly(name: str, work: tuple[Path, dict[str, Converted], dict[str, Any]]
                                              ) -> None:
     tmp, results, expected = work
@@ -134,7 +138,9 @@ def test_ddp_prefix_apply_fix_loads_strictly(name: str, work: tuple[Path, dict[s
     model = M.resnet18()
     result = model.load_state_dict(load_file(str(out)), strict=True)
     assert not result.missing_keys and not result.unexpected_keys
-    assert any("module." in v for v in metadata.values()), metadata  # the key mapping applied is recorded
+    prefix = "_orig_mod." if name == "compile-fix" else "module."
+    mapping = json.loads(metadata["ckptlint_key_mapping"])  # the key mapping applied is recorded
+    assert mapping == {k: prefix + k for k in want}, mapping
 
 
 def test_ddp_prefix_without_fix_keeps_the_keys(work: tuple[Path, dict[str, Converted], dict[str, Any]]) -> None:
@@ -160,6 +166,8 @@ def test_resized_head_apply_fix_drops_it_and_says_it_stays_initialised(
     result = M.resnet18().load_state_dict(load_file(str(tmp / "out" / "head-fix.safetensors")), strict=False)
     assert sorted(result.missing_keys) == ["fc.bias", "fc.weight"] and not result.unexpected_keys
     assert "fc.weight" in r.stdout and "fc.bias" in r.stdout and "strict=False" in r.stdout, r.stdout
+    with safe_open(str(tmp / "out" / "head-fix.safetensors"), "pt") as f:
+        assert sorted(json.loads((f.metadata() or {})["ckptlint_dropped"])) == ["fc.bias", "fc.weight"]
 
 
 def test_api_result_says_what_was_written(work: tuple[Path, dict[str, Converted], dict[str, Any]]) -> None:
