@@ -102,3 +102,34 @@ def test_a_sharded_conversion_loads_through_its_index(tmp_path: Path) -> None:
     for name, file in index["weight_map"].items():
         with safe_open(str(tmp_path / file), framework="numpy") as f:
             np.testing.assert_array_equal(f.get_tensor(name), np.full((2, 4), float(name[5]), np.float32))
+
+
+def test_every_dtype_is_ordered_as_safetensors_orders_it() -> None:
+    """Random tensors of every dtype ckptlint writes (bf16, fp8, c64 included: numpy has none of them), laid out
+    by safetensors' own serializer from raw buffers: the same header and data order, byte for byte."""
+    import ctypes
+
+    import safetensors
+
+    from ckptlint.convert.dtypes import SAFETENSORS_CODE
+    from ckptlint.formats.dtypes import ITEMSIZE
+
+    rng = random.Random(3)
+    dtypes = sorted(SAFETENSORS_CODE)
+    for _ in range(30):
+        tensors: dict[str, tuple[str, tuple[int, ...], bytes]] = {}
+        for i in range(rng.randint(1, 12)):
+            name = rng.choice(["w", "b", "layer.0.weight", "é", "Z", "a.b", "x_1"]) + str(i)
+            dtype = rng.choice(dtypes)
+            shape = tuple(rng.randint(0, 3) for _ in range(rng.randint(0, 3)))
+            n = ITEMSIZE[dtype]
+            for d in shape:
+                n *= d
+            tensors[name] = (dtype, shape, bytes(rng.getrandbits(8) for _ in range(n)))
+        buffers = {k: ctypes.create_string_buffer(data, max(len(data), 1)) for k, (_, _, data) in tensors.items()}
+        specs = {k: safetensors.TensorSpec(dtype=dtype, shape=list(shape), data_ptr=ctypes.addressof(buffers[k]),
+                                           data_len=len(data)) for k, (dtype, shape, data) in tensors.items()}
+        theirs = safetensors.serialize(specs, None)
+        head, ordered = header_bytes([OutTensor(k, SAFETENSORS_CODE[dtype], shape, len(data), _writer(data))
+                                      for k, (dtype, shape, data) in tensors.items()], {})
+        assert head + b"".join(tensors[t.name][2] for t in ordered) == theirs, tensors
