@@ -37,6 +37,8 @@ class TargetEntry:
 
 @dataclass(frozen=True)
 class Config:
+    """The effective ``[tool.ckptlint]`` settings of one file (docs/configuration.md)."""
+
     path: str | None = None
     trusted_globals: tuple[str, ...] = ()
     """Globals (``module.name``) the team trusts: loaded with torch.serialization.safe_globals."""

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class FileContext:
+    """What a ``ckptlint_check_file`` hook gets for one readable file."""
+
     path: str
     inventory: Inventory
     verdict: Verdict

@@ -15,6 +15,8 @@ __all__ = ["SEVERITIES", "Finding", "severity_rank"]
 
 @dataclass(frozen=True, kw_only=True)
 class Finding:
+    """One problem a rule found in one file, with its code, severity and fix."""
+
     code: str
     severity: Severity
     message: str

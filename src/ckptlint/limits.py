@@ -16,6 +16,8 @@ from .errors import LimitExceeded
 
 @dataclass(frozen=True)
 class Limits:
+    """The readers' bounds (sizes, counts, depths) on what one file may make them read or build."""
+
     max_pickle_bytes: int = 1 << 30
     """Largest single pickle stream (or zip member read into memory) accepted."""
     max_inflated_bytes: int = 1 << 30

@@ -16,6 +16,8 @@ _CATEGORY_BY_DIGIT: dict[str, RuleCategory] = {
 
 @dataclass(frozen=True)
 class Rule:
+    """A rule's identity: code, name, default severity and summary; makes its findings."""
+
     code: str
     name: str
     severity: Severity

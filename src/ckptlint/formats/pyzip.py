@@ -34,6 +34,8 @@ _ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, Runtim
 
 @dataclass(frozen=True, slots=True)
 class PyMember:
+    """One entry as ``zipfile.ZipFile`` lists it."""
+
     name: str
     header_offset: int
     compressed_size: int

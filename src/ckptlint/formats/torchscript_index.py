@@ -35,6 +35,8 @@ class Unit:
 
 @dataclass
 class ClassInfo:
+    """One TorchScript class of the archive's code: its methods."""
+
     qualname: str
     member: str
     methods: dict[str, Unit] = field(default_factory=dict)

@@ -35,6 +35,8 @@ _LFH = struct.Struct("<HH16xHH")
 
 @dataclass(frozen=True)
 class Extracted:
+    """What torch reads from one zip member, or why it cannot."""
+
     data: bytes
     """What torch reads (a prefix of it when ``uninitialized`` or when capped)."""
     error: str | None = None

@@ -16,6 +16,8 @@ from .spec import parse_spec, require_torch
 
 @dataclass
 class Target:
+    """A resolved target model: its signature, and the live model when one was built."""
+
     signature: Signature
     model: Any = None
     """The live model (on meta) when one was built; None for snapshot-only checks."""

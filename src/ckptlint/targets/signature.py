@@ -20,6 +20,8 @@ SNAPSHOT_VERSION = 1
 
 @dataclass(frozen=True)
 class TensorSig:
+    """One expected tensor: shape, dtype, and whether a parameter or buffer."""
+
     shape: tuple[int, ...]
     dtype: str
     kind: str
@@ -54,6 +56,8 @@ class ModuleSig:
 
 @dataclass(frozen=True)
 class Signature:
+    """Everything a target model expects of a state_dict (what a snapshot stores)."""
+
     target: str
     kwargs: dict[str, Any]
     modules: tuple[ModuleSig, ...]

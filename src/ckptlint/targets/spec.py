@@ -18,6 +18,8 @@ __all__ = ["TargetError", "TargetSpec", "parse_kwargs", "parse_spec", "require_t
 
 @dataclass(frozen=True)
 class TargetSpec:
+    """A parsed ``package.module:callable`` spec with its keyword arguments."""
+
     module: str
     attr: str
     kwargs: dict[str, Any] = field(default_factory=dict)
