@@ -20,6 +20,8 @@ _MAX_STR = 1000
 
 @dataclass
 class Collected:
+    """The tensor records, state_dict metadata and notes one pickle's object tree yields."""
+
     tensors: list[TensorRecord] = field(default_factory=list)
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -41,6 +43,11 @@ class _Walker:
         self.truncated = False
 
     def walk(self, obj: Any, path: KeyPath) -> Any:
+        t = type(obj)
+        if t is TensorStub:  # the common cases first (the chain below gives the same for them)
+            return {"__tensor__": self._tensor(obj, path)}
+        if t is str:
+            return obj if len(obj) <= _MAX_STR else obj[:_MAX_STR] + "…"
         if obj is None or isinstance(obj, (bool, float)):
             return obj
         if isinstance(obj, int):
@@ -66,6 +73,9 @@ class _Walker:
         if isinstance(obj, dict):
             out: dict[str, Any] = {}
             for k, v in obj.items():
+                if type(k) is str:
+                    out[k] = self.walk(v, (*path, k))
+                    continue
                 key = k if isinstance(k, (str, int, float, bool)) or k is None else _label(k)
                 out[str(key)] = self.walk(v, path + (key,))
             if isinstance(obj, ODict):
@@ -115,25 +125,18 @@ class _Walker:
     def _tensor(self, t: TensorStub, path: KeyPath) -> int:
         self.budget.charge_tensors()
         st = t.storage
-        key = None if st is None else (st.view_of or st.key)
-        offset = t.offset + (st.view_offset if st is not None and st.view_of else 0)
-        rec = TensorRecord(
-            path=path,
-            dtype=t.dtype,
-            shape=t.shape,
-            stride=t.stride,
-            storage_offset=offset,
-            storage_key=key,
-            storage_bytes=None if st is None else st.nbytes,
-            device=t.device,
-            is_parameter=t.is_parameter,
-            requires_grad=t.requires_grad,
-            layout=t.layout,
-            rebuild=t.rebuild,
-            stream=self.stream,
-        )
-        self.out.tensors.append(rec)
-        return len(self.out.tensors) - 1
+        if st is None:
+            key, offset, nbytes = None, t.offset, None
+        elif st.view_of:
+            key, offset, nbytes = st.view_of, t.offset + st.view_offset, st.nbytes
+        else:
+            key, offset, nbytes = st.key, t.offset, st.nbytes
+        tensors = self.out.tensors
+        tensors.append(TensorRecord(
+            path=path, dtype=t.dtype, shape=t.shape, stride=t.stride, storage_offset=offset, storage_key=key,
+            storage_bytes=nbytes, device=t.device, is_parameter=t.is_parameter, requires_grad=t.requires_grad,
+            layout=t.layout, rebuild=t.rebuild, stream=self.stream))
+        return len(tensors) - 1
 
 
 def _label(k: Any) -> str:

@@ -59,7 +59,7 @@ def run(up: StaticUnpickler, dispatch: list[Callable[[StaticUnpickler], Any] | N
     stack = up._stack
     metastack = up._metastack
     memo: Any = up._memo
-    listed = type(memo) is list
+    mlen = len(memo) if type(memo) is list else -1  # the list memo's length; -1 for the dict (handlers only)
     cap = up._memo_cap
     max_depth = up.limits.max_depth
     pos = up.pos
@@ -89,26 +89,30 @@ def run(up: StaticUnpickler, dispatch: list[Callable[[StaticUnpickler], Any] | N
             k = kinds[code]
             if k == 114:  # LONG_BINPUT
                 e = pos + 5
-                if e <= lim and stack and listed:
+                if e <= lim and stack:
                     idx = _U32(data, pos + 1)[0]
-                    if idx < len(memo):
+                    if idx == mlen:
+                        if mlen < cap:
+                            memo.append(stack[-1])
+                            mlen += 1
+                            pos = e
+                            continue
+                    elif idx < mlen:
                         memo[idx] = stack[-1]
-                        pos = e
-                        continue
-                    if idx == len(memo) and idx < cap:
-                        memo.append(stack[-1])
                         pos = e
                         continue
             elif k == 113:  # BINPUT
                 e = pos + 2
-                if e <= lim and stack and listed:
+                if e <= lim and stack:
                     idx = data[pos + 1]
-                    if idx < len(memo):
+                    if idx == mlen:
+                        if mlen < cap:
+                            memo.append(stack[-1])
+                            mlen += 1
+                            pos = e
+                            continue
+                    elif idx < mlen:
                         memo[idx] = stack[-1]
-                        pos = e
-                        continue
-                    if idx == len(memo) and idx < cap:
-                        memo.append(stack[-1])
                         pos = e
                         continue
             elif k == 75:  # BININT1
@@ -188,7 +192,10 @@ def run(up: StaticUnpickler, dispatch: list[Callable[[StaticUnpickler], Any] | N
                             pid_seen = pid[0]
                         value = persistent_load(pid)
                         if isinstance(value, Storage) and value.key not in restored:
-                            up._restore(value)
+                            if value.location == "cpu":
+                                restored.add(value.key)  # what _restore does for a location torch restores
+                            else:
+                                up._restore(value)
                         stack[-1] = value
                         pos += 1
                         continue
@@ -212,8 +219,9 @@ def run(up: StaticUnpickler, dispatch: list[Callable[[StaticUnpickler], Any] | N
                 pos += 1
                 continue
             elif k == 148:  # MEMOIZE
-                if stack and listed and len(memo) < cap:
+                if stack and 0 <= mlen < cap:
                     memo.append(stack[-1])
+                    mlen += 1
                     pos += 1
                     continue
             elif k == 140:  # SHORT_BINUNICODE
@@ -292,9 +300,8 @@ def run(up: StaticUnpickler, dispatch: list[Callable[[StaticUnpickler], Any] | N
                 return up._stack[-1]
             pos = up.pos
             stack = up._stack
-            if up._memo is not memo:
-                memo = up._memo
-                listed = type(memo) is list
+            memo = up._memo
+            mlen = len(memo) if type(memo) is list else -1
             buf_end = up._buf_end
             fe = up._frame_end
             if fe is not None and start < fe < pos:

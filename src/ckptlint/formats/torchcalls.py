@@ -323,20 +323,31 @@ def _text(v: Any) -> Any:
     return v
 
 
+_STORAGE_KINDS = {name: (dtype, name != "UntypedStorage", ITEMSIZE.get(dtype, 1))
+                  for name, dtype in STORAGE_DTYPES.items()}
+"""Storage class name -> (dtype, typed, bytes per element)."""
+
+
 def storage_from_pid(pid: Any, *, legacy: bool = False) -> Storage:
     """Decode torch's ``('storage', type, key, location, numel[, view])`` persistent id."""
-    if not isinstance(pid, tuple) or len(pid) < 5 or _text(pid[0]) != "storage":
+    if not isinstance(pid, tuple) or len(pid) < 5:
         raise FormatError("persistent id is not a torch storage")
-    stype, key, location, numel = pid[1], pid[2], _text(pid[3]), pid[4]
+    tag = pid[0]
+    if tag != "storage" and _text(tag) != "storage":
+        raise FormatError("persistent id is not a torch storage")
+    stype, key, location, numel = pid[1], pid[2], pid[3], pid[4]
     if not isinstance(stype, Global) or type(numel) is not int or numel < 0:
         raise FormatError("malformed storage persistent id")
-    dtype = STORAGE_DTYPES.get(stype.name)
-    if dtype is None:
+    kind = _STORAGE_KINDS.get(stype.name)
+    if kind is None:
         raise FormatError(f"unknown storage type {stype.qualname}")
-    typed = stype.name != "UntypedStorage"
-    nbytes = numel * ITEMSIZE.get(dtype, 1) if typed else numel
-    st = Storage(key if isinstance(key, str) else short_repr(key, 200), dtype, nbytes,
-                 location if isinstance(location, str) else short_repr(location, 200), typed)
+    dtype, typed, itemsize = kind
+    if type(location) is not str:
+        location = _text(location)
+        if not isinstance(location, str):
+            location = short_repr(location, 200)
+    st = Storage(key if isinstance(key, str) else short_repr(key, 200), dtype, numel * itemsize if typed else numel,
+                 location, typed)
     if legacy and len(pid) > 5 and isinstance(pid[5], tuple) and len(pid[5]) == 3:
         view_key, offset, _size = pid[5]
         st.view_of = str(view_key)
