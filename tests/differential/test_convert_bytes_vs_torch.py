@@ -41,7 +41,8 @@ LEGACY_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16, to
 def _torch_bytes(t: torch.Tensor) -> bytes:
     if t.numel() == 0:
         return b""
-    return bytes(t.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    dense = torch.empty(tuple(t.shape), dtype=t.dtype).copy_(t.detach())  # standard strides (a (1,) view may be 3)
+    return bytes(dense.reshape(-1).view(torch.uint8).numpy().tobytes())
 
 
 def _views(dtypes: tuple[torch.dtype, ...]) -> dict[str, torch.Tensor]:
@@ -305,3 +306,25 @@ def test_torchscript_ignores_a_big_endian_record_as_jit_load_does(tmp_path: Path
         state = dict(torch.jit.load(big).state_dict())
     assert not torch.equal(state["lin.weight"], dict(torch.jit.load(src).state_dict())["lin.weight"])
     assert _compare(big, _lookup(state)) == len(state)
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_random_strided_views_of_one_storage(tmp_path: Path, legacy: bool) -> None:
+    """200 random ``as_strided`` views (any shape, stride 0 included, any offset) over two storages, one file."""
+    import random
+
+    rng = random.Random(7)
+    bases = {torch.float32: torch.arange(4096, dtype=torch.float32) * 1.5, torch.int64: torch.arange(4096) - 99}
+    views: dict[str, torch.Tensor] = {}
+    for i in range(200):
+        nd = rng.randint(0, 4)
+        shape = [rng.randint(0, 6) for _ in range(nd)]
+        stride = [rng.choice([0, 1, 2, 3, 7, 40, 300]) for _ in range(nd)]
+        span = sum((n - 1) * s for n, s in zip(shape, stride, strict=True)) if all(shape) else 0
+        offset = rng.randint(0, 4095 - span) if span < 4095 else 0
+        if span + offset > 4095:
+            continue
+        views[f"v{i}"] = bases[rng.choice(list(bases))].as_strided(shape, stride, offset)
+    path = tmp_path / "views.pt"
+    torch.save(views, path, _use_new_zipfile_serialization=not legacy)
+    assert _compare(path, _lookup(_load(path)), chunk=rng.choice([8, 64]), window=rng.choice([16, 256])) == len(views)
