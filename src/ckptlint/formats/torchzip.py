@@ -57,9 +57,7 @@ def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArch
     parsed: set[int] = set()
     loaded: list[str] = []
     structure: Any = None
-    storage_entries: dict[str, str] = {}
-    located: dict[bytes, ZipMember | None] = {}
-    """Storage record name -> the entry torch's lookup found for it (while unpickling)."""
+    records = _Records(reading.prefix)
     labels = _Labels(z)
     for m in reading.read.values():  # a record's note names its stream (`<name>@<offset>` among duplicates)
         said = f"{m.name} (read by torch.load)"
@@ -67,7 +65,7 @@ def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArch
                          for n in reading.notes]
     if reading.refuses is None:
         if reading.script:
-            structure = _torchscript(z, reading, asm, parsed, storage_entries, located)
+            structure = _torchscript(z, reading, asm, parsed, records)
         elif reading.data_pkl is not None and reading.data_pkl.uninitialized and not reading.data_pkl.data:
             # torch unpickles memory nothing wrote: it fails, unless by luck (recycled memory may even hold an
             # earlier pickle), so the readers may disagree (CK107) and no stream is torch's
@@ -82,12 +80,12 @@ def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArch
                 # what follows is memory nothing wrote: zeros stand in (an invalid opcode: the parse stops there)
                 data = rec.data if rec.complete else inflated_prefix(z, m, rec.produced)
                 rec = Extracted(data + b"\0" * min(m.size - rec.produced, _PAD), produced=0)
-            loader = _checked(z, asm, asm.storage_loader(), reading.prefix + b"/data/", located)
+            loader = _checked(z, asm, asm.storage_loader(), reading.prefix + b"/data/", records.data_seen)
             asm.wrapper_streams.add(labels[m])  # torch's UnpicklerWrapper reads it
             value = _parse(asm, z, m, rec, labels[m], loader)
             structure = asm.collect(value, labels[m])
             parsed.add(m.index)
-            storage_entries.update({key: f"{prefix}/data/{key}" for key in asm.storages})
+            records.data_named = True
             loaded.append(labels[m])
             if reading.data_pkl.uninitialized and len(asm.stops) > stops:
                 # torch unpickles what was inflated (its globals are reached), then memory nothing
@@ -99,7 +97,7 @@ def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArch
                               f"(torch.load: {reading.refuses})")
         raise FormatError(f"torch.load refuses it: {reading.refuses}")
 
-    storages, storage_names = _storages(z, asm, storage_entries, located)
+    storages, storage_names = _storages(z, asm, records)
     storage_idx = set(storage_names)
     anomalies = list(z.anomalies) + reading.notes + _header_mismatches(z) + _duplicates(z, py)
     skip = parsed | storage_idx
@@ -154,7 +152,7 @@ def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArch
 
 
 def _torchscript(z: ZipArchive, reading: TorchZipReading, asm: Assembler, parsed: set[int],
-                 storage_entries: dict[str, str], located: dict[bytes, ZipMember | None]) -> Any:
+                 records: _Records) -> Any:
     """``torch.jit.load`` reads ``data.pkl`` and ``constants.pkl`` through the same lookup; the
     constants keep their own storage namespace (``constants/<key>``)."""
     prefix = reading.prefix.decode("utf-8", "replace")
@@ -163,10 +161,10 @@ def _torchscript(z: ZipArchive, reading: TorchZipReading, asm: Assembler, parsed
     if m is not None:
         rec = extract(z, m, asm.limits.max_pickle_bytes, KEEP)
         value = _parse(asm, z, m, rec, m.name, _checked(z, asm, asm.storage_loader(), reading.prefix + b"/data/",
-                                                         located))
+                                                         records.data_seen))
         structure = asm.collect(value, m.name)
         parsed.add(m.index)
-        storage_entries.update({key: f"{prefix}/data/{key}" for key in asm.storages})
+        records.data_named = True
     c = z.locate(reading.prefix + b"/constants.pkl")
     if c is not None:
         rec = extract(z, c, asm.limits.max_pickle_bytes, KEEP)
@@ -175,21 +173,46 @@ def _torchscript(z: ZipArchive, reading: TorchZipReading, asm: Assembler, parsed
             st = storage_from_pid(pid)
             st.key = f"constants/{st.key}"
             asm.storages.setdefault(st.key, st)
-            storage_entries[st.key] = f"{prefix}/{st.key}"
+            records.constants[st.key] = f"{prefix}/{st.key}"
             return st
 
-        value = _parse(asm, z, c, rec, c.name, _checked(z, asm, constants_loader, reading.prefix + b"/", located))
+        loader = _checked(z, asm, constants_loader, reading.prefix + b"/", records.constants_seen)
+        value = _parse(asm, z, c, rec, c.name, loader)
         asm.collect(value, c.name, root=("__constants__",))
         parsed.add(c.index)
     return structure
 
 
+class _Records:
+    """Where each storage's record is (``<prefix>/data/<key>``, TorchScript constants apart) and what
+    torch's lookup found for it while unpickling: no table of names is built for it."""
+
+    def __init__(self, prefix: bytes) -> None:
+        self.prefix = prefix.decode("utf-8", "replace")
+        self.exact = self.prefix.encode("utf-8") == prefix
+        """The record names, written from the decoded prefix, are the bytes the loaders looked up."""
+        self.data_named = False
+        """``data.pkl`` was unpickled: the storages it names are ``data/<key>`` records."""
+        self.constants: dict[str, str] = {}
+        """TorchScript constants' storages -> their record (``<prefix>/constants/<key>``)."""
+        self.data_seen: dict[str, str | ZipMember] = {}
+        self.constants_seen: dict[str, str | ZipMember] = {}
+        """Storage key -> the entry torch reads for its record, or why reading it raises."""
+
+    def entry(self, key: str) -> tuple[str | None, str | ZipMember | None]:
+        """The record's name, and what the loader found for it (None where it never looked)."""
+        if key in self.constants:
+            return self.constants[key], self.constants_seen.get(key)
+        if self.data_named:
+            return f"{self.prefix}/data/{key}", self.data_seen.get(key)
+        return None, None
+
+
 def _checked(z: ZipArchive, asm: Assembler, load: PersistentLoad, folder: bytes,
-             located: dict[bytes, ZipMember | None]) -> PersistentLoad:
+             seen: dict[str, str | ZipMember]) -> PersistentLoad:
     """torch reads each storage's record when the pickle first names it (``persistent_load``):
     where ``getRecord`` raises, unpickling stops at that opcode, so globals after it never load.
-    ``located`` keeps the entry found for each record, for the storage list."""
-    seen: dict[str, str | None] = {}
+    ``seen`` keeps, per storage key, the entry found (or torch's error) for the storage list."""
     tail = folder.decode("utf-8", "replace").split("/", 1)[-1]  # the record name: what follows the prefix
     cap = asm.limits.max_pickle_bytes
 
@@ -197,33 +220,34 @@ def _checked(z: ZipArchive, asm: Assembler, load: PersistentLoad, folder: bytes,
         st = load(storage_alias(pid))
         key = getattr(st, "key", None)
         if isinstance(key, str):
-            if key in seen:
-                problem = seen[key]
-            else:
+            found = seen.get(key)
+            if found is None:
                 entry = folder + key.encode("utf-8")
-                m = located[entry] = z.locate(entry)
-                problem = seen[key] = record_error(z, m, tail + key, cap)
+                m = z.locate(entry)
+                problem = record_error(z, m, tail + key, cap)
                 nbytes = getattr(st, "nbytes", None)
                 if problem is None and m is not None and isinstance(nbytes, int) and m.size != nbytes:
                     # get_storage_from_record: TORCH_CHECK(record size == numel * element size)
-                    problem = seen[key] = (f"record size ({m.size} bytes) does not match expected size "
-                                           f"({nbytes} bytes)")
-            if problem is not None:
-                raise FormatError(problem)
+                    problem = f"record size ({m.size} bytes) does not match expected size ({nbytes} bytes)"
+                found = problem if problem is not None or m is None else m
+                assert found is not None  # record_error names a record it did not find
+                seen[key] = found
+            if isinstance(found, str):
+                raise FormatError(found)
         return st
     return checked
 
 
-def _storages(z: ZipArchive, asm: Assembler, entries: dict[str, str],
-              located: dict[bytes, ZipMember | None]) -> tuple[list[StorageRecord], dict[int, str]]:
+def _storages(z: ZipArchive, asm: Assembler,
+              records: _Records) -> tuple[list[StorageRecord], dict[int, str]]:
     """Storage records as torch finds them (the same case-insensitive lookup as every record);
     and entry index -> its name (the StorageRecord's string, shared with the entry list)."""
     out: list[StorageRecord] = []
     names: dict[int, str] = {}
     for key, st in asm.storages.items():
-        entry = entries.get(key)
+        entry, found = records.entry(key)
         raw = entry.encode("utf-8") if entry else b""
-        m = (located[raw] if raw in located else z.locate(raw)) if entry else None
+        m = (found if isinstance(found, ZipMember) and records.exact else z.locate(raw)) if entry else None
         if m is None or entry is None:
             asm.notes.append(f"storage {key!r} has no {entry} record")
             out.append(StorageRecord(key, st.dtype, st.nbytes, st.location, entry, None))
