@@ -22,7 +22,9 @@ order rotating; median of ``--runs`` rounds after one warm-up round), peak RSS f
 - ``python -c "import torch; torch.load(FILE, weights_only=True)"`` (``--torch-python``, default this
   interpreter; not on the 100,000-tensor file);
 - ``python -c pass`` (against the 2-tensor check);
-- ``ckptlint check -qq -j 1 small/*`` against ``-j 2``.
+- ``ckptlint check -qq -j 1 small/*`` against ``-j 2``;
+- a calibration: the same pure-Python arithmetic in one process or split over two (forked), which
+  says whether the machine had a second core to give while the ``-j`` pair ran.
 
 Usage: python benchmarks/bench_reader.py [--workdir DIR] [--runs 5] [--quick] [--json OUT]
 ``--quick``: small stand-ins for every file and one round (smoke test; its ratios mean nothing).
@@ -211,11 +213,17 @@ def measure(workdir: Path, env: Path, torch_python: str, runs: int) -> dict[str,
     print(f"small: -j 1 / -j 2 over {len(small)} files, {runs} rounds …", flush=True)
     out["small"] = paired({"-j 1": [ckptlint, "check", "-qq", "-j", "1", *small],
                            "-j 2": [ckptlint, "check", "-qq", "-j", "2", *small]}, runs)
+    # how much a second process can gain on this machine now: pure Python arithmetic, the same work in
+    # one process or split over two (another job on the machine takes cores from both)
+    work = ("import os, sys; n = int(sys.argv[1]); pid = os.fork() if n == 1 else 0; sum(range(n * 10**7))\n"
+            "if pid: os.waitpid(pid, 0)")
+    out["cores"] = paired({"1 process": [py, "-c", work, "2"], "2 processes": [py, "-c", work, "1"]}, runs)
     return out
 
 
 LABELS = {"llama": "llama-like 1.9 GB .pth (163 tensors)", "linear10k": "10,000 Linear(4,4) (20,000 tensors)",
-          "linear50k": "50,000 Linear(4,4) (100,000 tensors)", "two": "2-tensor file", "small": "200 small files"}
+          "linear50k": "50,000 Linear(4,4) (100,000 tensors)", "two": "2-tensor file", "small": "200 small files",
+          "cores": "calibration: pure-Python work, 1 vs 2 processes"}
 
 
 def targets(res: dict[str, dict[str, Sample]]) -> list[tuple[str, float, str, bool]]:
@@ -244,13 +252,16 @@ def report(res: dict[str, dict[str, Sample]], runs: int) -> tuple[str, list[tupl
     lines.append("| file | command | wall | peak RSS | ÷ ckptlint |")
     lines.append("| --- | --- | ---: | ---: | ---: |")
     for case, samples in res.items():
-        base = "-j 2" if case == "small" else "ckptlint"
+        base = {"small": "-j 2", "cores": "2 processes"}.get(case, "ckptlint")
         for name, s in samples.items():
             lines.append(f"| {LABELS[case]} | {name} | {statistics.median(s.wall):.3f} s | "
                          f"{statistics.median(s.rss_mib):.0f} MiB | {ratio(samples, name, base):.2f} |")
     rows = targets(res)
     lines += ["", "| target | measured | required | |", "| --- | ---: | --- | --- |"]
     lines += [f"| {t} | {m:.2f} | {need} | {'met' if ok else 'NOT MET'} |" for t, m, need, ok in rows]
+    spare = ratio(res["cores"], "1 process", "2 processes")
+    verdict = "a second core was free" if spare >= 1.8 else "NO spare core: the -j ratio is not meaningful"
+    lines += ["", f"Calibration: two processes did pure-Python work {spare:.2f} times as fast as one ({verdict})."]
     return "\n".join(lines), rows
 
 
