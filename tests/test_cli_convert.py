@@ -155,3 +155,24 @@ def test_check_advice_points_at_convert(tmp_path: Path, cli: CliRunner) -> None:
     assert "or keep only its tensors, without loading it: ckptlint convert" in fixes[("ns.pt", "CK104")]
     for path in ("full.pt", "ns.pt"):  # and the advice is true: both convert
         assert cli("convert", path, f"{path}.safetensors", cwd=tmp_path).returncode == 0
+
+
+def test_every_flag_option_and_result_field_is_documented() -> None:
+    import argparse
+    import dataclasses
+    import inspect
+
+    from ckptlint.cli import build_parser
+    from ckptlint.convert.api import convert
+    from ckptlint.convert.result import ConvertResult
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    page, api = (docs / "convert.md").read_text(encoding="utf-8"), (docs / "api.md").read_text(encoding="utf-8")
+    (sub,) = (a for a in build_parser("convert")._actions if isinstance(a, argparse._SubParsersAction))
+    flags = [a.option_strings[-1] for a in sub.choices["convert"]._actions
+             if a.option_strings and a.option_strings[-1] != "--help"]
+    assert len(flags) >= 12 and [f for f in flags if f"`{f}" not in page] == []
+    options = [p for p in inspect.signature(convert).parameters if p not in ("src", "dest")]
+    assert [p for p in options if f"`{p}`" not in api and f"{p}:" not in api] == []
+    fields = [f.name for f in dataclasses.fields(ConvertResult)]
+    assert [f for f in fields if f"`{f}`" not in api] == []
