@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+
+import pytest
 
 from _convert_files import (
     LINEAR,
@@ -23,6 +26,13 @@ from _convert_files import (
 from conftest import CliResult, CliRunner
 
 W = tensor("0", [1.0, 2.0, 3.0, 4.0], (2, 2))
+
+
+@pytest.fixture(autouse=True)
+def no_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Converting never imports torch (nor a library that would): here ``import torch`` raises ImportError."""
+    for name in ("torch", "torchvision", "transformers", "numpy", "safetensors"):
+        monkeypatch.setitem(sys.modules, name, None)
 
 
 def one_error(r: CliResult) -> str:

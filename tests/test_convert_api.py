@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import zipfile
 from pathlib import Path
 
@@ -37,6 +38,13 @@ from ckptlint.convert.result import ConvertError, Refused
 from ckptlint.errors import CheckpointError, OutputError, UnwrapError
 
 W = tensor("0", [float(i) for i in range(12)], (3, 4))
+
+
+@pytest.fixture(autouse=True)
+def no_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Converting never imports torch (nor a library that would): here ``import torch`` raises ImportError."""
+    for name in ("torch", "torchvision", "transformers", "numpy", "safetensors"):
+        monkeypatch.setitem(sys.modules, name, None)
 
 
 def _views() -> dict[str, T]:
