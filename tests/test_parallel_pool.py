@@ -106,11 +106,13 @@ def test_a_worker_that_dies_is_that_jobs_result_and_the_rest_are_checked(method:
     assert -1 in results[1:3] and set(results[1:3]) <= {-1, 10, -2, 20}  # the job the worker died on: crashed
 
 
-def test_no_pool_for_one_job_or_one_worker() -> None:
+def test_no_pool_for_two_jobs_or_one_worker() -> None:
     assert [pid for _, pid in run_in_order(pid_after, [0], 4, lost)] == [os.getpid()]
+    assert [pid for _, pid in run_in_order(pid_after, [0, 1], 4, lost)] == [os.getpid()] * 2
     assert {pid for _, pid in run_in_order(pid_after, [0, 1, 2], 1, lost)} == {os.getpid()}
-    items: list[int | Done[tuple[int, int]] | Raise] = [Done((9, 9)), 0, Done((8, 8))]  # one real job
-    assert [n for n, _ in run_in_order(pid_after, items, 4, lost)] == [9, 0, 8]
+    items: list[int | Done[tuple[int, int]] | Raise] = [Done((9, 9)), 0, Done((8, 8)), 1]  # two real jobs
+    assert [(n, pid) for n, pid in run_in_order(pid_after, items, 4, lost)][1:] == [(0, os.getpid()), (8, 8),
+                                                                                   (1, os.getpid())]
 
 
 def test_closing_early_stops_the_workers(method: str) -> None:

@@ -15,7 +15,7 @@ raised when its position is reached, exactly where a serial run raises it; a wor
 (killed, out of memory) becomes that file's result through ``crashed``, never a hang.
 ``workers`` counts this process: it checks the first file (before forking, so the workers inherit
 what that imported) and then every ``workers``-th chunk of files, while ``workers - 1`` pool
-processes check the others ahead of it. With one worker, or one job, nothing is started.
+processes check the others ahead of it. With one worker, or two jobs or fewer, nothing is started.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def run_in_order(fn: Callable[[J], R], items: Sequence[J | Done[R] | Raise], wor
     result: that is the pool's main serial cost). Close the iterator (``contextlib.closing``)
     to stop the workers early."""
     jobs = sum(1 for item in items if not isinstance(item, (Done, Raise)))
-    if workers <= 1 or jobs <= 1:
+    if workers <= 1 or jobs <= 2:  # this process checks the first file anyway: one more is not worth a fork
         return _serial(fn, items)
     return _pooled(fn, items, min(workers, jobs), crashed, compact)
 
