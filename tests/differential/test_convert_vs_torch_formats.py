@@ -1,5 +1,5 @@
 """``ckptlint convert`` of the other formats ckptlint reads, against torch (issue #15): TorchScript archives,
-raw pickles of tensors, torch 0.1 tar files, zips whose members were re-compressed (torch reads deflate),
+torch.export archives, raw pickles of tensors, torch 0.1 tar files, zips whose members were re-compressed (torch reads deflate),
 every pickle protocol torch.save writes, safetensors itself, ``--key`` into nested and EMA dictionaries, and a
 Lightning-style ``state_dict`` with ``--snapshot --apply-fix``. Converted where torch cannot be imported.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pickle
 import sys
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -49,12 +50,17 @@ def _deflated(src: Path, dest: Path) -> None:
 def _cases(tmp: Path, snap: Path) -> Iterator[tuple[str, Case]]:
     torch.manual_seed(0)
     resnet = M.resnet18().eval()
-    src = tmp / "resnet18.torchscript.pt"
-    torch.jit.save(torch.jit.script(resnet), src)
-    yield "torchscript-resnet18", Case(src, state_dict_of(torch.jit.load(src)), fresh=M.resnet18)
-    src = tmp / "net.traced.pt"
-    torch.jit.save(torch.jit.trace(_net().eval(), torch.randn(2, 8)), src)
-    yield "torchscript-traced", Case(src, state_dict_of(torch.jit.load(src)), fresh=_net)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated; its archives are everywhere
+        src = tmp / "resnet18.torchscript.pt"
+        torch.jit.save(torch.jit.script(resnet), src)
+        yield "torchscript-resnet18", Case(src, state_dict_of(torch.jit.load(src)), fresh=M.resnet18)
+        src = tmp / "net.traced.pt"
+        torch.jit.save(torch.jit.trace(_net().eval(), torch.randn(2, 8)), src)
+        yield "torchscript-traced", Case(src, state_dict_of(torch.jit.load(src)), fresh=_net)
+    src = tmp / "net.pt2"
+    torch.export.save(torch.export.export(_net().eval(), (torch.randn(2, 8),)), src)
+    yield "torch-export", Case(src, dict(torch.export.load(src).state_dict), fresh=_net)
 
     w = torch.randn(6, 4)
     raw = {"w": w, "w.t": w.t(), "w.rows": w[2:], "b": torch.arange(5, dtype=torch.int16)}
@@ -105,7 +111,8 @@ def _cases(tmp: Path, snap: Path) -> Iterator[tuple[str, Case]]:
     yield "lightning-apply-fix", Case(src, dict(sd), args=["--snapshot", str(snap), "--apply-fix"], fresh=_net)
 
 
-NAMES = ["torchscript-resnet18", "torchscript-traced", "raw-pickle-p2", "raw-pickle-p4", "raw-pickle-p5",
+NAMES = ["torchscript-resnet18", "torchscript-traced", "torch-export", "raw-pickle-p2", "raw-pickle-p4",
+         "raw-pickle-p5",
          "torch-save-protocol-2", "torch-save-protocol-3", "torch-save-protocol-4", "torch-save-protocol-5",
          "legacy-protocol-2", "legacy-protocol-4", "zip-deflated", "tar-torch-0.1", "safetensors", "key-ema",
          "key-model", "lightning-apply-fix"]
