@@ -1,7 +1,8 @@
 """``ckptlint convert`` of the other formats ckptlint reads, against torch (issue #15): TorchScript archives,
-torch.export archives, raw pickles of tensors, torch 0.1 tar files, zips whose members were re-compressed (torch reads deflate),
-every pickle protocol torch.save writes, safetensors itself, ``--key`` into nested and EMA dictionaries, and a
-Lightning-style ``state_dict`` with ``--snapshot --apply-fix``. Converted where torch cannot be imported.
+torch.export archives, raw pickles of tensors, torch 0.1 tar files, zips whose members were re-compressed
+(torch reads deflate), every pickle protocol torch.save writes, safetensors itself, ``--key`` into nested and
+EMA dictionaries, and a Lightning-style ``state_dict`` with ``--snapshot --apply-fix``. Converted where torch
+cannot be imported.
 """
 
 from __future__ import annotations
