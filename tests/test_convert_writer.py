@@ -132,3 +132,19 @@ def test_a_destination_that_is_not_a_regular_file_is_never_replaced(tmp_path: Pa
             write_set(str(tmp_path / name), [out("a", "U8", 4)], {}, max_shard_size=None, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.safetensors", "pipe.safetensors"]
     assert (tmp_path / "dir.safetensors").is_dir() and list((tmp_path / "dir.safetensors").iterdir()) == []
+
+
+def test_many_shards_never_hold_many_files_open(tmp_path: Path) -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(64, hard), hard))
+    try:  # 300 shards with at most 64 descriptors: each shard is closed before the next is opened
+        w = write_set(str(tmp_path / "m.safetensors"), [out(f"t{i:03d}", "U8", 2, i % 256) for i in range(300)],
+                      {"sha": HASH_PLACEHOLDER}, max_shard_size=2, overwrite=False, digest=lambda: "c" * 64,
+                      digest_field="sha")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert len(w.files) == 300 and Path(w.files[-1]).name == "m-00300-of-00300.safetensors"
+    raw = Path(w.files[-1]).read_bytes()
+    assert b'"sha":"' + b"c" * 64 + b'"' in raw and raw.endswith(bytes([299 % 256]) * 2)

@@ -145,11 +145,12 @@ def write_file(f: BinaryIO, tensors: Sequence[OutTensor], metadata: dict[str, st
     return None if at < 0 else at + len(marker) - len(HASH_PLACEHOLDER) - 1
 
 
-def patch(f: BinaryIO, offset: int | None, value: str) -> None:
+def patch(path: str, offset: int | None, value: str) -> None:
+    """Write ``value`` over the placeholder at ``offset`` of the finished file ``path``."""
     if offset is not None:
-        f.seek(offset)
-        f.write(value.encode("ascii"))
-        f.seek(0, os.SEEK_END)
+        with open(path, "r+b") as f:
+            f.seek(offset)
+            f.write(value.encode("ascii"))
 
 
 def publish(tmp: str, dest: str, overwrite: bool) -> None:
@@ -200,20 +201,16 @@ def write_set(dest: str, tensors: Sequence[OutTensor], metadata: dict[str, str],
     temps: list[str] = []
     published: list[str] = []
     try:
-        opened: list[tuple[BinaryIO, int | None]] = []
-        try:
-            for name, shard in zip(names, shards, strict=True):
-                f, tmp = _temporary(name)
-                temps.append(tmp)
-                opened.append((f, None))
-                opened[-1] = (f, write_file(f, shard, metadata, digest_field))
-            if digest is not None:
-                value = digest()
-                for f, at in opened:
-                    patch(f, at, value)
-        finally:
-            for f, _ in opened:
-                f.close()
+        placeholders: list[tuple[str, int | None]] = []
+        for name, shard in zip(names, shards, strict=True):  # one open file at a time, however many shards
+            f, tmp = _temporary(name)
+            temps.append(tmp)
+            with f:
+                placeholders.append((tmp, write_file(f, shard, metadata, digest_field)))
+        if digest is not None:
+            value = digest()
+            for tmp, at in placeholders:
+                patch(tmp, at, value)
         if index:
             g, tmp = _temporary(index)
             temps.append(tmp)
