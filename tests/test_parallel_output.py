@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -204,3 +205,22 @@ def test_the_api_returns_equal_typed_reports(files: list[str], tmp_path: Path, m
     tensors = [t for fr in pooled_report.files if fr.inventory for t in fr.inventory.tensors]
     assert len(tensors) >= 52 and all(type(t) is TensorRecord for t in tensors)
     assert all(type(s) is StorageRecord for fr in pooled_report.files if fr.inventory for s in fr.inventory.storages)
+
+
+def test_python_m_ckptlint_with_spawned_workers(files: list[str], tmp_path: Path,
+                                                run_python: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    """A parent with another thread (here one started by sitecustomize) spawns its workers instead of
+    forking: fresh interpreters that find ckptlint, the working directory and the inputs on their own."""
+    site = tmp_path / "threaded_site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import threading, time\nthreading.Thread(target=time.sleep, args=(600,), daemon=True).start()\n")
+    probe = run_python("-c", "import threading; from ckptlint.parallel import start_method; "
+                       "print(threading.active_count(), start_method())", pythonpath=[site])
+    assert probe.stdout.split() == ["2", "spawn"]
+    one = run_python("-m", "ckptlint", "check", "-j", "1", "--format", "json", *files, cwd=tmp_path,
+                     pythonpath=[site])
+    two = run_python("-m", "ckptlint", "check", "-j", "2", "--format", "json", *files, cwd=tmp_path,
+                     pythonpath=[site])
+    assert (two.returncode, two.stdout, two.stderr) == (one.returncode, one.stdout, one.stderr)
+    assert one.returncode == 2 and [f["path"] for f in json.loads(two.stdout)["files"]] == files
