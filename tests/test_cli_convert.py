@@ -186,3 +186,19 @@ def test_every_flag_option_and_result_field_is_documented() -> None:
     assert [p for p in options if f"`{p}`" not in api and f"{p}:" not in api] == []
     fields = [f.name for f in dataclasses.fields(ConvertResult)]
     assert [f for f in fields if f"`{f}`" not in api] == []
+
+
+def test_drop_tied_says_strict_loading_calls_the_tied_keys_missing(tmp_path: Path, cli: CliRunner) -> None:
+    snap = json.loads(_snapshot(tmp_path / "snap.json").read_text())
+    snap["modules"][1]["local"]["bias"]["shape"] = [2, 2]  # a target whose fc.bias is tied to fc.weight
+    (tmp_path / "snap.json").write_text(json.dumps(snap))
+    torch_zip(tmp_path / "t.pt", OD({"fc.weight": W, "fc.bias": W}))  # fc.bias: W's tensor again (tied)
+    r = cli("convert", "t.pt", "all.safetensors", "--snapshot", "snap.json", cwd=tmp_path)
+    assert r.returncode == 0 and "  loads into netmod:Net with load_state_dict(strict=True)" in r.stdout, r
+    r = cli("convert", "t.pt", "t.safetensors", "--snapshot", "snap.json", "--drop-tied", cwd=tmp_path)
+    assert r.returncode == 0, r
+    lines = r.stdout.splitlines()
+    assert lines[1:] == ["  tied keys (written once, recorded in __metadata__): fc.bias = fc.weight",
+                         "  loads into netmod:Net only with load_state_dict(strict=False)",
+                         ("  1 tied key(s) left out (--drop-tied): strict=True calls them missing; the model's own tie "
+                         "fills them")], lines

@@ -122,14 +122,16 @@ def render_text(r: ConvertResult) -> str:
         lines.append(f"  written transposed, as the target expects ({len(r.transposed)}): "
                      + printable(_listing(list(r.transposed))))
     if r.target is not None:
+        refusal = next((d for d in r.diagnosis if d.startswith("refuses it")), None)
         if r.strict:
             lines.append(f"  loads into {r.target} with load_state_dict(strict=True)")
-        elif not (r.mapping or r.dropped or r.transposed):
-            lines.extend(printable(f"  {r.target} {d}") for d in r.diagnosis)
+        elif refusal is not None:  # no fix applied
+            lines.append(printable(f"  {r.target} {refusal}"))
         else:
             stay = f": {len(r.random_init)} key(s) stay initialised: " + _listing(list(r.random_init)) \
                 if r.random_init else ""
             lines.append(printable(f"  loads into {r.target} only with load_state_dict(strict=False){stay}"))
+        lines.extend(printable(f"  {d}") for d in r.diagnosis if "(--drop-tied)" in d)
     return "\n".join(lines)
 
 

@@ -82,6 +82,10 @@ def make_plan(inv: Inventory, supported: Supported, *, key: tuple[Any, ...] | No
     if drop_tied and plan.tied:
         plan.entries = [(k, v) for k, v in plan.entries if k not in plan.tied]
         plan.tied_dropped = True
+        if plan.strict:  # load_state_dict(strict=True) calls a key it expects missing, tied or not
+            plan.strict = False
+            plan.diagnosis.append(f"{len(plan.tied)} tied key(s) left out (--drop-tied): strict=True calls them "
+                                  "missing; the model's own tie fills them")
     return plan
 
 
