@@ -170,6 +170,16 @@ def _cases(tmp: Path, custom: Callable[[], nn.Module], shared: Callable[[], nn.M
         yield f"training-{fmt}", Case(src, dict(expected), _net, left_out=left_out, state_dict_at="model")
         yield f"training-{fmt}-key", Case(src, dict(expected), _net, args=["--key", "model"], left_out=left_out,
                                           state_dict_at="model")
+    src = tmp / "module_in_dict.pt"
+    torch.save({"epoch": 4, "model": MODELS["squeezenet1_0"](), "args": argparse.Namespace(lr=0.1)}, src)
+    yield "full-model-in-training-dict", Case(src, state_dict_of(trusted_load(src)["model"]),
+                                              MODELS["squeezenet1_0"], left_out=("epoch", "args"),
+                                              state_dict_at="model")
+    src = tmp / "data_parallel_in_dict.pt"
+    torch.save({"net": nn.DataParallel(MODELS["shufflenet_v2_x0_5"]())}, src)
+    yield "full-model-data-parallel-in-dict", Case(src, state_dict_of(trusted_load(src)["net"]),
+                                                   lambda: nn.DataParallel(MODELS["shufflenet_v2_x0_5"]()),
+                                                   state_dict_at="net")
     src = tmp / "shared_parts.full.pt"
     torch.save(shared(), src)
     yield "full-model-shared-parts", Case(src, state_dict_of(trusted_load(src)), shared)
@@ -228,7 +238,8 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[s
 def _names() -> list[str]:
     names = [f"state_dict-zip-{n}" for n in MODELS] + [f"state_dict-legacy-{n}" for n in LEGACY]
     names += [f"full-model-{n}" for n in FULL] + ["full-model-custom-zip", "full-model-custom-legacy",
-                                                  "full-model-shared-parts"]
+                                                  "full-model-shared-parts", "full-model-in-training-dict",
+                                                  "full-model-data-parallel-in-dict"]
     names += ["training-zip", "training-legacy", "training-zip-key", "training-legacy-key", "training-lightning-like",
               "state_dict-with-non-tensor-values"]
     return names
