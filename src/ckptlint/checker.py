@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from contextlib import closing
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .config import Config
@@ -136,15 +136,15 @@ def check(paths: CheckInput | Iterable[CheckInput], *,
     return Report(tuple(files), tuple(skipped))
 
 
-@dataclass(frozen=True)
 class _Job:
-    """One file to check: what :func:`check_file` needs, sent to a worker under ``--jobs``."""
+    """One file to check: what :func:`check_file` needs, sent to a worker under ``--jobs``
+    (a plain class: no dataclass to build when the module is imported)."""
 
-    path: str
-    trusted: tuple[str, ...]
-    limits: Limits
-    target: Target | None
-    config: Config
+    __slots__ = ("config", "limits", "path", "target", "trusted")
+
+    def __init__(self, path: str, trusted: tuple[str, ...], limits: Limits, target: Target | None,
+                 config: Config) -> None:
+        self.path, self.trusted, self.limits, self.target, self.config = path, trusted, limits, target, config
 
 
 _COMPACT = (TensorRecord, StorageRecord)

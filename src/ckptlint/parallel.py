@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:  # the pool's modules load only when a pool starts (startup time of a serial check)
@@ -41,18 +40,24 @@ MAX_CHUNK = 16
 """Jobs per message at most: small files share one round trip; a slow file holds up few others."""
 
 
-@dataclass(frozen=True)
 class Done(Generic[R]):
-    """A position whose result is already known (an input that could not even be opened)."""
+    """A position whose result is already known (an input that could not even be opened).
 
-    value: R
+    Plain classes, not dataclasses: this module is imported by every check (start-up time)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: R) -> None:
+        self.value = value
 
 
-@dataclass(frozen=True)
 class Raise:
     """The position where a serial run would raise ``error`` (e.g. its target cannot be built)."""
 
-    error: BaseException
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
 
 
 def available_cpus() -> int:
@@ -285,14 +290,13 @@ def _call(fn: Callable[[J], R], item: J) -> tuple[bool, Any]:
         return False, _Remote(type(e).__name__, type(e).__module__, isinstance(e, CkptlintError), str(e))
 
 
-@dataclass(frozen=True)
 class _Remote:
     """An exception from a worker that cannot pickle itself."""
 
-    name: str
-    module: str
-    ckptlint: bool
-    message: str
+    __slots__ = ("ckptlint", "message", "module", "name")
+
+    def __init__(self, name: str, module: str, ckptlint: bool, message: str) -> None:
+        self.name, self.module, self.ckptlint, self.message = name, module, ckptlint, message
 
     def error(self) -> Exception:
         """A stand-in of the same name, base (CkptlintError or Exception) and message."""
