@@ -295,3 +295,14 @@ def test_sharded_output_loads_with_from_pretrained(tmp_path: Path) -> None:
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
     for (k, a), b in zip(gpt2.state_dict().items(), loaded.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
+
+
+def test_the_converting_process_really_cannot_import_torch(work: tuple[Path, dict[str, Converted], dict[str, Any]],
+                                                           tmp_path: Path) -> None:
+    """The harness itself: a live --model target needs torch, so there it fails (one line, exit 2) and the
+    harness reports the attempt — the other conversions above ran in the same kind of process without one."""
+    tmp, _, _ = work
+    with pytest.raises(AssertionError, match=r"tried to import.*torch"):
+        convert_torchfree([["convert", tmp / "ddp.pt", tmp_path / "o.safetensors", "--model", RESNET]],
+                          tmp_path / "run")
+    assert not (tmp_path / "o.safetensors").exists()
