@@ -277,42 +277,49 @@ _WINDOW = 1 << 20
 
 
 def scan_local_headers(z: zr.Archive) -> zr.LocalHeaders:
-    """Every entry's local header, in file order, with as few reads as nearby headers allow."""
+    """Every entry's local header, in file order, with as few reads as nearby headers allow: what
+    ``data_offset`` and ``local_header`` would find for each entry, one read per run of close headers."""
     members = z.members
     size = z.file_size
     out = zr.LocalHeaders(len(members))
+    data_offsets, unpack = out.data_offsets, _LFH.unpack_from
     offsets = [m.header_offset for m in members]
     order = sorted(range(len(members)), key=offsets.__getitem__)
-    buf, start = b"", 0
-    for k, i in enumerate(order):
+    n = len(order)
+    buf, start, have = b"", 0, 0
+    for k in range(n):
+        i = order[k]
         m = members[i]
-        off = m.header_offset
+        off, raw = offsets[i], m.raw_name
         if off >= size:
-            out.data_offsets[i] = zr.LocalHeaders.READ_FAILED
+            data_offsets[i] = zr.LocalHeaders.READ_FAILED
             continue
-        if not (start <= off and (off + 30 + len(m.raw_name) <= start + len(buf) or start + len(buf) >= size)):
-            end = off + 30 + len(m.raw_name)
-            for j in order[k + 1:]:  # stretch the read over the next headers while they are close
-                nxt = members[j]
-                e = nxt.header_offset + 30 + len(nxt.raw_name)
+        if not (start <= off and (off + 30 + len(raw) <= have or have >= size)):
+            end = off + 30 + len(raw)
+            j = k + 1
+            while j < n:  # stretch the read over the next headers while they are close
+                e = offsets[order[j]] + 30 + len(members[order[j]].raw_name)
                 if e - end > _GAP or e - off > _WINDOW:
                     break
                 end = max(end, e)
+                j += 1
             buf, start = z._read(off, end - off), off
-        have = start + len(buf)
-        lfh = buf[off - start:off - start + 30]
-        if len(lfh) != 30:
-            out.data_offsets[i] = zr.LocalHeaders.READ_FAILED
+            have = start + len(buf)
+        rel = off - start
+        if have - off < 30:
+            data_offsets[i] = zr.LocalHeaders.READ_FAILED
             continue
-        if lfh[:4] != b"PK\x03\x04":
-            out.data_offsets[i] = zr.LocalHeaders.BAD_SIGNATURE
+        if not buf.startswith(b"PK\x03\x04", rel):
+            data_offsets[i] = zr.LocalHeaders.BAD_SIGNATURE
             continue
-        lflags, lmethod, nlen, xlen = _LFH.unpack_from(lfh, 6)
-        out.data_offsets[i] = off + 30 + nlen + xlen
+        lflags, lmethod, nlen, xlen = unpack(buf, rel + 6)
+        data_offsets[i] = off + 30 + nlen + xlen
+        if lflags == m.flags and lmethod == m.method and nlen == len(raw) and buf.startswith(raw, rel + 30):
+            continue  # the local header says what the central one says
         if off + 30 + nlen <= have or have >= size:
-            name = buf[off + 30 - start:off + 30 + nlen - start]
+            name = buf[rel + 30:rel + 30 + nlen]
         else:
             name = z._read(off + 30, nlen)
-        if name != m.raw_name or lflags != m.flags or lmethod != m.method:
+        if name != raw or lflags != m.flags or lmethod != m.method:
             out.differs[i] = (name, lflags, lmethod)
     return out

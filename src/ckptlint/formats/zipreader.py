@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import struct
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..errors import FormatError
@@ -65,6 +66,8 @@ _LOC64 = struct.Struct("<4sIQI")
 _EOCD64 = struct.Struct("<4sQHHIIQQQQ")
 _CDH = struct.Struct("<4sHHHHHHIIIHHHHHII")
 _U32 = 0xFFFFFFFF
+_NEW: Callable[[type[ZipMember], tuple[Any, ...]], ZipMember] = tuple.__new__
+"""Builds a ZipMember from its fields without the named tuple's Python-level ``__new__``."""
 _miniz_sort = miniz_sort  # its old name here (tests compare it with miniz's heap sort)
 _LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
 
@@ -188,12 +191,51 @@ class ZipArchive:
         cd = self._read(cd_off, cd_size)
         if len(cd) != cd_size:
             raise ZipStructureError(READ_FAILED)
-        offsets = _entry_offsets(cd, total)
-        entry = self._entry
-        members = [entry(cd, p, i, this_disk) for i, p in enumerate(offsets)]
-        if offsets and offsets[-1] + _entry_size(cd, offsets[-1]) != cd_size:
+        members, used = self._entries(cd, total, this_disk)
+        if used != cd_size:
             self.plain = False  # Python's zipfile reads entries while bytes of the directory are left
         return members
+
+    def _entries(self, cd: bytes, total: int, this_disk: int) -> tuple[list[ZipMember], int]:
+        """miniz's walk over ``total`` central headers (the count, not the size, decides) and its checks
+        of each, in one pass; returns the entries and the bytes they span. miniz walks every header before
+        it checks any: a failed check is raised once the rest of the walk found no malformed header."""
+        unpack, new = _CDH.unpack_from, _NEW
+        file_size, nul = self.file_size, b"\x00"
+        members: list[ZipMember] = []
+        append = members.append
+        p, left = 0, len(cd)
+        for index in range(total):
+            if left < 46 or not cd.startswith(b"PK\x01\x02", p):
+                raise ZipStructureError(CORRUPTED)
+            (_, _, needed, flags, method, _, _, crc, csize, size, nlen, xlen, clen, disk, _, ext_attr,
+             hoff) = unpack(cd, p)
+            if 46 + nlen + xlen > left:
+                raise ZipStructureError(CORRUPTED)  # miniz re-reads the extra from a wrong offset, then fails
+            step = 46 + nlen + xlen + clen
+            if step > left:
+                raise ZipStructureError(CORRUPTED)
+            if xlen or flags & 0x2000 or not (disk == this_disk or disk == 1) or disk == 0xFFFF or (
+                    _U32 in (csize, size)) or hoff + 30 + csize > file_size or (
+                    (method == 0 and size != csize) or (size and not csize)) or needed > self.max_extract_version:
+                try:
+                    m = self._entry(cd, p, index, this_disk)
+                except ZipStructureError:
+                    _entry_offsets(cd[p + step:], total - index - 1)  # a malformed header after it comes first
+                    raise
+            else:  # the common entry (no extra field, sane sizes): what _entry makes of it, inline
+                name = cd[p + 46:p + 46 + nlen]
+                if nul in name:
+                    m = self._entry(cd, p, index, this_disk)
+                else:
+                    if self.plain and (not name.isascii() or b"\\" in name):
+                        self.plain = False
+                    m = new(ZipMember, (index, name, flags, method, crc, size if csize == size else csize, size,
+                                        hoff, ext_attr, None, name.translate(_LOWER)))
+            append(m)
+            p += step
+            left -= step
+        return members, p
 
     def _entry(self, cd: bytes, p: int, index: int, this_disk: int) -> ZipMember:
         (_, _, needed, flags, method, _, _, crc, csize, size, nlen, xlen, _clen, disk, _, ext_attr,

@@ -111,7 +111,8 @@ def _under_training_state(t: TensorRecord) -> bool:
 
 def meta_or_empty(inv: Inventory) -> list[Finding]:
     meta = [t for t in inv.tensors if t.device == "meta"]
-    empty = [t for t in inv.tensors if t.device != "meta" and t.numel == 0 and not _under_training_state(t)]
+    # numel == 0 exactly when a dimension is 0 (no product computed per tensor)
+    empty = [t for t in inv.tensors if 0 in t.shape and t.device != "meta" and not _under_training_state(t)]
     out = []
     if meta:
         out.append(META_OR_EMPTY.finding(
