@@ -153,6 +153,13 @@ def _cases(tmp: Path) -> Iterator[tuple[str, Case]]:
     src = tmp / "large_big_endian.pt"
     _swap_to_big_endian(buf.getvalue(), src)
     yield "large-big-endian", Case(src, dict(trusted_load(src)))
+    buf = io.BytesIO()  # a legacy file whose sys_info says big-endian: torch's legacy reader ignores it
+    torch.save(_dtypes(LEGACY_DTYPES), buf, _use_new_zipfile_serialization=False)
+    data = buf.getvalue()
+    flag = data.index(b"little_endianq\x02\x88") + len(b"little_endianq\x02")
+    src = tmp / "legacy_sys_info_big.pt"
+    src.write_bytes(data[:flag] + b"\x89" + data[flag + 1:])  # NEWTRUE -> NEWFALSE
+    yield "legacy-sys-info-big-endian", Case(src, dict(trusted_load(src)))
     buf = io.BytesIO()
     torch.save(_big_endian_tensors(), buf)
     src = tmp / "big_endian.pt"
@@ -185,7 +192,7 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Case]
 
 
 NAMES = ["views-zip", "views-legacy", "dtypes-zip", "dtypes-legacy", "big-endian", "tied-zip", "tied-legacy",
-         "large-views", "large-big-endian"]
+         "large-views", "large-big-endian", "legacy-sys-info-big-endian"]
 
 
 def test_every_case_is_run(converted: tuple[dict[str, Case], dict[str, Converted], Path]) -> None:
