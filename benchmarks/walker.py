@@ -21,11 +21,13 @@ every tensor and global as JSON).
 
 from __future__ import annotations
 
-import json
 import struct
 import sys
 import zlib
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing's names only for the type checker: the baseline pays no import it does not need
+    from typing import Any
 
 STORAGE_DTYPES = {
     "DoubleStorage": "float64", "FloatStorage": "float32", "HalfStorage": "float16", "LongStorage": "int64",
@@ -439,6 +441,8 @@ def main(argv: list[str]) -> int:
         print(f"walker: {argv[0]}: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
     if "--json" in argv[1:]:
+        import json
+
         json.dump(result, sys.stdout)
         sys.stdout.write("\n")
     else:
