@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from .cli_support import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, input_files
+from .cli_support import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, input_files, jobs_count
 from .cli_support import Parser as _Parser
 from .cli_support import one_line as _one_line
 from .cli_support import output_dir_exists as _output_dir_exists
@@ -177,7 +177,7 @@ def _add_check(sub: Any) -> None:
     p.add_argument("--config", metavar="FILE",
                    help="use this pyproject.toml/ckptlint.toml instead of the nearest one above each file")
     p.add_argument("--isolated", action="store_true", help="ignore all configuration files")
-    p.add_argument("-j", "--jobs", type=_jobs, default=0, metavar="N",
+    p.add_argument("-j", "--jobs", type=jobs_count, default=0, metavar="N",
                    help="check N files at a time: this process and N-1 workers (default 0: one per core, at "
                         "most 8); the output is the same as with -j 1, in the same order")
     p.add_argument("--skip-site-pth", action="store_true",
@@ -282,13 +282,6 @@ def cmd_check(args: argparse.Namespace) -> int:
         _write(summary, formats["markdown"](report, {"rules": rules, "color": False}), mode="a")
     code = report.exit_code(args.fail_on)
     return EXIT_OK if args.exit_zero and code == EXIT_FINDINGS else code
-
-
-def _jobs(text: str) -> int:
-    """``--jobs``: a whole number, 0 for one per core (ckptlint.parallel.default_jobs)."""
-    if not text.strip().isdigit():
-        raise argparse.ArgumentTypeError(f"expected a whole number of processes (0: one per core), not {text!r}")
-    return int(text)
 
 
 def _without_site_pth(paths: Sequence[str]) -> list[str]:

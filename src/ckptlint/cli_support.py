@@ -16,6 +16,13 @@ EXIT_FINDINGS = 1
 EXIT_ERROR = 2
 
 
+def jobs_count(text: str) -> int:
+    """``--jobs``: a whole number, 0 for one per core (ckptlint.parallel.default_jobs)."""
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number of processes (0: one per core), not {text!r}")
+    return int(text)
+
+
 def one_line(text: str) -> str:
     """Whitespace folded to single spaces, and control characters (an escape sequence from a file name,
     a key or a flag value) shown escaped, so an error line cannot colour the terminal or forge lines."""
