@@ -59,18 +59,26 @@ def _tensor_count(node: Any) -> int:
     return sum(1 for v in node.values() if _is_tensor(v))
 
 
-def _at(structure: Any, path: tuple[Any, ...]) -> Any:
+def node_at(structure: Any, path: tuple[Any, ...]) -> Any:
+    """The node at a ``--key`` path: through dicts, lists, an object's items, and a pickled object's
+    attributes (a module's submodules by name: ``net/module`` is ``ckpt["net"].module``); memo references
+    followed. None when the path leads nowhere."""
     node = structure
     for p in path:
+        node = resolve_ref(structure, node)
         if isinstance(node, dict) and "__object__" in node and isinstance(node.get("items"), dict):
             node = node["items"]
+        elif isinstance(node, dict) and "__object__" in node and isinstance(node.get("state"), dict):
+            state = node["state"]
+            modules = resolve_ref(structure, state.get("_modules"))
+            node = modules if str(p) not in state and isinstance(modules, dict) and str(p) in modules else state
         if isinstance(node, dict) and str(p) in node:
             node = node[str(p)]
         elif isinstance(node, list) and isinstance(p, int) and 0 <= p < len(node):
             node = node[p]
         else:
             return None
-    return node
+    return resolve_ref(structure, node)
 
 
 def _entries(inv: Inventory, node: dict[str, Any]) -> dict[str, TensorRecord | NonTensor]:
@@ -116,7 +124,7 @@ def _find(inv: Inventory, key: tuple[Any, ...] | None) -> StateDict:
     if scripted is not None:  # a TorchScript archive's module (compat.scripted)
         return StateDict((), dict(scripted), None, "torchscript module")
     if key is not None:
-        node = _at(root, key)
+        node = node_at(root, key)
         if not isinstance(node, dict):
             raise UnwrapError(f"no dict at key path {'/'.join(map(str, key)) or '(top level)'}")
         if "__object__" in node and "state" in node:
