@@ -339,3 +339,30 @@ def test_state_dict_hooks_are_refused_by_name_unless_forced(tmp_path: Path) -> N
     assert not (tmp_path / "hooked.safetensors").exists()
     r = ckptlint.convert(src, tmp_path / "hooked.safetensors", force=True)
     assert r.hooks_not_run == (("lin", "mymod.add_key"),) and r.tensors == ("lin.weight",)
+
+
+def test_key_descends_into_a_pickled_module(tmp_path: Path) -> None:
+    # {"net": nn.DataParallel(model)}: --key net/module is ckpt["net"].module (its keys without "module.")
+    inner = module(LINEAR, {"weight": P(W)})
+    src = torch_zip(tmp_path / "dp.pt", {"net": module(("torch.nn.parallel.data_parallel", "DataParallel"), {},
+                                                       children={"module": inner}), "epoch": 1})
+    assert ckptlint.convert(src, tmp_path / "all.safetensors").tensors == ("module.weight",)
+    for key in ("net/module", "net/_modules/module"):
+        r = ckptlint.convert(src, tmp_path / "inner.safetensors", key=key, overwrite=True)
+        assert r.tensors == ("weight",) and r.state_dict_found_by == "module object", key
+        assert tensor_bytes(tmp_path / "inner.safetensors", "weight") == expected_bytes(W)
+
+
+def test_a_dcp_folder_is_refused_saying_why(tmp_path: Path) -> None:
+    meta = "torch.distributed.checkpoint.metadata"
+    props = Obj(meta, "TensorProperties", [Raw(b"ctorch\nfloat32\n"), False, False])
+    tensor_md = Obj(meta, "TensorStorageMetadata", {"properties": props, "size": [3, 4], "chunks": []})
+    folder = tmp_path / "dcp"
+    folder.mkdir()
+    (folder / ".metadata").write_bytes(pickle_of(Obj(meta, "Metadata", {
+        "state_dict_metadata": {"w": tensor_md}, "planner_data": {"w": ["w"]}})))
+    (folder / "__0_0.distcp").write_bytes(bytes(64))
+    assert ckptlint.inspect(folder).format == "dcp"
+    with pytest.raises(ConvertError, match=r"dcp: a torch\.distributed\.checkpoint folder: convert cannot read"):
+        ckptlint.convert(folder, tmp_path / "dcp.safetensors")
+    assert not (tmp_path / "dcp.safetensors").exists()

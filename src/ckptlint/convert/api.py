@@ -21,6 +21,9 @@ from .result import ConvertResult, Refused
 
 DIGEST_FIELD = "ckptlint_source_sha256"
 _HASH_CHUNK = 8 << 20
+UNCONVERTIBLE = {"dcp": "a torch.distributed.checkpoint folder: convert cannot read its tensors' bytes statically yet "
+                        "(each is an item of a .distcp file); nothing was written"}
+"""Formats ``inspect`` reads whose tensors ``convert`` cannot write, and why (docs/convert.md)."""
 
 
 def convert(src: str | os.PathLike[str], dest: str | os.PathLike[str], *, key: str | None = None,
@@ -51,6 +54,10 @@ def convert(src: str | os.PathLike[str], dest: str | os.PathLike[str], *, key: s
         raise UsageError("max_shard_size must be at least 1 byte")
     inv = _read(src, limits)
     _same_file(src, dest, inv)
+    if inv.format in UNCONVERTIBLE:
+        from .result import ConvertError
+
+        raise ConvertError(f"{src}: {UNCONVERTIBLE[inv.format]}")
     dangerous = dangerous_globals(inv)
     if dangerous and not force:
         raise Refused(f"{src}: refused: it references dangerous globals ({', '.join(dangerous[:6])}"

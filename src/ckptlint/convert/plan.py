@@ -135,11 +135,9 @@ _HOOKS = ("_state_dict_pre_hooks", "_state_dict_hooks")
 def state_dict_hooks(structure: Any, path: tuple[Any, ...], limit: int = 1_000_000) -> list[tuple[str, str]]:
     """(module name, hook) for every state_dict hook registered on the pickled module at ``path`` or its
     submodules: ``state_dict()`` runs them, a static conversion cannot."""
-    from ..compat.unwrap import resolve_ref
+    from ..compat.unwrap import node_at, resolve_ref
 
-    root: Any = structure
-    for p in path:
-        root = root.get(str(p)) if isinstance(root, dict) else None
+    root = node_at(structure, path)
     out: list[tuple[str, str]] = []
     stack: list[tuple[str, Any]] = [("", root)]
     seen: set[int] = set()

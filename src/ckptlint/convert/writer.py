@@ -178,6 +178,8 @@ def publish(tmp: str, dest: str, overwrite: bool) -> None:
 
 @dataclass(frozen=True)
 class Written:
+    """The files one conversion wrote."""
+
     files: tuple[str, ...]
     """The safetensors files, in shard order."""
     index: str | None
