@@ -6,6 +6,7 @@ miniz reports, one directory entry, and the few archive fields extraction reads.
 
 from __future__ import annotations
 
+import struct
 from array import array
 from collections.abc import Callable
 from typing import NamedTuple, Protocol
@@ -26,6 +27,8 @@ METHOD = "unsupported method"
 DECOMPRESSED_SIZE = "unexpected decompressed size"
 NOT_FOUND = "file not found"
 FEATURE = "unsupported feature"
+
+_U32 = 0xFFFFFFFF
 
 Reader = Callable[[int, int], bytes]
 """``read(offset, n)``: up to ``n`` bytes at ``offset`` (fewer at the end of the file)."""
@@ -131,3 +134,59 @@ def miniz_sort(keys: list[bytes]) -> list[int]:
         idx[end], idx[0] = idx[0], idx[end]
         sift(0, end)
     return idx
+
+
+def patched_zip64(extra: bytes, c: int, d: int, o: int) -> tuple[int, int, int]:
+    """PyTorch's patch to miniz's directory walk: find field 0x0001, then read the values that
+    are 0xFFFFFFFF from there on, bounded by the bytes left in the *whole* extra field."""
+    p, left = 0, len(extra)
+    while left:
+        if left < 4:
+            raise ZipStructureError(CORRUPTED)
+        fid, fsize = struct.unpack_from("<HH", extra, p)
+        if fsize + 4 > left:
+            raise ZipStructureError(CORRUPTED)
+        if fid == 1:
+            break
+        p += 4 + fsize
+        left -= 4 + fsize
+    if left >= 4:
+        left -= 4
+        p += 4
+        vals = []
+        for cur in (d, c, o):
+            if cur == _U32 and left >= 8:
+                vals.append(struct.unpack_from("<Q", extra, p)[0])
+                left -= 8
+                p += 8
+            else:
+                vals.append(cur)
+        d, c, o = vals
+    return c, d, o
+
+
+def stat_zip64(extra: bytes, size: int, csize: int, hoff: int) -> tuple[int, int, int]:
+    """``mz_zip_file_stat_internal``: values inside field 0x0001 only; ValueError where miniz fails."""
+    p, left = 0, len(extra)
+    while left:
+        if left < 4:
+            raise ValueError
+        fid, fsize = struct.unpack_from("<HH", extra, p)
+        if fsize + 4 > left:
+            raise ValueError
+        if fid == 1:
+            q, rem = p + 4, fsize
+            vals = []
+            for cur in (size, csize, hoff):
+                if cur == _U32:
+                    if rem < 8:
+                        raise ValueError
+                    vals.append(struct.unpack_from("<Q", extra, q)[0])
+                    q += 8
+                    rem -= 8
+                else:
+                    vals.append(cur)
+            return vals[0], vals[1], vals[2]
+        p += 4 + fsize
+        left -= 4 + fsize
+    return size, csize, hoff

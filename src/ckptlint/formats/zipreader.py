@@ -52,6 +52,8 @@ from .zipmember import (
     ZipStructureError,
     _py_decode,
     miniz_sort,
+    patched_zip64,
+    stat_zip64,
 )
 
 __all__ = [
@@ -249,7 +251,7 @@ class ZipArchive:
         # The directory-wide sanity checks use PyTorch's patched ZIP64 parse ...
         c, d, o = csize, size, hoff
         if xlen and max(c, d, o) == _U32:
-            c, d, o = _patched_zip64(extra, c, d, o)
+            c, d, o = patched_zip64(extra, c, d, o)
         if c != _U32 and d != _U32 and ((method == 0 and d != c) or (d and not c)):
             raise ZipStructureError(CORRUPTED)
         if disk == 0xFFFF or (disk != this_disk and disk != 1):
@@ -262,7 +264,7 @@ class ZipArchive:
         stat_error = None
         if max(csize, size, hoff) == _U32 and xlen:
             try:
-                size, csize, hoff = _stat_zip64(extra, size, csize, hoff)
+                size, csize, hoff = stat_zip64(extra, size, csize, hoff)
             except ValueError:
                 stat_error = CORRUPTED
         if b"\x00" in name:
@@ -424,10 +426,6 @@ class _Shared:
         return self._by_name
 
 
-def _entry_size(cd: bytes, p: int) -> int:
-    nlen, xlen, clen = struct.unpack_from("<HHH", cd, p + 28)
-    return int(_CDH.size + nlen + xlen + clen)
-
 def zipfile_names(raw: bytes) -> tuple[str, ...]:
     """The spellings under which Python's zipfile may list ``raw`` (it depends on the entry's flag)."""
     return tuple(dict.fromkeys((_py_decode(raw, 0x800), _py_decode(raw, 0))))
@@ -450,59 +448,3 @@ def _entry_offsets(cd: bytes, total: int) -> list[int]:
         p += size
         n -= size
     return out
-
-
-def _patched_zip64(extra: bytes, c: int, d: int, o: int) -> tuple[int, int, int]:
-    """PyTorch's patch to miniz's directory walk: find field 0x0001, then read the values that
-    are 0xFFFFFFFF from there on, bounded by the bytes left in the *whole* extra field."""
-    p, left = 0, len(extra)
-    while left:
-        if left < 4:
-            raise ZipStructureError(CORRUPTED)
-        fid, fsize = struct.unpack_from("<HH", extra, p)
-        if fsize + 4 > left:
-            raise ZipStructureError(CORRUPTED)
-        if fid == 1:
-            break
-        p += 4 + fsize
-        left -= 4 + fsize
-    if left >= 4:
-        left -= 4
-        p += 4
-        vals = []
-        for cur in (d, c, o):
-            if cur == _U32 and left >= 8:
-                vals.append(struct.unpack_from("<Q", extra, p)[0])
-                left -= 8
-                p += 8
-            else:
-                vals.append(cur)
-        d, c, o = vals
-    return c, d, o
-
-
-def _stat_zip64(extra: bytes, size: int, csize: int, hoff: int) -> tuple[int, int, int]:
-    """``mz_zip_file_stat_internal``: values inside field 0x0001 only; ValueError where miniz fails."""
-    p, left = 0, len(extra)
-    while left:
-        if left < 4:
-            raise ValueError
-        fid, fsize = struct.unpack_from("<HH", extra, p)
-        if fsize + 4 > left:
-            raise ValueError
-        if fid == 1:
-            q, rem = p + 4, fsize
-            vals = []
-            for cur in (size, csize, hoff):
-                if cur == _U32:
-                    if rem < 8:
-                        raise ValueError
-                    vals.append(struct.unpack_from("<Q", extra, q)[0])
-                    q += 8
-                    rem -= 8
-                else:
-                    vals.append(cur)
-            return vals[0], vals[1], vals[2]
-        p += 4 + fsize
-        left -= 4 + fsize
-    return size, csize, hoff
