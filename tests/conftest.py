@@ -181,6 +181,7 @@ PROCESS_CACHES = (
     ("ckptlint.config", "load_config"),
     ("ckptlint.targets.resolve", "_CACHE"),
     ("ckptlint.plugin.manager", "plugin_manager"),
+    ("ckptlint.plugin.manager", "builtin_hooks"),
     ("ckptlint.plugin.manager", "all_rules"),
 )
 """What ckptlint keeps for the life of a process: a config per path, a built target per spec, the plugins.

@@ -2,11 +2,17 @@
 
 Only the front ends and the engine (``checker``) use it; analyses, readers and
 renderers below them never do (tests/test_core_import_graph.py checks it).
+
+Building pluggy's manager (it inspects every hook's signature) is a good part of a small
+check's startup, so while no plugin distribution may be installed and nobody asked for
+:func:`plugin_manager`, the hooks run from the built-in plugins' own marks, in the order
+pluggy would run them (tests/test_startup_plugins.py compares both).
 """
 
 from __future__ import annotations
 
 import importlib
+import types
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -55,11 +61,89 @@ def plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
+class BuiltinImpl:
+    """A built-in hook implementation as pluggy's ``HookImpl`` describes it (the fields this module uses)."""
+
+    __slots__ = ("argnames", "function", "plugin_name", "tryfirst", "trylast")
+
+    def __init__(self, plugin_name: str, function: types.FunctionType, tryfirst: bool, trylast: bool) -> None:
+        self.plugin_name = plugin_name
+        self.function = function
+        self.tryfirst = tryfirst
+        self.trylast = trylast
+        code = function.__code__
+        names = code.co_varnames[:code.co_argcount]  # pluggy's varnames: positional, without defaults
+        self.argnames = names[:len(names) - len(function.__defaults__ or ())]
+
+
+@lru_cache(maxsize=1)
+def builtin_hooks() -> dict[str, list[BuiltinImpl]] | None:
+    """Each hook's built-in implementations in pluggy's ``get_hookimpls()`` order (trylast first, tryfirst
+    last; calls run from the end), or None when a plugin distribution may be installed (pluggy's manager then)."""
+    if declares_entry_points(spec.PROJECT):  # importlib.metadata only where a plugin may be installed
+        return None
+    hooks: dict[str, list[BuiltinImpl]] = {}
+    for plugin_name in BUILTIN_PLUGINS:
+        module = importlib.import_module(plugin_name)
+        for attr in sorted(vars(module)):  # the order pluggy's register (dir()) visits them
+            fn = getattr(module, attr)
+            opts = getattr(fn, spec.PROJECT + "_impl", None) if isinstance(fn, types.FunctionType) else None
+            if not isinstance(opts, dict):
+                continue
+            if opts.get("hookwrapper") or opts.get("wrapper"):
+                return None  # pluggy's to run
+            impl = BuiltinImpl(plugin_name, fn, bool(opts.get("tryfirst")), bool(opts.get("trylast")))
+            _insert(hooks.setdefault(opts.get("specname") or attr, []), impl)
+    return hooks
+
+
+def _insert(impls: list[BuiltinImpl], impl: BuiltinImpl) -> None:
+    """Where pluggy's ``HookCaller._add_hookimpl`` puts a (non-wrapper) implementation."""
+    if impl.trylast:
+        impls.insert(0, impl)
+    elif impl.tryfirst:
+        impls.append(impl)
+    else:
+        i = len(impls) - 1
+        while i >= 0 and impls[i].tryfirst:
+            i -= 1
+        impls.insert(i + 1, impl)
+
+
+def _builtins_only() -> dict[str, list[BuiltinImpl]] | None:
+    """The built-in registry, unless pluggy's manager is the one to ask (plugins, or it was built)."""
+    return None if plugin_manager.cache_info().currsize else builtin_hooks()
+
+
+def hookimpls(hook: str) -> list[Any]:
+    """``get_hookimpls()`` of ``hook``: pluggy's, or the built-in registry's."""
+    builtins = _builtins_only()
+    if builtins is None:
+        impls: list[Any] = getattr(plugin_manager().hook, hook).get_hookimpls()
+        return impls
+    return list(builtins.get(hook, ()))
+
+
+def _call(hook: str, first_result: bool, **kwargs: Any) -> Any:
+    """Call ``hook`` as pluggy does (last registered first): every non-None result, or the first one."""
+    builtins = _builtins_only()
+    if builtins is None:
+        return getattr(plugin_manager().hook, hook)(**kwargs)
+    results = []
+    for impl in reversed(builtins.get(hook, ())):
+        result = impl.function(*(kwargs[name] for name in impl.argnames))
+        if result is not None:
+            if first_result:
+                return result
+            results.append(result)
+    return None if first_result else results
+
+
 @lru_cache(maxsize=1)
 def all_rules() -> dict[str, Rule]:
     """Every declared rule by code; duplicate or malformed codes are plugin errors."""
     rules: dict[str, Rule] = {}
-    for impl in plugin_manager().hook.ckptlint_rules.get_hookimpls():
+    for impl in hookimpls("ckptlint_rules"):
         name = impl.plugin_name
         try:
             fn: Any = impl.function
@@ -82,7 +166,7 @@ def run_check_file_hooks(context: FileContext) -> list[Finding]:
     declared, is a PluginError naming it."""
     declared = all_rules()
     findings: list[Finding] = []
-    for impl in reversed(plugin_manager().hook.ckptlint_check_file.get_hookimpls()):
+    for impl in reversed(hookimpls("ckptlint_check_file")):
         try:
             hook: Any = impl.function
             result = list(hook(**dict.fromkeys(impl.argnames, context)) or ())
@@ -102,14 +186,14 @@ def run_check_file_hooks(context: FileContext) -> list[Finding]:
 def reporters() -> dict[str, Reporter]:
     """Output formats by name; a later plugin may replace a built-in one."""
     out: dict[str, Reporter] = {}
-    for mapping in reversed(plugin_manager().hook.ckptlint_reporters()):
+    for mapping in reversed(_call("ckptlint_reporters", False)):
         out.update(mapping)
     return out
 
 
 def resolve_spec(spec_text: str, kwargs: dict[str, Any]) -> tuple[Signature, Any]:
     """``(Signature, live model or None)`` from the first resolver that claims the spec."""
-    resolved = plugin_manager().hook.ckptlint_resolve_target(spec=spec_text, kwargs=kwargs)
+    resolved = _call("ckptlint_resolve_target", True, spec=spec_text, kwargs=kwargs)
     if resolved is None:
         raise TargetError(f"target {spec_text}: no resolver accepted it", spec=spec_text)
     sig, model = resolved
