@@ -28,8 +28,8 @@ def add_convert(sub: Any) -> None:
                     "target builds the model). See docs/convert.md.",
     )
     p.add_argument("src", metavar="SRC", help="the checkpoint to convert (a *.index.json converts the whole set)")
-    p.add_argument("dest", metavar="DEST", help="the safetensors file to write (DEST.safetensors; with "
-                   "--max-shard-size, shards DEST-0000i-of-0000n.safetensors and DEST.index.json)")
+    p.add_argument("dest", metavar="DEST", help="the safetensors file to write, NAME.safetensors (with "
+                   "--max-shard-size: shards NAME-00001-of-0000N.safetensors and NAME.safetensors.index.json)")
     p.add_argument("--key", metavar="PATH",
                    help="where the state_dict sits in the checkpoint, e.g. state_dict or ema/model "
                         "(default: found automatically, as check does)")
