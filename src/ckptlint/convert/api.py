@@ -17,7 +17,8 @@ from typing import Any, BinaryIO
 from ..errors import UsageError
 from ..inventory import Inventory, TensorRecord
 from ..limits import DEFAULT_LIMITS, Limits
-from .result import ConvertResult, Refused
+from .result import ConvertError, ConvertResult, Refused
+from .source import TensorBytesError, UnsupportedTensor, open_source
 
 DIGEST_FIELD = "ckptlint_source_sha256"
 _HASH_CHUNK = 8 << 20
@@ -43,7 +44,6 @@ def convert(src: str | os.PathLike[str], dest: str | os.PathLike[str], *, key: s
     Raises CheckpointError for an unreadable ``src``; on any error nothing is left at ``dest``."""
     from ..compat.unwrap import parse_key
     from .plan import make_plan
-    from .source import UnsupportedTensor, open_source
     from .writer import OutTensor, parse_size, write_set
 
     src, dest = os.fspath(src), os.fspath(dest)
@@ -55,8 +55,6 @@ def convert(src: str | os.PathLike[str], dest: str | os.PathLike[str], *, key: s
     inv = _read(src, limits)
     _same_file(src, dest, inv)
     if inv.format in UNCONVERTIBLE:
-        from .result import ConvertError
-
         raise ConvertError(f"{src}: {UNCONVERTIBLE[inv.format]}")
     dangerous = dangerous_globals(inv)
     if dangerous and not force:
@@ -113,8 +111,6 @@ def _read(src: str, limits: Limits) -> Inventory:
 
 
 def _same_file(src: str, dest: str, inv: Inventory) -> None:
-    from .result import ConvertError
-
     try:
         same = os.path.exists(dest) and os.path.samefile(src, dest)
     except OSError:
@@ -126,7 +122,6 @@ def _same_file(src: str, dest: str, inv: Inventory) -> None:
 def _loads(src: str, inv: Inventory) -> None:
     """A stream torch.load reads that stopped (torch raises there, or a reading bound was hit): what was read
     is not the checkpoint, so nothing is written."""
-    from .result import ConvertError
 
     loaded = set(inv.facts.loaded_streams)
     if not loaded and inv.format == "torchscript":  # torch.jit.load unpickles these; traced_inputs.pkl its own way
@@ -242,8 +237,6 @@ class _Hasher:
 def _copier(source: Any, name: str, rec: TensorRecord, opened: dict[str, BinaryIO]) -> Callable[[BinaryIO], int]:
     """How ``rec``'s bytes get into the output: a kernel copy where they lie as-is in the source, else the
     source's bounded chunks (strided views gathered, big-endian swapped). Errors name the written key."""
-    from .result import ConvertError
-    from .source import TensorBytesError
 
     def write(out: BinaryIO) -> int:
         try:
