@@ -95,3 +95,16 @@ def test_only_the_subcommand_that_runs_is_declared(two: Path, run_python: RunPyt
     assert "ckptlint.convert.command" not in _modules(run_python, "check", two, "-qq", cwd=two.parent)
     proc = run_python("-c", PROBE, "--help", cwd=two.parent)
     assert "convert" in proc.stdout and "check" in proc.stdout  # the full parser still lists every subcommand
+
+
+def test_every_dataclass_a_check_creates_has_a_docstring(two: Path, run_python: RunPython) -> None:
+    """Without one, dataclasses builds ``__doc__`` from ``inspect.signature`` at import (docs/development.md)."""
+    probe = ("import dataclasses, sys\n"
+             "from ckptlint.cli import main\n"
+             "main(sys.argv[1:])\n"
+             "print(repr(sorted(f'{n}.{k}' for n, m in list(sys.modules.items()) if n.startswith('ckptlint')\n"
+             "      for k, v in list(vars(m).items()) if isinstance(v, type) and v.__module__ == n\n"
+             "      and dataclasses.is_dataclass(v) and (v.__doc__ or '').startswith(v.__name__ + '('))))\n")
+    proc = run_python("-c", probe, "check", two, "--format", "json", cwd=two.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert ast.literal_eval(proc.stdout.strip().splitlines()[-1]) == []
