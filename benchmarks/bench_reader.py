@@ -16,7 +16,8 @@ Then times, as separate processes, paired and interleaved (each round runs every
 order rotating; median of ``--runs`` rounds after one warm-up round), peak RSS from ``/usr/bin/time``:
 
 - ``ckptlint check -qq FILE`` from a virtualenv holding a non-editable ``pip install`` of this
-  repository and picklescan, no torch (``--workdir/bench-venv``, reused; ckptlint reinstalled each run);
+  repository's last commit (``--tree worktree``: the working tree) and picklescan, no torch
+  (``--workdir/bench-venv``, reused; ckptlint reinstalled each run);
 - ``python benchmarks/walker.py FILE`` (the minimal walker, same interpreter);
 - ``picklescan -p FILE``;
 - ``python -c "import torch; torch.load(FILE, weights_only=True)"`` (``--torch-python``, default this
@@ -119,8 +120,11 @@ def _save(torch: object, obj: object, path: Path) -> None:
 # -- the environment -------------------------------------------------------------
 
 
-def bench_venv(workdir: Path) -> Path:
-    """``workdir/bench-venv``: ckptlint (non-editable, reinstalled from this tree) and picklescan, no torch."""
+def bench_venv(workdir: Path, tree: str) -> Path:
+    """``workdir/bench-venv``: ckptlint (non-editable, reinstalled each run) and picklescan, no torch.
+
+    ``tree`` ``HEAD`` installs the last commit (``git archive``: what the run's git hash names, without
+    anyone's uncommitted edits); ``worktree`` the working tree as git sees it (tracked and new files)."""
     env = workdir / "bench-venv"
     py = env / "bin" / "python"
     fresh = not (env / "bin" / "picklescan").exists()
@@ -128,14 +132,18 @@ def bench_venv(workdir: Path) -> Path:
         shutil.rmtree(env, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
     with tempfile.TemporaryDirectory(prefix="ckptlint-src-") as src:
-        # a copy of the tree as git sees it (tracked and new files, no build outputs or caches)
-        git = ["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
-        listed = subprocess.run(git, capture_output=True, check=True).stdout.decode().split("\0")
-        for rel in filter(None, listed):
-            if (REPO / rel).is_file():
-                dest = Path(src) / rel
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(REPO / rel, dest)
+        if tree == "HEAD":
+            archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", "HEAD"],
+                                     capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", src], input=archive, check=True)
+        else:
+            git = ["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
+            listed = subprocess.run(git, capture_output=True, check=True).stdout.decode().split("\0")
+            for rel in filter(None, listed):
+                if (REPO / rel).is_file():
+                    dest = Path(src) / rel
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(REPO / rel, dest)
         install = [src, "picklescan"] if fresh else ["--force-reinstall", "--no-deps", src]
         subprocess.run([str(py), "-m", "pip", "install", "-q", *install], check=True)
         if subprocess.run([str(env / "bin" / "ckptlint"), "rules"], capture_output=True).returncode != 0:
@@ -178,7 +186,9 @@ def paired(commands: dict[str, list[str]], runs: int) -> dict[str, Sample]:
     """One warm-up round, then ``runs`` rounds; each round runs every command once, order rotating."""
     names = list(commands)
     for name in names:
-        run_once(commands[name])
+        code = run_once(commands[name])[2]
+        if code not in (0, 1) and (name == "ckptlint" or name.startswith("-j")):
+            raise SystemExit(f"{' '.join(commands[name][:4])} … exited {code}: nothing to measure")
     samples = {name: Sample() for name in names}
     for r in range(runs):
         for name in names[r % len(names):] + names[:r % len(names)]:
@@ -284,6 +294,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="small stand-in files, one round: a smoke test")
     ap.add_argument("--torch-python", default=sys.executable, help="the interpreter with torch (building, torch.load)")
     ap.add_argument("--json", metavar="OUT", help="also write every sample and the targets to OUT")
+    ap.add_argument("--tree", choices=("HEAD", "worktree"), default="HEAD",
+                    help="install the last commit (default) or the working tree as it is")
     ap.add_argument("--_build", metavar="DIR", help=argparse.SUPPRESS)
     ap.add_argument("--_quick-sizes", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -296,17 +308,18 @@ def main() -> int:
     subprocess.run([args.torch_python, __file__, "--_build", str(workdir), *(["--_quick-sizes"] if args.quick else [])],
                    check=True)
     print("installing ckptlint into the bench venv …", flush=True)
-    env = bench_venv(Path(args.workdir))
+    env = bench_venv(Path(args.workdir), args.tree)
     res = measure(workdir, env, args.torch_python, runs)
     text, rows = report(res, runs)
     print()
     print(f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, git {_head()}"
+          f"{' + working tree' if args.tree == 'worktree' else ''}"
           f"{' (QUICK: stand-in files, ratios mean nothing)' if args.quick else ''}")
     print(text)
     if args.json:
         Path(args.json).write_text(json.dumps({
-            "quick": args.quick, "runs": runs, "git": _head(), "cpus": os.cpu_count(),
+            "quick": args.quick, "runs": runs, "git": _head(), "tree": args.tree, "cpus": os.cpu_count(),
             "samples": {c: {n: asdict(s) for n, s in v.items()} for c, v in res.items()},
             "targets": [{"target": t, "measured": m, "required": need, "met": ok} for t, m, need, ok in rows],
         }, indent=1) + "\n")
