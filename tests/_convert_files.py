@@ -99,6 +99,14 @@ class Get:
     index: int
 
 
+@dataclass(frozen=True)
+class Put:
+    """``obj``, memoised as ``index`` once built (BINPUT), for a later :class:`Get`."""
+
+    obj: Any
+    index: int
+
+
 class OD(dict):  # type: ignore[type-arg]
     """A ``collections.OrderedDict`` (pickled as OrderedDict() then SETITEMS, as torch's state_dicts are)."""
 
@@ -136,6 +144,8 @@ def _emit(obj: Any) -> bytes:
         return obj.opcodes
     if isinstance(obj, Get):
         return b"h" + bytes([obj.index])
+    if isinstance(obj, Put):
+        return _emit(obj.obj) + b"q" + bytes([obj.index])
     if obj is True or obj is False:
         return b"\x88" if obj else b"\x89"
     if isinstance(obj, int):
@@ -186,6 +196,8 @@ def storages_in(obj: Any) -> dict[str, Storage]:
             stack.append(cur.tensor)
         elif isinstance(cur, Obj):
             stack.append(cur.state)
+        elif isinstance(cur, Put):
+            stack.append(cur.obj)
         elif isinstance(cur, dict):
             stack.extend(cur.values())
         elif isinstance(cur, (list, tuple)):

@@ -22,6 +22,7 @@ from _convert_files import (
     Get,
     Obj,
     P,
+    Put,
     Raw,
     Storage,
     T,
@@ -366,3 +367,11 @@ def test_a_dcp_folder_is_refused_saying_why(tmp_path: Path) -> None:
     with pytest.raises(ConvertError, match=r"dcp: a torch\.distributed\.checkpoint folder: convert cannot read"):
         ckptlint.convert(folder, tmp_path / "dcp.safetensors")
     assert not (tmp_path / "dcp.safetensors").exists()
+
+
+def test_what_is_left_out_names_a_second_reference_to_the_state_dict(tmp_path: Path) -> None:
+    sd = OD({"w": W})
+    src = torch_zip(tmp_path / "twice.pt", {"model": Put(sd, 5), "ema": Get(5), "step": 2})
+    r = ckptlint.convert(src, tmp_path / "twice.safetensors")
+    assert r.state_dict_path == ("model",) and r.tensors == ("w",)
+    assert dict(r.left_out) == {"ema": "the same object as model", "step": "int"}

@@ -186,14 +186,17 @@ def _around(structure: Any, path: tuple[Any, ...]) -> list[tuple[str, str]]:
         if not isinstance(node, dict) or "__object__" in node:
             break
         for k, v in node.items():
-            if str(k) != str(p):
-                out.append(("/".join([*prefix, str(k)]), _what(v)))
+            if str(k) == str(p):
+                continue
+            same = isinstance(v, dict) and set(v) == {"__ref__"}  # the same object again, shown once
+            out.append(("/".join([*prefix, str(k)]),
+                        f"the same object as {v['__ref__'] or 'the top level'}" if same else _what(v)))
         node = node.get(str(p))
         prefix.append(str(p))
     return out
 
 
-def _what(node: Any, depth: int = 0) -> str:
+def _what(node: Any) -> str:
     """``dict, 120 tensors``, ``argparse.Namespace``, ``int`` …: enough to recognise what was left out."""
     if isinstance(node, dict):
         if "__tensor__" in node and len(node) == 1:
