@@ -1,0 +1,180 @@
+"""One parse of a zip's central directory serves every reader, and each reader sees what it saw before.
+
+Checked on the fuzzer's zip family (tests/fuzz/gen_zip.py: torch.save layouts, mutated headers, ZIP64
+records, duplicate and odd names, prepended data …), against the real thing each shortcut replaces:
+
+- where zipfile's listing is taken from miniz's parse (``PyZipView.same_as``), CPython's own
+  ``zipfile.ZipFile`` lists exactly those entries (names, offsets, sizes, method, CRC; name lookups);
+- the local-header scan finds, for every entry, what reading that entry's header alone finds;
+- a view of the shared parse leaves the caller's budget, and raises, exactly as a parse of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from ckptlint.errors import FormatError
+from ckptlint.formats.common import CountingFile
+from ckptlint.formats.pyzip import py_zip_view
+from ckptlint.formats.zipextract import data_offset, local_header
+from ckptlint.formats.zipreader import ZipArchive, ZipStructureError, open_archive, parsed_archive
+from ckptlint.limits import DEFAULT_LIMITS, Budget, Limits
+from fuzz.generate import generate
+from fuzz.zipbuild import Member, build
+
+INPUTS = 300
+
+
+@pytest.fixture(scope="module")
+def archives(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    d = tmp_path_factory.mktemp("zips")
+    out = []
+    for i in range(INPUTS):
+        data, _, _ = generate(17, i, families=["zip"])
+        p = d / f"{i}.pt"
+        p.write_bytes(data)
+        out.append(p)
+    return out
+
+
+def _torch_like(*odd: Member) -> list[Member]:
+    return [Member(b"archive/data.pkl", b"\x80\x02}q\x00."), *odd, Member(b"archive/version", b"3\n")]
+
+
+def _patched(data: bytes, old: bytes, new: bytes) -> bytes:
+    assert data.count(old) == 1
+    return data.replace(old, new)
+
+
+def _crafted() -> dict[str, bytes]:
+    """Archives miniz opens where zipfile lists other entries, or other names, or refuses."""
+    plain = build(_torch_like(Member(b"archive/data/0", b"abcd")))
+    cd = plain.index(b"PK\x01\x02")
+    needed = cd + 6  # the first central header's "version needed to extract"
+    return {
+        "NUL in a name (zipfile cuts it)": build(_torch_like(Member(b"archive/data/0\x00.exe", b"abcd"))),
+        "UTF-8 name, no UTF-8 flag (zipfile reads cp437)": build(_torch_like(Member(b"archive/d\xc3\xa9", b"x"))),
+        "count below the directory's size (zipfile lists one more)": _patched(
+            plain, b"PK\x05\x06\x00\x00\x00\x00\x03\x00\x03\x00", b"PK\x05\x06\x00\x00\x00\x00\x02\x00\x02\x00"),
+        "a version zipfile refuses": plain[:needed] + b"\x40\x00" + plain[needed + 2:],
+    }
+
+
+def _zipfile_listing(f: CountingFile) -> tuple[list[tuple[str, int, int, int, int, int]], dict[str, int]]:
+    zf = zipfile.ZipFile(f.f)
+    infos = zf.infolist()
+    return ([(i.filename, i.header_offset, i.compress_size, i.file_size, i.compress_type, i.CRC) for i in infos],
+            {name: i.header_offset for name, i in zf.NameToInfo.items()})
+
+
+def test_zipfile_listing_taken_from_miniz_is_zipfiles_own(archives: list[Path], tmp_path: Path) -> None:
+    mirrored = refused = 0
+    crafted: list[Path] = []
+    for data in _crafted().values():
+        crafted.append(tmp_path / f"{len(crafted)}.pt")
+        crafted[-1].write_bytes(data)
+    for p in [*archives, *crafted]:
+        f = CountingFile(str(p))
+        try:
+            miniz = parsed_archive(f, DEFAULT_LIMITS)
+            view = py_zip_view(f.f, f.size, Budget(DEFAULT_LIMITS), miniz)
+            if p in crafted:  # miniz reads them; zipfile's listing differs or it refuses: never taken from miniz
+                assert miniz is not None and view.same_as is None, p
+                try:
+                    listing = _zipfile_listing(f)[0]
+                except (zipfile.BadZipFile, NotImplementedError):
+                    continue
+                assert listing != [(m.name, m.header_offset, m.compressed_size, m.size, m.method, m.crc)
+                                   for m in miniz.members], p
+                continue
+            if view.same_as is None:
+                refused += 1
+                continue
+            mirrored += 1
+            listing, by_name = _zipfile_listing(f)  # zipfile must open it: the shortcut claims it does
+            assert [(m.name, m.header_offset, m.compressed_size, m.size, m.method, m.crc)
+                    for m in view.members] == listing, p
+            for name, offset in by_name.items():
+                found = view.get(name)
+                assert found is not None and found.header_offset == offset, (p, name)
+                assert view.get(name.upper()) is None or name.upper() in by_name, (p, name)
+            assert view.get("no such entry") is None
+        finally:
+            f.close()
+    assert mirrored >= 20 and refused >= 20, (mirrored, refused)  # both branches ran
+
+
+def _header_reads(z: ZipArchive) -> list[tuple[object, object]]:
+    out: list[tuple[object, object]] = []
+    for m in z.members:
+        try:
+            start: object = data_offset(z, m)
+        except ZipStructureError as e:
+            start = e.mz_error
+        out.append((start, local_header(z, m)))
+    return out
+
+
+def test_local_header_scan_finds_what_each_read_finds(archives: list[Path]) -> None:
+    scanned = 0
+    for p in archives:
+        f = CountingFile(str(p))
+        try:
+            try:
+                one_by_one = ZipArchive(f.pread, f.size)
+            except FormatError:
+                continue
+            expected = _header_reads(one_by_one)
+            z = ZipArchive(f.pread, f.size)
+            z.local_headers()
+            reads = f.bytes_read
+            assert _header_reads(z) == expected, p
+            assert f.bytes_read == reads  # answered from the scan, nothing read again
+            scanned += 1
+        finally:
+            f.close()
+    assert scanned >= 100
+
+
+@pytest.mark.parametrize("limits", [DEFAULT_LIMITS, dataclasses.replace(DEFAULT_LIMITS, max_zip_entries=3),
+                                    dataclasses.replace(DEFAULT_LIMITS, max_inflated_bytes=300)])
+def test_a_view_charges_and_raises_as_a_parse_of_its_own(archives: list[Path], limits: Limits) -> None:
+    outcomes: set[str] = set()
+    for p in archives:
+        f, g = CountingFile(str(p), limits), CountingFile(str(p), limits)
+        try:
+            own = Budget(limits)
+            own.charge_members(1)  # whatever the caller charged before
+            try:
+                z = ZipArchive(f.pread, f.size, limits, own)
+                expected: tuple[str, object, tuple[str, ...]] = ("ok", len(z.members), tuple(z.anomalies))
+            except FormatError as e:
+                expected = (type(e).__name__, str(e), ())
+            with pytest.raises(FormatError) if expected[0] != "ok" else _nothing():
+                open_archive(g, limits, Budget(limits))  # a first reader: the parse is made and kept
+            shared = Budget(limits)
+            shared.charge_members(1)
+            try:
+                v = open_archive(g, limits, shared)
+                got: tuple[str, object, tuple[str, ...]] = ("ok", len(v.members), tuple(v.anomalies))
+            except FormatError as e:
+                got = (type(e).__name__, str(e), ())
+            assert got == expected, p
+            assert (shared.members, shared.inflated_bytes) == (own.members, own.inflated_bytes), p
+            outcomes.add(expected[0])
+        finally:
+            f.close()
+            g.close()
+    assert "ok" in outcomes and len(outcomes) > 1, outcomes
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
