@@ -15,6 +15,7 @@ torch. Each output is deleted right after its run (at most the source and one ou
 Targets: ckptlint >= 5x faster, with <= 1/10 of the script's peak RSS.
 
     python benchmarks/bench_convert.py [--workdir DIR] [--size-gb 1.9] [--repeat 5] [--quick] [--keep]
+                                       [--file CKPT]
 
 ``--quick``: a 0.25 GB file and 2 pairs (a smoke run: the script's fixed cost, importing torch, dominates
 at that size, so the targets are only judged on the full-size file).
@@ -148,6 +149,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="a 0.25 GB file and 2 pairs (smoke run)")
     ap.add_argument("--keep", action="store_true", help="keep the generated checkpoint (reused by a later run)")
     ap.add_argument("--python", metavar="PY", help="interpreter for the measured processes (default: this one)")
+    ap.add_argument("--file", metavar="CKPT", help="measure this existing checkpoint instead of generating one "
+                    "(e.g. bench_reader.py's WORKDIR/llama.pth, the same llama-like shapes; never deleted)")
     a = ap.parse_args()
     global PY
     if a.python:
@@ -157,16 +160,19 @@ def main() -> int:
 
     workdir = a.workdir or tempfile.mkdtemp(prefix="ckptlint-bench-convert-")
     os.makedirs(workdir, exist_ok=True)
-    src = os.path.join(workdir, f"llama_like_{a.size_gb:g}GB.pt")
+    src = a.file or os.path.join(workdir, f"llama_like_{a.size_gb:g}GB.pt")
+    if a.file:
+        a.keep = True
+        a.size_gb = os.path.getsize(a.file) / 1e9
     need = a.size_gb * 1e9 * (1 if os.path.exists(src) else 2) * 1.1
     if shutil.disk_usage(workdir).free < need:
         sys.exit(f"{workdir}: {shutil.disk_usage(workdir).free / 1e9:.1f} GB free, {need / 1e9:.1f} GB needed")
     out_ck, out_script = os.path.join(workdir, "ckptlint.safetensors"), os.path.join(workdir, "script.safetensors")
     try:
         t = time.perf_counter()
-        n_layers = generate(src, a.size_gb)
+        layers = "" if a.file else f", {generate(src, a.size_gb)} layers"
         size = os.path.getsize(src)
-        print(f"source: {src}, {size / 1e9:.2f} GB, {n_layers} layers ({time.perf_counter() - t:.0f} s)", flush=True)
+        print(f"source: {src}, {size / 1e9:.2f} GB{layers} ({time.perf_counter() - t:.0f} s)", flush=True)
         with open(src, "rb") as f:  # warm the page cache: both commands read a cached file
             while f.read(1 << 24):
                 pass
@@ -207,7 +213,7 @@ def main() -> int:
         print("| file | ckptlint convert | torch.load + save_file | speedup | ckptlint peak RSS | script peak RSS "
               "| memory ratio |")
         print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-        print(f"| llama-like {size / 1e9:.2f} GB | {med('ckptlint', 0):.2f} s | {med('script', 0):.2f} s "
+        print(f"| {os.path.basename(src)} {size / 1e9:.2f} GB | {med('ckptlint', 0):.2f} s | {med('script', 0):.2f} s "
               f"| {statistics.median(speedups):.1f}x | {med('ckptlint', 1):.0f} MiB | {med('script', 1):.0f} MiB "
               f"| {statistics.median(mem):.1f}x |")
         print("(speedup and memory ratio: medians of the per-pair ratios)")
