@@ -7,9 +7,11 @@ bytes found are the ones ``torch.load`` reads.
 
 from __future__ import annotations
 
+import os
 import tarfile
 import tempfile
 import zlib
+from collections.abc import Callable
 from typing import Any, BinaryIO, Protocol
 
 from ..errors import FormatError
@@ -20,7 +22,7 @@ from ..formats.tar import TarFallback, TorchFails, TorchTar, extracted, load_mem
 from ..formats.zipextract import data_offset, stat_error
 from ..formats.zipreader import ZipArchive
 from ..inventory import Inventory, StorageRecord
-from ..limits import Limits
+from ..limits import Budget, Limits
 from .dtypes import swap_unit
 
 ZIP_FORMATS = ("torch-zip", "torchscript", "torch-export")
@@ -114,9 +116,9 @@ _INFLATE_PIECE = 4 << 20
 def zip_storage(src: Opened, entry: str, st: StorageRecord) -> Data:
     """The zip member torch reads for ``entry`` (miniz's case-insensitive lookup, local header offset)."""
     if src.zip is None:
-        cf = CountingFile(src.path, src.limits)
-        src.files.append(cf.f)
-        src.zip = ZipArchive(cf.pread, cf.size, src.limits, cf.budget)
+        raw = open(src.path, "rb", buffering=0)  # noqa: SIM115 - closed by Opened.close
+        src.files.append(raw)  # unbuffered: a local header is 30 bytes, not a buffer's 8 KiB, per storage
+        src.zip = ZipArchive(_reader(raw), os.fstat(raw.fileno()).st_size, src.limits, Budget(src.limits))
     z = src.zip
     m = z.locate(entry)
     if m is None:
@@ -138,6 +140,20 @@ def zip_storage(src: Opened, entry: str, st: StorageRecord) -> Data:
     tmp = _inflate(z, m.name, start, m.compressed_size, m.size)
     src.files.append(tmp)
     return FileData(tmp, None, 0, m.size, swap)
+
+
+def _reader(f: BinaryIO) -> Callable[[int, int], bytes]:
+    """``read(offset, n)`` on an unbuffered file: up to ``n`` bytes (fewer only at the end)."""
+    def read(offset: int, n: int) -> bytes:
+        f.seek(offset)
+        out = b""
+        while len(out) < n:
+            piece = f.read(n - len(out))
+            if not piece:
+                break
+            out += piece
+        return out
+    return read
 
 
 def _inflate(z: ZipArchive, name: str, start: int, csize: int, size: int) -> BinaryIO:

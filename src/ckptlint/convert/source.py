@@ -98,13 +98,32 @@ class TensorSource:
         self._shards: dict[str, TensorSource] = {}
         self._inline: dict[str, tuple[str, int, int]] = {}
         self._inline_args: list[tuple[int, int, bool]] | None = None
+        self._verdicts: dict[int, tuple[TensorRecord, TensorRecord | TensorBytesError]] = {}
 
     # -- public ------------------------------------------------------------------------------------
 
     def check(self, rec: TensorRecord) -> None:
         """Raise :class:`UnsupportedTensor` when ``rec`` cannot be written as a safetensors tensor, without
         reading tensor bytes (a raw pickle's storages are located, a shard's index read; a missing or short
-        record is found by :meth:`tensor_chunks`)."""
+        record is found by :meth:`tensor_chunks`). The answer is kept per record: asking again is free."""
+        self._checked(rec)
+
+    def _checked(self, rec: TensorRecord) -> TensorRecord:
+        """``resolve(rec)`` once :meth:`check` passed, remembered by the record's identity (the record itself
+        is kept with the answer, so an id is never reused while it is remembered)."""
+        seen = self._verdicts.get(id(rec))
+        if seen is None or seen[0] is not rec:
+            try:
+                seen = (rec, self._check(rec))
+            except TensorBytesError as e:
+                seen = (rec, e)
+            self._verdicts[id(rec)] = seen
+        if isinstance(seen[1], TensorBytesError):
+            raise seen[1]
+        return seen[1]
+
+    def _check(self, rec: TensorRecord) -> TensorRecord:
+        """The checks :meth:`check` documents; returns ``resolve(rec)``."""
         key = _name(rec)
         if rec.layout != "strided":
             raise UnsupportedTensor(key, f"{rec.layout} layout (safetensors holds dense tensors only)")
@@ -125,10 +144,10 @@ class TensorSource:
                                     f"{touched} bytes of storage")
         shard = self._shard_of(rec)
         if shard is not None:
-            return
+            return rec
         st = self._opened.storages.get(rec.storage_key)
         if rec.storage_key in self._inline:
-            return
+            return rec
         if self.inventory.format == "torch-export" and any(
                 f"({rec.storage_key})" in n and "torch.save pickle" in n for n in self.inventory.notes):
             raise UnsupportedTensor(key, "torch.export keeps it as a torch.save pickle (use_pickle), which only "
@@ -136,6 +155,7 @@ class TensorSource:
         if st is None or (st.entry is None and self.inventory.format != "torch-tar"):
             raise UnsupportedTensor(key, f"storage {rec.storage_key!r} has no byte location ckptlint can read "
                                     "(a storage only running the file would build)")
+        return rec
 
     def safetensors_dtype(self, rec: TensorRecord) -> str:
         """The safetensors dtype code of ``rec`` (``F32``, ``BF16`` …); UnsupportedTensor when there is none."""
@@ -157,8 +177,7 @@ class TensorSource:
         """The tensor's bytes as ``torch.load(...).contiguous()`` holds them, little-endian, C order, in pieces
         of at most ``chunk_bytes``. Raises UnsupportedTensor / TensorDataError (before yielding anything
         when the view does not fit its storage)."""
-        self.check(rec)
-        rec = self.resolve(rec)
+        rec = self._checked(rec)
         assert rec.storage_key is not None and rec.stride is not None
         shard = self._shard_of(rec)
         if shard is not None:
@@ -185,8 +204,7 @@ class TensorSource:
     def file_span(self, rec: TensorRecord) -> FileSpan | None:
         """Where a contiguous, unswapped tensor's bytes lie as-is in a file, for a zero-copy writer; None
         otherwise (read it with :meth:`tensor_chunks`)."""
-        self.check(rec)
-        rec = self.resolve(rec)
+        rec = self._checked(rec)
         assert rec.storage_key is not None and rec.stride is not None
         shard = self._shard_of(rec)
         if shard is not None:
