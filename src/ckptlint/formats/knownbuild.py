@@ -189,3 +189,12 @@ def call_error(func: Any) -> str | None:
         if m is not None and not m.callable:
             return f"{m.what} is not callable (TypeError)"
     return None
+
+
+def state_detail(state: Any) -> str:
+    """BUILD's state type, with ``:0``/``:1`` for its truth value where a plain value has one
+    (torch's pure-Python unpickler skips a falsy state; CPython's C unpickler needs None or a dict)."""
+    name = type(state).__name__
+    if state is None or not isinstance(state, PLAIN):
+        return name
+    return f"{name}:{int(bool(state))}"

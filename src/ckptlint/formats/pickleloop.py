@@ -24,9 +24,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import FormatError, LimitExceeded, TruncatedPickle
+from .knownbuild import state_detail
 from .pickleops import F64, I32, U16, U32
-from .stubs import Global, ODict, Storage
-from .torchcalls import rebuild_tensor_v2_plain
+from .stubs import Call, Global, ODict, Storage
+from .torchcalls import plain_global, rebuild_tensor_v2_plain
 
 if TYPE_CHECKING:
     from .unpickler import StaticUnpickler
@@ -36,7 +37,7 @@ _I32 = I32.unpack_from
 _U16 = U16.unpack_from
 _F64 = F64.unpack_from
 
-INLINE = frozenset(b"rqKhJM(XtQ\x86\x85\x87\x89\x88N)}]R\x8c\x94jG")
+INLINE = frozenset(b"rqKhJM(XtQb02ae\x81\x86\x85\x87\x89\x88N)}]R\x8c\x94jG")
 """The opcodes this loop runs itself once seen (in the common shape)."""
 
 _ODICT = "collections.OrderedDict"
@@ -71,6 +72,10 @@ def run(up: StaticUnpickler, dispatch: list[Callable[[StaticUnpickler], Any] | N
     rt2_seen: Any = None
     od_seen: Any = None
     pid_seen: Any = None
+    reduce_seen: Any = None
+    newobj_seen: Any = None
+    build_seen: Any = None
+    build_detail = ""
     persistent_load = up.persistent_load
     restored = up._restored
     try:
@@ -161,7 +166,19 @@ def run(up: StaticUnpickler, dispatch: list[Callable[[StaticUnpickler], Any] | N
                     func = stack[-2]
                     args = stack[-1]
                     if type(func) is Global and type(args) is tuple:
+                        plain = func.plain
+                        if plain is None:
+                            plain = func.plain = plain_global(func.module, func.name)
                         name = func.name
+                        if plain:
+                            if func is not reduce_seen:
+                                up._op_start = start
+                                up._op("REDUCE", func)
+                                reduce_seen = func
+                            stack.pop()
+                            stack[-1] = Call(func, args, "REDUCE")
+                            pos += 1
+                            continue
                         if name == "_rebuild_tensor_v2" and func.module == "torch._utils":
                             up._op_start = start
                             if func is not rt2_seen:
@@ -180,6 +197,69 @@ def run(up: StaticUnpickler, dispatch: list[Callable[[StaticUnpickler], Any] | N
                                 od_seen = func
                             stack.pop()
                             stack[-1] = ODict(_ODICT)
+                            pos += 1
+                            continue
+            elif k == 98:  # BUILD
+                if len(stack) >= 2:
+                    target = stack[-2]
+                    kind = type(target)
+                    g: Any = target if kind is Global else target.func if kind is Call else None
+                    if type(g) is Global:
+                        plain = g.plain
+                        if plain is None:
+                            plain = g.plain = plain_global(g.module, g.name)
+                        if plain:
+                            state = stack.pop()
+                            detail = state_detail(state)
+                            if kind is Call:
+                                up._op_start = start
+                                up._op("BUILD", target, detail)
+                                target.state = state
+                            elif target is not build_seen or detail != build_detail:
+                                up._op_start = start
+                                up._op("BUILD", target, detail)
+                                build_seen, build_detail = target, detail
+                            pos += 1
+                            continue
+            elif k == 48:  # POP
+                if stack:
+                    stack.pop()
+                    pos += 1
+                    continue
+            elif k == 50:  # DUP
+                if stack:
+                    stack.append(stack[-1])
+                    pos += 1
+                    continue
+            elif k == 97:  # APPEND
+                if len(stack) >= 2 and type(stack[-2]) is list:
+                    v = stack.pop()
+                    stack[-1].append(v)
+                    pos += 1
+                    continue
+            elif k == 101:  # APPENDS
+                if metastack:
+                    below = metastack[-1]
+                    if below and type(below[-1]) is list:
+                        below[-1].extend(stack)
+                        stack = metastack.pop()
+                        pos += 1
+                        continue
+            elif k == 129:  # NEWOBJ
+                if len(stack) >= 2:
+                    cls = stack[-2]
+                    args = stack[-1]
+                    if type(cls) is Global and type(args) is tuple:
+                        plain = cls.plain
+                        if plain is None:
+                            plain = cls.plain = plain_global(cls.module, cls.name)
+                        if plain:
+                            if cls is not newobj_seen:
+                                up._op_start = start
+                                up._op("NEWOBJ", cls)
+                                newobj_seen = cls
+                            stack.pop()
+                            stack[-1] = Call(cls, args, "NEWOBJ")
                             pos += 1
                             continue
             elif k == 81:  # BINPERSID
@@ -307,7 +387,7 @@ def run(up: StaticUnpickler, dispatch: list[Callable[[StaticUnpickler], Any] | N
             if fe is not None and start < fe < pos:
                 up.frame_irregular = True
                 up.anomalies.append(f"opcode at byte {start} crosses the FRAME boundary at byte {fe}")
-            lim = _limit(pos, buf_end, fe)
+            lim = fe if fe is not None and pos < fe < buf_end else buf_end  # _limit, inline
         # the budget's opcodes are spent: what the next iteration would have found first, then the bound
         up._op_start = start
         if pos >= buf_end:

@@ -14,7 +14,7 @@ from typing import Any
 class Global:
     """Stand-in for ``module.name``: never the real object."""
 
-    __slots__ = ("module", "name", "offset", "qualname", "stream")
+    __slots__ = ("module", "name", "offset", "plain", "qualname", "stream")
 
     def __init__(self, module: str, name: str, stream: str = "", offset: int = -1) -> None:
         self.module = module
@@ -22,6 +22,8 @@ class Global:
         self.stream = stream
         self.offset = offset
         self.qualname = f"{module}.{name}"
+        self.plain: bool | None = None
+        """Whether calling it is only a record (``torchcalls.plain_global``); None until asked."""
 
     def __repr__(self) -> str:
         return f"<global {self.qualname}>"

@@ -9,6 +9,7 @@ Everything else stays a :class:`Call` record.
 
 from __future__ import annotations
 
+import functools
 import re
 import zlib
 from collections.abc import Callable
@@ -17,8 +18,8 @@ from typing import Any
 from ..errors import CallRaises, FormatError
 from ..limits import Budget
 from .dtypes import ITEMSIZE, STORAGE_DTYPES, torch_dtype_name
-from .knowncalls import PLAIN, UNKNOWN, hash_cost, known_call
-from .nestedbytes import DECODERS, decoded
+from .knowncalls import PLAIN, UNKNOWN, global_kind, hash_cost, known_call
+from .nestedbytes import DECODERS, NESTED_LOADERS, decoded
 from .stubs import Call, Global, ODict, Storage, TensorStub, short_repr
 
 
@@ -314,6 +315,26 @@ def interpret_call(func: Any, args: Any, opcode: str, budget: Budget | None = No
             if name == "restore_type_tag" and args:
                 return args[0]
     return Call(func, args, opcode)
+
+
+_INTERPRETED_MODULES = frozenset({"torch._utils", "torch.storage", "torch._tensor", "collections", "builtins", "torch",
+                                  "torch.jit._pickle"})
+"""Modules whose names :func:`interpret_call` (or ``knowncalls``) may treat specially."""
+_CHECKED_NAMES = frozenset({
+    "torch._utils._rebuild_qtensor", "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state",
+    "_codecs.encode", "torch.Size", "torch.device", "collections.OrderedDict", "collections.Counter"})
+"""Qualified names whose arguments ``knowncalls._check_torch_call`` checks."""
+
+
+@functools.lru_cache(maxsize=4096)
+def plain_global(module: str, name: str) -> bool:
+    """Whether REDUCE or NEWOBJ of this global on a tuple is only a record, ``Call(func, args, opcode)``, and BUILD
+    on it or on that record only keeps the state: no known kind (or only "opaque"), no interpreted call, no argument
+    checks, not a loader or decoder. The opcode loop builds those directly; every other name takes the handlers."""
+    g = Global(module, name)
+    q = g.qualname
+    return (global_kind(g) in (None, "opaque") and module not in _INTERPRETED_MODULES and q not in NESTED_LOADERS
+            and q not in DECODERS and q not in _CHECKED_NAMES and not q.startswith("torch._utils._rebuild_tensor"))
 
 
 def _text(v: Any) -> Any:

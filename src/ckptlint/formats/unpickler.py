@@ -29,7 +29,7 @@ from typing import Any
 from ..errors import FormatError, LimitExceeded, TruncatedPickle
 from ..inventory import GlobalRef
 from ..limits import DEFAULT_LIMITS, Budget, Limits
-from .knownbuild import build_error, call_error
+from .knownbuild import build_error, call_error, state_detail
 from .knowncalls import known_protocols
 from .nestedbytes import NESTED_LOADERS, nested_payloads
 from .pickleitems import BUILTIN_VALUES as _BUILTIN_VALUES
@@ -389,7 +389,7 @@ class StaticUnpickler(ItemOps):
     def op_BUILD(self) -> None:
         state = self._pop()
         target = self._top()
-        self._op("BUILD", target, _state_detail(state))
+        self._op("BUILD", target, state_detail(state))
         if isinstance(target, ODict):
             if isinstance(state, dict) and "_metadata" in state:
                 target.metadata = state["_metadata"]
@@ -452,15 +452,6 @@ def _known_not(obj: Any, protocol: str) -> bool:
     """``obj`` is known not to be a ``protocol`` (tuple, dict, buffer): see ``stubs.known_protocols``."""
     known = known_protocols(obj)
     return known is not None and protocol not in known
-
-
-def _state_detail(state: Any) -> str:
-    """BUILD's state type, with ``:0``/``:1`` for its truth value where a plain value has one
-    (torch's pure-Python unpickler skips a falsy state; CPython's C unpickler needs None or a dict)."""
-    name = type(state).__name__
-    if state is None or not isinstance(state, _BUILTIN_VALUES):
-        return name
-    return f"{name}:{int(bool(state))}"
 
 
 _DISPATCH: list[Any] = [None] * 256
