@@ -11,6 +11,7 @@ import argparse
 import hashlib
 import importlib
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +131,20 @@ def _net() -> nn.Module:
     return nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 4))
 
 
+def _spectral() -> nn.Module:
+    torch.manual_seed(5)
+    m = nn.Sequential(nn.utils.spectral_norm(nn.Linear(4, 3)), nn.ReLU())
+    m(torch.randn(2, 4))  # one power iteration: u and v move
+    return m
+
+
+def _weight_norm() -> nn.Module:
+    torch.manual_seed(6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # deprecated, but old audio checkpoints are full of it
+        return nn.Sequential(nn.utils.weight_norm(nn.Conv1d(2, 4, 3)), nn.ReLU())
+
+
 def _training_dict() -> dict[str, object]:
     """What a training script saves: model, optimizer state (Adam after steps), scheduler, args, counters."""
     model = _net()
@@ -180,6 +195,12 @@ def _cases(tmp: Path, custom: Callable[[], nn.Module], shared: Callable[[], nn.M
     yield "full-model-data-parallel-in-dict", Case(src, state_dict_of(trusted_load(src)["net"]),
                                                    lambda: nn.DataParallel(MODELS["shufflenet_v2_x0_5"]()),
                                                    state_dict_at="net")
+    src = tmp / "spectral_norm.full.pt"
+    torch.save(_spectral(), src)  # torch's SpectralNormStateDictHook only writes _metadata: keys are unchanged
+    yield "full-model-spectral-norm", Case(src, state_dict_of(trusted_load(src)), _spectral)
+    src = tmp / "weight_norm.full.pt"
+    torch.save(_weight_norm(), src)  # old-style weight_norm: weight_g/weight_v parameters, weight a plain attribute
+    yield "full-model-weight-norm", Case(src, state_dict_of(trusted_load(src)), _weight_norm)
     src = tmp / "shared_parts.full.pt"
     torch.save(shared(), src)
     yield "full-model-shared-parts", Case(src, state_dict_of(trusted_load(src)), shared)
@@ -239,7 +260,8 @@ def _names() -> list[str]:
     names = [f"state_dict-zip-{n}" for n in MODELS] + [f"state_dict-legacy-{n}" for n in LEGACY]
     names += [f"full-model-{n}" for n in FULL] + ["full-model-custom-zip", "full-model-custom-legacy",
                                                   "full-model-shared-parts", "full-model-in-training-dict",
-                                                  "full-model-data-parallel-in-dict"]
+                                                  "full-model-data-parallel-in-dict", "full-model-spectral-norm",
+                                                  "full-model-weight-norm"]
     names += ["training-zip", "training-legacy", "training-zip-key", "training-legacy-key", "training-lightning-like",
               "state_dict-with-non-tensor-values"]
     return names
