@@ -244,19 +244,25 @@ def _storages(z: ZipArchive, asm: Assembler,
     and entry index -> its name (the StorageRecord's string, shared with the entry list)."""
     out: list[StorageRecord] = []
     names: dict[int, str] = {}
+    append, notes = out.append, asm.notes
+    constants, data_seen, exact = records.constants, records.data_seen, records.exact
+    data_folder = f"{records.prefix}/data/" if records.data_named else None
     for key, st in asm.storages.items():
-        entry, found = records.entry(key)
+        if key in constants or data_folder is None:
+            entry, found = records.entry(key)
+        else:  # records.entry, inline: a data.pkl storage
+            entry, found = data_folder + key, data_seen.get(key)
         raw = entry.encode("utf-8") if entry else b""
-        m = (found if isinstance(found, ZipMember) and records.exact else z.locate(raw)) if entry else None
+        m = (found if exact and isinstance(found, ZipMember) else z.locate(raw)) if entry else None
         if m is None or entry is None:
-            asm.notes.append(f"storage {key!r} has no {entry} record")
-            out.append(StorageRecord(key, st.dtype, st.nbytes, st.location, entry, None))
+            notes.append(f"storage {key!r} has no {entry} record")
+            append(StorageRecord(key, st.dtype, st.nbytes, st.location, entry, None))
             continue
         name = entry if m.raw_name == raw else m.name
         names[m.index] = name
         if st.nbytes is not None and m.size < st.nbytes:
-            asm.notes.append(f"storage record {name} holds {m.size} bytes, the pickle declares {st.nbytes}")
-        out.append(StorageRecord(key, st.dtype, st.nbytes, st.location, name, m.size))
+            notes.append(f"storage record {name} holds {m.size} bytes, the pickle declares {st.nbytes}")
+        append(StorageRecord(key, st.dtype, st.nbytes, st.location, name, m.size))
     return out, names
 
 

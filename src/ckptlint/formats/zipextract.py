@@ -252,6 +252,11 @@ def record_error(z: zr.Archive, m: zr.ZipMember | None, record: str, cap: int) -
     """What ``getRecord(record)`` raises for a tensor record, or None; stored data is not read."""
     if m is None:
         return f"PytorchStreamReader failed locating file {record}: file not found"
+    if (m.stat_error is None and m.method == 0 and not m.flags & (1 | 32 | 64) and m.compressed_size
+            and not m.external_attr & 0x10 and not m.raw_name.endswith(b"/")):
+        start = z.known_data_offset(m)  # the common record, once the local headers were scanned: no calls
+        if start is not None and start >= 0 and start + max(m.compressed_size, m.size) <= z.file_size:
+            return None
     problem = stat_error(m)
     if problem is not None:
         return f"PytorchStreamReader failed retrieving file meta-data for {record}: {problem}"
