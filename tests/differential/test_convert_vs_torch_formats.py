@@ -7,6 +7,7 @@ cannot be imported.
 
 from __future__ import annotations
 
+import json
 import pickle
 import sys
 import warnings
@@ -99,6 +100,19 @@ def _cases(tmp: Path, snap: Path) -> Iterator[tuple[str, Case]]:
     save_file({"x": w.contiguous(), "y": torch.arange(7, dtype=torch.uint8)}, str(src), metadata={"k": "v"})
     yield "safetensors", Case(src, load_file(str(src)))
 
+    folder = tmp / "sharded_safetensors"  # a save_pretrained-style folder: two shards and their index
+    folder.mkdir()
+    keys = list(sd)
+    shards = {"model-00001-of-00002.safetensors": keys[:3], "model-00002-of-00002.safetensors": keys[3:]}
+    for name, part in shards.items():
+        save_file({k: sd[k].contiguous() for k in part}, str(folder / name))
+    (folder / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {"total_size": sum(t.nbytes for t in sd.values())},
+         "weight_map": {k: name for name, part in shards.items() for k in part}}))
+    expected = {k: v for name in shards for k, v in load_file(str(folder / name)).items()}
+    yield "sharded-safetensors-index", Case(folder / "model.safetensors.index.json", expected, fresh=_net)
+    yield "sharded-safetensors-folder", Case(folder, expected, fresh=_net)
+
     ema = _net().state_dict()
     src = tmp / "ema.pt"
     torch.save({"model": sd, "ema": {"model": ema, "decay": 0.999}, "step": 10}, src)
@@ -116,7 +130,7 @@ NAMES = ["torchscript-resnet18", "torchscript-traced", "torch-export", "raw-pick
          "raw-pickle-p5",
          "torch-save-protocol-2", "torch-save-protocol-3", "torch-save-protocol-4", "torch-save-protocol-5",
          "legacy-protocol-2", "legacy-protocol-4", "zip-deflated", "tar-torch-0.1", "safetensors", "key-ema",
-         "key-model", "lightning-apply-fix"]
+         "key-model", "lightning-apply-fix", "sharded-safetensors-index", "sharded-safetensors-folder"]
 
 
 @pytest.fixture(scope="module")
