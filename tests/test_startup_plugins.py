@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import pytest
 
+from _cli_files import safetensors
 from ckptlint.plugin import manager
+
+from plugin_example.make_dist import install
 
 HOOKS = ("ckptlint_rules", "ckptlint_check_file", "ckptlint_reporters", "ckptlint_resolve_target")
 
@@ -54,3 +61,31 @@ def test_the_first_resolver_that_answers_wins_either_way() -> None:
     with pytest.raises(TargetError) as oracle:
         manager.resolve_spec("no_such_module_xyz:Net", {})
     assert str(fast.value) == str(oracle.value)
+
+
+@pytest.mark.parametrize("options", [{}, {"tryfirst": True}, {"trylast": True}, {"specname": "ckptlint_rules"},
+                                     {"optionalhook": True, "hookwrapper": True}, {"wrapper": True}])
+def test_the_marker_leaves_pluggys_mark(options: dict[str, Any]) -> None:
+    import pluggy
+
+    from ckptlint.plugin import hookimpl
+
+    def ours() -> None: ...
+
+    def theirs() -> None: ...
+
+    marked = hookimpl(**options)(ours) if options else hookimpl(ours)
+    assert marked is ours
+    pluggy.HookimplMarker("ckptlint")(theirs, **options)
+    assert ours.ckptlint_impl == theirs.ckptlint_impl  # type: ignore[attr-defined]
+
+
+def test_a_check_without_plugins_imports_no_pluggy(tmp_path: Path, run_python: Callable[..., Any]) -> None:
+    probe = ("import sys\nfrom ckptlint.cli import main\nmain(sys.argv[1:])\n"
+             "print('pluggy' in sys.modules, 'ckptlint.plugin.spec' in sys.modules)\n")
+    path = safetensors(tmp_path / "a.safetensors")
+    proc = run_python("-c", probe, "check", path, "-qq", cwd=tmp_path)
+    assert proc.stdout.split() == ["False", "False"], proc.stderr
+    install(tmp_path / "site")  # a plugin distribution on the path: pluggy's manager runs the hooks
+    proc = run_python("-c", probe, "check", path, "-qq", cwd=tmp_path, pythonpath=[tmp_path / "site"])
+    assert proc.stdout.split() == ["True", "True"], proc.stderr

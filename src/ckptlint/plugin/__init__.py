@@ -29,10 +29,11 @@ from ..inventory import Inventory
 from ..results import CompatReport, FileReport, Report, Verdict
 from ..rule import Rule
 from ..vocab import Severity
-from .spec import PROJECT, Reporter, hookimpl, hookspec
+from .marker import PROJECT, Reporter, hookimpl
 
 if TYPE_CHECKING:
     from ..targets.signature import ModuleSig, Signature, TensorSig
+    from .spec import hookspec
 
 _TARGET_NAMES = frozenset({"ModuleSig", "Signature", "TensorSig"})
 
@@ -43,10 +44,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """The target-signature types, imported on first use: a check without a target never needs them
-    (the built-in rules import this package at startup)."""
+    """The target-signature types and ``hookspec`` (pluggy's marker), imported on first use: a check without
+    a target or plugins never needs them (the built-in rules import this package at startup)."""
     if name in _TARGET_NAMES:
         from ..targets import signature
 
         return getattr(signature, name)
+    if name == "hookspec":
+        from .spec import hookspec
+
+        return hookspec
     raise AttributeError(f"module 'ckptlint.plugin' has no attribute {name!r}")

@@ -16,19 +16,19 @@ import types
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-import pluggy
-
 from ..errors import PluginError, TargetError
 from ..installed import declares_entry_points
 from ..rule import CODE_RE, Rule
 from ..vocab import SEVERITIES
-from . import spec
+from .marker import PROJECT
 
 if TYPE_CHECKING:
+    import pluggy
+
     from ..context import FileContext
     from ..findings import Finding
     from ..targets.signature import Signature
-    from .spec import Reporter
+    from .marker import Reporter
 
 BUILTIN_PLUGINS = (
     "ckptlint.rules.safety",
@@ -48,13 +48,18 @@ BUILTIN_PLUGINS = (
 
 @lru_cache(maxsize=1)
 def plugin_manager() -> pluggy.PluginManager:
-    pm = pluggy.PluginManager(spec.PROJECT)
+    """pluggy's manager with the built-in plugins and every installed ``ckptlint`` entry point."""
+    import pluggy
+
+    from . import spec
+
+    pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(spec)
     for name in BUILTIN_PLUGINS:
         pm.register(importlib.import_module(name), name=name)
     try:
-        if declares_entry_points(spec.PROJECT):  # importlib.metadata only where a plugin may be installed
-            pm.load_setuptools_entrypoints(spec.PROJECT)
+        if declares_entry_points(PROJECT):  # importlib.metadata only where a plugin may be installed
+            pm.load_setuptools_entrypoints(PROJECT)
         pm.check_pending()
     except Exception as e:  # noqa: BLE001 - a broken third-party plugin is one line, not a traceback
         raise PluginError(f"loading plugins failed: {type(e).__name__}: {e}") from None
@@ -80,14 +85,14 @@ class BuiltinImpl:
 def builtin_hooks() -> dict[str, list[BuiltinImpl]] | None:
     """Each hook's built-in implementations in pluggy's ``get_hookimpls()`` order (trylast first, tryfirst
     last; calls run from the end), or None when a plugin distribution may be installed (pluggy's manager then)."""
-    if declares_entry_points(spec.PROJECT):  # importlib.metadata only where a plugin may be installed
+    if declares_entry_points(PROJECT):  # importlib.metadata only where a plugin may be installed
         return None
     hooks: dict[str, list[BuiltinImpl]] = {}
     for plugin_name in BUILTIN_PLUGINS:
         module = importlib.import_module(plugin_name)
         for attr in sorted(vars(module)):  # the order pluggy's register (dir()) visits them
             fn = getattr(module, attr)
-            opts = getattr(fn, spec.PROJECT + "_impl", None) if isinstance(fn, types.FunctionType) else None
+            opts = getattr(fn, PROJECT + "_impl", None) if isinstance(fn, types.FunctionType) else None
             if not isinstance(opts, dict):
                 continue
             if opts.get("hookwrapper") or opts.get("wrapper"):

@@ -7,25 +7,21 @@ with keyword arguments only; implementations run in LIFO registration order.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from .marker import PROJECT as PROJECT  # also exported from here: hookspecs.py (the old path) re-exports them
+from .marker import Reporter as Reporter
+from .marker import hookimpl as hookimpl
+
 if TYPE_CHECKING:
     from ..context import FileContext
     from ..findings import Finding
-    from ..results import Report
     from ..rule import Rule
     from ..targets.signature import Signature
 
-Reporter = Callable[["Report", dict[str, Any]], str]
-"""``render(report, options) -> str``: one output format."""
-
-PROJECT = "ckptlint"
-
 hookspec = pluggy.HookspecMarker(PROJECT)
-hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
