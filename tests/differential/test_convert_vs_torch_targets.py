@@ -306,3 +306,32 @@ def test_the_converting_process_really_cannot_import_torch(work: tuple[Path, dic
         convert_torchfree([["convert", tmp / "ddp.pt", tmp_path / "o.safetensors", "--model", RESNET]],
                           tmp_path / "run")
     assert not (tmp_path / "o.safetensors").exists()
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # peft calls a deprecated transformers API
+def test_peft_adapter_bin_converts_and_loads_with_peft(tmp_path: Path) -> None:
+    """An adapter folder as peft < 0.6 saved it (adapter_model.bin): converted to adapter_model.safetensors,
+    PeftModel.from_pretrained reads it and every LoRA weight equals the original's."""
+    import peft
+    import transformers
+
+    torch.manual_seed(2)
+    config = transformers.BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=16, max_position_embeddings=16)
+    lora = peft.get_peft_model(transformers.BertModel(config), peft.LoraConfig(
+        r=2, target_modules=["query", "value"], init_lora_weights=False))
+    folder = tmp_path / "adapter"
+    lora.save_pretrained(folder)
+    (folder / "adapter_model.safetensors").unlink()
+    adapter = peft.get_peft_model_state_dict(lora)
+    torch.save(adapter, folder / "adapter_model.bin")
+    (r,) = convert_torchfree([["convert", folder / "adapter_model.bin", folder / "adapter_model.safetensors"]],
+                             tmp_path / "run")
+    _ok(r)
+    assert_output_equals(folder / "adapter_model.safetensors", dict(trusted_load(folder / "adapter_model.bin")))
+    (folder / "adapter_model.bin").unlink()
+    torch.manual_seed(2)
+    loaded = peft.PeftModel.from_pretrained(transformers.BertModel(config), str(folder))
+    got = peft.get_peft_model_state_dict(loaded)
+    assert got.keys() == adapter.keys()
+    assert all(torch.equal(got[k], v) for k, v in adapter.items())
