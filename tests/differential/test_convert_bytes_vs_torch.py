@@ -328,3 +328,22 @@ def test_random_strided_views_of_one_storage(tmp_path: Path, legacy: bool) -> No
     path = tmp_path / "views.pt"
     torch.save(views, path, _use_new_zipfile_serialization=not legacy)
     assert _compare(path, _lookup(_load(path)), chunk=rng.choice([8, 64]), window=rng.choice([16, 256])) == len(views)
+
+
+def test_dcp_folder_tensors_saved_whole(tmp_path: Path) -> None:
+    """torch.distributed.checkpoint (one process): each tensor a torch.save nested in the .distcp file."""
+    import torch.distributed.checkpoint as dcp
+
+    torch.manual_seed(3)
+    state = {"w": torch.randn(4, 3), "b": torch.arange(5), "h": torch.randn(6).bfloat16(), "t": torch.randn(3, 5).t(),
+             "nested": {"x": torch.ones(2, 2), "i8": torch.arange(-3, 3, dtype=torch.int8)}}
+    folder = tmp_path / "dcp"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dcp.save(state, checkpoint_id=str(folder))
+    inv = read_inventory(folder)
+    assert inv.format == "dcp"
+    assert _compare(folder, _lookup(state), inv=inv) == 6
+    with open_source(folder, inv) as src:
+        spans = [src.file_span(rec) for rec in inv.tensors]
+    assert all(s is None or s.path.endswith(".distcp") for s in spans) and any(spans)

@@ -71,8 +71,14 @@ class PreadData:
 class Opened:
     """One checkpoint file opened for reading storages: its handles, and what locating found (cached)."""
 
-    def __init__(self, path: str, inventory: Inventory, limits: Limits) -> None:
+    def __init__(self, path: str, inventory: Inventory, limits: Limits, base: int = 0,
+                 span: int | None = None) -> None:
         self.path, self.inventory, self.limits = path, inventory, limits
+        self.base = base
+        """Where the checkpoint starts in ``path`` (a torch.save nested in a DCP ``.distcp`` file); offsets in
+        the Inventory are relative to it."""
+        self.span = span
+        """The checkpoint's length from ``base`` (None: to the end of the file)."""
         self.storages: dict[str, StorageRecord] = {s.key: s for s in inventory.storages}
         self.files: list[BinaryIO] = []
         self._file: BinaryIO | None = None
@@ -102,7 +108,7 @@ def locate(src: Opened, key: str) -> Data:
     if entry is not None and entry.startswith("bytes "):
         lo, _, hi = entry[6:].partition("-")
         start, end = int(lo), int(hi)
-        return FileData(src.file(), src.path, start, end - start, 1)
+        return FileData(src.file(), src.path, src.base + start, end - start, 1)
     if src.inventory.format in ZIP_FORMATS and entry is not None and st is not None:
         return zip_storage(src, entry, st)
     if src.inventory.format == "torch-tar":
@@ -118,7 +124,8 @@ def zip_storage(src: Opened, entry: str, st: StorageRecord) -> Data:
     if src.zip is None:
         raw = open(src.path, "rb", buffering=0)  # noqa: SIM115 - closed by Opened.close
         src.files.append(raw)  # unbuffered: a local header is 30 bytes, not a buffer's 8 KiB, per storage
-        src.zip = ZipArchive(_reader(raw), os.fstat(raw.fileno()).st_size, src.limits, Budget(src.limits))
+        size = os.fstat(raw.fileno()).st_size - src.base if src.span is None else src.span
+        src.zip = ZipArchive(_reader(raw, src.base), size, src.limits, Budget(src.limits))
     z = src.zip
     m = z.locate(entry)
     if m is None:
@@ -136,16 +143,16 @@ def zip_storage(src: Opened, entry: str, st: StorageRecord) -> Data:
     if start + m.compressed_size > z.file_size or (m.method == 0 and start + m.size > z.file_size):
         raise FormatError(f"zip member {m.name!r} runs past the end of the file")
     if m.method == 0:
-        return FileData(src.file(), src.path, start, m.size, swap)
+        return FileData(src.file(), src.path, src.base + start, m.size, swap)
     tmp = _inflate(z, m.name, start, m.compressed_size, m.size)
     src.files.append(tmp)
     return FileData(tmp, None, 0, m.size, swap)
 
 
-def _reader(f: BinaryIO) -> Callable[[int, int], bytes]:
-    """``read(offset, n)`` on an unbuffered file: up to ``n`` bytes (fewer only at the end)."""
+def _reader(f: BinaryIO, base: int = 0) -> Callable[[int, int], bytes]:
+    """``read(offset, n)`` on an unbuffered file from ``base`` on: up to ``n`` bytes (fewer only at the end)."""
     def read(offset: int, n: int) -> bytes:
-        f.seek(offset)
+        f.seek(base + offset)
         out = b""
         while len(out) < n:
             piece = f.read(n - len(out))

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import CheckpointError, CkptlintError, FormatError
 from ..inventory import Inventory, TensorRecord
@@ -35,6 +35,11 @@ from ..limits import DEFAULT_LIMITS, Limits
 from .dtypes import itemsize, safetensors_code
 from .locate import Data, FileData, Opened, locate
 from .materialize import DEFAULT_WINDOW, byteswapped, coalesce, span_elements, strided_chunks
+
+if TYPE_CHECKING:
+    from .dcpitems import Item
+
+_T = TypeVar("_T")
 
 DEFAULT_CHUNK = 16 << 20
 """Bytes per piece :meth:`TensorSource.tensor_chunks` yields by default."""
@@ -87,13 +92,15 @@ def open_source(path: str | os.PathLike[str], inventory: Inventory, limits: Limi
 class TensorSource:
     """Reads tensors' bytes out of one checkpoint; ``check``/``nbytes`` are cheap, ``tensor_chunks`` reads."""
 
-    def __init__(self, path: str, inventory: Inventory, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(self, path: str, inventory: Inventory, limits: Limits = DEFAULT_LIMITS, base: int = 0,
+                 span: int | None = None) -> None:
         self.path = path
         self.inventory = inventory
         self.limits = limits
         self.window = DEFAULT_WINDOW
         """The largest single read a strided gather makes (bytes); tests make it small."""
-        self._opened = Opened(path, inventory, limits)
+        self._opened = Opened(path, inventory, limits, base, span)
+        self._dcp_items: dict[tuple[Any, ...], list[Item]] | None = None
         self._data: dict[str, Data] = {}
         self._shards: dict[str, TensorSource] = {}
         self._inline: dict[str, tuple[str, int, int]] = {}
@@ -132,6 +139,11 @@ class TensorSource:
             raise UnsupportedTensor(key, f"dtype {rec.dtype} has no safetensors equivalent")
         if rec.device == "meta":
             raise UnsupportedTensor(key, "a meta tensor has no data")
+        inner = self._delegate(rec)
+        if inner is not None:
+            sub, sub_rec = inner
+            _rekeyed(key, lambda: sub._checked(sub_rec))
+            return rec
         if rec.storage_key is None or rec.stride is None:
             raise UnsupportedTensor(key, f"its storage is not in the file's records ({rec.rebuild or 'unknown'})")
         if rec.storage_offset < 0 or any(s < 0 for s in rec.stride) or any(n < 0 for n in rec.shape) \
@@ -142,9 +154,6 @@ class TensorSource:
         if rec.numel * size > max(_EXPANDED_BYTES, 64 * touched):
             raise UnsupportedTensor(key, f"an expanded view: its copy takes {rec.numel * size} bytes, from "
                                     f"{touched} bytes of storage")
-        shard = self._shard_of(rec)
-        if shard is not None:
-            return rec
         st = self._opened.storages.get(rec.storage_key)
         if rec.storage_key in self._inline:
             return rec
@@ -178,12 +187,16 @@ class TensorSource:
         of at most ``chunk_bytes``. Raises UnsupportedTensor / TensorDataError (before yielding anything
         when the view does not fit its storage)."""
         rec = self._checked(rec)
+        inner = self._delegate(rec)
+        if inner is not None:
+            sub, sub_rec = inner
+            pieces = _rekeyed(rec.key, lambda: sub.tensor_chunks(sub_rec, chunk_bytes))
+            while True:
+                piece = _rekeyed(rec.key, lambda: next(pieces, None))
+                if piece is None:
+                    return
+                yield piece
         assert rec.storage_key is not None and rec.stride is not None
-        shard = self._shard_of(rec)
-        if shard is not None:
-            sub, key = shard
-            yield from sub.tensor_chunks(replace(rec, storage_key=key), chunk_bytes)
-            return
         data = self._located(rec)
         size = self.nbytes(rec) // max(rec.numel, 1) if rec.numel else itemsize(rec.dtype) or 1
         if rec.numel == 0:
@@ -205,11 +218,11 @@ class TensorSource:
         """Where a contiguous, unswapped tensor's bytes lie as-is in a file, for a zero-copy writer; None
         otherwise (read it with :meth:`tensor_chunks`)."""
         rec = self._checked(rec)
+        inner = self._delegate(rec)
+        if inner is not None:
+            sub, sub_rec = inner
+            return _rekeyed(rec.key, lambda: sub.file_span(sub_rec))
         assert rec.storage_key is not None and rec.stride is not None
-        shard = self._shard_of(rec)
-        if shard is not None:
-            sub, key = shard
-            return sub.file_span(replace(rec, storage_key=key))
         size = itemsize(rec.dtype) or 1
         merged = coalesce(rec.shape, rec.stride)
         if rec.numel == 0 or (merged and (len(merged) > 1 or merged[0][1] != 1)):
@@ -225,7 +238,7 @@ class TensorSource:
         """``rec`` with what only the file's bytes say filled in: the dtype of a raw pickle's tensor, whose
         storage is a nested ``torch.save`` (``inline:`` keys; the Inventory records its dtype as unknown)."""
         key = rec.storage_key
-        if key is None or not key.startswith("inline:") or self._shard_of(rec) is not None:
+        if key is None or not key.startswith("inline:") or self.inventory.format == "sharded-index":
             return rec
         if key not in self._inline:
             from .inline import arguments, inline_storage
@@ -266,14 +279,47 @@ class TensorSource:
                 raise TensorDataError(_name(rec), f"storage {key!r}: {e}") from None
         return self._data[key]
 
-    def _shard_of(self, rec: TensorRecord) -> tuple[TensorSource, str] | None:
-        """For a shard index: the shard's own source and the storage key inside it."""
-        if self.inventory.format != "sharded-index" or rec.storage_key is None:
+    def _delegate(self, rec: TensorRecord) -> tuple[TensorSource, TensorRecord] | None:
+        """Where another source holds the tensor: a shard index's shard (the storage key inside it), a DCP
+        folder's nested torch.save (its one tensor); None for a tensor of this file."""
+        fmt = self.inventory.format
+        if fmt not in ("sharded-index", "dcp") or (fmt == "sharded-index" and rec.storage_key is None):
             return None
         try:
-            return self._shard(rec.storage_key)
+            if fmt == "dcp":
+                return self._dcp(rec)
+            assert rec.storage_key is not None
+            sub, key = self._shard(rec.storage_key)
+            return sub, replace(rec, storage_key=key)
         except (FormatError, OSError, *_CONTENT_ERRORS) as e:
             raise TensorDataError(_name(rec), str(e)) from None
+
+    def _dcp(self, rec: TensorRecord) -> tuple[TensorSource, TensorRecord]:
+        """A DCP tensor saved as one chunk: the torch.save nested in its ``.distcp`` file (:mod:`.dcpitems`)."""
+        from .dcpitems import items_by_path, nested_inventory
+
+        if self._dcp_items is None:
+            self._dcp_items = items_by_path(self.path, self.limits)
+        items = self._dcp_items.get(rec.path) or []
+        if len(items) != 1 or any(items[0].chunk_offset):
+            raise UnsupportedTensor(_name(rec), f"DCP stored it in {len(items)} chunks (from several ranks): "
+                                    "only a tensor saved whole converts")
+        item = items[0]
+        if item.transformed:
+            raise UnsupportedTensor(_name(rec), "DCP stored it through transforms (compression …)")
+        if os.path.isabs(item.relative_path) or ".." in item.relative_path.replace("\\", "/").split("/"):
+            raise FormatError(f"{item.relative_path} lies outside the checkpoint folder")
+        label = f"dcp:{item.relative_path}@{item.offset}"
+        sub = self._shards.get(label)
+        if sub is None:
+            path = os.path.join(self.path, item.relative_path)
+            inv = nested_inventory(path, item, self.limits)
+            sub = self._shards[label] = TensorSource(path, inv, self.limits, item.offset, item.length)
+        inner = sub.inventory.tensors[0]
+        if inner.shape != rec.shape or inner.dtype != rec.dtype:
+            raise FormatError(f"{item.relative_path} holds a {inner.dtype} {list(inner.shape)} tensor where "
+                              f".metadata says {rec.dtype} {list(rec.shape)}")
+        return sub, inner
 
 
     def _shard(self, storage_key: str) -> tuple[TensorSource, str]:
@@ -294,6 +340,15 @@ class TensorSource:
                 sub = self._shards[shard] = TensorSource(path, inv, self.limits)
             return sub, storage_key[len(shard) + 1:]
         raise FormatError(f"storage {storage_key!r} names no shard of the index")
+
+
+def _rekeyed(key: str, call: Callable[[], _T]) -> _T:
+    """``call()``, with a TensorBytesError from another source (a shard, a nested torch.save) re-raised under
+    this source's key for the tensor."""
+    try:
+        return call()
+    except TensorBytesError as e:
+        raise type(e)(key, e.reason) from None
 
 
 def _name(rec: TensorRecord) -> str:
