@@ -375,3 +375,30 @@ def test_what_is_left_out_names_a_second_reference_to_the_state_dict(tmp_path: P
     r = ckptlint.convert(src, tmp_path / "twice.safetensors")
     assert r.state_dict_path == ("model",) and r.tensors == ("w",)
     assert dict(r.left_out) == {"ema": "the same object as model", "step": "int"}
+
+
+def test_spectral_norms_metadata_only_hook_does_not_stop_the_conversion(tmp_path: Path) -> None:
+    # nn.utils.spectral_norm registers SpectralNormStateDictHook: it writes only _metadata's version, no key
+    lin = module(LINEAR, {"weight_orig": P(W)},
+                 buffers={"weight_u": tensor("1", [1.0]), "weight_v": tensor("2", [2.0])})
+    lin.state["_state_dict_hooks"] = OD({0: Obj("torch.nn.utils.spectral_norm", "SpectralNormStateDictHook",
+                                                 {"fn": Obj("torch.nn.utils.spectral_norm", "SpectralNorm", {})})})
+    src = torch_zip(tmp_path / "sn.pt", module(("torch.nn.modules.container", "Sequential"), {}, children={"0": lin}))
+    r = ckptlint.convert(src, tmp_path / "sn.safetensors")
+    assert r.tensors == ("0.weight_orig", "0.weight_u", "0.weight_v") and r.hooks_not_run == ()
+
+
+def test_readings_that_disagree_are_refused_saying_so(tmp_path: Path) -> None:
+    # PROTO 113: CPython's pickle refuses the stream (weights_only=False fails); torch's weights_only unpickler
+    # ignores the protocol number and reads on. Which one is "the checkpoint" is not convert's to choose.
+    src = torch_zip(tmp_path / "p.pt", OD({"w": W}))
+    with zipfile.ZipFile(src) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    members["archive/data.pkl"] = b"\x80\x71" + members["archive/data.pkl"][2:]
+    with zipfile.ZipFile(src, "w") as z:
+        for n, d in members.items():
+            z.writestr(n, d)
+    with pytest.raises(ConvertError, match=r"the two torch\.load readings disagree: pickle stops in "
+                                           r"archive/data\.pkl at 0 \(unsupported pickle protocol 113"):
+        ckptlint.convert(src, tmp_path / "p.safetensors")
+    assert not (tmp_path / "p.safetensors").exists()

@@ -126,9 +126,15 @@ def _loads(src: str, inv: Inventory) -> None:
     loaded = set(inv.facts.loaded_streams)
     if not loaded and inv.format == "torchscript":  # torch.jit.load unpickles these; traced_inputs.pkl its own way
         loaded = {s for s in inv.facts.streams if s.endswith(("/data.pkl", "/constants.pkl"))}
+    stopped = {stop.stream for stop in inv.stops}
     for stop in inv.stops:
         if stop.stream in loaded or not loaded:
             why = f"limit {stop.limit}: " if stop.limit else ""
+            wo = f"{stop.stream}#weights_only"
+            if not stop.limit and wo in inv.facts.streams and wo not in stopped:
+                raise ConvertError(f"{src}: the two torch.load readings disagree: pickle stops in {stop.stream} at "
+                                   f"{stop.offset} ({stop.reason}), so weights_only=False fails, while "
+                                   "weights_only=True's own unpickler reads past it; convert writes neither")
             raise ConvertError(f"{src}: torch.load fails on this file ({stop.stream}@{stop.offset}: {why}"
                                f"{stop.reason}): there is no checkpoint to convert")
 

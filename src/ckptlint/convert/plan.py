@@ -130,6 +130,9 @@ def _with_target(inv: Inventory, target: Any, key: tuple[Any, ...] | None, apply
 
 
 _HOOKS = ("_state_dict_pre_hooks", "_state_dict_hooks")
+METADATA_ONLY_HOOKS = frozenset({"torch.nn.utils.spectral_norm.SpectralNormStateDictHook"})
+"""State_dict hooks that only write the module's ``_metadata`` version (which safetensors cannot hold either),
+never a key or a tensor: the state_dict is the same without them."""
 
 
 def state_dict_hooks(structure: Any, path: tuple[Any, ...], limit: int = 1_000_000) -> list[tuple[str, str]]:
@@ -151,7 +154,8 @@ def state_dict_hooks(structure: Any, path: tuple[Any, ...], limit: int = 1_000_0
         for field_name in _HOOKS:
             hooks = resolve_ref(structure, state.get(field_name))
             if isinstance(hooks, dict):
-                out.extend((name, _what(h)) for k, h in hooks.items() if k != "__object__")
+                out.extend((name, what) for k, h in hooks.items()
+                           if k != "__object__" and (what := _what(h)) not in METADATA_ONLY_HOOKS)
         children = resolve_ref(structure, state.get("_modules"))
         if isinstance(children, dict):
             stack.extend(reversed([(f"{name}.{k}" if name else str(k), v) for k, v in children.items()]))
