@@ -98,12 +98,10 @@ def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArch
         raise FormatError(f"torch.load refuses it: {reading.refuses}")
 
     storages, storage_names = _storages(z, asm, records)
-    storage_idx = set(storage_names)
     anomalies = list(z.anomalies) + reading.notes + _header_mismatches(z) + _duplicates(z, py)
-    skip = parsed | storage_idx
     try:
         for m in z.members:
-            if m.index in skip or not _looks_like_pickle(z, m):
+            if storage_names[m.index] is not None or m.index in parsed or not _looks_like_pickle(z, m):
                 continue
             _scan(asm, z, m, labels[m])
         anomalies += _compare_with_zipfile(z, py, reading, asm, budget, limits)
@@ -138,7 +136,7 @@ def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArch
         pickle_protocol=asm.protocol,
         byteorder=reading.records.get("byteorder", b"little").decode("utf-8", "replace"),
         zip_prefix=prefix,
-        zip_entries=tuple(storage_names.get(m.index) or m.name for m in z.members),  # one str per name
+        zip_entries=tuple(storage_names[m.index] or m.name for m in z.members),  # one str per name
         streams=tuple(asm.streams),
         loaded_streams=tuple(loaded),
         opcodes=tuple(sorted(asm.opcodes)),
@@ -239,11 +237,12 @@ def _checked(z: ZipArchive, asm: Assembler, load: PersistentLoad, folder: bytes,
 
 
 def _storages(z: ZipArchive, asm: Assembler,
-              records: _Records) -> tuple[list[StorageRecord], dict[int, str]]:
+              records: _Records) -> tuple[list[StorageRecord], list[str | None]]:
     """Storage records as torch finds them (the same case-insensitive lookup as every record);
-    and entry index -> its name (the StorageRecord's string, shared with the entry list)."""
+    and per entry index, the name of a storage's record (the StorageRecord's string, shared with the
+    entry list), None for other entries."""
     out: list[StorageRecord] = []
-    names: dict[int, str] = {}
+    names: list[str | None] = [None] * len(z.members)
     append, notes = out.append, asm.notes
     constants, data_seen, exact = records.constants, records.data_seen, records.exact
     data_folder = f"{records.prefix}/data/" if records.data_named else None
