@@ -89,6 +89,22 @@ def test_an_exception_that_does_not_pickle_back_keeps_its_name_base_and_message(
         list(run_in_order(fails_on_three, [4, 5, 6], 2, crashed))
 
 
+def slow_then_fails_on_four(n: int) -> int:
+    """Job 1 (a worker's) is slow, so this process checks its own chunks ahead meanwhile; job 4 fails."""
+    sum(range(2_000_000 if n == 1 else 10))
+    if n == 4:
+        raise LookupError(f"job {n}")
+    return n
+
+
+def test_an_error_found_ahead_is_raised_at_its_turn(method: str) -> None:
+    seen = []
+    with pytest.raises(LookupError, match="job 4"):
+        for n in run_in_order(slow_then_fails_on_four, list(range(9)), 2, crashed):
+            seen.append(n)
+    assert seen == [0, 1, 2, 3]
+
+
 def test_raise_marks_where_a_serial_run_stops(method: str) -> None:
     items: list[int | Done[int] | Raise] = [0, 1, Raise(KeyError("target"))]
     seen = []

@@ -125,8 +125,17 @@ def _pooled(fn: Callable[[J], R], items: Sequence[J | Done[R] | Raise], workers:
     units = _units(list(following), workers)
     pool = _new_pool(workers - 1, compact)
     pending: deque[tuple[Any, Future[list[tuple[bool, Any]]] | None]] = deque()
+    ahead: dict[int, list[tuple[bool, Any]]] = {}  # own chunks checked while waiting, by id(chunk)
     submitted = chunks = 0
     interrupted = False
+
+    def work_ahead(future: Future[list[tuple[bool, Any]]]) -> None:
+        """Rather than wait for a worker's chunk, check this process's next chunk (kept for its turn)."""
+        for unit, other in pending:
+            if future.done():
+                return
+            if other is None and isinstance(unit, list) and id(unit) not in ahead:
+                ahead[id(unit)] = [_attempt(fn, job) for job in unit]
 
     def fill() -> None:
         nonlocal submitted, chunks
@@ -150,11 +159,18 @@ def _pooled(fn: Callable[[J], R], items: Sequence[J | Done[R] | Raise], workers:
                 yield unit.value
                 continue
             if future is None:  # this process's own chunk
-                for job in unit:
-                    yield fn(job)
+                if id(unit) in ahead:
+                    for ok, value in ahead.pop(id(unit)):
+                        if not ok:
+                            raise value
+                        yield value
+                else:
+                    for job in unit:
+                        yield fn(job)
                 fill()
                 continue
             submitted -= 1
+            work_ahead(future)
             try:
                 results = future.result()
             except BrokenProcessPool:  # a worker died: find out which of these jobs killed it
@@ -264,6 +280,14 @@ def _by_fields(obj: Any) -> tuple[type, tuple[Any, ...]]:
 
 
 _GETTERS: dict[type, Callable[[Any], Any]] = {}
+
+
+def _attempt(fn: Callable[[J], R], job: J) -> tuple[bool, Any]:
+    """Here, ahead of the job's turn: ``(True, result)`` or ``(False, the exception)``, raised at its turn."""
+    try:
+        return True, fn(job)
+    except Exception as e:  # noqa: BLE001 - raised again at this job's position
+        return False, e
 
 
 def _call_all(fn: Callable[[J], R], jobs: list[J]) -> list[tuple[bool, Any]]:
