@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -224,3 +225,16 @@ def test_python_m_ckptlint_with_spawned_workers(files: list[str], tmp_path: Path
                      pythonpath=[site])
     assert (two.returncode, two.stdout, two.stderr) == (one.returncode, one.stdout, one.stderr)
     assert one.returncode == 2 and [f["path"] for f in json.loads(two.stdout)["files"]] == files
+
+
+def test_standard_input_among_the_files(files: list[str], tmp_path: Path) -> None:
+    """``-`` is copied to a temporary file that stays until every worker is done with it."""
+    evil = (tmp_path / "a_evil.pt").read_bytes()
+    args = [files[0], "-", *files[1:]]  # the first file is this process's, the next chunk a worker's
+    runs = [subprocess.run([sys.executable, "-m", "ckptlint", "check", "-j", j, "--format", "json", *args],
+                           input=evil, capture_output=True, cwd=tmp_path, check=False, timeout=300)
+            for j in ("1", "2")]
+    assert (runs[1].returncode, runs[1].stdout, runs[1].stderr) == (runs[0].returncode, runs[0].stdout, runs[0].stderr)
+    report = json.loads(runs[1].stdout)["files"]
+    assert [f["path"] for f in report] == args
+    assert "CK101" in {x["code"] for x in report[1]["findings"]}
