@@ -55,6 +55,8 @@ class Call:
 class ODict(dict):  # type: ignore[type-arg]
     """An OrderedDict (or Counter) the file builds; keeps its ``_metadata``."""
 
+    __slots__ = ("metadata", "qualname")  # no instance __dict__: torch.save writes one per tensor (its hooks)
+
     def __init__(self, qualname: str = "collections.OrderedDict") -> None:
         super().__init__()
         self.qualname = qualname
