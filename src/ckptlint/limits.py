@@ -27,7 +27,8 @@ class Limits:
     max_memo: int = 5_000_000
     """Memo entries, whole file."""
     max_memo_index: int = 1 << 31
-    """Largest memo index a PUT may name (the memo is a dict: a big index allocates nothing)."""
+    """Largest memo index a PUT may name (an index that is not the next one makes the memo a dict: a big index
+    allocates nothing)."""
     max_depth: int = 10_000
     """Open MARKs on the unpickler's stack."""
     max_walk_depth: int = 400

@@ -16,7 +16,8 @@ globals with their offsets. Judging them (torch's weights_only rules) is
 
 Why not subclass ``pickle.Unpickler``: its C memo is sized by the largest PUT
 index (one opcode can ask for gigabytes), it reports no byte offsets, and we
-would still have to vet every opcode. A dispatch table over bytes is small.
+would still have to vet every opcode. A dispatch table over bytes is small; the loop over it
+(``pickleloop.run``) runs the opcodes torch.save emits inline and hands every other case to these handlers.
 """
 
 from __future__ import annotations
