@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
 import warnings
@@ -22,7 +23,7 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save
 
 BLOCKED = ("torch", "torchvision", "numpy", "safetensors", "transformers", "timm", "peft", "lightning",
            "pytorch_lightning", "accelerate")
@@ -121,8 +122,12 @@ def raw(t: torch.Tensor) -> torch.Tensor:
     """The tensor's bytes, as torch lays them out contiguously (native byte order)."""
     if t.numel() == 0:
         return torch.empty(0, dtype=torch.uint8)
-    dense = torch.empty(tuple(t.shape), dtype=t.dtype).copy_(t.detach())  # standard strides (a (1,) view may be 0)
-    return dense.reshape(-1).view(torch.uint8)
+    return dense(t).reshape(-1).view(torch.uint8)
+
+
+def dense(t: torch.Tensor) -> torch.Tensor:
+    """A copy with its own storage and standard strides (``contiguous()`` keeps a (1,) view's 0 stride)."""
+    return torch.empty(tuple(t.shape), dtype=t.dtype).copy_(t.detach())
 
 
 def bitwise_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -132,7 +137,8 @@ def bitwise_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
 def assert_output_equals(out: Path, expected: Mapping[str, torch.Tensor]) -> dict[str, str]:
     """Every tensor of the safetensors file ``out`` equals, bit for bit, ``expected`` (same keys, dtype, shape).
 
-    Read twice, with ``safe_open`` and ``load_file``; returns the file's ``__metadata__``.
+    Read twice, with ``safe_open`` and ``load_file``; the header (dtypes, shapes, offsets: the data order) is the
+    one ``safetensors.torch.save`` writes for the same tensors and metadata. Returns the file's ``__metadata__``.
     """
     assert out.exists(), f"{out} was not written"
     with safe_open(str(out), framework="pt") as f:
@@ -147,7 +153,16 @@ def assert_output_equals(out: Path, expected: Mapping[str, torch.Tensor]) -> dic
             assert torch.equal(raw(got), raw(want)), f"{k}: bytes differ"
     again = load_file(str(out))
     assert all(bitwise_equal(again[k], v) for k, v in expected.items())
+    assert header(out.read_bytes()) == header(save({k: dense(v) for k, v in expected.items()},
+                                                   metadata=metadata or None)), "the header safetensors writes"
     return dict(metadata)
+
+
+def header(data: bytes) -> dict[str, Any]:
+    """A safetensors file's JSON header (length-prefixed), parsed: dtypes, shapes, data offsets, metadata."""
+    (n,) = struct.unpack("<Q", data[:8])
+    parsed: dict[str, Any] = json.loads(data[8:8 + n])
+    return parsed
 
 
 def state_dict_of(obj: Any) -> dict[str, torch.Tensor]:
