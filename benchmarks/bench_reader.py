@@ -311,8 +311,9 @@ def main() -> int:
     env = bench_venv(Path(args.workdir), args.tree)
     res = measure(workdir, env, args.torch_python, runs)
     text, rows = report(res, runs)
+    versions = _versions(env, args.torch_python)
     print()
-    print(f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+    print(f"{platform.node()}: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, {versions}, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, git {_head()}"
           f"{' + working tree' if args.tree == 'worktree' else ''}"
           f"{' (QUICK: stand-in files, ratios mean nothing)' if args.quick else ''}")
@@ -320,10 +321,21 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({
             "quick": args.quick, "runs": runs, "git": _head(), "tree": args.tree, "cpus": os.cpu_count(),
+            "versions": versions,
             "samples": {c: {n: asdict(s) for n, s in v.items()} for c, v in res.items()},
             "targets": [{"target": t, "measured": m, "required": need, "met": ok} for t, m, need, ok in rows],
         }, indent=1) + "\n")
     return 0 if all(ok for *_, ok in rows) else 1
+
+
+def _versions(env: Path, torch_python: str) -> str:
+    """Python, ckptlint and picklescan of the bench venv; torch of ``--torch-python``."""
+    code = ("import sys, importlib.metadata as m; print(f'Python {sys.version.split()[0]}, ' + ', '.join("
+            "f'{d} {m.version(d)}' for d in sys.argv[1:]))")
+    venv = subprocess.run([str(env / "bin" / "python"), "-c", code, "ckptlint", "picklescan"],
+                          capture_output=True, text=True).stdout.strip()
+    torch = subprocess.run([torch_python, "-c", code, "torch"], capture_output=True, text=True).stdout.strip()
+    return f"{venv}; {torch.split(', ', 1)[-1]}"
 
 
 def _head() -> str:
