@@ -1,4 +1,4 @@
-"""``check -j 2`` prints what ``check -j 1`` prints (text, concise, JSON, SARIF), byte for byte, in the
+"""``check -j 2`` prints what ``check -j 1`` prints (every built-in format), byte for byte, in the
 same order, with the same exit code; plugins run in the workers; a plugin's error and a dead worker
 stay where a serial run has them. The files are written byte by byte (no torch)."""
 
@@ -72,7 +72,7 @@ def pooled(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return started
 
 
-@pytest.mark.parametrize("fmt", ["text", "concise", "json", "sarif"])
+@pytest.mark.parametrize("fmt", ["text", "concise", "json", "sarif", "github", "markdown"])
 def test_two_jobs_print_what_one_prints(fmt: str, files: list[str], tmp_path: Path, cli: CliRunner,
                                         method: str, pooled: list[int]) -> None:
     one = cli("check", "-j", "1", "--format", fmt, *files, cwd=tmp_path)
