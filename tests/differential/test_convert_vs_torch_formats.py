@@ -1,8 +1,8 @@
 """``ckptlint convert`` of the other formats ckptlint reads, against torch (issue #15): TorchScript archives,
 torch.export archives, raw pickles of tensors, torch 0.1 tar files, zips whose members were re-compressed
-(torch reads deflate), every pickle protocol torch.save writes, safetensors itself, ``--key`` into nested and
-EMA dictionaries, and a Lightning-style ``state_dict`` with ``--snapshot --apply-fix``. Converted where torch
-cannot be imported.
+(torch reads deflate), a torch.distributed.checkpoint folder, every pickle protocol torch.save writes,
+safetensors itself (one file, a sharded set), ``--key`` into nested and EMA dictionaries, and a Lightning-style
+``state_dict`` with ``--snapshot --apply-fix``. Converted where torch cannot be imported.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed.checkpoint as dcp
 from _convert_oracle import Converted, assert_output_equals, convert_torchfree, state_dict_of, trusted_load
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -113,6 +114,17 @@ def _cases(tmp: Path, snap: Path) -> Iterator[tuple[str, Case]]:
     yield "sharded-safetensors-index", Case(folder / "model.safetensors.index.json", expected, fresh=_net)
     yield "sharded-safetensors-folder", Case(folder, expected, fresh=_net)
 
+    dcp_dir = tmp / "dcp"  # torch.distributed.checkpoint, one process: each tensor a torch.save inside .distcp
+    base = torch.randn(4, 6)
+    dcp_sd = {"w": base, "t": base.t(), "rows": base[1:, ::2], "b": torch.arange(5), "s": torch.tensor(2.5),
+              "h": torch.randn(6).to(torch.bfloat16), "f8": torch.randn(3).to(torch.float8_e5m2)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "no process group": the single-process save is what we want
+        dcp.save(dcp_sd, checkpoint_id=str(dcp_dir))
+        filled = {k: torch.zeros(v.shape, dtype=v.dtype) for k, v in dcp_sd.items()}
+        dcp.load(filled, checkpoint_id=str(dcp_dir))
+    yield "dcp", Case(dcp_dir, filled)
+
     ema = _net().state_dict()
     src = tmp / "ema.pt"
     torch.save({"model": sd, "ema": {"model": ema, "decay": 0.999}, "step": 10}, src)
@@ -130,7 +142,7 @@ NAMES = ["torchscript-resnet18", "torchscript-traced", "torch-export", "raw-pick
          "raw-pickle-p5",
          "torch-save-protocol-2", "torch-save-protocol-3", "torch-save-protocol-4", "torch-save-protocol-5",
          "legacy-protocol-2", "legacy-protocol-4", "zip-deflated", "tar-torch-0.1", "safetensors", "key-ema",
-         "key-model", "lightning-apply-fix", "sharded-safetensors-index", "sharded-safetensors-folder"]
+         "key-model", "lightning-apply-fix", "sharded-safetensors-index", "sharded-safetensors-folder", "dcp"]
 
 
 @pytest.fixture(scope="module")
