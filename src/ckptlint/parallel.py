@@ -215,9 +215,6 @@ def _units(items: list[Any], workers: int) -> deque[Any]:
     return units
 
 
-_END: Any = object()
-
-
 def _alone(fn: Callable[[J], R], item: J, crashed: Callable[[J, str], R],
            compact: tuple[type, ...]) -> tuple[bool, Any]:
     """One job in a worker of its own: its result, or ``crashed`` when that worker dies too."""
