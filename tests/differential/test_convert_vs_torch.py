@@ -195,6 +195,9 @@ def _cases(tmp: Path, custom: Callable[[], nn.Module], shared: Callable[[], nn.M
     yield "full-model-data-parallel-in-dict", Case(src, state_dict_of(trusted_load(src)["net"]),
                                                    lambda: nn.DataParallel(MODELS["shufflenet_v2_x0_5"]()),
                                                    state_dict_at="net")
+    yield "full-model-key-into-module", Case(src, state_dict_of(trusted_load(src)["net"].module),
+                                             MODELS["shufflenet_v2_x0_5"], args=["--key", "net/module"],
+                                             state_dict_at="net/module")  # ckpt["net"].module
     src = tmp / "spectral_norm.full.pt"
     torch.save(_spectral(), src)  # torch's SpectralNormStateDictHook only writes _metadata: keys are unchanged
     yield "full-model-spectral-norm", Case(src, state_dict_of(trusted_load(src)), _spectral)
@@ -261,7 +264,7 @@ def _names() -> list[str]:
     names += [f"full-model-{n}" for n in FULL] + ["full-model-custom-zip", "full-model-custom-legacy",
                                                   "full-model-shared-parts", "full-model-in-training-dict",
                                                   "full-model-data-parallel-in-dict", "full-model-spectral-norm",
-                                                  "full-model-weight-norm"]
+                                                  "full-model-weight-norm", "full-model-key-into-module"]
     names += ["training-zip", "training-legacy", "training-zip-key", "training-legacy-key", "training-lightning-like",
               "state_dict-with-non-tensor-values"]
     return names
