@@ -210,7 +210,7 @@ def run(up: StaticUnpickler, dispatch: list[Callable[[StaticUnpickler], Any] | N
                             plain = g.plain = plain_global(g.module, g.name)
                         if plain:
                             state = stack.pop()
-                            detail = state_detail(state)
+                            detail = ("dict:1" if state else "dict:0") if type(state) is dict else state_detail(state)
                             if kind is Call:
                                 up._op_start = start
                                 up._op("BUILD", target, detail)
