@@ -58,6 +58,7 @@ class CountingFile:
 
     def close(self) -> None:
         self.f.close()
+        self.cache.clear()  # an archive's reader refers back to this file: the cycle ends here
 
 
 def record_pid(pid: Any) -> Any:

@@ -17,6 +17,7 @@ Three readings are put side by side:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, cast
 
 from ..errors import FormatError, LimitExceeded
@@ -43,13 +44,17 @@ def read_torch_zip(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) 
             z = open_archive(f, limits, budget)  # the directory other readers of this file parsed already
         except ZipStructureError as e:
             return _only_zipfile_reads(f, path, limits, budget, py, str(e))
-        return _read(f, path, limits, budget, z, py)
+        asm, facts, structure, storages = _read(f, path, limits, budget, z, py)
     finally:
         py.close()
+    # read: the directory (an object per entry) goes before the records are assembled, not after
+    del z, py
+    f.cache.pop("zip", None)
+    return asm.inventory(facts, structure, storages)
 
 
 def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArchive,
-          py: PyZipView) -> Inventory:
+          py: PyZipView) -> tuple[Assembler, FormatFacts, Any, list[StorageRecord]]:
     z.local_headers()  # every local header, read once in file order: torch reads each record's
     reading = read_like_torch(z, limits.max_pickle_bytes)
     asm = Assembler(path, limits, budget=budget)
@@ -84,6 +89,9 @@ def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArch
             asm.wrapper_streams.add(labels[m])  # torch's UnpicklerWrapper reads it
             value = _parse(asm, z, m, rec, labels[m], loader)
             structure = asm.collect(value, labels[m])
+            # collected: the parsed objects and the pickle's bytes are not needed any more (memory)
+            del value, rec
+            reading.data_pkl = dataclasses.replace(reading.data_pkl, data=b"")
             parsed.add(m.index)
             records.data_named = True
             loaded.append(labels[m])
@@ -146,7 +154,7 @@ def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArch
         from .torchscript_code import torchscript_code_facts  # TorchScript archives only (startup)
 
         facts.extra.update(torchscript_code_facts(z, prefix, limits))
-    return asm.inventory(facts, structure, storages)
+    return asm, facts, structure, storages
 
 
 def _torchscript(z: ZipArchive, reading: TorchZipReading, asm: Assembler, parsed: set[int],
