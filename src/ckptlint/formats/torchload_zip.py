@@ -151,22 +151,27 @@ def _init(z: ZipArchive, r: TorchZipReading) -> None:
 def _all_records(z: ZipArchive, r: TorchZipReading) -> None:
     want = r.prefix + b"/"
     plain = b"\x00" not in want  # then strncmp is startswith (the C string ends at its NUL)
-    records = []
+    odd: list[bytes] = []  # the record names that are not ASCII: only these can fail to decode
+    script = False
     for m in z.members:
-        c_name = m.raw_name[:511].split(b"\x00", 1)[0]
+        raw = m.raw_name
+        c_name = raw if len(raw) <= 511 and b"\x00" not in raw else raw[:511].split(b"\x00", 1)[0]
         if not (c_name.startswith(want) if plain else _strncmp_equal(c_name, want)):
             raise _Refused(f"file in archive is not in a subdirectory {want.decode('utf-8', 'replace')}: "
                            f"{c_name.decode('utf-8', 'replace')}")
         rest = c_name[len(want):]
         if not rest.endswith(b".debug_pkl"):
-            records.append(rest)
-    for rest in records:  # pybind11 hands the names to Python as str: strict UTF-8
+            if not rest.isascii():
+                odd.append(rest)
+            elif rest == b"constants.pkl":
+                script = True
+    for rest in odd:  # pybind11 hands the names to Python as str: strict UTF-8
         try:
             rest.decode("utf-8")
         except UnicodeDecodeError as e:
             raise _Refused(f"UnicodeDecodeError: 'utf-8' codec can't decode byte 0x{rest[e.start]:02x} in the "
                            f"record name {rest!r} (get_all_records)") from None
-    r.script = b"constants.pkl" in records
+    r.script = script
 
 
 def _invalid_utf8_prefix(data: bytes) -> bool:
