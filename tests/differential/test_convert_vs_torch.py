@@ -1,8 +1,11 @@
 """``ckptlint convert`` of real checkpoints against torch (issue #15): torchvision state_dicts (zip and legacy),
-full-model pickles of torchvision and custom modules, training dictionaries with optimizer state and
-``argparse.Namespace``. Converted in one process where torch cannot be imported; every output tensor equals,
-bit for bit, what ``torch.load`` gives (a full model: its ``state_dict()``), and ``load_state_dict(strict=True)``
-into the real class succeeds.
+full-model pickles of torchvision and custom modules (alone, inside training dictionaries, wrapped in
+``DataParallel``, with a submodule under two names, spectral_norm / weight_norm, a state_dict hook), training
+dictionaries with optimizer state and ``argparse.Namespace``. Converted in one process where torch cannot be
+imported, with the custom model's module importable there and a marker proving it is never imported; every
+output tensor equals, bit for bit, what ``torch.load`` gives (a full model: its ``state_dict()``), the
+``__metadata__`` names the source and its sha256, and ``load_state_dict(strict=True)`` into the real class
+succeeds.
 """
 
 from __future__ import annotations
