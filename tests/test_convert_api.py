@@ -36,7 +36,7 @@ from _convert_files import (
     torch_zip,
 )
 from ckptlint.convert.result import ConvertError, Refused
-from ckptlint.errors import CheckpointError, OutputError, UnwrapError
+from ckptlint.errors import CheckpointError, CkptlintError, OutputError, UnwrapError
 
 W = tensor("0", [float(i) for i in range(12)], (3, 4))
 
@@ -354,19 +354,29 @@ def test_key_descends_into_a_pickled_module(tmp_path: Path) -> None:
         assert tensor_bytes(tmp_path / "inner.safetensors", "weight") == expected_bytes(W)
 
 
-def test_a_dcp_folder_is_refused_saying_why(tmp_path: Path) -> None:
+def test_a_folder_names_and_hashes_the_file_read_in_it(tmp_path: Path) -> None:
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    ckptlint.convert(torch_zip(tmp_path / "m.pt", OD({"w": W})), folder / "model.safetensors")
+    (folder / "config.json").write_text('{"model_type": "x"}')
+    r = ckptlint.convert(folder, tmp_path / "out.safetensors")
+    assert r.tensors == ("w",) and r.metadata["ckptlint_source"] == "hf/model.safetensors"
+    assert r.sha256 == hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+
+
+def test_a_dcp_folder_without_its_items_is_one_error_naming_the_tensor(tmp_path: Path) -> None:
     meta = "torch.distributed.checkpoint.metadata"
     props = Obj(meta, "TensorProperties", [Raw(b"ctorch\nfloat32\n"), False, False])
     tensor_md = Obj(meta, "TensorStorageMetadata", {"properties": props, "size": [3, 4], "chunks": []})
     folder = tmp_path / "dcp"
     folder.mkdir()
     (folder / ".metadata").write_bytes(pickle_of(Obj(meta, "Metadata", {
-        "state_dict_metadata": {"w": tensor_md}, "planner_data": {"w": ["w"]}})))
+        "state_dict_metadata": {"w": tensor_md}, "planner_data": {"w": ["w"]}})))  # no storage_data
     (folder / "__0_0.distcp").write_bytes(bytes(64))
     assert ckptlint.inspect(folder).format == "dcp"
-    with pytest.raises(ConvertError, match=r"dcp: a torch\.distributed\.checkpoint folder: convert cannot read"):
+    with pytest.raises(CkptlintError, match=r"tensor 'w': DCP \.metadata has no storage_data"):
         ckptlint.convert(folder, tmp_path / "dcp.safetensors")
-    assert not (tmp_path / "dcp.safetensors").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dcp"]
 
 
 def test_what_is_left_out_names_a_second_reference_to_the_state_dict(tmp_path: Path) -> None:

@@ -22,9 +22,8 @@ from .source import TensorBytesError, UnsupportedTensor, open_source
 
 DIGEST_FIELD = "ckptlint_source_sha256"
 _HASH_CHUNK = 8 << 20
-UNCONVERTIBLE = {"dcp": "a torch.distributed.checkpoint folder: convert cannot read its tensors' bytes statically yet "
-                        "(each is an item of a .distcp file); nothing was written"}
-"""Formats ``inspect`` reads whose tensors ``convert`` cannot write, and why (docs/convert.md)."""
+UNCONVERTIBLE: dict[str, str] = {}
+"""Formats ``inspect`` reads whose tensors ``convert`` cannot write, and why (none at present; docs/convert.md)."""
 
 
 def convert(src: str | os.PathLike[str], dest: str | os.PathLike[str], *, key: str | None = None,
@@ -173,7 +172,7 @@ def _metadata(src: str, inv: Inventory, plan: Any) -> dict[str, str]:
     from ..version import __version__
 
     md: dict[str, str] = {"format": "pt", "ckptlint_version": __version__,
-                          "ckptlint_source": _text(os.path.basename(_hashed_file(src, inv))),
+                          "ckptlint_source": _text(_source_name(src, inv)),
                           DIGEST_FIELD: "0" * 64}
     if plan.state_dict.path:
         md["ckptlint_state_dict"] = "/".join(str(p) for p in plan.state_dict.path)
@@ -193,9 +192,19 @@ def _text(name: str) -> str:
     return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def _source_name(src: str, inv: Inventory) -> str:
+    """The hashed file's name: its base name, or ``FOLDER/file`` when SRC is a folder."""
+    hashed = _hashed_file(src, inv)
+    if not os.path.isdir(src):
+        return os.path.basename(hashed)
+    return os.path.relpath(hashed, os.path.dirname(os.path.abspath(src))).replace(os.sep, "/")
+
+
 def _hashed_file(src: str, inv: Inventory) -> str:
-    """The file the sha256 is of: SRC itself (a folder given as SRC: the checkpoint file read in it)."""
-    return inv.path if os.path.isdir(src) else src
+    """The file the sha256 is of: SRC itself; a folder given as SRC: the checkpoint file read in it (a
+    ``save_pretrained`` folder's model file or index), a DCP folder's ``.metadata``."""
+    path = inv.path if os.path.isdir(src) else src
+    return os.path.join(path, ".metadata") if os.path.isdir(path) else path
 
 
 class _Hasher:
