@@ -96,8 +96,10 @@ def registered_on_import(version: tuple[int, int] = NEWEST_SUPPORTED_TORCH) -> f
     return frozenset(names)
 
 
+@cache
 def installed_torch_version() -> tuple[int, int] | None:
-    """The installed torch's (major, minor), read from its metadata: no import."""
+    """The installed torch's (major, minor), read from its metadata: no import (once per process: every
+    file's verdict asks, and the look lists every folder on sys.path)."""
     from ..installed import version
 
     text = version("torch")
