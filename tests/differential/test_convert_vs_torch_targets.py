@@ -335,3 +335,29 @@ def test_peft_adapter_bin_converts_and_loads_with_peft(tmp_path: Path) -> None:
     got = peft.get_peft_model_state_dict(loaded)
     assert got.keys() == adapter.keys()
     assert all(torch.equal(got[k], v) for k, v in adapter.items())
+
+
+def test_legacy_layernorm_names_renamed_for_a_transformers_target(tmp_path: Path, cli: CliRunner) -> None:
+    """An old BERT checkpoint (LayerNorm.gamma/beta), a snapshot of transformers:BertModel, ``--apply-fix`` in the
+    torch-less process: the file has the names BertModel expects, the renames are recorded, strict loading works."""
+    import transformers
+
+    torch.manual_seed(3)
+    config = transformers.BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=16, max_position_embeddings=16)
+    bert = transformers.BertModel(config)
+    bert.save_pretrained(tmp_path / "bert")
+    sd = bert.state_dict()
+    renamed = {k: k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")
+               for k in sd}
+    torch.save({renamed[k]: v for k, v in sd.items()}, tmp_path / "legacy.bin")
+    r = cli("snapshot", "transformers:BertModel", "--model-kwargs", json.dumps({"config": str(tmp_path / "bert")}),
+            "-o", tmp_path / "snap.json")
+    assert r.returncode == 0, r.stderr
+    (c,) = convert_torchfree([["convert", tmp_path / "legacy.bin", tmp_path / "out.safetensors", "--snapshot",
+                               tmp_path / "snap.json", "--apply-fix"]], tmp_path / "run")
+    _ok(c)
+    metadata = assert_output_equals(tmp_path / "out.safetensors", dict(sd))
+    assert json.loads(metadata["ckptlint_key_mapping"]) == {k: v for k, v in renamed.items() if k != v}
+    result = transformers.BertModel(config).load_state_dict(load_file(str(tmp_path / "out.safetensors")), strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
