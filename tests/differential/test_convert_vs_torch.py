@@ -188,6 +188,9 @@ def _cases(tmp: Path, custom: Callable[[], nn.Module], shared: Callable[[], nn.M
         yield f"training-{fmt}", Case(src, dict(expected), _net, left_out=left_out, state_dict_at="model")
         yield f"training-{fmt}-key", Case(src, dict(expected), _net, args=["--key", "model"], left_out=left_out,
                                           state_dict_at="model")
+    src = tmp / "squeezenet.full.legacy.pt"
+    torch.save(MODELS["squeezenet1_0"](), src, _use_new_zipfile_serialization=False)
+    yield "full-model-legacy-squeezenet1_0", Case(src, state_dict_of(trusted_load(src)), MODELS["squeezenet1_0"])
     src = tmp / "module_in_dict.pt"
     torch.save({"epoch": 4, "model": MODELS["squeezenet1_0"](), "args": argparse.Namespace(lr=0.1)}, src)
     yield "full-model-in-training-dict", Case(src, state_dict_of(trusted_load(src)["model"]),
@@ -267,7 +270,8 @@ def _names() -> list[str]:
     names += [f"full-model-{n}" for n in FULL] + ["full-model-custom-zip", "full-model-custom-legacy",
                                                   "full-model-shared-parts", "full-model-in-training-dict",
                                                   "full-model-data-parallel-in-dict", "full-model-spectral-norm",
-                                                  "full-model-weight-norm", "full-model-key-into-module"]
+                                                  "full-model-weight-norm", "full-model-key-into-module",
+                                                  "full-model-legacy-squeezenet1_0"]
     names += ["training-zip", "training-legacy", "training-zip-key", "training-legacy-key", "training-lightning-like",
               "state_dict-with-non-tensor-values"]
     return names
