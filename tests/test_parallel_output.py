@@ -96,9 +96,12 @@ def test_the_default_uses_a_pool_and_prints_the_same(files: list[str], tmp_path:
     assert (default.returncode, default.stdout, default.stderr) == (one.returncode, one.stdout, one.stderr)
 
 
-def test_a_walked_folder_and_quiet_output_are_the_same(files: list[str], tmp_path: Path, cli: CliRunner,
-                                                       pooled: list[int]) -> None:
-    for args in (["."], ["-q", "."], ["-qq", "."], ["--skip-non-checkpoints", *files]):
+def test_walks_quiet_output_selection_and_configuration_are_the_same(files: list[str], tmp_path: Path,
+                                                                     cli: CliRunner, pooled: list[int]) -> None:
+    config = '[tool.ckptlint]\nignore = ["CK4"]\n[tool.ckptlint.severity]\nCK102 = "info"\n'
+    (tmp_path / "pyproject.toml").write_text(config)
+    for args in (["."], ["-q", "."], ["-qq", "."], ["--skip-non-checkpoints", *files], ["--select", "CK1", *files],
+                 ["--fail-on", "warning", "--exit-zero", *files], ["--isolated", *files]):
         one = cli("check", "-j", "1", *args, cwd=tmp_path)
         three = cli("check", "-j", "3", *args, cwd=tmp_path)
         assert (three.returncode, three.stdout, three.stderr) == (one.returncode, one.stdout, one.stderr), args
