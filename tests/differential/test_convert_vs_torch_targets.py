@@ -361,3 +361,35 @@ def test_legacy_layernorm_names_renamed_for_a_transformers_target(tmp_path: Path
     assert json.loads(metadata["ckptlint_key_mapping"]) == {k: v for k, v in renamed.items() if k != v}
     result = transformers.BertModel(config).load_state_dict(load_file(str(tmp_path / "out.safetensors")), strict=True)
     assert not result.missing_keys and not result.unexpected_keys
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_shards_split_as_huggingface_hub_splits(tied: bool, tmp_path: Path) -> None:
+    """``--max-shard-size N``: the same files holding the same keys as huggingface_hub's
+    ``split_torch_state_dict_into_shards(sd, max_shard_size=N)`` (what save_pretrained writes), for several N."""
+    from huggingface_hub import split_torch_state_dict_into_shards
+
+    g = torch.Generator().manual_seed(7)
+    sd = {f"layer{i}.weight": torch.randn(int(torch.randint(1, 400, (1,), generator=g)), generator=g)
+          for i in range(30)}
+    if tied:
+        sd["head.weight"] = sd["layer3.weight"]  # one storage under two keys
+    torch.save(sd, tmp_path / "sd.pt")
+    limits = (1_000, 3_000, 10_000, 10**9)
+    jobs: list[list[str | Path]] = [["convert", tmp_path / "sd.pt", tmp_path / str(n) / "model.safetensors",
+                                     "--max-shard-size", str(n)] for n in limits]
+    for n in limits:
+        (tmp_path / str(n)).mkdir()
+    for n, r in zip(limits, convert_torchfree(jobs, tmp_path / "run"), strict=True):
+        _ok(r)
+        split = split_torch_state_dict_into_shards(sd, max_shard_size=n, filename_pattern="model{suffix}.safetensors")
+        want = {f: sorted(keys) for f, keys in split.filename_to_tensors.items()}
+        index = tmp_path / str(n) / "model.safetensors.index.json"
+        got: dict[str, list[str]] = {}
+        if index.exists():
+            for key, f in json.loads(index.read_text())["weight_map"].items():
+                got.setdefault(f, []).append(key)
+        else:
+            got = {"model.safetensors": list(load_file(str(tmp_path / str(n) / "model.safetensors")))}
+        assert {f: sorted(keys) for f, keys in got.items()} == want, n
+        assert set(_sharded_output(tmp_path / str(n)) if index.exists() else got["model.safetensors"]) == set(sd)
