@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from _cli_files import broken, full_model, safetensors, safetensors_file, su, system_call, torch_zip
+from _cli_files import broken, full_model, safetensors, safetensors_file, snapshot, su, system_call, torch_zip
 from ckptlint import parallel
 
 from conftest import CliRunner
@@ -241,3 +241,15 @@ def test_standard_input_among_the_files(files: list[str], tmp_path: Path) -> Non
     report = json.loads(runs[1].stdout)["files"]
     assert [f["path"] for f in report] == args
     assert "CK101" in {x["code"] for x in report[1]["findings"]}
+
+
+def test_a_snapshot_target_travels_to_the_workers(tmp_path: Path, cli: CliRunner, pooled: list[int]) -> None:
+    """A snapshot target (no torch) is sent with each file: compatibility findings as in a serial run."""
+    snap = snapshot(tmp_path / "snap.json")
+    names = [safetensors(tmp_path / f"s{i}.safetensors", ("w",) if i % 2 else ("w", "extra")).name for i in range(5)]
+    one = cli("check", "-j", "1", "--snapshot", snap.name, "--format", "json", *names, cwd=tmp_path)
+    two = cli("check", "-j", "2", "--snapshot", snap.name, "--format", "json", *names, cwd=tmp_path)
+    assert pooled == [2]
+    assert (two.returncode, two.stdout, two.stderr) == (one.returncode, one.stdout, one.stderr)
+    compat = [f["compat"] for f in json.loads(two.stdout)["files"]]
+    assert [c["strict_ok"] for c in compat] == [False, True, False, True, False]  # "extra" is unexpected
