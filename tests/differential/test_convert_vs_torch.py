@@ -257,11 +257,13 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[s
         jobs: list[list[str | Path]] = [["convert", c.src, tmp / "out" / f"{name}.safetensors", *c.args]
                                         for name, c in cases.items()]
         jobs.append(["convert", tmp / "hooked.full.pt", tmp / "out" / "hooked.safetensors"])
+        # --force changes nothing about running code: the custom module is still never imported (marker below)
+        jobs.append(["convert", tmp / "custom.full.zip.pt", tmp / "out" / "custom-forced.safetensors", "--force"])
         (tmp / "out").mkdir()
         results = convert_torchfree(jobs, tmp / "run", env={"CKPT_CONVERT_MARKER": str(marker)},
                                     pythonpath=[moddir])
         assert not marker.exists(), "the converting process imported the custom module or ran its code"
-        yield cases, dict(zip([*cases, "hooked"], results, strict=True)), tmp / "out"
+        yield cases, dict(zip([*cases, "hooked", "custom-forced"], results, strict=True)), tmp / "out"
         sys.modules.pop(CUSTOM_MODULE, None)
 
 
@@ -327,3 +329,12 @@ def test_state_dict_hooks_are_not_silently_skipped(converted: tuple[dict[str, Ca
     else:
         assert r.code == 2 and "add_key" in r.stderr, r.text
         assert not (out / "hooked.safetensors").exists()
+
+
+def test_forced_conversion_of_a_custom_module_imports_nothing(
+        converted: tuple[dict[str, Case], dict[str, Converted], Path]) -> None:
+    """--force on the custom full-model pickle: the same tensors; the fixture's marker shows no import happened."""
+    cases, results, out = converted
+    r = results["custom-forced"]
+    assert r.code == 0, r.text
+    assert_output_equals(out / "custom-forced.safetensors", cases["full-model-custom-zip"].expected)
