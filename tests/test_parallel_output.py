@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -253,3 +254,26 @@ def test_a_snapshot_target_travels_to_the_workers(tmp_path: Path, cli: CliRunner
     assert (two.returncode, two.stdout, two.stderr) == (one.returncode, one.stdout, one.stderr)
     compat = [f["compat"] for f in json.loads(two.stdout)["files"]]
     assert [c["strict_ok"] for c in compat] == [False, True, False, True, False]  # "extra" is unexpected
+
+
+def test_a_live_model_target_checks_serially(tmp_path: Path, cli: CliRunner, pooled: list[int],
+                                             torch: ModuleType) -> None:
+    """A model built in this process (on meta) stays here: the files are checked one after another.
+    A target whose signature came from the target cache has no live model: it goes to the workers."""
+    names = []
+    for i in range(4):
+        torch.save(torch.nn.Linear(2, 2 + i % 2).state_dict(), tmp_path / f"l{i}.pt")
+        names.append(f"l{i}.pt")
+    args = ["--model", "torch.nn:Linear", "--model-kwargs", '{"in_features": 2, "out_features": 2}',
+            "--format", "json", *names]
+    live = {"CKPTLINT_NO_CACHE": "1", "CKPTLINT_CACHE_DIR": str(tmp_path / "cache")}
+    one = cli("check", "-j", "1", *args, cwd=tmp_path, env=live)
+    two = cli("check", "-j", "2", *args, cwd=tmp_path, env=live)
+    assert pooled == []
+    assert (two.returncode, two.stdout) == (one.returncode, one.stdout)
+    assert [f["compat"]["strict_ok"] for f in json.loads(two.stdout)["files"]] == [True, False, True, False]
+    cached = {"CKPTLINT_NO_CACHE": None, "CKPTLINT_CACHE_DIR": str(tmp_path / "cache")}
+    cli("check", "-j", "1", *args, cwd=tmp_path, env=cached)  # fills the cache
+    from_cache = cli("check", "-j", "2", *args, cwd=tmp_path, env=cached)
+    assert pooled == [2]
+    assert (from_cache.returncode, from_cache.stdout) == (one.returncode, one.stdout)
