@@ -37,7 +37,7 @@ RENDERERS = {"ckptlint.report.check_text", "ckptlint.report.check_json", "ckptli
              "ckptlint.report.inventory_json", "ckptlint.report.rules", "ckptlint.report.diff_text"}
 
 TARGET_MODULES = {"ckptlint.compat.analyze", "ckptlint.compat.unwrap", "ckptlint.targets.resolve",
-                  "ckptlint.targets.signature", "ckptlint.targets.spec"}
+                  "ckptlint.targets.signature", "ckptlint.targets.spec", "ckptlint.compat_report"}
 
 ONLY_WHEN_NEEDED = {"torch", "importlib.metadata", "email", "tomllib", "tempfile", "json.decoder",
                     "ckptlint.convert", "ckptlint.convert.command"}

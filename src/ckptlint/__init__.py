@@ -13,12 +13,13 @@ from .errors import CheckpointError, CkptlintError
 from .findings import Finding
 from .inventory import FormatFacts, GlobalRef, Inventory, StorageRecord, TensorRecord
 from .limits import DEFAULT_LIMITS, Limits
-from .results import Blocker, CompatFix, CompatReport, FileReport, Report, Verdict
+from .results import Blocker, FileReport, Report, Verdict
 from .sources import CheckInput, SupportsReadBytes
 from .version import __version__
 
 if TYPE_CHECKING:
     from .checker import check
+    from .compat_report import CompatFix, CompatReport
     from .convert.api import convert
 
 
@@ -65,11 +66,16 @@ def inspect(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) ->
 
 def __getattr__(name: str) -> Any:
     """``ckptlint.check`` is :func:`ckptlint.checker.check`, imported on first use (the engine is not
-    needed to ``import ckptlint``); type checkers see it through the import above."""
+    needed to ``import ckptlint``), as are the compatibility result types; type checkers see them through
+    the imports above."""
     if name == "check":
         from .checker import check
 
         return check
+    if name in ("CompatFix", "CompatReport"):  # made only by a check with a target (ckptlint.compat_report)
+        from . import compat_report
+
+        return getattr(compat_report, name)
     if name == "convert":  # the package is callable: ckptlint.convert(src, dest, ...) (convert/__init__.py)
         import importlib
 

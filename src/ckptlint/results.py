@@ -11,10 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING, Any
 
 from .findings import Finding
 from .inventory import Inventory
 from .vocab import BlockerKind, Category, FormatKind, Severity, severity_rank
+
+if TYPE_CHECKING:  # defined in compat_report.py, imported on first use: only a check with a target makes them
+    from .compat_report import CompatFix, CompatReport
 
 
 @dataclass(frozen=True)
@@ -42,45 +46,6 @@ class Verdict:
     """One line: what to do (the allowlist line, re-save, or do not load)."""
     categories: Mapping[str, Category] = field(default_factory=dict)
     """Every referenced global's category, by qualname."""
-
-
-@dataclass(frozen=True)
-class CompatFix:
-    """How to make the checkpoint load: verified by replaying ``load_state_dict``."""
-
-    renames: tuple[tuple[str, str], ...]
-    """(regex, replacement) applied in order to every key, as re.sub does."""
-    drop: tuple[str, ...]
-    random_init: tuple[str, ...]
-    """Model keys the fixed load leaves at their initial values."""
-    strict: bool
-    diagnosis: tuple[str, ...]
-    snippet: str
-    transpose: tuple[str, ...] = ()
-    """Keys (after renaming) stored transposed (Conv1D-style): the snippet loads them as ``.t()``."""
-
-
-@dataclass(frozen=True)
-class CompatReport:
-    """One file against one target: torch's verdict for ``load_state_dict`` and the fix."""
-
-    target: str
-    state_dict_path: tuple[str | int, ...]
-    state_dict_found_by: str
-    strict_ok: bool
-    nonstrict_ok: bool
-    missing: tuple[str, ...]
-    unexpected: tuple[str, ...]
-    shape_mismatch: Mapping[str, tuple[tuple[int, ...], tuple[int, ...]]]
-    """key -> (checkpoint shape, model shape)."""
-    dtype_mismatch: Mapping[str, tuple[str, str]]
-    """key -> (checkpoint dtype, model dtype): loads with a cast."""
-    non_tensor: Mapping[str, str]
-    load_error: str | None
-    exact: bool
-    """False when a snapshot had to replay default rules for modules with custom load logic."""
-    notes: tuple[str, ...]
-    fix: CompatFix | None
 
 
 @dataclass(frozen=True)
@@ -206,6 +171,15 @@ def _compat_rows(fr: FileReport, allow_missing: tuple[str, ...], allow_unexpecte
 def matches(key: str, patterns: Iterable[str]) -> bool:
     """``key`` matches one of the fnmatch ``patterns`` (case-sensitive, as allow-* are)."""
     return any(fnmatchcase(key, p) for p in patterns)
+
+
+def __getattr__(name: str) -> Any:
+    """``CompatFix`` and ``CompatReport`` (ckptlint.compat_report), imported on first use (startup)."""
+    if name in ("CompatFix", "CompatReport"):
+        from . import compat_report
+
+        return getattr(compat_report, name)
+    raise AttributeError(f"module 'ckptlint.results' has no attribute {name!r}")
 
 
 __all__ = ["Blocker", "CompatFix", "CompatReport", "FileReport", "Report", "Verdict", "matches"]

@@ -26,12 +26,13 @@ from ..context import FileContext
 from ..errors import PluginError
 from ..findings import Finding
 from ..inventory import Inventory
-from ..results import CompatReport, FileReport, Report, Verdict
+from ..results import FileReport, Report, Verdict
 from ..rule import Rule
 from ..vocab import Severity
 from .marker import PROJECT, Reporter, hookimpl
 
 if TYPE_CHECKING:
+    from ..compat_report import CompatReport
     from ..targets.signature import ModuleSig, Signature, TensorSig
     from .spec import hookspec
 
@@ -54,4 +55,8 @@ def __getattr__(name: str) -> Any:
         from .spec import hookspec
 
         return hookspec
+    if name == "CompatReport":
+        from ..compat_report import CompatReport
+
+        return CompatReport
     raise AttributeError(f"module 'ckptlint.plugin' has no attribute {name!r}")

@@ -6,10 +6,13 @@ spelled here, and schemas/report.schema.json checks the output in the tests.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..findings import Finding
-from ..results import Blocker, CompatFix, CompatReport, FileReport, Report, Verdict
+from ..results import Blocker, FileReport, Report, Verdict
+
+if TYPE_CHECKING:
+    from ..compat_report import CompatFix, CompatReport
 
 VERSION = 1
 
