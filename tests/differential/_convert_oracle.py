@@ -43,6 +43,13 @@ class Blocked(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, Blocked())
 from ckptlint.cli import main
+import ckptlint.convert.api  # the conversion's own modules, so the baseline below counts them
+
+def hwm_kb():  # this process's peak RSS (VmHWM: per address space; ru_maxrss would include the parent's)
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+RSS_BEFORE = hwm_kb()
 
 results = []
 with open(sys.argv[1]) as f:
@@ -66,7 +73,8 @@ for argv in jobs:
     results.append({"argv": argv, "code": code, "stdout": out.getvalue(), "stderr": err.getvalue()})
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED and sys.modules[m] is not None)
 with open(sys.argv[2], "w") as f:
-    json.dump({"results": results, "tried": TRIED, "loaded": loaded}, f)
+    json.dump({"results": results, "tried": TRIED, "loaded": loaded, "rss_before_kb": RSS_BEFORE,
+               "rss_peak_kb": hwm_kb()}, f)
 """
 
 
@@ -108,7 +116,12 @@ def convert_torchfree(jobs: Sequence[Sequence[str | os.PathLike[str]]], workdir:
     data = json.loads(out_file.read_text())
     assert data["loaded"] == [], f"the converting process imported {data['loaded']}"
     assert data["tried"] == [], f"the converting process tried to import {data['tried']}"
+    LAST_RSS_GROWTH[0] = (data["rss_peak_kb"] - data["rss_before_kb"]) * 1024
     return [Converted(r["argv"], r["code"], r["stdout"], r["stderr"]) for r in data["results"]]
+
+
+LAST_RSS_GROWTH = [0]
+"""Bytes the last converting process's peak RSS (``VmHWM``) grew by while it converted."""
 
 
 def trusted_load(path: Path | str) -> Any:

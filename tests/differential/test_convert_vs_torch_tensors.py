@@ -353,3 +353,18 @@ def test_random_views_of_shared_storages_equal_torch(tensors: dict[str, torch.Te
     for fmt, r in zip(fmts, convert_torchfree(jobs, tmp / "run"), strict=True):
         assert r.code == 0, (fmt, r.text[-3000:])
         assert_output_equals(tmp / f"{fmt}.safetensors", dict(trusted_load(tmp / f"{fmt}.pt")))
+
+
+def test_memory_stays_bounded_on_a_large_strided_tensor(tmp_path: Path) -> None:
+    """A 256 MiB tensor stored transposed (so its bytes are gathered through strides) and a 256 MiB contiguous
+    one: the converting process's peak RSS grows by far less than one of them (chunks of 16 MiB, reads of at
+    most 32 MiB), and the output is still torch's bytes."""
+    from _convert_oracle import LAST_RSS_GROWTH
+
+    big = torch.arange(64 * 2**20, dtype=torch.int32).reshape(8192, 8192)
+    torch.save({"t": big.t(), "flat": big.view(-1).flip(0)}, tmp_path / "big.pt")
+    del big
+    (r,) = convert_torchfree([["convert", tmp_path / "big.pt", tmp_path / "big.safetensors"]], tmp_path / "run")
+    assert r.code == 0, r.text
+    assert LAST_RSS_GROWTH[0] < 128 * 2**20, LAST_RSS_GROWTH[0] / 2**20  # one tensor is 256 MiB
+    assert_output_equals(tmp_path / "big.safetensors", dict(trusted_load(tmp_path / "big.pt")))
