@@ -20,6 +20,7 @@ import pytest
 import torch
 import torch.distributed.checkpoint as dcp
 from _convert_oracle import Converted, assert_output_equals, convert_torchfree, state_dict_of, trusted_load
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torchvision import models as M
@@ -132,6 +133,12 @@ def _cases(tmp: Path, snap: Path) -> Iterator[tuple[str, Case]]:
     yield "key-ema", Case(src, dict(loaded["ema"]["model"]), args=["--key", "ema/model"], fresh=_net)
     yield "key-model", Case(src, dict(loaded["model"]), args=["--key", "model"], fresh=_net)
 
+    for how in ("copy", "view"):  # Conv1D-style [in, out] weights: --apply-fix writes them as the target's [out, in]
+        src = tmp / f"transposed_{how}.pt"
+        stored = {k: (v.t().contiguous() if how == "copy" else v.t()) if v.dim() == 2 else v for k, v in sd.items()}
+        torch.save(stored, src)
+        yield f"transposed-{how}-apply-fix", Case(src, dict(sd), args=["--snapshot", str(snap), "--apply-fix"],
+                                                  fresh=_net)
     src = tmp / "lightning.ckpt"
     torch.save({"state_dict": {f"model.{k}": v for k, v in sd.items()}, "epoch": 2, "global_step": 9,
                 "pytorch-lightning_version": "2.4.0", "hyper_parameters": {"lr": 0.1}}, src)
@@ -142,7 +149,8 @@ NAMES = ["torchscript-resnet18", "torchscript-traced", "torch-export", "raw-pick
          "raw-pickle-p5",
          "torch-save-protocol-2", "torch-save-protocol-3", "torch-save-protocol-4", "torch-save-protocol-5",
          "legacy-protocol-2", "legacy-protocol-4", "zip-deflated", "tar-torch-0.1", "safetensors", "key-ema",
-         "key-model", "lightning-apply-fix", "sharded-safetensors-index", "sharded-safetensors-folder", "dcp"]
+         "key-model", "lightning-apply-fix", "sharded-safetensors-index", "sharded-safetensors-folder", "dcp",
+         "transposed-copy-apply-fix", "transposed-view-apply-fix"]
 
 
 @pytest.fixture(scope="module")
@@ -191,3 +199,13 @@ def test_raw_pickle_without_force_is_refused_naming_the_loader(
                              tmp_path / "run")
     assert r.code == 2 and "torch.storage._load_from_bytes" in r.stderr and "--force" in r.stderr, r.text
     assert not (tmp_path / "o.safetensors").exists()
+
+
+@pytest.mark.parametrize("how", ["copy", "view"])
+def test_transposed_weights_are_recorded(how: str, converted: tuple[dict[str, Case], dict[str, Converted], Path]
+                                         ) -> None:
+    _, results, out = converted
+    name = f"transposed-{how}-apply-fix"
+    assert results[name].code == 0, results[name].text
+    with safe_open(str(out / f"{name}.safetensors"), "pt") as f:
+        assert sorted(json.loads((f.metadata() or {})["ckptlint_transposed"])) == ["0.weight", "3.weight"]
