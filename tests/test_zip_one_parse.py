@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import zipfile
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -30,7 +31,8 @@ INPUTS = 300
 
 
 @pytest.fixture(scope="module")
-def archives(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+def archives(tmp_path_factory: pytest.TempPathFactory, torch: ModuleType) -> list[Path]:
+    """The fuzzer's zip family (its valid starting points are torch.save outputs: torch is needed)."""
     d = tmp_path_factory.mktemp("zips")
     out = []
     for i in range(INPUTS):
