@@ -118,6 +118,23 @@ def _big_endian_tensors() -> dict[str, torch.Tensor]:
     return out
 
 
+def _storage_reused_as_another_dtype(dest: Path) -> None:
+    """A zip whose pickle names storage 0 twice, as FloatStorage then as HalfStorage (data.pkl edited; torch
+    checks no CRC). torch.load keeps the first dtype for the storage: "b" comes back float32 (its shape, the
+    float bytes), not float16."""
+    buf = io.BytesIO()
+    torch.save({"a": torch.arange(8, dtype=torch.float32), "b": torch.arange(4, dtype=torch.float16)}, buf)
+    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as zin, zipfile.ZipFile(dest, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename.endswith("/data.pkl"):
+                at = data.index(b"X\x01\x00\x00\x001", data.index(b"HalfStorage\n"))
+                data = data[:at] + b"X\x01\x00\x00\x000" + data[at + 6:]
+            zout.writestr(info, data)
+    loaded = trusted_load(dest)
+    assert loaded["b"].dtype == torch.float32 and loaded["b"].tolist() == [0.0, 1.0, 2.0, 3.0]  # torch's reading
+
+
 class Tied(nn.Module):  # type: ignore[misc]
     """Embedding and head sharing one Parameter, as language models tie them."""
 
@@ -153,6 +170,9 @@ def _cases(tmp: Path) -> Iterator[tuple[str, Case]]:
     src = tmp / "large_big_endian.pt"
     _swap_to_big_endian(buf.getvalue(), src)
     yield "large-big-endian", Case(src, dict(trusted_load(src)))
+    src = tmp / "storage_reused_as_another_dtype.pt"
+    _storage_reused_as_another_dtype(src)
+    yield "storage-reused-as-another-dtype", Case(src, dict(trusted_load(src)))
     buf = io.BytesIO()  # a legacy file whose sys_info says big-endian: torch's legacy reader ignores it
     torch.save(_dtypes(LEGACY_DTYPES), buf, _use_new_zipfile_serialization=False)
     data = buf.getvalue()
@@ -192,7 +212,7 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Case]
 
 
 NAMES = ["views-zip", "views-legacy", "dtypes-zip", "dtypes-legacy", "big-endian", "tied-zip", "tied-legacy",
-         "large-views", "large-big-endian", "legacy-sys-info-big-endian"]
+         "large-views", "large-big-endian", "legacy-sys-info-big-endian", "storage-reused-as-another-dtype"]
 
 
 def test_every_case_is_run(converted: tuple[dict[str, Case], dict[str, Converted], Path]) -> None:
