@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -20,12 +21,12 @@ import pytest
 
 from ckptlint.errors import FormatError
 from ckptlint.formats.common import CountingFile
-from ckptlint.formats.pyzip import py_zip_view
+from ckptlint.formats.pyzip import Listed, py_zip_view
 from ckptlint.formats.zipextract import data_offset, local_header
 from ckptlint.formats.zipreader import ZipArchive, ZipStructureError, open_archive, parsed_archive
 from ckptlint.limits import DEFAULT_LIMITS, Budget, Limits
 from fuzz.generate import generate
-from fuzz.zipbuild import Member, build
+from fuzz.zipbuild import Member, build, eocd, eocd64, locator64
 
 INPUTS = 300
 
@@ -57,7 +58,21 @@ def _crafted() -> dict[str, bytes]:
     plain = build(_torch_like(Member(b"archive/data/0", b"abcd")))
     cd = plain.index(b"PK\x01\x02")
     needed = cd + 6  # the first central header's "version needed to extract"
+    members = _torch_like(Member(b"archive/data/0", b"abcd"))
+    body = build(members)  # sets each member's offset
+    data_end = body.index(b"PK\x01\x02")
+    cd_all = body[data_end:body.index(b"PK\x05\x06")]
+    cd_first = cd_all[:46 + len(members[0].name)]  # the first entry's central header alone
+    elsewhere = data_end + len(cd_first)  # a ZIP64 record for that one-entry directory, right after it
+    head = body[:data_end] + cd_first + eocd64(1, len(cd_first), data_end)
+    own = len(head) + len(cd_all)  # the ZIP64 record zipfile reads: just before the locator
+    two_records = (head + cd_all + eocd64(len(members), len(cd_all), len(head)) + locator64(elsewhere)
+                   + eocd(len(members), len(cd_all), len(head)))
+    assert own + 56 + 20 + 22 == len(two_records)
     return {
+        "bytes between the directory and the end record (zipfile shifts its offsets)": _patched(
+            plain, b"PK\x05\x06", b"\x00" * 16 + b"PK\x05\x06"),
+        "a ZIP64 locator pointing at another record (another directory for miniz)": two_records,
         "NUL in a name (zipfile cuts it)": build(_torch_like(Member(b"archive/data/0\x00.exe", b"abcd"))),
         "UTF-8 name, no UTF-8 flag (zipfile reads cp437)": build(_torch_like(Member(b"archive/d\xc3\xa9", b"x"))),
         "count below the directory's size (zipfile lists one more)": _patched(
@@ -73,40 +88,57 @@ def _zipfile_listing(f: CountingFile) -> tuple[list[tuple[str, int, int, int, in
             {name: i.header_offset for name, i in zf.NameToInfo.items()})
 
 
-def test_zipfile_listing_taken_from_miniz_is_zipfiles_own(archives: list[Path], tmp_path: Path) -> None:
-    mirrored = refused = 0
-    crafted: list[Path] = []
-    for data in _crafted().values():
-        crafted.append(tmp_path / f"{len(crafted)}.pt")
-        crafted[-1].write_bytes(data)
-    for p in [*archives, *crafted]:
+def _view_and_zipfile(p: Path) -> tuple[bool, bool, bool]:
+    """(the listing was taken from miniz's parse, zipfile's own listing is miniz's parse, the view answers
+    as zipfile does: its entries and every name lookup)."""
+    f = CountingFile(str(p))
+    try:
+        miniz = parsed_archive(f, DEFAULT_LIMITS)
+        view = py_zip_view(f.f, f.size, Budget(DEFAULT_LIMITS), miniz)
+        try:
+            listing, by_name = _zipfile_listing(f)
+        except (zipfile.BadZipFile, NotImplementedError):
+            return view.same_as is not None, False, view.same_as is None and view.error is not None
+
+        def entries(ms: Sequence[Listed]) -> list[tuple[str, int, int, int, int, int]]:
+            return [(m.name, m.header_offset, m.compressed_size, m.size, m.method, m.crc) for m in ms]
+
+        answers = entries(view.members) == listing and view.get("no such entry") is None and all(
+            (found := view.get(name)) is not None and found.header_offset == offset for name, offset in by_name.items())
+        return view.same_as is not None, miniz is not None and entries(miniz.members) == listing, answers
+    finally:
+        f.close()
+
+
+def test_zipfile_listing_is_miniz_parse_only_where_they_coincide(tmp_path: Path) -> None:
+    """torch.save's layout is taken from miniz's parse, and is zipfile's listing; archives miniz reads
+    but zipfile lists differently (or refuses) are listed by zipfile itself."""
+    plain = tmp_path / "plain.pt"
+    plain.write_bytes(build(_torch_like(Member(b"archive/data/0", b"abcd"), Member(b"archive/data/1", b"ef"))))
+    assert _view_and_zipfile(plain) == (True, True, True)
+    for why, data in _crafted().items():
+        p = tmp_path / "odd.pt"
+        p.write_bytes(data)
         f = CountingFile(str(p))
         try:
-            miniz = parsed_archive(f, DEFAULT_LIMITS)
-            view = py_zip_view(f.f, f.size, Budget(DEFAULT_LIMITS), miniz)
-            if p in crafted:  # miniz reads them; zipfile's listing differs or it refuses: never taken from miniz
-                assert miniz is not None and view.same_as is None, p
-                try:
-                    listing = _zipfile_listing(f)[0]
-                except (zipfile.BadZipFile, NotImplementedError):
-                    continue
-                assert listing != [(m.name, m.header_offset, m.compressed_size, m.size, m.method, m.crc)
-                                   for m in miniz.members], p
-                continue
-            if view.same_as is None:
-                refused += 1
-                continue
-            mirrored += 1
-            listing, by_name = _zipfile_listing(f)  # zipfile must open it: the shortcut claims it does
-            assert [(m.name, m.header_offset, m.compressed_size, m.size, m.method, m.crc)
-                    for m in view.members] == listing, p
-            for name, offset in by_name.items():
-                found = view.get(name)
-                assert found is not None and found.header_offset == offset, (p, name)
-                assert view.get(name.upper()) is None or name.upper() in by_name, (p, name)
-            assert view.get("no such entry") is None
+            assert parsed_archive(f, DEFAULT_LIMITS) is not None, why  # miniz reads it
         finally:
             f.close()
+        taken, zipfile_lists_the_same, answers = _view_and_zipfile(p)
+        assert not zipfile_lists_the_same, why  # taking miniz's parse would be wrong here ...
+        assert not taken and answers, why  # ... and it is not taken: the view says what zipfile says
+
+
+def test_zipfile_listing_taken_from_miniz_is_zipfiles_own(archives: list[Path]) -> None:
+    mirrored = refused = 0
+    for p in archives:
+        taken, zipfile_lists_the_same, answers = _view_and_zipfile(p)
+        assert answers, p  # the view answers as zipfile does, however it was made
+        if taken:
+            mirrored += 1
+            assert zipfile_lists_the_same, p
+        else:
+            refused += 1
     assert mirrored >= 20 and refused >= 20, (mirrored, refused)  # both branches ran
 
 
