@@ -15,7 +15,7 @@ import pytest
 
 import ckptlint
 from _convert_files import OD, T, expected_bytes, tensor, torch_zip
-from ckptlint.convert.writer import OutTensor, header_bytes, split_shards
+from ckptlint.convert.writer import OutTensor, header_bytes, split_shards, total_size
 
 pytestmark = pytest.mark.integration
 
@@ -80,15 +80,25 @@ def test_shard_split_matches_huggingface_hub() -> None:
     from huggingface_hub.serialization._base import split_state_dict_into_shards_factory
 
     rng = random.Random(5)
-    for _ in range(200):
-        sizes = [rng.choice([0, 1, 2, 3, 5, 8, 13, 40]) for _ in range(rng.randint(1, 12))]
+    for _ in range(300):  # tensors of their own storage, and views / tied keys sharing one (counted once)
+        state: dict[str, tuple[int, int | None, int]] = {}  # key -> (tensor bytes, storage id, storage bytes)
+        storages: dict[int, int] = {}
+        for i in range(rng.randint(1, 12)):
+            n = rng.choice([0, 1, 2, 3, 5, 8, 13, 40])
+            sid = rng.choice([None, None, 0, 1, 2])
+            if sid is not None:
+                storages.setdefault(sid, n + rng.choice([0, 4]))
+            state[f"k{i}"] = (n, sid, storages[sid] if sid is not None else n)
         limit = rng.randint(1, 30)
-        state = {f"k{i}": n for i, n in enumerate(sizes)}
-        hub = split_state_dict_into_shards_factory(state, get_storage_size=lambda n: n,
+        hub = split_state_dict_into_shards_factory(state, get_storage_size=lambda v: v[2],
+                                                   get_storage_id=lambda v: v[1],
                                                    filename_pattern="model{suffix}.safetensors",
                                                    max_shard_size=limit)
-        ours = split_shards([OutTensor(k, "U8", (n,), n, _writer(b"")) for k, n in state.items()], limit)
-        assert [[t.name for t in s] for s in ours] == list(hub.filename_to_tensors.values()), (sizes, limit)
+        ours = split_shards([OutTensor(k, "U8", (n,), n, _writer(b""), sid, size)
+                             for k, (n, sid, size) in state.items()], limit)
+        assert [[t.name for t in s] for s in ours] == list(hub.filename_to_tensors.values()), (state, limit)
+        tensors = [t for s in ours for t in s]
+        assert total_size(tensors) == hub.metadata["total_size"], (state, limit)
 
 
 def test_a_sharded_conversion_loads_through_its_index(tmp_path: Path) -> None:

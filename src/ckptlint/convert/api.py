@@ -74,7 +74,9 @@ def convert(src: str | os.PathLike[str], dest: str | os.PathLike[str], *, key: s
                          skip_unsupported=skip_unsupported, drop_tied=drop_tied, force=force)
         opened: dict[str, BinaryIO] = {}  # source files a kernel copy reads, each opened once
         out = [OutTensor(name, source.safetensors_dtype(rec), _shape(rec), source.nbytes(rec),
-                         _copier(source, name, rec, opened)) for name, rec in plan.entries]
+                         _copier(source, name, rec, opened),
+                         None if rec.storage_key is None else (rec.stream, rec.storage_key), rec.storage_bytes)
+               for name, rec in plan.entries]
         metadata = _metadata(src, inv, plan)
         hasher = _Hasher(_hashed_file(src, inv))
         try:

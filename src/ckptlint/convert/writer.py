@@ -16,7 +16,7 @@ import math
 import os
 import struct
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -47,6 +47,11 @@ class OutTensor:
     nbytes: int
     write: Callable[[BinaryIO], int]
     """Streams exactly ``nbytes`` into the file at its current position (in bounded chunks); returns the count."""
+    storage: Hashable = None
+    """The source storage it views (None: its own): tensors of one storage go to one shard, as huggingface_hub
+    groups them."""
+    storage_nbytes: int | None = None
+    """That storage's size, which huggingface_hub counts (once per storage) when it splits shards."""
 
 
 def data_order(tensors: Sequence[OutTensor]) -> list[OutTensor]:
@@ -80,23 +85,52 @@ def parse_size(text: str) -> int:
 
 
 def split_shards(tensors: Sequence[OutTensor], max_size: int) -> list[list[OutTensor]]:
-    """huggingface_hub's split (what ``save_pretrained`` uses): in order, a new shard when the next tensor would
-    tip the current one over ``max_size``; a tensor bigger than ``max_size`` gets a shard of its own."""
+    """huggingface_hub's split (``split_torch_state_dict_into_shards``, what ``save_pretrained`` uses): in order,
+    each storage counted once at its size; a new shard when the next storage would tip the current one over
+    ``max_size``; one bigger than ``max_size`` gets a shard of its own; every other tensor of a storage joins
+    the shard of its first tensor."""
     shards: list[list[OutTensor]] = []
     current: list[OutTensor] = []
     size = 0
+    groups: dict[Hashable, list[OutTensor]] = {}
     for t in tensors:
-        if t.nbytes > max_size:
+        if t.storage is not None:
+            if t.storage in groups:
+                groups[t.storage].append(t)
+                continue
+            groups[t.storage] = [t]
+        n = _counted(t)
+        if n > max_size:
             shards.append([t])
             continue
-        if size + t.nbytes > max_size and current:
+        if size + n > max_size and current:
             shards.append(current)
             current, size = [], 0
         current.append(t)
-        size += t.nbytes
+        size += n
     if current or not shards:
         shards.append(current)
+    for first, *rest in groups.values():
+        if rest:
+            next(shard for shard in shards if any(t is first for t in shard)).extend(rest)
     return shards
+
+
+def total_size(tensors: Sequence[OutTensor]) -> int:
+    """The index's ``total_size`` as huggingface_hub computes it: each storage once, at its size."""
+    seen: set[Hashable] = set()
+    total = 0
+    for t in tensors:
+        if t.storage is not None:
+            if t.storage in seen:
+                continue
+            seen.add(t.storage)
+        total += _counted(t)
+    return total
+
+
+def _counted(t: OutTensor) -> int:
+    return t.storage_nbytes if t.storage_nbytes is not None else t.nbytes
 
 
 def shard_names(dest: str, n: int) -> list[str]:
@@ -114,7 +148,7 @@ def index_name(dest: str) -> str:
 def index_json(shards: Sequence[Sequence[OutTensor]], names: Sequence[str]) -> str:
     """The index transformers writes: ``{"metadata": {"total_size": …}, "weight_map": {key: file}}``."""
     weight_map = {t.name: os.path.basename(name) for shard, name in zip(shards, names, strict=True) for t in shard}
-    total = sum(t.nbytes for shard in shards for t in shard)
+    total = total_size([t for shard in shards for t in shard])
     return json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2, sort_keys=True) + "\n"
 
 
