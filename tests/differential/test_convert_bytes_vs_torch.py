@@ -347,3 +347,47 @@ def test_dcp_folder_tensors_saved_whole(tmp_path: Path) -> None:
     with open_source(folder, inv) as src:
         spans = [src.file_span(rec) for rec in inv.tensors]
     assert all(s is None or s.path.endswith(".distcp") for s in spans) and any(spans)
+
+
+_TWO_RANKS = r"""
+import os, sys, warnings
+import torch, torch.distributed as dist, torch.multiprocessing as mp
+
+def work(rank, out):
+    warnings.simplefilter("ignore")
+    dist.init_process_group("gloo", init_method=f"file://{out}.init", rank=rank, world_size=2)
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Replicate, Shard, distribute_tensor
+    import torch.distributed.checkpoint as dcp
+    mesh = init_device_mesh("cpu", (2,))
+    full = {"rows": torch.arange(35.0).reshape(7, 5), "half": torch.arange(6).bfloat16(),
+            "cols": torch.arange(24.0).reshape(4, 6), "same": torch.arange(4.0),
+            "cube": torch.arange(60).reshape(3, 4, 5)}
+    place = {"rows": Shard(0), "half": Shard(0), "cols": Shard(1), "same": Replicate(), "cube": Shard(2)}
+    dcp.save({k: distribute_tensor(v, mesh, [place[k]]) for k, v in full.items()}, checkpoint_id=out)
+    dist.destroy_process_group()
+
+if __name__ == "__main__":
+    mp.spawn(work, args=(sys.argv[1],), nprocs=2)
+"""
+
+
+def test_dcp_tensors_saved_in_chunks_by_two_ranks(tmp_path: Path) -> None:
+    """Two processes save DTensors sharded by rows, by columns, along a last dimension, and replicated: each
+    tensor is written in the whole tensor's C order from its chunks (two .distcp files)."""
+    import subprocess
+
+    script = tmp_path / "two_ranks.py"
+    script.write_text(_TWO_RANKS)
+    folder = tmp_path / "dcp"
+    done = subprocess.run([sys.executable, str(script), str(folder)], capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(p.name for p in folder.glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
+    full = {"rows": torch.arange(35.0).reshape(7, 5), "half": torch.arange(6).bfloat16(),
+            "cols": torch.arange(24.0).reshape(4, 6), "same": torch.arange(4.0),
+            "cube": torch.arange(60).reshape(3, 4, 5)}
+    inv = read_inventory(folder)
+    assert _compare(folder, _lookup(full), inv=inv) == 5
+    with open_source(folder, inv) as src:
+        assert src.file_span(next(r for r in inv.tensors if r.key == "rows")) is None  # two pieces of two files

@@ -2,23 +2,25 @@
 
 ``.metadata`` (read with the static unpickler, as formats.dcp reads it) maps each ``MetadataIndex(fqn, offset,
 index)`` to a ``_StorageInfo(relative_path, offset, length)``; with DCP's default serialization the bytes there
-are a whole torch zip of that tensor (chunk). A tensor saved as one chunk covering all of it converts: its
-nested zip is read in place by the torch zip reader (:class:`_SpanFile` shows it the byte range as a file);
-a tensor split in several chunks (saved from several ranks) or stored with transforms is refused by name.
+are a whole torch zip of that tensor (chunk), read in place by the torch zip reader (:class:`_SpanFile` shows it
+the byte range as a file). A tensor saved from several ranks is several chunks that tile it; :class:`Chunked`
+writes their elements in the whole tensor's C order (a run of whole chunks where they split one dimension, else
+row by row). A chunk stored through transforms (compression) is refused by name.
 """
 
 from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import FormatError
 from ..formats.common import Assembler, CountingFile
 from ..formats.stubs import Call
 from ..formats.torchzip import read_torch_zip
-from ..inventory import Inventory
+from ..inventory import Inventory, TensorRecord
 from ..limits import Limits
 
 
@@ -146,3 +148,70 @@ def nested_inventory(path: str, item: Item, limits: Limits) -> Inventory:
     if len(inv.tensors) != 1 or inv.tensors[0].path != ():
         raise FormatError(f"{item.relative_path}: the item at {item.offset} is not one tensor")
     return inv
+
+
+def tiles(shape: tuple[int, ...], chunks: list[tuple[tuple[int, ...], tuple[int, ...]]]) -> str | None:
+    """Why ``(offset, size)`` chunks do not tile ``shape`` exactly (each inside, none overlapping, all covering),
+    or None when they do."""
+    total = 0
+    for off, size in chunks:
+        if len(off) != len(shape) or len(size) != len(shape) or any(
+                o < 0 or n < 0 or o + n > s for o, n, s in zip(off, size, shape, strict=True)):
+            return f"do not fit the tensor's shape {list(shape)}"
+        vol = 1
+        for n in size:
+            vol *= n
+        total += vol
+    whole = 1
+    for n in shape:
+        whole *= n
+    if total != whole:
+        return f"hold {total} elements, the tensor {whole}"
+    for i, (oa, sa) in enumerate(chunks):
+        for ob, sb in chunks[i + 1:]:
+            if all(max(a, b) < min(a + n, b + m) for a, n, b, m in zip(oa, sa, ob, sb, strict=True)):
+                return "overlap"
+    return None
+
+
+class Chunked:
+    """A tensor stored as chunks that tile it, each a checked record of its own source (anything with
+    ``view_chunks``): its bytes in C order, read through views of the chunks."""
+
+    def __init__(self, parts: list[tuple[tuple[int, ...], Any, TensorRecord]], shape: tuple[int, ...]) -> None:
+        self.parts, self.shape = parts, shape
+
+    def _checked(self, rec: TensorRecord) -> TensorRecord:
+        return rec
+
+    def file_span(self, rec: TensorRecord) -> None:
+        return None
+
+    def tensor_chunks(self, rec: TensorRecord, chunk_bytes: int) -> Iterator[bytes]:
+        start = tuple(0 for _ in self.shape)
+        yield from self._region([p for p in self.parts if all(p[2].shape)], 0, start, self.shape, chunk_bytes)
+
+    def _region(self, parts: list[tuple[tuple[int, ...], Any, TensorRecord]], d: int, start: tuple[int, ...],
+                extent: tuple[int, ...], chunk_bytes: int) -> Iterator[bytes]:
+        """The region ``start``/``extent`` (single indices before ``d``) from the chunk views that tile it."""
+        if len(parts) == 1:
+            yield from parts[0][1].view_chunks(parts[0][2], chunk_bytes)
+            return
+        if d >= len(extent):
+            raise FormatError("chunks overlap")
+        if all(p[2].shape[d + 1:] == extent[d + 1:] for p in parts):  # split along d only: whole chunks in order
+            for _, sub, view in sorted(parts, key=lambda p: p[0][d]):
+                yield from sub.view_chunks(view, chunk_bytes)
+            return
+        for i in range(start[d], start[d] + extent[d]):
+            row = [(off[:d] + (i,) + off[d + 1:], sub, _index(view, d, i - off[d]))
+                   for off, sub, view in parts if off[d] <= i < off[d] + view.shape[d]]
+            yield from self._region(row, d + 1, start[:d] + (i,) + start[d + 1:],
+                                    extent[:d] + (1,) + extent[d + 1:], chunk_bytes)
+
+
+def _index(rec: TensorRecord, d: int, i: int) -> TensorRecord:
+    """``rec`` with dimension ``d`` narrowed to index ``i`` (kept as a size-1 dimension)."""
+    assert rec.stride is not None
+    return replace(rec, shape=rec.shape[:d] + (1,) + rec.shape[d + 1:],
+                   storage_offset=rec.storage_offset + i * rec.stride[d])

@@ -187,7 +187,14 @@ class TensorSource:
         """The tensor's bytes as ``torch.load(...).contiguous()`` holds them, little-endian, C order, in pieces
         of at most ``chunk_bytes``. Raises UnsupportedTensor / TensorDataError (before yielding anything
         when the view does not fit its storage)."""
-        rec = self._checked(rec)
+        yield from self._chunks(self._checked(rec), chunk_bytes)
+
+    def view_chunks(self, rec: TensorRecord, chunk_bytes: int = DEFAULT_CHUNK) -> Iterator[bytes]:
+        """:meth:`tensor_chunks` for a record made on the fly (a slice of a checked one): checked again, not
+        remembered (a DCP tensor in many chunks is assembled from many such slices)."""
+        yield from self._chunks(self._check(rec), chunk_bytes)
+
+    def _chunks(self, rec: TensorRecord, chunk_bytes: int) -> Iterator[bytes]:
         inner = self._delegate(rec)
         if inner is not None:
             sub, sub_rec = inner
@@ -295,17 +302,33 @@ class TensorSource:
         except (FormatError, OSError, *_CONTENT_ERRORS) as e:
             raise TensorDataError(_name(rec), str(e)) from None
 
-    def _dcp(self, rec: TensorRecord) -> tuple[TensorSource, TensorRecord]:
-        """A DCP tensor saved as one chunk: the torch.save nested in its ``.distcp`` file (:mod:`.dcpitems`)."""
-        from .dcpitems import items_by_path, nested_inventory
+    def _dcp(self, rec: TensorRecord) -> tuple[Any, TensorRecord]:
+        """A DCP tensor: the torch.save nested in its ``.distcp`` file when saved whole, else the chunks
+        (from several ranks) assembled in C order (:class:`.dcpitems.Chunked`)."""
+        from .dcpitems import Chunked, items_by_path, tiles
 
         if self._dcp_items is None:
             self._dcp_items = items_by_path(self.path, self.limits)
         items = self._dcp_items.get(rec.path) or []
-        if len(items) != 1 or any(items[0].chunk_offset):
-            raise UnsupportedTensor(_name(rec), f"DCP stored it in {len(items)} chunks (from several ranks): "
-                                    "only a tensor saved whole converts")
-        item = items[0]
+        if not items:
+            raise FormatError(".metadata names no stored item for it")
+        parts = [(item.chunk_offset, *self._dcp_item(rec, item)) for item in items]
+        for _, sub, inner in parts:
+            try:
+                sub._checked(inner)
+            except TensorBytesError as e:
+                raise type(e)(_name(rec), e.reason) from None
+        if len(parts) == 1 and not any(parts[0][0]) and parts[0][2].shape == rec.shape:
+            return parts[0][1], parts[0][2]
+        problem = tiles(rec.shape, [(off, inner.shape) for off, _, inner in parts])
+        if problem is not None:
+            raise FormatError(f"its {len(parts)} DCP chunks {problem}")
+        return Chunked(parts, rec.shape), rec
+
+    def _dcp_item(self, rec: TensorRecord, item: Item) -> tuple[TensorSource, TensorRecord]:
+        """The source of one DCP item (a nested torch.save) and its one tensor, checked against ``.metadata``."""
+        from .dcpitems import nested_inventory
+
         if item.transformed:
             raise UnsupportedTensor(_name(rec), "DCP stored it through transforms (compression …)")
         if os.path.isabs(item.relative_path) or ".." in item.relative_path.replace("\\", "/").split("/"):
@@ -317,7 +340,7 @@ class TensorSource:
             inv = nested_inventory(path, item, self.limits)
             sub = self._shards[label] = TensorSource(path, inv, self.limits, item.offset, item.length)
         inner = sub.inventory.tensors[0]
-        if inner.shape != rec.shape or inner.dtype != rec.dtype:
+        if inner.dtype != rec.dtype or len(inner.shape) != len(rec.shape):
             raise FormatError(f"{item.relative_path} holds a {inner.dtype} {list(inner.shape)} tensor where "
                               f".metadata says {rec.dtype} {list(rec.shape)}")
         return sub, inner
