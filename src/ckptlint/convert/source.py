@@ -15,7 +15,8 @@ storage where its bytes are (``StorageRecord.entry``). :func:`open_source` turns
 - shard indexes: each shard opened as its own source; safetensors files: the header's byte ranges;
   torch.export archives (``.pt2``): each weight's raw member (a weight kept as a pickle is refused);
 - raw pickles (``pickle.dump`` of tensors): each storage's nested ``torch.save`` (:mod:`.inline`);
-- DCP folders: each tensor saved whole is a ``torch.save`` nested in a ``.distcp`` file (:mod:`.dcpitems`).
+- DCP folders: each tensor (or each chunk a rank saved) is a ``torch.save`` nested in a ``.distcp`` file
+  (:mod:`.dcpitems`).
 
 Views are materialised through their strides (:mod:`ckptlint.convert.materialize`), so peak memory is
 bounded by the chunk size, never by a storage's or the file's size. Torch is never imported.
