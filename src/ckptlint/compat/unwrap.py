@@ -68,6 +68,9 @@ def node_at(structure: Any, path: tuple[Any, ...]) -> Any:
         node = resolve_ref(structure, node)
         if isinstance(node, dict) and "__object__" in node and isinstance(node.get("items"), dict):
             node = node["items"]
+        elif isinstance(node, dict) and "__object__" in node and str(p) == "__args__" \
+                and isinstance(node.get("args"), list):
+            node = {"__args__": node["args"]}  # a REDUCE's arguments, as inspect's key paths name them
         elif isinstance(node, dict) and "__object__" in node and isinstance(node.get("state"), dict):
             state = node["state"]
             modules = resolve_ref(structure, state.get("_modules"))
@@ -127,11 +130,11 @@ def _find(inv: Inventory, key: tuple[Any, ...] | None) -> StateDict:
         node = node_at(root, key)
         if not isinstance(node, dict):
             raise UnwrapError(f"no dict at key path {'/'.join(map(str, key)) or '(top level)'}")
-        if "__object__" in node and "state" in node:
+        if "__object__" in node and ("state" in node or _compiled(node)):
             return _from_module(inv, node, key)
         return StateDict(key, _entries(inv, node), _metadata(inv, key), "key")
-    if isinstance(root, dict) and "__object__" in root and isinstance(root.get("state"), dict) \
-            and "_parameters" in root["state"]:
+    pickled_module = isinstance(root, dict) and isinstance(root.get("state"), dict) and "_parameters" in root["state"]
+    if isinstance(root, dict) and "__object__" in root and (pickled_module or _compiled(root)):
         return _from_module(inv, root, ())
     if isinstance(root, dict) and "__object__" not in root:
         n = _tensor_count(root)
@@ -196,6 +199,8 @@ def _from_module(inv: Inventory, node: dict[str, Any], path: tuple[Any, ...]) ->
         prefix, mod, chain = stack.pop()
         mod = resolve_ref(inv.structure, mod)
         state = mod.get("state") if isinstance(mod, dict) else None
+        if state is None and _compiled(mod):  # torch.compile's wrapper: its one submodule, _orig_mod
+            state = {"_modules": {"_orig_mod": mod["args"][0]}}
         visits += 1
         if not isinstance(state, dict) or len(chain) > 1000:
             continue
@@ -224,6 +229,14 @@ def _from_module(inv: Inventory, node: dict[str, Any], path: tuple[Any, ...]) ->
 
 
 _MAX_MODULE_VISITS = 1_000_000
+COMPILED = "torch._dynamo.eval_frame.OptimizedModule"
+"""``torch.compile(model)``: pickled as ``OptimizedModule(model, dynamo_ctx)`` (its ``__reduce__``); its
+``state_dict()`` is the model's under ``_orig_mod.``."""
+
+
+def _compiled(node: Any) -> bool:
+    return isinstance(node, dict) and node.get("__object__") == COMPILED and "state" not in node \
+        and isinstance(node.get("args"), list) and bool(node["args"]) and isinstance(node["args"][0], dict)
 
 
 def resolve_ref(root: Any, node: Any) -> Any:
