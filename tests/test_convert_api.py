@@ -414,3 +414,17 @@ def test_readings_that_disagree_are_refused_saying_so(tmp_path: Path) -> None:
                                            r"archive/data\.pkl at 0 \(unsupported pickle protocol 113"):
         ckptlint.convert(src, tmp_path / "p.safetensors")
     assert not (tmp_path / "p.safetensors").exists()
+
+
+def test_a_pickled_compiled_module_writes_its_state_dict_keys(tmp_path: Path) -> None:
+    # torch.save(torch.compile(model)): OptimizedModule.__reduce__ is (OptimizedModule, (model, dynamo_ctx))
+    model = module(("torch.nn.modules.container", "Sequential"), {}, children={"0": module(LINEAR, {"weight": P(W)})})
+    compiled = call("torch._dynamo.eval_frame", "OptimizedModule", model, None)
+    src = torch_zip(tmp_path / "compiled.pt", compiled)
+    with pytest.raises(Refused, match=r"dangerous globals \(torch\._dynamo\.eval_frame\.OptimizedModule\)"):
+        ckptlint.convert(src, tmp_path / "c.safetensors")  # dynamo's classes run code: safety's verdict
+    r = ckptlint.convert(src, tmp_path / "c.safetensors", force=True)
+    assert r.tensors == ("_orig_mod.0.weight",) and r.state_dict_found_by == "module object"  # model.state_dict()
+    r = ckptlint.convert(src, tmp_path / "inner.safetensors", key="__args__/0", force=True)  # inspect's path
+    assert r.tensors == ("0.weight",)
+    assert tensor_bytes(tmp_path / "inner.safetensors", "0.weight") == expected_bytes(W)
