@@ -87,9 +87,17 @@ class Raw:
     opcodes: bytes
 
 
-def call(module: str, name: str, *args: Any) -> Raw:
+@dataclass(frozen=True)
+class Reduce:
     """``module.name(*args)`` as GLOBAL + arguments + REDUCE."""
-    return Raw(_global(module, name) + _tuple([_emit(a) for a in args]) + b"R")
+
+    module: str
+    name: str
+    args: tuple[Any, ...]
+
+
+def call(module: str, name: str, *args: Any) -> Reduce:
+    return Reduce(module, name, args)
 
 
 @dataclass(frozen=True)
@@ -142,6 +150,8 @@ def _emit(obj: Any) -> bytes:
         return b"N"
     if isinstance(obj, Raw):
         return obj.opcodes
+    if isinstance(obj, Reduce):
+        return _global(obj.module, obj.name) + _tuple([_emit(a) for a in obj.args]) + b"R"
     if isinstance(obj, Get):
         return b"h" + bytes([obj.index])
     if isinstance(obj, Put):
@@ -198,6 +208,8 @@ def storages_in(obj: Any) -> dict[str, Storage]:
             stack.append(cur.state)
         elif isinstance(cur, Put):
             stack.append(cur.obj)
+        elif isinstance(cur, Reduce):
+            stack.extend(cur.args)
         elif isinstance(cur, dict):
             stack.extend(cur.values())
         elif isinstance(cur, (list, tuple)):
