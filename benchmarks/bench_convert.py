@@ -7,7 +7,8 @@ paired and interleaved (ckptlint, script; script, ckptlint; ...), medians of ``-
 * the script: ``python -c "import torch, safetensors.torch as st; sd = torch.load(F, weights_only=True);
   st.save_file(sd, OUT)"``
 
-Wall time around each process; peak RSS from ``/usr/bin/time -v`` ("Maximum resident set size"), else from
+Wall time around each process (after an ``os.sync()``, so no run pays for the previous one's writeback); peak
+RSS from ``/usr/bin/time -v`` ("Maximum resident set size"), else from
 ``getrusage(RUSAGE_CHILDREN)`` in a fresh wrapper. Before timing, one conversion is checked tensor by tensor
 against ``torch.load(F, mmap=True)`` (bit for bit), and a probe process confirms the conversion imports no
 torch. Each output is deleted right after its run (at most the source and one output on disk at a time).
@@ -191,6 +192,7 @@ def main() -> int:
         for i in range(a.repeat):
             order = [("ckptlint", ck, out_ck), ("script", script, out_script)]
             for name, cmd, out in order if i % 2 == 0 else order[::-1]:
+                os.sync()  # the previous run's 1.9 GB of dirty pages are written back before, not during, this one
                 wall, rss, rc, err = measure(cmd)
                 remove(out)
                 if rc != 0:
