@@ -388,3 +388,18 @@ def test_memory_stays_bounded_on_a_large_strided_tensor(tmp_path: Path) -> None:
     assert r.code == 0, r.text
     assert LAST_RSS_GROWTH[0] < 128 * 2**20, LAST_RSS_GROWTH[0] / 2**20  # one tensor is 256 MiB
     assert_output_equals(tmp_path / "big.safetensors", dict(trusted_load(tmp_path / "big.pt")))
+
+
+def test_keys_that_are_not_strings_never_collide_silently(tmp_path: Path) -> None:
+    """A state_dict with int, float, None and bool keys next to the string "0": safetensors names are strings, so
+    either every tensor is written under a distinct name, or the conversion stops naming the clash. Never a
+    file that quietly lacks one of torch's tensors."""
+    src, dest = tmp_path / "keys.pt", tmp_path / "keys.safetensors"
+    torch.save({0: torch.ones(2), "0": torch.zeros(3), 1.5: torch.ones(1), None: torch.ones(1), True: torch.zeros(1)},
+               src)
+    (r,) = convert_torchfree([["convert", src, dest]], tmp_path / "run")
+    assert "Traceback" not in r.text
+    if r.code == 0:
+        assert len(load_file(str(dest))) == len(trusted_load(src)), r.text
+    else:
+        assert r.code == 2 and "'0'" in r.stderr and not dest.exists(), r.text
