@@ -403,3 +403,22 @@ def test_keys_that_are_not_strings_never_collide_silently(tmp_path: Path) -> Non
         assert len(load_file(str(dest))) == len(trusted_load(src)), r.text
     else:
         assert r.code == 2 and "'0'" in r.stderr and not dest.exists(), r.text
+
+
+def test_quantized_model_weights_are_not_dropped_quietly(tmp_path: Path) -> None:
+    """torch.ao's dynamically quantized Linear keeps its qint8 weight inside ``_packed_params._packed_params``
+    (a tuple holding tensors). Without --skip-unsupported that is an error naming the key (those are the model's
+    weights); with it, the file holds the rest and the key is listed."""
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao quantization is deprecated, its checkpoints are not gone
+        net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+        sd = torch.ao.quantization.quantize_dynamic(net, {nn.Linear}, dtype=torch.qint8).state_dict()
+    src, plain, skipped = tmp_path / "q.pt", tmp_path / "plain.safetensors", tmp_path / "skipped.safetensors"
+    torch.save(sd, src)
+    r_plain, r_skip = convert_torchfree([["convert", src, plain], ["convert", src, skipped, "--skip-unsupported"]],
+                                        tmp_path / "run")
+    assert r_plain.code == 2 and "0._packed_params._packed_params" in r_plain.stderr, r_plain.text
+    assert not plain.exists()
+    assert r_skip.code == 0 and "0._packed_params._packed_params" in r_skip.text, r_skip.text
+    assert_output_equals(skipped, {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)})
