@@ -116,6 +116,8 @@ def test_key_path_converts_exactly_the_state_dict(case: tuple[Any, list[str | in
         expected = {k: v for k, v in loaded.items() if isinstance(v, torch.Tensor)}
         assert expected.keys() == tensors.keys()
         assert_output_equals(tmp / f"{fmt}.safetensors", expected)
-        result = json.loads(r.stdout)
+        result = json.loads(r.stdout)  # --format json: the ConvertResult says what was written
+        assert sorted(result["tensors"]) == sorted(expected)
+        assert result["nbytes"] == sum(v.numel() * v.element_size() for v in expected.values())
         left_out = {k for k, _ in result["left_out"]}
         assert set(plain) <= left_out, (plain, result["left_out"])
