@@ -393,3 +393,19 @@ def test_shards_split_as_huggingface_hub_splits(tied: bool, tmp_path: Path) -> N
             got = {"model.safetensors": list(load_file(str(tmp_path / str(n) / "model.safetensors")))}
         assert {f: sorted(keys) for f, keys in got.items()} == want, n
         assert set(_sharded_output(tmp_path / str(n)) if index.exists() else got["model.safetensors"]) == set(sd)
+
+
+def test_pickled_torch_compile_module_converts_with_force(tmp_path: Path) -> None:
+    """``torch.save(torch.compile(model))``: refused (it pickles torch._dynamo objects), and with --force its
+    state_dict() (``_orig_mod.``-prefixed keys) bit for bit; nothing runs either way."""
+    torch.manual_seed(4)
+    compiled = torch.compile(nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)))
+    torch.save(compiled, tmp_path / "compiled.pt")
+    plain, forced = tmp_path / "plain.safetensors", tmp_path / "forced.safetensors"
+    r_plain, r_forced = convert_torchfree([["convert", tmp_path / "compiled.pt", plain],
+                                           ["convert", tmp_path / "compiled.pt", forced, "--force"]], tmp_path / "run")
+    assert r_plain.code == 2 and "torch._dynamo" in r_plain.stderr and not plain.exists(), r_plain.text
+    _ok(r_forced)
+    expected = state_dict_of(trusted_load(tmp_path / "compiled.pt"))
+    assert sorted(expected) == ["_orig_mod.0.bias", "_orig_mod.0.weight", "_orig_mod.2.bias", "_orig_mod.2.weight"]
+    assert_output_equals(forced, expected)
