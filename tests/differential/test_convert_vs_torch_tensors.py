@@ -421,3 +421,14 @@ def test_quantized_model_weights_are_not_dropped_quietly(tmp_path: Path) -> None
     assert not plain.exists()
     assert r_skip.code == 0 and "0._packed_params._packed_params" in r_skip.text, r_skip.text
     assert_output_equals(skipped, {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)})
+
+
+def test_ten_thousand_small_tensors(tmp_path: Path) -> None:
+    """5,000 Linear(4, 4) layers (10,000 keys, names that sort differently as text and as numbers): every tensor,
+    and the header safetensors itself writes for them."""
+    torch.manual_seed(9)
+    sd = nn.Sequential(*[nn.Linear(4, 4) for _ in range(5000)]).state_dict()
+    torch.save(sd, tmp_path / "many.pt")
+    (r,) = convert_torchfree([["convert", tmp_path / "many.pt", tmp_path / "many.safetensors"]], tmp_path / "run")
+    assert r.code == 0, r.text
+    assert_output_equals(tmp_path / "many.safetensors", dict(trusted_load(tmp_path / "many.pt")))
