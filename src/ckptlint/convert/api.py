@@ -95,7 +95,7 @@ def convert(src: str | os.PathLike[str], dest: str | os.PathLike[str], *, key: s
         tied_dropped=plan.tied_dropped, mapping=dict(plan.mapping), dropped=tuple(plan.dropped),
         transposed=tuple(plan.transposed), target=plan.target, strict=plan.strict,
         random_init=tuple(plan.random_init), diagnosis=tuple(plan.diagnosis), dangerous=tuple(dangerous),
-        hooks_not_run=tuple(plan.hooks),
+        hooks_not_run=tuple(plan.hooks), stringified=tuple(plan.stringified),
         metadata=dict(metadata))
 
 

@@ -104,6 +104,9 @@ def render_text(r: ConvertResult) -> str:
     if r.hooks_not_run:
         lines.append(f"  forced: state_dict hooks not run ({len(r.hooks_not_run)}): "
                      + printable(_listing([f"{m or '(the model)'}: {h}" for m, h in r.hooks_not_run])))
+    if r.stringified:
+        lines.append(f"  keys that were not strings, written as str(key) ({len(r.stringified)}): "
+                     + printable(_listing(list(r.stringified))))
     if r.left_out:
         lines.append(f"  left out, not tensors ({len(r.left_out)}): "
                      + printable(_listing([f"{k} ({what})" for k, what in r.left_out])))

@@ -36,6 +36,7 @@ class Plan:
     random_init: list[str] = field(default_factory=list)
     diagnosis: list[str] = field(default_factory=list)
     hooks: list[tuple[str, str]] = field(default_factory=list)
+    stringified: list[str] = field(default_factory=list)
 
 
 def make_plan(inv: Inventory, supported: Supported, *, key: tuple[Any, ...] | None = None, target: Any = None,
@@ -49,9 +50,15 @@ def make_plan(inv: Inventory, supported: Supported, *, key: tuple[Any, ...] | No
         Plan([], find_state_dict(inv, key))
     sd = plan.state_dict
     originals = plan.mapping
+    plan.stringified = _typed_keys(inv, sd)
     for name, value in sd.entries.items():
         if isinstance(value, NonTensor):
-            plan.left_out.append((originals.get(name, name), value.summary))
+            held = _count_tensors(value.value)
+            if held:  # a quantized module's packed (weight, bias) tuple: the weights must not vanish quietly
+                holds = f"a {value.summary} holding {held} tensor{'s' if held != 1 else ''}, not one tensor"
+                plan.unsupported.append((originals.get(name, name), holds))
+            else:
+                plan.left_out.append((originals.get(name, name), value.summary))
             continue
         why = supported(value)
         if why is not None:
@@ -127,6 +134,27 @@ def _with_target(inv: Inventory, target: Any, key: tuple[Any, ...] | None, apply
         elif new != old:
             plan.mapping[new] = old
     return plan
+
+
+def _typed_keys(inv: Inventory, sd: StateDict) -> list[str]:
+    """The state_dict's keys that are not strings (``0``, ``1.5``, ``None``), as ``repr (type)``: safetensors
+    names are strings, so they are written as ``str(key)``. Two keys with one ``str`` (``0`` and ``"0"``) would
+    put two tensors under one name: ConvertError, naming them."""
+    if sd.how == "module object" or sd.how == "torchscript module":
+        return []
+    depth = len(sd.path)
+    by_name: dict[str, set[Any]] = {}
+    for rec in inv.tensors:
+        if len(rec.path) == depth + 1 and all(str(a) == str(b) for a, b in zip(rec.path, sd.path, strict=False)):
+            last = rec.path[-1]
+            by_name.setdefault(str(last), set()).add((type(last).__name__, last))
+    clashes = {name: keys for name, keys in by_name.items() if len(keys) > 1}
+    if clashes:
+        name, keys = next(iter(clashes.items()))
+        spelled = " and ".join(f"{k!r} ({t})" for t, k in sorted(keys, key=repr))
+        raise ConvertError(f"state_dict keys {spelled} are both named {name!r} in safetensors, which names tensors "
+                           "by strings: one tensor would be lost")
+    return [f"{k!r} ({t})" for keys in by_name.values() for t, k in keys if t != "str"]
 
 
 _HOOKS = ("_state_dict_pre_hooks", "_state_dict_hooks")

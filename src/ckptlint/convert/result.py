@@ -66,5 +66,7 @@ class ConvertResult:
     """Dangerous globals the source references (converted anyway with ``force``; none of them ran)."""
     metadata: Mapping[str, str] = field(default_factory=dict)
     """The ``__metadata__`` written into every file."""
+    stringified: tuple[str, ...] = ()
+    """State_dict keys that were not strings (``0 (int)``), written as ``str(key)``: safetensors names are strings."""
     hooks_not_run: tuple[tuple[str, str], ...] = ()
     """(module, hook) state_dict hooks of a pickled module, left unrun with ``force`` (else ConvertError)."""
