@@ -297,3 +297,18 @@ def test_a_file_changed_after_reading_gives_tensor_errors_only(tmp_path: Path, s
                         outcomes.add(type(e).__name__)
         path.write_bytes(good)
     assert {"read", "TensorDataError"} <= outcomes
+
+
+def test_a_storage_named_again_with_another_dtype_keeps_its_first(tmp_path: Path) -> None:
+    """torch.load caches a storage at its first persistent id: a later id naming the key as HalfStorage gets the
+    FloatStorage, and _rebuild_tensor_v2's tensor is float32 (its storage's dtype), not float16."""
+    first = tensor("0", [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], (8,))
+    words = list(struct.unpack("<16H", struct.pack("<8f", *range(8))))  # the same 32 bytes as 16 half words
+    again = T(tensor("0", words, (16,), "float16").storage, (4,))
+    path = torch_zip(tmp_path / "mix.pt", OD({"a": first, "b": again}))
+    inv = read_inventory(path)
+    b = _by_key(inv, "b")
+    assert b.dtype == "float16"  # what the second persistent id says
+    with open_source(path, inv) as src:
+        assert src.safetensors_dtype(b) == "F32" and src.nbytes(b) == 16
+        assert b"".join(src.tensor_chunks(b)) == struct.pack("<4f", 0.0, 1.0, 2.0, 3.0)

@@ -32,6 +32,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import CheckpointError, CkptlintError, FormatError
+from ..formats.dtypes import ITEMSIZE
 from ..inventory import Inventory, TensorRecord
 from ..limits import DEFAULT_LIMITS, Limits
 from .dtypes import itemsize, safetensors_code
@@ -48,6 +49,9 @@ DEFAULT_CHUNK = 16 << 20
 
 _CONTENT_ERRORS = (ValueError, OverflowError, struct.error, RecursionError, EOFError, UnicodeError)
 """What hostile bytes can make the standard library raise while a storage is located (as formats/ lists)."""
+
+_TYPED_BY_STORAGE = frozenset({"_rebuild_tensor_v2", "_rebuild_tensor"})
+"""Rebuilds whose tensor dtype is its storage's (``_rebuild_tensor_v3`` passes its own)."""
 
 _EXPANDED_BYTES = 1 << 30
 """A view repeating its storage (stride 0) whose copy would be larger than this and than 64 times the
@@ -244,10 +248,18 @@ class TensorSource:
         return FileSpan(data.path, data.start + rec.storage_offset * size, length)
 
     def resolve(self, rec: TensorRecord) -> TensorRecord:
-        """``rec`` with what only the file's bytes say filled in: the dtype of a raw pickle's tensor, whose
-        storage is a nested ``torch.save`` (``inline:`` keys; the Inventory records its dtype as unknown)."""
+        """``rec`` with the dtype ``torch.load`` gives it: a raw pickle's tensor's, whose storage is a nested
+        ``torch.save`` (``inline:`` keys; the Inventory records its dtype as unknown), and a storage-typed
+        rebuild's whose storage an earlier persistent id named with another dtype (the first one wins)."""
         key = rec.storage_key
-        if key is None or not key.startswith("inline:") or self.inventory.format == "sharded-index":
+        if key is None or self.inventory.format == "sharded-index":
+            return rec
+        if not key.startswith("inline:"):
+            st = self._opened.storages.get(key)
+            if st is not None and rec.rebuild in _TYPED_BY_STORAGE and st.dtype != rec.dtype and st.dtype in ITEMSIZE:
+                # torch.load caches a storage at its first persistent id (its dtype); a later id naming the same
+                # key with another dtype gets that storage, and _rebuild_tensor_v2's tensor takes its dtype
+                return replace(rec, dtype=st.dtype)
             return rec
         if key not in self._inline:
             from .inline import arguments, inline_storage
