@@ -1,4 +1,5 @@
-"""``ckptlint convert`` of random pickled module trees, against ``model.state_dict()`` (issue #15).
+"""``ckptlint convert`` of random pickled module trees and of torch.nn's own modules, against
+``model.state_dict()`` (issue #15).
 
 A hypothesis generator builds ``nn.Module`` trees from torch's own classes: ``Sequential``, ``ModuleList`` and
 ``ModuleDict`` containers, layers with parameters and buffers (``Linear`` with and without bias, ``Conv1d``,
@@ -105,3 +106,37 @@ def test_pickled_module_tree_converts_to_its_state_dict(model: nn.Module,
         assert_output_equals(tmp / f"{fmt}.safetensors", state_dict_of(loaded))
         result = loaded.load_state_dict(load_file(str(tmp / f"{fmt}.safetensors")), strict=True)
         assert not result.missing_keys and not result.unexpected_keys
+
+
+def _torch_nn_zoo() -> dict[str, nn.Module]:
+    """torch.nn modules with their own state_dict shapes: RNN flat-weight lists (a plain attribute holding the
+    parameters again), attention's packed projections, transformer stacks, lazy modules after materialising,
+    norms with and without running stats, adaptive softmax's nested lists."""
+    torch.manual_seed(11)
+    lazy = nn.LazyLinear(3)
+    lazy(torch.randn(2, 5))
+    return {
+        "lstm": nn.LSTM(4, 3, num_layers=2, bidirectional=True), "gru": nn.GRU(4, 3), "rnn": nn.RNN(4, 3, bias=False),
+        "mha": nn.MultiheadAttention(8, 2), "mha_kv": nn.MultiheadAttention(8, 2, kdim=4, vdim=6),
+        "encoder_layer": nn.TransformerEncoderLayer(8, 2, 16), "transformer": nn.Transformer(8, 2, 1, 1, 16),
+        "embedding_bag": nn.EmbeddingBag(10, 3), "prelu": nn.PReLU(3), "group_norm": nn.GroupNorm(2, 4),
+        "instance_norm": nn.InstanceNorm1d(4, affine=True, track_running_stats=True), "bilinear": nn.Bilinear(2, 3, 4),
+        "conv_transpose": nn.ConvTranspose2d(2, 3, 3),
+        "adaptive_softmax": nn.AdaptiveLogSoftmaxWithLoss(8, 20, [5, 10]), "sync_bn": nn.SyncBatchNorm(4),
+        "lazy_linear": lazy, "rms_norm": nn.RMSNorm(4),
+    }
+
+
+def test_torch_nn_zoo_pickled_whole(tmp_path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nn.Transformer warns about nested tensors; not the point here
+        zoo = _torch_nn_zoo()
+        for name, m in zoo.items():
+            torch.save(m, tmp_path / f"{name}.pt")
+    results = convert_torchfree([["convert", tmp_path / f"{n}.pt", tmp_path / f"{n}.safetensors"] for n in zoo],
+                                tmp_path / "run")
+    for name, r in zip(zoo, results, strict=True):
+        assert r.code == 0, (name, r.text[-2000:])
+        loaded = trusted_load(tmp_path / f"{name}.pt")
+        assert_output_equals(tmp_path / f"{name}.safetensors", state_dict_of(loaded))
+        loaded.load_state_dict(load_file(str(tmp_path / f"{name}.safetensors")), strict=True)
