@@ -43,7 +43,7 @@ MODELS: dict[str, Callable[[], nn.Module]] = {
         lambda: M.detection.fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None),
 }
 LEGACY = ["resnet18", "squeezenet1_0", "mnasnet0_5"]
-FULL = ["resnet18", "mobilenet_v3_small", "densenet121", "googlenet"]
+FULL = ["resnet18", "mobilenet_v3_small", "densenet121", "googlenet", "swin_t", "fasterrcnn_mobilenet_v3_large_320_fpn"]
 
 CUSTOM_MODULE = "ckptlint_convert_custom_mod"
 CUSTOM_SOURCE = '''
