@@ -119,6 +119,35 @@ def _big_endian_tensors() -> dict[str, torch.Tensor]:
     return out
 
 
+def _second_reference_to_storage_0(sd: dict[str, torch.Tensor], dest: Path) -> None:
+    """torch.save(sd) with data.pkl edited so the second tensor's persistent id names storage "0" (its own numel
+    kept; torch checks no CRC)."""
+    buf = io.BytesIO()
+    torch.save(sd, buf)
+    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as zin, zipfile.ZipFile(dest, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename.endswith("/data.pkl"):
+                at = data.index(b"X\x01\x00\x00\x001")
+                data = data[:at] + b"X\x01\x00\x00\x000" + data[at + 6:]
+            zout.writestr(info, data)
+
+
+def test_a_storage_named_again_with_another_size(tmp_path: Path) -> None:
+    """Storage "0" named a second time with a different element count: torch keeps the first size. A view that
+    fits it loads (convert writes torch's bytes); one that does not makes torch.load fail (convert refuses)."""
+    fits, overflows = tmp_path / "fits.pt", tmp_path / "overflows.pt"
+    _second_reference_to_storage_0({"a": torch.arange(16.0), "b": torch.arange(8.0) + 100}, fits)
+    _second_reference_to_storage_0({"a": torch.arange(8.0), "b": torch.arange(16.0) + 100}, overflows)
+    with pytest.raises(RuntimeError):
+        torch.load(overflows, weights_only=True)
+    r_fits, r_over = convert_torchfree([["convert", fits, tmp_path / "fits.safetensors"],
+                                        ["convert", overflows, tmp_path / "over.safetensors"]], tmp_path / "run")
+    assert r_fits.code == 0, r_fits.text
+    assert_output_equals(tmp_path / "fits.safetensors", dict(torch.load(fits, weights_only=True)))
+    assert r_over.code == 2 and "'b'" in r_over.stderr and not (tmp_path / "over.safetensors").exists(), r_over.text
+
+
 def _storage_reused_as_another_dtype(dest: Path) -> None:
     """A zip whose pickle names storage 0 twice, as FloatStorage then as HalfStorage (data.pkl edited; torch
     checks no CRC). torch.load keeps the first dtype for the storage: "b" comes back float32 (its shape, the
