@@ -114,6 +114,8 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Conv
         "reshard": ["convert", zip_index, tmp / "resharded" / "model.safetensors", "--max-shard-size", "1MB"],
         "api": ["--api", tmp / "ddp.pt", out / "api.safetensors", json.dumps({"snapshot": str(snap),
                                                                               "apply_fix": True})],
+        "api-evil": ["--api", tmp / "evil.pt", out / "api-evil.safetensors", "{}"],
+        "api-evil-force": ["--api", tmp / "evil.pt", out / "api-evil-force.safetensors", json.dumps({"force": True})],
     }
     results = convert_torchfree(list(jobs.values()), tmp / "run")
     assert not marker.exists(), "the payload ran"
@@ -176,6 +178,19 @@ def test_api_result_says_what_was_written(work: tuple[Path, dict[str, Converted]
     result = json.loads(results["api"].stdout)
     assert set(result["tensors"]) == set(expected["sd"])
     assert result["strict"] is True
+
+
+def test_api_refuses_a_hostile_file_with_an_exception_naming_the_global(
+        work: tuple[Path, dict[str, Converted], dict[str, Any]]) -> None:
+    """ckptlint.convert(...) raises ckptlint.convert.result.Refused (a ConvertError) naming os.system; with
+    force=True it returns, having written the state_dict; the payload never ran (the fixture's marker)."""
+    tmp, results, expected = work
+    r = results["api-evil"]
+    assert r.code == -1 and "Refused" in r.stderr and "system" in r.stderr.splitlines()[-1], r.stderr[-2000:]
+    assert not (tmp / "out" / "api-evil.safetensors").exists()
+    _ok(results["api-evil-force"])
+    assert "system" in " ".join(json.loads(results["api-evil-force"].stdout)["dangerous"])
+    assert_output_equals(tmp / "out" / "api-evil-force.safetensors", expected["sd"])
 
 
 def test_model_apply_fix_in_process_matches(work: tuple[Path, dict[str, Converted], dict[str, Any]], cli: CliRunner,
