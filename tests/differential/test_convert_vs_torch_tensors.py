@@ -7,7 +7,11 @@ random storages, each compared with torch. Conversions run where torch cannot be
 
 from __future__ import annotations
 
+import collections
 import io
+import pickle
+import struct
+import sys
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator
@@ -21,6 +25,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file
 from torch import nn
+
+from conftest import TESTS
+
+sys.path.insert(0, str(TESTS))  # tests/tarcraft.py: legacy files written by hand
 
 SAFETENSORS_DTYPES = (torch.bfloat16, torch.float16, torch.float32, torch.float64, torch.float8_e4m3fn,
                       torch.float8_e5m2, torch.float8_e4m3fnuz, torch.float8_e5m2fnuz, torch.bool, torch.int8,
@@ -461,3 +469,46 @@ def test_ten_thousand_small_tensors(tmp_path: Path) -> None:
     (r,) = convert_torchfree([["convert", tmp_path / "many.pt", tmp_path / "many.safetensors"]], tmp_path / "run")
     assert r.code == 0, r.text
     assert_output_equals(tmp_path / "many.safetensors", dict(trusted_load(tmp_path / "many.pt")))
+
+
+class _Persistent:
+    """A persistent id for the hand-written legacy pickle below."""
+
+    def __init__(self, pid: tuple[object, ...]) -> None:
+        self.pid = pid
+
+
+class _Rebuild:
+    """Pickles as ``torch._utils._rebuild_tensor_v2(storage, offset, size, stride, False, OrderedDict())``."""
+
+    def __init__(self, storage: _Persistent, offset: int, size: tuple[int, ...], stride: tuple[int, ...]) -> None:
+        self.args: tuple[object, ...] = (storage, offset, size, stride, False, collections.OrderedDict())
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return torch._utils._rebuild_tensor_v2, self.args
+
+
+class _LegacyPickler(pickle.Pickler):
+    def persistent_id(self, obj: object) -> object:
+        return obj.pid if isinstance(obj, _Persistent) else None
+
+
+def test_legacy_storage_views(tmp_path: Path) -> None:
+    """Legacy files from before torch 1.0 could name a view of a storage in the persistent id (``view_metadata``:
+    key, element offset, size); torch.load still reads them (both modes). Tensors on such a view come out as
+    torch gives them."""
+    import tarcraft
+
+    root = _Persistent(("storage", torch.FloatStorage, "k0", "cpu", 8, None))
+    view = _Persistent(("storage", torch.FloatStorage, "k0", "cpu", 8, ("v0", 2, 4)))
+    buf = io.BytesIO()
+    _LegacyPickler(buf, protocol=2).dump({"a": _Rebuild(root, 0, (8,), (1,)), "b": _Rebuild(view, 1, (2,), (1,)),
+                                          "c": _Rebuild(view, 0, (2, 2), (1, 2))})
+    src = tmp_path / "legacy_views.pt"
+    src.write_bytes(tarcraft.legacy_file(obj_body=buf.getvalue()[2:-1], keys=pickle.dumps(["k0"], protocol=2),
+                                         tail=struct.pack("<q", 8) + struct.pack("<8f", *range(8))))
+    expected = dict(torch.load(src, weights_only=True))
+    assert expected["b"].tolist() == [3.0, 4.0]  # view offset 2, then the tensor's own offset 1
+    (r,) = convert_torchfree([["convert", src, tmp_path / "out.safetensors"]], tmp_path / "run")
+    assert r.code == 0, r.text
+    assert_output_equals(tmp_path / "out.safetensors", expected)
