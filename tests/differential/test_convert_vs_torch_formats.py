@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import struct
 import sys
 import warnings
 import zipfile
@@ -42,6 +43,21 @@ class Case:
     expected: dict[str, torch.Tensor]
     args: list[str] = field(default_factory=list)
     fresh: Callable[[], nn.Module] | None = None
+
+
+class _ViewTar(tc.TorchTar):
+    """A torch 0.1 tar whose tensor records are views: "w" 2-D (sizes 2x2, strides 1,2, offset 1), "b" every
+    second element from offset 1."""
+
+    def tensor_records(self) -> bytes:
+        out = tc.p2(tc.pint(len(self.tensors)))
+        for i, (_, values) in enumerate(self.tensors.items()):
+            out += tc.p2(tc.pint(100 + i) + tc.pint(i) + tc.glob("torch", "FloatTensor") + b"\x87")
+            if i == 0:  # ndim, 4 pad bytes, sizes, strides, storage offset
+                out += struct.pack("<i", 2) + b"\0" * 4 + struct.pack("<qqqqq", 2, 2, 1, 2, 1)
+            else:
+                out += struct.pack("<i", 1) + b"\0" * 4 + struct.pack("<qqq", len(values) // 2, 2, 1)
+        return out
 
 
 def _deflated(src: Path, dest: Path) -> None:
@@ -98,6 +114,11 @@ def _cases(tmp: Path, snap: Path) -> Iterator[tuple[str, Case]]:
     src.write_bytes(tc.tar_bytes(tar.members()))
     yield "tar-torch-0.1", Case(src, dict(trusted_load(src)))
 
+    src = tmp / "torch01_views.tar"
+    src.write_bytes(tc.tar_bytes(_ViewTar(tensors={"w": [1.5, -2.0, 3.25, 7.0, 9.0, 11.0],
+                                                   "b": [0.0, -0.0, 5.0, 6.0]}).members()))
+    yield "tar-torch-0.1-views", Case(src, dict(trusted_load(src)))
+
     src = tmp / "in.safetensors"
     save_file({"x": w.contiguous(), "y": torch.arange(7, dtype=torch.uint8)}, str(src), metadata={"k": "v"})
     yield "safetensors", Case(src, load_file(str(src)))
@@ -150,7 +171,8 @@ NAMES = ["torchscript-resnet18", "torchscript-traced", "torch-export", "raw-pick
          "torch-save-protocol-2", "torch-save-protocol-3", "torch-save-protocol-4", "torch-save-protocol-5",
          "legacy-protocol-2", "legacy-protocol-4", "zip-deflated", "tar-torch-0.1", "safetensors", "key-ema",
          "key-model", "lightning-apply-fix", "sharded-safetensors-index", "sharded-safetensors-folder", "dcp",
-         "transposed-copy-apply-fix", "transposed-view-apply-fix"]
+         "transposed-copy-apply-fix", "transposed-view-apply-fix",
+         "tar-torch-0.1-views"]
 
 
 @pytest.fixture(scope="module")
