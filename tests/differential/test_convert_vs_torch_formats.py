@@ -7,6 +7,7 @@ safetensors itself (one file, a sharded set), ``--key`` into nested and EMA dict
 
 from __future__ import annotations
 
+import importlib
 import json
 import pickle
 import struct
@@ -172,7 +173,48 @@ NAMES = ["torchscript-resnet18", "torchscript-traced", "torch-export", "raw-pick
          "legacy-protocol-2", "legacy-protocol-4", "zip-deflated", "tar-torch-0.1", "safetensors", "key-ema",
          "key-model", "lightning-apply-fix", "sharded-safetensors-index", "sharded-safetensors-folder", "dcp",
          "transposed-copy-apply-fix", "transposed-view-apply-fix",
-         "tar-torch-0.1-views"]
+         "tar-torch-0.1-views", "torchscript-shared-module"]
+
+
+SCRIPTED = '''
+import torch
+from torch import nn
+
+
+class Shared(nn.Module):
+    """One Linear under two names, a non-persistent buffer, a tied embedding/head pair."""
+
+    def __init__(self):
+        super().__init__()
+        lin = nn.Linear(3, 3)
+        self.a = lin
+        self.b = lin
+        self.register_buffer("scratch", torch.ones(2), persistent=False)
+        self.emb = nn.Embedding(5, 3)
+        self.head = nn.Linear(3, 5, bias=False)
+        self.head.weight = self.emb.weight
+
+    def forward(self, x):
+        return self.head(self.b(self.a(x)))
+'''
+
+
+def _scripted_shared(tmp: Path) -> Case:
+    """torch.jit.script needs the class's source file: written here, imported for the scripting only. The
+    archive's state_dict() (torch.jit.load) lists both names of the shared Linear, and the buffer TorchScript
+    does not keep as non-persistent."""
+    (tmp / "ckptlint_scripted_mod.py").write_text(SCRIPTED)
+    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        mp.syspath_prepend(str(tmp))
+        torch.manual_seed(12)
+        module = importlib.import_module("ckptlint_scripted_mod")
+        src = tmp / "scripted_shared.pt"
+        torch.jit.save(torch.jit.script(module.Shared()), src)
+        expected = state_dict_of(torch.jit.load(src))
+        sys.modules.pop("ckptlint_scripted_mod", None)
+    assert {"a.weight", "b.weight", "scratch", "emb.weight", "head.weight"} <= set(expected)
+    return Case(src, expected)
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +227,7 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Case]
     r = CliRunner()("snapshot", "netmod:Net", "-o", snap, pythonpath=[tmp])
     assert r.returncode == 0, r.stderr
     cases = dict(_cases(tmp, snap))
+    cases["torchscript-shared-module"] = _scripted_shared(tmp)
     (tmp / "out").mkdir()
     jobs: list[list[str | Path]] = [["convert", c.src, tmp / "out" / f"{n}.safetensors", *c.args]
                                     for n, c in cases.items()]
