@@ -5,7 +5,8 @@ The converting process is a fresh interpreter whose ``sys.meta_path`` starts wit
 ImportError for torch and its family (numpy included: ckptlint does not depend on it), so a conversion
 that needed torch fails instead of quietly using it. It runs many conversions (``ckptlint.cli.main``)
 in one process, one interpreter start for a whole test module, and reports which blocked modules were
-asked for and which ended up in ``sys.modules`` (none may).
+asked for and which ended up in ``sys.modules`` (none may), and how far its peak RSS (``VmHWM``) grew
+while converting. A job can also call the Python API, ``ckptlint.convert(...)``.
 """
 
 from __future__ import annotations
