@@ -370,8 +370,8 @@ def storage_from_pid(pid: Any, *, legacy: bool = False) -> Storage:
     st = Storage(key if isinstance(key, str) else short_repr(key, 200), dtype, numel * itemsize if typed else numel,
                  location, typed)
     if legacy and len(pid) > 5 and isinstance(pid[5], tuple) and len(pid[5]) == 3:
-        view_key, offset, _size = pid[5]
-        st.view_of = str(view_key)
+        _view_key, offset, _size = pid[5]
+        st.view_of = st.key  # a view of the root storage pid[2] (pid[5][0] only names the view): its bytes are there
         st.view_offset = offset if type(offset) is int else 0
     return st
 
