@@ -312,3 +312,29 @@ def test_a_storage_named_again_with_another_dtype_keeps_its_first(tmp_path: Path
     with open_source(path, inv) as src:
         assert src.safetensors_dtype(b) == "F32" and src.nbytes(b) == 16
         assert b"".join(src.tensor_chunks(b)) == struct.pack("<4f", 0.0, 1.0, 2.0, 3.0)
+
+
+def test_a_legacy_storage_view_reads_its_root_storage(tmp_path: Path) -> None:
+    """A pre-1.0 persistent id ``('storage', FloatStorage, 'k0', 'cpu', 8, ('v0', 2, 4))`` is a view of k0 at element 2
+    (torch: ``storage[2:6]``): its tensors' bytes are k0's from there."""
+    def pid(view: bytes) -> bytes:
+        return (b"(" + tc.uni("storage") + tc.glob("torch", "FloatStorage") + tc.uni("k0") + tc.uni("cpu")
+                + tc.pint(8) + view + b"t")
+
+    def rebuild(p: bytes, offset: int, shape: tuple[int, ...], stride: tuple[int, ...]) -> bytes:
+        return (tc.glob("torch._utils", "_rebuild_tensor_v2") + b"(" + p + b"Q" + tc.pint(offset)
+                + b"(" + b"".join(tc.pint(n) for n in shape) + b"t(" + b"".join(tc.pint(s) for s in stride)
+                + b"t\x89" + tc.glob("collections", "OrderedDict") + b")RtR")
+
+    view = b"(" + tc.uni("v0") + tc.pint(2) + tc.pint(4) + b"t"
+    body = (b"}(" + tc.uni("a") + rebuild(pid(b"N"), 0, (8,), (1,)) + tc.uni("b") + rebuild(pid(view), 1, (2,), (1,))
+            + tc.uni("c") + rebuild(pid(view), 0, (2, 2), (1, 2)) + b"u")
+    values = [float(i) for i in range(8)]
+    path = tmp_path / "views.pt"
+    path.write_bytes(tc.legacy_file(body, keys=tc.p2(b"]" + tc.uni("k0") + b"a"),
+                                    tail=struct.pack("<q", 8) + struct.pack("<8f", *values)))
+    inv = read_inventory(path)
+    assert not inv.stops and {t.storage_key for t in inv.tensors} == {"k0"}
+    got = _chunks(path, inv)
+    assert got["b"] == struct.pack("<2f", 3.0, 4.0)
+    assert got["c"] == struct.pack("<4f", 2.0, 4.0, 3.0, 5.0)
