@@ -150,6 +150,9 @@ class TensorSource:
             sub, sub_rec = inner
             _rekeyed(key, lambda: sub._checked(sub_rec))
             return rec
+        if rec.rebuild == "_rebuild_wrapper_subclass":
+            raise UnsupportedTensor(key, "a tensor subclass with no storage of its own (a DTensor is one rank's shard: "
+                                    "save full_tensor() or a full state_dict, or convert the DCP checkpoint)")
         if rec.storage_key is None or rec.stride is None:
             raise UnsupportedTensor(key, f"its storage is not in the file's records ({rec.rebuild or 'unknown'})")
         if rec.storage_offset < 0 or any(s < 0 for s in rec.stride) or any(n < 0 for n in rec.shape) \
