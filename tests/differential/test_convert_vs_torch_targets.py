@@ -424,3 +424,17 @@ def test_pickled_torch_compile_module_converts_with_force(tmp_path: Path) -> Non
     expected = state_dict_of(trusted_load(tmp_path / "compiled.pt"))
     assert sorted(expected) == ["_orig_mod.0.bias", "_orig_mod.0.weight", "_orig_mod.2.bias", "_orig_mod.2.weight"]
     assert_output_equals(forced, expected)
+
+
+def test_the_console_command_without_torch(work: tuple[Path, dict[str, Converted], dict[str, Any]],
+                                           run_python: Any, tmp_path: Path) -> None:
+    """``ckptlint convert`` as the console script runs it (console_main, its exit path), with torch unimportable:
+    exit 0 and the file; a refusal is exit 2 with one line."""
+    tmp, _, expected = work
+    runner = ("import sys; sys.modules['torch'] = None; sys.argv[0] = 'ckptlint'; "
+              "from ckptlint.cli import console_main; console_main()")
+    ok = run_python("-c", runner, "convert", tmp / "ddp.pt", tmp_path / "ok.safetensors")
+    assert ok.returncode == 0 and "Traceback" not in ok.stderr, ok.stderr
+    assert_output_equals(tmp_path / "ok.safetensors", {f"module.{k}": v for k, v in expected["sd"].items()})
+    refused = run_python("-c", runner, "convert", tmp / "evil.pt", tmp_path / "evil.safetensors")
+    assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1, refused.stderr
