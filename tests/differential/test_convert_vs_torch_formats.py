@@ -85,7 +85,7 @@ def _cases(tmp: Path, snap: Path) -> Iterator[tuple[str, Case]]:
 
     w = torch.randn(6, 4)
     raw = {"w": w, "w.t": w.t(), "w.rows": w[2:], "b": torch.arange(5, dtype=torch.int16)}
-    for proto in (2, 4, 5):
+    for proto in (0, 1, 2, 4, 5):
         src = tmp / f"raw.p{proto}.pkl"
         src.write_bytes(pickle.dumps(raw, protocol=proto))
         # the test's own file, just written: unpickling it runs nothing but torch's storage rebuild
@@ -167,7 +167,8 @@ def _cases(tmp: Path, snap: Path) -> Iterator[tuple[str, Case]]:
     yield "lightning-apply-fix", Case(src, dict(sd), args=["--snapshot", str(snap), "--apply-fix"], fresh=_net)
 
 
-NAMES = ["torchscript-resnet18", "torchscript-traced", "torch-export", "raw-pickle-p2", "raw-pickle-p4",
+NAMES = ["torchscript-resnet18", "torchscript-traced", "torch-export", "raw-pickle-p0", "raw-pickle-p1",
+         "raw-pickle-p2", "raw-pickle-p4",
          "raw-pickle-p5",
          "torch-save-protocol-2", "torch-save-protocol-3", "torch-save-protocol-4", "torch-save-protocol-5",
          "legacy-protocol-2", "legacy-protocol-4", "zip-deflated", "tar-torch-0.1", "safetensors", "key-ema",
