@@ -95,11 +95,11 @@ def _cases(tmp: Path, snap: Path) -> Iterator[tuple[str, Case]]:
         yield f"raw-pickle-p{proto}", Case(src, dict(loaded), args=["--force"])
 
     sd = _net().state_dict()
-    for proto in (2, 3, 4, 5):
+    for proto in (1, 2, 3, 4, 5):
         src = tmp / f"sd.p{proto}.pt"
         torch.save(sd, src, pickle_protocol=proto)
         yield f"torch-save-protocol-{proto}", Case(src, dict(trusted_load(src)), fresh=_net)
-    for proto in (2, 4):
+    for proto in (1, 2, 4):
         src = tmp / f"sd.legacy.p{proto}.pt"
         torch.save(sd, src, pickle_protocol=proto, _use_new_zipfile_serialization=False)
         yield f"legacy-protocol-{proto}", Case(src, dict(trusted_load(src)), fresh=_net)
@@ -168,13 +168,11 @@ def _cases(tmp: Path, snap: Path) -> Iterator[tuple[str, Case]]:
 
 
 NAMES = ["torchscript-resnet18", "torchscript-traced", "torch-export", "raw-pickle-p0", "raw-pickle-p1",
-         "raw-pickle-p2", "raw-pickle-p4",
-         "raw-pickle-p5",
-         "torch-save-protocol-2", "torch-save-protocol-3", "torch-save-protocol-4", "torch-save-protocol-5",
+         "raw-pickle-p2", "raw-pickle-p4", "raw-pickle-p5", "torch-save-protocol-1", "torch-save-protocol-2",
+         "torch-save-protocol-3", "torch-save-protocol-4", "torch-save-protocol-5", "legacy-protocol-1",
          "legacy-protocol-2", "legacy-protocol-4", "zip-deflated", "tar-torch-0.1", "safetensors", "key-ema",
          "key-model", "lightning-apply-fix", "sharded-safetensors-index", "sharded-safetensors-folder", "dcp",
-         "transposed-copy-apply-fix", "transposed-view-apply-fix",
-         "tar-torch-0.1-views", "torchscript-shared-module"]
+         "transposed-copy-apply-fix", "transposed-view-apply-fix", "tar-torch-0.1-views", "torchscript-shared-module"]
 
 
 SCRIPTED = '''
@@ -275,3 +273,16 @@ def test_transposed_weights_are_recorded(how: str, converted: tuple[dict[str, Ca
     assert results[name].code == 0, results[name].text
     with safe_open(str(out / f"{name}.safetensors"), "pt") as f:
         assert sorted(json.loads((f.metadata() or {})["ckptlint_transposed"])) == ["0.weight", "3.weight"]
+
+
+def test_protocol_0_files_torch_cannot_read_are_refused(tmp_path: Path) -> None:
+    """torch.save(pickle_protocol=0) writes string persistent ids its own loader rejects: convert refuses too."""
+    jobs: list[list[str | Path]] = []
+    for fmt in ("zip", "legacy"):
+        src = tmp_path / f"p0.{fmt}.pt"
+        torch.save(_net().state_dict(), src, pickle_protocol=0, _use_new_zipfile_serialization=(fmt == "zip"))
+        with pytest.raises(AssertionError):  # torch's persistent_load: "saved_id must be a tuple, got str"
+            torch.load(src, weights_only=False)
+        jobs.append(["convert", src, tmp_path / f"{fmt}.safetensors"])
+    for job, r in zip(jobs, convert_torchfree(jobs, tmp_path / "run"), strict=True):
+        assert r.code == 2 and "torch.load fails" in r.stderr and not Path(job[2]).exists(), r.text
