@@ -241,9 +241,9 @@ def test_a_storage_record_cut_after_reading_is_a_data_error(tmp_path: Path) -> N
         b"".join(src.tensor_chunks(inv.tensors[0]))
 
 
-@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+@pytest.mark.parametrize("protocol", [0, 1, 2, 3, 4, 5])
 def test_raw_pickle_of_tensors(tmp_path: Path, protocol: int) -> None:
-    """``pickle.dump`` of tensors (each storage a nested ``torch.save``; protocol 2 holds it as text): the
+    """``pickle.dump`` of tensors (each storage a nested ``torch.save``; protocols 0-2 hold it as text): the
     bytes are the dumped tensors' (a pickle round trip gives them back exactly; nothing is unpickled here)."""
     import pickle
 

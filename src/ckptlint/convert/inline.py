@@ -27,16 +27,18 @@ Read = Callable[[int, int], bytes]
 
 _BYTES_OPS = {"SHORT_BINBYTES", "BINBYTES", "BINBYTES8"}
 _TEXT_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8"}
-"""Protocol 2 pickles bytes as ``_codecs.encode(text, "latin1")``: the text's code points are the bytes."""
+"""Protocols 1-2 pickle bytes as ``_codecs.encode(text, "latin1")``: the text's code points are the bytes (UTF-8
+in these opcodes; protocol 0 writes the text with UNICODE, raw-unicode-escape up to a newline)."""
 _LENGTH = {pickletools.TAKEN_FROM_ARGUMENT1: (1, False), pickletools.TAKEN_FROM_ARGUMENT4: (4, True),
            pickletools.TAKEN_FROM_ARGUMENT4U: (4, False), pickletools.TAKEN_FROM_ARGUMENT8U: (8, False)}
 _CRC_PIECE = 1 << 20
 _OPS = {op.code: op for op in pickletools.opcodes}
 
 
-def bytes_args(read: Read, size: int, start: int = 0) -> Iterator[tuple[int, int, bool]]:
-    """(offset, length, is_text) of every bytes and UTF-8 text argument in the pickles from ``start`` on (one
-    after another, until the file ends or an opcode is not one), without reading any argument's content."""
+def bytes_args(read: Read, size: int, start: int = 0) -> Iterator[tuple[int, int, str]]:
+    """(offset, length, encoding) of every bytes argument (encoding ``""``) and text argument (``utf-8``, or
+    ``raw_unicode_escape`` for protocol 0's UNICODE) in the pickles from ``start`` on (one after another, until
+    the file ends or an opcode is not one), without reading any argument's content."""
     pos = start
     while pos < size:
         head = read(pos, 1)
@@ -50,8 +52,11 @@ def bytes_args(read: Read, size: int, start: int = 0) -> Iterator[tuple[int, int
         if arg.n >= 0:
             pos += arg.n
         elif arg.n == pickletools.UP_TO_NEWLINE:
+            line = pos
             for _ in range(2 if arg.name == "stringnl_noescape_pair" else 1):
                 pos = _after_newline(read, size, pos)
+            if op.name == "UNICODE":
+                yield line, pos - line - 1, "raw_unicode_escape"
         elif arg.n in _LENGTH:
             width, signed = _LENGTH[arg.n]
             raw = read(pos, width)
@@ -61,7 +66,7 @@ def bytes_args(read: Read, size: int, start: int = 0) -> Iterator[tuple[int, int
             if length < 0:
                 return
             if op.name in _BYTES_OPS or op.name in _TEXT_OPS:
-                yield pos + width, length, op.name in _TEXT_OPS
+                yield pos + width, length, "utf-8" if op.name in _TEXT_OPS else ""
             pos += width + length
         else:
             return
@@ -96,23 +101,24 @@ class _Blocks:
         return self.block[:n]
 
 
-def arguments(path: str) -> list[tuple[int, int, bool]]:
+def arguments(path: str) -> list[tuple[int, int, str]]:
     """Every bytes/text argument of the pickle file ``path`` (see :func:`bytes_args`)."""
     with open(path, "rb") as f:
         return list(bytes_args(_Blocks(f).read, os.fstat(f.fileno()).st_size))
 
 
 def find_inline(read: Read, size: int, key: str,
-                args: list[tuple[int, int, bool]] | None = None) -> tuple[int, int, bool] | None:
+                args: list[tuple[int, int, str]] | None = None) -> tuple[int, int, str] | None:
     """Where the bytes the storage key ``inline:<crc32>:<length>`` names lie in the file: (offset, length in
-    the file, is_text); text (protocol 2) is latin-1 bytes written as UTF-8, between 1 and 2 bytes each."""
+    the file, encoding); text (protocols 0-2) is latin-1 bytes written as UTF-8 or raw-unicode-escape."""
     try:
         _, crc_hex, length_s = key.split(":")
         crc, length = int(crc_hex, 16), int(length_s)
     except ValueError:
         return None
     for offset, n, text in bytes_args(read, size) if args is None else args:
-        if offset + n > size or not (length <= n <= 2 * length if text else n == length):
+        widest = {"": 1, "utf-8": 2}.get(text, 6)  # raw-unicode-escape: \\u005c for a backslash
+        if offset + n > size or not (length <= n <= widest * length):
             continue
         c = produced = 0
         for piece in _pieces(read, offset, n, text):
@@ -123,9 +129,9 @@ def find_inline(read: Read, size: int, key: str,
     return None
 
 
-def _pieces(read: Read, offset: int, n: int, text: bool) -> Iterator[bytes]:
+def _pieces(read: Read, offset: int, n: int, text: str) -> Iterator[bytes]:
     """The bytes a bytes argument holds, or a text argument's code points as bytes, in pieces."""
-    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    decoder = codecs.getincrementaldecoder(text or "latin-1")("strict")
     for at in range(0, n, _CRC_PIECE):
         raw = read(offset + at, min(_CRC_PIECE, n - at))
         if not text:
@@ -138,7 +144,7 @@ def _pieces(read: Read, offset: int, n: int, text: bool) -> Iterator[bytes]:
 
 
 def inline_storage(path: str, key: str, limits: Limits,
-                   args: list[tuple[int, int, bool]]) -> tuple[str, BinaryIO | None, int, int]:
+                   args: list[tuple[int, int, str]]) -> tuple[str, BinaryIO | None, int, int]:
     """(dtype, the file holding its bytes (None: ``path`` itself; else a temporary file with decoded text),
     offset, nbytes) of the one storage the nested ``torch.save`` named ``key`` holds; ``args`` is
     :func:`arguments` of the file (walked once for all its storages)."""
@@ -158,7 +164,7 @@ def inline_storage(path: str, key: str, limits: Limits,
             return dtype, None, start, nbytes
         tmp = tempfile.NamedTemporaryFile(prefix="ckptlint-inline-")  # noqa: SIM115 - the caller closes it
         try:
-            for piece in _pieces(read, offset, n, True):
+            for piece in _pieces(read, offset, n, text):
                 tmp.write(piece)
             tmp.flush()
             length = tmp.tell()

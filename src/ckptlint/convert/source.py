@@ -110,7 +110,7 @@ class TensorSource:
         self._data: dict[str, Data] = {}
         self._shards: dict[str, TensorSource] = {}
         self._inline: dict[str, tuple[str, int, int]] = {}
-        self._inline_args: list[tuple[int, int, bool]] | None = None
+        self._inline_args: list[tuple[int, int, str]] | None = None
         self._verdicts: dict[int, tuple[TensorRecord, TensorRecord | TensorBytesError]] = {}
 
     # -- public ------------------------------------------------------------------------------------
