@@ -21,16 +21,49 @@ handler would do exactly the same thing and cannot raise.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..errors import FormatError, LimitExceeded, TruncatedPickle
+from ..limits import Budget, Limits
 from .knownbuild import state_detail
 from .pickleops import F64, I32, U16, U32
 from .stubs import Call, Global, ODict, Storage
 from .torchcalls import plain_global, rebuild_tensor_v2_plain
 
-if TYPE_CHECKING:
-    from .unpickler import StaticUnpickler
+
+class Host(Protocol):
+    """What the loop reads and writes of its :class:`~ckptlint.formats.unpickler.StaticUnpickler`.
+
+    A protocol rather than an import: the unpickler imports this module, and the import graph
+    stays acyclic (tests/test_core_import_graph.py).
+    """
+
+    data: bytes
+    pos: int
+    end: int
+    count: int
+    stream: str
+    limits: Limits
+    budget: Budget
+    anomalies: list[str]
+    frame_irregular: bool
+    persistent_load: Callable[[Any], Any] | None
+    _buf_end: int
+    _first: dict[int, int]
+    _frame_end: int | None
+    _framed: bool
+    _memo: list[Any] | dict[int, Any]
+    _memo_cap: int
+    _metastack: list[list[Any]]
+    _op_start: int
+    _stack: list[Any]
+    _restored: set[str]
+
+    def _op(self, opcode: str, obj: Any, detail: str = "") -> None: ...
+
+    def _refill(self) -> int: ...
+
+    def _restore(self, st: Storage) -> None: ...
 
 _U32 = U32.unpack_from
 _I32 = I32.unpack_from
@@ -49,7 +82,7 @@ def _limit(pos: int, buf_end: int, fe: int | None) -> int:
     return fe if fe is not None and pos < fe < buf_end else buf_end
 
 
-def run(up: StaticUnpickler, dispatch: list[Callable[[StaticUnpickler], Any] | None], stop: object) -> Any:
+def run(up: Host, dispatch: list[Callable[[Any], Any] | None], stop: object) -> Any:
     """Execute ``up``'s stream to STOP; returns the value; raises where CPython raises."""
     data = up.data
     n = len(data)
