@@ -17,7 +17,7 @@ import atexit
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .cli_support import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, input_files, jobs_count
@@ -30,22 +30,6 @@ from .cli_support import write_output as _write
 from .errors import CkptlintError, PluginError, UsageError
 from .version import __version__
 from .vocab import SEVERITIES, TARGETS_MODES
-
-
-def _read(path: str) -> tuple[Any, str | None, str | None]:
-    """``(inventory, None, None)`` or ``(None, reason, format)``; never raises an Exception."""
-    from . import inspect
-    from .errors import CheckpointError
-
-    try:
-        return inspect(path), None, None
-    except CheckpointError as e:
-        return None, e.reason, e.format
-    except CkptlintError as e:
-        return None, str(e), None
-    except Exception as e:  # noqa: BLE001 - a bug must still be one line, not a traceback
-        return None, f"internal error: {type(e).__name__}: {e}", None
-
 
 # -- inspect -----------------------------------------------------------------
 
@@ -66,76 +50,15 @@ def _add_inspect(sub: Any) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    if args.format == "json":
-        return _inspect_json(args.files, args.exclude)
-    return _inspect_text(args.files, args.exclude)
+    from .cli_inspect import run_inspect
+
+    return run_inspect(args.files, args.exclude, json=args.format == "json")
 
 
 _FILES_HELP = ("checkpoint files (.pt/.pth/.bin/.ckpt/.safetensors/*.index.json …), folders (walked for "
                "checkpoint files, respecting .gitignore and exclude), or - for standard input")
 _EXCLUDE_HELP = ("leave out what a folder walk finds matching GLOB (relative to the working directory; a "
                  "file named on the command line is always checked); repeatable, adds to the config's exclude")
-
-
-def _inputs(files: Sequence[str], exclude: Sequence[str]) -> Iterator[tuple[str, Any, str | None, str | None]]:
-    """``(name, inventory, reason, format)`` per input: folders walked, ``-`` read, each file once."""
-    from dataclasses import replace
-
-    from .rules.input import NOTE_KINDS
-    from .sources import resolve
-
-    with resolve(files, exclude=exclude, stdin=True) as sources:
-        for src in sources:
-            if src.path is None:
-                yield src.name, None, src.error, src.kind
-                continue
-            inv, reason, fmt = _read(src.path)
-            if inv is None and src.walked and fmt in NOTE_KINDS:  # a walk's tokenizer .bin: a note, not a failure
-                _report_error(src.name, f"skipped: {reason}")
-                continue
-            yield src.name, replace(inv, path=src.name) if inv is not None and src.spooled else inv, reason, fmt
-
-
-def _inspect_text(files: Sequence[str], exclude: Sequence[str]) -> int:
-    from .report.inventory_text import render_inventory
-
-    status = EXIT_OK
-    first = True
-    for path, inv, reason, _ in _inputs(files, exclude):
-        if inv is not None:
-            try:
-                text = render_inventory(inv)
-            except Exception as e:  # noqa: BLE001
-                inv, reason = None, f"internal error: {type(e).__name__}: {e}"
-            else:
-                if not first:
-                    sys.stdout.write("\n")
-                sys.stdout.write(text + "\n")
-                sys.stdout.flush()
-                first = False
-        if inv is None:
-            status = EXIT_ERROR
-            _report_error(path, reason or "unknown error")
-    return status
-
-
-def _inspect_json(files: Sequence[str], exclude: Sequence[str]) -> int:
-    from .report.inventory_json import dumps, error_entry, file_entry, join_document
-
-    status = EXIT_OK
-    encoded: list[str] = []
-    for path, inv, reason, fmt in _inputs(files, exclude):
-        if inv is not None:
-            try:
-                encoded.append(dumps(file_entry(inv)))
-                continue
-            except Exception as e:  # noqa: BLE001 - e.g. RecursionError on absurd nesting
-                reason, fmt = f"internal error: cannot encode as JSON: {type(e).__name__}", inv.format
-        status = EXIT_ERROR
-        _report_error(path, reason or "unknown error")
-        encoded.append(dumps(error_entry(path, _one_line(reason or "unknown error"), fmt)))
-    sys.stdout.write(join_document(encoded) + "\n")
-    return status
 
 
 # -- check -------------------------------------------------------------------
@@ -359,12 +282,13 @@ def _add_diff(sub: Any) -> None:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    from .cli_inspect import read_one
     from .compat.diff import diff
     from .compat.unwrap import parse_key
 
     invs = []
     for path in (args.a, args.b):
-        inv, reason, _ = _read(path)
+        inv, reason, _ = read_one(path)
         if inv is None:
             _report_error(path, reason or "unknown error")
             return EXIT_ERROR
