@@ -37,8 +37,8 @@ def test_errors_carry_their_fields() -> None:
     assert errors.TargetError("no", spec="x:y").spec == "x:y"
 
 
-def test_only_main_catches_ckptlint_errors() -> None:
-    tree = ast.parse((SRC / "cli.py").read_text(encoding="utf-8"))
+def _catchers(module: str) -> list[str]:
+    tree = ast.parse((SRC / module).read_text(encoding="utf-8"))
     catchers = []
     for fn in ast.walk(tree):
         if isinstance(fn, ast.FunctionDef):
@@ -47,8 +47,13 @@ def test_only_main_catches_ckptlint_errors() -> None:
                     names = {getattr(n, "id", getattr(n, "attr", "")) for n in ast.walk(node.type)}
                     if names & (ERROR_NAMES - {"CheckpointError"}):  # a per-file reading error is per file
                         catchers.append(fn.name)
-    # _read: a file inspect cannot read is that file's line; inspect goes on with the next file
-    assert catchers == ["_read", "main"]
+    return catchers
+
+
+def test_only_main_catches_ckptlint_errors() -> None:
+    assert _catchers("cli.py") == ["main"]
+    # read_one: a file inspect (or diff) cannot read is that file's line; inspect goes on with the next file
+    assert _catchers("cli_inspect.py") == ["read_one"]
 
 
 def test_usage_errors_are_one_line(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -104,5 +104,41 @@ class PluginError(CkptlintError):
         self.detail = message
 
 
-__all__ = ["CheckpointError", "CkptlintError", "ConfigError", "FormatError", "LimitExceeded", "OutputError",
-           "PluginError", "TargetError", "TruncatedPickle", "UnwrapError", "UsageError", "ZipStructureError"]
+# -- convert (ckptlint.convert re-exports these where they are raised) --
+
+
+class ConvertError(CkptlintError):
+    """The conversion cannot be done as asked (a hostile source without ``force``, unsupported tensors without
+    ``skip_unsupported``, no verified fix …); ``str()`` is one line naming what and why. Nothing is written."""
+
+
+class Refused(ConvertError):
+    """The source references dangerous globals (``globals``): refused unless ``force``. Nothing ran."""
+
+    def __init__(self, message: str, globals: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.globals = globals
+
+
+class TensorBytesError(CkptlintError):
+    """A tensor whose bytes cannot be written; ``key`` is its state_dict key, ``reason`` one plain line."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"tensor {key!r}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+class UnsupportedTensor(TensorBytesError):
+    """A tensor safetensors cannot hold or ckptlint cannot read statically (complex128, quantized, sparse,
+    meta, a storage only running the file would build): ``--skip-unsupported`` may leave it out."""
+
+
+class TensorDataError(TensorBytesError):
+    """The file does not hold the bytes the tensor needs (missing or short record, a deflate stream torch
+    cannot read, a view past its storage): ``torch.load`` fails on it too, so nothing is written."""
+
+
+__all__ = ["CheckpointError", "CkptlintError", "ConfigError", "ConvertError", "FormatError", "LimitExceeded",
+           "OutputError", "PluginError", "Refused", "TargetError", "TensorBytesError", "TensorDataError",
+           "TruncatedPickle", "UnsupportedTensor", "UnwrapError", "UsageError", "ZipStructureError"]

@@ -5,20 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..errors import CkptlintError
-
-
-class ConvertError(CkptlintError):
-    """The conversion cannot be done as asked (a hostile source without ``force``, unsupported tensors without
-    ``skip_unsupported``, no verified fix …); ``str()`` is one line naming what and why. Nothing is written."""
-
-
-class Refused(ConvertError):
-    """The source references dangerous globals (``globals``): refused unless ``force``. Nothing ran."""
-
-    def __init__(self, message: str, globals: tuple[str, ...]) -> None:
-        super().__init__(message)
-        self.globals = globals
+from ..errors import ConvertError as ConvertError
+from ..errors import Refused as Refused
 
 
 @dataclass(frozen=True)

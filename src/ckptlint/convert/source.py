@@ -31,7 +31,10 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import CheckpointError, CkptlintError, FormatError
+from ..errors import CheckpointError, FormatError
+from ..errors import TensorBytesError as TensorBytesError
+from ..errors import TensorDataError as TensorDataError
+from ..errors import UnsupportedTensor as UnsupportedTensor
 from ..formats.dtypes import ITEMSIZE
 from ..inventory import Inventory, TensorRecord
 from ..limits import DEFAULT_LIMITS, Limits
@@ -57,25 +60,6 @@ _EXPANDED_BYTES = 1 << 30
 """A view repeating its storage (stride 0) whose copy would be larger than this and than 64 times the
 storage bytes it reads is refused: a few bytes of file must not turn into terabytes of output."""
 
-
-
-class TensorBytesError(CkptlintError):
-    """A tensor whose bytes cannot be written; ``key`` is its state_dict key, ``reason`` one plain line."""
-
-    def __init__(self, key: str, reason: str) -> None:
-        super().__init__(f"tensor {key!r}: {reason}")
-        self.key = key
-        self.reason = reason
-
-
-class UnsupportedTensor(TensorBytesError):
-    """A tensor safetensors cannot hold or ckptlint cannot read statically (complex128, quantized, sparse,
-    meta, a storage only running the file would build): ``--skip-unsupported`` may leave it out."""
-
-
-class TensorDataError(TensorBytesError):
-    """The file does not hold the bytes the tensor needs (missing or short record, a deflate stream torch
-    cannot read, a view past its storage): ``torch.load`` fails on it too, so nothing is written."""
 
 
 @dataclass(frozen=True)

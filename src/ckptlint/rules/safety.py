@@ -94,8 +94,10 @@ def safety_findings(inv: Inventory, verdict: Verdict, trusted: frozenset[str] = 
             "check --model CLASS prints loading code that allowlists only its model classes where that is safe"))
     if data:
         # add_safe_globals advice only ever names entries of the exact data list (safety/names.py)
-        fix = safe_globals_line([q for q in dict.fromkeys(data) if q in DATA_NAMES]) + f"; {KEEP_TENSORS}"
-        out = [f if f.code != DATA.code else replace(f, fix=fix) for f in out]
+        # the fix stays one line of code (tests execute it); the pointer at convert goes in the message
+        fix = safe_globals_line([q for q in dict.fromkeys(data) if q in DATA_NAMES])
+        out = [f if f.code != DATA.code else replace(f, fix=fix, message=f"{f.message}; {KEEP_TENSORS}")
+               for f in out]
     out.extend(_hidden_streams(inv, cats))
     out.extend(ANOMALY.finding(f"readers may disagree about this file: {a}",
                                fix="re-save the checkpoint from a trusted copy")
@@ -111,13 +113,14 @@ def safety_findings(inv: Inventory, verdict: Verdict, trusted: frozenset[str] = 
         out.append(WEIGHTS_ONLY_FAILS.finding(
             f"torch.load(weights_only=True) fails (torch {verdict.torch_version}): "
             + "; ".join(b.detail for b in blocking[:3])
-            + (f" (+{len(blocking) - 3} more)" if len(blocking) > 3 else ""),
-            location=where, fix=verdict.advice + (f"; {KEEP_TENSORS}" if _only_contents(blocking) else "")))
+            + (f" (+{len(blocking) - 3} more)" if len(blocking) > 3 else "")
+            + (f"; {KEEP_TENSORS}" if _only_contents(blocking) else ""),
+            location=where, fix=verdict.advice))
     return out
 
 
 CONVERT = "ckptlint convert FILE OUT.safetensors"
-KEEP_TENSORS = f"or keep only its tensors, without loading it: {CONVERT} (docs/convert.md)"
+KEEP_TENSORS = f"to keep only its tensors, without loading it: {CONVERT} (docs/convert.md)"
 
 
 def _only_contents(blocking: list[Blocker]) -> bool:
