@@ -75,19 +75,24 @@ def ckptlint_cmd() -> list[str]:
 
 def measure(cmd: list[str]) -> tuple[float, float, int]:
     """(wall seconds, peak RSS MiB, exit code) of one fresh process."""
+    wall, rss, rc, _ = measure_full(cmd)
+    return wall, rss, rc
+
+
+def measure_full(cmd: list[str]) -> tuple[float, float, int, str]:
+    """(wall seconds, peak RSS MiB, exit code, stderr tail) of one fresh process (bench_convert uses it too)."""
     if GNU_TIME:
         t = time.perf_counter()
         p = subprocess.run([GNU_TIME, "-v", *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                            text=True, env=env())
         wall = time.perf_counter() - t
         m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
-        rc = p.returncode
         if not m:
             raise RuntimeError(f"no RSS from /usr/bin/time for {cmd}: {p.stderr[-500:]}")
-        return wall, int(m.group(1)) / 1024, rc
+        return wall, int(m.group(1)) / 1024, p.returncode, p.stderr[-800:]
     p = subprocess.run([PY, "-c", _RUSAGE_WRAPPER, *cmd], capture_output=True, text=True, env=env())
     d = json.loads(p.stdout.strip().splitlines()[-1])
-    return d["wall"], d["rss_kb"] / 1024, d["rc"]
+    return d["wall"], d["rss_kb"] / 1024, d["rc"], p.stderr[-800:]
 
 
 def repeat(cmd: list[str], n: int, ok: tuple[int, ...] = (0,)) -> tuple[float, float]:

@@ -37,18 +37,9 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PY = sys.executable
-GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
-
-_RUSAGE_WRAPPER = r"""
-import json, resource, subprocess, sys, time
-t = time.perf_counter()
-rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).returncode
-wall = time.perf_counter() - t
-kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(json.dumps({"rc": rc, "wall": wall, "rss_kb": kb}))
-"""
+import bench_compat
+from bench_compat import GNU_TIME, PY, REPO, ckptlint_cmd, env  # the measuring helpers both benchmarks share
+from bench_compat import measure_full as measure
 
 _TORCH_PROBE = r"""
 import sys
@@ -58,38 +49,9 @@ sys.stderr.write("\nTORCH_IMPORTED=%s NUMPY_IMPORTED=%s RC=%d\n" % ("torch" in s
 """
 
 
-def env() -> dict[str, str]:
-    e = dict(os.environ)
-    e["PYTHONPATH"] = REPO + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
-    return e
-
-
-def ckptlint_cmd() -> list[str]:
-    exe = os.path.join(os.path.dirname(PY), "ckptlint")
-    return [exe] if os.access(exe, os.X_OK) else [PY, "-m", "ckptlint"]
-
-
 def script_cmd(src: str, out: str) -> list[str]:
     return [PY, "-c", (f"import torch, safetensors.torch as st; sd = torch.load({src!r}, weights_only=True); "
                        f"st.save_file(sd, {out!r})")]
-
-
-def measure(cmd: list[str]) -> tuple[float, float, int, str]:
-    """(wall seconds, peak RSS MiB, exit code, stderr tail) of one fresh process."""
-    if GNU_TIME:
-        t = time.perf_counter()
-        p = subprocess.run([GNU_TIME, "-v", *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                           env=env())
-        wall = time.perf_counter() - t
-        m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
-        if not m:
-            raise RuntimeError(f"no RSS from /usr/bin/time for {cmd}: {p.stderr[-500:]}")
-        return wall, int(m.group(1)) / 1024, p.returncode, p.stderr[-800:]
-    import json
-
-    p = subprocess.run([PY, "-c", _RUSAGE_WRAPPER, *cmd], capture_output=True, text=True, env=env())
-    d = json.loads(p.stdout.strip().splitlines()[-1])
-    return d["wall"], d["rss_kb"] / 1024, d["rc"], p.stderr[-800:]
 
 
 def generate(path: str, size_gb: float) -> int:
@@ -155,7 +117,7 @@ def main() -> int:
     a = ap.parse_args()
     global PY
     if a.python:
-        PY = a.python
+        PY = bench_compat.PY = a.python  # ckptlint_cmd and the rusage fallback read bench_compat's
     if a.quick:
         a.size_gb, a.repeat = 0.25, 2
 
