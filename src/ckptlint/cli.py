@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .cli_support import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, input_files, jobs_count
+from .cli_support import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, input_files, jobs_count, target_kwargs
 from .cli_support import Parser as _Parser
 from .cli_support import one_line as _one_line
 from .cli_support import output_dir_exists as _output_dir_exists
@@ -161,12 +161,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         args.files = _without_site_pth(args.files)
         if not args.files:
             return EXIT_OK
-    if (args.model_kwargs or args.model_config) and not args.model:
-        raise UsageError("--model-kwargs and --model-config need --model")
-    if args.model_config:
-        from .targets.spec import parse_kwargs
-
-        args.model_kwargs = {**parse_kwargs(args.model_kwargs), "config": args.model_config}
+    args.model_kwargs = target_kwargs(args.model, args.model_kwargs, args.model_config)
     report = check(args.files, trusted=args.allow_global, config=args.config,
                    use_config=not args.isolated, model=args.model, model_kwargs=args.model_kwargs,
                    snapshot=args.snapshot, key=args.key, overrides=overrides,

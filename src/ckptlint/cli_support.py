@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 from .errors import OutputError, UsageError
 from .filenames import special_kind
@@ -72,3 +72,16 @@ class Parser(argparse.ArgumentParser):
         where = f"{command}: " if command else ""
         hint = f"ckptlint {command} --help" if command else "ckptlint --help"
         self.exit(EXIT_ERROR, f"ckptlint: {where}{one_line(message)} (see {hint})\n")
+
+
+def target_kwargs(model: str | None, model_kwargs: str | None, model_config: str | None) -> Any:
+    """The target's keyword arguments from ``--model-kwargs`` and ``--model-config`` (check and convert
+    share these flags): ``--model-config PATH`` is ``{"config": PATH}`` added to the kwargs."""
+    if (model_kwargs or model_config) and not model:
+        raise UsageError("--model-kwargs and --model-config need --model")
+    if not model_config:
+        return model_kwargs
+    from .targets.spec import parse_kwargs
+
+    return {**parse_kwargs(model_kwargs), "config": model_config}
+

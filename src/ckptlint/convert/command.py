@@ -62,21 +62,15 @@ def add_convert(sub: Any) -> None:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from ..cli_support import input_files, output_dir_exists
+    from ..cli_support import input_files, output_dir_exists, target_kwargs
     from ..errors import UsageError
     from .api import convert
 
-    if (args.model_kwargs or args.model_config) and not args.model:
-        raise UsageError("--model-kwargs and --model-config need --model")
+    kwargs = target_kwargs(args.model, args.model_kwargs, args.model_config)
     if args.apply_fix and not (args.model or args.snapshot):
         raise UsageError("--apply-fix needs a target: --model SPEC or --snapshot FILE")
     input_files(("--snapshot", args.snapshot), ("--model-config", args.model_config))
     output_dir_exists(args.dest)
-    kwargs: Any = args.model_kwargs
-    if args.model_config:
-        from ..targets.spec import parse_kwargs
-
-        kwargs = {**parse_kwargs(args.model_kwargs), "config": args.model_config}
     result = convert(args.src, args.dest, key=args.key, model=args.model, model_kwargs=kwargs,
                      snapshot=args.snapshot, apply_fix=args.apply_fix, force=args.force,
                      skip_unsupported=args.skip_unsupported, drop_tied=args.drop_tied,
