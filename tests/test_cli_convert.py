@@ -175,8 +175,8 @@ def test_every_flag_option_and_result_field_is_documented() -> None:
     import inspect
 
     from ckptlint.cli import build_parser
-    from ckptlint.convert.api import convert
-    from ckptlint.convert.result import ConvertResult
+    from ckptlint.conversion.api import convert
+    from ckptlint.conversion.result import ConvertResult
 
     docs = Path(__file__).resolve().parents[1] / "docs"
     page, api = (docs / "convert.md").read_text(encoding="utf-8"), (docs / "api.md").read_text(encoding="utf-8")

@@ -35,7 +35,7 @@ from _convert_files import (
     tensor_bytes,
     torch_zip,
 )
-from ckptlint.convert.result import ConvertError, Refused
+from ckptlint.conversion.result import ConvertError, Refused
 from ckptlint.errors import CheckpointError, CkptlintError, OutputError, UnwrapError
 
 W = tensor("0", [float(i) for i in range(12)], (3, 4))
@@ -267,8 +267,8 @@ def test_an_unreadable_source_is_a_checkpoint_error(tmp_path: Path) -> None:
     assert not (tmp_path / "x.safetensors").exists()
 
 
-def test_the_package_and_the_function_are_one_callable(tmp_path: Path) -> None:
-    import ckptlint.convert.api as api
+def test_ckptlint_convert_is_the_api_function_whatever_was_imported_first(tmp_path: Path) -> None:
+    import ckptlint.conversion.api as api
 
     src = torch_zip(tmp_path / "f.pt", OD({"w": W}))
     assert callable(ckptlint.convert)

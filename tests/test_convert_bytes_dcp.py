@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ckptlint.convert.dcpitems import tiles
+from ckptlint.conversion.dcpitems import tiles
 
 
 @pytest.mark.parametrize("chunks", [

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ckptlint.convert import materialize
-from ckptlint.convert.materialize import byteswapped, coalesce, strided_chunks
+from ckptlint.conversion import materialize
+from ckptlint.conversion.materialize import byteswapped, coalesce, strided_chunks
 
 
 def _oracle(store: bytes, shape: tuple[int, ...], stride: tuple[int, ...], offset: int, itemsize: int) -> bytes:

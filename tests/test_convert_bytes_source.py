@@ -16,7 +16,7 @@ import pytest
 
 import tarcraft as tc
 from _convert_files import OD, T, expected_bytes, tensor, torch_zip
-from ckptlint.convert.source import FileSpan, TensorBytesError, TensorDataError, UnsupportedTensor, open_source
+from ckptlint.conversion.source import FileSpan, TensorBytesError, TensorDataError, UnsupportedTensor, open_source
 from ckptlint.formats import read_inventory
 from ckptlint.inventory import Inventory, TensorRecord
 

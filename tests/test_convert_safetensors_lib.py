@@ -15,7 +15,7 @@ import pytest
 
 import ckptlint
 from _convert_files import OD, T, expected_bytes, tensor, torch_zip
-from ckptlint.convert.writer import OutTensor, header_bytes, split_shards, total_size
+from ckptlint.conversion.writer import OutTensor, header_bytes, split_shards, total_size
 
 pytestmark = pytest.mark.integration
 
@@ -121,7 +121,7 @@ def test_every_dtype_is_ordered_as_safetensors_orders_it() -> None:
 
     import safetensors
 
-    from ckptlint.convert.dtypes import SAFETENSORS_CODE
+    from ckptlint.conversion.dtypes import SAFETENSORS_CODE
     from ckptlint.formats.dtypes import ITEMSIZE
 
     rng = random.Random(3)

@@ -12,8 +12,8 @@ from typing import BinaryIO
 
 import pytest
 
-from ckptlint.convert.result import ConvertError
-from ckptlint.convert.writer import (
+from ckptlint.conversion.result import ConvertError
+from ckptlint.conversion.writer import (
     HASH_PLACEHOLDER,
     OutTensor,
     header_bytes,

@@ -102,7 +102,7 @@ def test_the_cycle_finder_finds_cycles() -> None:
 
 MANAGER = {"ckptlint.plugin.manager", "ckptlint.plugins"}
 MAY_USE_THE_MANAGER = {"ckptlint.cli", "ckptlint.pytest_plugin", "ckptlint.checker", "ckptlint.plugins",
-                       "ckptlint.plugin.manager", "ckptlint.convert.api"}  # convert's engine: resolver hooks
+                       "ckptlint.plugin.manager", "ckptlint.conversion.api"}  # convert's engine: resolver hooks
 
 
 def test_only_front_ends_and_the_engine_use_the_plugin_manager() -> None:

@@ -40,7 +40,7 @@ TARGET_MODULES = {"ckptlint.compat.analyze", "ckptlint.compat.unwrap", "ckptlint
                   "ckptlint.targets.signature", "ckptlint.targets.spec", "ckptlint.compat_report"}
 
 ONLY_WHEN_NEEDED = {"torch", "importlib.metadata", "email", "tomllib", "tempfile", "json.decoder",
-                    "ckptlint.convert", "ckptlint.convert.command"}
+                    "ckptlint.conversion", "ckptlint.conversion.command"}
 """Entry points (no plugin installed), a config file's TOML (none here), spooling, a baseline, convert."""
 
 
@@ -92,7 +92,7 @@ def test_entry_points_are_scanned_when_a_plugin_is_installed(two: Path, tmp_path
 
 
 def test_only_the_subcommand_that_runs_is_declared(two: Path, run_python: RunPython) -> None:
-    assert "ckptlint.convert.command" not in _modules(run_python, "check", two, "-qq", cwd=two.parent)
+    assert "ckptlint.conversion.command" not in _modules(run_python, "check", two, "-qq", cwd=two.parent)
     proc = run_python("-c", PROBE, "--help", cwd=two.parent)
     assert "convert" in proc.stdout and "check" in proc.stdout  # the full parser still lists every subcommand
 

@@ -20,7 +20,7 @@ from .version import __version__
 if TYPE_CHECKING:
     from .checker import check
     from .compat_report import CompatFix, CompatReport
-    from .convert.api import convert
+    from .conversion.api import convert
 
 
 __all__ = [
@@ -76,8 +76,8 @@ def __getattr__(name: str) -> Any:
         from . import compat_report
 
         return getattr(compat_report, name)
-    if name == "convert":  # the package is callable: ckptlint.convert(src, dest, ...) (convert/__init__.py)
-        import importlib
+    if name == "convert":
+        from .conversion.api import convert
 
-        return importlib.import_module(".convert", __name__)
+        return convert
     raise AttributeError(f"module 'ckptlint' has no attribute {name!r}")

@@ -326,7 +326,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def _add_convert(sub: Any) -> None:
-    from .convert.command import add_convert  # argparse only; the conversion loads when it runs
+    from .conversion.command import add_convert  # argparse only; the conversion loads when it runs
 
     add_convert(sub)
 

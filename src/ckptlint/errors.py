@@ -104,7 +104,7 @@ class PluginError(CkptlintError):
         self.detail = message
 
 
-# -- convert (ckptlint.convert re-exports these where they are raised) --
+# -- convert (ckptlint.conversion re-exports these where they are raised) --
 
 
 class ConvertError(CkptlintError):

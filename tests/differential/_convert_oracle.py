@@ -44,7 +44,7 @@ class Blocked(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, Blocked())
 from ckptlint.cli import main
-import ckptlint.convert.api  # the conversion's own modules, so the baseline below counts them
+import ckptlint.conversion.api  # the conversion's own modules, so the baseline below counts them
 
 def hwm_kb():  # this process's peak RSS (VmHWM: per address space; ru_maxrss would include the parent's)
     with open("/proc/self/status") as f:

@@ -1,6 +1,6 @@
 """The bytes ``ckptlint convert`` writes for each tensor, against ``torch.load`` itself (issue #15).
 
-For every tensor the Inventory records, :class:`ckptlint.convert.source.TensorSource` yields a byte stream; it
+For every tensor the Inventory records, :class:`ckptlint.conversion.source.TensorSource` yields a byte stream; it
 must equal ``tensor.contiguous()``'s bytes as ``torch.load(path, weights_only=True)`` gives them, bit for bit:
 views, transposes, slices, ``expand`` (stride 0), storage offsets and shared storages; every dtype safetensors
 holds; big-endian zips (written as a big-endian machine writes them: ``byteorder`` "big", storages swapped);
@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import tarcraft as tc
-from ckptlint.convert.source import TensorDataError, UnsupportedTensor, open_source
+from ckptlint.conversion.source import TensorDataError, UnsupportedTensor, open_source
 from ckptlint.formats import read_inventory
 from ckptlint.inventory import Inventory, TensorRecord
 

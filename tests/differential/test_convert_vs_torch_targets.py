@@ -182,7 +182,7 @@ def test_api_result_says_what_was_written(work: tuple[Path, dict[str, Converted]
 
 def test_api_refuses_a_hostile_file_with_an_exception_naming_the_global(
         work: tuple[Path, dict[str, Converted], dict[str, Any]]) -> None:
-    """ckptlint.convert(...) raises ckptlint.convert.result.Refused (a ConvertError) naming os.system; with
+    """ckptlint.convert(...) raises ckptlint.conversion.result.Refused (a ConvertError) naming os.system; with
     force=True it returns, having written the state_dict; the payload never ran (the fixture's marker)."""
     tmp, results, expected = work
     r = results["api-evil"]

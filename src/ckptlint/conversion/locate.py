@@ -1,6 +1,6 @@
 """Where a storage's bytes are, per container: the file itself, zip members, a tar's ``storages`` member.
 
-Used by :class:`ckptlint.convert.source.TensorSource`; each function reuses the reader's own pieces
+Used by :class:`ckptlint.conversion.source.TensorSource`; each function reuses the reader's own pieces
 (miniz's lookup and data offset, tarfile as torch drives it, the static unpickler for tar headers) so the
 bytes found are the ones ``torch.load`` reads.
 """

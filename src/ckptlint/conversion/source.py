@@ -18,7 +18,7 @@ storage where its bytes are (``StorageRecord.entry``). :func:`open_source` turns
 - DCP folders: each tensor (or each chunk a rank saved) is a ``torch.save`` nested in a ``.distcp`` file
   (:mod:`.dcpitems`).
 
-Views are materialised through their strides (:mod:`ckptlint.convert.materialize`), so peak memory is
+Views are materialised through their strides (:mod:`ckptlint.conversion.materialize`), so peak memory is
 bounded by the chunk size, never by a storage's or the file's size. Torch is never imported.
 """
 
