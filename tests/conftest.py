@@ -23,6 +23,7 @@ import functools
 import importlib
 import io
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -115,6 +116,18 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(subprocess.Popen, "__init__", _no_process)
         return (yield)
+
+
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """One folder for a test module's shared files, removed when the module's tests are done.
+
+    ``tmp_path_factory.mktemp`` folders live until the session ends, and the suite writes over 20 GB in a run
+    (torchvision and converted checkpoints): more than CI's disk holds. Per-test folders go as each test
+    passes (``tmp_path_retention_policy`` in pyproject.toml); the big module-wide ones go here."""
+    d = tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2])
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -21,11 +21,11 @@ class Boom:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory, torch: ModuleType) -> Path:
+def store(module_tmp: Path, torch: ModuleType) -> Path:
     """Checkpoints and a snapshot, made once: linked into each pytester directory."""
     import torchvision
 
-    d = tmp_path_factory.mktemp("ckpts")
+    d = module_tmp
     torch.manual_seed(0)
     torch.save(torchvision.models.resnet18().state_dict(), d / "good.pt")
     torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), d / "head10.pt")

@@ -184,11 +184,11 @@ class Ran:
 
 
 @pytest.fixture(scope="module")
-def ran(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Ran]:
+def ran(module_tmp: Path) -> dict[str, Ran]:
     """Every case analysed, and every snippet run unchanged in one new interpreter."""
     from conftest import python_process
 
-    root = tmp_path_factory.mktemp("fixes")
+    root = module_tmp
     work: list[tuple[str, str]] = []
     staged: dict[str, tuple[Case, CompatAnalysis, CompatAnalysis, Path]] = {}
     for name, make in CASES.items():

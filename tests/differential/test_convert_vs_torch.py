@@ -230,11 +230,11 @@ HOOKED: dict[str, torch.Tensor] = {}
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, Case], dict[str, Converted],
+def converted(module_tmp: Path) -> Iterator[tuple[dict[str, Case], dict[str, Converted],
                                                                           Path]]:
     """Every case built with torch here, then converted in one torch-less process (the custom model's module
     is on that process's path, with a marker that its import or ``__setstate__`` would write)."""
-    tmp = tmp_path_factory.mktemp("convert")
+    tmp = module_tmp
     moddir = tmp / "mods"
     moddir.mkdir()
     (moddir / f"{CUSTOM_MODULE}.py").write_text(CUSTOM_SOURCE)

@@ -217,8 +217,8 @@ def _scripted_shared(tmp: Path) -> Case:
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Case], dict[str, Converted], Path]:
-    tmp = tmp_path_factory.mktemp("convert_formats")
+def converted(module_tmp: Path) -> tuple[dict[str, Case], dict[str, Converted], Path]:
+    tmp = module_tmp
     (tmp / "netmod.py").write_text(
         "from torch import nn\n\n\ndef Net():\n"
         "    return nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 4))\n")

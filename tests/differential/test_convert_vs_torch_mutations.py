@@ -81,8 +81,8 @@ def _full_load_reads(path: Path) -> bool:
 
 
 @pytest.fixture(scope="module")
-def mutants(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, dict[str, torch.Tensor] | None, Converted]]:
-    tmp = tmp_path_factory.mktemp("mutants")
+def mutants(module_tmp: Path) -> list[tuple[Path, dict[str, torch.Tensor] | None, Converted]]:
+    tmp = module_tmp
     rng = random.Random(15)
     made: list[tuple[Path, dict[str, torch.Tensor] | None]] = []
     for fmt in ("zip", "legacy"):

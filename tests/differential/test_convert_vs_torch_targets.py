@@ -80,9 +80,9 @@ def _sharded_output(folder: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Converted], dict[str, Any]]:
+def work(module_tmp: Path) -> tuple[Path, dict[str, Converted], dict[str, Any]]:
     """Every torch-less conversion of this module, in one process."""
-    tmp = tmp_path_factory.mktemp("convert_targets")
+    tmp = module_tmp
     snap = tmp / "resnet18.json"
     r = CliRunner()("snapshot", RESNET, "-o", snap)
     assert r.returncode == 0, r.stderr

@@ -239,8 +239,8 @@ TIED = ("emb.weight", "head.weight")
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Case], dict[str, Converted], Path]:
-    tmp = tmp_path_factory.mktemp("convert_tensors")
+def converted(module_tmp: Path) -> tuple[dict[str, Case], dict[str, Converted], Path]:
+    tmp = module_tmp
     cases = dict(_cases(tmp))
     (tmp / "out").mkdir()
     jobs: list[list[str | Path]] = [["convert", c.src, tmp / "out" / f"{n}.safetensors", *c.args]

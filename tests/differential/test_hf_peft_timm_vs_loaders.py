@@ -42,10 +42,10 @@ def _run(snippets: list[tuple[str, Path]]) -> None:
 
 
 @pytest.fixture(scope="module")
-def lora(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Any]:
+def lora(module_tmp: Path) -> tuple[Path, Path, Any]:
     from transformers import BertConfig, BertModel
 
-    tmp = tmp_path_factory.mktemp("peft")
+    tmp = module_tmp
     torch.manual_seed(0)
     base_dir = tmp / "base"
     base = BertModel(BertConfig(**BERT))

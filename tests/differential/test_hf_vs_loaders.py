@@ -124,8 +124,8 @@ def _make(tmp: Path) -> list[tuple[str, Path, str, str, dict[str, Any]]]:
 
 
 @pytest.fixture(scope="module")
-def hf_cases(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, Path, str, str, dict[str, Any]]]:
-    return _make(tmp_path_factory.mktemp("hf"))
+def hf_cases(module_tmp: Path) -> list[tuple[str, Path, str, str, dict[str, Any]]]:
+    return _make(module_tmp)
 
 
 def test_from_pretrained_view_equals_from_pretrained(hf_cases: list[Any]) -> None:

@@ -200,8 +200,8 @@ EVIL = [n for n in BUILDERS if n.startswith("evil_")]
 
 
 @pytest.fixture(scope="module")
-def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("safety_corpus")
+def corpus_dir(module_tmp: Path) -> Path:
+    return module_tmp
 
 
 _BUILT: dict[str, Path] = {}

@@ -272,8 +272,8 @@ CASES = [("tar", s) for s in range(N_TAR)] + [("legacy", s) for s in range(N_LEG
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, int], dict[str, Any]]:
-    d = tmp_path_factory.mktemp("tar_legacy_diff")
+def results(module_tmp: Path) -> dict[tuple[str, int], dict[str, Any]]:
+    d = module_tmp
     allowed = allowed_globals()
     version = installed_torch_version()
     out: dict[tuple[str, int], dict[str, Any]] = {}
