@@ -29,7 +29,7 @@ PROBE = ("import sys\n"
 
 NOT_FOR_A_ZIP = {"ckptlint.formats.safetensors", "ckptlint.formats.sharded", "ckptlint.formats.directory",
                  "ckptlint.formats.dcp", "ckptlint.formats.tar_torch", "ckptlint.formats.torchscript_code",
-                 "ckptlint.formats.torchscript_index"}
+                 "ckptlint.formats.torchscript_index", "ckptlint.formats.legacy", "ckptlint.formats.tar"}
 """Readers of other formats than the torch zip being checked."""
 
 RENDERERS = {"ckptlint.report.check_text", "ckptlint.report.check_json", "ckptlint.report.sarif",
@@ -40,8 +40,9 @@ TARGET_MODULES = {"ckptlint.compat.analyze", "ckptlint.compat.unwrap", "ckptlint
                   "ckptlint.targets.signature", "ckptlint.targets.spec", "ckptlint.compat_report"}
 
 ONLY_WHEN_NEEDED = {"torch", "importlib.metadata", "email", "tomllib", "tempfile", "json.decoder",
-                    "ckptlint.conversion", "ckptlint.conversion.command"}
-"""Entry points (no plugin installed), a config file's TOML (none here), spooling, a baseline, convert."""
+                    "ckptlint.conversion", "ckptlint.conversion.command", "zipfile", "tarfile", "pickletools"}
+"""Entry points (no plugin installed), a config file's TOML (none here), spooling, a baseline, convert,
+CPython's zipfile (torch.save's zip layout is read without it: formats/pyzip.py), tar and pickletools."""
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +68,19 @@ def test_a_small_check_imports_only_what_it_uses(two: Path, run_python: RunPytho
     assert loaded & NOT_FOR_A_ZIP == set()
     assert loaded & RENDERERS == set()  # -qq prints no report
     assert loaded & TARGET_MODULES == set()  # no --model, --snapshot or configured target
+
+
+def test_zipfile_tarfile_and_pickletools_load_where_a_file_needs_them(two: Path, tmp_path: Path,
+                                                                       run_python: RunPython) -> None:
+    commented = tmp_path / "commented.pth"  # an archive comment: zipfile finds its end record itself
+    commented.write_bytes(two.read_bytes()[:-2] + b"\x02\x00hi")
+    assert "zipfile" in _modules(run_python, "check", commented, "-qq", cwd=tmp_path)
+    legacy = tmp_path / "legacy.pt"  # protocol 2, no PROTO-less stream: the tar sniff, not pickletools
+    legacy.write_bytes(b"\x80\x02}q\x00.")
+    assert {"ckptlint.formats.legacy", "tarfile"} <= _modules(run_python, "check", legacy, "-qq", cwd=tmp_path)
+    proto0 = tmp_path / "proto0.pkl"  # no PROTO opcode: its protocol is the highest its opcodes need
+    proto0.write_bytes(b"(dp0\n.")
+    assert "pickletools" in _modules(run_python, "check", proto0, "-qq", cwd=tmp_path)
 
 
 def test_a_report_loads_its_own_renderer_only(two: Path, run_python: RunPython) -> None:

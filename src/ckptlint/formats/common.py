@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import os
-import pickletools
 from dataclasses import replace
 from typing import Any, BinaryIO
 
@@ -21,10 +21,17 @@ from ..inventory import (
 from ..limits import DEFAULT_LIMITS, Budget, Limits
 from .collect import Collected, collect
 from .dtypes import TORCH_STORAGE_TYPES
-from .stubs import short_repr
+from .stubs import Global, short_repr
 from .unpickler import PersistentLoad, StaticUnpickler, Storage, storage_from_pid
 
-_PROTO_OF = {op.name: op.proto for op in pickletools.opcodes}
+
+@functools.cache
+def _proto_of() -> dict[str, int]:
+    """The protocol that introduced each opcode, as pickletools says (needed only for a stream with no PROTO:
+    importing pickletools costs more than a small check's whole reading)."""
+    import pickletools
+
+    return {op.name: op.proto for op in pickletools.opcodes}
 
 
 class CountingFile:
@@ -123,7 +130,7 @@ class Assembler:
         if up.protocol is None:
             # no PROTO opcode (protocols 0 and 1): the highest protocol among the opcodes, as pickletools
             # says, over all streams (a legacy file's magic-number pickle alone looks like protocol 0)
-            implied = max((_PROTO_OF[n] for n in up.first_offsets), default=0)
+            implied = max((_proto_of()[n] for n in up.first_offsets), default=0)
             if self.protocol is None or ("PROTO" not in self.opcodes and implied > self.protocol):
                 self.protocol = implied
         elif self.protocol is None:
@@ -349,3 +356,12 @@ _READINGS = ("file", "contiguous", "torch", "weights_only")
 def assemblers_of(budget: Budget) -> list[Assembler]:
     """The Assemblers made for one file (registered with its budget), oldest first."""
     return [r for r in budget.readers if isinstance(r, Assembler)]
+
+
+def storage_alias(pid: Any) -> Any:
+    """``torch.Storage`` is ``torch.FloatStorage`` (``StorageType("Storage")`` fails, so torch's UnpicklerWrapper
+    imports the real name, whose ``dtype`` is float32): the persistent id as the float storage it is."""
+    if isinstance(pid, tuple) and len(pid) > 1 and isinstance(pid[1], Global) and pid[1].qualname == "torch.Storage":
+        g = pid[1]
+        return (pid[0], Global("torch", "FloatStorage", g.stream, g.offset), *pid[2:])
+    return pid

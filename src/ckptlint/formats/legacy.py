@@ -13,14 +13,13 @@ the declared sizes; tensor bytes are never read.
 
 from __future__ import annotations
 
-import pickletools
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import FormatError
 from ..inventory import FormatFacts, Inventory, StorageRecord, StreamStop
 from ..limits import DEFAULT_LIMITS, Budget, Limits
-from .common import Assembler, CountingFile, record_pid
+from .common import Assembler, CountingFile, record_pid, storage_alias
 from .dtypes import ITEMSIZE, STORAGE_DTYPES
 from .knowncalls import global_kind
 from .stubs import short_repr
@@ -78,6 +77,8 @@ def frame_end(f: CountingFile, offset: int, end: int) -> int:
     data = f.pread(offset, end - offset)
     if b"\x95" not in data:
         return end
+    import pickletools  # only a legacy file with FRAMEs gets here: the import costs a small check's start-up
+
     last = end
     try:
         for op, arg, pos in pickletools.genops(data):
@@ -424,15 +425,6 @@ def _legacy_loader(asm: Assembler, register: bool = True) -> Any:
             raise FormatError(f"{stype.qualname} has no dtype (torch raises AttributeError)")
         return storage(pid)
     return load
-
-
-def storage_alias(pid: Any) -> Any:
-    """``torch.Storage`` is ``torch.FloatStorage`` (``StorageType("Storage")`` fails, so torch's UnpicklerWrapper
-    imports the real name, whose ``dtype`` is float32): the persistent id as the float storage it is."""
-    if isinstance(pid, tuple) and len(pid) > 1 and isinstance(pid[1], Global) and pid[1].qualname == "torch.Storage":
-        g = pid[1]
-        return (pid[0], Global("torch", "FloatStorage", g.stream, g.offset), *pid[2:])
-    return pid
 
 
 def all_truthy(items: Any) -> bool:

@@ -17,19 +17,37 @@ Reads are bounded by the file's Budget like every other read.
 
 from __future__ import annotations
 
-import zipfile
-import zlib
+import functools
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from ..errors import LimitExceeded
 from ..limits import Budget
 from .zipreader import ZipArchive
 
-_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, ValueError,
-           OverflowError, EOFError, OSError, zlib.error, UnicodeDecodeError, KeyError, IndexError,
-           MemoryError, AttributeError, TypeError)
+if TYPE_CHECKING:  # zipfile is imported only where it opens an archive (start-up of a small check)
+    import zipfile
+
+# zipfile's own layout constants (tests/test_pyzip_end_record.py holds them equal to zipfile's)
+_END = struct.Struct("<4s4H2LH")  # structEndArchive
+_LOCATOR64 = struct.Struct("<4sLQL")  # structEndArchive64Locator
+_END64 = struct.Struct("<4sQ2H2L4Q")  # structEndArchive64
+_ECD_SIGNATURE, _ECD_SIZE, _ECD_OFFSET, _ECD_LOCATION = 0, 5, 6, 9
+_END_SIG, _LOCATOR64_SIG, _END64_SIG = b"PK\x05\x06", b"PK\x06\x07", b"PK\x06\x06"
+MAX_EXTRACT_VERSION = 63
+
+
+@functools.cache
+def _errors() -> tuple[type[BaseException], ...]:
+    """Everything ``zipfile`` raises on a hostile archive (importing zipfile on first need)."""
+    import zipfile
+    import zlib
+
+    return (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, ValueError,
+            OverflowError, EOFError, OSError, zlib.error, UnicodeDecodeError, KeyError, IndexError,
+            MemoryError, AttributeError, TypeError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +115,11 @@ class PyZipView:
     def read(self, m: Listed, cap: int, budget: Budget) -> tuple[bytes | None, str | None]:
         """``ZipFile.read`` of ``m``, bounded: (bytes, None) or (None, zipfile's error)."""
         if self._zf is None and self.same_as is not None and self._f is not None:
+            import zipfile
+
             try:
                 self._zf = zipfile.ZipFile(self._f)
-            except _ERRORS as e:
+            except _errors() as e:
                 return None, f"{type(e).__name__}: {e}".splitlines()[0]
         if self._zf is None:
             return None, self.error
@@ -121,7 +141,7 @@ class PyZipView:
                         raise LimitExceeded("max_pickle_bytes", cap, f"zip member {m.name!r} (Python's zipfile)")
         except LimitExceeded:
             raise
-        except _ERRORS as e:
+        except _errors() as e:
             return None, f"{type(e).__name__}: {e}".splitlines()[0]
         return bytes(out), None
 
@@ -138,21 +158,27 @@ def py_zip_view(f: BinaryIO, file_size: int, budget: Budget, archive: ZipArchive
     possible headers it is not opened (reported as its failure to read the archive).
     ``archive``: miniz's parse of the same file; where zipfile would list exactly its entries,
     that parse is the listing (zipfile still finds its end record itself)."""
-    try:
-        endrec = zipfile._EndRecData(f)  # type: ignore[attr-defined]  # what ZipFile() reads first
-    except _ERRORS:
-        endrec = None
+    endrec = plain_end_record(f)
+    if endrec is None:
+        import zipfile
+
+        try:
+            endrec = zipfile._EndRecData(f)  # type: ignore[attr-defined]  # what ZipFile() reads first
+        except _errors():
+            endrec = None
     if endrec:
-        cd_bytes = min(int(endrec[zipfile._ECD_SIZE]), file_size)  # type: ignore[attr-defined]
+        cd_bytes = min(int(endrec[_ECD_SIZE]), file_size)
         if cd_bytes // 46 > budget.limits.max_zip_entries:
             return PyZipView(f"not opened: its central directory could hold {cd_bytes // 46} entries "
                              f"(limit max_zip_entries={budget.limits.max_zip_entries})", [], {})
         budget.charge_bytes(cd_bytes, "zip central directory bytes (Python's zipfile)")
         if archive is not None and _coincides(archive, endrec):
             return PyZipView(None, archive.members, same_as=archive, f=f)
+    import zipfile
+
     try:
         zf = zipfile.ZipFile(f)
-    except _ERRORS as e:
+    except _errors() as e:
         return PyZipView(f"{type(e).__name__}: {e}".splitlines()[0], [], {})
     members = [PyMember(i.filename, i.header_offset, i.compress_size, i.file_size, i.compress_type, i.CRC)
                for i in zf.infolist()]
@@ -166,9 +192,45 @@ def _coincides(z: ZipArchive, endrec: list[Any]) -> bool:
     walks the size, miniz the count), each one's name ASCII without NUL or backslash (decoded alike,
     never cut or rewritten), no extra field (nothing ZIP64 or Unicode-path to reinterpret), and a
     version zipfile extracts. Then name, offset, sizes, method and CRC are the central header's."""
-    size_cd, offset_cd = endrec[zipfile._ECD_SIZE], endrec[zipfile._ECD_OFFSET]  # type: ignore[attr-defined]
-    concat = endrec[zipfile._ECD_LOCATION] - size_cd - offset_cd  # type: ignore[attr-defined]
-    if endrec[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:  # type: ignore[attr-defined]
-        concat -= zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator  # type: ignore[attr-defined]
+    size_cd, offset_cd = endrec[_ECD_SIZE], endrec[_ECD_OFFSET]
+    concat = endrec[_ECD_LOCATION] - size_cd - offset_cd
+    if endrec[_ECD_SIGNATURE] == _END64_SIG:
+        concat -= _END64.size + _LOCATOR64.size
     return (concat == 0 and offset_cd == z.cd_offset and size_cd == z.cd_size and z.plain
-            and z.max_extract_version <= zipfile.MAX_EXTRACT_VERSION)
+            and z.max_extract_version <= MAX_EXTRACT_VERSION)
+
+
+def plain_end_record(f: BinaryIO) -> list[Any] | None:
+    """``zipfile._EndRecData(f)`` for the layouts writers produce, without importing zipfile: no archive
+    comment, and no ZIP64 locator or one on disk 0 with its ZIP64 end record before it (torch.save's
+    layout). None: any other layout, which zipfile itself reads. Every step is zipfile's own, in its
+    order; where zipfile would raise or search further, this gives up instead of guessing."""
+    size = f.seek(0, 2)
+    if size < _END.size:
+        return None
+    f.seek(size - _END.size)
+    data = f.read()
+    if len(data) != _END.size or data[:4] != _END_SIG or data[-2:] != b"\0\0":
+        return None  # a comment, or no end record at the end: zipfile searches backwards
+    endrec: list[Any] = [*_END.unpack(data), b"", size - _END.size]
+    at = size - _END.size - _LOCATOR64.size
+    if at < 0:
+        return endrec  # zipfile: the seek fails, the file is too small for ZIP64
+    f.seek(at)
+    loc = f.read(_LOCATOR64.size)
+    if len(loc) != _LOCATOR64.size:
+        return endrec
+    sig, diskno, _, disks = _LOCATOR64.unpack(loc)
+    if sig != _LOCATOR64_SIG:
+        return endrec
+    if diskno != 0 or disks > 1 or at < _END64.size:
+        return None  # zipfile raises here (multi-disk, or its unguarded seek before the file's start)
+    f.seek(at - _END64.size)
+    rec = f.read(_END64.size)
+    if len(rec) != _END64.size:
+        return endrec
+    sig, _, _, _, disk_num, disk_dir, dircount, dircount2, dirsize, diroffset = _END64.unpack(rec)
+    if sig != _END64_SIG:
+        return endrec
+    endrec[:7] = [sig, disk_num, disk_dir, dircount, dircount2, dirsize, diroffset]
+    return endrec

@@ -23,8 +23,7 @@ from typing import Any, cast
 from ..errors import FormatError, LimitExceeded
 from ..inventory import FormatFacts, Inventory, StorageRecord, StreamStop
 from ..limits import DEFAULT_LIMITS, Budget, Limits
-from .common import Assembler, CountingFile, record_pid
-from .legacy import storage_alias
+from .common import Assembler, CountingFile, record_pid, storage_alias
 from .pyzip import Listed, PyZipView, py_zip_view
 from .torchload_zip import KEEP, TorchZipReading, read_like_torch
 from .unpickler import PersistentLoad, storage_from_pid
