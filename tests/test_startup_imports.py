@@ -83,6 +83,16 @@ def test_zipfile_tarfile_and_pickletools_load_where_a_file_needs_them(two: Path,
     assert "pickletools" in _modules(run_python, "check", proto0, "-qq", cwd=tmp_path)
 
 
+def test_tabulate_loads_only_for_a_table_of_findings(two: Path, tmp_path: Path, run_python: RunPython) -> None:
+    clean = _modules(run_python, "check", two, cwd=two.parent)  # the text report: "no findings"
+    assert "ckptlint.report.check_text" in clean and "tabulate" not in clean
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(b"\x80\x02cos\nsystem\nq\x00.")
+    proc = run_python("-c", PROBE, "check", evil, cwd=tmp_path)
+    code, modules = ast.literal_eval(proc.stdout.strip().splitlines()[-1])
+    assert code == 1 and "tabulate" in modules and "os.system" in proc.stdout, proc.stdout
+
+
 def test_a_report_loads_its_own_renderer_only(two: Path, run_python: RunPython) -> None:
     loaded = _modules(run_python, "check", two, "--format", "json", cwd=two.parent)
     assert loaded & RENDERERS == {"ckptlint.report.check_json", "ckptlint.report.inventory_json"}  # it embeds one

@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tabulate import tabulate
-
 from ..results import FileReport, Report
 from ..vocab import SEVERITIES
 from .inventory_text import clean
@@ -43,6 +41,8 @@ def render_file(fr: FileReport, color: bool = False) -> str:
     if not fr.findings:
         lines.append("  no findings")
         return "\n".join(lines)
+    from tabulate import tabulate  # only a file with findings has a table (its import costs ~30 ms of start-up)
+
     rows = [(f.code, f.severity, _clean(f.location), _clean(f.key), clean(f.message))
             for f in fr.findings]
     table = tabulate(rows, headers=("code", "severity", "location", "key", "message"),

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from tabulate import tabulate
-
 from ..inventory import Inventory, TensorRecord
 
 HEADERS = ("key path", "dtype", "shape", "device", "storage key", "storage bytes", "param")
@@ -83,6 +81,8 @@ def tensor_table(inv: Inventory) -> str:
         return "(no tensors)"
     if len(rows) > FAST_TABLE_ROWS:
         return fast_table(rows, HEADERS, _ALIGN)
+    from tabulate import tabulate  # here, not at the top: check_text imports clean() from this module
+
     return tabulate(rows, headers=HEADERS, tablefmt="simple", disable_numparse=True, colalign=_ALIGN)
 
 
@@ -129,6 +129,8 @@ def summary_rows(inv: Inventory) -> list[tuple[str, str]]:
 
 def render_inventory(inv: Inventory) -> str:
     """The full text report for one file: header, tensor table, summary."""
+    from tabulate import tabulate
+
     out = [f"{clean(inv.path)}  ({clean(inv.format)})", "", tensor_table(inv), ""]
     out.append(tabulate(summary_rows(inv), tablefmt="plain", disable_numparse=True))
     shared = inv.shared_storages()
