@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -190,6 +190,18 @@ CRAFTED: dict[str, bytes] = {
     "a dtype called after a call": b"\x80\x02" + _G + b")R0ctorch\nfloat32\n)R.",
     "a loader called": b"\x80\x02cpickle\nloads\nC\x02N.\x85R.",
     "stack_global of memoized names": b"\x80\x04\x8c\x02os\x94\x8c\x06system\x94h\x00h\x01\x93)Rh\x00h\x01\x93)R\x86.",
+    # SETITEM: a str key into a plain dict is inline; any other key, target or stack is the handler's
+    "setitem of str keys into a dict": b"\x80\x02}" + _u("a") + b"K\x01s" + _u("b") + b"}" + _u("v") + b"K\x01ss.",
+    "setitem overwrites a key": b"\x80\x02}" + _u("a") + b"K\x01s" + _u("a") + b"K\x02s.",
+    "setitem of a tuple key": b"\x80\x02}K\x01K\x02\x86K\x03s.",
+    "setitem of an int key": b"\x80\x02}K\x01K\x03s.",
+    "setitem of a list key": b"\x80\x02}]K\x03s.",
+    "setitem into an OrderedDict": b"\x80\x02" + _HOOKS + _u("a") + b"K\x01s.",
+    "setitem into a list": b"\x80\x02](K\x01eK\x00" + _u("a") + b"s.",
+    "setitem into None": b"\x80\x02N" + _u("a") + b"K\x01s.",
+    "setitem into a plain global": b"\x80\x02" + _G + _u("a") + b"K\x01s.",
+    "setitem with two on the stack": b"\x80\x02" + _u("a") + b"K\x01s.",
+    "setitem across a mark": b"\x80\x02}(" + _u("a") + b"K\x01s.",
     # persistent ids
     "storage pid": b"\x80\x02" + _PID + b".",
     "storage pid at an odd location": b"\x80\x02(" + _u("storage") + b"ctorch\nFloatStorage\n" + _u("0") + _u("weird")
@@ -206,7 +218,7 @@ CRAFTED: dict[str, bytes] = {
 
 WARM_UP = (b"(K\x01J\x01\x00\x00\x00M\x01\x00G\x00\x00\x00\x00\x00\x00\x00\x00N\x88\x89)}]X\x01\x00\x00\x00a\x8c\x01b"
            b"K\x01\x85K\x01K\x02\x86K\x01K\x02K\x03\x87(K\x01tK\x0120]K\x01a](K\x01ecmymod\nW\n)Rcmymod\nW\n)\x81"
-           b"cmymod\nW\n}bccollections\nOrderedDict\n)R1")
+           b"cmymod\nW\n}bccollections\nOrderedDict\n)R}X\x01\x00\x00\x00kK\x01s1")
 """Every inline opcode but the memo's and BINPERSID, once, inside a MARK that POP_MARK drops: a stream after
 it runs its opcodes inline from their first use (an opcode's first use always takes its handler)."""
 
@@ -298,3 +310,21 @@ def test_torch_files_read_the_same_inline_and_by_the_handlers(torch: ModuleType,
             paths.append(tmp_path / f"{len(paths)}.pt")
             paths[-1].write_bytes(data)
     assert _assert_same(paths) == 2 * len(paths)
+
+
+@pytest.mark.parametrize("key", [_u("k"), b"K\x01K\x02\x86", b"K\x01"])
+def test_the_inline_setitem_keeps_the_hash_bound(key: bytes) -> None:
+    """An inline SETITEM charges what the handler charges (a str key one hash node, a tuple key each of its
+    nodes): the bound stops the stream at the same SETITEM both ways."""
+    data = warmed(b"\x80\x02}" + (key + b"K\x01s") * 5 + b".")
+    stops = []
+    for mode in ("inline", "handlers"):
+        with handlers_only() if mode == "handlers" else nullcontext():
+            up = StaticUnpickler(data, "s", limits=Limits(max_hash_nodes=3))
+            with pytest.raises(CkptlintError) as e:
+                up.load()
+        stops.append((getattr(e.value, "field", None), up.stop_offset, up.budget.hashed))
+    assert stops[0] == stops[1]
+    assert stops[0][0] == "max_hash_nodes" and data[stops[0][1]] == ord("s")
+    if key == _u("k"):  # the warm-up's SETITEM and two keys fill the bound; the third SETITEM is past it
+        assert stops[0][1] == 2 + len(WARM_UP) + 1 + 3 * len(key + b"K\x01s") - 1

@@ -16,6 +16,8 @@ handler would do exactly the same thing and cannot raise.
   any other index turns it into the handler's dict for the rest of the stream.
 - ``REDUCE`` of ``torch._utils._rebuild_tensor_v2`` and of ``collections.OrderedDict()`` in the
   shapes ``torch.save`` writes is built here; any other shape goes to ``op_REDUCE``.
+- ``SETITEM`` of a ``str`` key into a plain ``dict`` (a state_dict's ``_metadata``) runs here while the
+  file's hash budget has room for its one node; anything else is ``op_SETITEM``'s.
 """
 
 from __future__ import annotations
@@ -70,10 +72,11 @@ _I32 = I32.unpack_from
 _U16 = U16.unpack_from
 _F64 = F64.unpack_from
 
-INLINE = frozenset(b"rqKhJM(XtQb02ae\x81\x86\x85\x87\x89\x88N)}]R\x8c\x94jG")
+INLINE = frozenset(b"rqKhJM(XtQb02aes\x81\x86\x85\x87\x89\x88N)}]R\x8c\x94jG")
 """The opcodes this loop runs itself once seen (in the common shape)."""
 
 _ODICT = "collections.OrderedDict"
+_new_dict = dict.__new__
 
 
 def _limit(pos: int, buf_end: int, fe: int | None) -> int:
@@ -111,6 +114,8 @@ def run(up: Host, dispatch: list[Callable[[Any], Any] | None], stop: object) -> 
     build_detail = ""
     persistent_load = up.persistent_load
     restored = up._restored
+    budget = up.budget
+    max_hash = budget.limits.max_hash_nodes
     try:
         for count in range(1, left + 1):  # count is read after the loop
             if pos >= buf_end:
@@ -229,7 +234,10 @@ def run(up: Host, dispatch: list[Callable[[Any], Any] | None], stop: object) -> 
                                 up._op("REDUCE", func)
                                 od_seen = func
                             stack.pop()
-                            stack[-1] = ODict(_ODICT)
+                            od = _new_dict(ODict)  # ODict(_ODICT) without a Python __init__ call
+                            od.qualname = _ODICT
+                            od.metadata = None
+                            stack[-1] = od
                             pos += 1
                             continue
             elif k == 98:  # BUILD
@@ -254,6 +262,15 @@ def run(up: Host, dispatch: list[Callable[[Any], Any] | None], stop: object) -> 
                                 build_seen, build_detail = target, detail
                             pos += 1
                             continue
+            elif k == 115:  # SETITEM
+                # a str key into a plain dict (state_dict metadata): _setitems charges one hash node, records nothing
+                if len(stack) >= 3 and type(stack[-3]) is dict and type(stack[-2]) is str and budget.hashed < max_hash:
+                    budget.hashed += 1
+                    v = stack.pop()
+                    key = stack.pop()
+                    stack[-1][key] = v
+                    pos += 1
+                    continue
             elif k == 48:  # POP
                 if stack:
                     stack.pop()
