@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from ..errors import LimitExceeded
@@ -50,16 +49,18 @@ def _errors() -> tuple[type[BaseException], ...]:
             MemoryError, AttributeError, TypeError)
 
 
-@dataclass(frozen=True, slots=True)
 class PyMember:
-    """One entry as ``zipfile.ZipFile`` lists it."""
+    """One entry as ``zipfile.ZipFile`` lists it (a plain class: see zipextract.Extracted)."""
 
-    name: str
-    header_offset: int
-    compressed_size: int
-    size: int
-    method: int
-    crc: int
+    __slots__ = ("compressed_size", "crc", "header_offset", "method", "name", "size")
+
+    def __init__(self, name: str, header_offset: int, compressed_size: int, size: int, method: int, crc: int) -> None:
+        self.name = name
+        self.header_offset = header_offset
+        self.compressed_size = compressed_size
+        self.size = size
+        self.method = method
+        self.crc = crc
 
 
 class Listed(Protocol):

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import codecs
 import re
-from dataclasses import dataclass, field
 
 from .zipextract import Extracted, extract, stat_error
 from .zipreader import ZipArchive, ZipMember
@@ -38,27 +37,40 @@ _INT_PREFIX = re.compile(rb"[+-]?(?:\d(?:_?\d)*_?)?\s*")
 """What can still begin an ``int()`` literal once leading whitespace is gone (the rest may complete it)."""
 
 
-@dataclass
 class TorchZipReading:
-    """The records torch reads, and where it stops."""
+    """The records torch reads, and where it stops. A plain class (start-up: see :class:`Extracted`)."""
 
-    cap: int = 1 << 30
-    """Most bytes produced for one record (``Limits.max_pickle_bytes``)."""
-    prefix: bytes = b""
-    refuses: str | None = None
-    """torch.load raises here, before unpickling anything (its message, one line)."""
-    fails_after: str | None = None
-    """torch.load raises after unpickling ``data.pkl`` (the payload has run by then)."""
-    script: bool = False
-    records: dict[str, bytes] = field(default_factory=dict)
-    """Small records as torch reads them (``version``, ``byteorder`` …)."""
-    read: dict[str, ZipMember] = field(default_factory=dict)
-    """Record name -> the entry torch's lookup returns for it."""
-    data_pkl: Extracted | None = None
-    sid_uninitialised: str | None = None
-    """``.data/serialization_id`` is partly memory nothing wrote (the extraction's note)."""
-    notes: list[str] = field(default_factory=list)
-    """Records torch reads whose content is unpredictable or cut (anomalies)."""
+    __slots__ = (
+        "cap",
+        "data_pkl",
+        "fails_after",
+        "notes",
+        "prefix",
+        "read",
+        "records",
+        "refuses",
+        "script",
+        "sid_uninitialised",
+    )
+
+    def __init__(self, cap: int = 1 << 30) -> None:
+        self.cap = cap
+        """Most bytes produced for one record (``Limits.max_pickle_bytes``)."""
+        self.prefix = b""
+        self.refuses: str | None = None
+        """torch.load raises here, before unpickling anything (its message, one line)."""
+        self.fails_after: str | None = None
+        """torch.load raises after unpickling ``data.pkl`` (the payload has run by then)."""
+        self.script = False
+        self.records: dict[str, bytes] = {}
+        """Small records as torch reads them (``version``, ``byteorder`` …)."""
+        self.read: dict[str, ZipMember] = {}
+        """Record name -> the entry torch's lookup returns for it."""
+        self.data_pkl: Extracted | None = None
+        self.sid_uninitialised: str | None = None
+        """``.data/serialization_id`` is partly memory nothing wrote (the extraction's note)."""
+        self.notes: list[str] = []
+        """Records torch reads whose content is unpredictable or cut (anomalies)."""
 
     def name(self, record: str) -> str:
         return (self.prefix + b"/").decode("utf-8", "replace") + record

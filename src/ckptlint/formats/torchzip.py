@@ -17,7 +17,6 @@ Three readings are put side by side:
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, cast
 
 from ..errors import FormatError, LimitExceeded
@@ -90,7 +89,7 @@ def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArch
             structure = asm.collect(value, labels[m])
             # collected: the parsed objects and the pickle's bytes are not needed any more (memory)
             del value, rec
-            reading.data_pkl = dataclasses.replace(reading.data_pkl, data=b"")
+            reading.data_pkl = reading.data_pkl.without_data()
             parsed.add(m.index)
             records.data_named = True
             loaded.append(labels[m])

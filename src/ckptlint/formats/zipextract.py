@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
 
 from ..errors import LimitExceeded
 from . import zipmember as zr
@@ -33,22 +32,34 @@ _LFH = struct.Struct("<HH16xHH")
 """Local header fields after the signature and version: flags, method, name and extra lengths."""
 
 
-@dataclass(frozen=True)
 class Extracted:
-    """What torch reads from one zip member, or why it cannot."""
+    """What torch reads from one zip member, or why it cannot.
 
-    data: bytes
-    """What torch reads (a prefix of it when ``uninitialized`` or when capped)."""
-    error: str | None = None
-    """miniz reports an error: torch raises ``PytorchStreamReader failed reading file …: <error>``."""
-    uninitialized: bool = False
-    """torch's buffer continues past ``data`` with memory nothing wrote (its content is unpredictable)."""
-    note: str | None = None
-    """Why the bytes are not simply the member's content (stream longer than declared, corrupt …)."""
-    produced: int = 0
-    """How many meaningful bytes torch's buffer holds (``data`` is their prefix when extracted with ``keep``)."""
-    crc: int | None = None
-    """CRC-32 of all ``produced`` bytes (what Python's zipfile checks), where known."""
+    A plain class, not a dataclass: every zip check uses it, and creating a dataclass costs start-up."""
+
+    __slots__ = ("crc", "data", "error", "note", "produced", "uninitialized")
+
+    def __init__(self, data: bytes, error: str | None = None, uninitialized: bool = False, note: str | None = None,
+                 produced: int = 0, crc: int | None = None) -> None:
+        self.data = data
+        """What torch reads (a prefix of it when ``uninitialized`` or when capped)."""
+        self.error = error
+        """miniz reports an error: torch raises ``PytorchStreamReader failed reading file …: <error>``."""
+        self.uninitialized = uninitialized
+        """torch's buffer continues past ``data`` with memory nothing wrote (its content is unpredictable)."""
+        self.note = note
+        """Why the bytes are not simply the member's content (stream longer than declared, corrupt …)."""
+        self.produced = produced
+        """How many meaningful bytes torch's buffer holds (``data`` is their prefix when extracted with ``keep``)."""
+        self.crc = crc
+        """CRC-32 of all ``produced`` bytes (what Python's zipfile checks), where known."""
+
+    def __repr__(self) -> str:
+        return f"Extracted({', '.join(f'{k}={getattr(self, k)!r}' for k in self.__slots__)})"
+
+    def without_data(self) -> Extracted:
+        """The same reading with its bytes released (memory, once they are parsed)."""
+        return Extracted(b"", self.error, self.uninitialized, self.note, self.produced, self.crc)
 
     @property
     def complete(self) -> bool:
