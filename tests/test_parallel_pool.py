@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -120,6 +123,66 @@ def test_a_worker_that_dies_is_that_jobs_result_and_the_rest_are_checked(method:
     results = list(run_in_order(dies_in_a_worker, list(range(6)), 2, crashed))
     assert results[0] == 0 and results[3:] == [30, 40, 50]
     assert -1 in results[1:3] and set(results[1:3]) <= {-1, 10, -2, 20}  # the job the worker died on: crashed
+
+
+def waits_in_a_worker(n: int) -> tuple[int, int]:
+    """In a worker, every job waits until the last job has been checked (a marker file); job 11, the
+    last, writes it. Only a caller that takes the next free job itself (not the jobs a fixed share
+    gives it) gets there; the wait is bounded, so a caller that does not fails the test, not hangs."""
+    import time
+
+    marker = os.environ["PARALLEL_TEST_MARKER"]
+    if os.getpid() != int(os.environ["PARALLEL_TEST_PARENT"]):
+        for _ in range(600):
+            if os.path.exists(marker):
+                break
+            time.sleep(0.05)
+    if n == 11:
+        with open(marker, "w"):
+            pass
+    return n, os.getpid()
+
+
+def test_whoever_is_free_takes_the_next_job(method: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PARALLEL_TEST_PARENT", str(os.getpid()))
+    monkeypatch.setenv("PARALLEL_TEST_MARKER", str(tmp_path / "last-done"))
+    results = list(run_in_order(waits_in_a_worker, list(range(12)), 2, lost))
+    assert [n for n, _ in results] == list(range(12))
+    by_worker = [n for n, pid in results if pid != os.getpid()]
+    assert by_worker and by_worker == list(range(1, len(by_worker) + 1))  # the first it was sent, then stuck
+    assert len(by_worker) <= 2  # two small chunks ahead at most: this process checked all the others meanwhile
+    assert (tmp_path / "last-done").exists()
+
+
+def big(n: int) -> bytes:
+    """A result larger than a pipe holds (a worker's result arrives in many reads)."""
+    return bytes([n]) * (3 << 20) + str(os.getpid()).encode()
+
+
+def test_results_larger_than_a_pipe_arrive_whole(method: str) -> None:
+    results = list(run_in_order(big, list(range(5)), 2, crashed))
+    assert [r[:3 << 20] for r in results] == [bytes([n]) * (3 << 20) for n in range(5)]
+    assert {int(r[3 << 20:]) for r in results} - {os.getpid()}  # some came from a worker
+
+
+BUFFERED = """
+import sys
+from ckptlint.parallel import run_in_order
+def double(n):
+    return 2 * n
+def crashed(n, reason):
+    raise AssertionError(reason)
+if __name__ == "__main__":
+    sys.stdout.write("before ")  # still in this process's buffer when the workers start
+    print(list(run_in_order(double, list(range(9)), 3, crashed)))
+"""
+
+
+def test_what_the_caller_buffered_is_written_once(tmp_path: Path) -> None:
+    script = tmp_path / "buffered.py"
+    script.write_text(BUFFERED)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True).stdout
+    assert out == "before [0, 2, 4, 6, 8, 10, 12, 14, 16]\n"
 
 
 def test_no_pool_for_two_jobs_or_one_worker() -> None:

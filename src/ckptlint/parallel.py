@@ -14,30 +14,25 @@ the order of the jobs, whatever order the workers finish in. An exception a job 
 raised when its position is reached, exactly where a serial run raises it; a worker that dies
 (killed, out of memory) becomes that file's result through ``crashed``, never a hang.
 ``workers`` counts this process: it checks the first file (before forking, so the workers inherit
-what that imported) and then every ``workers``-th chunk of files, while ``workers - 1`` pool
-processes check the others ahead of it. With one worker, or two jobs or fewer, nothing is started.
+what that imported), then starts ``workers - 1`` processes (:mod:`ckptlint.parallel_pool`) and,
+between its turns, keeps them fed and checks the next job nobody has taken: whoever is free takes
+the next files, so no process waits for another until the last few. With one worker, or two jobs
+or fewer, nothing is started.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections import deque  # loaded already by typing (no start-up cost)
 from collections.abc import Callable, Generator, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
-
-if TYPE_CHECKING:  # the pool's modules load only when a pool starts (startup time of a serial check)
-    from collections import deque
-    from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any, Generic, TypeVar
 
 J = TypeVar("J")
 R = TypeVar("R")
 
 MAX_DEFAULT_JOBS = 8
 """The default never starts more workers than this (memory: each holds one file's inventory)."""
-IN_FLIGHT_PER_WORKER = 4
-"""Chunks submitted ahead per worker: enough to keep each busy, few enough to bound queued results."""
-MAX_CHUNK = 16
-"""Jobs per message at most: small files share one round trip; a slow file holds up few others."""
 
 
 class Done(Generic[R]):
@@ -107,176 +102,65 @@ def _serial(fn: Callable[[J], R], items: Sequence[J | Done[R] | Raise]) -> Gener
 
 def _pooled(fn: Callable[[J], R], items: Sequence[J | Done[R] | Raise], workers: int,
             crashed: Callable[[J, str], R], compact: tuple[type, ...]) -> Generator[R, None, None]:
-    """This process is one of the ``workers``: it checks every ``workers``-th chunk itself (in
-    order, while the pool's ``workers - 1`` processes check theirs ahead), so ``-j 2`` on two
-    cores runs two checks at a time, not three processes on two cores."""
-    from collections import deque
-    from concurrent.futures.process import BrokenProcessPool
-
-    following = iter(items)
-    for first in following:  # the first job runs here: forked workers inherit its imports and caches
-        if isinstance(first, Raise):
-            raise first.error
-        if isinstance(first, Done):
-            yield first.value
+    """This process is one of the ``workers``: between its turns it feeds the pool's ``workers - 1``
+    processes and checks the next unassigned job itself, so ``-j 2`` on two cores runs two checks at
+    a time (not three processes on two cores) and neither waits for the other until the last jobs."""
+    pos = 0
+    while pos < len(items):  # the first job runs here: forked workers inherit its imports and caches
+        item = items[pos]
+        pos += 1
+        if isinstance(item, Raise):
+            raise item.error
+        if isinstance(item, Done):
+            yield item.value
             continue
-        yield fn(first)
+        yield fn(item)
         break
-    units = _units(list(following), workers)
-    pool = _new_pool(workers - 1, compact)
-    pending: deque[tuple[Any, Future[list[tuple[bool, Any]]] | None]] = deque()
-    ahead: dict[int, list[tuple[bool, Any]]] = {}  # own chunks checked while waiting, by id(chunk)
-    submitted = chunks = 0
-    interrupted = False
+    end = next((i for i, item in enumerate(items) if isinstance(item, Raise)), len(items))  # a serial run stops
+    jobs: list[Any] = [None if isinstance(item, (Done, Raise)) else item for item in items[:end]]
+    todo = deque(i for i in range(pos, end) if jobs[i] is not None)
+    if not todo:
+        yield from _serial(fn, items[pos:])
+        return
+    from .parallel_pool import Pool
 
-    def work_ahead(future: Future[list[tuple[bool, Any]]]) -> None:
-        """Rather than wait for a worker's chunk, check this process's next chunk (kept for its turn)."""
-        for unit, other in pending:
-            if future.done():
-                return
-            if other is None and isinstance(unit, list) and id(unit) not in ahead:
-                ahead[id(unit)] = [_attempt(fn, job) for job in unit]
-
-    def fill() -> None:
-        nonlocal submitted, chunks
-        while units and submitted < (workers - 1) * IN_FLIGHT_PER_WORKER:
-            unit = units.popleft()
-            future = None
-            if isinstance(unit, list):
-                chunks += 1
-                if chunks % workers:  # this process takes every workers-th chunk
-                    future = pool.submit(_call_all, fn, unit)
-                    submitted += 1
-            pending.append((unit, future))
-
+    pool = Pool(fn, jobs, min(workers - 1, len(todo)), crashed, compact, start_method())
+    done: dict[int, tuple[bool, Any] | bytes] = {}  # results ahead of their turn (bytes: a worker's, pickled)
+    finished = False
     try:
-        fill()
-        while pending:
-            unit, future = pending.popleft()
-            if isinstance(unit, Raise):
-                raise unit.error
-            if isinstance(unit, Done):
-                yield unit.value
+        while pos < len(items):
+            item = items[pos]
+            if isinstance(item, (Done, Raise)):
+                pos += 1
+                if isinstance(item, Raise):
+                    raise item.error
+                yield item.value
                 continue
-            if future is None:  # this process's own chunk
-                if id(unit) in ahead:
-                    for ok, value in ahead.pop(id(unit)):
-                        if not ok:
-                            raise value
-                        yield value
-                else:
-                    for job in unit:
-                        yield fn(job)
-                fill()
-                continue
-            submitted -= 1
-            work_ahead(future)
-            try:
-                results = future.result()
-            except BrokenProcessPool:  # a worker died: find out which of these jobs killed it
-                _shutdown(pool, terminate=True)
-                results = [_alone(fn, job, crashed, compact) for job in unit]
-                pool = _new_pool(workers - 1, compact)
-                pending = deque((u, None if f is None else pool.submit(_call_all, fn, u)) for u, f in pending)
-            for ok, value in results:
+            pool.collect(done, todo, block=False)
+            pool.feed(todo, done)
+            if pos in done:
+                ok, value = _loaded(done.pop(pos))
+                pos += 1
                 if not ok:
                     raise _error(value)
                 yield value
-            fill()
-    except BaseException:
-        interrupted = True
-        raise
+            elif todo:  # this job (or the next nobody has) is checked here while the workers check theirs
+                i = todo.popleft()
+                done[i] = _attempt(fn, jobs[i])
+            else:
+                pool.collect(done, todo, block=True)
+        finished = True
     finally:
-        _shutdown(pool, terminate=interrupted or bool(pending))
+        pool.close(terminate=not finished)
 
 
-def _units(items: list[Any], workers: int) -> deque[Any]:
-    """Runs of consecutive jobs as lists (a few per worker, at most :data:`MAX_CHUNK`: one message
-    each way per run instead of per file), ``Done`` and ``Raise`` on their own, in order."""
-    from collections import deque
+def _loaded(result: tuple[bool, Any] | bytes) -> tuple[bool, Any]:
+    import pickle
 
-    jobs = sum(1 for item in items if not isinstance(item, (Done, Raise)))
-    size = max(1, min(MAX_CHUNK, -(-jobs // (workers * IN_FLIGHT_PER_WORKER))))
-    units: deque[Any] = deque()
-    run: list[Any] = []
-    for item in items:
-        if isinstance(item, (Done, Raise)):
-            if run:
-                units.append(run)
-                run = []
-            units.append(item)
-            continue
-        run.append(item)
-        if len(run) == size:
-            units.append(run)
-            run = []
-    if run:
-        units.append(run)
-    return units
-
-
-def _alone(fn: Callable[[J], R], item: J, crashed: Callable[[J, str], R],
-           compact: tuple[type, ...]) -> tuple[bool, Any]:
-    """One job in a worker of its own: its result, or ``crashed`` when that worker dies too."""
-    from concurrent.futures.process import BrokenProcessPool
-
-    pool = _new_pool(1, compact)
-    try:
-        return pool.submit(_call, fn, item).result()
-    except BrokenProcessPool:
-        return True, crashed(item, "internal error: the worker process checking it ended abruptly "
-                                   "(killed, or out of memory)")
-    finally:
-        _shutdown(pool, terminate=True)
-
-
-def _new_pool(workers: int, compact: tuple[type, ...]) -> ProcessPoolExecutor:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(start_method()),
-                               initializer=_start_worker, initargs=(compact,))
-
-
-def _shutdown(pool: ProcessPoolExecutor, terminate: bool) -> None:
-    """Stop the pool; with ``terminate`` (Ctrl-C, an error, an early close) without waiting for
-    jobs still running."""
-    if terminate:
-        processes = dict(getattr(pool, "_processes", None) or {})
-        pool.shutdown(wait=False, cancel_futures=True)
-        for proc in processes.values():
-            proc.terminate()
-        for proc in processes.values():
-            proc.join()
-    else:
-        pool.shutdown(wait=True)
-
-
-def _start_worker(compact: tuple[type, ...]) -> None:
-    """Ctrl-C reaches the whole process group: the parent stops the workers, which stay quiet.
-    Results go back through multiprocessing's pickler, which sends ``compact`` classes by fields."""
-    import signal
-    from multiprocessing.reduction import ForkingPickler
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for cls in compact:
-        ForkingPickler.register(cls, _by_fields)
-
-
-def _by_fields(obj: Any) -> tuple[type, tuple[Any, ...]]:
-    """``(cls, field values)``: unpickled as ``cls(*values)``, the dataclass's own ``__init__``."""
-    cls = type(obj)
-    getter = _GETTERS.get(cls)
-    if getter is None:
-        import dataclasses
-        import operator
-
-        getter = _GETTERS[cls] = operator.attrgetter(*(f.name for f in dataclasses.fields(cls)))
-    values = getter(obj)
-    return cls, values if isinstance(values, tuple) else (values,)
-
-
-_GETTERS: dict[type, Callable[[Any], Any]] = {}
+    if isinstance(result, bytes):
+        loaded: tuple[bool, Any] = pickle.loads(result)  # noqa: S301 - our own worker's result
+        return loaded
+    return result
 
 
 def _attempt(fn: Callable[[J], R], job: J) -> tuple[bool, Any]:
@@ -285,11 +169,6 @@ def _attempt(fn: Callable[[J], R], job: J) -> tuple[bool, Any]:
         return True, fn(job)
     except Exception as e:  # noqa: BLE001 - raised again at this job's position
         return False, e
-
-
-def _call_all(fn: Callable[[J], R], jobs: list[J]) -> list[tuple[bool, Any]]:
-    """In a worker: :func:`_call` for each job of a chunk (each its own result or error)."""
-    return [_call(fn, job) for job in jobs]
 
 
 def _call(fn: Callable[[J], R], item: J) -> tuple[bool, Any]:
