@@ -231,3 +231,31 @@ def test_fork_only_where_it_is_safe(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delitem(sys.modules, "torch")
     monkeypatch.setattr(sys, "platform", "darwin")
     assert parallel.start_method() == "spawn"
+
+
+def test_records_travel_as_columns_and_come_back_equal(tmp_path: Path) -> None:
+    """A tuple of compact records inside a plain dataclass (an inventory's tensors) is pickled by
+    columns and rebuilt without __init__: equal, of the very class, frozen as before; anything else
+    (a mixed tuple, a lone record) travels as it did."""
+    import dataclasses
+    import pickle
+
+    from _cli_files import safetensors_file
+    from ckptlint.checker import check_file
+    from ckptlint.inventory import StorageRecord, TensorRecord
+    from ckptlint.parallel_pool import _dumper
+
+    report = check_file(safetensors_file(tmp_path / "m.safetensors", {f"layer{i}.w": [i + 1, 2] for i in range(6)}))
+    inv = report.inventory
+    assert inv is not None and len(inv.tensors) == 6 and len(inv.storages) == 6
+    mixed = (inv.tensors[0], inv.storages[0])
+    data = _dumper((TensorRecord, StorageRecord))((report, mixed, inv.tensors[1]))
+    assert b"parallel_pool" in data  # the records went by columns (rebuilt by parallel_pool._records)
+    back, back_mixed, back_one = pickle.loads(data)  # noqa: S301 - made just above
+    assert back == report and back_mixed == mixed and back_one == inv.tensors[1]
+    assert [type(t) for t in back.inventory.tensors] == [TensorRecord] * 6
+    assert [t.shape for t in back.inventory.tensors] == [(i + 1, 2) for i in range(6)]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        back.inventory.tensors[0].dtype = "int8"
+    plain = pickle.dumps((report, mixed, inv.tensors[1]))
+    assert b"parallel_pool" not in plain and pickle.loads(plain) == (back, back_mixed, back_one)  # noqa: S301

