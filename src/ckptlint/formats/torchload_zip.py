@@ -167,7 +167,8 @@ def _all_records(z: ZipArchive, r: TorchZipReading) -> None:
     script = False
     for m in z.members:
         raw = m.raw_name
-        c_name = raw if len(raw) <= 511 and b"\x00" not in raw else raw[:511].split(b"\x00", 1)[0]
+        # find, not `in` (see zipreader._entries): `bytes in bytes` raises and clears a TypeError each time
+        c_name = raw if len(raw) <= 511 and raw.find(b"\x00") < 0 else raw[:511].split(b"\x00", 1)[0]
         if not (c_name.startswith(want) if plain else _strncmp_equal(c_name, want)):
             raise _Refused(f"file in archive is not in a subdirectory {want.decode('utf-8', 'replace')}: "
                            f"{c_name.decode('utf-8', 'replace')}")

@@ -227,10 +227,12 @@ class ZipArchive:
                     raise
             else:  # the common entry (no extra field, sane sizes): what _entry makes of it, inline
                 name = cd[p + 46:p + 46 + nlen]
-                if nul in name:
+                # find, not `in`: `bytes in bytes` first tries the operand as an int and raises (a TypeError
+                # built and cleared per test, several times find's cost)
+                if name.find(nul) >= 0:
                     m = self._entry(cd, p, index, this_disk)
                 else:
-                    if self.plain and (not name.isascii() or b"\\" in name):
+                    if self.plain and (not name.isascii() or name.find(b"\\") >= 0):
                         self.plain = False
                     m = new(ZipMember, (index, name, flags, method, crc, size if csize == size else csize, size,
                                         hoff, ext_attr, None, name.translate(_LOWER)))
