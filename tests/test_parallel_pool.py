@@ -189,6 +189,28 @@ def test_what_the_caller_buffered_is_written_once(tmp_path: Path) -> None:
     assert out == "before [0, 2, 4, 6, 8, 10, 12, 14, 16]\n"
 
 
+def made(n: int) -> tuple[int, ...]:
+    return pid_after(n)
+
+
+def kept(result: tuple[int, ...]) -> tuple[int, ...]:
+    """What a caller keeps: the job's number, where it was made, and whether this ran in that process too."""
+    n, pid = result
+    return n, pid, int(pid == os.getpid())
+
+
+def not_made(n: int, reason: str) -> tuple[int, ...]:
+    raise AssertionError(f"job {n}: {reason}")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_shrink_is_applied_where_each_result_is_made(method: str, workers: int) -> None:
+    results = list(run_in_order(made, list(range(9)), workers, not_made, shrink=kept))
+    assert [r[0] for r in results] == list(range(9))
+    assert all(len(r) == 3 and r[2] == 1 for r in results)  # shrunk, in the process that made it
+    assert {r[1] for r in results} != {os.getpid()} if workers > 1 else {r[1] for r in results} == {os.getpid()}
+
+
 def test_no_pool_for_two_jobs_or_one_worker() -> None:
     assert [pid for _, pid in run_in_order(pid_after, [0], 4, lost)] == [os.getpid()]
     assert [pid for _, pid in run_in_order(pid_after, [0, 1], 4, lost)] == [os.getpid()] * 2

@@ -78,19 +78,37 @@ def start_method() -> str:
 
 
 def run_in_order(fn: Callable[[J], R], items: Sequence[J | Done[R] | Raise], workers: int,
-                 crashed: Callable[[J, str], R], compact: tuple[type, ...] = ()) -> Generator[R, None, None]:
+                 crashed: Callable[[J, str], R], compact: tuple[type, ...] = (),
+                 shrink: Callable[[R], R] | None = None) -> Generator[R, None, None]:
     """``fn(job)`` for every job, yielded in the order of ``items``; ``Done`` values as they are.
 
     ``fn`` must be a module-level function (workers receive it by name) and jobs and results
-    must pickle. ``compact``: dataclasses (many per result, every field an ``__init__``
-    argument) that travel back as their field values and are rebuilt by their constructor,
-    about twice as fast to unpickle as slots dataclasses' own state (the parent unpickles every
-    result: that is the pool's main serial cost). Close the iterator (``contextlib.closing``)
-    to stop the workers early."""
+    must pickle. ``compact``: slots dataclasses, many per result (an inventory's tensors), that
+    travel back by their field values: a tuple of them in a plain dataclass as one column per
+    field (:mod:`ckptlint.parallel_pool`), about half the cost of pickle's own way each way.
+    ``shrink`` (module-level too): what the caller keeps of each result, applied where the result
+    is made, in a worker before it travels and here alike, so the results are the same whoever
+    made them; moving a result costs this process about what checking a small file costs it
+    (the unpickling, its memory), the largest part of the pool's overhead. Close the iterator
+    (``contextlib.closing``) to stop the workers early."""
+    if shrink is not None:
+        fn = _Shrunk(fn, shrink)
     jobs = sum(1 for item in items if not isinstance(item, (Done, Raise)))
     if workers <= 1 or jobs <= 2:  # this process checks the first file anyway: one more is not worth a fork
         return _serial(fn, items)
     return _pooled(fn, items, min(workers, jobs), crashed, compact)
+
+
+class _Shrunk(Generic[J, R]):
+    """``shrink(fn(job))``: pickles (for spawned workers) when both functions do."""
+
+    __slots__ = ("fn", "shrink")
+
+    def __init__(self, fn: Callable[[J], R], shrink: Callable[[R], R]) -> None:
+        self.fn, self.shrink = fn, shrink
+
+    def __call__(self, job: J) -> R:
+        return self.shrink(self.fn(job))
 
 
 def _serial(fn: Callable[[J], R], items: Sequence[J | Done[R] | Raise]) -> Generator[R, None, None]:
