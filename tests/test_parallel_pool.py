@@ -230,6 +230,20 @@ def test_closing_early_stops_the_workers(method: str) -> None:
         os.kill(pid, 0)
 
 
+def term_is_default(n: int) -> tuple[int, int, bool]:
+    return n, os.getpid(), signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_a_callers_sigterm_handler_does_not_keep_a_worker_alive(method: str) -> None:
+    before = signal.signal(signal.SIGTERM, lambda *_: None)  # inherited by a fork: stop() would wait forever
+    try:
+        results = list(run_in_order(term_is_default, list(range(6)), 2, lost))
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    in_workers = [default for _, pid, default in results if pid != os.getpid()]
+    assert in_workers and all(in_workers)
+
+
 def test_default_jobs_is_bounded_by_files_cores_and_the_cap() -> None:
     assert default_jobs(1) == 1
     assert default_jobs(0) == 1

@@ -176,6 +176,9 @@ class _Forked:
         if pid == 0:  # the worker: never returns to the caller
             code = 1
             try:
+                import signal
+
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)  # stop() ends it, whatever handler the caller set
                 os.close(tasks_w)
                 os.close(results_r)
                 for other in others:  # other workers' pipes: their end-of-file must not wait for this one
