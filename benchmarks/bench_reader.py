@@ -161,15 +161,28 @@ class Sample:
     wall: list[float] = field(default_factory=list)
     rss_mib: list[float] = field(default_factory=list)
     codes: list[int] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    """User + system seconds of the command and every process it waited for (its -j workers)."""
 
 
 def run_once(cmd: list[str]) -> tuple[float, float, int]:
-    """Wall seconds, peak RSS (MiB) and exit status of one process."""
+    """Wall seconds, peak RSS (MiB) and exit status of one process (its CPU seconds: :func:`run_cpu`)."""
+    return run_cpu(cmd)[:3]
+
+
+def run_cpu(cmd: list[str]) -> tuple[float, float, int, float]:
+    """:func:`run_once`'s three and the CPU seconds (user + system) of the command and its workers:
+    on a shared machine the -j pair's wall times are noisy, the CPU it costs is not."""
+    import resource
+
     with tempfile.NamedTemporaryFile("r", suffix=".rss") as out:
         full = [TIME, "-f", "%M", "-o", out.name, *cmd] if os.path.exists(TIME) else cmd
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
         proc = subprocess.run(full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wall = time.perf_counter() - t
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if os.path.exists(TIME):
             lines = [ln for ln in Path(out.name).read_text().splitlines() if ln.strip().isdigit()]
             rss = int(lines[-1]) / 1024 if lines else float("nan")
@@ -179,7 +192,7 @@ def run_once(cmd: list[str]) -> tuple[float, float, int]:
             rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     if proc.returncode not in (0, 1):
         sys.stderr.write(f"  ! {' '.join(cmd[:3])} … exited {proc.returncode}: {proc.stderr.decode()[-300:]}\n")
-    return wall, rss, proc.returncode
+    return wall, rss, proc.returncode, cpu
 
 
 def paired(commands: dict[str, list[str]], runs: int) -> dict[str, Sample]:
@@ -192,7 +205,8 @@ def paired(commands: dict[str, list[str]], runs: int) -> dict[str, Sample]:
     samples = {name: Sample() for name in names}
     for r in range(runs):
         for name in names[r % len(names):] + names[:r % len(names)]:
-            wall, rss, code = run_once(commands[name])
+            wall, rss, code, cpu = run_cpu(commands[name])
+            samples[name].cpu.append(cpu)
             samples[name].wall.append(wall)
             samples[name].rss_mib.append(rss)
             samples[name].codes.append(code)
@@ -283,6 +297,11 @@ def report(res: dict[str, dict[str, Sample]], runs: int) -> tuple[str, list[tupl
     spare = ratio(res["cores"], "1 process", "2 processes")
     verdict = "a second core was free" if spare >= 1.8 else "NO spare core: the -j ratio is not meaningful"
     lines += ["", f"Calibration: two processes did pure-Python work {spare:.2f} times as fast as one ({verdict})."]
+    c1, c2 = (statistics.median(res["small"][k].cpu) for k in ("-j 1", "-j 2"))
+    cpu = (f"CPU (user + system, workers included) over the 200 small files: -j 1 {c1:.3f} s, -j 2 {c2:.3f} s: "
+           f"the pool's overhead is {c2 - c1:+.3f} s ({(c2 / c1 - 1) * 100:+.0f}%); with both cores busy from "
+           f"the start, -j 2 could be at most {2 * c1 / c2:.2f} times as fast (less its serial start-up).")
+    lines += [cpu]
     return "\n".join(lines), rows
 
 
