@@ -19,7 +19,7 @@ a class there (an import, an alias, a function) is never a model.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from typing import Any
 
 from ..vocab import Category
@@ -44,7 +44,7 @@ SEVERITY_ORDER: tuple[Category, ...] = ("allowed", "data", "model", "unknown", "
 
 
 def classify(qualname: str, module: str, *, allowed: frozenset[str],
-             model_classes: frozenset[str] = frozenset()) -> Category:
+             model_classes: Container[str] = frozenset()) -> Category:
     """The category of one global (see the module docstring).
 
     ``allowed`` is torch's allowlist plus what the user trusts; ``model_classes``
@@ -120,6 +120,22 @@ def module_classes(structure: Any, limit: int = 100_000) -> frozenset[str]:
         if isinstance(state, dict) and ("_modules" in state or "_parameters" in state):
             found.add(node["__object__"])
     return frozenset(found)
+
+
+class ModelClasses:
+    """:func:`module_classes` of a structure, walked when :func:`classify` first asks (a file whose globals are
+    all allowed, dangerous or data never asks: the walk visits every node, two per tensor of a state_dict)."""
+
+    __slots__ = ("names", "structure")
+
+    def __init__(self, structure: Any) -> None:
+        self.structure = structure
+        self.names: frozenset[str] | None = None
+
+    def __contains__(self, qualname: object) -> bool:
+        if self.names is None:
+            self.names = module_classes(self.structure)
+        return qualname in self.names
 
 
 def _objects(structure: Any, limit: int) -> Iterator[dict[str, Any]]:

@@ -17,7 +17,7 @@ from ..inventory import Inventory
 from ..results import Blocker, Verdict
 from ..vocab import Category
 from .allowlist import NEWEST_SUPPORTED_TORCH, static_allowed_globals
-from .classify import classify, module_classes, worst
+from .classify import ModelClasses, classify, worst
 from .locations import location_blockers
 from .names import DATA
 from .wo_judge import legacy_storage_blockers, pickle_blockers, storage_blockers, torch_name, zip_record_blockers
@@ -33,7 +33,7 @@ def categorize(inv: Inventory, allowed: frozenset[str]) -> dict[str, Category]:
     A GLOBAL that torch's own protocol-2 mapping turns into an allowed name (``__builtin__.set``
     at protocol 3) is allowed: that is what torch loads; otherwise the spelling and torch's
     mapped name are both classified and the worse one counts."""
-    models = module_classes(inv.structure)
+    models = ModelClasses(inv.structure)  # walked only if a global's category needs it
     found: dict[str, list[Category]] = {}
     for g in inv.globals:
         cats = found.setdefault(g.qualname, [])
