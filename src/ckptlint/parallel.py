@@ -140,7 +140,7 @@ def _pooled(fn: Callable[[J], R], items: Sequence[J | Done[R] | Raise], workers:
     if not todo:
         yield from _serial(fn, items[pos:])
         return
-    from .parallel_pool import Pool
+    from .parallel_pool import Pool, error_of
 
     pool = Pool(fn, jobs, min(workers - 1, len(todo)), crashed, compact, start_method())
     done: dict[int, tuple[bool, Any] | bytes] = {}  # results ahead of their turn (bytes: a worker's, pickled)
@@ -160,7 +160,7 @@ def _pooled(fn: Callable[[J], R], items: Sequence[J | Done[R] | Raise], workers:
                 ok, value = _loaded(done.pop(pos))
                 pos += 1
                 if not ok:
-                    raise _error(value)
+                    raise error_of(value)
                 yield value
             elif todo:  # this job (or the next nobody has) is checked here while the workers check theirs
                 i = todo.popleft()
@@ -187,46 +187,6 @@ def _attempt(fn: Callable[[J], R], job: J) -> tuple[bool, Any]:
         return True, fn(job)
     except Exception as e:  # noqa: BLE001 - raised again at this job's position
         return False, e
-
-
-def _call(fn: Callable[[J], R], item: J) -> tuple[bool, Any]:
-    """In a worker: ``(True, result)`` or ``(False, exception)``; an exception that does not pickle
-    back as itself travels as a :class:`_Remote` (its type name and message: what front ends print)."""
-    try:
-        return True, fn(item)
-    except Exception as e:  # noqa: BLE001 - raised again in the parent, at this job's position
-        import pickle
-
-        try:
-            back = pickle.loads(pickle.dumps(e))  # noqa: S301 - our own object, just pickled
-            if type(back) is type(e) and str(back) == str(e):
-                return False, e
-        except Exception:  # noqa: BLE001 - e.g. an __init__ with required keyword arguments
-            pass
-        from .errors import CkptlintError
-
-        return False, _Remote(type(e).__name__, type(e).__module__, isinstance(e, CkptlintError), str(e))
-
-
-class _Remote:
-    """An exception from a worker that cannot pickle itself."""
-
-    __slots__ = ("ckptlint", "message", "module", "name")
-
-    def __init__(self, name: str, module: str, ckptlint: bool, message: str) -> None:
-        self.name, self.module, self.ckptlint, self.message = name, module, ckptlint, message
-
-    def error(self) -> Exception:
-        """A stand-in of the same name, base (CkptlintError or Exception) and message."""
-        from .errors import CkptlintError
-
-        base: type[Exception] = CkptlintError if self.ckptlint else Exception
-        stand_in: type[Exception] = type(self.name, (base,), {"__module__": self.module})
-        return stand_in(self.message)
-
-
-def _error(value: Any) -> BaseException:
-    return value.error() if isinstance(value, _Remote) else value
 
 
 __all__ = ["MAX_DEFAULT_JOBS", "Done", "Raise", "available_cpus", "default_jobs", "run_in_order", "start_method"]

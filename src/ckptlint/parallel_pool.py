@@ -256,8 +256,6 @@ def serve(fn: Callable[[Any], Any], jobs: list[Any], pipes: Any, compact: tuple[
     import signal
     from array import array
 
-    from .parallel import _call
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     dumps = _dumper(compact)
     while True:
@@ -269,6 +267,47 @@ def serve(fn: Callable[[Any], Any], jobs: list[Any], pipes: Any, compact: tuple[
             return
         for i in array("q", message):
             pipes.send_bytes(dumps(_call(fn, jobs[i])))
+
+
+def _call(fn: Callable[[Any], Any], item: Any) -> tuple[bool, Any]:
+    """In a worker: ``(True, result)`` or ``(False, exception)``; an exception that does not pickle
+    back as itself travels as a :class:`_Remote` (its type name and message: what front ends print)."""
+    try:
+        return True, fn(item)
+    except Exception as e:  # noqa: BLE001 - raised again in the parent, at this job's position
+        import pickle
+
+        try:
+            back = pickle.loads(pickle.dumps(e))  # noqa: S301 - our own object, just pickled
+            if type(back) is type(e) and str(back) == str(e):
+                return False, e
+        except Exception:  # noqa: BLE001 - e.g. an __init__ with required keyword arguments
+            pass
+        from .errors import CkptlintError
+
+        return False, _Remote(type(e).__name__, type(e).__module__, isinstance(e, CkptlintError), str(e))
+
+
+class _Remote:
+    """An exception from a worker that cannot pickle itself."""
+
+    __slots__ = ("ckptlint", "message", "module", "name")
+
+    def __init__(self, name: str, module: str, ckptlint: bool, message: str) -> None:
+        self.name, self.module, self.ckptlint, self.message = name, module, ckptlint, message
+
+    def error(self) -> Exception:
+        """A stand-in of the same name, base (CkptlintError or Exception) and message."""
+        from .errors import CkptlintError
+
+        base: type[Exception] = CkptlintError if self.ckptlint else Exception
+        stand_in: type[Exception] = type(self.name, (base,), {"__module__": self.module})
+        return stand_in(self.message)
+
+
+def error_of(value: Any) -> BaseException:
+    """What a worker sent as its job's exception, as the exception to raise here."""
+    return value.error() if isinstance(value, _Remote) else value
 
 
 def _flush() -> None:
