@@ -130,24 +130,11 @@ def run(up: Host, dispatch: list[Callable[[Any], Any] | None], stop: object) -> 
             start = pos
             code = data[pos]
             k = kinds[code]
+            # most frequent first, as torch.save's protocol-2 streams use them (then protocol 4's)
             if k == 114:  # LONG_BINPUT
                 e = pos + 5
                 if e <= lim and stack:
                     idx = _U32(data, pos + 1)[0]
-                    if idx == mlen:
-                        if mlen < cap:
-                            memo.append(stack[-1])
-                            mlen += 1
-                            pos = e
-                            continue
-                    elif idx < mlen:
-                        memo[idx] = stack[-1]
-                        pos = e
-                        continue
-            elif k == 113:  # BINPUT
-                e = pos + 2
-                if e <= lim and stack:
-                    idx = data[pos + 1]
                     if idx == mlen:
                         if mlen < cap:
                             memo.append(stack[-1])
@@ -173,12 +160,6 @@ def run(up: Host, dispatch: list[Callable[[Any], Any] | None], stop: object) -> 
                         stack.append(v)
                         pos += 2
                         continue
-            elif k == 40:  # MARK
-                if len(metastack) < max_depth:
-                    metastack.append(stack)
-                    stack = []
-                    pos += 1
-                    continue
             elif k == 88:  # BINUNICODE
                 e = pos + 5
                 if e <= lim:
@@ -192,11 +173,10 @@ def run(up: Host, dispatch: list[Callable[[Any], Any] | None], stop: object) -> 
                             stack.append(s)
                             pos = e2
                             continue
-            elif k == 116:  # TUPLE
-                if metastack:
-                    t = tuple(stack)
-                    stack = metastack.pop()
-                    stack.append(t)
+            elif k == 40:  # MARK
+                if len(metastack) < max_depth:
+                    metastack.append(stack)
+                    stack = []
                     pos += 1
                     continue
             elif k == 82:  # REDUCE
@@ -240,78 +220,17 @@ def run(up: Host, dispatch: list[Callable[[Any], Any] | None], stop: object) -> 
                             stack[-1] = od
                             pos += 1
                             continue
-            elif k == 98:  # BUILD
-                if len(stack) >= 2:
-                    target = stack[-2]
-                    kind = type(target)
-                    g: Any = target if kind is Global else target.func if kind is Call else None
-                    if type(g) is Global:
-                        plain = g.plain
-                        if plain is None:
-                            plain = g.plain = plain_global(g.module, g.name)
-                        if plain:
-                            state = stack.pop()
-                            detail = ("dict:1" if state else "dict:0") if type(state) is dict else state_detail(state)
-                            if kind is Call:
-                                up._op_start = start
-                                up._op("BUILD", target, detail)
-                                target.state = state
-                            elif target is not build_seen or detail != build_detail:
-                                up._op_start = start
-                                up._op("BUILD", target, detail)
-                                build_seen, build_detail = target, detail
-                            pos += 1
-                            continue
-            elif k == 115:  # SETITEM
-                # a str key into a plain dict (state_dict metadata): _setitems charges one hash node, records nothing
-                if len(stack) >= 3 and type(stack[-3]) is dict and type(stack[-2]) is str and budget.hashed < max_hash:
-                    budget.hashed += 1
-                    v = stack.pop()
-                    key = stack.pop()
-                    stack[-1][key] = v
-                    pos += 1
-                    continue
-            elif k == 48:  # POP
-                if stack:
-                    stack.pop()
-                    pos += 1
-                    continue
-            elif k == 50:  # DUP
-                if stack:
-                    stack.append(stack[-1])
-                    pos += 1
-                    continue
-            elif k == 97:  # APPEND
-                if len(stack) >= 2 and type(stack[-2]) is list:
-                    v = stack.pop()
-                    stack[-1].append(v)
-                    pos += 1
-                    continue
-            elif k == 101:  # APPENDS
+            elif k == 116:  # TUPLE
                 if metastack:
-                    below = metastack[-1]
-                    if below and type(below[-1]) is list:
-                        below[-1].extend(stack)
-                        stack = metastack.pop()
-                        pos += 1
-                        continue
-            elif k == 129:  # NEWOBJ
-                if len(stack) >= 2:
-                    cls = stack[-2]
-                    args = stack[-1]
-                    if type(cls) is Global and type(args) is tuple:
-                        plain = cls.plain
-                        if plain is None:
-                            plain = cls.plain = plain_global(cls.module, cls.name)
-                        if plain:
-                            if cls is not newobj_seen:
-                                up._op_start = start
-                                up._op("NEWOBJ", cls)
-                                newobj_seen = cls
-                            stack.pop()
-                            stack[-1] = Call(cls, args, "NEWOBJ")
-                            pos += 1
-                            continue
+                    t = tuple(stack)
+                    stack = metastack.pop()
+                    stack.append(t)
+                    pos += 1
+                    continue
+            elif k == 41:  # EMPTY_TUPLE
+                stack.append(())
+                pos += 1
+                continue
             elif k == 81:  # BINPERSID
                 if stack and persistent_load is not None:
                     pid = stack[-1]
@@ -335,19 +254,29 @@ def run(up: Host, dispatch: list[Callable[[Any], Any] | None], stop: object) -> 
                     stack[-1] = (stack[-1], v)
                     pos += 1
                     continue
+            elif k == 137:  # NEWFALSE
+                stack.append(False)
+                pos += 1
+                continue
             elif k == 133:  # TUPLE1
                 if stack:
                     stack[-1] = (stack[-1],)
                     pos += 1
                     continue
-            elif k == 137:  # NEWFALSE
-                stack.append(False)
-                pos += 1
-                continue
-            elif k == 41:  # EMPTY_TUPLE
-                stack.append(())
-                pos += 1
-                continue
+            elif k == 113:  # BINPUT
+                e = pos + 2
+                if e <= lim and stack:
+                    idx = data[pos + 1]
+                    if idx == mlen:
+                        if mlen < cap:
+                            memo.append(stack[-1])
+                            mlen += 1
+                            pos = e
+                            continue
+                    elif idx < mlen:
+                        memo[idx] = stack[-1]
+                        pos = e
+                        continue
             elif k == 148:  # MEMOIZE
                 if stack and 0 <= mlen < cap:
                     memo.append(stack[-1])
@@ -367,6 +296,19 @@ def run(up: Host, dispatch: list[Callable[[Any], Any] | None], stop: object) -> 
                             stack.append(s)
                             pos = e2
                             continue
+            elif k == 115:  # SETITEM
+                # a str key into a plain dict (state_dict metadata): _setitems charges one hash node, records nothing
+                if len(stack) >= 3 and type(stack[-3]) is dict and type(stack[-2]) is str and budget.hashed < max_hash:
+                    budget.hashed += 1
+                    v = stack.pop()
+                    key = stack.pop()
+                    stack[-1][key] = v
+                    pos += 1
+                    continue
+            elif k == 125:  # EMPTY_DICT
+                stack.append({})
+                pos += 1
+                continue
             elif k == 106:  # LONG_BINGET
                 if pos + 5 <= lim:
                     try:
@@ -377,30 +319,18 @@ def run(up: Host, dispatch: list[Callable[[Any], Any] | None], stop: object) -> 
                         stack.append(v)
                         pos += 5
                         continue
-            elif k == 78:  # NONE
-                stack.append(None)
-                pos += 1
-                continue
-            elif k == 136:  # NEWTRUE
-                stack.append(True)
-                pos += 1
-                continue
-            elif k == 74:  # BININT
-                if pos + 5 <= lim:
-                    stack.append(_I32(data, pos + 1)[0])
-                    pos += 5
-                    continue
             elif k == 77:  # BININT2
                 if pos + 3 <= lim:
                     stack.append(_U16(data, pos + 1)[0])
                     pos += 3
                     continue
-            elif k == 125:  # EMPTY_DICT
-                stack.append({})
-                pos += 1
-                continue
-            elif k == 93:  # EMPTY_LIST
-                stack.append([])
+            elif k == 74:  # BININT
+                if pos + 5 <= lim:
+                    stack.append(_I32(data, pos + 1)[0])
+                    pos += 5
+                    continue
+            elif k == 136:  # NEWTRUE
+                stack.append(True)
                 pos += 1
                 continue
             elif k == 135:  # TUPLE3
@@ -408,6 +338,77 @@ def run(up: Host, dispatch: list[Callable[[Any], Any] | None], stop: object) -> 
                     c3 = stack.pop()
                     b3 = stack.pop()
                     stack[-1] = (stack[-1], b3, c3)
+                    pos += 1
+                    continue
+            elif k == 78:  # NONE
+                stack.append(None)
+                pos += 1
+                continue
+            elif k == 93:  # EMPTY_LIST
+                stack.append([])
+                pos += 1
+                continue
+            elif k == 98:  # BUILD
+                if len(stack) >= 2:
+                    target = stack[-2]
+                    kind = type(target)
+                    g: Any = target if kind is Global else target.func if kind is Call else None
+                    if type(g) is Global:
+                        plain = g.plain
+                        if plain is None:
+                            plain = g.plain = plain_global(g.module, g.name)
+                        if plain:
+                            state = stack.pop()
+                            detail = ("dict:1" if state else "dict:0") if type(state) is dict else state_detail(state)
+                            if kind is Call:
+                                up._op_start = start
+                                up._op("BUILD", target, detail)
+                                target.state = state
+                            elif target is not build_seen or detail != build_detail:
+                                up._op_start = start
+                                up._op("BUILD", target, detail)
+                                build_seen, build_detail = target, detail
+                            pos += 1
+                            continue
+            elif k == 101:  # APPENDS
+                if metastack:
+                    below = metastack[-1]
+                    if below and type(below[-1]) is list:
+                        below[-1].extend(stack)
+                        stack = metastack.pop()
+                        pos += 1
+                        continue
+            elif k == 97:  # APPEND
+                if len(stack) >= 2 and type(stack[-2]) is list:
+                    v = stack.pop()
+                    stack[-1].append(v)
+                    pos += 1
+                    continue
+            elif k == 129:  # NEWOBJ
+                if len(stack) >= 2:
+                    cls = stack[-2]
+                    args = stack[-1]
+                    if type(cls) is Global and type(args) is tuple:
+                        plain = cls.plain
+                        if plain is None:
+                            plain = cls.plain = plain_global(cls.module, cls.name)
+                        if plain:
+                            if cls is not newobj_seen:
+                                up._op_start = start
+                                up._op("NEWOBJ", cls)
+                                newobj_seen = cls
+                            stack.pop()
+                            stack[-1] = Call(cls, args, "NEWOBJ")
+                            pos += 1
+                            continue
+            elif k == 48:  # POP
+                if stack:
+                    stack.pop()
+                    pos += 1
+                    continue
+            elif k == 50:  # DUP
+                if stack:
+                    stack.append(stack[-1])
                     pos += 1
                     continue
             elif k == 71 and pos + 9 <= lim:  # BINFLOAT
