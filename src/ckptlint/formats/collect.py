@@ -16,6 +16,8 @@ from ..limits import DEFAULT_LIMITS, Budget, Limits
 from .stubs import Call, Global, ODict, Storage, TensorStub, short_repr
 
 _MAX_STR = 1000
+_SCALARS = (int, str, float, bool)
+"""The ``_metadata`` values kept (a module's ``version`` …)."""
 
 
 @dataclass
@@ -122,7 +124,12 @@ class _Walker:
             clean: dict[str, Any] = {}
             for k, v in md.items():
                 if isinstance(k, str) and isinstance(v, dict):
-                    clean[k] = {str(a): b for a, b in v.items() if isinstance(b, (int, str, float, bool))}
+                    # a loop, not a comprehension: a state_dict has one entry per module (a function call each)
+                    entry: dict[str, Any] = {}
+                    for a, b in v.items():
+                        if isinstance(b, _SCALARS):
+                            entry[a if type(a) is str else str(a)] = b
+                    clean[k] = entry
             self.out.metadata[path_label(path)] = clean
 
     def _tensor(self, t: TensorStub, path: KeyPath) -> int:
