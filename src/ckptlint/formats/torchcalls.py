@@ -98,23 +98,18 @@ def rebuild_tensor_v2_plain(args: tuple[Any, ...]) -> TensorStub | None:
     if type(st) is not Storage or type(offset) is not int or offset < 0 or type(size) is not tuple \
             or type(stride) is not tuple or len(size) != len(stride) or type(requires_grad) is not bool:
         return None
-    for x in size:
-        if type(x) is not int or x < 0:
+    extent = offset + 1  # the last element's index + 1 (the sizes and strides checked in the same pass)
+    for n, s in zip(size, stride, strict=True):  # equal lengths (checked above)
+        if type(n) is not int or n < 0 or type(s) is not int or s < 0:
             return None
-    for x in stride:
-        if type(x) is not int or x < 0:
-            return None
+        extent += s * (n - 1)
     dtype = st.dtype
     if requires_grad and dtype.startswith(_NO_GRAD_DTYPES):
         return None  # the general path raises
     t = TensorStub("_rebuild_tensor_v2", st, offset, size, stride, requires_grad, dtype, st.location)
     nbytes = st.nbytes
-    if not st.resizable and nbytes is not None:
-        extent = offset + 1
-        for n, s in zip(size, stride, strict=True):
-            extent += s * (n - 1)
-        if ITEMSIZE.get(dtype, 1 << 62) * extent > nbytes:
-            _check_fits(t, st)  # raises where the view does not fit (and decides the cases it skips)
+    if not st.resizable and nbytes is not None and ITEMSIZE.get(dtype, 1 << 62) * extent > nbytes:
+        _check_fits(t, st)  # raises where the view does not fit (and decides the cases it skips)
     return t
 
 
