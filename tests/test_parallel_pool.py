@@ -3,6 +3,7 @@ a dead worker is its job's result, and no pool at all where one would not help."
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -209,6 +210,31 @@ def test_shrink_is_applied_where_each_result_is_made(method: str, workers: int) 
     assert [r[0] for r in results] == list(range(9))
     assert all(len(r) == 3 and r[2] == 1 for r in results)  # shrunk, in the process that made it
     assert {r[1] for r in results} != {os.getpid()} if workers > 1 else {r[1] for r in results} == {os.getpid()}
+
+
+def cheap(n: int) -> tuple[int, int]:
+    """Job 150 kills the worker running it (never the test's own process)."""
+    if n == 150 and os.getpid() != int(os.environ["PARALLEL_TEST_PARENT"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return n, os.getpid()
+
+
+def crashed_pair(n: int, reason: str) -> tuple[int, int]:
+    assert "ended abruptly" in reason
+    return -n, 0
+
+
+def test_many_jobs_in_chunks_keep_their_order_and_survive_a_death(method: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """300 jobs: several to a message (up to MAX_CHUNK), three processes; the worker that meets job 150
+    dies with the jobs queued behind it, which are checked all the same, in their places."""
+    monkeypatch.setenv("PARALLEL_TEST_PARENT", str(os.getpid()))
+    results = list(run_in_order(cheap, list(range(300)), 3, crashed_pair))
+    assert [abs(n) for n, _ in results] == list(range(300))
+    assert [n for n, _ in results if n < 0] in ([], [-150])  # -150: it ran in a worker (this process: 150)
+    pids = [pid for _, pid in results if pid]
+    assert os.getpid() in pids and len(set(pids) - {os.getpid()}) >= 2  # this process and workers
+    runs = [len(list(g)) for pid, g in itertools.groupby(pids) if pid != os.getpid()]
+    assert max(runs) >= 3  # consecutive jobs went to one worker in one message (chunks of up to MAX_CHUNK)
 
 
 def test_no_pool_for_two_jobs_or_one_worker() -> None:
