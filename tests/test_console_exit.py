@@ -1,9 +1,9 @@
-"""A ``--model`` check ends its process with ``os._exit`` (cli.console_main): nothing it wrote may be lost.
+"""Every command ends its process with ``os._exit`` (cli.console_main): nothing it wrote may be lost.
 
-The fast exit skips the interpreter's teardown once torch is imported, so these
-tests look for what a teardown would otherwise have done for us: block-buffered
-stdout through a pipe, output files, the exit status, ``atexit`` handlers and
-logging handlers a target's module set up.
+The fast exit skips the interpreter's teardown (with torch imported by ``--model``, and without:
+a tenth of a small check), so these tests look for what a teardown would otherwise have done
+for us: block-buffered stdout through a pipe, output files, spooled temporary files, the exit
+status, ``atexit`` handlers and logging handlers a target's module set up.
 """
 
 from __future__ import annotations
@@ -111,3 +111,40 @@ def test_short_text_report_is_flushed(tmp_path: Path, torch: ModuleType) -> None
     out = _run(tmp_path, "check", "small.pt", "--model", "widemod:Wide", "--model-kwargs", '{"n": 3}')
     assert out.returncode == 1, out.stderr
     assert "small.pt" in out.stdout and "CK201" in out.stdout and "layers.2.weight" in out.stdout
+
+
+def test_without_torch_reports_files_and_spools_survive(tmp_path: Path, torch: ModuleType) -> None:
+    """A torch-free check of 300 files with findings (a JSON report over a pipe buffer), one to an
+    ``-o`` file, one of standard input (spooled to a temporary file that must still be removed)
+    and a conversion: complete, with their statuses, and no temporary file left behind."""
+    files = []
+    for i in range(300):
+        f = tmp_path / f"f{i}.pt"
+        f.write_bytes(b"\x80\x02cos\nsystem\nq\x00.")  # CK101: a global that runs code
+        files.append(str(f))
+    env_tmp = tmp_path / "tmp"
+    env_tmp.mkdir()
+    env = {**_env(tmp_path), "TMPDIR": str(env_tmp)}
+    out = python_process("-m", "ckptlint", "check", *files, "--format", "json", cwd=tmp_path, env=env)
+    assert out.returncode == 1, out.stderr
+    assert len(out.stdout) > 4 * 65536
+    assert len(json.loads(out.stdout)["files"]) == 300
+    report = tmp_path / "r.sarif"
+    out = python_process("-m", "ckptlint", "check", files[0], "--format", "sarif", "-o", str(report), "--exit-zero",
+                         cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(report.read_text())["runs"][0]["results"][0]["ruleId"] == "CK101"
+    good = tmp_path / "good.pt"
+    torch.save({"w": torch.arange(6.0)}, good)
+    piped_env = {**{k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}, "TMPDIR": str(env_tmp)}
+    out = subprocess.run([sys.executable, "-m", "ckptlint", "check", "-", "--format", "json"], input=good.read_bytes(),
+                         capture_output=True, cwd=tmp_path, env=piped_env)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["files"][0]["format"] == "torch-zip"
+    out = python_process("-m", "ckptlint", "convert", str(good), str(tmp_path / "good.safetensors"), cwd=tmp_path,
+                         env=env)
+    assert out.returncode == 0, out.stderr
+    from safetensors.torch import load_file
+
+    assert torch.equal(load_file(str(tmp_path / "good.safetensors"))["w"], torch.arange(6.0))
+    assert list(env_tmp.iterdir()) == []  # the spooled copy of standard input was removed
