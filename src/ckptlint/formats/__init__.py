@@ -80,7 +80,13 @@ def read_inventory(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS
         raise CheckpointError(path, f"read error: {e.strerror or e}", kind) from None
     finally:
         f.close()
+        f.budget.readers.clear()  # assemblers <-> budget: a cycle that would keep every record until a GC pass
         if gc_was_on:
+            if not gc.get_freeze_count():  # never thaw what the host process froze on purpose
+                # the fresh records go straight to the oldest generation: the next young collection
+                # would otherwise walk every one of them (tens of thousands) to find no garbage
+                gc.freeze()
+                gc.unfreeze()
             gc.enable()
 
 
