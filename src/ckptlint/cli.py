@@ -162,11 +162,14 @@ def cmd_check(args: argparse.Namespace) -> int:
         if not args.files:
             return EXIT_OK
     args.model_kwargs = target_kwargs(args.model, args.model_kwargs, args.model_config)
+    # the built-in formats render no tensor, storage or structure record (a plugin's format may): a file's
+    # report then travels from a -j worker without them
+    records = not formats[args.format].__module__.startswith("ckptlint.report.")
     report = check(args.files, trusted=args.allow_global, config=args.config,
                    use_config=not args.isolated, model=args.model, model_kwargs=args.model_kwargs,
                    snapshot=args.snapshot, key=args.key, overrides=overrides,
                    apply_baseline=not args.write_baseline, targets=args.targets, exclude=args.exclude,
-                   stdin=True, jobs=args.jobs)
+                   stdin=True, jobs=args.jobs, records=records)
     for fr in report.skipped:  # found by a folder walk, plainly not a checkpoint (rules/input.NOTE_KINDS)
         _report_error(fr.path, f"skipped: {fr.error}")
     if args.skip_non_checkpoints:  # a note, not a failure (the pre-commit hooks): rules/input.NOTE_KINDS

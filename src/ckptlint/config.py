@@ -95,9 +95,19 @@ TARGET_KEYS = {"files", "model", "model-kwargs", "snapshot", "key", "allow-missi
                "allow-mismatch"}
 
 
-def find_config(start: str) -> str | None:
-    """The nearest ckptlint.toml, or pyproject.toml with a [tool.ckptlint] table, above ``start``."""
+def find_config(start: str, seen: dict[str, str | None] | None = None) -> str | None:
+    """The nearest ckptlint.toml, or pyproject.toml with a [tool.ckptlint] table, above ``start``.
+
+    ``seen``: the answers already found per folder in this run (many files of one folder share one walk)."""
     d = os.path.abspath(start if os.path.isdir(start) else os.path.dirname(start) or ".")
+    if seen is None:
+        return _walk_up(d)
+    if d not in seen:
+        seen[d] = _walk_up(d)
+    return seen[d]
+
+
+def _walk_up(d: str) -> str | None:
     for _ in range(256):
         for name in ("ckptlint.toml", "pyproject.toml"):
             candidate = os.path.join(d, name)
@@ -260,7 +270,7 @@ def _target_entry(path: str, i: int, t: Any) -> TargetEntry:
                        _strings(path, where, t, "allow-mismatch"))
 
 
-def config_for(file: str, explicit: str | None = None) -> Config:
-    """The configuration that applies to ``file`` (an explicit ``--config`` wins)."""
-    path = explicit or find_config(file)
+def config_for(file: str, explicit: str | None = None, seen: dict[str, str | None] | None = None) -> Config:
+    """The configuration that applies to ``file`` (an explicit ``--config`` wins); ``seen``: see find_config."""
+    path = explicit or find_config(file, seen)
     return load_config(os.path.abspath(path)) if path else Config()
