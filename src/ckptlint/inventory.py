@@ -7,8 +7,13 @@ pure functions and the JSON form is a direct transcription.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from itertools import repeat
+from typing import Any, TypeVar
+
+R = TypeVar("R")
 
 KeyPath = tuple[Any, ...]
 """Where an object sits inside the checkpoint: dict keys and list indices."""
@@ -273,3 +278,40 @@ def _tensor_dict(t: TensorRecord) -> dict[str, Any]:
         "is_parameter": t.is_parameter, "requires_grad": t.requires_grad, "layout": t.layout,
         "rebuild": t.rebuild, "stream": t.stream,
     }
+
+
+def slot_setters(cls: type) -> tuple[Callable[[Any, Any], None], ...] | None:
+    """The ``__set__`` of each field's slot descriptor, in field order; None where a record of ``cls``
+    cannot be made by setting its fields alone (not a dataclass, a field that is not a slot, a
+    ``__post_init__``)."""
+    found = _SETTERS.get(cls, ())
+    if found == ():
+        found = None
+        if hasattr(cls, "__dataclass_fields__") and not hasattr(cls, "__post_init__"):
+            slots = [cls.__dict__.get(f.name) for f in fields(cls)]
+            if all(type(s).__name__ == "member_descriptor" for s in slots):
+                found = tuple(s.__set__ for s in slots)  # type: ignore[union-attr]
+        _SETTERS[cls] = found
+    return found
+
+
+def records_from_columns(cls: type[R], columns: Iterable[Sequence[Any]]) -> tuple[R, ...]:
+    """Records of a frozen slotted dataclass from one sequence per field (field order, equal lengths): made
+    without ``__init__``, as unpickling makes them, and given their fields by the slots' descriptors one
+    field across all records at a time. A frozen ``__init__`` sets each field through ``object.__setattr__``:
+    on 20,000 tensors this is several times cheaper, and the records are equal (tests/test_inventory_rows.py)."""
+    setters = slot_setters(cls)
+    if setters is None:
+        raise TypeError(f"{cls.__name__}: not a slotted dataclass whose fields alone make a record")
+    columns = tuple(columns)
+    if not columns:
+        return ()
+    made: list[Any] = list(map(object.__new__, repeat(cls, len(columns[0]))))
+    for setter, column in zip(setters, columns, strict=True):
+        if len(column) != len(made):
+            raise ValueError(f"{cls.__name__}: columns of different lengths")
+        deque(map(setter, made, column), maxlen=0)
+    return tuple(made)
+
+
+_SETTERS: dict[type, tuple[Callable[[Any, Any], None], ...] | None] = {}

@@ -329,7 +329,8 @@ def _widen(fd: int) -> None:
 def _dumper(compact: tuple[type, ...]) -> Callable[[Any], bytes]:
     """``pickle.dumps`` that sends ``compact`` classes by their fields, and a tuple of them held by
     a plain dataclass (an inventory's tensors) as one column per field: pickled without a call per
-    record, and rebuilt in a few C loops (:func:`_records`), about 40% cheaper each way."""
+    record, and rebuilt in a few C loops (:func:`~ckptlint.inventory.records_from_columns`), about 40%
+    cheaper each way."""
     import copyreg
     import io
     import pickle
@@ -338,7 +339,9 @@ def _dumper(compact: tuple[type, ...]) -> Callable[[Any], bytes]:
     for cls in compact:
         table[cls] = _by_fields
     plans: dict[type, tuple[str, ...] | None] = {}
-    kinds = frozenset(cls for cls in compact if _setters(cls) is not None)
+    from .inventory import slot_setters
+
+    kinds = frozenset(cls for cls in compact if slot_setters(cls) is not None)
 
     class Pickler(pickle.Pickler):
         def reducer_override(self, obj: Any) -> Any:
@@ -389,35 +392,9 @@ class _Columns:
         self.kind, self.records = kind, records
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return _records, (self.kind, tuple(zip(*map(_getter(self.kind), self.records), strict=True)))
+        from .inventory import records_from_columns
 
-
-def _records(kind: type, columns: tuple[tuple[Any, ...], ...]) -> tuple[Any, ...]:
-    """The records back: each made without ``__init__`` (as unpickling does) and given its fields
-    by the slots' own descriptors, one field across all records at a time."""
-    from itertools import repeat
-
-    setters = _setters(kind)
-    assert setters is not None  # only such classes are sent as columns
-    made: list[Any] = list(map(object.__new__, repeat(kind, len(columns[0]))))
-    for setter, column in zip(setters, columns, strict=True):
-        deque(map(setter, made, column), maxlen=0)
-    return tuple(made)
-
-
-def _setters(cls: type) -> tuple[Callable[[Any, Any], None], ...] | None:
-    """The ``__set__`` of each field's slot descriptor, or None when a field is not a slot."""
-    import dataclasses
-
-    found = _SETTERS.get(cls, ())
-    if found == ():
-        found = None
-        if dataclasses.is_dataclass(cls):
-            slots = [cls.__dict__.get(f.name) for f in dataclasses.fields(cls)]
-            if all(type(s).__name__ == "member_descriptor" for s in slots):
-                found = tuple(s.__set__ for s in slots)  # type: ignore[union-attr]
-        _SETTERS[cls] = found
-    return found
+        return records_from_columns, (self.kind, tuple(zip(*map(_getter(self.kind), self.records), strict=True)))
 
 
 def _getter(cls: type) -> Callable[[Any], Any]:
@@ -438,4 +415,3 @@ def _by_fields(obj: Any) -> tuple[type, tuple[Any, ...]]:
 
 
 _GETTERS: dict[type, Callable[[Any], Any]] = {}
-_SETTERS: dict[type, tuple[Callable[[Any, Any], None], ...] | None] = {}

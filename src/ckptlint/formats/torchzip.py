@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from ..errors import FormatError, LimitExceeded
-from ..inventory import FormatFacts, Inventory, StorageRecord, StreamStop
+from ..inventory import FormatFacts, Inventory, StorageRecord, StreamStop, records_from_columns
 from ..limits import DEFAULT_LIMITS, Budget, Limits
 from .common import Assembler, CountingFile, record_pid, storage_alias
 from .pyzip import Listed, PyZipView, py_zip_view
@@ -247,9 +247,9 @@ def _storages(z: ZipArchive, asm: Assembler,
     """Storage records as torch finds them (the same case-insensitive lookup as every record);
     and per entry index, the name of a storage's record (the StorageRecord's string, shared with the
     entry list), None for other entries."""
-    out: list[StorageRecord] = []
+    rows: list[tuple[Any, ...]] = []  # StorageRecord's fields, made records together (inventory.records_from_columns)
     names: list[str | None] = [None] * len(z.members)
-    append, notes = out.append, asm.notes
+    append, notes = rows.append, asm.notes
     constants, data_seen, exact = records.constants, records.data_seen, records.exact
     data_folder = f"{records.prefix}/data/" if records.data_named else None
     for key, st in asm.storages.items():
@@ -261,14 +261,14 @@ def _storages(z: ZipArchive, asm: Assembler,
         m = (found if exact and isinstance(found, ZipMember) else z.locate(raw)) if entry else None
         if m is None or entry is None:
             notes.append(f"storage {key!r} has no {entry} record")
-            append(StorageRecord(key, st.dtype, st.nbytes, st.location, entry, None))
+            append((key, st.dtype, st.nbytes, st.location, entry, None))
             continue
         name = entry if m.raw_name == raw else m.name
         names[m.index] = name
         if st.nbytes is not None and m.size < st.nbytes:
             notes.append(f"storage record {name} holds {m.size} bytes, the pickle declares {st.nbytes}")
-        append(StorageRecord(key, st.dtype, st.nbytes, st.location, name, m.size))
-    return out, names
+        append((key, st.dtype, st.nbytes, st.location, name, m.size))
+    return list(records_from_columns(StorageRecord, zip(*rows, strict=True))), names
 
 
 class _Labels:
