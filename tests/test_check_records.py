@@ -32,7 +32,7 @@ def files(module_tmp: Path, torch: ModuleType) -> list[str]:
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
-def test_every_builtin_format_renders_the_same_without_records(files: list[str], module_tmp: Path, jobs: int) -> None:
+def test_every_builtin_format_renders_the_same_without_records(files: list[str], jobs: int) -> None:
     full = check(files, jobs=jobs)
     lean = check(files, jobs=jobs, records=False)
     assert any(fr.inventory is not None and fr.inventory.tensors for fr in full.files)  # there was something to drop
