@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from itertools import repeat
+from types import MemberDescriptorType
 from typing import Any, TypeVar
 
 R = TypeVar("R")
@@ -289,7 +290,7 @@ def slot_setters(cls: type) -> tuple[Callable[[Any, Any], None], ...] | None:
         found = None
         if hasattr(cls, "__dataclass_fields__") and not hasattr(cls, "__post_init__"):
             slots = [cls.__dict__.get(f.name) for f in fields(cls)]
-            if all(type(s).__name__ == "member_descriptor" for s in slots):
+            if all(isinstance(s, MemberDescriptorType) for s in slots):
                 found = tuple(s.__set__ for s in slots)  # type: ignore[union-attr]
         _SETTERS[cls] = found
     return found
