@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from contextlib import closing
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .config import Config
@@ -13,6 +12,7 @@ from .errors import CheckpointError, CkptlintError
 from .inventory import StorageRecord, TensorRecord
 from .limits import DEFAULT_LIMITS, Limits
 from .parallel import Done, Raise, default_jobs, run_in_order
+from .record import replace
 from .results import FileReport, Report
 from .selection import Overrides
 from .sources import CheckInput, Source, resolve

@@ -33,8 +33,7 @@ def read_one(path: str) -> tuple[Any, str | None, str | None]:
 
 def _inputs(files: Sequence[str], exclude: Sequence[str]) -> Iterator[tuple[str, Any, str | None, str | None]]:
     """``(name, inventory, reason, format)`` per input: folders walked, ``-`` read, each file once."""
-    from dataclasses import replace
-
+    from .record import replace
     from .rules.input import NOTE_KINDS
     from .sources import resolve
 

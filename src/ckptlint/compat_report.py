@@ -6,10 +6,11 @@ check without a target does not create them (startup: docs/development.md).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+
+from .record import record
 
 
-@dataclass(frozen=True)
+@record
 class CompatFix:
     """How to make the checkpoint load: verified by replaying ``load_state_dict``."""
 
@@ -25,7 +26,7 @@ class CompatFix:
     """Keys (after renaming) stored transposed (Conv1D-style): the snippet loads them as ``.t()``."""
 
 
-@dataclass(frozen=True)
+@record
 class CompatReport:
     """One file against one target: torch's verdict for ``load_state_dict`` and the fix."""
 

@@ -10,16 +10,16 @@ import fnmatch
 import os
 import re
 import sys
-from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 from .errors import ConfigError
 from .filenames import special_kind
+from .record import field, record
 from .vocab import SEVERITIES, Severity
 
 
-@dataclass(frozen=True)
+@record
 class TargetEntry:
     """``[[tool.ckptlint.targets]]``: which model the files matching ``files`` are meant for."""
 
@@ -35,7 +35,7 @@ class TargetEntry:
 
 
 
-@dataclass(frozen=True)
+@record
 class Config:
     """The effective ``[tool.ckptlint]`` settings of one file (docs/configuration.md)."""
 

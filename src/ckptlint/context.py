@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from .record import field, record
 
 if TYPE_CHECKING:
     from .compat.analyze import CompatAnalysis
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
     from .targets.resolve import Target
 
 
-@dataclass(frozen=True)
+@record
 class FileContext:
     """What a ``ckptlint_check_file`` hook gets for one readable file."""
 

@@ -6,14 +6,13 @@ so the code and default severity are written once, in the rule's declaration.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from .record import record
 from .vocab import SEVERITIES, Severity, severity_rank
 
 __all__ = ["SEVERITIES", "Finding", "severity_rank"]
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class Finding:
     """One problem a rule found in one file, with its code, severity and fix."""
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
 from itertools import repeat
 from types import MemberDescriptorType
 from typing import Any, TypeVar
+
+from .record import field, field_names, record
 
 R = TypeVar("R")
 
@@ -20,7 +21,7 @@ KeyPath = tuple[Any, ...]
 """Where an object sits inside the checkpoint: dict keys and list indices."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class GlobalRef:
     """One reference to a Python global (``module.name``) found in a pickle stream.
 
@@ -48,7 +49,7 @@ class GlobalRef:
         return f"{self.module}.{self.name}"
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class PickleEvent:
     """A place where torch's weights_only unpickler would object, other than a global.
 
@@ -64,7 +65,7 @@ class PickleEvent:
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class Operation:
     """A neutral fact about one kind of call or container operation in a pickle stream.
 
@@ -91,7 +92,7 @@ class Operation:
     detail: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class StreamStop:
     """Where the static machine stopped inside a stream (CPython raises there too).
 
@@ -104,7 +105,7 @@ class StreamStop:
     limit: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class PickleStream:
     """Neutral facts about one parsed pickle stream."""
 
@@ -119,7 +120,7 @@ class PickleStream:
     """Opcodes executed."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class StorageRecord:
     """A storage as the file declares it (torch persistent id or safetensors span)."""
 
@@ -134,7 +135,7 @@ class StorageRecord:
     compare with ``nbytes``, what the persistent id declares."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class TensorRecord:
     """A tensor the file would rebuild, described from its metadata alone."""
 
@@ -166,7 +167,7 @@ class TensorRecord:
         return n
 
 
-@dataclass(frozen=True)
+@record
 class FormatFacts:
     """How the file is stored, independent of what it holds."""
 
@@ -187,7 +188,7 @@ class FormatFacts:
     """Format-specific facts (safetensors ``__metadata__``, legacy ``sys_info`` …)."""
 
 
-@dataclass(frozen=True)
+@record
 class Inventory:
     """Everything ckptlint knows about one checkpoint file before loading it."""
 
@@ -240,6 +241,8 @@ class Inventory:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form documented in docs/inventory-json.md."""
+        from dataclasses import asdict  # records are dataclasses to this module (ckptlint.record)
+
         facts = asdict(self.facts)
         facts["zip_entries"] = list(self.facts.zip_entries)
         facts["streams"] = list(self.facts.streams)
@@ -283,13 +286,14 @@ def _tensor_dict(t: TensorRecord) -> dict[str, Any]:
 
 def slot_setters(cls: type) -> tuple[Callable[[Any, Any], None], ...] | None:
     """The ``__set__`` of each field's slot descriptor, in field order; None where a record of ``cls``
-    cannot be made by setting its fields alone (not a dataclass, a field that is not a slot, a
+    cannot be made by setting its fields alone (not a record, a field that is not a slot, a
     ``__post_init__``)."""
     found = _SETTERS.get(cls, ())
     if found == ():
         found = None
-        if hasattr(cls, "__dataclass_fields__") and not hasattr(cls, "__post_init__"):
-            slots = [cls.__dict__.get(f.name) for f in fields(cls)]
+        names = field_names(cls)
+        if names is not None and not hasattr(cls, "__post_init__"):
+            slots = [cls.__dict__.get(name) for name in names]
             if all(isinstance(s, MemberDescriptorType) for s in slots):
                 found = tuple(s.__set__ for s in slots)  # type: ignore[union-attr]
         _SETTERS[cls] = found

@@ -9,12 +9,11 @@ bound cannot be dodged by splitting the work over many members or streams.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from .errors import LimitExceeded
+from .record import record
 
 
-@dataclass(frozen=True)
+@record
 class Limits:
     """The readers' bounds (sizes, counts, depths) on what one file may make them read or build."""
 

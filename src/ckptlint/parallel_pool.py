@@ -20,6 +20,8 @@ from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
+from .record import field_names
+
 MAX_CHUNK = 16
 """Job numbers per message at most: small files share one round trip; a slow file holds up few others."""
 CRASHED = "internal error: the worker process checking it ended abruptly (killed, or out of memory)"
@@ -374,13 +376,12 @@ def _dumper(compact: tuple[type, ...]) -> Callable[[Any], bytes]:
 
 
 def _plain_fields(cls: type) -> tuple[str, ...] | None:
-    """A dataclass pickled by its ``__dict__`` (no slots, no pickling hooks of its own): its fields."""
-    import dataclasses
-
-    if (not dataclasses.is_dataclass(cls) or "__dict__" not in dir(cls) or getattr(cls, "__setstate__", None)
-            or cls.__reduce_ex__ is not object.__reduce_ex__ or cls.__reduce__ is not object.__reduce__):
+    """A record pickled by its ``__dict__`` (no slots, no pickling hooks of its own): its fields."""
+    names = field_names(cls)
+    if (names is None or "__dict__" not in dir(cls) or getattr(cls, "__setstate__", None)
+            or any(getattr(cls, hook) is not getattr(object, hook) for hook in ("__reduce_ex__", "__reduce__"))):
         return None
-    return tuple(f.name for f in dataclasses.fields(cls))
+    return names
 
 
 class _Columns:
@@ -400,10 +401,9 @@ class _Columns:
 def _getter(cls: type) -> Callable[[Any], Any]:
     getter = _GETTERS.get(cls)
     if getter is None:
-        import dataclasses
         import operator
 
-        names = [f.name for f in dataclasses.fields(cls)]
+        names = field_names(cls) or ()
         one = operator.attrgetter(*names)
         getter = _GETTERS[cls] = one if len(names) > 1 else (lambda obj: (one(obj),))
     return getter

@@ -367,20 +367,18 @@ def _failing(findings: list[Finding], fail_on: str) -> list[Finding]:
 
 def safety_failure(fr: FileReport, fail_on: str) -> str | None:
     """The safety item's failure text (findings table and fixes), or None when it passes."""
-    import dataclasses
-
+    from .record import replace
     from .report.check_text import render_file
 
     findings = [f for f in fr.findings if not f.code.startswith("CK2")]
     if not _failing(findings, fail_on):
         return None
-    return render_file(dataclasses.replace(fr, findings=findings, compat=None))
+    return render_file(replace(fr, findings=findings, compat=None))
 
 
 def compat_failure(fr: FileReport, fail_on: str) -> str | None:
     """The compat item's failure text (what differs, the fix and loading code), or None when it passes."""
-    import dataclasses
-
+    from .record import replace
     from .report.check_text import render_file
 
     findings = [f for f in fr.findings if f.code.startswith("CK2")]
@@ -388,4 +386,4 @@ def compat_failure(fr: FileReport, fail_on: str) -> str | None:
         return None
     target = fr.compat.target if fr.compat else None
     head = f"does not load into {target}" if target else "does not load into the target"
-    return f"{fr.path}: {head}\n" + render_file(dataclasses.replace(fr, findings=findings))
+    return f"{fr.path}: {head}\n" + render_file(replace(fr, findings=findings))

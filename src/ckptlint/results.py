@@ -9,19 +9,19 @@ JSON contract (docs/report-json.md) lives there, in one place.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 from .findings import Finding
 from .inventory import Inventory
+from .record import field, record
 from .vocab import BlockerKind, Category, FormatKind, Severity, severity_rank
 
 if TYPE_CHECKING:  # defined in compat_report.py, imported on first use: only a check with a target makes them
     from .compat_report import CompatFix, CompatReport
 
 
-@dataclass(frozen=True)
+@record
 class Blocker:
     """One reason ``torch.load(weights_only=True)`` refuses the file."""
 
@@ -35,7 +35,7 @@ class Blocker:
     """For structure blockers: the class that must be allowlisted."""
 
 
-@dataclass(frozen=True)
+@record
 class Verdict:
     """What ``torch.load(path, weights_only=True)`` will do: every blocker, in the order torch meets them."""
 
@@ -48,7 +48,7 @@ class Verdict:
     """Every referenced global's category, by qualname."""
 
 
-@dataclass(frozen=True)
+@record
 class FileReport:
     """One checked file: its findings after selection and severity policy, and the analyses behind them."""
 
@@ -62,7 +62,7 @@ class FileReport:
     compat: CompatReport | None = None
 
 
-@dataclass(frozen=True)
+@record
 class Report:
     """What ``ckptlint.check`` returns."""
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from .findings import Finding
+from .record import record
 from .vocab import RuleCategory, Severity
 
 CODE_RE = re.compile(r"^[A-Z]{1,3}[0-9]{3}$")
@@ -14,7 +14,7 @@ _CATEGORY_BY_DIGIT: dict[str, RuleCategory] = {
     "1": "safety", "2": "compatibility", "3": "device", "4": "hygiene", "9": "input"}
 
 
-@dataclass(frozen=True)
+@record
 class Rule:
     """A rule's identity: code, name, default severity and summary; makes its findings."""
 

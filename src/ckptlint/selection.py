@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
 
 from .config import Config
 from .errors import ConfigError, OutputError, UsageError
 from .filenames import special_kind
 from .findings import Finding
+from .record import record, replace
 from .rule import Rule
 from .vocab import SEVERITIES, Severity
 
@@ -21,7 +21,7 @@ ALL = "ALL"
 """The selector that matches every code (as in ruff); internally the empty prefix."""
 
 
-@dataclass(frozen=True)
+@record
 class Overrides:
     """Command-line options that replace (select, ignore) or extend (extend_select) the config."""
 
@@ -29,6 +29,10 @@ class Overrides:
     extend_select: tuple[str, ...] = ()
     ignore: tuple[str, ...] | None = None
     baseline: str | None = None
+
+
+NO_OVERRIDES = Overrides()
+"""The configuration as it is: no command-line option replaces or extends it."""
 
 
 def selector_problem(selector: str, codes: Iterable[str]) -> str | None:
@@ -89,7 +93,7 @@ def is_selected(code: str, select: Iterable[str], ignore: Iterable[str]) -> bool
 
 
 def apply_policy(findings: list[Finding], path: str, cfg: Config, rules: dict[str, Rule],
-                 overrides: Overrides = Overrides(), baseline: frozenset[tuple[str, str, str]] = frozenset(),
+                 overrides: Overrides = NO_OVERRIDES, baseline: frozenset[tuple[str, str, str]] = frozenset(),
                  baseline_dir: str | None = None) -> list[Finding]:
     check_overrides(overrides, rules)
     check_config(cfg, rules)

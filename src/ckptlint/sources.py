@@ -18,11 +18,11 @@ import re
 import stat
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias, cast
 
 from .filenames import CHECKPOINT_SUFFIXES, is_checkpoint_name, repository_root, special_kind
 from .limits import DEFAULT_LIMITS, Limits
+from .record import record
 
 
 class SupportsReadBytes(Protocol):
@@ -42,7 +42,7 @@ _MAX_DEPTH = 64
 """Nested repositories followed below a walked folder (a walk never follows symlinked folders)."""
 
 
-@dataclass(frozen=True)
+@record
 class Source:
     """One thing to check, or why it cannot be."""
 

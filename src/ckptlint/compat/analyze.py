@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from ..inventory import Inventory
+from ..record import record
 from ..results import CompatFix, CompatReport
 from ..targets.signature import Signature
 from .compare import CompatResult, compare
@@ -16,7 +16,7 @@ from .training import adjusted, explain
 from .unwrap import StateDict, find_state_dict
 
 
-@dataclass
+@record(frozen=False)
 class CompatAnalysis:
     """What the compat rules see: the state_dict found and the comparison; :meth:`report` is the result."""
 

@@ -11,14 +11,14 @@ own code for them (``compat.live``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
+from ..record import field, record
 from ..targets.signature import ModuleSig, Signature
 from .unwrap import NonTensor, StateDict
 
 
-@dataclass(frozen=True)
+@record
 class CompatResult:
     missing: tuple[str, ...]
     unexpected: tuple[str, ...]
@@ -45,7 +45,7 @@ class CompatResult:
         return not (self.shape_mismatch or self.non_tensor or self.load_error)
 
 
-@dataclass
+@record(frozen=False)
 class _Acc:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)

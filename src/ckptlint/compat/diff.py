@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from ..inventory import Inventory, TensorRecord
+from ..record import record
 from .align import module_rules
 from .fixes import _best_prefix_renames, module_renames, rename_key
 from .unwrap import find_state_dict
 
 
-@dataclass(frozen=True)
+@record
 class Diff:
     a: str
     b: str

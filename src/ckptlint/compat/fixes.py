@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..inventory import TensorRecord
+from ..record import field, record, replace
 from ..targets.signature import Signature, TensorSig
 from .align import Leaves, align_modules, groups, module_rules
 from .compare import CompatResult
@@ -27,7 +27,7 @@ UNALIGNED = "ckptlint-unaligned"
 HEAD_NAMES = ("fc", "head", "heads", "classifier", "linear", "logits", "last_linear", "cls_head", "out")
 
 
-@dataclass
+@record(frozen=False)
 class Fix:
     renames: list[tuple[str, str]] = field(default_factory=list)
     """(regex, replacement) applied in order to every key, as re.sub does."""

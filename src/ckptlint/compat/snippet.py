@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from ..inventory import Inventory
+from ..record import record
 from ..results import Verdict
 from .fixes import Fix
 
@@ -15,7 +15,7 @@ _TAKEN = {"collections", "re", "torch", "model", "checkpoint", "state_dict", "re
           "fixed", "metadata", "result", "key"}
 
 
-@dataclass(frozen=True)
+@record
 class WholeModule:
     """A pickled nn.Module: the classes weights_only=True must be given, or why it gets no loading code."""
 

@@ -5,10 +5,10 @@ codes with their scales, and optimizer state_dicts taken for a model (accelerate
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from ..inventory import Inventory, TensorRecord
+from ..record import replace
 from ..targets.signature import Signature
 from .compare import CompatResult
 from .fixes import Fix, apply_fix, rename_key

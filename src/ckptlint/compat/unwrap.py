@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from typing import Any
 
 from ..errors import UnwrapError
 from ..inventory import Inventory, TensorRecord
+from ..record import field, record, replace
 from .optimizer import optimizer_state
 from .scripted import script_entries
 
@@ -25,7 +25,7 @@ def _sorted_by_name(keys: list[str]) -> bool:
     return len(keys) > 1 and all(a <= b for a, b in pairwise(keys))
 
 
-@dataclass(frozen=True)
+@record
 class NonTensor:
     """A state_dict entry that is not a tensor (torch reports it when the key is expected)."""
 
@@ -34,7 +34,7 @@ class NonTensor:
     """The value's node in the inventory structure (``compat.plain`` rebuilds plain data from it)."""
 
 
-@dataclass(frozen=True)
+@record
 class StateDict:
     path: tuple[Any, ...]
     """Where the state_dict sits in the checkpoint (``()`` for the top level)."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import FormatError
@@ -22,9 +21,10 @@ from ..formats.stubs import Call
 from ..formats.torchzip import read_torch_zip
 from ..inventory import Inventory, TensorRecord
 from ..limits import Limits
+from ..record import record, replace
 
 
-@dataclass(frozen=True)
+@record
 class Item:
     """Where one chunk of a tensor lies: ``length`` bytes at ``offset`` of ``relative_path``."""
 

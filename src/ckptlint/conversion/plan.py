@@ -7,18 +7,18 @@ alone, before DEST is opened, so every refusal comes before any output exists.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..compat.unwrap import NonTensor, StateDict, find_state_dict
 from ..inventory import Inventory, TensorRecord
+from ..record import field, record
 from .result import ConvertError
 
 Supported = Callable[[TensorRecord], str | None]
 """None when safetensors can hold the tensor, else why not (one short phrase)."""
 
 
-@dataclass
+@record(frozen=False)
 class Plan:
     """The keys to write, in the state_dict's order, and every decision that shaped them."""
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from ..errors import ConvertError as ConvertError
 from ..errors import Refused as Refused
+from ..record import field, record
 
 
-@dataclass(frozen=True)
+@record
 class ConvertResult:
     """One conversion: what was written, from where, and everything left out or changed on the way."""
 

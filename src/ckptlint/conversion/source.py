@@ -27,7 +27,6 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -38,6 +37,7 @@ from ..errors import UnsupportedTensor as UnsupportedTensor
 from ..formats.dtypes import ITEMSIZE
 from ..inventory import Inventory, TensorRecord
 from ..limits import DEFAULT_LIMITS, Limits
+from ..record import record, replace
 from .dtypes import itemsize, safetensors_code
 from .locate import Data, FileData, Opened, locate
 from .materialize import DEFAULT_WINDOW, byteswapped, coalesce, span_elements, strided_chunks
@@ -62,7 +62,7 @@ storage bytes it reads is refused: a few bytes of file must not turn into teraby
 
 
 
-@dataclass(frozen=True)
+@record
 class FileSpan:
     """A contiguous tensor whose bytes lie as-is in a file: ``length`` bytes at ``offset`` of ``path``
     (a writer may copy them with ``os.copy_file_range``/``sendfile`` instead of through Python)."""

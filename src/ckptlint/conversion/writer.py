@@ -17,11 +17,11 @@ import os
 import struct
 import tempfile
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
 from typing import BinaryIO
 
 from ..errors import OutputError, UsageError
 from ..filenames import special_kind
+from ..record import record
 from .result import ConvertError
 
 DTYPE_ORDER = ("BOOL", "F4", "F6_E2M3", "F6_E3M2", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0", "F8_E4M3FNUZ",
@@ -36,7 +36,7 @@ SIZE_UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 """``--max-shard-size`` units, as transformers / huggingface_hub parse them (decimal)."""
 
 
-@dataclass(frozen=True)
+@record
 class OutTensor:
     """One tensor to write: its header entry and how its bytes get into the file."""
 
@@ -210,7 +210,7 @@ def publish(tmp: str, dest: str, overwrite: bool) -> None:
         raise OutputError(dest, e.strerror or str(e)) from None
 
 
-@dataclass(frozen=True)
+@record
 class Written:
     """The files one conversion wrote."""
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import replace
 from typing import Any, BinaryIO
 
 from ..errors import FormatError, LimitExceeded, TruncatedPickle
@@ -19,6 +18,7 @@ from ..inventory import (
     StreamStop,
 )
 from ..limits import DEFAULT_LIMITS, Budget, Limits
+from ..record import replace
 from .collect import Collected, collect
 from .dtypes import TORCH_STORAGE_TYPES
 from .stubs import Global, short_repr

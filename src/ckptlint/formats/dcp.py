@@ -9,11 +9,11 @@ same nested state_dict the saver passed to ``dcp.save``. The ``.distcp`` shards 
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from typing import Any
 
 from ..inventory import FormatFacts, Inventory, TensorRecord
 from ..limits import DEFAULT_LIMITS, Limits
+from ..record import replace
 from .common import Assembler, CountingFile
 
 TENSOR_META = "torch.distributed.checkpoint.metadata.TensorStorageMetadata"

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import replace
 
 from ..errors import CheckpointError
 from ..inventory import Inventory
 from ..limits import Limits
+from ..record import replace
 from .dcp import is_dcp_dir, read_dcp
 
 MODEL_FILES = ("model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json",

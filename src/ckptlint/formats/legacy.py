@@ -13,12 +13,12 @@ the declared sizes; tensor bytes are never read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import FormatError
 from ..inventory import FormatFacts, Inventory, StorageRecord, StreamStop
 from ..limits import DEFAULT_LIMITS, Budget, Limits
+from ..record import field, record
 from .common import Assembler, CountingFile, record_pid, storage_alias
 from .dtypes import ITEMSIZE, STORAGE_DTYPES
 from .knowncalls import global_kind
@@ -153,7 +153,7 @@ def first_pickle(f: CountingFile, asm: Assembler) -> tuple[Any, int, bool]:
     return torch_value, up.stop_offset if err is not None else up.end, err is not None
 
 
-@dataclass
+@record(frozen=False)
 class LegacyRead:
     """What torch's legacy reader got from the file."""
 

@@ -11,12 +11,12 @@ the static machine, so their globals are reported like any checkpoint's.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from ..errors import FormatError
 from ..inventory import FormatFacts, Inventory, StorageRecord, TensorRecord
 from ..limits import DEFAULT_LIMITS, Budget, Limits
+from ..record import replace
 from .common import Assembler, CountingFile, record_pid
 from .zipreader import Reader, ZipArchive, open_archive
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from ..errors import CheckpointError, FormatError
@@ -20,6 +19,7 @@ from ..inventory import (
     TensorRecord,
 )
 from ..limits import DEFAULT_LIMITS, Limits
+from ..record import replace
 from .common import CountingFile
 
 

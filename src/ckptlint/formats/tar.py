@@ -22,11 +22,11 @@ import itertools
 import os
 import sys
 import tarfile
-from dataclasses import dataclass
 from typing import Any
 
 from ..errors import FormatError, LimitExceeded
 from ..limits import Budget
+from ..record import record
 from .common import CountingFile
 
 _COPY_BUFSIZE = 16 * 1024
@@ -77,7 +77,7 @@ class _MeteredFile(io.RawIOBase):
         return self._f.f.tell()
 
 
-@dataclass
+@record(frozen=False)
 class TorchTar:
     """A file ``tarfile.open`` accepted, with its members read as ``TarFile.getmember`` reads them."""
 

@@ -24,11 +24,11 @@ from __future__ import annotations
 import ast
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import FormatError, LimitExceeded
 from ..limits import DEFAULT_LIMITS, Limits
+from ..record import field, record
 from .torchscript_index import (
     FunctionNode,
     Index,
@@ -55,7 +55,7 @@ torchvision models carry at most 0.3 MiB (maskrcnn, ssdlite). Past it, the rest 
 unreadable (a CK108 error), never skipped silently."""
 
 
-@dataclass(frozen=True)
+@record
 class ScriptOp:
     """One operation the archive's code can run.
 
@@ -79,7 +79,7 @@ class ScriptOp:
                 "at_load": self.at_load}
 
 
-@dataclass
+@record(frozen=False)
 class CodeFacts:
     """The result: entry points, operations and the code members ckptlint could not read."""
 

@@ -8,12 +8,13 @@ and types come from what the code declares (annotations, ``__new__``/``unchecked
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
+
+from ..record import field, record
 
 FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
 
 
-@dataclass
+@record(frozen=False)
 class Unit:
     """A function or method (or a load-time expression group) to scan."""
 
@@ -33,7 +34,7 @@ class Unit:
         return self._walked
 
 
-@dataclass
+@record(frozen=False)
 class ClassInfo:
     """One TorchScript class of the archive's code: its methods."""
 

@@ -3,11 +3,10 @@ could not read; CK903/CK904 come from the stops the reader recorded in a file it
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from ..findings import Finding
 from ..inventory import Inventory, StreamStop
 from ..plugin import FileContext, hookimpl
+from ..record import replace
 from ..results import FileReport, Report
 from ..rule import Rule
 from ..vocab import NOT_A_CHECKPOINT, NotACheckpoint

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 
 from ..findings import Finding
 from ..inventory import GlobalRef, Inventory
 from ..plugin import FileContext, hookimpl
+from ..record import replace
 from ..results import Blocker, Verdict
 from ..rule import Rule
 from ..safety.classify import import_effect

@@ -12,10 +12,13 @@ the answer is then "unknown" and the caller decides by other evidence.
 
 from __future__ import annotations
 
-import ast
 import os
 import sys
 from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where a source is parsed: most checks name no module class (start-up)
+    import ast
 
 MAX_SOURCE_BYTES = 4 << 20
 """Bigger source files are not parsed (the answer is "unknown")."""
@@ -47,6 +50,8 @@ def _classes(module: str, path: tuple[str, ...]) -> frozenset[str] | None:
     src = find_source(module, path)
     if src is None:
         return None
+    import ast
+
     try:
         if os.path.getsize(src) > MAX_SOURCE_BYTES:
             return None
@@ -58,6 +63,8 @@ def _classes(module: str, path: tuple[str, ...]) -> frozenset[str] | None:
 
 
 def _top_level_classes(body: list[ast.stmt]) -> set[str]:
+    import ast
+
     found: set[str] = set()
     for node in body:
         if isinstance(node, ast.ClassDef):

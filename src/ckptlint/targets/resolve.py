@@ -6,15 +6,15 @@ module receives the result and never calls the plugin manager (imports point dow
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from ..errors import TargetError
+from ..record import record
 from .signature import Signature, build_signature, load_snapshot, signature_of
 from .spec import parse_spec, require_torch
 
 
-@dataclass
+@record(frozen=False)
 class Target:
     """A resolved target model: its signature, and the live model when one was built."""
 

@@ -9,16 +9,16 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..filenames import special_kind
+from ..record import field, record
 from .spec import TargetError, TargetSpec
 
 SNAPSHOT_VERSION = 1
 
 
-@dataclass(frozen=True)
+@record
 class TensorSig:
     """One expected tensor: shape, dtype, and whether a parameter or buffer."""
 
@@ -31,7 +31,7 @@ class TensorSig:
     materialises it with the checkpoint's shape, so any shape loads."""
 
 
-@dataclass(frozen=True)
+@record
 class ModuleSig:
     """One module as ``load_state_dict`` visits it (shared modules appear at each path)."""
 
@@ -54,7 +54,7 @@ class ModuleSig:
     MNASNet's ``ValueError``. Lets a snapshot predict it."""
 
 
-@dataclass(frozen=True)
+@record
 class Signature:
     """Everything a target model expects of a state_dict (what a snapshot stores)."""
 
@@ -79,6 +79,8 @@ class Signature:
         return {m.prefix: m for m in self.modules}
 
     def to_json(self) -> dict[str, Any]:
+        from dataclasses import asdict  # records are dataclasses to this module (ckptlint.record)
+
         return {
             "snapshot_version": SNAPSHOT_VERSION,
             "target": self.target,

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import importlib
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import TargetError
+from ..record import field, record
 
 __all__ = ["TargetError", "TargetSpec", "parse_kwargs", "parse_spec", "require_torch"]
 
 
-@dataclass(frozen=True)
+@record
 class TargetSpec:
     """A parsed ``package.module:callable`` spec with its keyword arguments."""
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
+from ...record import field, record
 from ...targets.signature import Signature
 from ..fixes import Fix
 from ..unwrap import StateDict
 
 
-@dataclass
+@record(frozen=False)
 class LibraryView:
     library: str
     """``transformers``, ``peft`` or ``timm``."""
