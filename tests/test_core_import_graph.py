@@ -113,7 +113,7 @@ def test_only_front_ends_and_the_engine_use_the_plugin_manager() -> None:
 
 DATA_LAYER = {"ckptlint.vocab", "ckptlint.results", "ckptlint.findings", "ckptlint.errors", "ckptlint.limits",
               "ckptlint.inventory", "ckptlint.rule", "ckptlint.assertions", "ckptlint.config", "ckptlint.filenames",
-              "ckptlint.compat_report"}
+              "ckptlint.compat_report", "ckptlint.record"}
 ENGINE_AND_FRONT_ENDS = {"ckptlint.checker", "ckptlint.cli", "ckptlint.pytest_plugin", "ckptlint.__main__"}
 
 
