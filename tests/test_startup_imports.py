@@ -40,9 +40,11 @@ TARGET_MODULES = {"ckptlint.compat.analyze", "ckptlint.compat.unwrap", "ckptlint
                   "ckptlint.targets.signature", "ckptlint.targets.spec", "ckptlint.compat_report"}
 
 ONLY_WHEN_NEEDED = {"torch", "importlib.metadata", "email", "tomllib", "tempfile", "json.decoder",
-                    "ckptlint.conversion", "ckptlint.conversion.command", "zipfile", "tarfile", "pickletools"}
+                    "ckptlint.conversion", "ckptlint.conversion.command", "zipfile", "tarfile", "pickletools",
+                    "base64"}
 """Entry points (no plugin installed), a config file's TOML (none here), spooling, a baseline, convert,
-CPython's zipfile (torch.save's zip layout is read without it: formats/pyzip.py), tar and pickletools."""
+CPython's zipfile (torch.save's zip layout is read without it: formats/pyzip.py), tar, pickletools and
+base64 (a pickle that decodes a nested one: formats/nestedbytes.py)."""
 
 
 @pytest.fixture(scope="module")
