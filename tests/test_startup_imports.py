@@ -8,6 +8,9 @@ does load when the command needs it (so every assertion can fail).
 from __future__ import annotations
 
 import ast
+import base64
+import bz2
+import lzma
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -41,10 +44,11 @@ TARGET_MODULES = {"ckptlint.compat.analyze", "ckptlint.compat.unwrap", "ckptlint
 
 ONLY_WHEN_NEEDED = {"torch", "importlib.metadata", "email", "tomllib", "tempfile", "json.decoder",
                     "ckptlint.conversion", "ckptlint.conversion.command", "zipfile", "tarfile", "pickletools",
-                    "base64"}
+                    "base64", "bz2", "lzma", "argparse", "shutil", "gettext", "locale", "ckptlint.cli_parser"}
 """Entry points (no plugin installed), a config file's TOML (none here), spooling, a baseline, convert,
-CPython's zipfile (torch.save's zip layout is read without it: formats/pyzip.py), tar, pickletools and
-base64 (a pickle that decodes a nested one: formats/nestedbytes.py)."""
+CPython's zipfile (torch.save's zip layout is read without it: formats/pyzip.py), tar, pickletools,
+base64/bz2/lzma (a pickle that decodes a nested one: formats/nestedbytes.py) and argparse with what it
+imports (a plain check's command line is read by cli_args)."""
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +87,18 @@ def test_zipfile_tarfile_and_pickletools_load_where_a_file_needs_them(two: Path,
     proto0 = tmp_path / "proto0.pkl"  # no PROTO opcode: its protocol is the highest its opcodes need
     proto0.write_bytes(b"(dp0\n.")
     assert "pickletools" in _modules(run_python, "check", proto0, "-qq", cwd=tmp_path)
+
+
+def test_argparse_and_the_decoders_load_where_needed(two: Path, tmp_path: Path, run_python: RunPython) -> None:
+    assert {"argparse", "ckptlint.cli_parser"} <= _modules(run_python, "check", "--form", "json", two, cwd=tmp_path)
+    assert "argparse" in _modules(run_python, "inspect", two, cwd=tmp_path)
+    blob = base64.b64encode(lzma.compress(bz2.compress(b"\x80\x02cos\nsystem\nq\x00.")))
+    nested = tmp_path / "nested.pkl"  # pickle.loads(bz2.decompress(lzma.decompress(base64.b64decode(blob))))
+    nested.write_bytes(b"\x80\x02cpickle\nloads\n(cbz2\ndecompress\n(clzma\ndecompress\n(cbase64\nb64decode\n("
+                       b"B" + len(blob).to_bytes(4, "little") + blob + b"tRtRtRtR.")
+    proc = run_python("-c", PROBE, "check", nested, cwd=tmp_path)
+    code, modules = ast.literal_eval(proc.stdout.strip().splitlines()[-1])
+    assert code == 1 and "os.system" in proc.stdout and {"bz2", "lzma", "base64"} <= set(modules), proc.stdout
 
 
 def test_tabulate_loads_only_for_a_table_of_findings(two: Path, tmp_path: Path, run_python: RunPython) -> None:
