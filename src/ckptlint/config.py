@@ -120,8 +120,8 @@ def _walk_up(d: str) -> str | None:
     return None
 
 
-_OUR_TABLE = re.compile(r"^[ \t]*\[\[?[ \t]*tool[ \t]*\.[ \t]*[\"']?ckptlint\b|^[ \t]*tool[ \t]*\.[ \t]*ckptlint\b",
-                        re.MULTILINE)
+_OUR_TABLE = r"^[ \t]*\[\[?[ \t]*tool[ \t]*\.[ \t]*[\"']?ckptlint\b|^[ \t]*tool[ \t]*\.[ \t]*ckptlint\b"
+"""Compiled (re's cache) when a pyproject.toml is first looked at, not at import (startup)."""
 
 
 def _has_tool_table(path: str) -> bool:
@@ -136,7 +136,7 @@ def _has_tool_table(path: str) -> bool:
                 text = f.read(4 * 1024 * 1024)
         except OSError:
             return False
-        if _OUR_TABLE.search(text):
+        if re.search(_OUR_TABLE, text, re.MULTILINE):
             raise
         return False
 

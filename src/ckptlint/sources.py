@@ -294,7 +294,8 @@ def _listing(root: str, excluded: _Exclude) -> tuple[list[str], list[tuple[str, 
     return files, errors
 
 
-_GIT_UNREADABLE = re.compile(r"could not open directory '(.*)': (.*)")
+_GIT_UNREADABLE = r"could not open directory '(.*)': (.*)"
+"""Compiled (re's cache) when git lists a folder, not at import (startup)."""
 
 
 def _git_listing(root: str) -> tuple[list[str], list[tuple[str, str]]] | None:
@@ -317,7 +318,7 @@ def _git_listing(root: str) -> tuple[list[str], list[tuple[str, str]]] | None:
         return None
     names = list(dict.fromkeys(os.fsdecode(n) for n in done.stdout.split(b"\0") if n))
     errors = [(m.group(1).rstrip("/"), f"cannot list the directory: {m.group(2)}")
-              for m in map(_GIT_UNREADABLE.search, os.fsdecode(done.stderr).splitlines()) if m]
+              for m in (re.search(_GIT_UNREADABLE, line) for line in os.fsdecode(done.stderr).splitlines()) if m]
     return [n for n in names if os.path.lexists(_join(root, n.rstrip("/")))], errors
 
 
