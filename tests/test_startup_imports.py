@@ -44,11 +44,13 @@ TARGET_MODULES = {"ckptlint.compat.analyze", "ckptlint.compat.unwrap", "ckptlint
 
 ONLY_WHEN_NEEDED = {"torch", "importlib.metadata", "email", "tomllib", "tempfile", "json.decoder",
                     "ckptlint.conversion", "ckptlint.conversion.command", "zipfile", "tarfile", "pickletools",
-                    "base64", "bz2", "lzma", "argparse", "shutil", "gettext", "locale", "ckptlint.cli_parser"}
+                    "base64", "bz2", "lzma", "argparse", "shutil", "gettext", "locale", "ckptlint.cli_parser",
+                    "array", "fnmatch"}
 """Entry points (no plugin installed), a config file's TOML (none here), spooling, a baseline, convert,
 CPython's zipfile (torch.save's zip layout is read without it: formats/pyzip.py), tar, pickletools,
 base64/bz2/lzma (a pickle that decodes a nested one: formats/nestedbytes.py) and argparse with what it
-imports (a plain check's command line is read by cli_args)."""
+imports (a plain check's command line is read by cli_args), array (a zip's local-header offsets are a
+memoryview) and fnmatch (no glob to match: no exclude, per-file or allow-* pattern here)."""
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +76,11 @@ def test_a_small_check_imports_only_what_it_uses(two: Path, run_python: RunPytho
     assert loaded & NOT_FOR_A_ZIP == set()
     assert loaded & RENDERERS == set()  # -qq prints no report
     assert loaded & TARGET_MODULES == set()  # no --model, --snapshot or configured target
+    assert "copy" not in loaded or "dataclasses" in loaded  # a zip's second view is copied by hand (zipreader)
+
+
+def test_fnmatch_loads_for_a_glob(two: Path, run_python: RunPython) -> None:
+    assert "fnmatch" in _modules(run_python, "check", two.parent, "-qq", "--exclude", "*.bin", cwd=two.parent)
 
 
 def test_zipfile_tarfile_and_pickletools_load_where_a_file_needs_them(two: Path, tmp_path: Path,
