@@ -45,12 +45,13 @@ TARGET_MODULES = {"ckptlint.compat.analyze", "ckptlint.compat.unwrap", "ckptlint
 ONLY_WHEN_NEEDED = {"torch", "importlib.metadata", "email", "tomllib", "tempfile", "json.decoder",
                     "ckptlint.conversion", "ckptlint.conversion.command", "zipfile", "tarfile", "pickletools",
                     "base64", "bz2", "lzma", "argparse", "shutil", "gettext", "locale", "ckptlint.cli_parser",
-                    "array", "fnmatch"}
+                    "array", "fnmatch", "encodings.cp437"}
 """Entry points (no plugin installed), a config file's TOML (none here), spooling, a baseline, convert,
 CPython's zipfile (torch.save's zip layout is read without it: formats/pyzip.py), tar, pickletools,
 base64/bz2/lzma (a pickle that decodes a nested one: formats/nestedbytes.py) and argparse with what it
 imports (a plain check's command line is read by cli_args), array (a zip's local-header offsets are a
-memoryview) and fnmatch (no glob to match: no exclude, per-file or allow-* pattern here)."""
+memoryview), fnmatch (no glob to match: no exclude, per-file or allow-* pattern here) and the cp437 codec
+(ASCII member names decode without it: formats/zipmember._py_decode)."""
 
 
 @pytest.fixture(scope="module")

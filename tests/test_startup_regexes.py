@@ -1,4 +1,4 @@
-"""Patterns matched by hand on the check path (no regex compiled at import) agree with the regexes they replace."""
+"""What the check path does by hand (no regex compiled, no codec looked up at import) agrees with what it replaces."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import re
 import pytest
 
 from ckptlint.formats.torchload_zip import stoull
+from ckptlint.formats.zipmember import _py_decode
 from ckptlint.rule import CODE_PATTERN, is_code
 
 
@@ -54,3 +55,12 @@ def test_is_code_is_the_regex() -> None:
 def test_is_code_fails_as_re_does_on_bytes() -> None:
     with pytest.raises(TypeError):
         is_code(b"CK101")  # type: ignore[arg-type]
+
+
+def test_py_decode_is_zipfiles_decoding() -> None:
+    rng = random.Random(437)
+    names = [bytes(rng.choices(range(256) if k % 2 else range(128), k=rng.randrange(12))) for k in range(4000)]
+    for raw in names + [b"archive/data.pkl", b"a\x00b", b"\xff", b"", "é".encode()]:
+        for flags in (0, 0x800, 0x808):
+            expected = raw.decode("utf-8" if flags & 0x800 else "cp437", "replace").split("\x00", 1)[0]
+            assert _py_decode(raw, flags) == expected, (raw, flags)

@@ -101,7 +101,9 @@ class Archive(Protocol):
 
 
 def _py_decode(raw: bytes, flags: int) -> str:
-    return raw.decode("utf-8" if flags & 0x800 else "cp437", "replace").split("\x00", 1)[0]
+    # ASCII reads the same in UTF-8 and cp437: without the cp437 codec's lookup and import (startup)
+    text = raw.decode("ascii") if raw.isascii() else raw.decode("utf-8" if flags & 0x800 else "cp437", "replace")
+    return text.split("\x00", 1)[0]
 
 
 def miniz_sort(keys: list[bytes]) -> list[int]:
