@@ -11,6 +11,7 @@ import ast
 import base64
 import bz2
 import lzma
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -32,8 +33,10 @@ PROBE = ("import sys\n"
 
 NOT_FOR_A_ZIP = {"ckptlint.formats.safetensors", "ckptlint.formats.sharded", "ckptlint.formats.directory",
                  "ckptlint.formats.dcp", "ckptlint.formats.tar_torch", "ckptlint.formats.torchscript_code",
-                 "ckptlint.formats.torchscript_index", "ckptlint.formats.legacy", "ckptlint.formats.tar"}
-"""Readers of other formats than the torch zip being checked."""
+                 "ckptlint.formats.torchscript_index", "ckptlint.formats.legacy", "ckptlint.formats.tar",
+                 "ckptlint.formats.npy", "ckptlint.formats.pt2"}
+"""Readers of other formats than the torch zip being checked (an npz or a torch.export archive is told
+from a torch zip by sniff.is_npz and torchzip.open_pt2)."""
 
 RENDERERS = {"ckptlint.report.check_text", "ckptlint.report.check_json", "ckptlint.report.sarif",
              "ckptlint.report.github", "ckptlint.report.markdown", "ckptlint.report.inventory_text",
@@ -107,6 +110,15 @@ def test_argparse_and_the_decoders_load_where_needed(two: Path, tmp_path: Path, 
     proc = run_python("-c", PROBE, "check", nested, cwd=tmp_path)
     code, modules = ast.literal_eval(proc.stdout.strip().splitlines()[-1])
     assert code == 1 and "os.system" in proc.stdout and {"bz2", "lzma", "base64"} <= set(modules), proc.stdout
+
+
+def test_npz_and_export_readers_load_for_their_archives(tmp_path: Path, run_python: RunPython) -> None:
+    for name, member, data, reader in [("a.npz", "x.npy", b"\x93NUMPY\x01\x00", "ckptlint.formats.npy"),
+                                       ("m.pt2", "m/archive_format", b"pt2", "ckptlint.formats.pt2")]:
+        with zipfile.ZipFile(tmp_path / name, "w") as z:
+            z.writestr(member, data)
+        proc = run_python("-c", PROBE, "check", tmp_path / name, "-qq", cwd=tmp_path)
+        assert reader in ast.literal_eval(proc.stdout.strip().splitlines()[-1])[1], proc.stderr
 
 
 def test_tabulate_loads_only_for_a_table_of_findings(two: Path, tmp_path: Path, run_python: RunPython) -> None:
