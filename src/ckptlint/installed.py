@@ -65,6 +65,8 @@ def declares_entry_points(group: str) -> bool:
 
 
 def _has_section(path: str, group: str) -> bool:
+    if not os.access(path, os.F_OK):  # most have no entry_points.txt: no open() failing with an exception
+        return False
     try:
         with open(path, "rb") as f:
             data = f.read()
