@@ -8,6 +8,10 @@ does load when the command needs it (so every assertion can fail).
 from __future__ import annotations
 
 import ast
+import base64
+import bz2
+import lzma
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -29,8 +33,10 @@ PROBE = ("import sys\n"
 
 NOT_FOR_A_ZIP = {"ckptlint.formats.safetensors", "ckptlint.formats.sharded", "ckptlint.formats.directory",
                  "ckptlint.formats.dcp", "ckptlint.formats.tar_torch", "ckptlint.formats.torchscript_code",
-                 "ckptlint.formats.torchscript_index", "ckptlint.formats.legacy", "ckptlint.formats.tar"}
-"""Readers of other formats than the torch zip being checked."""
+                 "ckptlint.formats.torchscript_index", "ckptlint.formats.legacy", "ckptlint.formats.tar",
+                 "ckptlint.formats.npy", "ckptlint.formats.pt2"}
+"""Readers of other formats than the torch zip being checked (an npz or a torch.export archive is told
+from a torch zip by sniff.is_npz and torchzip.open_pt2)."""
 
 RENDERERS = {"ckptlint.report.check_text", "ckptlint.report.check_json", "ckptlint.report.sarif",
              "ckptlint.report.github", "ckptlint.report.markdown", "ckptlint.report.inventory_text",
@@ -41,10 +47,15 @@ TARGET_MODULES = {"ckptlint.compat.analyze", "ckptlint.compat.unwrap", "ckptlint
 
 ONLY_WHEN_NEEDED = {"torch", "importlib.metadata", "email", "tomllib", "tempfile", "json.decoder",
                     "ckptlint.conversion", "ckptlint.conversion.command", "zipfile", "tarfile", "pickletools",
-                    "dataclasses", "inspect", "ast"}
+                    "base64", "bz2", "lzma", "argparse", "shutil", "gettext", "locale", "ckptlint.cli_parser",
+                    "array", "fnmatch", "encodings.cp437", "dataclasses", "inspect", "ast", "copy"}
 """Entry points (no plugin installed), a config file's TOML (none here), spooling, a baseline, convert,
-CPython's zipfile (torch.save's zip layout is read without it: formats/pyzip.py), tar and pickletools;
-dataclasses and the inspect and ast it imports (ckptlint's data classes are records: src/ckptlint/record.py)."""
+CPython's zipfile (torch.save's zip layout is read without it: formats/pyzip.py), tar, pickletools,
+base64/bz2/lzma (a pickle that decodes a nested one: formats/nestedbytes.py) and argparse with what it
+imports (a plain check's command line is read by cli_args), array (a zip's local-header offsets are a
+memoryview), fnmatch (no glob to match: no exclude, per-file or allow-* pattern here), the cp437 codec
+(ASCII member names decode without it: formats/zipmember._py_decode), and dataclasses with the inspect,
+ast and copy it imports (ckptlint's data classes are records: src/ckptlint/record.py)."""
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +83,10 @@ def test_a_small_check_imports_only_what_it_uses(two: Path, run_python: RunPytho
     assert loaded & TARGET_MODULES == set()  # no --model, --snapshot or configured target
 
 
+def test_fnmatch_loads_for_a_glob(two: Path, run_python: RunPython) -> None:
+    assert "fnmatch" in _modules(run_python, "check", two.parent, "-qq", "--exclude", "*.bin", cwd=two.parent)
+
+
 def test_zipfile_tarfile_and_pickletools_load_where_a_file_needs_them(two: Path, tmp_path: Path,
                                                                        run_python: RunPython) -> None:
     commented = tmp_path / "commented.pth"  # an archive comment: zipfile finds its end record itself
@@ -83,6 +98,27 @@ def test_zipfile_tarfile_and_pickletools_load_where_a_file_needs_them(two: Path,
     proto0 = tmp_path / "proto0.pkl"  # no PROTO opcode: its protocol is the highest its opcodes need
     proto0.write_bytes(b"(dp0\n.")
     assert "pickletools" in _modules(run_python, "check", proto0, "-qq", cwd=tmp_path)
+
+
+def test_argparse_and_the_decoders_load_where_needed(two: Path, tmp_path: Path, run_python: RunPython) -> None:
+    assert {"argparse", "ckptlint.cli_parser"} <= _modules(run_python, "check", "--form", "json", two, cwd=tmp_path)
+    assert "argparse" in _modules(run_python, "inspect", two, cwd=tmp_path)
+    blob = base64.b64encode(lzma.compress(bz2.compress(b"\x80\x02cos\nsystem\nq\x00.")))
+    nested = tmp_path / "nested.pkl"  # pickle.loads(bz2.decompress(lzma.decompress(base64.b64decode(blob))))
+    nested.write_bytes(b"\x80\x02cpickle\nloads\n(cbz2\ndecompress\n(clzma\ndecompress\n(cbase64\nb64decode\n("
+                       b"B" + len(blob).to_bytes(4, "little") + blob + b"tRtRtRtR.")
+    proc = run_python("-c", PROBE, "check", nested, cwd=tmp_path)
+    code, modules = ast.literal_eval(proc.stdout.strip().splitlines()[-1])
+    assert code == 1 and "os.system" in proc.stdout and {"bz2", "lzma", "base64"} <= set(modules), proc.stdout
+
+
+def test_npz_and_export_readers_load_for_their_archives(tmp_path: Path, run_python: RunPython) -> None:
+    for name, member, data, reader in [("a.npz", "x.npy", b"\x93NUMPY\x01\x00", "ckptlint.formats.npy"),
+                                       ("m.pt2", "m/archive_format", b"pt2", "ckptlint.formats.pt2")]:
+        with zipfile.ZipFile(tmp_path / name, "w") as z:
+            z.writestr(member, data)
+        proc = run_python("-c", PROBE, "check", tmp_path / name, "-qq", cwd=tmp_path)
+        assert reader in ast.literal_eval(proc.stdout.strip().splitlines()[-1])[1], proc.stderr
 
 
 def test_tabulate_loads_only_for_a_table_of_findings(two: Path, tmp_path: Path, run_python: RunPython) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata as metadata
+import re
 import sys
 from pathlib import Path
 
@@ -58,3 +59,21 @@ def test_what_the_plain_look_cannot_see_counts_as_maybe(tmp_path: Path, monkeypa
     monkeypatch.setattr(sys, "meta_path", [Finder(), *sys.meta_path])
     assert installed.declares_entry_points("ckptlint")
     assert installed.version("pluggy") == _oracle_version("pluggy")
+
+
+@pytest.mark.parametrize("name", ["torch", "Torch", "typing_extensions", "typing-extensions", "a__b", "a._-b",
+                                  "zope.interface", "A-B_C.D", "_private", "x_", "ÄB", ""])
+def test_normalize_is_the_regex_one(name: str) -> None:
+    assert installed._normalize(name) == re.sub(r"[-_.]+", "_", name).lower()
+
+
+@pytest.mark.parametrize("text", [b"[ckptlint]\nx = y\n", b"[ ckptlint ]\r\nx = y\r\n", b"\xff\xfe[ckptlint]\n",
+                                  b"[console_scripts]\nckptlint = a:b\n", b"# [ckptlint]\n", b"[ckptlint.x]\n",
+                                  b"\t[ckptlint]\t\n", b"[ckptlint]", b"[ckptl\xc3int]\n", b""])
+def test_a_section_is_found_as_in_the_decoded_lines(tmp_path: Path, text: bytes) -> None:
+    path = tmp_path / "entry_points.txt"
+    path.write_bytes(text)
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    expected = any(s.startswith("[") and s.endswith("]") and s.strip("[]").strip() == "ckptlint"
+                   for s in map(str.strip, lines))
+    assert installed._has_section(str(path), "ckptlint") == expected

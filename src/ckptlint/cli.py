@@ -12,16 +12,15 @@ prints it, once, as one line. Rendering lives in ``report/``. torch is never imp
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .cli_args import parse_check
 from .cli_support import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, input_files, jobs_count, target_kwargs
-from .cli_support import Parser as _Parser
 from .cli_support import one_line as _one_line
 from .cli_support import output_dir_exists as _output_dir_exists
 from .cli_support import printable as _printable
@@ -30,6 +29,9 @@ from .cli_support import write_output as _write
 from .errors import CkptlintError, PluginError, UsageError
 from .version import __version__
 from .vocab import SEVERITIES, TARGETS_MODES
+
+if TYPE_CHECKING:
+    import argparse
 
 # -- inspect -----------------------------------------------------------------
 
@@ -344,7 +346,9 @@ SUBCOMMANDS: list[Callable[[Any], None]] = [_add_inspect, _add_check, _add_snaps
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The whole command line; with ``command`` (a subcommand's name), only that subcommand is declared:
     parsing its arguments goes the same, and the others' declarations (and what they import) are skipped."""
-    parser = _Parser(
+    from .cli_parser import Parser
+
+    parser = Parser(
         prog="ckptlint",
         description="Static checks for PyTorch checkpoints: compatibility, safety and device "
                     "issues, found before anything is loaded.",
@@ -372,11 +376,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             with contextlib.suppress(ValueError, OSError):  # detached or odd streams
                 reconfigure(errors="backslashreplace")
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(_command_of(argv))
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # usage errors (2), --help/--version (0)
-        return e.code if isinstance(e.code, int) else EXIT_ERROR
+    args: Any = parse_check(argv, cmd_check)  # a plain check's line, without argparse (startup)
+    if args is None:
+        parser = build_parser(_command_of(argv))
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as e:  # usage errors (2), --help/--version (0)
+            return e.code if isinstance(e.code, int) else EXIT_ERROR
     try:
         return int(args.func(args))
     except CkptlintError as e:  # the one place an error becomes its line and exit status 2

@@ -1,12 +1,11 @@
 """Small pieces of the command line shared by its subcommands: exit codes, the one-line error format,
-output files, and an argument parser whose usage errors are one line too (cli.py stays small)."""
+output files (cli.py stays small); the argument parser is in cli_parser."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from typing import Any, NoReturn, TextIO
+from typing import Any, TextIO
 
 from .errors import OutputError, UsageError
 from .filenames import special_kind
@@ -19,6 +18,8 @@ EXIT_ERROR = 2
 def jobs_count(text: str) -> int:
     """``--jobs``: a whole number, 0 for one per core (ckptlint.parallel.default_jobs)."""
     if not text.strip().isdigit():
+        import argparse  # only for the error: a check's line is read without argparse (cli_args)
+
         raise argparse.ArgumentTypeError(f"expected a whole number of processes (0: one per core), not {text!r}")
     return int(text)
 
@@ -61,17 +62,6 @@ def input_files(*flags: tuple[str, str | None]) -> None:
         what = special_kind(path) if path else None
         if what is not None:
             raise UsageError(f"{flag} {path}: not a regular file ({what}): nothing was read")
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (``ckptlint: check: argument --fail-on: invalid choice …``)
-    and exit 2, like every other error; ``--help`` shows the usage."""
-
-    def error(self, message: str) -> NoReturn:
-        command = self.prog.split(" ", 1)[1] if " " in self.prog else None
-        where = f"{command}: " if command else ""
-        hint = f"ckptlint {command} --help" if command else "ckptlint --help"
-        self.exit(EXIT_ERROR, f"ckptlint: {where}{one_line(message)} (see {hint})\n")
 
 
 def target_kwargs(model: str | None, model_kwargs: str | None, model_config: str | None) -> Any:

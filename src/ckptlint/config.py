@@ -6,7 +6,6 @@ checked file's folder. A ``ckptlint.toml`` holds the same keys at top level.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
 import sys
@@ -72,7 +71,7 @@ class Config:
 
     def matches(self, file: str, globs: tuple[str, ...]) -> bool:
         rel = self.relative(file)
-        return any(fnmatch.fnmatchcase(rel, g) for g in globs)
+        return any(_fnmatchcase(rel, g) for g in globs)
 
     def target_for(self, file: str) -> TargetEntry | None:
         """The first target whose glob (relative to the config's folder) matches ``file``."""
@@ -81,7 +80,7 @@ class Config:
         base = os.path.dirname(os.path.abspath(self.path))
         rel = os.path.relpath(os.path.abspath(file), base).replace(os.sep, "/")
         for t in self.targets:
-            if any(fnmatch.fnmatchcase(rel, g) for g in t.files):
+            if any(_fnmatchcase(rel, g) for g in t.files):
                 return t
         return None
 
@@ -120,8 +119,8 @@ def _walk_up(d: str) -> str | None:
     return None
 
 
-_OUR_TABLE = re.compile(r"^[ \t]*\[\[?[ \t]*tool[ \t]*\.[ \t]*[\"']?ckptlint\b|^[ \t]*tool[ \t]*\.[ \t]*ckptlint\b",
-                        re.MULTILINE)
+_OUR_TABLE = r"^[ \t]*\[\[?[ \t]*tool[ \t]*\.[ \t]*[\"']?ckptlint\b|^[ \t]*tool[ \t]*\.[ \t]*ckptlint\b"
+"""Compiled (re's cache) when a pyproject.toml is first looked at, not at import (startup)."""
 
 
 def _has_tool_table(path: str) -> bool:
@@ -136,7 +135,7 @@ def _has_tool_table(path: str) -> bool:
                 text = f.read(4 * 1024 * 1024)
         except OSError:
             return False
-        if _OUR_TABLE.search(text):
+        if re.search(_OUR_TABLE, text, re.MULTILINE):
             raise
         return False
 
@@ -274,3 +273,10 @@ def config_for(file: str, explicit: str | None = None, seen: dict[str, str | Non
     """The configuration that applies to ``file`` (an explicit ``--config`` wins); ``seen``: see find_config."""
     path = explicit or find_config(file, seen)
     return load_config(os.path.abspath(path)) if path else Config()
+
+
+def _fnmatchcase(name: str, pattern: str) -> bool:
+    """``fnmatch.fnmatchcase``, imported when a glob is first matched, not at import (startup)."""
+    from fnmatch import fnmatchcase
+
+    return fnmatchcase(name, pattern)

@@ -49,6 +49,8 @@ def _info_folders(name: str | None = None) -> list[str]:
 
 
 def _normalize(name: str) -> str:
+    if "-" not in name and "." not in name and "__" not in name:  # nothing to fold (most names): no regex
+        return name.lower()
     return re.sub(r"[-_.]+", "_", name).lower()
 
 
@@ -63,8 +65,17 @@ def declares_entry_points(group: str) -> bool:
 
 
 def _has_section(path: str, group: str) -> bool:
-    text = _read(path)
-    return text is not None and any(line.startswith("[") and line.endswith("]") and line.strip("[]").strip() == group
+    if not os.access(path, os.F_OK):  # most have no entry_points.txt: no open() failing with an exception
+        return False
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    if group.isascii() and group.encode() not in data:  # most name other groups only: no decoding, no lines
+        return False
+    text = data.decode("utf-8", "replace")  # what _read gives (splitlines breaks lines as newline=None does)
+    return any(line.startswith("[") and line.endswith("]") and line.strip("[]").strip() == group
                                     for line in map(str.strip, text.splitlines()))
 
 

@@ -9,7 +9,6 @@ JSON contract (docs/report-json.md) lives there, in one place.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 from .findings import Finding
@@ -170,7 +169,7 @@ def _compat_rows(fr: FileReport, allow_missing: tuple[str, ...], allow_unexpecte
 
 def matches(key: str, patterns: Iterable[str]) -> bool:
     """``key`` matches one of the fnmatch ``patterns`` (case-sensitive, as allow-* are)."""
-    return any(fnmatchcase(key, p) for p in patterns)
+    return any(_fnmatchcase(key, p) for p in patterns)
 
 
 def __getattr__(name: str) -> Any:
@@ -180,6 +179,13 @@ def __getattr__(name: str) -> Any:
 
         return getattr(compat_report, name)
     raise AttributeError(f"module 'ckptlint.results' has no attribute {name!r}")
+
+
+def _fnmatchcase(name: str, pattern: str) -> bool:
+    """``fnmatch.fnmatchcase``, imported when a glob is first matched, not at import (startup)."""
+    from fnmatch import fnmatchcase
+
+    return fnmatchcase(name, pattern)
 
 
 __all__ = ["Blocker", "CompatFix", "CompatReport", "FileReport", "Report", "Verdict", "matches"]

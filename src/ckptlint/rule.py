@@ -8,7 +8,18 @@ from .findings import Finding
 from .record import record
 from .vocab import RuleCategory, Severity
 
-CODE_RE = re.compile(r"^[A-Z]{1,3}[0-9]{3}$")
+CODE_PATTERN = r"^[A-Z]{1,3}[0-9]{3}$"
+
+
+def is_code(code: str) -> bool:
+    """``re.match(CODE_PATTERN, code)``, without compiling it at import (every check asks, startup)."""
+    if type(code) is not str:
+        return re.match(CODE_PATTERN, code) is not None  # re's answer, or its TypeError
+    if code.endswith("\n"):  # ``$`` also matches before a final newline
+        code = code[:-1]
+    letters, digits = code[:-3], code[-3:]
+    return (0 < len(letters) <= 3 and letters.isascii() and letters.isalpha() and letters.isupper()
+            and len(digits) == 3 and digits.isascii() and digits.isdigit())
 
 _CATEGORY_BY_DIGIT: dict[str, RuleCategory] = {
     "1": "safety", "2": "compatibility", "3": "device", "4": "hygiene", "9": "input"}

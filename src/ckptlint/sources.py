@@ -11,7 +11,6 @@ readers need a path. docs/cli.md (Inputs) and docs/api.md describe the rules.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import os
 import posixpath
 import re
@@ -157,7 +156,7 @@ class _Exclude:
         for base, globs in self.rules:
             rel = os.path.relpath(full, base).replace(os.sep, "/")
             parts = [p for p in rel.split("/") if p not in ("", ".", "..")]
-            if any(fnmatch.fnmatchcase(rel, g) or any(fnmatch.fnmatchcase(p, g) for p in parts) for g in globs):
+            if any(_fnmatchcase(rel, g) or any(_fnmatchcase(p, g) for p in parts) for g in globs):
                 return True
         return False
 
@@ -294,7 +293,8 @@ def _listing(root: str, excluded: _Exclude) -> tuple[list[str], list[tuple[str, 
     return files, errors
 
 
-_GIT_UNREADABLE = re.compile(r"could not open directory '(.*)': (.*)")
+_GIT_UNREADABLE = r"could not open directory '(.*)': (.*)"
+"""Compiled (re's cache) when git lists a folder, not at import (startup)."""
 
 
 def _git_listing(root: str) -> tuple[list[str], list[tuple[str, str]]] | None:
@@ -317,7 +317,7 @@ def _git_listing(root: str) -> tuple[list[str], list[tuple[str, str]]] | None:
         return None
     names = list(dict.fromkeys(os.fsdecode(n) for n in done.stdout.split(b"\0") if n))
     errors = [(m.group(1).rstrip("/"), f"cannot list the directory: {m.group(2)}")
-              for m in map(_GIT_UNREADABLE.search, os.fsdecode(done.stderr).splitlines()) if m]
+              for m in (re.search(_GIT_UNREADABLE, line) for line in os.fsdecode(done.stderr).splitlines()) if m]
     return [n for n in names if os.path.lexists(_join(root, n.rstrip("/")))], errors
 
 
@@ -376,6 +376,13 @@ def _spool(stream: SupportsReadBytes, name: str, limits: Limits, temporary: list
 def _too_big(limits: Limits) -> str:
     return (f"more than {limits.max_spool_bytes} bytes (limit max_spool_bytes): give the file by its path, "
             "or raise the limit")
+
+
+def _fnmatchcase(name: str, pattern: str) -> bool:
+    """``fnmatch.fnmatchcase``, imported when a glob is first matched, not at import (startup)."""
+    from fnmatch import fnmatchcase
+
+    return fnmatchcase(name, pattern)
 
 
 __all__ = ["STDIN", "CheckInput", "Source", "SupportsReadBytes", "expand", "resolve", "special_file"]

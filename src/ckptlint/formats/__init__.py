@@ -10,7 +10,7 @@ from ..errors import CheckpointError, FormatError, LimitExceeded
 from ..inventory import FormatFacts, Inventory, StreamStop
 from ..limits import DEFAULT_LIMITS, Limits
 from .common import CountingFile, assemblers_of
-from .sniff import NOT_CHECKPOINT_REASONS, classify_text, not_checkpoint_archive, sniff
+from .sniff import NOT_CHECKPOINT_REASONS, classify_text, is_npz, not_checkpoint_archive, sniff
 
 __all__ = ["NOT_CHECKPOINT_REASONS", "read_inventory", "sniff_kind"]
 
@@ -99,16 +99,20 @@ def _read(f: CountingFile, path: str, kind: str, limits: Limits) -> Inventory:
 
         return read_npy(f, path, limits)
     if kind == "zip":
-        from .npy import is_npz, read_npz
-        from .pt2 import open_pt2, read_pt2
-        from .torchzip import read_torch_zip
+        from .torchzip import open_pt2, read_torch_zip
 
         if is_npz(f):
+            from .npy import read_npz
+
             npz = read_npz(f, path, limits)
             if npz is not None:
                 return npz
         pt2 = open_pt2(f, limits)  # a torch.export archive (formats.pt2)
-        return read_torch_zip(f, path, limits) if pt2 is None else read_pt2(f, path, *pt2, limits)
+        if pt2 is None:
+            return read_torch_zip(f, path, limits)
+        from .pt2 import read_pt2
+
+        return read_pt2(f, path, *pt2, limits)
     if kind == "torch-preview":
         raise CheckpointError(path, "PyTorch preview archive (PYTORCH1), which torch no longer reads", kind)
     if kind == "torch-tar":

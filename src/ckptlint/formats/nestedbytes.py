@@ -10,11 +10,8 @@ any standard-library codec: the lookup imports ``encodings.<name>`` modules only
 
 from __future__ import annotations
 
-import base64
 import binascii
-import bz2
 import codecs
-import lzma
 import zlib
 from typing import Any
 
@@ -88,17 +85,23 @@ def _codec_call(qualname: str, args: tuple[Any, ...], budget: Budget | None) -> 
 def _inflate(qualname: str, data: bytes, budget: Budget, wbits: Any) -> bytes | None:
     """Decompress as the named function would, never past what the budget has left."""
     room = max(0, min(budget.limits.max_pickle_bytes, budget.limits.max_inflated_bytes - budget.inflated_bytes))
+    errors: tuple[type[Exception], ...] = (zlib.error, OSError, EOFError, ValueError, OverflowError)
     try:
         if qualname == "zlib.decompress":
             d: Any = zlib.decompressobj(wbits if type(wbits) is int else zlib.MAX_WBITS)
         elif qualname == "gzip.decompress":
             d = zlib.decompressobj(wbits=31)
-        elif qualname == "bz2.decompress":
+        elif qualname == "bz2.decompress":  # bz2 and lzma load only for a file that calls them (startup)
+            import bz2
+
             d = bz2.BZ2Decompressor()
         else:
+            import lzma
+
+            errors += (lzma.LZMAError,)
             d = lzma.LZMADecompressor()
         out: bytes = d.decompress(data, room + 1)
-    except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError, OverflowError):
+    except errors:  # read when raised: lzma's error is in it once lzma was imported
         return None
     budget.charge_bytes(len(out), f"bytes {qualname} inflates")
     return out
@@ -108,7 +111,12 @@ def _decode_b64(qualname: str, data: Any) -> bytes | None:
     if not isinstance(data, (bytes, bytearray, memoryview, str)):
         return None
     name = qualname.rsplit(".", 1)[1]
-    fn: Any = getattr(binascii if qualname.startswith("binascii.") else base64, name, None)
+    if qualname.startswith("binascii."):
+        fn: Any = getattr(binascii, name, None)
+    else:  # base64 loads only for a file that calls it (startup)
+        import base64
+
+        fn = getattr(base64, name, None)
     if fn is None:
         return None
     try:

@@ -89,15 +89,6 @@ def _header_len(head: bytes, limits: Limits) -> int:
     return min(n, limits.max_header_bytes, MAX_HEADER)
 
 
-def is_npz(f: CountingFile) -> bool:
-    """The zip's first local header names a ``.npy`` member (what ``np.savez`` writes first)."""
-    head = f.pread(0, 30)
-    if len(head) < 30:
-        return False
-    n = int.from_bytes(head[26:28], "little")
-    return f.pread(30, n).lower().endswith(b".npy")
-
-
 def read_npz(f: CountingFile, path: str, limits: Limits = DEFAULT_LIMITS) -> Inventory | None:
     """Each ``.npy`` member holding objects is a pickle ``np.load(...)[key]`` runs. None when a
     member is not ``*.npy`` (``np.savez`` writes nothing else): the zip is read as torch's then."""

@@ -15,10 +15,10 @@ from typing import Any
 
 from ..errors import FormatError
 from ..inventory import FormatFacts, Inventory, StorageRecord, TensorRecord
-from ..limits import DEFAULT_LIMITS, Budget, Limits
+from ..limits import DEFAULT_LIMITS, Limits
 from ..record import replace
 from .common import Assembler, CountingFile, record_pid
-from .zipreader import Reader, ZipArchive, open_archive
+from .zipreader import Reader, ZipArchive
 
 # torch/_export/serde/schema.py ScalarType
 SCALAR_TYPES = {1: "uint8", 2: "int8", 3: "int16", 4: "int32", 5: "int64", 6: "float16", 7: "float32",
@@ -28,16 +28,6 @@ SCALAR_TYPES = {1: "uint8", 2: "int8", 3: "int16", 4: "int32", 5: "int64", 6: "f
 CONFIG = "data/weights/model_weights_config.json"
 CONSTANTS = "data/constants/model_constants_config.json"
 REFUSED = "PytorchStreamReader failed locating file data.pkl: file not found (a torch.export archive)"
-
-
-def pt2_prefix(z: ZipArchive) -> str | None:
-    """The archive's folder when it is a torch.export archive (``<prefix>/archive_format`` says pt2)."""
-    for m in z.members:
-        if m.name.endswith("archive_format") and m.name.count("/") == 1 and m.size <= 16:
-            prefix = m.name.split("/")[0]
-            if z.locate(prefix + "/data.pkl") is None and z.read_member(m).strip() == b"pt2":
-                return prefix
-    return None
 
 
 def read_pt2(f: CountingFile, path: str, z: ZipArchive, prefix: str, limits: Limits = DEFAULT_LIMITS) -> Inventory:
@@ -133,17 +123,6 @@ def _tensor(name: str, spec: Any, z: ZipArchive, prefix: str) -> TensorRecord | 
                         storage_bytes=None if found is None else found.size, device=str(device),
                         is_parameter=bool(spec.get("is_param")), requires_grad=bool(meta.get("requires_grad")),
                         rebuild="torch.export", stream=member)
-
-
-def open_pt2(f: CountingFile, limits: Limits = DEFAULT_LIMITS) -> tuple[ZipArchive, str] | None:
-    """(archive, prefix) when the zip is a torch.export archive; None for anything else (the torch zip
-    reader then reads it and reports its own errors)."""
-    try:
-        z = open_archive(f, limits, Budget(limits))  # the file's one parse of its directory
-        prefix = pt2_prefix(z)
-    except (FormatError, ValueError, OverflowError):
-        return None
-    return None if prefix is None else (z, prefix)
 
 
 def _reader(data: bytes) -> Reader:

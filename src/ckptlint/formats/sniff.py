@@ -116,3 +116,13 @@ def _members(f: CountingFile, kind: str, limits: Limits) -> list[str] | None:
         return None if tar is None else [m.name for m in load_members(tar, budget)]
     except (FormatError, TarFallback, TorchFails, OSError, ValueError, EOFError):
         return None
+
+
+def is_npz(f: CountingFile) -> bool:
+    """The zip's first local header names a ``.npy`` member (what ``np.savez`` writes first): formats.npy
+    loads only for such a zip (startup)."""
+    head = f.pread(0, 30)
+    if len(head) < 30:
+        return False
+    n = int.from_bytes(head[26:28], "little")
+    return f.pread(30, n).lower().endswith(b".npy")

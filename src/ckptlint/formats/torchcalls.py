@@ -371,7 +371,8 @@ def storage_from_pid(pid: Any, *, legacy: bool = False) -> Storage:
     return st
 
 
-_BACKEND_TAG = re.compile(r"(cuda|hpu|xpu|mtia|privateuseone)(:|[0-9]+|$)")
+_BACKEND_TAG = r"(cuda|hpu|xpu|mtia|privateuseone)(:|[0-9]+|$)"
+"""Compiled (re's cache) for the first location that is not cpu, meta or mps, not at import (startup)."""
 
 
 def restorable(location: str) -> bool:
@@ -380,7 +381,7 @@ def restorable(location: str) -> bool:
     and the ``cuda``/``hpu``/``xpu``/``mtia``/``privateuseone`` tags (which raise where the device is
     missing). Any other tag raises "don't know how to restore data location" unless the caller
     passes ``map_location`` (or an extension registers the device)."""
-    return location in ("cpu", "meta") or location.startswith("mps") or _BACKEND_TAG.match(location) is not None
+    return location in ("cpu", "meta") or location.startswith("mps") or re.match(_BACKEND_TAG, location) is not None
 
 
 def unrestorable_note(st: Storage, offset: int) -> str | None:

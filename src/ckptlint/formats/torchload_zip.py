@@ -32,9 +32,18 @@ SMALL_KEEP = 64 << 10
 """Bytes held of the other records torch reads (a few bytes each in every file torch writes)."""
 MAX_FILE_FORMAT_VERSION = 10
 """``kMaxSupportedFileFormatVersion`` (caffe2/serialize/versions.h) of the torch releases ckptlint targets."""
-_STOULL = re.compile(rb"\s*[+-]?\d+")
-_INT_PREFIX = re.compile(rb"[+-]?(?:\d(?:_?\d)*_?)?\s*")
-"""What can still begin an ``int()`` literal once leading whitespace is gone (the rest may complete it)."""
+_INT_PREFIX = rb"[+-]?(?:\d(?:_?\d)*_?)?\s*"
+"""What can still begin an ``int()`` literal once leading whitespace is gone (the rest may complete it);
+compiled (re's cache) for the first uninitialised alignment record, not at import (startup)."""
+
+
+def stoull(text: bytes) -> int | None:
+    r"""``std::stoull``'s number at the start of ``text``: ``int(re.match(rb"\s*[+-]?\d+", text).group())``,
+    None where that does not match; without a regex compiled at import (every zip reads its version)."""
+    s = text.lstrip()  # bytes.lstrip's whitespace is the bytes pattern's \s: [ \t\n\r\f\v]
+    sign = 1 if s[:1] in (b"+", b"-") else 0
+    digits = len(s) - sign - len(s[sign:].lstrip(b"0123456789"))
+    return int(s[:sign + digits]) if digits else None
 
 
 class TorchZipReading:
@@ -148,10 +157,9 @@ def _init(z: ZipArchive, r: TorchZipReading) -> None:
         raise _Refused('Expected hasRecord("version") to be true, but got false')
     text = _get(z, r, version_record).data
     r.records["version"] = text
-    m = _STOULL.match(text.split(b"\x00", 1)[0])
-    if m is None:
+    version = stoull(text.split(b"\x00", 1)[0])
+    if version is None:
         raise _Refused(f"Couldn't parse the version {text[:40].decode('utf-8', 'replace')} as Long Long")
-    version = int(m.group())
     if version < 1:
         raise _Refused(f"Attempted to read a PyTorch file with version {version}, but the minimum supported "
                        "version for reading is 1")
@@ -225,7 +233,7 @@ def _load(z: ZipArchive, r: TorchZipReading) -> None:
         rec = _get(z, r, ".storage_alignment")
         align = rec.data
         r.records[".storage_alignment"] = align
-        if rec.uninitialized and _INT_PREFIX.fullmatch(align.lstrip()):
+        if rec.uninitialized and re.fullmatch(_INT_PREFIX, align.lstrip()):
             # `int(zip_file.get_record(".storage_alignment"))`: int() of the inflated bytes and the memory after
             # them, which holds digits or whitespace only by luck (fuzz seed 1 index 5861: b'7&')
             raise _Refused(f"ValueError: invalid literal for int(), unless uninitialised memory after "

@@ -7,7 +7,6 @@ miniz reports, one directory entry, and the few archive fields extraction reads.
 from __future__ import annotations
 
 import struct
-from array import array
 from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
@@ -79,8 +78,9 @@ class LocalHeaders:
     """No ``PK\\x03\\x04`` there."""
 
     def __init__(self, n: int) -> None:
-        self.data_offsets = array("q", bytes(8 * n))
-        """Per entry index: local header offset + 30 + local name and extra lengths, or a code above."""
+        self.data_offsets = memoryview(bytearray(8 * n)).cast("q")
+        """Per entry index: local header offset + 30 + local name and extra lengths, or a code above (int64
+        each, as an array("q") holds them, without importing array: startup)."""
         self.differs: dict[int, tuple[bytes, int, int]] = {}
         """Entry index -> (local name, flags, method), for the entries whose local header differs."""
 
@@ -101,7 +101,9 @@ class Archive(Protocol):
 
 
 def _py_decode(raw: bytes, flags: int) -> str:
-    return raw.decode("utf-8" if flags & 0x800 else "cp437", "replace").split("\x00", 1)[0]
+    # ASCII reads the same in UTF-8 and cp437: without the cp437 codec's lookup and import (startup)
+    text = raw.decode("ascii") if raw.isascii() else raw.decode("utf-8" if flags & 0x800 else "cp437", "replace")
+    return text.split("\x00", 1)[0]
 
 
 def miniz_sort(keys: list[bytes]) -> list[int]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import PluginError, TargetError
 from ..installed import declares_entry_points
-from ..rule import CODE_RE, Rule
+from ..rule import Rule, is_code
 from ..vocab import SEVERITIES
 from .marker import PROJECT
 
@@ -156,7 +156,7 @@ def all_rules() -> dict[str, Rule]:
         except Exception as e:  # noqa: BLE001 - a broken plugin is one line, not a traceback
             raise PluginError(f"ckptlint_rules failed: {type(e).__name__}: {e}", plugin=name) from None
         for rule in declared:
-            if not CODE_RE.match(rule.code):
+            if not is_code(rule.code):
                 raise PluginError(f"rule code {rule.code!r} is malformed", plugin=name)
             if rule.code in rules:
                 raise PluginError(f"rule {rule.code} is already declared by {rules[rule.code].plugin}", plugin=name)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
 from ..findings import Finding
@@ -45,7 +44,7 @@ def ckptlint_check_file(context: FileContext) -> list[Finding] | None:
 
 
 def _allowed(key: str, patterns: tuple[str, ...]) -> bool:
-    return any(fnmatchcase(key, p) for p in patterns)
+    return any(_fnmatchcase(key, p) for p in patterns)
 
 
 def _n(count: int, word: str, plural: str | None = None) -> str:
@@ -175,3 +174,10 @@ def _fix_line(rep: CompatAnalysis) -> str | None:
     stay = f" ({_stay(len(fix.random_init))})" if fix.random_init else ""
     parts.append(f"load_state_dict(strict={fix.strict}){stay}")
     return "; ".join(parts)
+
+
+def _fnmatchcase(name: str, pattern: str) -> bool:
+    """``fnmatch.fnmatchcase``, imported when a glob is first matched, not at import (startup)."""
+    from fnmatch import fnmatchcase
+
+    return fnmatchcase(name, pattern)
