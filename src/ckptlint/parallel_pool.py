@@ -7,14 +7,23 @@ two pipes: ``multiprocessing`` costs this process about 10 ms of imports before 
 worker starts (serial time, which ``-j`` cannot win back), and ``concurrent.futures`` adds a
 thread that unpickles results while this process checks files of its own: they share one GIL.
 ``spawn`` uses ``multiprocessing`` (a fresh interpreter needs its bootstrap). No thread is
-started here either way, so a replacement worker can still be forked safely.
+started here either way, so a replacement worker can still be forked safely. What the workers and
+this process use to move results (pickle, signal, select, array) is imported here, before the fork:
+imported after it, every process would pay for it again.
 """
 
 from __future__ import annotations
 
+import copyreg
+import io
+import operator
 import os
+import pickle
+import select
+import signal
 import struct
 import sys
+from array import array
 from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
@@ -47,8 +56,6 @@ class Pool:
     def feed(self, todo: deque[int], done: dict[int, Any]) -> None:
         """Keep each worker two chunks ahead; chunks shrink with what is left, so that no one is
         left with a long queue while the others are done."""
-        from array import array
-
         for w in self.workers:
             size = max(1, min(MAX_CHUNK, len(todo) // (4 * self.share)))
             while todo and len(w.outstanding) < 2 * size:
@@ -87,8 +94,6 @@ class Pool:
             todo.extendleft(reversed(lost[1:]))
 
     def _alone(self, i: int) -> tuple[bool, Any] | bytes:
-        from array import array
-
         w = self._start()
         try:
             w.send(array("q", [i]).tobytes())
@@ -111,8 +116,6 @@ class Pool:
 def _ready(busy: list[Any], block: bool) -> list[Any]:
     """The workers whose pipe has a result (or end-of-file): one ``poll`` system call where there is
     ``select.poll`` (``multiprocessing``'s ``wait`` builds a selector each time: slow at every turn)."""
-    import select
-
     if not hasattr(select, "poll") or sys.platform == "win32":
         from multiprocessing.connection import wait
 
@@ -178,8 +181,6 @@ class _Forked:
         if pid == 0:  # the worker: never returns to the caller
             code = 1
             try:
-                import signal
-
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)  # stop() ends it, whatever handler the caller set
                 os.close(tasks_w)
                 os.close(results_r)
@@ -201,8 +202,6 @@ class _Forked:
         return self.results.recv_bytes()
 
     def stop(self, terminate: bool) -> None:
-        import signal
-
         if terminate:
             with suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGTERM)
@@ -255,9 +254,6 @@ def _serve_spawned(fn: Callable[[Any], Any], jobs: list[Any], tasks: Any, result
 def serve(fn: Callable[[Any], Any], jobs: list[Any], pipes: Any, compact: tuple[type, ...]) -> None:
     """A worker: each job number it is sent, checked and its ``(ok, value)`` sent back, until told to stop.
     Ctrl-C reaches the whole process group: the parent stops the workers, which stay quiet."""
-    import signal
-    from array import array
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     dumps = _dumper(compact)
     while True:
@@ -277,8 +273,6 @@ def _call(fn: Callable[[Any], Any], item: Any) -> tuple[bool, Any]:
     try:
         return True, fn(item)
     except Exception as e:  # noqa: BLE001 - raised again in the parent, at this job's position
-        import pickle
-
         try:
             back = pickle.loads(pickle.dumps(e))  # noqa: S301 - our own object, just pickled
             if type(back) is type(e) and str(back) == str(e):
@@ -333,10 +327,6 @@ def _dumper(compact: tuple[type, ...]) -> Callable[[Any], bytes]:
     a plain dataclass (an inventory's tensors) as one column per field: pickled without a call per
     record, and rebuilt in a few C loops (:func:`~ckptlint.inventory.records_from_columns`), about 40%
     cheaper each way."""
-    import copyreg
-    import io
-    import pickle
-
     table: dict[Any, Any] = dict(copyreg.dispatch_table)
     for cls in compact:
         table[cls] = _by_fields
@@ -401,8 +391,6 @@ class _Columns:
 def _getter(cls: type) -> Callable[[Any], Any]:
     getter = _GETTERS.get(cls)
     if getter is None:
-        import operator
-
         names = field_names(cls) or ()
         one = operator.attrgetter(*names)
         getter = _GETTERS[cls] = one if len(names) > 1 else (lambda obj: (one(obj),))
