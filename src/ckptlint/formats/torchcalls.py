@@ -342,6 +342,7 @@ def _text(v: Any) -> Any:
 _STORAGE_KINDS = {name: (dtype, name != "UntypedStorage", ITEMSIZE.get(dtype, 1))
                   for name, dtype in STORAGE_DTYPES.items()}
 """Storage class name -> (dtype, typed, bytes per element)."""
+STORAGE_KINDS = _STORAGE_KINDS
 
 
 def storage_from_pid(pid: Any, *, legacy: bool = False) -> Storage:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import struct
+from array import array
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -72,6 +73,8 @@ _NEW: Callable[[type[ZipMember], tuple[Any, ...]], ZipMember] = tuple.__new__
 """Builds a ZipMember from its fields without the named tuple's Python-level ``__new__``."""
 _miniz_sort = miniz_sort  # its old name here (tests compare it with miniz's heap sort)
 _LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
+ASCII_FOLD = _LOWER
+"""``bytes.translate`` table of miniz's name comparison (ASCII letters folded, nothing else)."""
 
 class ZipArchive:
     """A zip archive as miniz opens it for torch: entries in directory order plus its lookup index."""
@@ -315,6 +318,15 @@ class ZipArchive:
         """``m``'s data offset (or a LocalHeaders code) once the local headers were scanned, else None."""
         local = self._shared.local
         return None if local is None else local.data_offsets[m.index]
+
+    def name_index(self) -> tuple[dict[bytes, ZipMember], array[int]] | None:
+        """(folded name -> entry, data offset per entry index) once the local headers were scanned and no
+        two names fold alike: what ``locate`` and ``known_data_offset`` read, for a caller looking up
+        thousands of records (one per storage). None otherwise."""
+        shared = self._shared
+        if shared.unique is None or shared.local is None:
+            return None
+        return shared.unique, shared.local.data_offsets
 
     def known_local_header(self, m: ZipMember) -> tuple[bytes, int, int] | bool | None:
         """What ``local_header`` returns for ``m``, once the local headers were scanned; else False."""
