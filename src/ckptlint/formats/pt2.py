@@ -33,7 +33,9 @@ REFUSED = "PytorchStreamReader failed locating file data.pkl: file not found (a 
 def pt2_prefix(z: ZipArchive) -> str | None:
     """The archive's folder when it is a torch.export archive (``<prefix>/archive_format`` says pt2)."""
     for m in z.members:
-        if m.name.endswith("archive_format") and m.name.count("/") == 1 and m.size <= 16:
+        # the raw name first: its decoded form ends so exactly when the bytes do (ASCII), and every
+        # torch checkpoint's entry (100,000s) is looked at without decoding its name
+        if m.raw_name.endswith(b"archive_format") and m.name.count("/") == 1 and m.size <= 16:
             prefix = m.name.split("/")[0]
             if z.locate(prefix + "/data.pkl") is None and z.read_member(m).strip() == b"pt2":
                 return prefix
