@@ -68,6 +68,9 @@ _EOCD = struct.Struct("<4sHHHHIIH")
 _LOC64 = struct.Struct("<4sIQI")
 _EOCD64 = struct.Struct("<4sQHHIIQQQQ")
 _CDH = struct.Struct("<4sHHHHHHIIIHHHHHII")
+_CDH_FIELDS = struct.Struct("<6xHHH4xIIIHHHH2xII")
+"""The central header's fields the directory walk reads (needed, flags, method, crc, compressed size, size, name,
+extra and comment lengths, disk, external attributes, local header offset): no object for the others."""
 _U32 = 0xFFFFFFFF
 _NEW: Callable[[type[ZipMember], tuple[Any, ...]], ZipMember] = tuple.__new__
 """Builds a ZipMember from its fields without the named tuple's Python-level ``__new__``."""
@@ -205,40 +208,44 @@ class ZipArchive:
         """miniz's walk over ``total`` central headers (the count, not the size, decides) and its checks
         of each, in one pass; returns the entries and the bytes they span. miniz walks every header before
         it checks any: a failed check is raised once the rest of the walk found no malformed header."""
-        unpack, new = _CDH.unpack_from, _NEW
-        file_size, nul = self.file_size, b"\x00"
+        unpack, new, fold = _CDH_FIELDS.unpack_from, _NEW, _LOWER
+        file_size, nul, sig, u32 = self.file_size, b"\x00", b"PK\x01\x02", _U32
+        # _entry may raise these two: read again after each call
+        max_needed, plain = self.max_extract_version, self.plain
         members: list[ZipMember] = []
         append = members.append
         p, left = 0, len(cd)
         for index in range(total):
-            if left < 46 or not cd.startswith(b"PK\x01\x02", p):
+            if left < 46 or not cd.startswith(sig, p):
                 raise ZipStructureError(CORRUPTED)
-            (_, _, needed, flags, method, _, _, crc, csize, size, nlen, xlen, clen, disk, _, ext_attr,
-             hoff) = unpack(cd, p)
-            if 46 + nlen + xlen > left:
+            needed, flags, method, crc, csize, size, nlen, xlen, clen, disk, ext_attr, hoff = unpack(cd, p)
+            step = 46 + nlen + xlen
+            if step > left:
                 raise ZipStructureError(CORRUPTED)  # miniz re-reads the extra from a wrong offset, then fails
-            step = 46 + nlen + xlen + clen
+            step += clen
             if step > left:
                 raise ZipStructureError(CORRUPTED)
-            if xlen or flags & 0x2000 or not (disk == this_disk or disk == 1) or disk == 0xFFFF or (
-                    _U32 in (csize, size)) or hoff + 30 + csize > file_size or (
-                    (method == 0 and size != csize) or (size and not csize)) or needed > self.max_extract_version:
+            if xlen or flags & 0x2000 or (disk != this_disk and disk != 1) or disk == 0xFFFF or csize == u32 \
+                    or size == u32 or hoff + 30 + csize > file_size or (
+                    size != csize if method == 0 else size and not csize) or needed > max_needed:
                 try:
                     m = self._entry(cd, p, index, this_disk)
                 except ZipStructureError:
                     _entry_offsets(cd[p + step:], total - index - 1)  # a malformed header after it comes first
                     raise
+                max_needed, plain = self.max_extract_version, self.plain
             else:  # the common entry (no extra field, sane sizes): what _entry makes of it, inline
                 name = cd[p + 46:p + 46 + nlen]
                 # find, not `in`: `bytes in bytes` first tries the operand as an int and raises (a TypeError
                 # built and cleared per test, several times find's cost)
                 if name.find(nul) >= 0:
                     m = self._entry(cd, p, index, this_disk)
+                    max_needed, plain = self.max_extract_version, self.plain
                 else:
-                    if self.plain and (not name.isascii() or name.find(b"\\") >= 0):
-                        self.plain = False
+                    if plain and (not name.isascii() or name.find(b"\\") >= 0):
+                        self.plain = plain = False
                     m = new(ZipMember, (index, name, flags, method, crc, size if csize == size else csize, size,
-                                        hoff, ext_attr, None, name.translate(_LOWER)))
+                                        hoff, ext_attr, None, name.translate(fold)))
             append(m)
             p += step
             left -= step
