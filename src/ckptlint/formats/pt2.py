@@ -32,6 +32,8 @@ REFUSED = "PytorchStreamReader failed locating file data.pkl: file not found (a 
 
 def pt2_prefix(z: ZipArchive) -> str | None:
     """The archive's folder when it is a torch.export archive (``<prefix>/archive_format`` says pt2)."""
+    if b"archive_format\x00" not in b"\x00".join(z.raw_names) + b"\x00":
+        return None  # no name ends so (a test in C: a torch checkpoint has 100,000s of entries)
     for m in z.members:
         # the raw name first: its decoded form ends so exactly when the bytes do (ASCII), and every
         # torch checkpoint's entry (100,000s) is looked at without decoding its name

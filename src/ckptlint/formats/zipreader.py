@@ -26,6 +26,7 @@ behaves, including its silent failures) lives in zipextract.py.
 from __future__ import annotations
 
 import copy
+import operator
 import struct
 from array import array
 from collections.abc import Callable
@@ -72,6 +73,7 @@ _CDH_FIELDS = struct.Struct("<6xHHH4xIIIHHHH2xII")
 """The central header's fields the directory walk reads (needed, flags, method, crc, compressed size, size, name,
 extra and comment lengths, disk, external attributes, local header offset): no object for the others."""
 _U32 = 0xFFFFFFFF
+_RAW_NAME = operator.itemgetter(1)  # ZipMember.raw_name
 _NEW: Callable[[type[ZipMember], tuple[Any, ...]], ZipMember] = tuple.__new__
 """Builds a ZipMember from its fields without the named tuple's Python-level ``__new__``."""
 _miniz_sort = miniz_sort  # its old name here (tests compare it with miniz's heap sort)
@@ -117,6 +119,11 @@ class ZipArchive:
     def sorted_index(self) -> list[int]:
         """miniz's heap-sorted entry order (by case-folded name)."""
         return self._shared.sorted()[0]
+
+    @property
+    def raw_names(self) -> list[bytes]:
+        """Every entry's raw name, in directory order (one list, built in C once: callers test them all at once)."""
+        return self._shared.raw_names()
 
     @property
     def by_name(self) -> dict[str, ZipMember]:
@@ -432,6 +439,7 @@ class _Shared:
         """Without duplicate names the binary search can only find the one match: a dict finds it too."""
         self._sorted: tuple[list[int], list[bytes]] | None = None
         self._by_name: dict[str, ZipMember] | None = None
+        self._raw_names: list[bytes] | None = None
         self.local: LocalHeaders | None = None
 
     def sorted(self) -> tuple[list[int], list[bytes]]:
@@ -440,6 +448,11 @@ class _Shared:
             index = miniz_sort(keys)
             self._sorted = index, [keys[i] for i in index]
         return self._sorted
+
+    def raw_names(self) -> list[bytes]:
+        if self._raw_names is None:
+            self._raw_names = list(map(_RAW_NAME, self.members))
+        return self._raw_names
 
     def by_name(self) -> dict[str, ZipMember]:
         if self._by_name is None:
