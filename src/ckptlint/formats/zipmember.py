@@ -101,6 +101,8 @@ class Archive(Protocol):
 
 
 def _py_decode(raw: bytes, flags: int) -> str:
+    if raw.isascii():  # both codecs decode ASCII as ASCII: the cp437 codec is not even imported (startup)
+        return raw.decode("ascii").split("\x00", 1)[0]
     return raw.decode("utf-8" if flags & 0x800 else "cp437", "replace").split("\x00", 1)[0]
 
 
