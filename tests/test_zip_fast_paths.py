@@ -1,0 +1,130 @@
+"""The zip reader's shortcuts for the common archive (one call per storage in ``torchzip._checked``,
+``get_all_records`` and the torch.export probe over all names at once, the cp437 codec skipped for
+ASCII names) read every archive exactly as their general paths do: each archive here is read with
+and without them, and the inventories are equal. Torch-free: the pickles are written opcode by opcode."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ckptlint.formats import read_inventory, torchload_zip, zipmember
+from ckptlint.formats.zipreader import ZipArchive
+
+from zipcraft import Entry, build
+
+_PID = tuple[bytes, bytes, bytes, bytes, int]
+"""(tag, storage type global "module\\nname", key, location, numel), as raw pickle pieces."""
+
+
+def _u(s: bytes) -> bytes:
+    return b"X" + struct.pack("<I", len(s)) + s
+
+
+def _pickle(pids: list[_PID]) -> bytes:
+    """``{"t<i>": _rebuild_tensor_v2(<pid i>, 0, (1,), (1,), False, OrderedDict())}``, as torch.save writes it."""
+    out = b"\x80\x02}("
+    for i, (tag, stype, key, location, numel) in enumerate(pids):
+        out += _u(f"t{i}".encode()) + b"ctorch._utils\n_rebuild_tensor_v2\n(("
+        out += _u(tag) + b"c" + stype + b"\n" + _u(key) + _u(location) + b"J" + struct.pack("<i", numel)
+        out += b"tQK\x00K\x01\x85K\x01\x85\x89ccollections\nOrderedDict\n)RtR"
+    return out + b"u."
+
+
+def _archive(pids: list[_PID], records: list[Entry], prefix: bytes = b"archive") -> bytes:
+    head = [Entry(prefix + b"/data.pkl", _pickle(pids)), Entry(prefix + b"/byteorder", b"little")]
+    return build([*head, *records, Entry(prefix + b"/version", b"3\n")])
+
+
+def _rec(key: bytes, n: int, **kw: Any) -> Entry:
+    return Entry(b"archive/data/" + key, bytes(n), **kw)
+
+
+F = b"torch\nFloatStorage"
+OK = (b"storage", F, b"0", b"cpu", 4)
+CASES: dict[str, bytes] = {
+    "plain": _archive([OK, (b"storage", F, b"1", b"cpu", 2)], [_rec(b"0", 16), _rec(b"1", 8)]),
+    "shared storage": _archive([OK, OK], [_rec(b"0", 16)]),
+    "wrong size": _archive([OK], [_rec(b"0", 12)]),
+    "record missing": _archive([OK, (b"storage", F, b"9", b"cpu", 1)], [_rec(b"0", 16)]),
+    "deflated record": _archive([OK], [_rec(b"0", 16, method=8)]),
+    "empty record": _archive([(b"storage", F, b"0", b"cpu", 0)], [_rec(b"0", 0)]),
+    "encrypted flag": _archive([OK], [_rec(b"0", 16, flags=1)]),
+    "directory attribute": _archive([OK], [_rec(b"0", 16, external_attr=0x10)]),
+    "case folded name": _archive([(b"storage", F, b"Ab", b"cpu", 4)], [_rec(b"aB", 16)]),
+    "duplicate names": _archive([OK], [_rec(b"0", 16), _rec(b"0", 8)]),
+    "NUL in key": _archive([(b"storage", F, b"0\x00x", b"cpu", 4)], [_rec(b"0", 16)]),
+    "non-ASCII key": _archive([(b"storage", F, "é".encode(), b"cpu", 4)], [_rec("é".encode(), 16)]),
+    "lone surrogate key": _archive([(b"storage", F, b"\xed\xa0\x80", b"cpu", 4)], [_rec(b"0", 16)]),
+    "torch.Storage alias": _archive([(b"storage", b"torch\nStorage", b"0", b"cpu", 4)], [_rec(b"0", 16)]),
+    "untyped storage": _archive([(b"storage", b"torch\nUntypedStorage", b"0", b"cpu", 16)], [_rec(b"0", 16)]),
+    "unknown storage type": _archive([(b"storage", b"torch\nNoSuchStorage", b"0", b"cpu", 4)], [_rec(b"0", 16)]),
+    "other tag": _archive([(b"strage", F, b"0", b"cpu", 4)], [_rec(b"0", 16)]),
+    "negative numel": _archive([(b"storage", F, b"0", b"cpu", -1)], [_rec(b"0", 16)]),
+    "cuda location": _archive([(b"storage", F, b"0", b"cuda:0", 4)], [_rec(b"0", 16)]),
+    "odd location": _archive([(b"storage", F, b"0", b"tpu", 4)], [_rec(b"0", 16)]),
+    "record past the end": _archive([OK], [_rec(b"0", 16, size=1 << 20, csize=1 << 20)]),
+    "name outside the folder": _archive([OK], [_rec(b"0", 16), Entry(b"elsewhere/x", b"x")]),
+    "non-ASCII record name": _archive([OK], [_rec(b"0", 16), Entry("archive/é.txt".encode(), b"x")]),
+    "non-UTF-8 record name": _archive([OK], [_rec(b"0", 16), Entry(b"archive/\xff.txt", b"x")]),
+    "UTF-8 flag": _archive([OK], [_rec(b"0", 16), Entry("archive/é".encode(), b"x", flags=0x800)]),
+    "long record name": _archive([OK], [_rec(b"0", 16), Entry(b"archive/" + b"n" * 600, b"x")]),
+    "NUL in a record name": _archive([OK], [_rec(b"0", 16), Entry(b"archive/a\x00b", b"x")]),
+    "TorchScript constants name": _archive([OK], [_rec(b"0", 16), Entry(b"archive/constants.pkl", b"\x80\x02).")]),
+    "export probe name": _archive([OK], [_rec(b"0", 16), Entry(b"archive/archive_format", b"pt2")]),
+}
+
+
+def _general(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every shortcut off: the general paths decide everything."""
+    monkeypatch.setattr(ZipArchive, "name_index", lambda self: None)
+    monkeypatch.setattr(torchload_zip, "_common_records", lambda z, r, want: False)
+    monkeypatch.setattr(ZipArchive, "raw_names", property(lambda self: [b"archive_format"]))
+
+    def py_decode(raw: bytes, flags: int) -> str:
+        return raw.decode("utf-8" if flags & 0x800 else "cp437", "replace").split("\x00", 1)[0]
+    monkeypatch.setattr(zipmember, "_py_decode", py_decode)
+
+
+def _reading(path: Path) -> Any:
+    try:
+        return read_inventory(path).to_dict()
+    except Exception as e:  # noqa: BLE001 - the refusal is the reading to compare
+        return f"{type(e).__name__}: {e}"
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_shortcuts_read_as_the_general_paths(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = tmp_path / "a.pt"
+    p.write_bytes(CASES[name])
+    fast = _reading(p)
+    with monkeypatch.context() as m:
+        _general(m)
+        general = _reading(p)
+    assert fast == general
+
+
+def test_the_plain_archive_takes_the_shortcuts(tmp_path: Path) -> None:
+    """The comparison above means something: the plain archive takes each shortcut, and reads right."""
+    data = CASES["plain"]
+    z = ZipArchive(lambda o, n: data[o:o + n], len(data))
+    z.local_headers()
+    assert z.name_index() is not None
+    reading = torchload_zip.TorchZipReading(cap=1 << 20)
+    reading.prefix = b"archive"
+    assert torchload_zip._common_records(z, reading, b"archive/")
+    p = tmp_path / "a.pt"
+    p.write_bytes(data)
+    inv = read_inventory(p)
+    assert [s.record_bytes for s in inv.storages] == [16, 8] and not inv.stops
+    assert [t.storage_key for t in inv.tensors] == ["0", "1"]
+
+
+@pytest.mark.parametrize("raw", [b"archive/data/0", b"a\x00b", b"", bytes(range(128)), "é".encode(), b"\xff\x80\x00z"])
+@pytest.mark.parametrize("flags", [0, 0x800])
+def test_ascii_names_decode_as_zipfile_decodes_them(raw: bytes, flags: int) -> None:
+    expected = raw.decode("utf-8" if flags & 0x800 else "cp437", "replace").split("\x00", 1)[0]
+    assert zipmember._py_decode(raw, flags) == expected
