@@ -108,8 +108,8 @@ def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArch
     storages, storage_names = _storages(z, asm, records)
     anomalies = list(z.anomalies) + reading.notes + _header_mismatches(z) + _duplicates(z, py)
     try:
-        for m in z.members:
-            if storage_names[m.index] is not None or m.index in parsed or not _looks_like_pickle(z, m):
+        for m, stored in zip(z.members, storage_names, strict=True):  # storage_names: by entry index
+            if stored is not None or m.index in parsed or not _looks_like_pickle(z, m):
                 continue
             _scan(asm, z, m, labels[m])
         anomalies += _compare_with_zipfile(z, py, reading, asm, budget, limits)
@@ -144,7 +144,8 @@ def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArch
         pickle_protocol=asm.protocol,
         byteorder=reading.records.get("byteorder", b"little").decode("utf-8", "replace"),
         zip_prefix=prefix,
-        zip_entries=tuple(storage_names[m.index] or m.name for m in z.members),  # one str per name
+        # one str per name
+        zip_entries=tuple([stored or m.name for m, stored in zip(z.members, storage_names, strict=True)]),
         streams=tuple(asm.streams),
         loaded_streams=tuple(loaded),
         opcodes=tuple(sorted(asm.opcodes)),
