@@ -1,7 +1,8 @@
 """The zip reader's shortcuts for the common archive (one call per storage in ``torchzip._checked``,
 ``get_all_records`` and the torch.export probe over all names at once, the cp437 codec skipped for
-ASCII names) read every archive exactly as their general paths do: each archive here is read with
-and without them, and the inventories are equal. Torch-free: the pickles are written opcode by opcode."""
+ASCII names, storages and tensor stubs made without a class call) read every archive exactly as their
+general paths do: each archive here is read with and without them, and the inventories are equal.
+Torch-free: the pickles are written opcode by opcode."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from typing import Any
 
 import pytest
 
+from ckptlint.errors import FormatError
 from ckptlint.formats import read_inventory, torchload_zip, zipmember
+from ckptlint.formats.stubs import Global, ODict, Storage, TensorStub, new_storage, new_tensor_stub
+from ckptlint.formats.torchcalls import interpret_call, rebuild_tensor_v2_plain
 from ckptlint.formats.zipreader import ZipArchive
 
 from zipcraft import Entry, build
@@ -128,3 +132,38 @@ def test_the_plain_archive_takes_the_shortcuts(tmp_path: Path) -> None:
 def test_ascii_names_decode_as_zipfile_decodes_them(raw: bytes, flags: int) -> None:
     expected = raw.decode("utf-8" if flags & 0x800 else "cp437", "replace").split("\x00", 1)[0]
     assert zipmember._py_decode(raw, flags) == expected
+
+
+def _slots(obj: Any, cls: type) -> dict[str, Any]:
+    return {n: getattr(obj, n) for n in cls.__slots__}
+
+
+def test_stub_shortcuts_set_what_init_sets() -> None:
+    st = Storage("k", "float32", 16, "cpu", True)
+    st.resizable = False
+    assert _slots(new_storage("k", "float32", 16, "cpu", True, False), Storage) == _slots(st, Storage)
+    args = ("_rebuild_tensor_v2", st, 1, (2, 3), (3, 1), True, "float32", "cpu")
+    assert _slots(new_tensor_stub(*args), TensorStub) == _slots(TensorStub(*args), TensorStub)
+
+
+@pytest.mark.parametrize(("size", "stride"), [
+    ((), ()), ((4,), (1,)), ((4, 4), (4, 1)), ((2, 3, 4), (12, 4, 1)), ((0, 5), (5, 1)), ((4,), (0,)),
+    ((4, 4), (1, 4)), ((5, 5), (4, 1)), ((2, -1), (1, 1)), ((2, 2), (1, True)), ((2,), (1.0,)), ((3,), (2,)),
+])
+@pytest.mark.parametrize("offset", [0, 3])
+def test_plain_rebuild_is_the_general_one(size: tuple[Any, ...], stride: tuple[Any, ...], offset: int) -> None:
+    """``_rebuild_tensor_v2`` of torch.save's shape: the plain path (1 and 2 dimensions written out) gives
+    what the general interpretation gives, or leaves the call to it (None)."""
+    def reading(f: Any) -> Any:
+        st = Storage("k", "float32", 64, "cpu", True)
+        st.resizable = False
+        try:
+            t = f((st, offset, size, stride, False, ODict()))
+        except FormatError as e:
+            return str(e)
+        return None if t is None else _slots(t, TensorStub) | {"storage": None}
+    plain = reading(rebuild_tensor_v2_plain)
+    general = reading(lambda a: interpret_call(Global("torch._utils", "_rebuild_tensor_v2"), a, "REDUCE"))
+    assert plain is None or plain == general
+    if all(type(v) is int and v >= 0 for v in (*size, *stride)) and len(size) < 3:
+        assert plain is not None or isinstance(general, str)  # the shapes written out are taken

@@ -24,7 +24,7 @@ from ..inventory import FormatFacts, Inventory, StorageRecord, StreamStop, recor
 from ..limits import DEFAULT_LIMITS, Budget, Limits
 from .common import Assembler, CountingFile, record_pid, storage_alias
 from .pyzip import Listed, PyZipView, py_zip_view
-from .stubs import Global, Storage
+from .stubs import Global, new_storage
 from .torchcalls import STORAGE_KINDS
 from .torchload_zip import KEEP, TorchZipReading, read_like_torch
 from .unpickler import PersistentLoad, storage_from_pid
@@ -254,8 +254,7 @@ def _checked(z: ZipArchive, asm: Assembler, load: PersistentLoad | None, folder:
                     # Assembler.storage_loader's load(pid), storage_from_pid inline
                     dtype, typed, itemsize = kind
                     nbytes = numel * itemsize if typed else numel
-                    st = Storage(key, dtype, nbytes, location, typed)
-                    st.resizable = False
+                    st = new_storage(key, dtype, nbytes, location, typed, False)
                     storages.setdefault(key, st)
                     found = seen.get(key)
                     if found is None:
