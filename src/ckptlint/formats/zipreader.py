@@ -74,7 +74,6 @@ _CDH_FIELDS = struct.Struct("<6xHHH4xIIIHHHH2xII")
 extra and comment lengths, disk, external attributes, local header offset): no object for the others."""
 _U32 = 0xFFFFFFFF
 _RAW_NAME = operator.itemgetter(1)  # ZipMember.raw_name
-_FOLDED = operator.itemgetter(10)  # ZipMember.folded
 _NEW: Callable[[type[ZipMember], tuple[Any, ...]], ZipMember] = tuple.__new__
 """Builds a ZipMember from its fields without the named tuple's Python-level ``__new__``."""
 _miniz_sort = miniz_sort  # its old name here (tests compare it with miniz's heap sort)
@@ -435,7 +434,7 @@ class _Shared:
 
     def __init__(self, members: list[ZipMember]) -> None:
         self.members = members
-        unique = dict(zip(map(_FOLDED, members), members, strict=True))  # {m.folded: m ...}, in C
+        unique = {m.folded: m for m in members}
         self.unique: dict[bytes, ZipMember] | None = unique if len(unique) == len(members) else None
         """Without duplicate names the binary search can only find the one match: a dict finds it too."""
         self._sorted: tuple[list[int], list[bytes]] | None = None
