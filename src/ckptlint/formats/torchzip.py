@@ -228,7 +228,6 @@ def _checked(z: ZipArchive, asm: Assembler, load: PersistentLoad | None, folder:
     # found and judged here, without the calls of storage_alias, storage_from_pid, locate and record_error
     # (their general paths decide every other case, and are the definition).
     names = z.name_index() if load is None and b"\x00" not in folder else None
-    unique, offsets = names if names is not None else (None, None)
     file_size = z.file_size
     storages, kinds = asm.storages, STORAGE_KINDS
 
@@ -244,8 +243,23 @@ def _checked(z: ZipArchive, asm: Assembler, load: PersistentLoad | None, folder:
         assert found is not None  # record_error names a record it did not find
         return found
 
+    def checked_general(pid: Any) -> Any:
+        st = general(storage_alias(pid))
+        key = getattr(st, "key", None)
+        if isinstance(key, str):
+            found = seen.get(key)
+            if found is None:
+                found = seen[key] = find(key, st)
+            if isinstance(found, str):
+                raise FormatError(found)
+        return st
+
+    if names is None:
+        return checked_general
+    unique, offsets = names
+
     def checked(pid: Any) -> Any:
-        if unique is not None and offsets is not None and type(pid) is tuple and len(pid) == 5:
+        if type(pid) is tuple and len(pid) == 5:
             tag, stype, key, location, numel = pid
             if tag == "storage" and type(stype) is Global and type(key) is str and type(location) is str \
                     and type(numel) is int and numel >= 0 and "\x00" not in key:
@@ -263,7 +277,7 @@ def _checked(z: ZipArchive, asm: Assembler, load: PersistentLoad | None, folder:
                         if m is not None:  # record_error's common record, and the size check
                             index, raw, flags, method, _, csize, size, _, attr, stat_error, _ = m
                             if stat_error is None and method == 0 and not flags & (1 | 32 | 64) and csize \
-                                    and not attr & 0x10 and not raw.endswith(b"/"):
+                                    and not attr & 0x10 and raw[-1:] != b"/":
                                 start = offsets[index]
                                 if start >= 0 and start + (csize if csize > size else size) <= file_size:
                                     found = m if size == nbytes else (
@@ -274,15 +288,7 @@ def _checked(z: ZipArchive, asm: Assembler, load: PersistentLoad | None, folder:
                     if isinstance(found, str):
                         raise FormatError(found)
                     return st
-        st = general(storage_alias(pid))
-        key = getattr(st, "key", None)
-        if isinstance(key, str):
-            found = seen.get(key)
-            if found is None:
-                found = seen[key] = find(key, st)
-            if isinstance(found, str):
-                raise FormatError(found)
-        return st
+        return checked_general(pid)
     return checked
 
 
