@@ -167,3 +167,12 @@ def test_plain_rebuild_is_the_general_one(size: tuple[Any, ...], stride: tuple[A
     assert plain is None or plain == general
     if all(type(v) is int and v >= 0 for v in (*size, *stride)) and len(size) < 3:
         assert plain is not None or isinstance(general, str)  # the shapes written out are taken
+
+
+@pytest.mark.parametrize(("name", "plain"), [
+    (b"archive/x", True), ("archive/é".encode(), False), (b"archive\\x", False), (b"archive/a\x00b", False),
+])
+def test_a_directory_is_plain_when_every_name_is_ascii_without_nul_or_backslash(name: bytes, plain: bool) -> None:
+    """What pyzip.py relies on (Python's zipfile lists these entries as they are), tested for all names at once."""
+    data = build([Entry(b"archive/data.pkl", b"\x80\x02)."), Entry(name, b"x"), Entry(b"archive/version", b"3\n")])
+    assert ZipArchive(lambda o, n: data[o:o + n], len(data)).plain is plain

@@ -217,8 +217,7 @@ class ZipArchive:
         it checks any: a failed check is raised once the rest of the walk found no malformed header."""
         unpack, new, fold = _CDH_FIELDS.unpack_from, _NEW, _LOWER
         file_size, nul, sig, u32 = self.file_size, b"\x00", b"PK\x01\x02", _U32
-        # _entry may raise these two: read again after each call
-        max_needed, plain = self.max_extract_version, self.plain
+        max_needed = self.max_extract_version  # _entry may raise it: read again after each call
         members: list[ZipMember] = []
         append = members.append
         p, left = 0, len(cd)
@@ -240,22 +239,24 @@ class ZipArchive:
                 except ZipStructureError:
                     _entry_offsets(cd[p + step:], total - index - 1)  # a malformed header after it comes first
                     raise
-                max_needed, plain = self.max_extract_version, self.plain
+                max_needed = self.max_extract_version
             else:  # the common entry (no extra field, sane sizes): what _entry makes of it, inline
                 name = cd[p + 46:p + 46 + nlen]
                 # find, not `in`: `bytes in bytes` first tries the operand as an int and raises (a TypeError
                 # built and cleared per test, several times find's cost)
                 if name.find(nul) >= 0:
                     m = self._entry(cd, p, index, this_disk)
-                    max_needed, plain = self.max_extract_version, self.plain
+                    max_needed = self.max_extract_version
                 else:
-                    if plain and (not name.isascii() or name.find(b"\\") >= 0):
-                        self.plain = plain = False
                     m = new(ZipMember, (index, name, flags, method, crc, size if csize == size else csize, size,
                                         hoff, ext_attr, None, name.translate(fold)))
             append(m)
             p += step
             left -= step
+        if self.plain:  # _entry's test of an entry's name, for the common entries: all names at once, in C
+            names = b"".join(map(_RAW_NAME, members))
+            if not names.isascii() or names.find(b"\\") >= 0:
+                self.plain = False
         return members, p
 
     def _entry(self, cd: bytes, p: int, index: int, this_disk: int) -> ZipMember:
