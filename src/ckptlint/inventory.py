@@ -223,6 +223,10 @@ class Inventory:
 
     def shared_storages(self) -> dict[str, list[KeyPath]]:
         """Storage keys referenced by more than one tensor path (views, tied weights)."""
+        keys = [t.storage_key for t in self.tensors]
+        nones = keys.count(None)
+        if len(set(keys)) - (nones > 0) == len(keys) - nones:  # no key twice: nothing shared (100,000s of tensors)
+            return {}
         seen: set[str] = set()
         shared: set[str] = set()
         for t in self.tensors:

@@ -80,6 +80,25 @@ class Storage:
         """False for a zip record's storage (``get_storage_from_record``): ``set_`` cannot grow it."""
 
 
+_new = object.__new__
+
+
+def new_storage(key: str, dtype: str, nbytes: int | None, location: str, typed: bool, resizable: bool) -> Storage:
+    """``Storage(key, dtype, nbytes, location, typed)`` with ``resizable`` set, for the one-per-storage paths:
+    a class call runs ``__init__`` from C (a frame of its own); this call does not. The same slots, the same
+    values (tests/test_zip_fast_paths.py compares them)."""
+    st = _new(Storage)
+    st.key = key
+    st.dtype = dtype
+    st.nbytes = nbytes
+    st.location = location
+    st.typed = typed
+    st.view_of = None
+    st.view_offset = 0
+    st.resizable = resizable
+    return st
+
+
 class TensorStub:
     """A tensor some rebuild function would produce."""
 
@@ -103,6 +122,25 @@ class TensorStub:
         self.layout = layout
         self.subclass: str | None = None
         """``_rebuild_from_type_v2``'s type when it is neither Tensor nor Parameter (its own ``__setstate__``)."""
+
+
+def new_tensor_stub(rebuild: str, storage: Storage | None, offset: int, shape: tuple[int, ...],
+                    stride: tuple[int, ...] | None, requires_grad: bool, dtype: str, device: str) -> TensorStub:
+    """``TensorStub(rebuild, storage, offset, shape, stride, requires_grad, dtype, device)``, for the
+    one-per-tensor path (see :func:`new_storage`)."""
+    t = _new(TensorStub)
+    t.rebuild = rebuild
+    t.storage = storage
+    t.offset = offset
+    t.shape = shape
+    t.stride = stride
+    t.requires_grad = requires_grad
+    t.dtype = dtype
+    t.device = device
+    t.is_parameter = False
+    t.layout = "strided"
+    t.subclass = None
+    return t
 
 
 _NUMPY_DTYPE_CLASSES = {

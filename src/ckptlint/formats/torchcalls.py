@@ -20,7 +20,7 @@ from ..limits import Budget
 from .dtypes import ITEMSIZE, STORAGE_DTYPES, torch_dtype_name
 from .knowncalls import PLAIN, UNKNOWN, global_kind, hash_cost, known_call
 from .nestedbytes import DECODERS, NESTED_LOADERS, decoded
-from .stubs import Call, Global, ODict, Storage, TensorStub, short_repr
+from .stubs import Call, Global, ODict, Storage, TensorStub, new_tensor_stub, short_repr
 
 
 def _int_tuple(v: Any, what: str) -> tuple[int, ...]:
@@ -98,15 +98,32 @@ def rebuild_tensor_v2_plain(args: tuple[Any, ...]) -> TensorStub | None:
     if type(st) is not Storage or type(offset) is not int or offset < 0 or type(size) is not tuple \
             or type(stride) is not tuple or len(size) != len(stride) or type(requires_grad) is not bool:
         return None
-    extent = offset + 1  # the last element's index + 1 (the sizes and strides checked in the same pass)
-    for n, s in zip(size, stride, strict=True):  # equal lengths (checked above)
+    # the last element's index + 1 (the sizes and strides checked in the same pass); one and two
+    # dimensions written out (a state_dict's weights and biases: no zip object and loop per tensor)
+    ndim = len(size)
+    if ndim == 2:
+        n, n1 = size
+        s, s1 = stride
+        if type(n) is not int or n < 0 or type(s) is not int or s < 0 \
+                or type(n1) is not int or n1 < 0 or type(s1) is not int or s1 < 0:
+            return None
+        extent = offset + 1 + s * (n - 1) + s1 * (n1 - 1)
+    elif ndim == 1:
+        n, = size
+        s, = stride
         if type(n) is not int or n < 0 or type(s) is not int or s < 0:
             return None
-        extent += s * (n - 1)
+        extent = offset + 1 + s * (n - 1)
+    else:
+        extent = offset + 1
+        for n, s in zip(size, stride, strict=True):  # equal lengths (checked above)
+            if type(n) is not int or n < 0 or type(s) is not int or s < 0:
+                return None
+            extent += s * (n - 1)
     dtype = st.dtype
     if requires_grad and dtype.startswith(_NO_GRAD_DTYPES):
         return None  # the general path raises
-    t = TensorStub("_rebuild_tensor_v2", st, offset, size, stride, requires_grad, dtype, st.location)
+    t = new_tensor_stub("_rebuild_tensor_v2", st, offset, size, stride, requires_grad, dtype, st.location)
     nbytes = st.nbytes
     if not st.resizable and nbytes is not None and ITEMSIZE.get(dtype, 1 << 62) * extent > nbytes:
         _check_fits(t, st)  # raises where the view does not fit (and decides the cases it skips)
@@ -342,6 +359,7 @@ def _text(v: Any) -> Any:
 _STORAGE_KINDS = {name: (dtype, name != "UntypedStorage", ITEMSIZE.get(dtype, 1))
                   for name, dtype in STORAGE_DTYPES.items()}
 """Storage class name -> (dtype, typed, bytes per element)."""
+STORAGE_KINDS = _STORAGE_KINDS
 
 
 def storage_from_pid(pid: Any, *, legacy: bool = False) -> Storage:

@@ -24,10 +24,12 @@ from ..inventory import FormatFacts, Inventory, StorageRecord, StreamStop, recor
 from ..limits import DEFAULT_LIMITS, Budget, Limits
 from .common import Assembler, CountingFile, record_pid, storage_alias
 from .pyzip import Listed, PyZipView, py_zip_view
+from .stubs import Global, new_storage
+from .torchcalls import STORAGE_KINDS
 from .torchload_zip import KEEP, TorchZipReading, read_like_torch
 from .unpickler import PersistentLoad, storage_from_pid
 from .zipextract import Extracted, MemberReader, extract, head, inflated_prefix, record_error
-from .zipreader import ZipArchive, ZipMember, ZipStructureError, open_archive, parsed_archive, zipfile_names
+from .zipreader import ASCII_FOLD, ZipArchive, ZipMember, ZipStructureError, open_archive, parsed_archive, zipfile_names
 
 _SMALL_RECORDS = ("version", ".data/version", ".format_version", ".storage_alignment")
 _PICKLE_SUFFIXES = (".pkl", ".debug_pkl", ".pickle")
@@ -37,8 +39,12 @@ _PAD = 16 << 20
 def pt2_prefix(z: ZipArchive) -> str | None:
     """The archive's folder when it is a torch.export archive (``<prefix>/archive_format`` says pt2): here, not
     in formats.pt2, which loads only for such an archive (startup)."""
+    if b"archive_format\x00" not in b"\x00".join(z.raw_names) + b"\x00":
+        return None  # no name ends so (a test in C: a torch checkpoint has 100,000s of entries)
     for m in z.members:
-        if m.name.endswith("archive_format") and m.name.count("/") == 1 and m.size <= 16:
+        # the raw name first: its decoded form ends so exactly when the bytes do (ASCII), and every
+        # torch checkpoint's entry (100,000s) is looked at without decoding its name
+        if m.raw_name.endswith(b"archive_format") and m.name.count("/") == 1 and m.size <= 16:
             prefix = m.name.split("/")[0]
             if z.locate(prefix + "/data.pkl") is None and z.read_member(m).strip() == b"pt2":
                 return prefix
@@ -105,7 +111,7 @@ def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArch
                 # what follows is memory nothing wrote: zeros stand in (an invalid opcode: the parse stops there)
                 data = rec.data if rec.complete else inflated_prefix(z, m, rec.produced)
                 rec = Extracted(data + b"\0" * min(m.size - rec.produced, _PAD), produced=0)
-            loader = _checked(z, asm, asm.storage_loader(), reading.prefix + b"/data/", records.data_seen)
+            loader = _checked(z, asm, None, reading.prefix + b"/data/", records.data_seen)
             asm.wrapper_streams.add(labels[m])  # torch's UnpicklerWrapper reads it
             value = _parse(asm, z, m, rec, labels[m], loader)
             structure = asm.collect(value, labels[m])
@@ -128,8 +134,8 @@ def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArch
     storages, storage_names = _storages(z, asm, records)
     anomalies = list(z.anomalies) + reading.notes + _header_mismatches(z) + _duplicates(z, py)
     try:
-        for m in z.members:
-            if storage_names[m.index] is not None or m.index in parsed or not _looks_like_pickle(z, m):
+        for m, stored in zip(z.members, storage_names, strict=True):  # storage_names: by entry index
+            if stored is not None or m.index in parsed or not _looks_like_pickle(z, m):
                 continue
             _scan(asm, z, m, labels[m])
         anomalies += _compare_with_zipfile(z, py, reading, asm, budget, limits)
@@ -164,7 +170,8 @@ def _read(f: CountingFile, path: str, limits: Limits, budget: Budget, z: ZipArch
         pickle_protocol=asm.protocol,
         byteorder=reading.records.get("byteorder", b"little").decode("utf-8", "replace"),
         zip_prefix=prefix,
-        zip_entries=tuple(storage_names[m.index] or m.name for m in z.members),  # one str per name
+        # one str per name
+        zip_entries=tuple([stored or m.name for m, stored in zip(z.members, storage_names, strict=True)]),
         streams=tuple(asm.streams),
         loaded_streams=tuple(loaded),
         opcodes=tuple(sorted(asm.opcodes)),
@@ -186,7 +193,7 @@ def _torchscript(z: ZipArchive, reading: TorchZipReading, asm: Assembler, parsed
     m = z.locate(reading.prefix + b"/data.pkl")
     if m is not None:
         rec = extract(z, m, asm.limits.max_pickle_bytes, KEEP)
-        value = _parse(asm, z, m, rec, m.name, _checked(z, asm, asm.storage_loader(), reading.prefix + b"/data/",
+        value = _parse(asm, z, m, rec, m.name, _checked(z, asm, None, reading.prefix + b"/data/",
                                                          records.data_seen))
         structure = asm.collect(value, m.name)
         parsed.add(m.index)
@@ -234,33 +241,80 @@ class _Records:
         return None, None
 
 
-def _checked(z: ZipArchive, asm: Assembler, load: PersistentLoad, folder: bytes,
+def _checked(z: ZipArchive, asm: Assembler, load: PersistentLoad | None, folder: bytes,
              seen: dict[str, str | ZipMember]) -> PersistentLoad:
     """torch reads each storage's record when the pickle first names it (``persistent_load``):
     where ``getRecord`` raises, unpickling stops at that opcode, so globals after it never load.
-    ``seen`` keeps, per storage key, the entry found (or torch's error) for the storage list."""
+    ``seen`` keeps, per storage key, the entry found (or torch's error) for the storage list.
+    ``load`` None: the Assembler's own loader (``asm.storage_loader()``)."""
     tail = folder.decode("utf-8", "replace").split("/", 1)[-1]  # the record name: what follows the prefix
     cap = asm.limits.max_pickle_bytes
+    general = asm.storage_loader() if load is None else load
+    # One call per storage (100,000s): torch.save's persistent id and its common record are decoded,
+    # found and judged here, without the calls of storage_alias, storage_from_pid, locate and record_error
+    # (their general paths decide every other case, and are the definition).
+    names = z.name_index() if load is None and b"\x00" not in folder else None
+    file_size = z.file_size
+    storages, kinds = asm.storages, STORAGE_KINDS
 
-    def checked(pid: Any) -> Any:
-        st = load(storage_alias(pid))
+    def find(key: str, st: Any) -> str | ZipMember:
+        """The entry getRecord reads for storage ``key``, or what it raises."""
+        m = z.locate(folder + key.encode("utf-8"))
+        problem = record_error(z, m, tail + key, cap)
+        nbytes = getattr(st, "nbytes", None)
+        if problem is None and m is not None and isinstance(nbytes, int) and m.size != nbytes:
+            # get_storage_from_record: TORCH_CHECK(record size == numel * element size)
+            problem = f"record size ({m.size} bytes) does not match expected size ({nbytes} bytes)"
+        found = problem if problem is not None or m is None else m
+        assert found is not None  # record_error names a record it did not find
+        return found
+
+    def checked_general(pid: Any) -> Any:
+        st = general(storage_alias(pid))
         key = getattr(st, "key", None)
         if isinstance(key, str):
             found = seen.get(key)
             if found is None:
-                entry = folder + key.encode("utf-8")
-                m = z.locate(entry)
-                problem = record_error(z, m, tail + key, cap)
-                nbytes = getattr(st, "nbytes", None)
-                if problem is None and m is not None and isinstance(nbytes, int) and m.size != nbytes:
-                    # get_storage_from_record: TORCH_CHECK(record size == numel * element size)
-                    problem = f"record size ({m.size} bytes) does not match expected size ({nbytes} bytes)"
-                found = problem if problem is not None or m is None else m
-                assert found is not None  # record_error names a record it did not find
-                seen[key] = found
+                found = seen[key] = find(key, st)
             if isinstance(found, str):
                 raise FormatError(found)
         return st
+
+    if names is None:
+        return checked_general
+    unique, offsets = names
+
+    def checked(pid: Any) -> Any:
+        if type(pid) is tuple and len(pid) == 5:
+            tag, stype, key, location, numel = pid
+            if tag == "storage" and type(stype) is Global and type(key) is str and type(location) is str \
+                    and type(numel) is int and numel >= 0 and "\x00" not in key:
+                kind = kinds.get(stype.name)  # never torch.Storage's name (storage_alias leaves the pid as it is)
+                if kind is not None:
+                    # Assembler.storage_loader's load(pid), storage_from_pid inline
+                    dtype, typed, itemsize = kind
+                    nbytes = numel * itemsize if typed else numel
+                    st = new_storage(key, dtype, nbytes, location, typed, False)
+                    storages.setdefault(key, st)
+                    found = seen.get(key)
+                    if found is None:
+                        entry = folder + key.encode("utf-8")
+                        m = unique.get(entry.translate(ASCII_FOLD))  # locate(entry)
+                        if m is not None:  # record_error's common record, and the size check
+                            index, raw, flags, method, _, csize, size, _, attr, stat_error, _ = m
+                            if stat_error is None and method == 0 and not flags & (1 | 32 | 64) and csize \
+                                    and not attr & 0x10 and raw[-1:] != b"/":
+                                start = offsets[index]
+                                if start >= 0 and start + (csize if csize > size else size) <= file_size:
+                                    found = m if size == nbytes else (
+                                        f"record size ({size} bytes) does not match expected size ({nbytes} bytes)")
+                        if found is None:
+                            found = find(key, st)
+                        seen[key] = found
+                    if isinstance(found, str):
+                        raise FormatError(found)
+                    return st
+        return checked_general(pid)
     return checked
 
 

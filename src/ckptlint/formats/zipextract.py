@@ -21,6 +21,7 @@ member, and no number of members, can inflate past ``max_inflated_bytes``.
 
 from __future__ import annotations
 
+import operator
 import struct
 import zlib
 
@@ -29,6 +30,8 @@ from . import zipmember as zr
 
 _CHUNK = 1 << 16
 _LFH = struct.Struct("<HH16xHH")
+_HEADER_OFFSET = operator.itemgetter(7)  # ZipMember.header_offset
+_RAW_NAME = operator.itemgetter(1)  # ZipMember.raw_name
 """Local header fields after the signature and version: flags, method, name and extra lengths."""
 
 
@@ -299,25 +302,27 @@ def scan_local_headers(z: zr.Archive) -> zr.LocalHeaders:
     size = z.file_size
     out = zr.LocalHeaders(len(members))
     data_offsets, unpack = out.data_offsets, _LFH.unpack_from
-    offsets = [m.header_offset for m in members]
+    # fields by position, in C (a named tuple's attribute is a descriptor call each: 100,000s of entries)
+    offsets = list(map(_HEADER_OFFSET, members))
+    names = list(map(_RAW_NAME, members))
+    ends = [off + 30 + len(raw) for off, raw in zip(offsets, names, strict=True)]  # each header's name end
     order = sorted(range(len(members)), key=offsets.__getitem__)
     n = len(order)
     buf, start, have = b"", 0, 0
     for k in range(n):
         i = order[k]
-        m = members[i]
-        off, raw = offsets[i], m.raw_name
+        off, raw, end = offsets[i], names[i], ends[i]
         if off >= size:
             data_offsets[i] = zr.LocalHeaders.READ_FAILED
             continue
-        if not (start <= off and (off + 30 + len(raw) <= have or have >= size)):
-            end = off + 30 + len(raw)
+        if not (start <= off and (end <= have or have >= size)):
             j = k + 1
             while j < n:  # stretch the read over the next headers while they are close
-                e = offsets[order[j]] + 30 + len(members[order[j]].raw_name)
+                e = ends[order[j]]
                 if e - end > _GAP or e - off > _WINDOW:
                     break
-                end = max(end, e)
+                if e > end:
+                    end = e
                 j += 1
             buf, start = z._read(off, end - off), off
             have = start + len(buf)
@@ -330,8 +335,9 @@ def scan_local_headers(z: zr.Archive) -> zr.LocalHeaders:
             continue
         lflags, lmethod, nlen, xlen = unpack(buf, rel + 6)
         data_offsets[i] = off + 30 + nlen + xlen
-        if lflags == m.flags and lmethod == m.method and nlen == len(raw) and buf.startswith(raw, rel + 30):
-            continue  # the local header says what the central one says
+        m = members[i]
+        if lflags == m[2] and lmethod == m[3] and nlen == len(raw) and buf.startswith(raw, rel + 30):
+            continue  # the local header says what the central one says (m[2], m[3]: flags, method)
         if off + 30 + nlen <= have or have >= size:
             name = buf[rel + 30:rel + 30 + nlen]
         else:

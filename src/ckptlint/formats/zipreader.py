@@ -25,6 +25,7 @@ behaves, including its silent failures) lives in zipextract.py.
 
 from __future__ import annotations
 
+import operator
 import struct
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -66,11 +67,17 @@ _EOCD = struct.Struct("<4sHHHHIIH")
 _LOC64 = struct.Struct("<4sIQI")
 _EOCD64 = struct.Struct("<4sQHHIIQQQQ")
 _CDH = struct.Struct("<4sHHHHHHIIIHHHHHII")
+_CDH_FIELDS = struct.Struct("<6xHHH4xIIIHHHH2xII")
+"""The central header's fields the directory walk reads (needed, flags, method, crc, compressed size, size, name,
+extra and comment lengths, disk, external attributes, local header offset): no object for the others."""
 _U32 = 0xFFFFFFFF
+_RAW_NAME = operator.itemgetter(1)  # ZipMember.raw_name
 _NEW: Callable[[type[ZipMember], tuple[Any, ...]], ZipMember] = tuple.__new__
 """Builds a ZipMember from its fields without the named tuple's Python-level ``__new__``."""
 _miniz_sort = miniz_sort  # its old name here (tests compare it with miniz's heap sort)
 _LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
+ASCII_FOLD = _LOWER
+"""``bytes.translate`` table of miniz's name comparison (ASCII letters folded, nothing else)."""
 
 class ZipArchive:
     """A zip archive as miniz opens it for torch: entries in directory order plus its lookup index."""
@@ -111,6 +118,11 @@ class ZipArchive:
     def sorted_index(self) -> list[int]:
         """miniz's heap-sorted entry order (by case-folded name)."""
         return self._shared.sorted()[0]
+
+    @property
+    def raw_names(self) -> list[bytes]:
+        """Every entry's raw name, in directory order (one list, built in C once: callers test them all at once)."""
+        return self._shared.raw_names()
 
     @property
     def by_name(self) -> dict[str, ZipMember]:
@@ -202,43 +214,48 @@ class ZipArchive:
         """miniz's walk over ``total`` central headers (the count, not the size, decides) and its checks
         of each, in one pass; returns the entries and the bytes they span. miniz walks every header before
         it checks any: a failed check is raised once the rest of the walk found no malformed header."""
-        unpack, new = _CDH.unpack_from, _NEW
-        file_size, nul = self.file_size, b"\x00"
+        unpack, new, fold = _CDH_FIELDS.unpack_from, _NEW, _LOWER
+        file_size, nul, sig, u32 = self.file_size, b"\x00", b"PK\x01\x02", _U32
+        max_needed = self.max_extract_version  # _entry may raise it: read again after each call
         members: list[ZipMember] = []
         append = members.append
         p, left = 0, len(cd)
         for index in range(total):
-            if left < 46 or not cd.startswith(b"PK\x01\x02", p):
+            if left < 46 or not cd.startswith(sig, p):
                 raise ZipStructureError(CORRUPTED)
-            (_, _, needed, flags, method, _, _, crc, csize, size, nlen, xlen, clen, disk, _, ext_attr,
-             hoff) = unpack(cd, p)
-            if 46 + nlen + xlen > left:
+            needed, flags, method, crc, csize, size, nlen, xlen, clen, disk, ext_attr, hoff = unpack(cd, p)
+            step = 46 + nlen + xlen
+            if step > left:
                 raise ZipStructureError(CORRUPTED)  # miniz re-reads the extra from a wrong offset, then fails
-            step = 46 + nlen + xlen + clen
+            step += clen
             if step > left:
                 raise ZipStructureError(CORRUPTED)
-            if xlen or flags & 0x2000 or not (disk == this_disk or disk == 1) or disk == 0xFFFF or (
-                    _U32 in (csize, size)) or hoff + 30 + csize > file_size or (
-                    (method == 0 and size != csize) or (size and not csize)) or needed > self.max_extract_version:
+            if xlen or flags & 0x2000 or (disk != this_disk and disk != 1) or disk == 0xFFFF or csize == u32 \
+                    or size == u32 or hoff + 30 + csize > file_size or (
+                    size != csize if method == 0 else size and not csize) or needed > max_needed:
                 try:
                     m = self._entry(cd, p, index, this_disk)
                 except ZipStructureError:
                     _entry_offsets(cd[p + step:], total - index - 1)  # a malformed header after it comes first
                     raise
+                max_needed = self.max_extract_version
             else:  # the common entry (no extra field, sane sizes): what _entry makes of it, inline
                 name = cd[p + 46:p + 46 + nlen]
                 # find, not `in`: `bytes in bytes` first tries the operand as an int and raises (a TypeError
                 # built and cleared per test, several times find's cost)
                 if name.find(nul) >= 0:
                     m = self._entry(cd, p, index, this_disk)
+                    max_needed = self.max_extract_version
                 else:
-                    if self.plain and (not name.isascii() or name.find(b"\\") >= 0):
-                        self.plain = False
                     m = new(ZipMember, (index, name, flags, method, crc, size if csize == size else csize, size,
-                                        hoff, ext_attr, None, name.translate(_LOWER)))
+                                        hoff, ext_attr, None, name.translate(fold)))
             append(m)
             p += step
             left -= step
+        if self.plain:  # _entry's test of an entry's name, for the common entries: all names at once, in C
+            names = b"".join(map(_RAW_NAME, members))
+            if not names.isascii() or names.find(b"\\") >= 0:
+                self.plain = False
         return members, p
 
     def _entry(self, cd: bytes, p: int, index: int, this_disk: int) -> ZipMember:
@@ -315,6 +332,15 @@ class ZipArchive:
         """``m``'s data offset (or a LocalHeaders code) once the local headers were scanned, else None."""
         local = self._shared.local
         return None if local is None else local.data_offsets[m.index]
+
+    def name_index(self) -> tuple[dict[bytes, ZipMember], memoryview] | None:
+        """(folded name -> entry, data offset per entry index) once the local headers were scanned and no
+        two names fold alike: what ``locate`` and ``known_data_offset`` read, for a caller looking up
+        thousands of records (one per storage). None otherwise."""
+        shared = self._shared
+        if shared.unique is None or shared.local is None:
+            return None
+        return shared.unique, shared.local.data_offsets
 
     def known_local_header(self, m: ZipMember) -> tuple[bytes, int, int] | bool | None:
         """What ``local_header`` returns for ``m``, once the local headers were scanned; else False."""
@@ -413,6 +439,7 @@ class _Shared:
         """Without duplicate names the binary search can only find the one match: a dict finds it too."""
         self._sorted: tuple[list[int], list[bytes]] | None = None
         self._by_name: dict[str, ZipMember] | None = None
+        self._raw_names: list[bytes] | None = None
         self.local: LocalHeaders | None = None
 
     def sorted(self) -> tuple[list[int], list[bytes]]:
@@ -421,6 +448,11 @@ class _Shared:
             index = miniz_sort(keys)
             self._sorted = index, [keys[i] for i in index]
         return self._sorted
+
+    def raw_names(self) -> list[bytes]:
+        if self._raw_names is None:
+            self._raw_names = list(map(_RAW_NAME, self.members))
+        return self._raw_names
 
     def by_name(self) -> dict[str, ZipMember]:
         if self._by_name is None:

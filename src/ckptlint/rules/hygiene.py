@@ -68,6 +68,8 @@ def _span(t: TensorRecord) -> tuple[int, int] | None:
 
 
 def storage_bloat(inv: Inventory) -> list[Finding]:
+    if max([t.storage_bytes or 0 for t in inv.tensors], default=0) < BLOAT_MIN_BYTES:
+        return []  # no storage big enough to waste enough: nothing to group (100,000s of tensors)
     total_of: dict[str, int] = {}  # a storage's size is its first tensor's storage_bytes
     for t in inv.tensors:
         if t.storage_bytes and t.storage_key is not None and t.storage_key not in total_of:

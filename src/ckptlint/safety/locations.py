@@ -43,6 +43,9 @@ def location_blockers(inv: Inventory) -> list[Blocker]:
     TypeError for those)."""
     if inv.format not in ("torch-zip", "torch-legacy"):
         return []
+    # one test per distinct tag (files hold 100,000s of storages and a handful of tags)
+    if all(d == "unknown" or restorable(d) for d in {s.device for s in inv.storages}):
+        return []
     for s in inv.storages:
         if s.device != "unknown" and not restorable(s.device):
             return [Blocker("format", "don't know how to restore data location of torch.storage.UntypedStorage "
