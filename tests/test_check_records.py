@@ -1,5 +1,6 @@
 """``check(records=False)`` (what the command line asks for its built-in formats, so -j workers send less):
-every built-in format renders the same report with and without the tensor, storage and structure records.
+every built-in format renders the same report with and without the tensor, storage, structure, metadata
+and pickle-level records.
 
 Checked on torch.save files (a state_dict, a training dictionary, a legacy file), the
 crafted CLI files (clean safetensors, a CK101 pickle, an unreadable file), serially
@@ -36,8 +37,11 @@ def test_every_builtin_format_renders_the_same_without_records(files: list[str],
     full = check(files, jobs=jobs)
     lean = check(files, jobs=jobs, records=False)
     assert any(fr.inventory is not None and fr.inventory.tensors for fr in full.files)  # there was something to drop
-    assert all(fr.inventory is None or (not fr.inventory.tensors and not fr.inventory.storages)
-               for fr in lean.files)
+    assert any(fr.inventory is not None and fr.inventory.pickles and fr.inventory.metadata for fr in full.files)
+    assert all(fr.inventory is None or not (fr.inventory.tensors or fr.inventory.storages or fr.inventory.metadata
+                                            or fr.inventory.pickles or fr.inventory.operations) for fr in lean.files)
+    assert [(fr.inventory.globals, fr.inventory.facts, fr.inventory.notes) for fr in lean.files if fr.inventory] \
+        == [(fr.inventory.globals, fr.inventory.facts, fr.inventory.notes) for fr in full.files if fr.inventory]
     assert [fr.findings for fr in lean.files] == [fr.findings for fr in full.files]
     options = {"rules": all_rules(), "color": False, "quiet": 0}
     builtin = {name: r for name, r in reporters().items() if r.__module__.startswith("ckptlint.report.")}
