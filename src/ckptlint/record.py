@@ -147,33 +147,50 @@ def _build(cls: type, frozen: bool, slots: bool, kw_only: bool) -> type:
 def _init(cls: type, fields: tuple[FieldSpec, ...], positional: int) -> Callable[..., None]:
     names = tuple(s.name for s in fields)
     count = len(names)
+    template = {s.name: s.default for s in fields}  # field order; _MISSING where a value must be given
+    required = frozenset(s.name for s in fields if s.default is _MISSING)
+    in_dict = not any("__slots__" in c.__dict__ for c in cls.__mro__[:-1])  # every field lives in __dict__
     fill = tuple((s.name, s.default, s.default_factory) for s in fields)
     setter = object.__setattr__
 
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+    def bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
+        """The fields' values in order, as the generated ``__init__`` binds them (and its TypeErrors)."""
         given = len(args)
         if given > positional:
             raise TypeError(f"{cls.__qualname__}.__init__() takes {positional + 1} positional arguments "
                             f"but {given + 1} were given")
-        if given == count and not kwargs:
-            values: Any = args
-        else:
-            values = list(args)
-            for name, default, factory in fill[given:]:
-                if name in kwargs:
-                    values.append(kwargs.pop(name))
-                elif default is not _MISSING:
-                    values.append(default)
-                elif factory is not _MISSING:
-                    values.append(factory())
+        values = list(args)
+        for name, default, factory in fill[given:]:
+            if name in kwargs:
+                values.append(kwargs.pop(name))
+            elif default is not _MISSING:
+                values.append(default)
+            elif factory is not _MISSING:
+                values.append(factory())
+            else:
+                raise TypeError(f"{cls.__qualname__}.__init__() missing 1 required "
+                                f"{'positional' if positional else 'keyword-only'} argument: {name!r}")
+        if kwargs:
+            name = next(iter(kwargs))
+            why = "multiple values for argument" if name in names else "an unexpected keyword argument"
+            raise TypeError(f"{cls.__qualname__}.__init__() got {why} {name!r}")
+        return values
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        if not args:  # by keyword, the usual call: the defaults and the arguments merged in C, in field order
+            given = {**template, **kwargs}
+            if len(given) == count and kwargs.keys() >= required:
+                if in_dict:
+                    self.__dict__.update(given)
                 else:
-                    raise TypeError(f"{cls.__qualname__}.__init__() missing 1 required "
-                                    f"{'positional' if positional else 'keyword-only'} argument: {name!r}")
-            if kwargs:
-                name = next(iter(kwargs))
-                why = "multiple values for argument" if name in names else "an unexpected keyword argument"
-                raise TypeError(f"{cls.__qualname__}.__init__() got {why} {name!r}")
-        for name, value in zip(names, values, strict=True):
+                    for name in names:
+                        setter(self, name, given[name])
+                return
+        elif len(args) == count <= positional and not kwargs:
+            for name, value in zip(names, args, strict=True):
+                setter(self, name, value)
+            return
+        for name, value in zip(names, bind(args, kwargs), strict=True):
             setter(self, name, value)
 
     return __init__
