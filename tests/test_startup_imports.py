@@ -36,7 +36,7 @@ NOT_FOR_A_ZIP = {"ckptlint.formats.safetensors", "ckptlint.formats.sharded", "ck
                  "ckptlint.formats.torchscript_index", "ckptlint.formats.legacy", "ckptlint.formats.tar",
                  "ckptlint.formats.npy", "ckptlint.formats.pt2"}
 """Readers of other formats than the torch zip being checked (an npz or a torch.export archive is told
-from a torch zip by sniff.is_npz and torchzip.open_pt2)."""
+from a torch zip by sniff.is_npz and pt2_probe.open_pt2)."""
 
 RENDERERS = {"ckptlint.report.check_text", "ckptlint.report.check_json", "ckptlint.report.sarif",
              "ckptlint.report.github", "ckptlint.report.markdown", "ckptlint.report.inventory_text",

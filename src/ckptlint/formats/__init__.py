@@ -99,7 +99,8 @@ def _read(f: CountingFile, path: str, kind: str, limits: Limits) -> Inventory:
 
         return read_npy(f, path, limits)
     if kind == "zip":
-        from .torchzip import open_pt2, read_torch_zip
+        from .pt2_probe import open_pt2
+        from .torchzip import read_torch_zip
 
         if is_npz(f):
             from .npy import read_npz
