@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import importlib
+import inspect
 import pickle
 import pkgutil
 import random
@@ -90,6 +91,7 @@ def test_a_record_behaves_as_its_dataclass(cls: type) -> None:
     ref = _reference(cls)
     rng = random.Random(cls.__qualname__)
     assert cls.__match_args__ == ref.__match_args__  # type: ignore[attr-defined]
+    assert str(inspect.signature(cls)) == str(inspect.signature(ref))  # what help() shows
     assert dataclasses.is_dataclass(cls)
     made: list[tuple[Any, Any]] = []
     for _ in range(40):

@@ -28,6 +28,7 @@ else:
 T = TypeVar("T")
 C = TypeVar("C", bound=type)
 _MISSING: Any = type("MISSING", (), {"__repr__": lambda self: "MISSING"})()
+_FACTORY: Any = type("FACTORY", (), {"__repr__": lambda self: "<factory>"})()  # as inspect shows a dataclass's
 
 
 class FieldSpec:
@@ -127,6 +128,7 @@ def _build(cls: type, frozen: bool, slots: bool, kw_only: bool) -> type:
         "__repr__": _repr(names),
         "__eq__": _eq(compared),
         "__match_args__": () if kw_only else names,
+        "__signature__": _Signature(kw_only),
         "__dataclass_fields__": _Shadow("__dataclass_fields__", frozen, kw_only),
         "__dataclass_params__": _Shadow("__dataclass_params__", frozen, kw_only),
     }
@@ -289,3 +291,21 @@ class _Shadow:
         for name in ("__dataclass_fields__", "__dataclass_params__"):
             type.__setattr__(owner, name, getattr(shadow, name))
         return getattr(shadow, self.attribute)
+
+
+class _Signature:
+    """``inspect.signature`` of a record class (``help()`` shows it): the parameters the generated dataclass
+    ``__init__`` has, not the closure's ``*args, **kwargs``; made when asked (inspect is imported by then)."""
+
+    def __init__(self, kw_only: bool) -> None:
+        self.kw_only = kw_only
+
+    def __get__(self, obj: Any, owner: type) -> Any:
+        import inspect
+
+        kind = inspect.Parameter.KEYWORD_ONLY if self.kw_only else inspect.Parameter.POSITIONAL_OR_KEYWORD
+        return inspect.Signature([
+            inspect.Parameter(spec.name, kind, annotation=spec.type, default=(
+                _FACTORY if spec.default_factory is not _MISSING
+                else inspect.Parameter.empty if spec.default is _MISSING else spec.default))
+            for spec in owner.__record_fields__], return_annotation=None)  # type: ignore[attr-defined]
