@@ -92,6 +92,8 @@ def test_a_record_behaves_as_its_dataclass(cls: type) -> None:
     rng = random.Random(cls.__qualname__)
     assert cls.__match_args__ == ref.__match_args__  # type: ignore[attr-defined]
     assert str(inspect.signature(cls)) == str(inspect.signature(ref))  # what help() shows
+    if (cls.__doc__ or "").startswith(cls.__name__ + "("):  # no docstring of its own: the one dataclasses writes
+        assert cls.__doc__ == ref.__doc__
     assert dataclasses.is_dataclass(cls)
     made: list[tuple[Any, Any]] = []
     for _ in range(40):

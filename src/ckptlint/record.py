@@ -121,6 +121,8 @@ def _build(cls: type, frozen: bool, slots: bool, kw_only: bool) -> type:
             else:
                 setattr(cls, name, spec.default)
     names = tuple(s.name for s in fields)
+    if cls.__doc__ is None:  # what dataclasses writes there: the signature, without inspect
+        cls.__doc__ = f"{cls.__name__}({'*, ' if kw_only and fields else ''}{', '.join(map(_parameter, fields))})"
     compared = tuple(s.name for s in fields if s.compare)
     methods: dict[str, Any] = {
         "__record_fields__": fields,
@@ -144,6 +146,13 @@ def _build(cls: type, frozen: bool, slots: bool, kw_only: bool) -> type:
             value.__qualname__ = f"{cls.__qualname__}.{key}"
         setattr(cls, key, value)
     return cls
+
+
+def _parameter(spec: FieldSpec) -> str:
+    """One parameter as ``str(inspect.signature(...))`` writes it (the annotations are strings here)."""
+    default = "" if spec.default is _MISSING and spec.default_factory is _MISSING else \
+        f" = {_FACTORY!r}" if spec.default_factory is not _MISSING else f" = {spec.default!r}"
+    return f"{spec.name}: {spec.type!r}{default}"
 
 
 def _init(cls: type, fields: tuple[FieldSpec, ...], positional: int) -> Callable[..., None]:
