@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 import ckptlint
-from ckptlint.record import _MISSING, field, field_names, record, replace
+from ckptlint.record import _MISSING, dataclass_of, field, field_names, record, replace
 
 
 def _all_records() -> list[type]:
@@ -40,20 +40,9 @@ RECORDS = _all_records()
 
 def _reference(cls: type) -> type:
     """The dataclass ``cls`` stands for, its methods made by the dataclasses module."""
-    params = cls.__dataclass_params__  # type: ignore[attr-defined]
-    body: dict[str, Any] = {"__annotations__": {}, "__module__": cls.__module__, "__qualname__": cls.__qualname__}
-    for spec in cls.__record_fields__:  # type: ignore[attr-defined]
-        body["__annotations__"][spec.name] = spec.type
-        options: dict[str, Any] = {"compare": spec.compare}
-        if spec.default_factory is not _MISSING:
-            options["default_factory"] = spec.default_factory
-        if spec.default is not _MISSING:
-            options["default"] = spec.default
-        body[spec.name] = dataclasses.field(**options)
     slots = "__slots__" in cls.__dict__
     kw_only = cls.__match_args__ == () and bool(cls.__record_fields__)  # type: ignore[attr-defined]
-    return dataclasses.dataclass(frozen=params.frozen, slots=slots, kw_only=kw_only)(
-        type(cls.__name__, (), body))
+    return dataclass_of(cls, cls.__dataclass_params__.frozen, kw_only, slots)  # type: ignore[attr-defined]
 
 
 _POOL: list[Any] = [0, 1, -7, "a", "", "strided", None, True, False, 0.5, float("nan"), (), (1, 2), ("x", (3,)),

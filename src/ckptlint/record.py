@@ -283,23 +283,28 @@ class _Shadow:
         self.attribute, self.frozen, self.kw_only = attribute, frozen, kw_only
 
     def __get__(self, obj: Any, owner: type) -> Any:
-        import dataclasses
-
-        body: dict[str, Any] = {"__annotations__": {}, "__module__": owner.__module__,
-                                "__qualname__": owner.__qualname__}
-        for spec in owner.__record_fields__:  # type: ignore[attr-defined]
-            body["__annotations__"][spec.name] = spec.type
-            kwargs: dict[str, Any] = {"compare": spec.compare}
-            if spec.default is not _MISSING:
-                kwargs["default"] = spec.default
-            if spec.default_factory is not _MISSING:
-                kwargs["default_factory"] = spec.default_factory
-            body[spec.name] = dataclasses.field(**kwargs)
-        shadow: type = dataclasses.dataclass(frozen=self.frozen, kw_only=self.kw_only)(
-            type(owner.__name__, (), body))
+        shadow = dataclass_of(owner, self.frozen, self.kw_only)
         for name in ("__dataclass_fields__", "__dataclass_params__"):
             type.__setattr__(owner, name, getattr(shadow, name))
         return getattr(shadow, self.attribute)
+
+
+def dataclass_of(cls: type, frozen: bool, kw_only: bool, slots: bool = False) -> type:
+    """The dataclass a record class stands for: ``dataclasses`` decorates a class with its fields (tests/test_record.py
+    compares the two)."""
+    import dataclasses
+
+    body: dict[str, Any] = {"__annotations__": {}, "__module__": cls.__module__, "__qualname__": cls.__qualname__}
+    for spec in cls.__record_fields__:  # type: ignore[attr-defined]
+        body["__annotations__"][spec.name] = spec.type
+        kwargs: dict[str, Any] = {"compare": spec.compare}
+        if spec.default is not _MISSING:
+            kwargs["default"] = spec.default
+        if spec.default_factory is not _MISSING:
+            kwargs["default_factory"] = spec.default_factory
+        body[spec.name] = dataclasses.field(**kwargs)
+    made: type = dataclasses.dataclass(frozen=frozen, kw_only=kw_only, slots=slots)(type(cls.__name__, (), body))
+    return made
 
 
 class _Signature:
