@@ -75,8 +75,7 @@ _RAW_NAME = operator.itemgetter(1)  # ZipMember.raw_name
 _NEW: Callable[[type[ZipMember], tuple[Any, ...]], ZipMember] = tuple.__new__
 """Builds a ZipMember from its fields without the named tuple's Python-level ``__new__``."""
 _miniz_sort = miniz_sort  # its old name here (tests compare it with miniz's heap sort)
-_LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
-ASCII_FOLD = _LOWER
+ASCII_FOLD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
 """``bytes.translate`` table of miniz's name comparison (ASCII letters folded, nothing else)."""
 
 class ZipArchive:
@@ -214,7 +213,7 @@ class ZipArchive:
         """miniz's walk over ``total`` central headers (the count, not the size, decides) and its checks
         of each, in one pass; returns the entries and the bytes they span. miniz walks every header before
         it checks any: a failed check is raised once the rest of the walk found no malformed header."""
-        unpack, new, fold = _CDH_FIELDS.unpack_from, _NEW, _LOWER
+        unpack, new, fold = _CDH_FIELDS.unpack_from, _NEW, ASCII_FOLD
         file_size, nul, sig, u32 = self.file_size, b"\x00", b"PK\x01\x02", _U32
         max_needed = self.max_extract_version  # _entry may raise it: read again after each call
         members: list[ZipMember] = []
@@ -292,14 +291,14 @@ class ZipArchive:
         if csize == size:
             csize = size  # one int object for both (stored members)
         return ZipMember(index, name, flags, method, crc, csize, size, hoff, ext_attr, stat_error,
-                         name.translate(_LOWER))  # the same object as name when nothing folds
+                         name.translate(ASCII_FOLD))  # the same object as name when nothing folds
 
     # -- lookup ---------------------------------------------------------------------------------
 
     def locate(self, name: str | bytes) -> ZipMember | None:
         """``mz_zip_reader_locate_file(name, flags=0)``: the entry torch reads for ``name``."""
         raw = name.encode("utf-8") if isinstance(name, str) else name
-        key = raw.split(b"\x00", 1)[0].translate(_LOWER)  # torch passes a C string
+        key = raw.split(b"\x00", 1)[0].translate(ASCII_FOLD)  # torch passes a C string
         unique = self._shared.unique
         if unique is not None:
             return unique.get(key)
