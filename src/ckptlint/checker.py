@@ -14,7 +14,7 @@ from .limits import DEFAULT_LIMITS, Limits
 from .parallel import Done, Raise, default_jobs, run_in_order
 from .record import replace
 from .results import FileReport, Report
-from .selection import Overrides
+from .selection import NO_OVERRIDES, Overrides
 from .sources import CheckInput, Source, resolve
 from .vocab import TARGETS_MODES, TargetsMode, format_kind
 
@@ -105,7 +105,7 @@ def check(paths: CheckInput | Iterable[CheckInput], *,
     from .rules.input import NOTE_KINDS
     from .selection import apply_policy, read_baseline
 
-    overrides = overrides or Overrides()
+    overrides = overrides or NO_OVERRIDES
     rules = all_rules()
     files = []
     skipped = []
