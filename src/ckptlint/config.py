@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from .errors import ConfigError
-from .filenames import special_kind
+from .filenames import fnmatchcase, special_kind
 from .record import field, record
 from .vocab import SEVERITIES, Severity
 
@@ -71,7 +71,7 @@ class Config:
 
     def matches(self, file: str, globs: tuple[str, ...]) -> bool:
         rel = self.relative(file)
-        return any(_fnmatchcase(rel, g) for g in globs)
+        return any(fnmatchcase(rel, g) for g in globs)
 
     def target_for(self, file: str) -> TargetEntry | None:
         """The first target whose glob (relative to the config's folder) matches ``file``."""
@@ -80,7 +80,7 @@ class Config:
         base = os.path.dirname(os.path.abspath(self.path))
         rel = os.path.relpath(os.path.abspath(file), base).replace(os.sep, "/")
         for t in self.targets:
-            if any(_fnmatchcase(rel, g) for g in t.files):
+            if any(fnmatchcase(rel, g) for g in t.files):
                 return t
         return None
 
@@ -273,10 +273,3 @@ def config_for(file: str, explicit: str | None = None, seen: dict[str, str | Non
     """The configuration that applies to ``file`` (an explicit ``--config`` wins); ``seen``: see find_config."""
     path = explicit or find_config(file, seen)
     return load_config(os.path.abspath(path)) if path else Config()
-
-
-def _fnmatchcase(name: str, pattern: str) -> bool:
-    """``fnmatch.fnmatchcase``, imported when a glob is first matched, not at import (startup)."""
-    from fnmatch import fnmatchcase
-
-    return fnmatchcase(name, pattern)

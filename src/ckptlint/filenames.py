@@ -60,3 +60,10 @@ def repository_root(start: str | os.PathLike[str]) -> str | None:
         if parent == d:
             return None
         d = parent
+
+
+def fnmatchcase(name: str, pattern: str) -> bool:
+    """``fnmatch.fnmatchcase``, imported when a glob is first matched, not at import (startup)."""
+    from fnmatch import fnmatchcase as match
+
+    return match(name, pattern)

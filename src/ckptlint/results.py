@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .filenames import fnmatchcase
 from .findings import Finding
 from .inventory import Inventory
 from .record import field, record
@@ -169,7 +170,7 @@ def _compat_rows(fr: FileReport, allow_missing: tuple[str, ...], allow_unexpecte
 
 def matches(key: str, patterns: Iterable[str]) -> bool:
     """``key`` matches one of the fnmatch ``patterns`` (case-sensitive, as allow-* are)."""
-    return any(_fnmatchcase(key, p) for p in patterns)
+    return any(fnmatchcase(key, p) for p in patterns)
 
 
 def __getattr__(name: str) -> Any:
@@ -179,13 +180,6 @@ def __getattr__(name: str) -> Any:
 
         return getattr(compat_report, name)
     raise AttributeError(f"module 'ckptlint.results' has no attribute {name!r}")
-
-
-def _fnmatchcase(name: str, pattern: str) -> bool:
-    """``fnmatch.fnmatchcase``, imported when a glob is first matched, not at import (startup)."""
-    from fnmatch import fnmatchcase
-
-    return fnmatchcase(name, pattern)
 
 
 __all__ = ["Blocker", "CompatFix", "CompatReport", "FileReport", "Report", "Verdict", "matches"]

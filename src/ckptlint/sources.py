@@ -19,7 +19,7 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol, TypeAlias, cast
 
-from .filenames import CHECKPOINT_SUFFIXES, is_checkpoint_name, repository_root, special_kind
+from .filenames import CHECKPOINT_SUFFIXES, fnmatchcase, is_checkpoint_name, repository_root, special_kind
 from .limits import DEFAULT_LIMITS, Limits
 from .record import record
 
@@ -156,7 +156,7 @@ class _Exclude:
         for base, globs in self.rules:
             rel = os.path.relpath(full, base).replace(os.sep, "/")
             parts = [p for p in rel.split("/") if p not in ("", ".", "..")]
-            if any(_fnmatchcase(rel, g) or any(_fnmatchcase(p, g) for p in parts) for g in globs):
+            if any(fnmatchcase(rel, g) or any(fnmatchcase(p, g) for p in parts) for g in globs):
                 return True
         return False
 
@@ -376,13 +376,6 @@ def _spool(stream: SupportsReadBytes, name: str, limits: Limits, temporary: list
 def _too_big(limits: Limits) -> str:
     return (f"more than {limits.max_spool_bytes} bytes (limit max_spool_bytes): give the file by its path, "
             "or raise the limit")
-
-
-def _fnmatchcase(name: str, pattern: str) -> bool:
-    """``fnmatch.fnmatchcase``, imported when a glob is first matched, not at import (startup)."""
-    from fnmatch import fnmatchcase
-
-    return fnmatchcase(name, pattern)
 
 
 __all__ = ["STDIN", "CheckInput", "Source", "SupportsReadBytes", "expand", "resolve", "special_file"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..filenames import fnmatchcase
 from ..findings import Finding
 from ..plugin import FileContext, hookimpl
 from ..rule import Rule
@@ -44,7 +45,7 @@ def ckptlint_check_file(context: FileContext) -> list[Finding] | None:
 
 
 def _allowed(key: str, patterns: tuple[str, ...]) -> bool:
-    return any(_fnmatchcase(key, p) for p in patterns)
+    return any(fnmatchcase(key, p) for p in patterns)
 
 
 def _n(count: int, word: str, plural: str | None = None) -> str:
@@ -174,10 +175,3 @@ def _fix_line(rep: CompatAnalysis) -> str | None:
     stay = f" ({_stay(len(fix.random_init))})" if fix.random_init else ""
     parts.append(f"load_state_dict(strict={fix.strict}){stay}")
     return "; ".join(parts)
-
-
-def _fnmatchcase(name: str, pattern: str) -> bool:
-    """``fnmatch.fnmatchcase``, imported when a glob is first matched, not at import (startup)."""
-    from fnmatch import fnmatchcase
-
-    return fnmatchcase(name, pattern)
