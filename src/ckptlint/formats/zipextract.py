@@ -21,7 +21,6 @@ member, and no number of members, can inflate past ``max_inflated_bytes``.
 
 from __future__ import annotations
 
-import operator
 import struct
 import zlib
 
@@ -30,8 +29,6 @@ from . import zipmember as zr
 
 _CHUNK = 1 << 16
 _LFH = struct.Struct("<HH16xHH")
-_HEADER_OFFSET = operator.itemgetter(7)  # ZipMember.header_offset
-_RAW_NAME = operator.itemgetter(1)  # ZipMember.raw_name
 """Local header fields after the signature and version: flags, method, name and extra lengths."""
 
 
@@ -302,9 +299,8 @@ def scan_local_headers(z: zr.Archive) -> zr.LocalHeaders:
     size = z.file_size
     out = zr.LocalHeaders(len(members))
     data_offsets, unpack = out.data_offsets, _LFH.unpack_from
-    # fields by position, in C (a named tuple's attribute is a descriptor call each: 100,000s of entries)
-    offsets = list(map(_HEADER_OFFSET, members))
-    names = list(map(_RAW_NAME, members))
+    offsets = list(map(zr.HEADER_OFFSET, members))
+    names = list(map(zr.RAW_NAME, members))
     ends = [off + 30 + len(raw) for off, raw in zip(offsets, names, strict=True)]  # each header's name end
     order = sorted(range(len(members)), key=offsets.__getitem__)
     n = len(order)

@@ -25,7 +25,6 @@ behaves, including its silent failures) lives in zipextract.py.
 
 from __future__ import annotations
 
-import operator
 import struct
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -44,6 +43,7 @@ from .zipmember import (
     NO_CENTRAL_DIR,
     NOT_AN_ARCHIVE,
     NOT_FOUND,
+    RAW_NAME,
     READ_FAILED,
     TOO_MANY_FILES,
     LocalHeaders,
@@ -71,7 +71,6 @@ _CDH_FIELDS = struct.Struct("<6xHHH4xIIIHHHH2xII")
 """The central header's fields the directory walk reads (needed, flags, method, crc, compressed size, size, name,
 extra and comment lengths, disk, external attributes, local header offset): no object for the others."""
 _U32 = 0xFFFFFFFF
-_RAW_NAME = operator.itemgetter(1)  # ZipMember.raw_name
 _NEW: Callable[[type[ZipMember], tuple[Any, ...]], ZipMember] = tuple.__new__
 """Builds a ZipMember from its fields without the named tuple's Python-level ``__new__``."""
 _miniz_sort = miniz_sort  # its old name here (tests compare it with miniz's heap sort)
@@ -252,7 +251,7 @@ class ZipArchive:
             p += step
             left -= step
         if self.plain:  # _entry's test of an entry's name, for the common entries: all names at once, in C
-            names = b"".join(map(_RAW_NAME, members))
+            names = b"".join(map(RAW_NAME, members))
             if not names.isascii() or names.find(b"\\") >= 0:
                 self.plain = False
         return members, p
@@ -450,7 +449,7 @@ class _Shared:
 
     def raw_names(self) -> list[bytes]:
         if self._raw_names is None:
-            self._raw_names = list(map(_RAW_NAME, self.members))
+            self._raw_names = list(map(RAW_NAME, self.members))
         return self._raw_names
 
     def by_name(self) -> dict[str, ZipMember]:
